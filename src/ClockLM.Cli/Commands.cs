@@ -1,0 +1,11 @@
+using System.CommandLine;
+
+namespace ClockLM.Cli;
+
+/// <summary>The list of `clocklm` subcommands. Each command lives in its own file and exposes a static Create().</summary>
+internal static class Commands
+{
+    public static IEnumerable<Command> All() =>
+    [
+    ];
+}

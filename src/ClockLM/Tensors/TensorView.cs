@@ -1,0 +1,56 @@
+namespace ClockLM.Tensors;
+
+/// <summary>
+/// A read-only 2-D tensor (rows x cols, row-major, each row in <see cref="Type"/>'s block layout) over memory
+/// owned by someone else: usually a memory-mapped model file, which must stay open while the view is used.
+/// A vector is a view with one row.
+/// </summary>
+public readonly unsafe struct TensorView
+{
+    private readonly byte* _data;
+
+    /// <summary>Creates a view over <paramref name="data"/>, which must hold rows*rowBytes bytes and outlive the view.</summary>
+    public TensorView(GgmlType type, int rows, int cols, byte* data)
+    {
+        if (cols % GgmlTypeInfo.BlockSize(type) != 0)
+            throw new ArgumentException($"{type} row length {cols} is not a multiple of the block size {GgmlTypeInfo.BlockSize(type)}");
+        Type = type;
+        Rows = rows;
+        Cols = cols;
+        _data = data;
+    }
+
+    /// <summary>A view over managed memory that must be pinned for the lifetime of the view (e.g. a pinned array).</summary>
+    public static TensorView Pinned(GgmlType type, int rows, int cols, byte[] pinnedArray)
+    {
+        fixed (byte* p = pinnedArray) return new TensorView(type, rows, cols, p);
+    }
+
+    /// <summary>Element type.</summary>
+    public GgmlType Type { get; }
+
+    /// <summary>Number of rows (output features of a weight matrix).</summary>
+    public int Rows { get; }
+
+    /// <summary>Values per row (input features of a weight matrix).</summary>
+    public int Cols { get; }
+
+    /// <summary>Bytes one row takes.</summary>
+    public int RowBytes => (int)GgmlTypeInfo.RowBytes(Type, Cols);
+
+    /// <summary>Bytes the whole tensor takes.</summary>
+    public long ByteCount => (long)RowBytes * Rows;
+
+    /// <summary>Pointer to the first byte.</summary>
+    public byte* Data => _data;
+
+    /// <summary>The bytes of row <paramref name="row"/>.</summary>
+    public ReadOnlySpan<byte> Row(int row)
+    {
+        if ((uint)row >= (uint)Rows) throw new ArgumentOutOfRangeException(nameof(row), row, $"tensor has {Rows} rows");
+        return new ReadOnlySpan<byte>(_data + (long)row * RowBytes, RowBytes);
+    }
+
+    /// <summary>Writes row <paramref name="row"/> as floats into <paramref name="destination"/>.</summary>
+    public void DequantizeRow(int row, Span<float> destination) => Dequantize.Row(Type, Row(row), destination[..Cols]);
+}
