@@ -122,11 +122,13 @@ public sealed unsafe class GgufFile : IDisposable
         return new ReadOnlySpan<byte>(_base + DataOffset + tensor.Offset, (int)bytes);
     }
 
-    /// <summary>Pointer to a tensor's first byte, valid while this file is open (for kernels).</summary>
-    internal byte* GetTensorPointer(GgufTensorInfo tensor)
+    /// <summary>A tensor as a (rows x row length) view over the mapping, valid while this file is open.</summary>
+    public TensorView GetView(GgufTensorInfo tensor)
     {
         ObjectDisposedException.ThrowIf(_base == null, this);
-        return _base + DataOffset + tensor.Offset;
+        if (tensor.RowLength > int.MaxValue || tensor.RowCount > int.MaxValue)
+            throw new GgufFormatException(Path, $"tensor '{tensor.Name}' {tensor.ShapeText} is too large to view as a matrix");
+        return new TensorView(tensor.Type, (int)tensor.RowCount, (int)tensor.RowLength, _base + DataOffset + tensor.Offset);
     }
 
     // ---- typed metadata access -------------------------------------------------------------

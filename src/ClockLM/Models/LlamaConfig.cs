@@ -1,0 +1,45 @@
+namespace ClockLM.Models;
+
+/// <summary>Hyper-parameters of a Llama-architecture model.</summary>
+/// <param name="Dim">Width of the residual stream (embedding length).</param>
+/// <param name="HiddenDim">Width of the feed-forward layer.</param>
+/// <param name="Layers">Number of transformer layers: clock cycles per token.</param>
+/// <param name="Heads">Query heads.</param>
+/// <param name="KvHeads">Key/value heads (fewer than <paramref name="Heads"/> for grouped-query attention).</param>
+/// <param name="VocabSize">Vocabulary size.</param>
+/// <param name="ContextLength">Longest sequence the model was trained for.</param>
+/// <param name="RmsEpsilon">Epsilon inside RMSNorm.</param>
+/// <param name="RopeBase">RoPE base frequency (10000 for Llama 2).</param>
+public sealed record LlamaConfig(
+    int Dim,
+    int HiddenDim,
+    int Layers,
+    int Heads,
+    int KvHeads,
+    int VocabSize,
+    int ContextLength,
+    float RmsEpsilon = 1e-5f,
+    float RopeBase = 10000f)
+{
+    /// <summary>Width of one attention head.</summary>
+    public int HeadSize => Dim / Heads;
+
+    /// <summary>Width of all key (or value) heads together.</summary>
+    public int KvDim => KvHeads * HeadSize;
+
+    /// <summary>Query heads that share one key/value head.</summary>
+    public int KvGroup => Heads / KvHeads;
+
+    /// <summary>Checks the shape is self-consistent; returns a description of the first problem or null.</summary>
+    public string? Validate()
+    {
+        if (Dim <= 0 || HiddenDim <= 0 || Layers <= 0 || Heads <= 0 || KvHeads <= 0 || VocabSize <= 0 || ContextLength <= 0)
+            return $"every dimension must be positive (dim {Dim}, ffn {HiddenDim}, layers {Layers}, heads {Heads}, kv heads {KvHeads}, vocab {VocabSize}, context {ContextLength})";
+        if (Dim % Heads != 0) return $"dim {Dim} is not a multiple of the head count {Heads}";
+        if (Heads % KvHeads != 0) return $"head count {Heads} is not a multiple of the KV head count {KvHeads}";
+        if (HeadSize % 2 != 0) return $"head size {HeadSize} is odd; RoPE rotates pairs";
+        if (Layers > 1024 || Dim > 1 << 16 || HiddenDim > 1 << 18 || VocabSize > 1 << 22 || ContextLength > 1 << 22)
+            return "a dimension is implausibly large";
+        return null;
+    }
+}

@@ -1,0 +1,30 @@
+using ClockLM.Tensors;
+
+namespace ClockLM.Models;
+
+/// <summary>The weights of one transformer layer (one clock cycle). Shapes are (rows, cols) = (out, in).</summary>
+public sealed class LlamaLayerWeights
+{
+    public required float[] AttnNorm { get; init; }   // (dim)
+    public required TensorView Wq { get; init; }      // (dim, dim)
+    public required TensorView Wk { get; init; }      // (kv_dim, dim)
+    public required TensorView Wv { get; init; }      // (kv_dim, dim)
+    public required TensorView Wo { get; init; }      // (dim, dim)
+    public required float[] FfnNorm { get; init; }    // (dim)
+    public required TensorView W1 { get; init; }      // gate (hidden_dim, dim)
+    public required TensorView W2 { get; init; }      // down (dim, hidden_dim)
+    public required TensorView W3 { get; init; }      // up (hidden_dim, dim)
+
+    /// <summary>Bytes of weights this layer reads per token: what the fetch stage brings in.</summary>
+    public long ByteCount => Wq.ByteCount + Wk.ByteCount + Wv.ByteCount + Wo.ByteCount
+        + W1.ByteCount + W2.ByteCount + W3.ByteCount + 4L * (AttnNorm.Length + FfnNorm.Length);
+}
+
+/// <summary>All weights of a Llama model. Matrices are views over the memory-mapped model file.</summary>
+public sealed class LlamaWeights
+{
+    public required TensorView TokenEmbedding { get; init; }  // (vocab, dim)
+    public required LlamaLayerWeights[] Layers { get; init; }
+    public required float[] FinalNorm { get; init; }          // (dim)
+    public required TensorView Output { get; init; }          // (vocab, dim); the embedding itself when tied
+}
