@@ -9,7 +9,7 @@ namespace ClockLM.Gguf;
 public sealed class GgufWriter
 {
     private readonly List<(string Key, GgufValue Value)> _metadata = [];
-    private readonly List<(string Name, GgmlType Type, long[] Dims, byte[] Data)> _tensors = [];
+    private readonly List<(string Name, GgmlType Type, long[] Dims, long Bytes, Action<Stream> WriteData)> _tensors = [];
 
     /// <summary>Alignment of the data section (written as <c>general.alignment</c> when not 32).</summary>
     public int Alignment { get; init; } = GgufFile.DefaultAlignment;
@@ -40,17 +40,33 @@ public sealed class GgufWriter
     /// <summary>Adds a tensor. <paramref name="dims"/> are innermost first (ggml order); data is in the type's block layout.</summary>
     public GgufWriter AddTensor(string name, GgmlType type, long[] dims, byte[] data)
     {
-        long elements = 1;
-        foreach (long d in dims) elements *= d;
-        if (dims[0] % GgmlTypeInfo.BlockSize(type) != 0)
-            throw new ArgumentException($"tensor '{name}': row length {dims[0]} is not a multiple of {type}'s block size {GgmlTypeInfo.BlockSize(type)}");
-        long expected = elements / GgmlTypeInfo.BlockSize(type) * GgmlTypeInfo.BlockBytes(type);
+        long expected = TensorBytes(name, type, dims);
         if (data.Length != expected)
             throw new ArgumentException($"tensor '{name}': {data.Length} bytes given, {type} {string.Join('x', dims)} needs {expected}");
+        return AddTensor(name, type, dims, stream => stream.Write(data));
+    }
+
+    /// <summary>Adds a tensor whose data is produced at write time by <paramref name="writeData"/>, which must write
+    /// exactly the tensor's byte count (so large models never sit in memory whole).</summary>
+    public GgufWriter AddTensor(string name, GgmlType type, long[] dims, Action<Stream> writeData)
+    {
+        long bytes = TensorBytes(name, type, dims);
         if (_tensors.Exists(t => t.Name == name))
             throw new ArgumentException($"tensor '{name}' added twice");
-        _tensors.Add((name, type, (long[])dims.Clone(), data));
+        _tensors.Add((name, type, (long[])dims.Clone(), bytes, writeData));
         return this;
+    }
+
+    private static long TensorBytes(string name, GgmlType type, long[] dims)
+    {
+        if (!GgmlTypeInfo.IsKnown(type)) throw new ArgumentException($"tensor '{name}': unknown type {type}");
+        if (dims.Length is 0 or > GgufFile.MaxDimensions || dims.Any(d => d <= 0))
+            throw new ArgumentException($"tensor '{name}': bad shape [{string.Join(", ", dims)}]");
+        if (dims[0] % GgmlTypeInfo.BlockSize(type) != 0)
+            throw new ArgumentException($"tensor '{name}': row length {dims[0]} is not a multiple of {type}'s block size {GgmlTypeInfo.BlockSize(type)}");
+        long elements = 1;
+        foreach (long d in dims) elements *= d;
+        return elements / GgmlTypeInfo.BlockSize(type) * GgmlTypeInfo.BlockBytes(type);
     }
 
     /// <summary>Adds an F32 tensor from floats.</summary>
@@ -81,7 +97,6 @@ public sealed class GgufWriter
             WriteValue(w, value);
         }
         long offset = 0;
-        var offsets = new long[_tensors.Count];
         for (int i = 0; i < _tensors.Count; i++)
         {
             var t = _tensors[i];
@@ -90,13 +105,16 @@ public sealed class GgufWriter
             foreach (long d in t.Dims) w.Write((ulong)d);
             w.Write((uint)t.Type);
             w.Write((ulong)offset);
-            offsets[i] = offset;
-            offset = Align(offset + t.Data.Length);
+            offset = Align(offset + t.Bytes);
         }
         Pad(w);
-        for (int i = 0; i < _tensors.Count; i++)
+        w.Flush();
+        foreach (var t in _tensors)
         {
-            w.Write(_tensors[i].Data);
+            long start = stream.Position;
+            t.WriteData(stream);
+            if (stream.Position - start != t.Bytes)
+                throw new InvalidOperationException($"tensor '{t.Name}': {stream.Position - start} bytes written, {t.Bytes} expected");
             Pad(w);
         }
     }

@@ -1,0 +1,28 @@
+using System.CommandLine;
+using ClockLM.Models;
+
+namespace ClockLM.Cli;
+
+/// <summary>Options shared by every command that loads a model.</summary>
+internal sealed class ModelOptions
+{
+    public Option<string?> Model { get; } = new("--model", "-m") { Description = "Model file: GGUF or llama2.c .bin" };
+    public Option<string?> Tokenizer { get; } = new("--tokenizer") { Description = "Tokenizer file for llama2.c checkpoints (tokenizer.bin)" };
+    public Option<int> Threads { get; } = new("--threads", "-t") { Description = "Worker threads", DefaultValueFactory = _ => Environment.ProcessorCount };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Model);
+        command.Options.Add(Tokenizer);
+        command.Options.Add(Threads);
+    }
+
+    /// <summary>Opens the model named by --model (required).</summary>
+    public ClockLM.Models.Model Load(ParseResult result)
+    {
+        string path = result.GetValue(Model) ?? throw new UsageException("--model is required: a GGUF file or a llama2.c checkpoint");
+        int threads = result.GetValue(Threads);
+        if (threads < 1 || threads > 1024) throw new UsageException($"--threads is {threads}, expected 1 to 1024");
+        return ClockLM.Models.Model.Load(path, result.GetValue(Tokenizer));
+    }
+}

@@ -1,0 +1,83 @@
+using System.CommandLine;
+using System.Text.Json;
+using ClockLM.Generation;
+using ClockLM.Sampling;
+
+namespace ClockLM.Cli;
+
+/// <summary>`clocklm run`: generate a continuation of a prompt, streamed to stdout.</summary>
+internal static class RunCommand
+{
+    public static Command Create()
+    {
+        var model = new ModelOptions();
+        var prompt = new Argument<string>("prompt") { Description = "Text to continue" };
+        var maxNew = new Option<int>("-n", "--max-new-tokens") { Description = "Most tokens to generate", DefaultValueFactory = _ => 128 };
+        var temp = new Option<float>("--temp") { Description = "Temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f };
+        var topK = new Option<int>("--top-k") { Description = "Top-k (0 = off)", DefaultValueFactory = _ => 40 };
+        var topP = new Option<float>("--top-p") { Description = "Top-p (1 = off)", DefaultValueFactory = _ => 0.95f };
+        var minP = new Option<float>("--min-p") { Description = "Min-p (0 = off)", DefaultValueFactory = _ => 0.05f };
+        var repeat = new Option<float>("--repeat-penalty") { Description = "Repetition penalty (1 = off)", DefaultValueFactory = _ => 1.0f };
+        var seed = new Option<ulong>("--seed", "-s") { Description = "Random seed", DefaultValueFactory = _ => 0x5EEDUL };
+        var ctx = new Option<int?>("--ctx", "-c") { Description = "Context length (default: the model's)" };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object instead of streaming text" };
+
+        var command = new Command("run", "Generate text from a prompt");
+        model.AddTo(command);
+        foreach (var o in new Option[] { maxNew, temp, topK, topP, minP, repeat, seed, ctx, json })
+            command.Options.Add(o);
+        command.Arguments.Add(prompt);
+        command.SetAction(result => CommandErrors.Run(() =>
+        {
+            var sampler = new SamplerOptions
+            {
+                Temperature = result.GetValue(temp),
+                TopK = result.GetValue(topK),
+                TopP = result.GetValue(topP),
+                MinP = result.GetValue(minP),
+                RepeatPenalty = result.GetValue(repeat),
+                Seed = result.GetValue(seed),
+            };
+            if (sampler.Validate() is { } problem) throw new UsageException(problem);
+            int n = result.GetValue(maxNew);
+            if (n < 0) throw new UsageException($"-n is {n}, expected 0 or more");
+
+            using var m = model.Load(result);
+            int? contextLength = result.GetValue(ctx);
+            if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
+            var generator = new Generator(m, contextLength);
+            var options = new GenerationOptions { MaxNewTokens = n, Sampler = sampler };
+            bool asJson = result.GetValue(json);
+            var stdout = Console.Out;
+            var output = generator.Generate(result.GetValue(prompt)!, options,
+                onText: asJson ? null : s => { stdout.Write(s); stdout.Flush(); },
+                echoPrompt: !asJson);
+            if (asJson)
+            {
+                stdout.WriteLine(JsonSerializer.Serialize(new
+                {
+                    prompt_ids = output.PromptIds,
+                    generated_ids = output.GeneratedIds,
+                    text = output.Text,
+                    stop_reason = output.StopReason.ToString(),
+                    timings = new
+                    {
+                        prompt_ms = output.PromptTime.TotalMilliseconds,
+                        prompt_tokens_per_second = output.PromptTokensPerSecond,
+                        decode_ms = output.DecodeTime.TotalMilliseconds,
+                        decode_tokens_per_second = output.DecodeTokensPerSecond,
+                    },
+                }));
+            }
+            else
+            {
+                stdout.WriteLine();
+            }
+            Console.Error.WriteLine(
+                $"prompt: {output.PromptIds.Length} tokens, {output.PromptTokensPerSecond:F1} tokens/s; " +
+                $"decode: {output.GeneratedIds.Length} tokens, {output.DecodeTokensPerSecond:F1} tokens/s");
+            return 0;
+        }));
+        return command;
+    }
+}

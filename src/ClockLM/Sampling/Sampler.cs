@@ -1,0 +1,140 @@
+namespace ClockLM.Sampling;
+
+/// <summary>
+/// Chooses the next token from logits. The chain runs as llama.cpp's default one does:
+/// repetition penalty, top-k, top-p, min-p, temperature, then a draw from the remaining distribution.
+/// Buffers are allocated once; sampling a token allocates nothing.
+/// </summary>
+public sealed class Sampler
+{
+    private readonly SamplerOptions _options;
+    private readonly (float Logit, int Id)[] _candidates;
+    private readonly float[] _probs;
+    private ulong _rng;
+
+    /// <summary>Creates a sampler for a vocabulary of <paramref name="vocabSize"/> tokens.</summary>
+    public Sampler(int vocabSize, SamplerOptions options)
+    {
+        if (options.Validate() is { } problem) throw new ArgumentException(problem, nameof(options));
+        _options = options;
+        _candidates = new (float, int)[vocabSize];
+        _probs = new float[vocabSize];
+        _rng = options.Seed == 0 ? 0x9E3779B97F4A7C15UL : options.Seed;
+    }
+
+    /// <summary>The options in use.</summary>
+    public SamplerOptions Options => _options;
+
+    /// <summary>Picks the next token. <paramref name="recent"/> are the tokens seen so far (for the repetition penalty).</summary>
+    public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> recent = default)
+    {
+        int n = logits.Length;
+        for (int i = 0; i < n; i++) _candidates[i] = (logits[i], i);
+        var c = _candidates.AsSpan(0, n);
+
+        if (_options.RepeatPenalty != 1.0f && _options.RepeatLastN > 0)
+        {
+            var window = recent.Length > _options.RepeatLastN ? recent[^_options.RepeatLastN..] : recent;
+            for (int i = 0; i < window.Length; i++)
+            {
+                int id = window[i];
+                // Each distinct token is penalised once, however often it occurs.
+                if ((uint)id >= (uint)n || window[..i].Contains(id)) continue;
+                ref float logit = ref c[id].Logit;
+                logit = logit > 0 ? logit / _options.RepeatPenalty : logit * _options.RepeatPenalty;
+            }
+        }
+
+        if (_options.Temperature <= 0)
+            return ArgMax(c);
+
+        // Sort descending by logit (ties: lower id first) so the truncations below are prefixes.
+        int keep = n;
+        if (_options.TopK > 0 && _options.TopK < n)
+        {
+            PartialSortDescending(c, _options.TopK);
+            keep = _options.TopK;
+        }
+        else
+        {
+            c.Sort(Compare);
+        }
+        var kept = c[..keep];
+
+        // Probabilities of what is kept (before temperature, as llama.cpp's top-p and min-p see them).
+        Softmax(kept, 1.0f, _probs);
+        if (_options.TopP < 1.0f)
+        {
+            float cumulative = 0;
+            int cut = keep;
+            for (int i = 0; i < keep; i++)
+            {
+                cumulative += _probs[i];
+                if (cumulative >= _options.TopP) { cut = i + 1; break; }
+            }
+            keep = cut;
+        }
+        if (_options.MinP > 0)
+        {
+            float threshold = _probs[0] * _options.MinP;
+            int cut = 1;
+            while (cut < keep && _probs[cut] >= threshold) cut++;
+            keep = cut;
+        }
+
+        kept = c[..keep];
+        Softmax(kept, _options.Temperature, _probs);
+        float r = NextFloat();
+        float acc = 0;
+        for (int i = 0; i < keep; i++)
+        {
+            acc += _probs[i];
+            if (r < acc) return kept[i].Id;
+        }
+        return kept[keep - 1].Id;
+    }
+
+    private static int Compare((float Logit, int Id) a, (float Logit, int Id) b) =>
+        a.Logit != b.Logit ? b.Logit.CompareTo(a.Logit) : a.Id.CompareTo(b.Id);
+
+    private static int ArgMax(ReadOnlySpan<(float Logit, int Id)> c)
+    {
+        int best = 0;
+        for (int i = 1; i < c.Length; i++)
+            if (c[i].Logit > c[best].Logit) best = i;
+        return c[best].Id;
+    }
+
+    /// <summary>Moves the k largest to the front, sorted descending (selection by repeated max: k is small).</summary>
+    private static void PartialSortDescending(Span<(float Logit, int Id)> c, int k)
+    {
+        for (int i = 0; i < k; i++)
+        {
+            int best = i;
+            for (int j = i + 1; j < c.Length; j++)
+                if (Compare(c[j], c[best]) < 0) best = j;
+            (c[i], c[best]) = (c[best], c[i]);
+        }
+    }
+
+    private static void Softmax(ReadOnlySpan<(float Logit, int Id)> c, float temperature, Span<float> probs)
+    {
+        float max = c[0].Logit;
+        float sum = 0;
+        for (int i = 0; i < c.Length; i++)
+        {
+            probs[i] = MathF.Exp((c[i].Logit - max) / temperature);
+            sum += probs[i];
+        }
+        for (int i = 0; i < c.Length; i++) probs[i] /= sum;
+    }
+
+    /// <summary>xorshift64*: a uniform float in [0, 1).</summary>
+    private float NextFloat()
+    {
+        _rng ^= _rng >> 12;
+        _rng ^= _rng << 25;
+        _rng ^= _rng >> 27;
+        return ((_rng * 0x2545F4914F6CDD1DUL) >> 40) / 16777216.0f;
+    }
+}
