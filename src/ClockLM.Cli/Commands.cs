@@ -8,5 +8,8 @@ internal static class Commands
     public static IEnumerable<Command> All() =>
     [
         RunCommand.Create(),
+        InspectCommand.Create(),
+        TokenizeCommand.Create(),
+        ConvertCommand.Create(),
     ];
 }

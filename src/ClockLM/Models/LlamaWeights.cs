@@ -27,4 +27,7 @@ public sealed class LlamaWeights
     public required LlamaLayerWeights[] Layers { get; init; }
     public required float[] FinalNorm { get; init; }          // (dim)
     public required TensorView Output { get; init; }          // (vocab, dim); the embedding itself when tied
+
+    /// <summary>True when the output head is the token embedding (tied weights).</summary>
+    public bool TiedOutput => Output.SameData(TokenEmbedding);
 }

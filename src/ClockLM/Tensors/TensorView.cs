@@ -44,6 +44,9 @@ public readonly unsafe struct TensorView
     /// <summary>Pointer to the first byte.</summary>
     public byte* Data => _data;
 
+    /// <summary>True when both views cover the same memory with the same shape and type.</summary>
+    public bool SameData(in TensorView other) => _data == other._data && Type == other.Type && Rows == other.Rows && Cols == other.Cols;
+
     /// <summary>The bytes of row <paramref name="row"/>.</summary>
     public ReadOnlySpan<byte> Row(int row)
     {

@@ -1,0 +1,35 @@
+using System.CommandLine;
+using ClockLM.Formats;
+using ClockLM.Models;
+using ClockLM.Tensors;
+using ClockLM.Tokenizers;
+
+namespace ClockLM.Cli;
+
+/// <summary>`clocklm convert MODEL.bin --tokenizer tokenizer.bin OUT.gguf`: a llama2.c checkpoint to an equivalent GGUF.</summary>
+internal static class ConvertCommand
+{
+    public static Command Create()
+    {
+        var input = new Argument<string>("model") { Description = "llama2.c checkpoint (.bin)" };
+        var output = new Argument<string>("output") { Description = "GGUF file to write" };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "llama2.c tokenizer.bin (default: tok{vocab}.bin or tokenizer.bin beside the model)" };
+        var command = new Command("convert", "Convert a llama2.c checkpoint to a llama-architecture GGUF (F32)");
+        command.Arguments.Add(input);
+        command.Arguments.Add(output);
+        command.Options.Add(tokenizer);
+        command.SetAction(result => CommandErrors.Run(() =>
+        {
+            string inPath = result.GetValue(input)!, outPath = result.GetValue(output)!;
+            using var model = Model.Load(inPath, result.GetValue(tokenizer));
+            if (model.Gguf is not null) throw new UsageException($"{inPath} is already a GGUF file");
+            var spm = (SentencePieceTokenizer)model.Tokenizer;
+            LlamaGgufExport.Write(outPath, Path.GetFileNameWithoutExtension(inPath), model.Config, spm,
+                separateOutput: !model.Weights.TiedOutput,
+                typeOf: _ => GgmlType.F32, LlamaGgufExport.FromWeights(model.Weights));
+            Console.Error.WriteLine($"wrote {outPath} ({new FileInfo(outPath).Length} bytes)");
+            return 0;
+        }));
+        return command;
+    }
+}
