@@ -16,20 +16,36 @@ public static class LlamaGguf
         if (!Architectures.Contains(arch))
             throw new GgufFormatException(file.Path, $"architecture '{arch}' is not supported (supported: {string.Join(", ", Architectures)})");
         var embedding = file.GetTensor("token_embd.weight");
-        int Int(string key) => checked((int)file.GetInteger(key));
+        int Int(string key, int? fallback = null)
+        {
+            long value = fallback is { } f ? file.GetInteger(key, f) : file.GetInteger(key);
+            if (value is <= 0 or > int.MaxValue)
+                throw new GgufFormatException(file.Path, $"{key} is {value}, expected a positive 32-bit count");
+            return (int)value;
+        }
+        if (embedding.RowCount > int.MaxValue)
+            throw new GgufFormatException(file.Path, $"token_embd.weight has {embedding.RowCount} rows, too many for a vocabulary");
         int heads = Int($"{arch}.attention.head_count");
         var config = new LlamaConfig(
             Dim: Int($"{arch}.embedding_length"),
             HiddenDim: Int($"{arch}.feed_forward_length"),
             Layers: Int($"{arch}.block_count"),
             Heads: heads,
-            KvHeads: checked((int)file.GetInteger($"{arch}.attention.head_count_kv", heads)),
-            VocabSize: checked((int)embedding.RowCount),
+            KvHeads: Int($"{arch}.attention.head_count_kv", heads),
+            VocabSize: (int)embedding.RowCount,
             ContextLength: Int($"{arch}.context_length"),
-            RmsEpsilon: (float)file.GetNumber($"{arch}.attention.layer_norm_rms_epsilon", 1e-5),
-            RopeBase: (float)file.GetNumber($"{arch}.rope.freq_base", 10000.0));
+            RmsEpsilon: Positive($"{arch}.attention.layer_norm_rms_epsilon", 1e-5),
+            RopeBase: Positive($"{arch}.rope.freq_base", 10000.0));
         if (config.Validate() is { } problem)
             throw new GgufFormatException(file.Path, $"model shape is invalid: {problem}");
+
+        float Positive(string key, double fallback)
+        {
+            double value = file.GetNumber(key, fallback);
+            if (!(value > 0 && value < 1e30))
+                throw new GgufFormatException(file.Path, $"{key} is {value}, expected a positive number");
+            return (float)value;
+        }
         long ropeDims = file.GetInteger($"{arch}.rope.dimension_count", config.HeadSize);
         if (ropeDims != config.HeadSize)
             throw new GgufFormatException(file.Path, $"{arch}.rope.dimension_count is {ropeDims}; only full-head RoPE ({config.HeadSize}) is supported");

@@ -44,7 +44,8 @@ public sealed class Model : IDisposable
     public static Model Load(string path, string? tokenizerPath = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such model file", path);
-        if (IsGguf(path))
+        // A .gguf file with a bad magic number gets the GGUF reader's error, not the llama2.c one.
+        if (IsGguf(path) || path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
         {
             var file = GgufFile.Open(path);
             try
