@@ -1,40 +1,87 @@
-using System.Numerics;
 using System.Runtime.InteropServices;
 
 namespace ClockLM.Tensors;
 
 /// <summary>Matrix-vector products: <c>y[r] = dot(W[r, :], x)</c> for every row r of a weight matrix.</summary>
+/// <remarks>
+/// For quantized weights x is first quantized to 8-bit blocks (see <see cref="ActivationBlocks"/>), then each row is an
+/// integer dot product per block scaled by the two block scales, as llama.cpp's vec_dot_*_q8_* kernels do. The result
+/// therefore differs from dot(dequantized row, x) by x's 8-bit rounding (relative error about 2^-8 per value).
+/// F32, F16 and BF16 weights are multiplied with float x directly.
+/// </remarks>
 public static class MatVec
 {
     /// <summary>y = W x, with W (rows x cols) in any supported type, x of length cols, y of length rows.</summary>
-    public static void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y)
+    public static void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y) =>
+        Multiply(w, x, y, null, KernelPaths.Best);
+
+    /// <summary>y = W x with the rows split across <paramref name="pool"/>'s threads and the caller.</summary>
+    public static void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y, WorkerPool pool) =>
+        Multiply(w, x, y, pool, KernelPaths.Best);
+
+    /// <summary>True when <see cref="Multiply(in TensorView, ReadOnlySpan{float}, Span{float})"/> accepts weights of <paramref name="type"/>.</summary>
+    public static bool IsSupported(GgmlType type) => Quantize.IsSupported(type);
+
+    /// <summary>y = W x on a chosen kernel path (tests compare paths; the public overloads use <see cref="KernelPaths.Best"/>).</summary>
+    internal static unsafe void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y, WorkerPool? pool, KernelPath path)
     {
         if (x.Length < w.Cols || y.Length < w.Rows)
             throw new ArgumentException($"matvec shapes: W is {w.Rows}x{w.Cols}, x has {x.Length}, y has {y.Length}");
-        if (w.Type == GgmlType.F32)
+        if (!IsSupported(w.Type))
+            throw new NotSupportedException($"matrix-vector products with {w.Type} weights are not supported");
+        if (!KernelPaths.CanRun(path))
+            throw new PlatformNotSupportedException($"kernel path {path} needs AVX2");
+
+        ActivationBlocks? activations = null;
+        if (GgmlTypeInfo.BlockSize(w.Type) == 32)
+            (activations = ActivationBlocks.ForThread).Quantize32(x[..w.Cols]);
+        else if (GgmlTypeInfo.BlockSize(w.Type) == 256)
+            (activations = ActivationBlocks.ForThread).Quantize256(x[..w.Cols]);
+
+        fixed (float* px = x)
+        fixed (float* py = y)
         {
-            for (int r = 0; r < w.Rows; r++)
-                y[r] = Dot(MemoryMarshal.Cast<byte, float>(w.Row(r)), x[..w.Cols]);
-            return;
-        }
-        Span<float> row = w.Cols <= 16384 ? stackalloc float[w.Cols] : new float[w.Cols];
-        for (int r = 0; r < w.Rows; r++)
-        {
-            w.DequantizeRow(r, row);
-            y[r] = Dot(row, x[..w.Cols]);
+            var job = new MatVecJob
+            {
+                Type = w.Type, Path = path, Weights = w.Data, RowBytes = w.RowBytes, Cols = w.Cols,
+                X = px, Y = py, Activations = activations,
+            };
+            // Splitting pays only when each thread gets enough bytes to amortise waking it (a few microseconds).
+            if (pool != null && w.ByteCount >= 256 * 1024)
+                pool.Run(job, w.Rows);
+            else
+                job.Execute(0, w.Rows);
         }
     }
 
     /// <summary>Dot product of two equal-length float spans.</summary>
-    public static float Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    public static unsafe float Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
-        int i = 0;
-        var acc = Vector<float>.Zero;
-        var va = MemoryMarshal.Cast<float, Vector<float>>(a);
-        var vb = MemoryMarshal.Cast<float, Vector<float>>(b);
-        for (; i < va.Length && i < vb.Length; i++) acc += va[i] * vb[i];
-        float sum = Vector.Sum(acc);
-        for (int j = i * Vector<float>.Count; j < a.Length; j++) sum += a[j] * b[j];
-        return sum;
+        int n = Math.Min(a.Length, b.Length);
+        fixed (float* pa = a) fixed (float* pb = b)
+            return FloatDots.Dot(GgmlType.F32, KernelPaths.Best, (byte*)pa, pb, n);
+    }
+}
+
+/// <summary>The rows of one matrix-vector product, as a job a <see cref="WorkerPool"/> can split.</summary>
+internal unsafe struct MatVecJob : IRowRangeJob
+{
+    public GgmlType Type;
+    public KernelPath Path;
+    public byte* Weights;
+    public int RowBytes;
+    public int Cols;
+    public float* X;
+    public float* Y;
+    public ActivationBlocks? Activations;
+
+    public readonly void Execute(int start, int end)
+    {
+        switch (Path)
+        {
+            case KernelPath.Scalar: RowDots.Rows<ScalarDots>(this, start, end); break;
+            case KernelPath.Vector128: RowDots.Rows<Vector128Dots>(this, start, end); break;
+            default: RowDots.Rows<Avx2Dots>(this, start, end); break;
+        }
     }
 }

@@ -1,0 +1,100 @@
+using System.Runtime.CompilerServices;
+
+namespace ClockLM.Tensors;
+
+/// <summary>
+/// The activation vector x of a matrix-vector product, quantized once per product to 8-bit blocks so every weight row
+/// can be multiplied with integer dot products (llama.cpp quantizes to Q8_0/Q8_1 or Q8_K for the same reason):
+/// <list type="bullet">
+/// <item>32-value blocks for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights: x ≈ D[b] * Qs, D rounded to f16 as in Q8_0;
+/// Sum[b] = Σ Qs (used to apply the weight's offset or min), S[b] = D[b] * Sum[b].</item>
+/// <item>256-value blocks for K-quant weights: x ≈ DK[b] * Qs with Qs in -127..127 (ggml's Q8_K);
+/// BSums[g] = Σ Qs over each group of 16 (used for the mins and the -32 offset of Q6_K).</item>
+/// </list>
+/// The arrays are pinned and reused: one instance per calling thread, grown when a longer vector arrives.
+/// </summary>
+internal sealed unsafe class ActivationBlocks
+{
+    [ThreadStatic] private static ActivationBlocks? _forThread;
+
+    /// <summary>The calling thread's reusable instance.</summary>
+    public static ActivationBlocks ForThread => _forThread ??= new ActivationBlocks();
+
+    private sbyte[] _qs = [];
+    private float[] _d = [];
+    private int[] _sum = [];
+    private float[] _s = [];
+    private short[] _bsums = [];
+
+    public int Count { get; private set; }
+    public sbyte* Qs => (sbyte*)Unsafe.AsPointer(ref _qs[0]);
+    public float* D => (float*)Unsafe.AsPointer(ref _d[0]);
+    public int* Sum => (int*)Unsafe.AsPointer(ref _sum[0]);
+    public float* S => (float*)Unsafe.AsPointer(ref _s[0]);
+    public short* BSums => (short*)Unsafe.AsPointer(ref _bsums[0]);
+
+    private void Reserve(int count)
+    {
+        Count = count;
+        if (_qs.Length >= count && _qs.Length > 0) return;
+        int n = Math.Max(count, 256);
+        _qs = GC.AllocateUninitializedArray<sbyte>(n, pinned: true);
+        _d = GC.AllocateUninitializedArray<float>(n / 32 + 1, pinned: true);
+        _sum = GC.AllocateUninitializedArray<int>(n / 32 + 1, pinned: true);
+        _s = GC.AllocateUninitializedArray<float>(n / 32 + 1, pinned: true);
+        _bsums = GC.AllocateUninitializedArray<short>(n / 16 + 1, pinned: true);
+    }
+
+    /// <summary>Quantizes x (a multiple of 32 values) to 32-value blocks: d = f16(amax / 127), q = round(x / d).</summary>
+    public void Quantize32(ReadOnlySpan<float> x)
+    {
+        Reserve(x.Length);
+        for (int b = 0; b < x.Length / 32; b++)
+        {
+            var xb = x.Slice(32 * b, 32);
+            float amax = 0;
+            foreach (float v in xb) amax = Math.Max(amax, MathF.Abs(v));
+            float d = amax / 127;
+            float id = d != 0 ? 1.0f / d : 0.0f;
+            int sum = 0;
+            for (int j = 0; j < 32; j++)
+            {
+                int q = (int)MathF.Round(xb[j] * id, MidpointRounding.AwayFromZero);
+                _qs[32 * b + j] = (sbyte)q;
+                sum += q;
+            }
+            float d16 = (float)(Half)d;
+            _d[b] = d16;
+            _sum[b] = sum;
+            _s[b] = d16 * sum;
+        }
+    }
+
+    /// <summary>Quantizes x (a multiple of 256 values) as ggml's quantize_row_q8_K_ref does.</summary>
+    public void Quantize256(ReadOnlySpan<float> x)
+    {
+        Reserve(x.Length);
+        for (int b = 0; b < x.Length / 256; b++)
+        {
+            var xb = x.Slice(256 * b, 256);
+            float max = Tensors.Quantize.SignedAbsMax(xb);
+            var qs = _qs.AsSpan(256 * b, 256);
+            if (max == 0)
+            {
+                _d[b] = 0;
+                qs.Clear();
+                _bsums.AsSpan(16 * b, 16).Clear();
+                continue;
+            }
+            float iscale = -127f / max;
+            for (int j = 0; j < 256; j++) qs[j] = (sbyte)Math.Min(127, KQuants.NearestInt(iscale * xb[j]));
+            for (int g = 0; g < 16; g++)
+            {
+                int sum = 0;
+                for (int i = 0; i < 16; i++) sum += qs[16 * g + i];
+                _bsums[16 * b + g] = (short)sum;
+            }
+            _d[b] = 1 / iscale;
+        }
+    }
+}

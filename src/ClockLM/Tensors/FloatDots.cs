@@ -1,0 +1,193 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace ClockLM.Tensors;
+
+/// <summary>
+/// Dot products of F32, F16 and BF16 weight rows with float activations. The scalar reference sums left to right;
+/// vector paths keep four independent lane accumulators (fused multiply-add) and add them at the end, so results
+/// differ from the reference only by float rounding order (bounded in the tests by 2 γ_n Σ|w x|).
+/// Halves are widened exactly by moving exponent and mantissa into place (scaled by 2^112), bfloat16 by a 16-bit shift.
+/// </summary>
+internal static unsafe class FloatDots
+{
+    public static float Dot(GgmlType type, KernelPath path, byte* w, float* x, int n) => (type, path) switch
+    {
+        (GgmlType.F32, KernelPath.Scalar) => F32Scalar((float*)w, x, n),
+        (GgmlType.F16, KernelPath.Scalar) => F16Scalar((ushort*)w, x, n),
+        (GgmlType.BF16, KernelPath.Scalar) => BF16Scalar((ushort*)w, x, n),
+        (GgmlType.F32, KernelPath.Vector128) => F32x128((float*)w, x, n),
+        (GgmlType.F16, KernelPath.Vector128) => Half16x128((ushort*)w, x, n, bf16: false),
+        (GgmlType.BF16, KernelPath.Vector128) => Half16x128((ushort*)w, x, n, bf16: true),
+        (GgmlType.F32, KernelPath.Vector256) => F32x256((float*)w, x, n),
+        (GgmlType.F16, KernelPath.Vector256) => Half16x256((ushort*)w, x, n, bf16: false),
+        (GgmlType.BF16, KernelPath.Vector256) => Half16x256((ushort*)w, x, n, bf16: true),
+        (GgmlType.F32, _) => F32x512((float*)w, x, n),
+        (GgmlType.F16, _) => Half16x512((ushort*)w, x, n, bf16: false),
+        _ => Half16x512((ushort*)w, x, n, bf16: true),
+    };
+
+    public static float F32Scalar(float* w, float* x, int n)
+    {
+        float s = 0;
+        for (int i = 0; i < n; i++) s += w[i] * x[i];
+        return s;
+    }
+
+    public static float F16Scalar(ushort* w, float* x, int n)
+    {
+        float s = 0;
+        for (int i = 0; i < n; i++) s += (float)BitConverter.UInt16BitsToHalf(w[i]) * x[i];
+        return s;
+    }
+
+    public static float BF16Scalar(ushort* w, float* x, int n)
+    {
+        float s = 0;
+        for (int i = 0; i < n; i++) s += Dequantize.BFloat16ToSingle(w[i]) * x[i];
+        return s;
+    }
+
+    // ---- widening halves: bits (h & 0x7fff) << 13 as a float, times 2^112, is the half's magnitude (normal or
+    // subnormal); infinities and NaNs (exponent 31) keep all-ones exponents; the sign moves to bit 31.
+    private const uint Scale2Pow112 = 0x77800000;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Widen(Vector128<uint> h, bool bf16)
+    {
+        if (bf16) return Vector128.ShiftLeft(h, 16).AsSingle();
+        var em = Vector128.ShiftLeft(h & Vector128.Create(0x7fffu), 13);
+        var mag = em.AsSingle() * Vector128.Create(Scale2Pow112).AsSingle();
+        var infNan = Vector128.Equals(h & Vector128.Create(0x7c00u), Vector128.Create(0x7c00u));
+        var bits = Vector128.ConditionalSelect(infNan, em | Vector128.Create(0x7f800000u), mag.AsUInt32());
+        return (bits | Vector128.ShiftLeft(h & Vector128.Create(0x8000u), 16)).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Widen(Vector256<uint> h, bool bf16)
+    {
+        if (bf16) return Vector256.ShiftLeft(h, 16).AsSingle();
+        var em = Vector256.ShiftLeft(h & Vector256.Create(0x7fffu), 13);
+        var mag = em.AsSingle() * Vector256.Create(Scale2Pow112).AsSingle();
+        var infNan = Vector256.Equals(h & Vector256.Create(0x7c00u), Vector256.Create(0x7c00u));
+        var bits = Vector256.ConditionalSelect(infNan, em | Vector256.Create(0x7f800000u), mag.AsUInt32());
+        return (bits | Vector256.ShiftLeft(h & Vector256.Create(0x8000u), 16)).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Widen(Vector512<uint> h, bool bf16)
+    {
+        if (bf16) return Vector512.ShiftLeft(h, 16).AsSingle();
+        var em = Vector512.ShiftLeft(h & Vector512.Create(0x7fffu), 13);
+        var mag = em.AsSingle() * Vector512.Create(Scale2Pow112).AsSingle();
+        var infNan = Vector512.Equals(h & Vector512.Create(0x7c00u), Vector512.Create(0x7c00u));
+        var bits = Vector512.ConditionalSelect(infNan, em | Vector512.Create(0x7f800000u), mag.AsUInt32());
+        return (bits | Vector512.ShiftLeft(h & Vector512.Create(0x8000u), 16)).AsSingle();
+    }
+
+    private static float Tail(GgmlTypeTail kind, void* w, float* x, int from, int n)
+    {
+        float s = 0;
+        for (int i = from; i < n; i++)
+            s += kind switch
+            {
+                GgmlTypeTail.F32 => ((float*)w)[i],
+                GgmlTypeTail.F16 => (float)BitConverter.UInt16BitsToHalf(((ushort*)w)[i]),
+                _ => Dequantize.BFloat16ToSingle(((ushort*)w)[i]),
+            } * x[i];
+        return s;
+    }
+
+    private enum GgmlTypeTail { F32, F16, BF16 }
+
+    public static float F32x128(float* w, float* x, int n)
+    {
+        Vector128<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        int i = 0;
+        for (; i + 16 <= n; i += 16)
+        {
+            a0 = Vector128.FusedMultiplyAdd(Vector128.Load(w + i), Vector128.Load(x + i), a0);
+            a1 = Vector128.FusedMultiplyAdd(Vector128.Load(w + i + 4), Vector128.Load(x + i + 4), a1);
+            a2 = Vector128.FusedMultiplyAdd(Vector128.Load(w + i + 8), Vector128.Load(x + i + 8), a2);
+            a3 = Vector128.FusedMultiplyAdd(Vector128.Load(w + i + 12), Vector128.Load(x + i + 12), a3);
+        }
+        for (; i + 4 <= n; i += 4) a0 = Vector128.FusedMultiplyAdd(Vector128.Load(w + i), Vector128.Load(x + i), a0);
+        return Vector128.Sum((a0 + a1) + (a2 + a3)) + Tail(GgmlTypeTail.F32, w, x, i, n);
+    }
+
+    public static float F32x256(float* w, float* x, int n)
+    {
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        int i = 0;
+        for (; i + 32 <= n; i += 32)
+        {
+            a0 = Vector256.FusedMultiplyAdd(Vector256.Load(w + i), Vector256.Load(x + i), a0);
+            a1 = Vector256.FusedMultiplyAdd(Vector256.Load(w + i + 8), Vector256.Load(x + i + 8), a1);
+            a2 = Vector256.FusedMultiplyAdd(Vector256.Load(w + i + 16), Vector256.Load(x + i + 16), a2);
+            a3 = Vector256.FusedMultiplyAdd(Vector256.Load(w + i + 24), Vector256.Load(x + i + 24), a3);
+        }
+        for (; i + 8 <= n; i += 8) a0 = Vector256.FusedMultiplyAdd(Vector256.Load(w + i), Vector256.Load(x + i), a0);
+        return Vector256.Sum((a0 + a1) + (a2 + a3)) + Tail(GgmlTypeTail.F32, w, x, i, n);
+    }
+
+    public static float F32x512(float* w, float* x, int n)
+    {
+        Vector512<float> a0 = default, a1 = default;
+        int i = 0;
+        for (; i + 32 <= n; i += 32)
+        {
+            a0 = Vector512.FusedMultiplyAdd(Vector512.Load(w + i), Vector512.Load(x + i), a0);
+            a1 = Vector512.FusedMultiplyAdd(Vector512.Load(w + i + 16), Vector512.Load(x + i + 16), a1);
+        }
+        for (; i + 16 <= n; i += 16) a0 = Vector512.FusedMultiplyAdd(Vector512.Load(w + i), Vector512.Load(x + i), a0);
+        return Vector512.Sum(a0 + a1) + Tail(GgmlTypeTail.F32, w, x, i, n);
+    }
+
+    public static float Half16x128(ushort* w, float* x, int n, bool bf16)
+    {
+        Vector128<float> a0 = default, a1 = default;
+        int i = 0;
+        for (; i + 8 <= n; i += 8)
+        {
+            var (lo, hi) = Vector128.Widen(Vector128.Load(w + i));
+            a0 = Vector128.FusedMultiplyAdd(Widen(lo, bf16), Vector128.Load(x + i), a0);
+            a1 = Vector128.FusedMultiplyAdd(Widen(hi, bf16), Vector128.Load(x + i + 4), a1);
+        }
+        return Vector128.Sum(a0 + a1) + Tail(bf16 ? GgmlTypeTail.BF16 : GgmlTypeTail.F16, w, x, i, n);
+    }
+
+    public static float Half16x256(ushort* w, float* x, int n, bool bf16)
+    {
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        int i = 0;
+        for (; i + 32 <= n; i += 32)
+        {
+            var (l0, h0) = Vector256.Widen(Vector256.Load(w + i));
+            var (l1, h1) = Vector256.Widen(Vector256.Load(w + i + 16));
+            a0 = Vector256.FusedMultiplyAdd(Widen(l0, bf16), Vector256.Load(x + i), a0);
+            a1 = Vector256.FusedMultiplyAdd(Widen(h0, bf16), Vector256.Load(x + i + 8), a1);
+            a2 = Vector256.FusedMultiplyAdd(Widen(l1, bf16), Vector256.Load(x + i + 16), a2);
+            a3 = Vector256.FusedMultiplyAdd(Widen(h1, bf16), Vector256.Load(x + i + 24), a3);
+        }
+        for (; i + 16 <= n; i += 16)
+        {
+            var (l0, h0) = Vector256.Widen(Vector256.Load(w + i));
+            a0 = Vector256.FusedMultiplyAdd(Widen(l0, bf16), Vector256.Load(x + i), a0);
+            a1 = Vector256.FusedMultiplyAdd(Widen(h0, bf16), Vector256.Load(x + i + 8), a1);
+        }
+        return Vector256.Sum((a0 + a1) + (a2 + a3)) + Tail(bf16 ? GgmlTypeTail.BF16 : GgmlTypeTail.F16, w, x, i, n);
+    }
+
+    public static float Half16x512(ushort* w, float* x, int n, bool bf16)
+    {
+        Vector512<float> a0 = default, a1 = default;
+        int i = 0;
+        for (; i + 32 <= n; i += 32)
+        {
+            var (lo, hi) = Vector512.Widen(Vector512.Load(w + i));
+            a0 = Vector512.FusedMultiplyAdd(Widen(lo, bf16), Vector512.Load(x + i), a0);
+            a1 = Vector512.FusedMultiplyAdd(Widen(hi, bf16), Vector512.Load(x + i + 16), a1);
+        }
+        return Vector512.Sum(a0 + a1) + Tail(bf16 ? GgmlTypeTail.BF16 : GgmlTypeTail.F16, w, x, i, n);
+    }
+}

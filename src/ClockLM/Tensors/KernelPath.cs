@@ -1,0 +1,35 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace ClockLM.Tensors;
+
+/// <summary>Which implementation of the dot-product kernels runs. Every path computes the same result as <see cref="Scalar"/>.</summary>
+public enum KernelPath
+{
+    /// <summary>Plain C#: the reference the others are tested against.</summary>
+    Scalar,
+    /// <summary>Portable 128-bit vectors (SSE, NEON, or software).</summary>
+    Vector128,
+    /// <summary>256-bit vectors: AVX2 integer dots for quantized weights, Vector256 FMA for float weights.</summary>
+    Vector256,
+    /// <summary>512-bit float kernels (F32/F16/BF16); quantized weights use the 256-bit integer path.</summary>
+    Vector512,
+}
+
+/// <summary>The fastest <see cref="KernelPath"/> this machine accelerates.</summary>
+public static class KernelPaths
+{
+    /// <summary>Chosen once at startup from the hardware's accelerated vector widths.</summary>
+    public static KernelPath Best { get; } =
+        Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Avx2.IsSupported ? KernelPath.Vector512
+        : Avx2.IsSupported && Fma.IsSupported ? KernelPath.Vector256
+        : Vector128.IsHardwareAccelerated ? KernelPath.Vector128
+        : KernelPath.Scalar;
+
+    /// <summary>True when <paramref name="path"/> can run here (a vector path the hardware lacks runs only if its operations have a software fallback).</summary>
+    public static bool CanRun(KernelPath path) => path switch
+    {
+        KernelPath.Vector256 or KernelPath.Vector512 => Avx2.IsSupported,
+        _ => true,
+    };
+}

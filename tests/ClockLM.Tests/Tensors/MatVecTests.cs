@@ -1,0 +1,167 @@
+using System.Runtime.Intrinsics.X86;
+using ClockLM.Tensors;
+
+namespace ClockLM.Tests.Tensors;
+
+public class MatVecTests
+{
+    public static TheoryData<GgmlType> QuantizedTypes => new()
+    {
+        GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
+        GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+    };
+
+    public static TheoryData<GgmlType> FloatTypes => new() { GgmlType.F32, GgmlType.F16, GgmlType.BF16 };
+
+    /// <summary>Vector paths this machine can run (Vector128 and, for floats, Vector512 run everywhere: software fallback if not accelerated).</summary>
+    private static IEnumerable<KernelPath> VectorPaths() =>
+        new[] { KernelPath.Vector128, KernelPath.Vector256, KernelPath.Vector512 }.Where(KernelPaths.CanRun);
+
+    /// <summary>A rows x cols weight matrix of <paramref name="type"/> (odd row counts, many blocks) and an activation vector.</summary>
+    private static (byte[] W, float[] X) Problem(GgmlType type, int rows, int cols, int seed)
+    {
+        var values = TestVectors.Gaussian(rows * cols, seed, scale: 0.05f);
+        // Sprinkle the awkward blocks into the first rows' values (zeros, constants, outliers, tiny).
+        var awkward = TestVectors.Awkward(Math.Min(rows * cols / 256 * 256, 2048), seed + 1);
+        awkward.CopyTo(values, 0);
+        var x = TestVectors.Gaussian(cols, seed + 2);
+        x[3] = 25f; // an activation outlier, like the massive activations of real models
+        return (Quantize.Matrix(type, values, rows, cols), x);
+    }
+
+    private static unsafe float[] Run(GgmlType type, byte[] w, int rows, int cols, float[] x, KernelPath path, WorkerPool? pool = null)
+    {
+        var y = new float[rows];
+        fixed (byte* p = w)
+            MatVec.Multiply(new TensorView(type, rows, cols, p), x, y, pool, path);
+        return y;
+    }
+
+    [Theory, MemberData(nameof(QuantizedTypes))]
+    public void VectorPaths_EqualScalarReferenceBitForBit(GgmlType type)
+    {
+        int block = GgmlTypeInfo.BlockSize(type);
+        foreach (var (rows, blocks) in new[] { (7, 37), (13, block == 32 ? 64 : 8), (1, 1) })
+        {
+            int cols = blocks * block;
+            var (w, x) = Problem(type, rows, cols, seed: rows * 100 + blocks);
+            var reference = Run(type, w, rows, cols, x, KernelPath.Scalar);
+            foreach (var path in VectorPaths())
+            {
+                var y = Run(type, w, rows, cols, x, path);
+                for (int r = 0; r < rows; r++)
+                    Assert.True(BitConverter.SingleToInt32Bits(reference[r]) == BitConverter.SingleToInt32Bits(y[r]),
+                        $"{type} {rows}x{cols} {path} row {r}: {y[r]} vs scalar {reference[r]}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Avx2Path_IsTestedOnThisMachine()
+    {
+        // The bit-for-bit comparisons above only cover AVX2 where it exists; say so loudly rather than pass silently.
+        Assert.True(Avx2.IsSupported, "this machine lacks AVX2, so the Vector256 integer kernels went untested");
+    }
+
+    /// <summary>
+    /// The scalar reference against an independent computation: dot(dequantized row, dequantized 8-bit activations)
+    /// in double. Both compute the same real number up to float rounding in the reference's scaling and summation,
+    /// bounded here by 1e-5 of Σ|w x| (tens of float operations per block, each relatively 6e-8).
+    /// </summary>
+    [Theory, MemberData(nameof(QuantizedTypes))]
+    public void ScalarReference_EqualsDequantizedDot(GgmlType type)
+    {
+        int rows = 5, cols = GgmlTypeInfo.BlockSize(type) == 32 ? 32 * 24 : 256 * 3;
+        var (w, x) = Problem(type, rows, cols, seed: 11);
+        var y = Run(type, w, rows, cols, x, KernelPath.Scalar);
+        var xq = DequantizedActivations(type, x);
+        var row = new float[cols];
+        int rowBytes = (int)GgmlTypeInfo.RowBytes(type, cols);
+        for (int r = 0; r < rows; r++)
+        {
+            Dequantize.Row(type, w.AsSpan(r * rowBytes, rowBytes), row);
+            double exact = 0, magnitude = 0;
+            for (int i = 0; i < cols; i++) { exact += (double)row[i] * xq[i]; magnitude += Math.Abs((double)row[i] * xq[i]); }
+            Assert.True(Math.Abs(y[r] - exact) <= 1e-5 * magnitude + 1e-30, $"{type} row {r}: {y[r]} vs {exact} (Σ|wx| {magnitude})");
+        }
+    }
+
+    /// <summary>x as the kernels see it, rebuilt from the formats' definitions (Q8_0 for 32-blocks, ggml's Q8_K for 256-blocks).</summary>
+    private static float[] DequantizedActivations(GgmlType type, float[] x)
+    {
+        if (GgmlTypeInfo.BlockSize(type) == 32)
+        {
+            var q = Quantize.Matrix(GgmlType.Q8_0, x, 1, x.Length);
+            var back = new float[x.Length];
+            Dequantize.Row(GgmlType.Q8_0, q, back);
+            return back;
+        }
+        var qk = GgmlNative.QuantizeRow(GgmlType.Q8_K, x);
+        return GgmlNative.DequantizeRow(GgmlType.Q8_K, qk, x.Length);
+    }
+
+    [Theory, MemberData(nameof(FloatTypes))]
+    public void FloatVectorPaths_WithinSummationOrderBound(GgmlType type)
+    {
+        // Reordered float sums each lie within γ_n Σ|w x| of the exact value (γ_n = n u / (1 - n u), u = 2^-24),
+        // so two orders differ by at most twice that. Odd column counts exercise the scalar tails.
+        foreach (var (rows, cols) in new[] { (9, 1187), (3, 4096), (5, 31) })
+        {
+            var (w, x) = Problem(type, rows, cols, seed: cols);
+            var reference = Run(type, w, rows, cols, x, KernelPath.Scalar);
+            var row = new float[cols];
+            int rowBytes = (int)GgmlTypeInfo.RowBytes(type, cols);
+            double u = Math.Pow(2, -24), gamma = cols * u / (1 - cols * u);
+            foreach (var path in VectorPaths())
+            {
+                var y = Run(type, w, rows, cols, x, path);
+                for (int r = 0; r < rows; r++)
+                {
+                    Dequantize.Row(type, w.AsSpan(r * rowBytes, rowBytes), row);
+                    double magnitude = 0;
+                    for (int i = 0; i < cols; i++) magnitude += Math.Abs((double)row[i] * x[i]);
+                    Assert.True(Math.Abs(y[r] - reference[r]) <= 2 * gamma * magnitude,
+                        $"{type} {rows}x{cols} {path} row {r}: {y[r]} vs scalar {reference[r]}");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void F16Widening_HandlesSubnormalsInfinitiesAndSigns()
+    {
+        // Halves chosen to hit every branch of the vector widening: ±0, subnormals, normals, ±inf; x = 1 picks them out.
+        ushort[] halves = [0x0000, 0x8000, 0x0001, 0x83FF, 0x3C00, 0xC2A0, 0x7BFF, 0x0400];
+        var bytes = new byte[2 * 32];
+        for (int i = 0; i < 32; i++) BitConverter.TryWriteBytes(bytes.AsSpan(2 * i), halves[i % halves.Length]);
+        foreach (var path in new[] { KernelPath.Scalar }.Concat(VectorPaths()))
+            for (int k = 0; k < 32; k++)
+            {
+                var x = new float[32];
+                x[k] = 1;
+                var y = Run(GgmlType.F16, bytes, 1, 32, x, path);
+                Assert.Equal((float)BitConverter.UInt16BitsToHalf(halves[k % halves.Length]), y[0]);
+            }
+        var inf = new byte[64];
+        BitConverter.TryWriteBytes(inf.AsSpan(10), (ushort)0xFC00);
+        var ones = Enumerable.Repeat(1f, 32).ToArray();
+        foreach (var path in VectorPaths())
+            Assert.Equal(float.NegativeInfinity, Run(GgmlType.F16, inf, 1, 32, ones, path)[0]);
+    }
+
+    [Fact]
+    public unsafe void Multiply_PublicOverloadMatchesScalarReferenceAndChecksShapes()
+    {
+        var (w, x) = Problem(GgmlType.Q4_K, 3, 512, seed: 3);
+        var expected = Run(GgmlType.Q4_K, w, 3, 512, x, KernelPath.Scalar);
+        var y = new float[3];
+        fixed (byte* p = w)
+        {
+            var view = new TensorView(GgmlType.Q4_K, 3, 512, p);
+            MatVec.Multiply(view, x, y);
+            Assert.Equal(expected, y);
+            var ex = Assert.Throws<ArgumentException>(() => MatVec.Multiply(view, new float[256], y));
+            Assert.Contains("3x512", ex.Message);
+        }
+    }
+}

@@ -1,0 +1,118 @@
+using ClockLM.Tensors;
+
+namespace ClockLM.Tests.Tensors;
+
+public class WorkerPoolTests
+{
+    private struct RecordJob : IRowRangeJob
+    {
+        public int[] Owner;
+        public int[] Hits;
+        public void Execute(int start, int end)
+        {
+            for (int r = start; r < end; r++)
+            {
+                Interlocked.Increment(ref Hits[r]);
+                Owner[r] = Environment.CurrentManagedThreadId;
+            }
+        }
+    }
+
+    [Fact]
+    public void Run_CoversEveryRowOnceAcrossThreads()
+    {
+        using var pool = new WorkerPool(2);
+        foreach (int count in new[] { 2, 3, 1000, 1001 })
+        {
+            var job = new RecordJob { Owner = new int[count], Hits = new int[count] };
+            pool.Run(job, count);
+            Assert.All(job.Hits, h => Assert.Equal(1, h));
+            Assert.Equal(Math.Min(count, 3), job.Owner.Distinct().Count());
+            if (count >= pool.Participants)
+                Assert.Contains(Environment.CurrentManagedThreadId, job.Owner); // the caller takes a share
+        }
+    }
+
+    [Fact]
+    public void Share_SplitsEvenlyAndContiguously()
+    {
+        Assert.Equal((0, 333), WorkerPool.Share(0, 3, 1000));
+        Assert.Equal((333, 666), WorkerPool.Share(1, 3, 1000));
+        Assert.Equal((666, 1000), WorkerPool.Share(2, 3, 1000));
+    }
+
+    private struct ThrowingJob : IRowRangeJob
+    {
+        public void Execute(int start, int end)
+        {
+            if (start > 0) throw new InvalidDataException($"rows {start}..{end}");
+        }
+    }
+
+    [Fact]
+    public void Run_ReportsWorkerFailuresAndStaysUsable()
+    {
+        using var pool = new WorkerPool(1);
+        var ex = Assert.Throws<AggregateException>(() => pool.Run(new ThrowingJob(), 10));
+        Assert.IsType<InvalidDataException>(ex.InnerException);
+        var job = new RecordJob { Owner = new int[10], Hits = new int[10] };
+        pool.Run(job, 10);
+        Assert.All(job.Hits, h => Assert.Equal(1, h));
+    }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    [InlineData(GgmlType.F16)]
+    public unsafe void ParallelMatVec_EqualsSingleThreadedBitForBit(GgmlType type)
+    {
+        // 301 x 2048 is above the size where MatVec splits rows, and 301 does not divide among 3 participants.
+        const int rows = 301, cols = 2048;
+        // 17 distinct quantized rows repeated (quantizing all 301 with the K-quant searches would dominate the test's time).
+        var distinct = Quantize.Matrix(type, TestVectors.Gaussian(17 * cols, seed: 21, scale: 0.05f), 17, cols);
+        var w = new byte[distinct.Length / 17 * rows];
+        for (int r = 0; r < rows; r++) distinct.AsSpan(r % 17 * (distinct.Length / 17), distinct.Length / 17).CopyTo(w.AsSpan(r * (distinct.Length / 17)));
+        var x = TestVectors.Gaussian(cols, seed: 22);
+        var single = new float[rows];
+        var parallel = new float[rows];
+        using var pool = new WorkerPool(2);
+        fixed (byte* p = w)
+        {
+            var view = new TensorView(type, rows, cols, p);
+            Assert.True(view.ByteCount >= 256 * 1024);
+            MatVec.Multiply(view, x, single);
+            MatVec.Multiply(view, x, parallel, pool);
+        }
+        for (int r = 0; r < rows; r++)
+            Assert.Equal(BitConverter.SingleToInt32Bits(single[r]), BitConverter.SingleToInt32Bits(parallel[r]));
+    }
+
+    [Fact]
+    public unsafe void ParallelMatVec_AllocatesNothingPerCall()
+    {
+        const int rows = 256, cols = 2048;
+        var w = Quantize.Matrix(GgmlType.Q8_0, TestVectors.Gaussian(rows * cols, seed: 23), rows, cols);
+        var x = TestVectors.Gaussian(cols, seed: 24);
+        var y = new float[rows];
+        using var pool = new WorkerPool(2);
+        fixed (byte* p = w)
+        {
+            var view = new TensorView(GgmlType.Q8_0, rows, cols, p);
+            for (int i = 0; i < 5; i++) MatVec.Multiply(view, x, y, pool); // warm-up: scratch buffers, job holder, JIT
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 200; i++) MatVec.Multiply(view, x, y, pool);
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            Assert.Equal(0, allocated);
+        }
+        Assert.NotEqual(0f, y[0]);
+    }
+
+    [Fact]
+    public void Dispose_StopsWorkersAndRejectsFurtherRuns()
+    {
+        var pool = new WorkerPool(2);
+        pool.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => pool.Run(new RecordJob { Owner = new int[4], Hits = new int[4] }, 4));
+    }
+}
