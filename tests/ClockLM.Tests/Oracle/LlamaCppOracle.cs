@@ -42,13 +42,19 @@ public sealed class LlamaCppOracle : IDisposable
 
     private static bool _logConfigured;
 
-    /// <summary>Evaluates <paramref name="tokens"/> from position 0 and returns the logits after the last one.</summary>
+    /// <summary>Evaluates <paramref name="tokens"/> from position 0 (a fresh KV cache) and returns the logits after the last one.</summary>
     public float[] PromptLogits(IReadOnlyList<int> tokens)
     {
         _context.NativeHandle.MemoryClear();
+        return Evaluate(tokens, 0);
+    }
+
+    /// <summary>Evaluates tokens at positions startPos, startPos+1, … on top of the cache and returns the last logits.</summary>
+    public float[] Evaluate(IReadOnlyList<int> tokens, int startPos)
+    {
         var batch = new LLamaBatch();
         for (int i = 0; i < tokens.Count; i++)
-            batch.Add((LLamaToken)tokens[i], (LLamaPos)i, LLamaSeqId.Zero, i == tokens.Count - 1);
+            batch.Add((LLamaToken)tokens[i], (LLamaPos)(startPos + i), LLamaSeqId.Zero, i == tokens.Count - 1);
         var result = _context.NativeHandle.Decode(batch);
         if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama.cpp decode failed: {result}");
         return _context.NativeHandle.GetLogitsIth(batch.TokenCount - 1).ToArray();
@@ -59,17 +65,11 @@ public sealed class LlamaCppOracle : IDisposable
     {
         var logits = PromptLogits(prompt);
         var output = new List<int>();
-        int pos = prompt.Count;
         for (int i = 0; i < count; i++)
         {
             int next = ArgMax(logits);
             output.Add(next);
-            if (i == count - 1) break;
-            var batch = new LLamaBatch();
-            batch.Add((LLamaToken)next, (LLamaPos)pos++, LLamaSeqId.Zero, true);
-            var result = _context.NativeHandle.Decode(batch);
-            if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama.cpp decode failed: {result}");
-            logits = _context.NativeHandle.GetLogitsIth(0).ToArray();
+            if (i < count - 1) logits = Evaluate([next], prompt.Count + i);
         }
         return output;
     }

@@ -22,18 +22,28 @@ public class LlamaLogitsTests(ITestOutputHelper output)
     });
 
     /// <summary>Largest allowed |ClockLM logit - llama.cpp logit|, per weight type, in units of the logits' standard
-    /// deviation (about 0.56 here). F32: both compute in float and differ only in summation order; measured 2e-6.
+    /// deviation (about 0.56 here), and whether the 32 free-running greedy tokens must be identical.
+    /// F32: both compute in float and differ only in summation order; measured 2e-6.
     /// F16: llama.cpp rounds the activation vector to F16 before every product with F16 weights (ClockLM keeps F32),
-    /// a relative error of 2^-11 per element; measured 3e-3.</summary>
-    public static TheoryData<GgmlType, double> Types => new()
+    /// 2^-11 relative per element; measured 2e-3.
+    /// BF16: llama.cpp rounds activations to BF16 (2^-8 relative per element) where ClockLM multiplies BF16 weights
+    /// by exact F32 activations; measured 1.7e-2. That noise exceeds some top-1/top-2 gaps, so for BF16 the greedy
+    /// check is teacher-forced and a different choice is allowed only at a near-tie (see below).
+    /// Q8_0: both quantise activations to Q8_0 blocks with the same rounding; measured 4e-7.
+    /// Q4_0: both quantise activations to 8 bits, but llama.cpp's repacked Q4_0 kernel rounds its activation blocks
+    /// differently; each is about 6% of std from the exact product with the dequantized weights, 8% from the other.</summary>
+    public static TheoryData<GgmlType, double, bool> Types => new()
     {
-        { GgmlType.F32, 2e-5 },
-        { GgmlType.F16, 1e-2 },
+        { GgmlType.F32, 2e-5, true },
+        { GgmlType.F16, 1e-2, true },
+        { GgmlType.BF16, 5e-2, false },
+        { GgmlType.Q8_0, 1e-5, true },
+        { GgmlType.Q4_0, 0.15, true },
     };
 
     [Theory]
     [MemberData(nameof(Types))]
-    public void LogitsAndGreedyTokensMatchLlamaCpp(GgmlType type, double tolerance)
+    public void LogitsAndGreedyTokensMatchLlamaCpp(GgmlType type, double tolerance, bool identicalGreedy)
     {
         using var dir = new TempDir();
         string path = dir.File($"random-{type}.gguf");
@@ -44,31 +54,60 @@ public class LlamaLogitsTests(ITestOutputHelper output)
         prompt = prompt.Take(20).ToList();
         Assert.Equal(20, prompt.Count);
 
+        using var oracle = new LlamaCppOracle(path);
+
+        // Logits after the prompt.
         var transformer = model.CreateTransformer(256);
         float[] ours = transformer.Evaluate(prompt.ToArray(), 0).ToArray();
-        var ourGreedy = new List<int>();
-        int pos = prompt.Count;
-        var logits = ours.ToArray();
-        for (int i = 0; i < 32; i++)
-        {
-            int next = LlamaCppOracle.ArgMax(logits);
-            ourGreedy.Add(next);
-            if (i < 31) logits = transformer.Forward(next, pos++).ToArray();
-        }
-
-        float[] theirs;
-        List<int> theirGreedy;
-        using (var oracle = new LlamaCppOracle(path))
-        {
-            theirs = oracle.PromptLogits(prompt);
-            theirGreedy = oracle.Greedy(prompt, 32);
-        }
-
+        float[] theirs = oracle.PromptLogits(prompt);
+        double std = StandardDeviation(theirs);
         double maxDiff = ours.Zip(theirs, (a, b) => Math.Abs(a - b)).Max();
-        double mean = theirs.Average(v => (double)v);
-        double std = Math.Sqrt(theirs.Average(v => (v - mean) * (v - mean)));
         output.WriteLine($"{type}: max |diff| {maxDiff:E3}, logit std {std:F4}, ratio {maxDiff / std:E3}");
         Assert.True(maxDiff <= tolerance * std, $"{type}: max |logit difference| {maxDiff:E3} exceeds {tolerance} x std {std:E3}");
-        Assert.Equal(theirGreedy, ourGreedy);
+
+        // Teacher-forced greedy: both engines are fed llama.cpp's choice; at every step ClockLM's argmax must be
+        // llama.cpp's, or score within the tolerance of it in llama.cpp's own logits (a near-tie).
+        var ourGreedy = new List<int>();
+        int pos = prompt.Count, nearTies = 0;
+        for (int i = 0; i < 32; i++)
+        {
+            int mine = LlamaCppOracle.ArgMax(ours), theirsBest = LlamaCppOracle.ArgMax(theirs);
+            ourGreedy.Add(mine);
+            if (mine != theirsBest)
+            {
+                nearTies++;
+                Assert.True(theirs[theirsBest] - theirs[mine] <= tolerance * std,
+                    $"{type} step {i}: ClockLM chose {mine}, llama.cpp {theirsBest}, a gap of {theirs[theirsBest] - theirs[mine]:E3} in llama.cpp's logits");
+            }
+            if (i == 31) break;
+            ours = transformer.Forward(theirsBest, pos).ToArray();
+            theirs = oracle.Evaluate([theirsBest], pos);
+            pos++;
+        }
+        output.WriteLine($"{type}: {32 - nearTies}/32 greedy steps agree, {nearTies} near-ties");
+
+        // Free-running: 32 greedy tokens from each engine on its own.
+        var freeOurs = Greedy(model, prompt, 32);
+        var freeTheirs = oracle.Greedy(prompt, 32);
+        if (identicalGreedy) Assert.Equal(freeTheirs, freeOurs);
+    }
+
+    private static List<int> Greedy(Model model, List<int> prompt, int count)
+    {
+        var transformer = model.CreateTransformer(256);
+        var logits = transformer.Evaluate(prompt.ToArray(), 0).ToArray();
+        var tokens = new List<int>();
+        for (int i = 0; i < count; i++)
+        {
+            tokens.Add(LlamaCppOracle.ArgMax(logits));
+            if (i < count - 1) logits = transformer.Forward(tokens[^1], prompt.Count + i).ToArray();
+        }
+        return tokens;
+    }
+
+    private static double StandardDeviation(float[] values)
+    {
+        double mean = values.Average(v => (double)v);
+        return Math.Sqrt(values.Average(v => (v - mean) * (v - mean)));
     }
 }
