@@ -21,8 +21,14 @@ internal sealed class ModelOptions
     public ClockLM.Models.Model Load(ParseResult result)
     {
         string path = result.GetValue(Model) ?? throw new UsageException("--model is required: a GGUF file or a llama2.c checkpoint");
+        return ClockLM.Models.Model.Load(path, result.GetValue(Tokenizer));
+    }
+
+    /// <summary>A worker pool for --threads N: N-1 workers beside the calling thread.</summary>
+    public ClockLM.Tensors.WorkerPool CreatePool(ParseResult result)
+    {
         int threads = result.GetValue(Threads);
         if (threads < 1 || threads > 1024) throw new UsageException($"--threads is {threads}, expected 1 to 1024");
-        return ClockLM.Models.Model.Load(path, result.GetValue(Tokenizer));
+        return new ClockLM.Tensors.WorkerPool(threads - 1);
     }
 }

@@ -42,10 +42,11 @@ internal static class RunCommand
             int n = result.GetValue(maxNew);
             if (n < 0) throw new UsageException($"-n is {n}, expected 0 or more");
 
+            using var pool = model.CreatePool(result);
             using var m = model.Load(result);
             int? contextLength = result.GetValue(ctx);
             if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
-            var generator = new Generator(m, contextLength);
+            var generator = new Generator(m, contextLength, pool);
             var options = new GenerationOptions { MaxNewTokens = n, Sampler = sampler };
             bool asJson = result.GetValue(json);
             var stdout = Console.Out;

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using ClockLM.Models;
 using ClockLM.Sampling;
+using ClockLM.Tensors;
 using ClockLM.Tokenizers;
 
 namespace ClockLM.Generation;
@@ -57,11 +58,11 @@ public sealed class Generator
     private readonly Transformer _transformer;
 
     /// <summary>A generator over <paramref name="model"/> with a KV cache of <paramref name="contextLength"/> positions
-    /// (the model's context length when null).</summary>
-    public Generator(Model model, int? contextLength = null)
+    /// (the model's context length when null), using <paramref name="pool"/>'s threads when given.</summary>
+    public Generator(Model model, int? contextLength = null, WorkerPool? pool = null)
     {
         _model = model;
-        _transformer = model.CreateTransformer(contextLength);
+        _transformer = model.CreateTransformer(contextLength, pool);
     }
 
     /// <summary>The processor that runs the forward pass.</summary>

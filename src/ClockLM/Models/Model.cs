@@ -1,5 +1,6 @@
 using ClockLM.Formats;
 using ClockLM.Gguf;
+using ClockLM.Tensors;
 using ClockLM.Tokenizers;
 
 namespace ClockLM.Models;
@@ -80,11 +81,12 @@ public sealed class Model : IDisposable
 
     /// <summary>A processor (forward pass with its own KV cache) for this model.</summary>
     /// <param name="contextLength">Positions to hold; the model's own context length when null.</param>
-    public Transformer CreateTransformer(int? contextLength = null)
+    /// <param name="pool">Threads for the matrix-vector products; the calling thread alone when null.</param>
+    public Transformer CreateTransformer(int? contextLength = null, WorkerPool? pool = null)
     {
         int ctx = contextLength ?? Config.ContextLength;
         if (ctx <= 0) throw new ArgumentOutOfRangeException(nameof(contextLength), ctx, "context length must be positive");
-        return new Transformer(Config, Weights, ctx);
+        return new Transformer(Config, Weights, ctx, pool);
     }
 
     private static bool IsGguf(string path)

@@ -22,10 +22,14 @@ public sealed class Transformer
     private readonly float[] _logits;  // output (vocab)
     private readonly float[] _ropeFrequencies; // (head_size / 2)
 
-    /// <summary>Creates a processor for <paramref name="weights"/> with a KV cache of <paramref name="contextLength"/> positions.</summary>
-    public Transformer(LlamaConfig config, LlamaWeights weights, int contextLength)
+    private readonly WorkerPool? _pool;
+
+    /// <summary>Creates a processor for <paramref name="weights"/> with a KV cache of <paramref name="contextLength"/> positions.
+    /// Matrix-vector products are split across <paramref name="pool"/>'s threads when one is given.</summary>
+    public Transformer(LlamaConfig config, LlamaWeights weights, int contextLength, WorkerPool? pool = null)
     {
         Config = config;
+        _pool = pool;
         Weights = weights;
         Cache = new KvCache(config, contextLength);
         _x = new float[config.Dim];
@@ -87,7 +91,7 @@ public sealed class Transformer
         if (!computeLogits) return;
         // Commit: final norm, then the output head turns the residual stream into logits.
         RmsNorm(_xb, _x, Weights.FinalNorm, Config.RmsEpsilon);
-        MatVec.Multiply(Weights.Output, _xb, _logits);
+        MatMul(Weights.Output, _xb, _logits);
     }
 
     /// <summary>One clock cycle: layer <paramref name="layer"/> at position <paramref name="pos"/>.</summary>
@@ -98,9 +102,9 @@ public sealed class Transformer
 
         // Decode: normalise the residual stream, project to q, k, v, rotate q and k by position.
         RmsNorm(_xb, _x, w.AttnNorm, Config.RmsEpsilon);
-        MatVec.Multiply(w.Wq, _xb, _q);
-        MatVec.Multiply(w.Wk, _xb, _k);
-        MatVec.Multiply(w.Wv, _xb, _v);
+        MatMul(w.Wq, _xb, _q);
+        MatMul(w.Wk, _xb, _k);
+        MatMul(w.Wv, _xb, _v);
         Rope(_q, pos);
         Rope(_k, pos);
 
@@ -111,16 +115,23 @@ public sealed class Transformer
         // Execute: attention over the cache, its output projection added into the residual stream,
         // then the SwiGLU feed-forward network: w2(silu(w1 x) * w3 x).
         Attention(layer, pos, _xb);
-        MatVec.Multiply(w.Wo, _xb, _xb2);
+        MatMul(w.Wo, _xb, _xb2);
         Add(_x, _xb2);
         RmsNorm(_xb, _x, w.FfnNorm, Config.RmsEpsilon);
-        MatVec.Multiply(w.W1, _xb, _hb);
-        MatVec.Multiply(w.W3, _xb, _hb2);
+        MatMul(w.W1, _xb, _hb);
+        MatMul(w.W3, _xb, _hb2);
         SwiGlu(_hb, _hb2);
-        MatVec.Multiply(w.W2, _hb, _xb);
+        MatMul(w.W2, _hb, _xb);
 
         // Write-back: the feed-forward output is added into the residual stream.
         Add(_x, _xb);
+    }
+
+    /// <summary>y = W x, on the pool when there is one.</summary>
+    private void MatMul(in TensorView w, ReadOnlySpan<float> x, Span<float> y)
+    {
+        if (_pool is null) MatVec.Multiply(w, x, y);
+        else MatVec.Multiply(w, x, y, _pool);
     }
 
     /// <summary>Multi-head attention of the current query over cached keys/values 0..pos; output (dim) into <paramref name="output"/>.</summary>
