@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Text;
-using ClockLM.Gguf;
 using ClockLM.Tokenizers;
 
 namespace ClockLM.Formats;
@@ -28,7 +27,7 @@ public static class Llama2cTokenizer
 
     /// <summary>Loads <paramref name="path"/> holding <paramref name="vocabSize"/> tokens.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="GgufFormatException">The file is truncated or its contents are impossible; the message names
+    /// <exception cref="ModelFormatException">The file is truncated or its contents are impossible; the message names
     /// the file, the token and what is wrong.</exception>
     public static SentencePieceTokenizer Load(string path, int vocabSize)
     {
@@ -95,5 +94,5 @@ public static class Llama2cTokenizer
         text.Length == 6 && text.StartsWith("<0x", StringComparison.Ordinal) && text[5] == '>'
         && Uri.IsHexDigit(text[3]) && Uri.IsHexDigit(text[4]);
 
-    private static GgufFormatException Error(string path, string problem) => new(path, $"llama2.c tokenizer: {problem}");
+    private static ModelFormatException Error(string path, string problem) => new(path, $"llama2.c tokenizer: {problem}");
 }
