@@ -45,13 +45,14 @@ public sealed class SentencePieceTokenizer : Tokenizer
     /// <param name="addSpacePrefix">Whether text gets a leading space before encoding (and loses it in decoding).</param>
     /// <param name="stripRightOfSpecial">Ids of special tokens that swallow the whitespace after them when found in text
     /// (llama.cpp sets this for Phi-3's chat tokens); null for none.</param>
+    /// <param name="endOfGeneration">Ids that end generation; null for just <paramref name="eosId"/>.</param>
     /// <exception cref="ArgumentException">Arrays of different lengths, an empty vocabulary, an id out of range, or a
     /// byte entry that does not read <c>&lt;0xNN&gt;</c>.</exception>
     public SentencePieceTokenizer(
         IReadOnlyList<string> pieces, IReadOnlyList<float> scores, IReadOnlyList<TokenKind> kinds,
         int bosId = 1, int eosId = 2, int unknownId = 0, int paddingId = -1,
         bool addBos = true, bool addEos = false, bool addSpacePrefix = true,
-        IEnumerable<int>? stripRightOfSpecial = null)
+        IEnumerable<int>? stripRightOfSpecial = null, IEnumerable<int>? endOfGeneration = null)
     {
         int n = pieces.Count;
         if (n == 0)
@@ -105,6 +106,14 @@ public sealed class SentencePieceTokenizer : Tokenizer
             _stripRight[id] = true;
         }
 
+        var endIds = new HashSet<int>();
+        foreach (int id in endOfGeneration ?? (eosId >= 0 ? [eosId] : []))
+        {
+            CheckId(id, n, nameof(endOfGeneration));
+            endIds.Add(id);
+        }
+        EndOfGenerationIds = endIds;
+
         BosId = bosId;
         EosId = eosId;
         UnknownId = unknownId;
@@ -147,6 +156,13 @@ public sealed class SentencePieceTokenizer : Tokenizer
 
     /// <summary>Unknown-token id, or -1.</summary>
     public int UnknownId { get; }
+
+    /// <summary>Ids whose generation ends the model's turn: EOS, and for GGUF vocabularies also EOT/EOM and the
+    /// end-of-turn spellings llama.cpp recognises (e.g. <c>&lt;|end|&gt;</c>, <c>&lt;|endoftext|&gt;</c>).</summary>
+    public IReadOnlySet<int> EndOfGenerationIds { get; }
+
+    /// <summary>Whether generating <paramref name="id"/> ends the model's turn.</summary>
+    public bool IsEndOfGeneration(int id) => EndOfGenerationIds.Contains(id);
 
     /// <summary>Padding id, or -1.</summary>
     public int PaddingId { get; }
@@ -211,6 +227,22 @@ public sealed class SentencePieceTokenizer : Tokenizer
 
         int bos = SpecialId(file, "tokenizer.ggml.bos_token_id", 1, n);
         int eos = SpecialId(file, "tokenizer.ggml.eos_token_id", 2, n);
+        int eot = SpecialId(file, "tokenizer.ggml.eot_token_id", -1, n);
+        int eom = SpecialId(file, "tokenizer.ggml.eom_token_id", -1, n);
+
+        // As llama.cpp: an entry spelled like an end of turn ends generation and is treated as a control token
+        // (so it is only split out of text with parseSpecial and gives no text), whatever kind the file gives it.
+        var endOfGeneration = new SortedSet<int>();
+        for (int id = 0; id < n; id++)
+        {
+            if (!EndOfTurnSpellings.Contains(pieces[id]))
+                continue;
+            endOfGeneration.Add(id);
+            kinds[id] = TokenKind.Control;
+        }
+        foreach (int id in new[] { eos, eot, eom })
+            if (id >= 0)
+                endOfGeneration.Add(id);
         int unk = SpecialId(file, "tokenizer.ggml.unknown_token_id", 0, n);
         int pad = SpecialId(file, "tokenizer.ggml.padding_token_id", -1, n);
         bool addBos = file.GetBool("tokenizer.ggml.add_bos_token", true);
@@ -220,13 +252,20 @@ public sealed class SentencePieceTokenizer : Tokenizer
         try
         {
             return new SentencePieceTokenizer(pieces, scores, kinds, bos, eos, unk, pad, addBos, addEos, addSpacePrefix,
-                Phi3StripRight(file, pieces, kinds));
+                Phi3StripRight(file, pieces, kinds), endOfGeneration);
         }
         catch (ArgumentException e)
         {
             throw new GgufFormatException(file.Path, $"tokenizer.ggml: {e.Message}");
         }
     }
+
+    // Texts llama.cpp takes for end-of-turn tokens whatever the file says about them.
+    private static readonly HashSet<string> EndOfTurnSpellings = new(StringComparer.Ordinal)
+    {
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>",
+        "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>",
+    };
 
     private static int[] ReadIntArray(GgufFile file, string key)
     {

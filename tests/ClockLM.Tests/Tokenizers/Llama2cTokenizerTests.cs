@@ -50,6 +50,8 @@ public class Llama2cTokenizerTests
             Assert.DoesNotContain(' ', Tok512.GetPiece(id));
         Assert.Contains(Enumerable.Range(259, 253), id => Tok512.GetPiece(id).StartsWith('▁'));
         Assert.Equal((1, 2, true, false), (Tok512.BosId, Tok512.EosId, Tok512.AddBos, Tok512.AddEos));
+        // run.c stops when the model produces BOS; EOS ends generation as well.
+        Assert.Equal([1, 2], Tok512.EndOfGenerationIds.Order());
     }
 
     [Fact]

@@ -204,7 +204,10 @@ public class SentencePieceTokenizerTests
         var tok = SentencePieceTokenizer.FromGguf(file);
         Assert.Equal((1, 2, 0, -1), (tok.BosId, tok.EosId, tok.UnknownId, tok.PaddingId));
         Assert.Equal((true, false, true), (tok.AddBos, tok.AddEos, tok.AddSpacePrefix));
-        Assert.All(Enumerable.Range(0, 5), id => Assert.Equal(TokenKind.Normal, tok.GetKind(id)));
+        Assert.All(new[] { 0, 1, 3, 4 }, id => Assert.Equal(TokenKind.Normal, tok.GetKind(id)));
+        // "</s>" is spelled like an end of turn, which llama.cpp makes a control token whatever the file says.
+        Assert.Equal(TokenKind.Control, tok.GetKind(2));
+        Assert.Equal([2], tok.EndOfGenerationIds);
         Assert.Equal(0f, tok.GetScore(4));
         // Through the factory on Tokenizer as well.
         Assert.IsType<SentencePieceTokenizer>(Tokenizer.Load(file));

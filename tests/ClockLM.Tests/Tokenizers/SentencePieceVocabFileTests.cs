@@ -105,10 +105,22 @@ public class SentencePieceVocabFileTests
         // The newline after each chat token is stripped (llama.cpp's rstrip for Phi-3), "Hi" gets the prefix space.
         Assert.Equal([1, user, tokenizer.FindPiece("▁Hi"), end], ids);
 
-        // </s> is a user-defined token in this vocabulary, so it is split out even without parseSpecial.
+        // </s> is user-defined in this file, but llama.cpp takes its spelling for an end of turn and makes it a
+        // control token: split out (swallowing the spaces after it) only with parseSpecial, and an end of generation.
         int eosText = tokenizer.FindPiece("</s>");
-        Assert.Equal(TokenKind.UserDefined, tokenizer.GetKind(eosText));
-        var plain = tokenizer.Encode("x</s>  y", addSpecial: false, parseSpecial: false);
-        Assert.Equal([.. tokenizer.Encode("x", false), eosText, tokenizer.FindPiece("▁y")], plain);
+        Assert.Equal(TokenKind.Control, tokenizer.GetKind(eosText));
+        Assert.Equal([.. tokenizer.Encode("x", false), eosText, tokenizer.FindPiece("▁y")],
+            tokenizer.Encode("x</s>  y", addSpecial: false, parseSpecial: true));
+        Assert.DoesNotContain(eosText, tokenizer.Encode("x</s>  y", addSpecial: false, parseSpecial: false));
+        Assert.Equal([eosText, 32000, end], tokenizer.EndOfGenerationIds.Order());
+    }
+
+    [Fact]
+    public void EndOfGenerationIsEosForLlama()
+    {
+        var tokenizer = Load("ggml-vocab-llama-spm.gguf");
+        Assert.Equal([2], tokenizer.EndOfGenerationIds);
+        Assert.True(tokenizer.IsEndOfGeneration(2));
+        Assert.False(tokenizer.IsEndOfGeneration(1));
     }
 }
