@@ -101,17 +101,11 @@ public sealed class SentencePieceTokenizer : Tokenizer
             .ToArray();
         _stripRight = new bool[n];
         foreach (int id in stripRightOfSpecial ?? [])
-        {
-            CheckId(id, n, nameof(stripRightOfSpecial));
-            _stripRight[id] = true;
-        }
+            _stripRight[CheckListedId(id, n, nameof(stripRightOfSpecial))] = true;
 
         var endIds = new HashSet<int>();
         foreach (int id in endOfGeneration ?? (eosId >= 0 ? [eosId] : []))
-        {
-            CheckId(id, n, nameof(endOfGeneration));
-            endIds.Add(id);
-        }
+            endIds.Add(CheckListedId(id, n, nameof(endOfGeneration)));
         EndOfGenerationIds = endIds;
 
         BosId = bosId;
@@ -127,6 +121,13 @@ public sealed class SentencePieceTokenizer : Tokenizer
     {
         if (id < -1 || id >= vocabSize)
             throw new ArgumentException($"{name} is {id}, but the vocabulary has {vocabSize} entries (use -1 for none)", name);
+    }
+
+    private static int CheckListedId(int id, int vocabSize, string name)
+    {
+        if (id < 0 || id >= vocabSize)
+            throw new ArgumentException($"{name} lists id {id}, but the vocabulary has {vocabSize} entries", name);
+        return id;
     }
 
     private byte[] OutputBytes(int id)
@@ -367,21 +368,19 @@ public sealed class SentencePieceTokenizer : Tokenizer
                 if (match < 0)
                     continue;
 
-                int leftEnd = match;
                 int rightStart = match + piece.Length, end = fragment.Start + fragment.Length;
                 if (_stripRight[special])
                     while (rightStart < end && IsCSpace(text[rightStart]))
                         rightStart++;
 
-                var replacement = new List<Fragment>(3);
-                if (leftEnd > fragment.Start)
-                    replacement.Add(new Fragment(fragment.Start, leftEnd - fragment.Start, -1));
-                replacement.Add(new Fragment(match, piece.Length, special));
-                if (rightStart < end)
-                    replacement.Add(new Fragment(rightStart, end - rightStart, -1)); // searched again on the next pass
+                // Replace the fragment by [text before] token [text after]; the loop then goes on with the text after,
+                // which may hold the same token again.
                 fragments.RemoveAt(f);
-                fragments.InsertRange(f, replacement);
-                f += replacement.Count - 2; // continue with the right-hand remainder, if any
+                if (match > fragment.Start)
+                    fragments.Insert(f++, new Fragment(fragment.Start, match - fragment.Start, -1));
+                fragments.Insert(f, new Fragment(match, piece.Length, special));
+                if (rightStart < end)
+                    fragments.Insert(f + 1, new Fragment(rightStart, end - rightStart, -1));
             }
         }
         return fragments;
@@ -390,31 +389,10 @@ public sealed class SentencePieceTokenizer : Tokenizer
     // C's isspace in the "C" locale, which llama.cpp uses to strip around special tokens.
     private static bool IsCSpace(char c) => c is ' ' or '\t' or '\n' or '\v' or '\f' or '\r';
 
-    private static string ReplaceLoneSurrogates(string text)
-    {
-        // Encoding a C# string to UTF-8 turns an unpaired surrogate into U+FFFD; do the same up front so that the
-        // merges see the characters llama.cpp would see.
-        for (int i = 0; i < text.Length; i++)
-        {
-            if (!char.IsSurrogate(text[i]))
-                continue;
-            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
-            {
-                i++;
-                continue;
-            }
-            var chars = text.ToCharArray();
-            for (int j = i; j < chars.Length; j++)
-            {
-                if (char.IsHighSurrogate(chars[j]) && j + 1 < chars.Length && char.IsLowSurrogate(chars[j + 1]))
-                    j++;
-                else if (char.IsSurrogate(chars[j]))
-                    chars[j] = '\uFFFD';
-            }
-            return new string(chars);
-        }
-        return text;
-    }
+    // Encoding a C# string as UTF-8 turns an unpaired surrogate into U+FFFD; do the same up front so that the
+    // merges see the characters llama.cpp would be given.
+    private static string ReplaceLoneSurrogates(string text) =>
+        text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') < 0 ? text : Encoding.UTF8.GetString(Encoding.UTF8.GetBytes(text));
 
     // One symbol of the merge: a span of the text, linked to its neighbours.
     private struct Symbol

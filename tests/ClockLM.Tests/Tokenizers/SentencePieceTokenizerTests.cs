@@ -148,6 +148,24 @@ public class SentencePieceTokenizerTests
         return ids;
     }
 
+    [Fact]
+    public void ConstructorRejectsInconsistentArrays()
+    {
+        TokenKind[] kinds = [TokenKind.Unknown, TokenKind.Normal];
+        Assert.Contains("1 scores for 2 pieces", Assert.Throws<ArgumentException>(() => new SentencePieceTokenizer(["<unk>", "a"], [0f], kinds)).Message);
+        Assert.Contains("1 token kinds for 2 pieces", Assert.Throws<ArgumentException>(() => new SentencePieceTokenizer(["<unk>", "a"], [0f, 0f], kinds[..1])).Message);
+        Assert.Contains("bosId is 7", Assert.Throws<ArgumentException>(() => new SentencePieceTokenizer(["<unk>", "a"], [0f, 0f], kinds, bosId: 7)).Message);
+        Assert.Contains("endOfGeneration lists id -1", Assert.Throws<ArgumentException>(() =>
+            new SentencePieceTokenizer(["<unk>", "a"], [0f, 0f], kinds, bosId: -1, eosId: -1, endOfGeneration: [-1])).Message);
+    }
+
+    [Fact]
+    public void IdsOutsideTheVocabularyAreRejected()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => Llama.Decode([1, 32000]));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Llama.GetPiece(-1));
+    }
+
     // ---- GGUF loading ----
 
     private static string WriteVocab(TempDir dir, Action<GgufWriter> fill)
