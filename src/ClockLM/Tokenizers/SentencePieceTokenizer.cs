@@ -16,6 +16,7 @@ namespace ClockLM.Tokenizers;
 /// the vocabulary is spelled with byte tokens <c>&lt;0xNN&gt;</c>, one per UTF-8 byte.</para>
 /// <para>Decoding: '▁' becomes a space, a byte token is its byte, control and unknown tokens give no text, and the
 /// space added in front of the text is dropped again from the first piece (at the start or right after BOS).</para>
+/// <para>An instance does not change after construction and may be shared between threads.</para>
 /// </remarks>
 public sealed class SentencePieceTokenizer : Tokenizer
 {
@@ -198,10 +199,13 @@ public sealed class SentencePieceTokenizer : Tokenizer
 
     /// <summary>Builds the tokenizer from a GGUF file's <c>tokenizer.ggml.*</c> metadata, with llama.cpp's defaults
     /// for what is absent (scores 0, kinds Normal, BOS 1, EOS 2, UNK 0, add BOS, no EOS, add the space prefix).</summary>
-    /// <exception cref="GgufFormatException">The token list is missing, an array has the wrong type or length, or a
-    /// special-token id lies outside the vocabulary.</exception>
+    /// <exception cref="GgufFormatException"><c>tokenizer.ggml.model</c> is not "llama", the token list is missing, an
+    /// array has the wrong type or length, or a special-token id lies outside the vocabulary.</exception>
     public static SentencePieceTokenizer FromGguf(GgufFile file)
     {
+        string model = file.GetString("tokenizer.ggml.model");
+        if (model != "llama")
+            throw new GgufFormatException(file.Path, $"tokenizer.ggml.model is '{model}', but a SentencePiece vocabulary is 'llama'");
         const string tokensKey = "tokenizer.ggml.tokens", scoresKey = "tokenizer.ggml.scores", typesKey = "tokenizer.ggml.token_type";
         string[] pieces = file.GetArray<string>(tokensKey);
         int n = pieces.Length;

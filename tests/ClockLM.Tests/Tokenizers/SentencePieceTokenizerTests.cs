@@ -196,6 +196,7 @@ public class SentencePieceTokenizerTests
     public void MissingOrMismatchedArraysAreErrorsNamingTheKey()
     {
         LoadFails(_ => { }, "'tokenizer.ggml.tokens' is missing");
+        LoadFails(w => w.Set("tokenizer.ggml.model", "gpt2"), "tokenizer.ggml.model is 'gpt2', but a SentencePiece vocabulary is 'llama'");
         LoadFails(w => w.Set("tokenizer.ggml.tokens", GgufValue.From(FivePieces))
                         .Set("tokenizer.ggml.scores", GgufValue.From(new float[4])),
             "tokenizer.ggml.scores has 4 entries but tokenizer.ggml.tokens has 5");
