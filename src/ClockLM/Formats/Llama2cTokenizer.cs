@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Text;
-using ClockLM.Gguf;
 using ClockLM.Tokenizers;
 
 namespace ClockLM.Formats;
@@ -13,7 +12,8 @@ namespace ClockLM.Formats;
 /// Layout, little-endian: <c>int32 max_token_length</c>, then for each of the model's <c>vocab_size</c> tokens
 /// <c>float32 score, int32 byte_length, byte_length bytes of UTF-8</c>. The count is not in the file; it comes from
 /// the checkpoint header. llama2.c's exporter writes '▁' as a real space and BOS/EOS as <c>"\n&lt;s&gt;\n"</c> and
-/// <c>"\n&lt;/s&gt;\n"</c>; both are turned back into SentencePiece's spelling here.
+/// <c>"\n&lt;/s&gt;\n"</c>; both are turned back into SentencePiece's spelling here. Generation ends at EOS and,
+/// as in llama2.c's run.c, also at BOS, which these models produce to start the next story.
 /// </remarks>
 public static class Llama2cTokenizer
 {
@@ -28,7 +28,7 @@ public static class Llama2cTokenizer
 
     /// <summary>Loads <paramref name="path"/> holding <paramref name="vocabSize"/> tokens.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="GgufFormatException">The file is truncated or its contents are impossible; the message names
+    /// <exception cref="ModelFormatException">The file is truncated or its contents are impossible; the message names
     /// the file, the token and what is wrong.</exception>
     public static SentencePieceTokenizer Load(string path, int vocabSize)
     {
@@ -88,12 +88,12 @@ public static class Llama2cTokenizer
         }
 
         return new SentencePieceTokenizer(pieces, scores, kinds, BosId, EosId, UnknownId, paddingId: -1,
-            addBos: true, addEos: false, addSpacePrefix: true);
+            addBos: true, addEos: false, addSpacePrefix: true, endOfGeneration: [BosId, EosId]);
     }
 
     private static bool IsBytePiece(string text) =>
         text.Length == 6 && text.StartsWith("<0x", StringComparison.Ordinal) && text[5] == '>'
         && Uri.IsHexDigit(text[3]) && Uri.IsHexDigit(text[4]);
 
-    private static GgufFormatException Error(string path, string problem) => new(path, $"llama2.c tokenizer: {problem}");
+    private static ModelFormatException Error(string path, string problem) => new(path, $"llama2.c tokenizer: {problem}");
 }

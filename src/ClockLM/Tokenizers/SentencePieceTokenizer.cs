@@ -16,6 +16,7 @@ namespace ClockLM.Tokenizers;
 /// the vocabulary is spelled with byte tokens <c>&lt;0xNN&gt;</c>, one per UTF-8 byte.</para>
 /// <para>Decoding: '▁' becomes a space, a byte token is its byte, control and unknown tokens give no text, and the
 /// space added in front of the text is dropped again from the first piece (at the start or right after BOS).</para>
+/// <para>An instance does not change after construction and may be shared between threads.</para>
 /// </remarks>
 public sealed class SentencePieceTokenizer : Tokenizer
 {
@@ -45,13 +46,14 @@ public sealed class SentencePieceTokenizer : Tokenizer
     /// <param name="addSpacePrefix">Whether text gets a leading space before encoding (and loses it in decoding).</param>
     /// <param name="stripRightOfSpecial">Ids of special tokens that swallow the whitespace after them when found in text
     /// (llama.cpp sets this for Phi-3's chat tokens); null for none.</param>
+    /// <param name="endOfGeneration">Ids that end generation; null for just <paramref name="eosId"/>.</param>
     /// <exception cref="ArgumentException">Arrays of different lengths, an empty vocabulary, an id out of range, or a
     /// byte entry that does not read <c>&lt;0xNN&gt;</c>.</exception>
     public SentencePieceTokenizer(
         IReadOnlyList<string> pieces, IReadOnlyList<float> scores, IReadOnlyList<TokenKind> kinds,
         int bosId = 1, int eosId = 2, int unknownId = 0, int paddingId = -1,
         bool addBos = true, bool addEos = false, bool addSpacePrefix = true,
-        IEnumerable<int>? stripRightOfSpecial = null)
+        IEnumerable<int>? stripRightOfSpecial = null, IEnumerable<int>? endOfGeneration = null)
     {
         int n = pieces.Count;
         if (n == 0)
@@ -100,10 +102,12 @@ public sealed class SentencePieceTokenizer : Tokenizer
             .ToArray();
         _stripRight = new bool[n];
         foreach (int id in stripRightOfSpecial ?? [])
-        {
-            CheckId(id, n, nameof(stripRightOfSpecial));
-            _stripRight[id] = true;
-        }
+            _stripRight[CheckListedId(id, n, nameof(stripRightOfSpecial))] = true;
+
+        var endIds = new HashSet<int>();
+        foreach (int id in endOfGeneration ?? (eosId >= 0 ? [eosId] : []))
+            endIds.Add(CheckListedId(id, n, nameof(endOfGeneration)));
+        EndOfGenerationIds = endIds;
 
         BosId = bosId;
         EosId = eosId;
@@ -118,6 +122,13 @@ public sealed class SentencePieceTokenizer : Tokenizer
     {
         if (id < -1 || id >= vocabSize)
             throw new ArgumentException($"{name} is {id}, but the vocabulary has {vocabSize} entries (use -1 for none)", name);
+    }
+
+    private static int CheckListedId(int id, int vocabSize, string name)
+    {
+        if (id < 0 || id >= vocabSize)
+            throw new ArgumentException($"{name} lists id {id}, but the vocabulary has {vocabSize} entries", name);
+        return id;
     }
 
     private byte[] OutputBytes(int id)
@@ -147,6 +158,13 @@ public sealed class SentencePieceTokenizer : Tokenizer
 
     /// <summary>Unknown-token id, or -1.</summary>
     public int UnknownId { get; }
+
+    /// <summary>Ids whose generation ends the model's turn: EOS, and for GGUF vocabularies also EOT/EOM and the
+    /// end-of-turn spellings llama.cpp recognises (e.g. <c>&lt;|end|&gt;</c>, <c>&lt;|endoftext|&gt;</c>).</summary>
+    public IReadOnlySet<int> EndOfGenerationIds { get; }
+
+    /// <summary>Whether generating <paramref name="id"/> ends the model's turn.</summary>
+    public bool IsEndOfGeneration(int id) => EndOfGenerationIds.Contains(id);
 
     /// <summary>Padding id, or -1.</summary>
     public int PaddingId { get; }
@@ -181,10 +199,13 @@ public sealed class SentencePieceTokenizer : Tokenizer
 
     /// <summary>Builds the tokenizer from a GGUF file's <c>tokenizer.ggml.*</c> metadata, with llama.cpp's defaults
     /// for what is absent (scores 0, kinds Normal, BOS 1, EOS 2, UNK 0, add BOS, no EOS, add the space prefix).</summary>
-    /// <exception cref="GgufFormatException">The token list is missing, an array has the wrong type or length, or a
-    /// special-token id lies outside the vocabulary.</exception>
+    /// <exception cref="GgufFormatException"><c>tokenizer.ggml.model</c> is not "llama", the token list is missing, an
+    /// array has the wrong type or length, or a special-token id lies outside the vocabulary.</exception>
     public static SentencePieceTokenizer FromGguf(GgufFile file)
     {
+        string model = file.GetString("tokenizer.ggml.model");
+        if (model != "llama")
+            throw new GgufFormatException(file.Path, $"tokenizer.ggml.model is '{model}', but a SentencePiece vocabulary is 'llama'");
         const string tokensKey = "tokenizer.ggml.tokens", scoresKey = "tokenizer.ggml.scores", typesKey = "tokenizer.ggml.token_type";
         string[] pieces = file.GetArray<string>(tokensKey);
         int n = pieces.Length;
@@ -211,6 +232,22 @@ public sealed class SentencePieceTokenizer : Tokenizer
 
         int bos = SpecialId(file, "tokenizer.ggml.bos_token_id", 1, n);
         int eos = SpecialId(file, "tokenizer.ggml.eos_token_id", 2, n);
+        int eot = SpecialId(file, "tokenizer.ggml.eot_token_id", -1, n);
+        int eom = SpecialId(file, "tokenizer.ggml.eom_token_id", -1, n);
+
+        // As llama.cpp: an entry spelled like an end of turn ends generation and is treated as a control token
+        // (so it is only split out of text with parseSpecial and gives no text), whatever kind the file gives it.
+        var endOfGeneration = new SortedSet<int>();
+        for (int id = 0; id < n; id++)
+        {
+            if (!EndOfTurnSpellings.Contains(pieces[id]))
+                continue;
+            endOfGeneration.Add(id);
+            kinds[id] = TokenKind.Control;
+        }
+        foreach (int id in new[] { eos, eot, eom })
+            if (id >= 0)
+                endOfGeneration.Add(id);
         int unk = SpecialId(file, "tokenizer.ggml.unknown_token_id", 0, n);
         int pad = SpecialId(file, "tokenizer.ggml.padding_token_id", -1, n);
         bool addBos = file.GetBool("tokenizer.ggml.add_bos_token", true);
@@ -220,13 +257,20 @@ public sealed class SentencePieceTokenizer : Tokenizer
         try
         {
             return new SentencePieceTokenizer(pieces, scores, kinds, bos, eos, unk, pad, addBos, addEos, addSpacePrefix,
-                Phi3StripRight(file, pieces, kinds));
+                Phi3StripRight(file, pieces, kinds), endOfGeneration);
         }
         catch (ArgumentException e)
         {
             throw new GgufFormatException(file.Path, $"tokenizer.ggml: {e.Message}");
         }
     }
+
+    // Texts llama.cpp takes for end-of-turn tokens whatever the file says about them.
+    private static readonly HashSet<string> EndOfTurnSpellings = new(StringComparer.Ordinal)
+    {
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>",
+        "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>",
+    };
 
     private static int[] ReadIntArray(GgufFile file, string key)
     {
@@ -328,21 +372,19 @@ public sealed class SentencePieceTokenizer : Tokenizer
                 if (match < 0)
                     continue;
 
-                int leftEnd = match;
                 int rightStart = match + piece.Length, end = fragment.Start + fragment.Length;
                 if (_stripRight[special])
                     while (rightStart < end && IsCSpace(text[rightStart]))
                         rightStart++;
 
-                var replacement = new List<Fragment>(3);
-                if (leftEnd > fragment.Start)
-                    replacement.Add(new Fragment(fragment.Start, leftEnd - fragment.Start, -1));
-                replacement.Add(new Fragment(match, piece.Length, special));
-                if (rightStart < end)
-                    replacement.Add(new Fragment(rightStart, end - rightStart, -1)); // searched again on the next pass
+                // Replace the fragment by [text before] token [text after]; the loop then goes on with the text after,
+                // which may hold the same token again.
                 fragments.RemoveAt(f);
-                fragments.InsertRange(f, replacement);
-                f += replacement.Count - 2; // continue with the right-hand remainder, if any
+                if (match > fragment.Start)
+                    fragments.Insert(f++, new Fragment(fragment.Start, match - fragment.Start, -1));
+                fragments.Insert(f, new Fragment(match, piece.Length, special));
+                if (rightStart < end)
+                    fragments.Insert(f + 1, new Fragment(rightStart, end - rightStart, -1));
             }
         }
         return fragments;
@@ -351,31 +393,10 @@ public sealed class SentencePieceTokenizer : Tokenizer
     // C's isspace in the "C" locale, which llama.cpp uses to strip around special tokens.
     private static bool IsCSpace(char c) => c is ' ' or '\t' or '\n' or '\v' or '\f' or '\r';
 
-    private static string ReplaceLoneSurrogates(string text)
-    {
-        // Encoding a C# string to UTF-8 turns an unpaired surrogate into U+FFFD; do the same up front so that the
-        // merges see the characters llama.cpp would see.
-        for (int i = 0; i < text.Length; i++)
-        {
-            if (!char.IsSurrogate(text[i]))
-                continue;
-            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
-            {
-                i++;
-                continue;
-            }
-            var chars = text.ToCharArray();
-            for (int j = i; j < chars.Length; j++)
-            {
-                if (char.IsHighSurrogate(chars[j]) && j + 1 < chars.Length && char.IsLowSurrogate(chars[j + 1]))
-                    j++;
-                else if (char.IsSurrogate(chars[j]))
-                    chars[j] = '\uFFFD';
-            }
-            return new string(chars);
-        }
-        return text;
-    }
+    // Encoding a C# string as UTF-8 turns an unpaired surrogate into U+FFFD; do the same up front so that the
+    // merges see the characters llama.cpp would be given.
+    private static string ReplaceLoneSurrogates(string text) =>
+        text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') < 0 ? text : Encoding.UTF8.GetString(Encoding.UTF8.GetBytes(text));
 
     // One symbol of the merge: a span of the text, linked to its neighbours.
     private struct Symbol

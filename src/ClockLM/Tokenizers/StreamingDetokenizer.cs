@@ -11,7 +11,8 @@ namespace ClockLM.Tokenizers;
 /// </summary>
 /// <remarks>The concatenation of everything <see cref="Append"/> and <see cref="Flush"/> return equals
 /// <see cref="Tokenizer.Decode"/> of the same ids. Bytes that can never become a character are released as U+FFFD
-/// at once. Apart from the returned strings, nothing is allocated per token once the buffer has grown.</remarks>
+/// at once. Apart from the returned strings, nothing is allocated per token once the buffer has grown.
+/// One instance follows one sequence and is not thread-safe.</remarks>
 public sealed class StreamingDetokenizer
 {
     private readonly Tokenizer _tokenizer;
