@@ -22,7 +22,7 @@ public sealed record GenerationOptions
 /// <summary>Why generation ended.</summary>
 public enum StopReason
 {
-    /// <summary>The model produced its end-of-sequence token (or BOS, for llama2.c checkpoints).</summary>
+    /// <summary>The model produced an end-of-generation token (EOS, an end-of-turn token, or BOS for llama2.c checkpoints).</summary>
     EndOfSequence,
     /// <summary>MaxNewTokens were generated.</summary>
     Length,
@@ -119,7 +119,7 @@ public sealed class Generator
         {
             if (cancellation.IsCancellationRequested) { stop = StopReason.Cancelled; break; }
             int next = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history));
-            if (next == tokenizer.EosId || (_model.StopAtBos && next == tokenizer.BosId))
+            if (tokenizer.IsEndOfGeneration(next))
             {
                 stop = StopReason.EndOfSequence;
                 break;

@@ -13,14 +13,13 @@ public sealed class Model : IDisposable
 {
     private readonly IDisposable _source;
 
-    private Model(string path, IDisposable source, LlamaConfig config, LlamaWeights weights, Tokenizer tokenizer, bool stopAtBos, GgufFile? gguf)
+    private Model(string path, IDisposable source, LlamaConfig config, LlamaWeights weights, Tokenizer tokenizer, GgufFile? gguf)
     {
         Path = path;
         _source = source;
         Config = config;
         Weights = weights;
         Tokenizer = tokenizer;
-        StopAtBos = stopAtBos;
         Gguf = gguf;
     }
 
@@ -33,9 +32,6 @@ public sealed class Model : IDisposable
 
     /// <summary>The GGUF file, when the model came from one.</summary>
     public GgufFile? Gguf { get; }
-
-    /// <summary>True for llama2.c checkpoints: like run.c, generation also ends when BOS is produced.</summary>
-    public bool StopAtBos { get; }
 
     /// <summary>Size of the model file in bytes.</summary>
     public long FileBytes => new FileInfo(Path).Length;
@@ -56,7 +52,7 @@ public sealed class Model : IDisposable
                 var tokenizer = tokenizerPath is null ? Tokenizer.Load(file) : LoadTokenizerFile(tokenizerPath, config.VocabSize);
                 if (tokenizer.VocabSize != config.VocabSize)
                     throw new GgufFormatException(path, $"the tokenizer has {tokenizer.VocabSize} tokens but the embedding has {config.VocabSize} rows");
-                return new Model(path, file, config, weights, tokenizer, stopAtBos: false, file);
+                return new Model(path, file, config, weights, tokenizer, file);
             }
             catch
             {
@@ -70,7 +66,7 @@ public sealed class Model : IDisposable
         {
             string tokPath = tokenizerPath ?? FindLlama2cTokenizer(path, checkpoint.Config.VocabSize);
             var tokenizer = LoadTokenizerFile(tokPath, checkpoint.Config.VocabSize);
-            return new Model(path, checkpoint, checkpoint.Config, checkpoint.Weights, tokenizer, stopAtBos: true, gguf: null);
+            return new Model(path, checkpoint, checkpoint.Config, checkpoint.Weights, tokenizer, gguf: null);
         }
         catch
         {

@@ -164,7 +164,7 @@ public sealed class SentencePieceTokenizer : Tokenizer
     public IReadOnlySet<int> EndOfGenerationIds { get; }
 
     /// <summary>Whether generating <paramref name="id"/> ends the model's turn.</summary>
-    public bool IsEndOfGeneration(int id) => EndOfGenerationIds.Contains(id);
+    public override bool IsEndOfGeneration(int id) => EndOfGenerationIds.Contains(id);
 
     /// <summary>Padding id, or -1.</summary>
     public int PaddingId { get; }

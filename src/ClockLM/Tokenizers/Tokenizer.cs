@@ -35,6 +35,10 @@ public abstract class Tokenizer
     /// <summary>Whether <see cref="Encode"/> with addSpecial puts EOS last.</summary>
     public bool AddEos { get; init; }
 
+    /// <summary>True when generating <paramref name="id"/> ends the text: EOS, and for some vocabularies end-of-turn
+    /// tokens (or BOS, for llama2.c's tokenizer, as run.c stops there).</summary>
+    public virtual bool IsEndOfGeneration(int id) => id == EosId;
+
     /// <summary>The vocabulary entry's text as stored in the model file (e.g. <c>▁the</c>, <c>&lt;0x0A&gt;</c>).</summary>
     public abstract string GetPiece(int id);
 
