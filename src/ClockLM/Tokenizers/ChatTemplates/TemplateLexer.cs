@@ -168,10 +168,10 @@ internal sealed class TemplateLexer
                 if (at + 1 < _src.Length && _src[at] == closeChar && _src[at + 1] == '}'
                     && (sign != '+' || end == TokenKind.BlockEnd))
                 {
-                    _tokens.Add(new Token(end, "", pos));
                     int next = AfterClose(at + 2, sign, end == TokenKind.BlockEnd);
                     if (end == TokenKind.BlockEnd && _tokens.Count == firstToken + 1 && _tokens[firstToken].IsName("raw"))
                         return LexRaw(firstToken, next);
+                    _tokens.Add(new Token(end, "", pos));
                     return next;
                 }
             }

@@ -645,9 +645,8 @@ internal sealed class TemplateParser
 
     private CallExpr ParseCall(Expr callee)
     {
-        int offset = Peek.Offset;
         var (args, kwargs) = ParseArgs();
-        return new CallExpr(offset, callee, args, kwargs);
+        return new CallExpr(callee.Offset, callee, args, kwargs);
     }
 
     private FilterExpr ParseFilterCall(Expr? target)

@@ -385,7 +385,7 @@ internal static class PyValue
                 return list;
             }
             case JsonValueKind.String: return e.GetString();
-            case JsonValueKind.Number: return e.TryGetInt64(out long l) ? l : e.GetDouble();
+            case JsonValueKind.Number: return e.TryGetInt64(out long l) ? (object)l : e.GetDouble();
             case JsonValueKind.True: return true;
             case JsonValueKind.False: return false;
             default: return null;
