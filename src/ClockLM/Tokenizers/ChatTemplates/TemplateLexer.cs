@@ -154,13 +154,24 @@ internal sealed class TemplateLexer
     {
         _tokens.Add(new Token(begin, "", tag));
         int firstToken = _tokens.Count;
-        int depth = 0;
+        var open = new Stack<Token>();      // brackets not yet closed; '}}' inside them is not the tag end
+        int closeInsideBrackets = -1;
         while (true)
         {
             while (pos < _src.Length && char.IsWhiteSpace(_src[pos])) pos++;
             if (pos >= _src.Length)
+            {
+                if (closeInsideBrackets >= 0)
+                {
+                    var (line, col) = _map.Locate(closeInsideBrackets);
+                    throw Error(open.Peek().Offset, $"'{open.Peek().Value}' is never closed before '{closeChar}}}' at {line}:{col}");
+                }
                 throw Error(tag, $"tag is never closed; expected '{closeChar}}}'");
+            }
             char c = _src[pos];
+            int depth = open.Count;
+            if (depth > 0 && closeInsideBrackets < 0 && pos + 1 < _src.Length && _src[pos] == closeChar && _src[pos + 1] == '}')
+                closeInsideBrackets = pos;
             if (depth == 0)
             {
                 char sign = c is '-' or '+' ? c : '\0';
@@ -189,9 +200,20 @@ internal sealed class TemplateLexer
             else
             {
                 string op = MatchOperator(pos) ?? throw Error(pos, $"unexpected character '{c}' in tag");
-                if (op is "(" or "[" or "{") depth++;
-                else if (op is ")" or "]" or "}") depth = Math.Max(0, depth - 1);
-                _tokens.Add(new Token(TokenKind.Operator, op, pos));
+                var token = new Token(TokenKind.Operator, op, pos);
+                if (op is "(" or "[" or "{") open.Push(token);
+                else if (op is ")" or "]" or "}" && open.Count > 0)
+                {
+                    string expected = open.Peek().Value switch { "(" => ")", "[" => "]", _ => "}" };
+                    if (op != expected)
+                    {
+                        if (closeInsideBrackets < 0) throw Error(pos, $"unexpected '{op}'; expected '{expected}'");
+                        var (line, col) = _map.Locate(closeInsideBrackets);
+                        throw Error(open.Peek().Offset, $"'{open.Peek().Value}' is never closed before '{closeChar}}}' at {line}:{col}");
+                    }
+                    open.Pop();
+                }
+                _tokens.Add(token);
                 pos += op.Length;
             }
         }
