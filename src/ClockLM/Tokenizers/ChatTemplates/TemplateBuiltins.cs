@@ -198,14 +198,14 @@ internal static class TemplateBuiltins
             case "items":
                 if (value is Undefined) return new List<object?>();
                 if (value is not OrderedDictionary<string, object?> dict) throw r.Fail(at, $"items filter needs a dict, got '{PyValue.TypeName(value)}'");
-                return dict.Select(p => (object?)new List<object?> { p.Key, p.Value }).ToList();
+                return dict.Select(p => (object?)new TupleValue { p.Key, p.Value }).ToList();
             case "dictsort":
             {
                 if (value is not OrderedDictionary<string, object?> sortable) throw r.Fail(at, $"dictsort needs a dict, got '{PyValue.TypeName(value)}'");
                 bool caseSensitive = PyValue.IsTrue(Arg(args, kwargs, 0, "case_sensitive", false));
                 bool byValue = r.Str(Arg(args, kwargs, 1, "by", "key"), at) == "value";
                 bool reverse = PyValue.IsTrue(Arg(args, kwargs, 2, "reverse", false));
-                var pairs = sortable.Select(p => (object?)new List<object?> { p.Key, p.Value }).ToList();
+                var pairs = sortable.Select(p => (object?)new TupleValue { p.Key, p.Value }).ToList();
                 return SortBy(r, at, pairs, p => SortKey(((List<object?>)p!)[byValue ? 1 : 0], caseSensitive), reverse);
             }
             case "sort":
@@ -628,7 +628,7 @@ internal static class TemplateBuiltins
             case OrderedDictionary<string, object?> dict:
                 return method switch
                 {
-                    "items" => dict.Select(p => (object?)new List<object?> { p.Key, p.Value }).ToList(),
+                    "items" => dict.Select(p => (object?)new TupleValue { p.Key, p.Value }).ToList(),
                     "keys" => dict.Keys.Cast<object?>().ToList(),
                     "values" => dict.Values.ToList(),
                     "get" => args.Count > 0 && dict.TryGetValue(r.Str(args[0], at), out var v) ? v : (args.Count > 1 ? args[1] : null),

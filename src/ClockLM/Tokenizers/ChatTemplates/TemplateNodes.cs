@@ -25,7 +25,7 @@ internal sealed record MacroParam(string Name, Expr? Default);
 internal abstract record Expr(int Offset) : Node(Offset);
 internal sealed record LiteralExpr(int Offset, object? Value) : Expr(Offset);
 internal sealed record NameExpr(int Offset, string Name) : Expr(Offset);
-internal sealed record ListExpr(int Offset, List<Expr> Items) : Expr(Offset);
+internal sealed record ListExpr(int Offset, List<Expr> Items, bool IsTuple = false) : Expr(Offset);
 internal sealed record DictExpr(int Offset, List<(Expr Key, Expr Value)> Items) : Expr(Offset);
 internal sealed record AttrExpr(int Offset, Expr Target, string Name) : Expr(Offset);
 internal sealed record ItemExpr(int Offset, Expr Target, Expr Index) : Expr(Offset);

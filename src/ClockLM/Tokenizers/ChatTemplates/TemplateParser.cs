@@ -349,7 +349,7 @@ internal sealed class TemplateParser
             if (Peek.Kind is TokenKind.BlockEnd or TokenKind.VarEnd) break;
             items.Add(ParseExpression());
         }
-        return new ListExpr(first.Offset, items);
+        return new ListExpr(first.Offset, items, IsTuple: true);
     }
 
     private Expr ParseExpression(bool withCondition = true)
@@ -524,7 +524,7 @@ internal sealed class TemplateParser
                 if (Peek.IsOp(")"))
                 {
                     Next();
-                    return new ListExpr(t.Offset, []);
+                    return new ListExpr(t.Offset, [], IsTuple: true);
                 }
                 var e = ParseExpression();
                 if (Peek.IsOp(","))
@@ -536,7 +536,7 @@ internal sealed class TemplateParser
                         if (Peek.IsOp(")")) break;
                         items.Add(ParseExpression());
                     }
-                    e = new ListExpr(t.Offset, items);
+                    e = new ListExpr(t.Offset, items, IsTuple: true);
                 }
                 ExpectOp(")");
                 return e;

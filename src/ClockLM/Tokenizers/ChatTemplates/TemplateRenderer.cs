@@ -298,7 +298,7 @@ internal sealed class TemplateRenderer
                 else if (ps[i].Default != null) scope.Set(ps[i].Name, Eval(ps[i].Default!, scope));
                 else scope.Set(ps[i].Name, new Undefined($"macro '{macro.Name}' was called without '{ps[i].Name}'"));
             }
-            scope.Set("varargs", args.Count > ps.Count ? args.GetRange(ps.Count, args.Count - ps.Count) : new List<object?>());
+            scope.Set("varargs", args.Count > ps.Count ? new TupleValue(args.GetRange(ps.Count, args.Count - ps.Count)) : new TupleValue());
             if (kwargs.Remove("caller", out object? caller)) scope.Set("caller", caller);
             var rest = new OrderedDictionary<string, object?>();
             foreach (var (k, v) in kwargs) rest[k] = v;
@@ -374,7 +374,8 @@ internal sealed class TemplateRenderer
                 if (scope.TryGet(n.Name, out object? value)) return value;
                 return TemplateBuiltins.Globals.TryGetValue(n.Name, out var global) ? global : new Undefined($"'{n.Name}' is undefined");
             case ListExpr list:
-                return list.Items.Select(i => Eval(i, scope)).ToList();
+                var items = list.Items.Select(i => Eval(i, scope));
+                return list.IsTuple ? new TupleValue(items) : items.ToList();
             case DictExpr d:
             {
                 var dict = new OrderedDictionary<string, object?>();

@@ -16,6 +16,13 @@ internal sealed class Undefined(string hint)
     public string Hint { get; } = hint;
 }
 
+/// <summary>A Python tuple: a list that prints as <c>(a, b)</c>.</summary>
+internal sealed class TupleValue : List<object?>
+{
+    public TupleValue() { }
+    public TupleValue(IEnumerable<object?> items) : base(items) { }
+}
+
 /// <summary>The mutable object <c>namespace(...)</c> returns: the only thing <c>{% set ns.x = ... %}</c> may change.</summary>
 internal sealed class Namespace
 {
@@ -110,6 +117,7 @@ internal static class PyValue
         long => "int",
         double => "float",
         string => "str",
+        TupleValue => "tuple",
         List<object?> => "list",
         OrderedDictionary<string, object?> => "dict",
         RangeValue => "range",
@@ -151,14 +159,16 @@ internal static class PyValue
                 if (repr) AppendRepr(sb, s); else sb.Append(s);
                 break;
             case List<object?> list:
-                sb.Append('[');
+                bool tuple = list is TupleValue;
+                sb.Append(tuple ? '(' : '[');
                 for (int i = 0; i < list.Count; i++)
                 {
                     if (i > 0) sb.Append(", ");
                     Write(sb, list[i], true, limit, depth + 1);
                     if (sb.Length > limit) throw new StringLimitException();
                 }
-                sb.Append(']');
+                if (tuple && list.Count == 1) sb.Append(',');
+                sb.Append(tuple ? ')' : ']');
                 break;
             case OrderedDictionary<string, object?> dict:
                 sb.Append('{');
@@ -269,7 +279,7 @@ internal static class PyValue
         {
             case string sa: return b is string sb && sa == sb;
             case List<object?> la:
-                if (b is not List<object?> lb || la.Count != lb.Count) return false;
+                if (b is not List<object?> lb || la.Count != lb.Count || (la is TupleValue) != (lb is TupleValue)) return false;
                 for (int i = 0; i < la.Count; i++)
                     if (!Equals(la[i], lb[i])) return false;
                 return true;
