@@ -23,13 +23,14 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
 
     // Symbols are interned strings of the byte alphabet: each single byte, and both halves and the result of every merge.
     private readonly int[] _byteSymbol = new int[256];
-    private readonly Dictionary<long, (int Rank, int Merged)> _merges = new();
+    private readonly Dictionary<long, (int Rank, int Merged)> _merges = new(new PairKeyComparer());
     private readonly int[] _symbolToken;
     private readonly byte[][] _decoded;
 
     private readonly SpecialTokenSplitter _specials;
     private readonly ConcurrentDictionary<string, int[]> _wordCache = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _wordCacheBySpan;
+    private int _wordCacheSize;
 
     private ByteLevelBpeTokenizer(string[] pieces, TokenKind[] kinds, string[] merges, PreTokenizer preTokenizer,
         ISet<int> stripLeft, ISet<int> stripRight)
@@ -170,8 +171,12 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
             if (!_wordCacheBySpan.TryGetValue(word, out int[]? ids))
             {
                 ids = EncodeWord(codepoints.AsSpan(start, length));
-                if (_wordCache.Count >= CacheLimit)
+                // (ConcurrentDictionary.Count takes every lock, so the size is counted here.)
+                if (Interlocked.Increment(ref _wordCacheSize) > CacheLimit)
+                {
                     _wordCache.Clear();
+                    Interlocked.Exchange(ref _wordCacheSize, 0);
+                }
                 _wordCacheBySpan.TryAdd(word, ids);
             }
             output.AddRange(ids);
@@ -241,18 +246,19 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
             next[i] = i + 1 < n ? i + 1 : -1;
         }
 
-        var queue = new PriorityQueue<(int Left, int Right, int LeftSymbol, int RightSymbol, int Merged), (int Rank, int Left)>();
+        // Priority: rank in the high half, left position in the low half, so ties go to the leftmost pair.
+        var queue = new PriorityQueue<Bigram, long>();
         void Offer(int left, int right)
         {
             if (left < 0 || right < 0)
                 return;
             if (_merges.TryGetValue(PairKey(symbol[left], symbol[right]), out var merge))
-                queue.Enqueue((left, right, symbol[left], symbol[right], merge.Merged), (merge.Rank, left));
+                queue.Enqueue(new Bigram(left, right, symbol[left], symbol[right], merge.Merged), ((long)merge.Rank << 32) | (uint)left);
         }
         for (int i = 0; i + 1 < n; i++)
             Offer(i, i + 1);
 
-        while (queue.TryDequeue(out var pair, out _))
+        while (queue.TryDequeue(out Bigram pair, out _))
         {
             int left = pair.Left, right = pair.Right;
             if (length[left] == 0 || length[right] == 0 || symbol[left] != pair.LeftSymbol || symbol[right] != pair.RightSymbol)
@@ -285,7 +291,17 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         return [.. ids];
     }
 
+    /// <summary>Adjacent symbols that a merge would join, with the symbols they held when queued.</summary>
+    private readonly record struct Bigram(int Left, int Right, int LeftSymbol, int RightSymbol, int Merged);
+
     private static long PairKey(int left, int right) => ((long)left << 32) | (uint)right;
+
+    /// <summary>long's own hash is high ^ low, which sends every pair (x, x) to the same bucket; mix the bits instead.</summary>
+    private sealed class PairKeyComparer : IEqualityComparer<long>
+    {
+        public bool Equals(long a, long b) => a == b;
+        public int GetHashCode(long key) => (int)((ulong)key * 0x9E3779B97F4A7C15UL >> 32);
+    }
 
     private static int[] Utf16Starts(ReadOnlySpan<char> text, int codepointCount)
     {

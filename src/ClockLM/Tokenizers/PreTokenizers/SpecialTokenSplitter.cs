@@ -47,9 +47,20 @@ public sealed class SpecialTokenSplitter
             return fragments;
         fragments.Add(new TextFragment(0, text.Length, -1));
 
+        // On long texts, skip entries whose first character never occurs before searching for them.
+        bool[]? present = null;
+        if (text.Length > 256 && _entries.Length > 16)
+        {
+            present = new bool[char.MaxValue + 1];
+            foreach (char c in text)
+                present[c] = true;
+        }
+
         foreach (Entry entry in _entries)
         {
             if (entry.NeedsParseSpecial && !parseSpecial)
+                continue;
+            if (present != null && !present[entry.Text[0]])
                 continue;
             if (!text.Contains(entry.Text, StringComparison.Ordinal))
                 continue;
