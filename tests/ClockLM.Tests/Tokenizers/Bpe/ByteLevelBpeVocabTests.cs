@@ -1,0 +1,30 @@
+using ClockLM.Gguf;
+using ClockLM.Tokenizers;
+using Xunit.Abstractions;
+
+namespace ClockLM.Tests.Tokenizers.Bpe;
+
+/// <summary>Every case of llama.cpp's tokenizer test files for the byte-level BPE vocabularies gives llama.cpp's ids.</summary>
+public sealed class ByteLevelBpeVocabTests(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData("gpt-2")]
+    [InlineData("deepseek-coder")]
+    [InlineData("deepseek-llm")]
+    [InlineData("falcon")]
+    [InlineData("mpt")]
+    [InlineData("refact")]
+    [InlineData("starcoder")]
+    public void EveryCaseMatchesLlamaCpp(string vocab)
+    {
+        string path = SharedData.Vocab($"ggml-vocab-{vocab}.gguf");
+        using var file = GgufFile.Open(path);
+        var tokenizer = Assert.IsType<ByteLevelBpeTokenizer>(Tokenizer.Load(file));
+
+        var (passed, total, failures) = VocabTestCases.Check(path, s => tokenizer.Encode(s, addSpecial: false, parseSpecial: false));
+
+        output.WriteLine($"{vocab}: {passed}/{total} cases");
+        Assert.True(total >= 40, $"{vocab}: only {total} cases read");
+        Assert.True(passed == total, $"{vocab}: {passed}/{total} cases\n{failures}");
+    }
+}
