@@ -171,7 +171,7 @@ public sealed partial class Tensor<T>
         return output;
     }
 
-    /// <summary>Log-softmax over the last dimension: x_i − max − log Σ_j e^(x_j − max).</summary>
+    /// <summary>Log-softmax over the last dimension: (x_i − max) − log Σ_j e^(x_j − max).</summary>
     public Tensor<T> LogSoftmax()
     {
         int rows = Rows, cols = Columns;
@@ -184,8 +184,9 @@ public sealed partial class Tensor<T>
             foreach (T v in x) max = T.Max(max, v);
             T sum = T.Zero;
             foreach (T v in x) sum += T.Exp(v - max);
-            T logSum = max + T.Log(sum);
-            for (int c = 0; c < cols; c++) y[r * cols + c] = x[c] - logSum;
+            // (x − max) first: subtracting a large max + log Σ at once would lose the small part.
+            T logSum = T.Log(sum);
+            for (int c = 0; c < cols; c++) y[r * cols + c] = (x[c] - max) - logSum;
         }
         var output = Result(Shape, y, a);
         output.SetBackward(() =>
