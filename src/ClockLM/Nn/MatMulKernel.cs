@@ -22,7 +22,11 @@ internal static class MatMulKernel
         {
             var row = c.AsSpan(i * n, n);
             row.Clear();
-            for (int p = 0; p < k; p++)
+            int p = 0;
+            // Four rows of B per pass: the output row is loaded and stored once for four multiply-adds.
+            for (; p + 4 <= k; p += 4)
+                Axpy4(row, a.AsSpan(i * k + p, 4), b.AsSpan(p * n, 4 * n), n);
+            for (; p < k; p++)
                 Axpy(row, a[i * k + p], b.AsSpan(p * n, n));
         });
     }
@@ -44,11 +48,15 @@ internal static class MatMulKernel
         ForRows(k, (long)m * k * n, p =>
         {
             var dbRow = db.AsSpan(p * n, n);
-            for (int i = 0; i < m; i++)
+            Span<T> column = stackalloc T[4];
+            int i = 0;
+            for (; i + 4 <= m; i += 4)
             {
-                T aip = a[i * k + p];
-                if (aip != T.Zero) Axpy(dbRow, aip, dc.AsSpan(i * n, n));
+                for (int q = 0; q < 4; q++) column[q] = a[(i + q) * k + p];
+                Axpy4(dbRow, column, dc.AsSpan(i * n, 4 * n), n);
             }
+            for (; i < m; i++)
+                Axpy(dbRow, a[i * k + p], dc.AsSpan(i * n, n));
         });
     }
 
@@ -67,6 +75,28 @@ internal static class MatMulKernel
         }
         for (; i < y.Length; i++)
             y[i] += a * x[i];
+    }
+
+    /// <summary>y += a[0]·x[0..n) + a[1]·x[n..2n) + a[2]·x[2n..3n) + a[3]·x[3n..4n): four axpys in one pass over y.</summary>
+    public static void Axpy4<T>(Span<T> y, ReadOnlySpan<T> a, ReadOnlySpan<T> x, int n) where T : unmanaged, INumber<T>
+    {
+        ReadOnlySpan<T> x0 = x[..n], x1 = x.Slice(n, n), x2 = x.Slice(2 * n, n), x3 = x.Slice(3 * n, n);
+        T a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+        int i = 0;
+        if (Vector.IsHardwareAccelerated && n >= Vector<T>.Count)
+        {
+            Vector<T> v0 = new(a0), v1 = new(a1), v2 = new(a2), v3 = new(a3);
+            var vy = MemoryMarshal.Cast<T, Vector<T>>(y[..n]);
+            var vx0 = MemoryMarshal.Cast<T, Vector<T>>(x0);
+            var vx1 = MemoryMarshal.Cast<T, Vector<T>>(x1);
+            var vx2 = MemoryMarshal.Cast<T, Vector<T>>(x2);
+            var vx3 = MemoryMarshal.Cast<T, Vector<T>>(x3);
+            for (int v = 0; v < vy.Length; v++)
+                vy[v] += v0 * vx0[v] + v1 * vx1[v] + v2 * vx2[v] + v3 * vx3[v];
+            i = vy.Length * Vector<T>.Count;
+        }
+        for (; i < n; i++)
+            y[i] += a0 * x0[i] + a1 * x1[i] + a2 * x2[i] + a3 * x3[i];
     }
 
     /// <summary>Σ x[i]·y[i].</summary>

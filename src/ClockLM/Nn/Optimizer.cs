@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.InteropServices;
 
 namespace ClockLM.Nn;
 
@@ -115,7 +116,26 @@ public class Adam : Optimizer
         // Bias corrections in double: β^t underflows gracefully and stays exact for small t.
         T correct1 = T.CreateChecked(1 / (1 - Math.Pow(Beta1, step)));
         T correct2 = T.CreateChecked(1 / (1 - Math.Pow(Beta2, step)));
-        for (int i = 0; i < value.Length; i++)
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            // The same update, Vector<T>.Count values at a time; the scalar loop below finishes the tail.
+            var vm = MemoryMarshal.Cast<T, Vector<T>>(m.AsSpan());
+            var vv = MemoryMarshal.Cast<T, Vector<T>>(v.AsSpan());
+            var vx = MemoryMarshal.Cast<T, Vector<T>>(value.AsSpan());
+            var vg = MemoryMarshal.Cast<T, Vector<T>>(grad.AsSpan());
+            Vector<T> vb1 = new(b1), vb2 = new(b2), va1 = new(T.One - b1), va2 = new(T.One - b2);
+            Vector<T> vc1 = new(correct1), vc2 = new(correct2), vlr = new(lr), veps = new(eps);
+            for (int j = 0; j < vm.Length; j++)
+            {
+                var g = vg[j];
+                vm[j] = vb1 * vm[j] + va1 * g;
+                vv[j] = vb2 * vv[j] + va2 * g * g;
+                vx[j] -= vlr * (vm[j] * vc1) / (Vector.SquareRoot(vv[j] * vc2) + veps);
+            }
+            i = vm.Length * Vector<T>.Count;
+        }
+        for (; i < value.Length; i++)
         {
             T g = grad[i];
             m[i] = b1 * m[i] + (T.One - b1) * g;
