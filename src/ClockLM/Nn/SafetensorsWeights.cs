@@ -89,7 +89,6 @@ internal static class SafetensorsWeights
     private static string DType<T>() =>
         typeof(T) == typeof(float) ? "F32"
         : typeof(T) == typeof(double) ? "F64"
-        : typeof(T) == typeof(Half) ? "F16"
         : throw new NotSupportedException($"safetensors weights of element type {typeof(T).Name}");
 
     private static void RequireLittleEndian()
