@@ -48,6 +48,35 @@ public class SequentialTests
     }
 
     [Fact]
+    public void FitTakesTheSameStepsAsAHandWrittenLoop()
+    {
+        // Two full-batch epochs of Fit with plain SGD against the loop it should run: clear gradients,
+        // compute the loss, backpropagate, θ ← θ − α·∂L/∂θ. Gradients left over from the first step would show.
+        double[,] x = { { 0.5, -1 }, { 1.5, 0.2 }, { -0.3, 0.8 }, { 1, 1 } };
+        double[,] y = { { 1 }, { 0 }, { 1 }, { 0 } };
+        Sequential<double> Model() => new(inputSize: 2, seed: 5) { new Dense<double>(3, Activation.Tanh), new Dense<double>(1, Activation.Sigmoid) };
+
+        var fitted = Model();
+        fitted.Compile(new Sgd(0.5), Loss.BinaryCrossEntropy);
+        fitted.Fit(x, y, epochs: 2, batchSize: 4, shuffle: false, verbose: 0);
+
+        var manual = Model();
+        manual.Compile(new Sgd(0.5), Loss.BinaryCrossEntropy);
+        for (int step = 0; step < 2; step++)
+        {
+            foreach (var p in manual.Parameters) p.ZeroGrad();
+            manual.ComputeLoss(Tensor<double>.FromArray(x), Tensor<double>.FromArray(y)).Backward();
+            foreach (var p in manual.Parameters)
+                for (int i = 0; i < p.Length; i++) p.Data[i] -= 0.5 * p.Grad![i];
+        }
+        var expected = manual.Parameters.SelectMany(p => p.Data).ToArray();
+        var actual = fitted.Parameters.SelectMany(p => p.Data).ToArray();
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++) Assert.Equal(expected[i], actual[i], 14);
+        Assert.NotEqual(Model().Parameters[0].Data, fitted.Parameters[0].Data);
+    }
+
+    [Fact]
     public void FitLearnsSeparableClasses()
     {
         var (x, y) = Blobs(300, seed: 1);
