@@ -189,6 +189,7 @@ public sealed class Sequential<T> : IEnumerable<Layer<T>> where T : unmanaged, I
             double lossSum = 0;
             var accuracy = new AccuracyCounter();
             long lastDraw = 0;
+            int barLength = 0;
             for (int step = 0; step < steps; step++)
             {
                 int start = step * batchSize, count = Math.Min(batchSize, trainRows - start);
@@ -207,7 +208,9 @@ public sealed class Sequential<T> : IEnumerable<Layer<T>> where T : unmanaged, I
                 if (progressBar && (clock.ElapsedMilliseconds - lastDraw >= 100 || step == steps - 1))
                 {
                     lastDraw = clock.ElapsedMilliseconds;
-                    output.Write($"\rEpoch {epoch}/{epochs} {step + 1}/{steps} {Bar(step + 1, steps)}{Measures(lossSum / (start + count), accuracy.Value, null)}");
+                    string bar = $"Epoch {epoch}/{epochs} {step + 1}/{steps} {Bar(step + 1, steps)}{Measures(lossSum / (start + count), accuracy.Value, null)}";
+                    output.Write("\r" + bar);
+                    barLength = bar.Length;
                 }
             }
 
@@ -221,7 +224,8 @@ public sealed class Sequential<T> : IEnumerable<Layer<T>> where T : unmanaged, I
             if (verbose > 0)
             {
                 string line = $"Epoch {epoch}/{epochs} - {steps}/{steps} - {Timing(clock.Elapsed, steps)}{Measures(trainLoss, accuracy.Value, validation)}";
-                output.WriteLine(progressBar ? "\r" + line + new string(' ', 20) : line);
+                // On a terminal the epoch line overwrites the progress bar; spaces blank out what is left of it.
+                output.WriteLine(progressBar ? "\r" + line + new string(' ', Math.Max(0, barLength - line.Length)) : line);
             }
         }
         return history;
