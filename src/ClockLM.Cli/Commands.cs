@@ -11,5 +11,6 @@ internal static class Commands
         InspectCommand.Create(),
         TokenizeCommand.Create(),
         ConvertCommand.Create(),
+        NnCommand.Create(),
     ];
 }

@@ -1,0 +1,99 @@
+using System.Buffers.Binary;
+using System.Numerics;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+
+namespace ClockLM.Nn;
+
+/// <summary>
+/// Reads and writes model weights as safetensors, the format other tools (PyTorch, Keras 3, JAX) read:
+/// an 8-byte little-endian header length N, N bytes of JSON
+/// <c>{"name": {"dtype": "F32", "shape": [3, 2], "data_offsets": [begin, end]}, ...}</c>, then the raw
+/// little-endian values, offsets counted from the end of the header.
+/// </summary>
+internal static class SafetensorsWeights
+{
+    public static void Write<T>(string path, IReadOnlyList<(string Name, Tensor<T> Value)> tensors) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        RequireLittleEndian();
+        string dtype = DType<T>();
+        int size = Marshal.SizeOf<T>();
+        var header = new Dictionary<string, object>
+        {
+            ["__metadata__"] = new Dictionary<string, string> { ["format"] = "clocklm.nn" },
+        };
+        long offset = 0;
+        foreach (var (name, value) in tensors)
+        {
+            long end = offset + (long)value.Length * size;
+            header[name] = new { dtype, shape = value.Shape, data_offsets = new[] { offset, end } };
+            offset = end;
+        }
+        var json = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header));
+        // Pad the header with spaces so the data starts 8-byte aligned.
+        int padded = (json.Length + 7) / 8 * 8;
+
+        using var file = File.Create(path);
+        Span<byte> length = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)padded);
+        file.Write(length);
+        file.Write(json);
+        for (int i = json.Length; i < padded; i++) file.WriteByte((byte)' ');
+        foreach (var (_, value) in tensors)
+            file.Write(MemoryMarshal.AsBytes(value.Data.AsSpan()));
+    }
+
+    public static void Read<T>(string path, IReadOnlyList<(string Name, Tensor<T> Value)> tensors) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        RequireLittleEndian();
+        byte[] bytes = File.ReadAllBytes(path);
+        if (bytes.Length < 8)
+            throw new InvalidDataException($"{path}: {bytes.Length} bytes is too short for a safetensors file (8-byte header length first)");
+        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        if (headerLength > (ulong)(bytes.Length - 8))
+            throw new InvalidDataException($"{path}: header length {headerLength} runs past the end of the {bytes.Length}-byte file");
+        int dataStart = 8 + (int)headerLength;
+
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(bytes.AsMemory(8, (int)headerLength));
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: the safetensors header is not valid JSON: {e.Message}", e);
+        }
+        using (document)
+        {
+            string dtype = DType<T>();
+            int size = Marshal.SizeOf<T>();
+            foreach (var (name, value) in tensors)
+            {
+                if (!document.RootElement.TryGetProperty(name, out var entry))
+                    throw new InvalidDataException($"{path}: no tensor '{name}' (the model expects {string.Join(", ", tensors.Select(t => t.Name))})");
+                string? fileType = entry.TryGetProperty("dtype", out var d) ? d.GetString() : null;
+                if (fileType != dtype)
+                    throw new InvalidDataException($"{path}: tensor '{name}' has dtype {fileType ?? "(none)"}, expected {dtype}");
+                int[] shape = entry.TryGetProperty("shape", out var s) ? [.. s.EnumerateArray().Select(e => e.GetInt32())] : [];
+                if (!Tensor<T>.SameShape(shape, value.Shape))
+                    throw new InvalidDataException($"{path}: tensor '{name}' has shape {ShapeMismatchException.Format(shape)}, expected {ShapeMismatchException.Format(value.Shape)}");
+                long[] offsets = entry.TryGetProperty("data_offsets", out var o) ? [.. o.EnumerateArray().Select(e => e.GetInt64())] : [];
+                if (offsets.Length != 2 || offsets[1] - offsets[0] != (long)value.Length * size || offsets[0] < 0 || dataStart + offsets[1] > bytes.Length)
+                    throw new InvalidDataException($"{path}: tensor '{name}' has data_offsets [{string.Join(", ", offsets)}], expected {(long)value.Length * size} bytes inside the file's {bytes.Length - dataStart} data bytes");
+                MemoryMarshal.Cast<byte, T>(bytes.AsSpan(dataStart + (int)offsets[0], (int)(offsets[1] - offsets[0]))).CopyTo(value.Data);
+            }
+        }
+    }
+
+    private static string DType<T>() =>
+        typeof(T) == typeof(float) ? "F32"
+        : typeof(T) == typeof(double) ? "F64"
+        : throw new NotSupportedException($"safetensors weights of element type {typeof(T).Name}");
+
+    private static void RequireLittleEndian()
+    {
+        if (!BitConverter.IsLittleEndian)
+            throw new PlatformNotSupportedException("safetensors weights are little-endian; this machine is big-endian");
+    }
+}

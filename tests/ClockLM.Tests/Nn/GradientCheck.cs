@@ -1,0 +1,56 @@
+using ClockLM.Nn;
+
+namespace ClockLM.Tests.Nn;
+
+/// <summary>Compares the gradients from Backward with central finite differences, in float64.</summary>
+public static class GradientCheck
+{
+    private const double H = 1e-5;
+
+    /// <summary>
+    /// The largest relative error |analytic − numeric| / max(|analytic|, |numeric|) over every value of every input
+    /// that requires a gradient. A tensor-valued f is reduced to Σ f·R with fixed random weights R, so every
+    /// output value contributes with a different weight.
+    /// </summary>
+    public static double MaxRelativeError(Func<Tensor<double>> f, IReadOnlyList<Tensor<double>> inputs, int seed = 7)
+    {
+        var first = f();
+        Tensor<double>? weights = null;
+        if (first.Length != 1)
+        {
+            var random = new Random(seed);
+            weights = new Tensor<double>(first.Shape, [.. Enumerable.Range(0, first.Length).Select(_ => random.NextDouble() * 2 - 1)]);
+        }
+        Tensor<double> Objective() => weights is null ? f() : (f() * weights).Sum();
+
+        foreach (var input in inputs) input.ZeroGrad();
+        Objective().Backward();
+
+        double worst = 0;
+        foreach (var input in inputs.Where(t => t.RequiresGrad))
+        {
+            Assert.NotNull(input.Grad);
+            for (int i = 0; i < input.Length; i++)
+            {
+                double original = input.Data[i];
+                input.Data[i] = original + H;
+                double plus = Objective().Scalar;
+                input.Data[i] = original - H;
+                double minus = Objective().Scalar;
+                input.Data[i] = original;
+                double numeric = (plus - minus) / (2 * H);
+                double analytic = input.Grad![i];
+                double scale = Math.Max(Math.Max(Math.Abs(analytic), Math.Abs(numeric)), 1e-9);
+                worst = Math.Max(worst, Math.Abs(analytic - numeric) / scale);
+            }
+        }
+        return worst;
+    }
+
+    /// <summary>A tensor of values drawn uniformly from [lo, hi].</summary>
+    public static Tensor<double> Random(int[] shape, Random random, double lo = -2, double hi = 2, bool requiresGrad = true)
+    {
+        int n = shape.Aggregate(1, (a, b) => a * b);
+        return new Tensor<double>(shape, [.. Enumerable.Range(0, n).Select(_ => lo + (hi - lo) * random.NextDouble())], requiresGrad);
+    }
+}
