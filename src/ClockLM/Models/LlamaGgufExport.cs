@@ -37,11 +37,12 @@ public static class LlamaGgufExport
 
     /// <summary>Writes the model. <paramref name="typeOf"/> picks each matrix's type (norms are always F32).</summary>
     public static void Write(string path, string name, LlamaConfig c, SentencePieceTokenizer tokenizer,
-        bool separateOutput, Func<string, GgmlType> typeOf, TensorRowSource source)
+        bool separateOutput, Func<string, GgmlType> typeOf, TensorRowSource source, uint? fileType = null)
     {
         var writer = new GgufWriter();
         writer.Set("general.architecture", "llama");
         writer.Set("general.name", name);
+        if (fileType is { } ft) writer.Set("general.file_type", ft);
         writer.Set("llama.context_length", (uint)c.ContextLength);
         writer.Set("llama.embedding_length", (uint)c.Dim);
         writer.Set("llama.block_count", (uint)c.Layers);
