@@ -46,7 +46,8 @@ public sealed class Dense<T> : Layer<T> where T : unmanaged, IFloatingPointIeee7
     public override IReadOnlyList<(string Name, Tensor<T> Value)> Parameters =>
         _bias is null ? [("kernel", Kernel)] : [("kernel", Kernel), ("bias", _bias)];
 
-    internal override string KindName => "dense";
+    /// <inheritdoc/>
+    protected internal override string KindName => "dense";
 
     /// <inheritdoc/>
     protected override void CreateWeights(int inputSize, Random random)

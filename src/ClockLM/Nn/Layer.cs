@@ -20,8 +20,9 @@ public abstract class Layer<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// <summary>The trainable tensors and their names within the layer (e.g. <c>kernel</c>, <c>bias</c>).</summary>
     public abstract IReadOnlyList<(string Name, Tensor<T> Value)> Parameters { get; }
 
-    /// <summary>The Keras-style base name of this kind of layer (<c>dense</c>).</summary>
-    internal abstract string KindName { get; }
+    /// <summary>The Keras-style base name of this kind of layer (<c>dense</c>); a model names its layers
+    /// <c>dense</c>, <c>dense_1</c>, <c>dense_2</c>, ...</summary>
+    protected internal abstract string KindName { get; }
 
     /// <summary>Creates the weights for rows of width <paramref name="inputSize"/>, drawing any random values from <paramref name="random"/>.</summary>
     public void Build(int inputSize, Random random)
