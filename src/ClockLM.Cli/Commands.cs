@@ -11,6 +11,8 @@ internal static class Commands
         InspectCommand.Create(),
         TokenizeCommand.Create(),
         ConvertCommand.Create(),
+        SynthCommand.Create(),
+        QuantizeCommand.Create(),
         NnCommand.Create(),
     ];
 }

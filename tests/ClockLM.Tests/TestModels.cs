@@ -25,46 +25,13 @@ public static class TestModels
         return new SentencePieceTokenizer(pieces, scores, kinds);
     }
 
-    /// <summary>Writes a random-weight llama GGUF: weights N(0, std), norms 1.</summary>
+    /// <summary>Writes a random-weight llama GGUF: weights N(0, std), norms 1, every matrix in <paramref name="type"/>.</summary>
     public static void WriteRandomLlama(string path, LlamaConfig config, SentencePieceTokenizer vocab, GgmlType type,
-        ulong seed = 1, bool separateOutput = true, float std = 0.02f)
-    {
-        LlamaGgufExport.Write(path, "random", config, vocab, separateOutput, _ => type, (name, row, destination) =>
-        {
-            if (name.EndsWith("norm.weight", StringComparison.Ordinal)) { destination.Fill(1.0f); return; }
-            // Each row gets its own deterministic stream, so the weights do not depend on the order rows are written.
-            var rng = new Gaussian(seed ^ StableHash(name) * 0x9E3779B97F4A7C15UL ^ (ulong)row * 0xD1B54A32D192ED03UL);
-            for (int i = 0; i < destination.Length; i++) destination[i] = std * rng.Next();
-        });
-    }
+        ulong seed = 1, bool separateOutput = true, float std = 0.02f) =>
+        WriteRandomLlama(path, config, vocab, QuantizationScheme.Parse(type.ToString()), seed, separateOutput, std);
 
-    /// <summary>FNV-1a of a string: the same in every process (string.GetHashCode is not).</summary>
-    public static ulong StableHash(string s)
-    {
-        ulong h = 14695981039346656037UL;
-        foreach (char c in s) { h ^= c; h *= 1099511628211UL; }
-        return h;
-    }
-
-    /// <summary>Deterministic standard normal samples (xorshift64* and Box-Muller).</summary>
-    public sealed class Gaussian(ulong seed)
-    {
-        private ulong _state = seed == 0 ? 0x853C49E6748FEA9BUL : seed;
-        private float? _spare;
-
-        public float Next()
-        {
-            if (_spare is { } s) { _spare = null; return s; }
-            double u1 = (NextBits() + 1.0) / 9007199254740993.0, u2 = NextBits() / 9007199254740992.0;
-            double r = Math.Sqrt(-2 * Math.Log(u1));
-            _spare = (float)(r * Math.Sin(2 * Math.PI * u2));
-            return (float)(r * Math.Cos(2 * Math.PI * u2));
-        }
-
-        private ulong NextBits()
-        {
-            _state ^= _state >> 12; _state ^= _state << 25; _state ^= _state >> 27;
-            return (_state * 0x2545F4914F6CDD1DUL) >> 11;
-        }
-    }
+    /// <summary>Writes a random-weight llama GGUF with the types a quantization scheme picks.</summary>
+    public static void WriteRandomLlama(string path, LlamaConfig config, SentencePieceTokenizer vocab, QuantizationScheme scheme,
+        ulong seed = 1, bool separateOutput = true, float std = 0.02f) =>
+        SyntheticModel.Write(path, config, separateOutput, vocab, scheme, seed, std);
 }
