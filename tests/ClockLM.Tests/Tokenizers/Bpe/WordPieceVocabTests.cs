@@ -41,8 +41,9 @@ public sealed class WordPieceVocabTests(ITestOutputHelper output)
     public void NormalisationLowercasesStripsAccentsAndSplitsPunctuation()
     {
         Assert.Equal(["fuhrer", ",", "cafe", "naive", "!"], WordPieceTokenizer.NormalizedWords("Führer, CAFÉ naïve!"));
-        // Control and format characters vanish; CJK ideographs stand alone.
+        // Control and format characters and combining marks vanish; CJK ideographs stand alone.
         Assert.Equal(["ab", "我", "想"], WordPieceTokenizer.NormalizedWords("a\u200Db我想"));
+        Assert.Equal(["cafe", "xy", "हनद"], WordPieceTokenizer.NormalizedWords("cafe\u0301 x\uFE0Fy हिन्दी"));
     }
 
     [Fact]
