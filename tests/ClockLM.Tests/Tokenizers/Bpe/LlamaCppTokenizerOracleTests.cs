@@ -59,6 +59,37 @@ public sealed class LlamaCppTokenizerOracleTests(ITestOutputHelper output)
         Assert.True(mismatches == 0, $"{vocab}: {mismatches}/{Samples} differ, first ones:\n{failures}");
     }
 
+    [Theory]
+    [InlineData("gpt-2")]
+    [InlineData("deepseek-coder")]
+    [InlineData("deepseek-llm")]
+    [InlineData("falcon")]
+    [InlineData("mpt")]
+    [InlineData("refact")]
+    [InlineData("starcoder")]
+    [InlineData("bert-bge")]
+    public void EveryTokenDecodesToLlamaCppsPiece(string vocab)
+    {
+        string path = SharedData.Vocab($"ggml-vocab-{vocab}.gguf");
+        using var file = GgufFile.Open(path);
+        Tokenizer ours = Tokenizer.Load(file);
+        using LLamaWeights native = LoadVocabulary(path);
+
+        var buffer = new byte[1024];
+        var bytes = new List<byte>();
+        int differences = 0;
+        var failures = new StringBuilder();
+        for (int id = 0; id < ours.VocabSize; id++)
+        {
+            int n = (int)native.NativeHandle.TokenToSpan((LLamaToken)id, buffer, 0, false);
+            bytes.Clear();
+            ours.AppendBytes(id, -1, bytes);
+            if (!bytes.SequenceEqual(buffer.Take(n)) && ++differences <= 5)
+                failures.AppendLine($"{id} '{ours.GetPiece(id)}' ({ours.GetKind(id)}): llama.cpp {Convert.ToHexString(buffer, 0, n)}, ClockLM {Convert.ToHexString([.. bytes])}");
+        }
+        Assert.True(differences == 0, $"{vocab}: {differences} of {ours.VocabSize} pieces differ:\n{failures}");
+    }
+
     private static LLamaWeights LoadVocabulary(string path)
     {
         lock (Gate)
