@@ -63,13 +63,15 @@ public sealed class WordPieceTokenizer : Tokenizer
         GgufVocabulary.ReadVocabulary(file, out string[] pieces, out TokenKind[] kinds);
         GgufVocabulary.MarkControlLookingTokens(file, pieces, kinds);
         int n = pieces.Length;
-        // llama.cpp's BERT defaults: [CLS] 101 as BOS, [UNK] 100, [SEP] 102, [PAD] 0, [MASK] 103.
+        // llama.cpp's BERT defaults: [CLS] 101 as BOS, [UNK] 100, [SEP] 102, [PAD] 0, [MASK] 103. A file without a
+        // BOS id but with a [CLS] id gets [CLS] first.
         int unk = GgufVocabulary.ReadId(file, "tokenizer.ggml.unknown_token_id", 100, n);
         if (unk < 0)
             throw new GgufFormatException(file.Path, "tokenizer.ggml.unknown_token_id is missing and the default 100 is not in the vocabulary");
         return new WordPieceTokenizer(pieces, kinds)
         {
-            BosId = GgufVocabulary.ReadId(file, "tokenizer.ggml.bos_token_id", 101, n),
+            BosId = GgufVocabulary.ReadId(file, "tokenizer.ggml.bos_token_id",
+                GgufVocabulary.ReadId(file, "tokenizer.ggml.cls_token_id", 101, n), n),
             EosId = GgufVocabulary.ReadId(file, "tokenizer.ggml.eos_token_id", -1, n),
             UnknownId = unk,
             SeparatorId = GgufVocabulary.ReadId(file, "tokenizer.ggml.seperator_token_id", 102, n),

@@ -28,8 +28,7 @@ public sealed class LlamaCppTokenizerOracleTests(ITestOutputHelper output)
     public void IdsEqualLlamaCpp(string vocab)
     {
         string path = SharedData.Vocab($"ggml-vocab-{vocab}.gguf");
-        using var file = GgufFile.Open(path);
-        Tokenizer ours = Tokenizer.Load(file);
+        Tokenizer ours = SharedTokenizers.Get(vocab);
         using LLamaWeights native = LoadVocabulary(path);
 
         // Special tokens to write into the text: the vocabulary's control and user-defined entries.
@@ -71,8 +70,7 @@ public sealed class LlamaCppTokenizerOracleTests(ITestOutputHelper output)
     public void EveryTokenDecodesToLlamaCppsPiece(string vocab)
     {
         string path = SharedData.Vocab($"ggml-vocab-{vocab}.gguf");
-        using var file = GgufFile.Open(path);
-        Tokenizer ours = Tokenizer.Load(file);
+        Tokenizer ours = SharedTokenizers.Get(vocab);
         using LLamaWeights native = LoadVocabulary(path);
 
         var buffer = new byte[1024];

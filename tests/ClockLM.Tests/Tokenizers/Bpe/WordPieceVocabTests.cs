@@ -9,11 +9,7 @@ public sealed class WordPieceVocabTests(ITestOutputHelper output)
 {
     private static readonly string BertPath = SharedData.Vocab("ggml-vocab-bert-bge.gguf");
 
-    private static WordPieceTokenizer Load()
-    {
-        using var file = GgufFile.Open(BertPath);
-        return Assert.IsType<WordPieceTokenizer>(Tokenizer.Load(file));
-    }
+    private static WordPieceTokenizer Load() => Assert.IsType<WordPieceTokenizer>(SharedTokenizers.Get("bert-bge"));
 
     [Fact]
     public void EveryCaseMatchesLlamaCpp()
