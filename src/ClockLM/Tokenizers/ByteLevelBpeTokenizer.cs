@@ -14,7 +14,9 @@ namespace ClockLM.Tokenizers;
 /// </summary>
 public sealed class ByteLevelBpeTokenizer : Tokenizer
 {
+    // The word cache holds up to CacheLimit words (then starts afresh), each at most MaxCachedWord chars.
     private const int CacheLimit = 1 << 16;
+    private const int MaxCachedWord = 256;
 
     private readonly string[] _pieces;
     private readonly TokenKind[] _kinds;
@@ -114,10 +116,9 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
 
         // Llama 3, Tekken and Chameleon vocabularies add BOS unless the file says otherwise; other BPE vocabularies do not.
         bool addBos = pre.Name is "llama3" or "llama-v3" or "llama-bpe" or "falcon3" or "chameleon" or "tekken";
-        int bos = GgufVocabulary.ReadId(file, "tokenizer.ggml.bos_token_id", 11, pieces.Length);
+        // Without ids in the file, llama.cpp's BPE default is 11 for both (ChatGLM: no BOS).
+        int bos = GgufVocabulary.ReadId(file, "tokenizer.ggml.bos_token_id", pre.Name is "chatglm-bpe" ? -1 : 11, pieces.Length);
         int eos = GgufVocabulary.ReadId(file, "tokenizer.ggml.eos_token_id", 11, pieces.Length);
-        if (pre.Name is "chatglm-bpe")
-            bos = -1;
 
         GgufVocabulary.StripRules(file, pieces, kinds, out var stripLeft, out var stripRight);
         return new ByteLevelBpeTokenizer(pieces, kinds, merges, pre, stripLeft, stripRight)
@@ -168,9 +169,17 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         foreach (int length in PreTokenizer.Split(codepoints))
         {
             ReadOnlySpan<char> word = text[utf16Start[start]..utf16Start[start + length]];
-            if (!_wordCacheBySpan.TryGetValue(word, out int[]? ids))
+            if (word.Length > MaxCachedWord)
             {
-                ids = EncodeWord(codepoints.AsSpan(start, length));
+                output.AddRange(EncodeWord(codepoints.AsSpan(start, length)));
+            }
+            else if (_wordCacheBySpan.TryGetValue(word, out int[]? cached))
+            {
+                output.AddRange(cached);
+            }
+            else
+            {
+                int[] ids = EncodeWord(codepoints.AsSpan(start, length));
                 // (ConcurrentDictionary.Count takes every lock, so the size is counted here.)
                 if (Interlocked.Increment(ref _wordCacheSize) > CacheLimit)
                 {
@@ -178,8 +187,8 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
                     Interlocked.Exchange(ref _wordCacheSize, 0);
                 }
                 _wordCacheBySpan.TryAdd(word, ids);
+                output.AddRange(ids);
             }
-            output.AddRange(ids);
             start += length;
         }
     }
@@ -198,13 +207,13 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         {
             case TokenKind.Normal:
                 var bytes = new List<byte>(piece.Length);
-                foreach (char c in piece)
+                foreach (Rune r in piece.EnumerateRunes())
                 {
-                    int b = ByteLevelAlphabet.Decode(c);
+                    int b = r.IsBmp ? ByteLevelAlphabet.Decode((char)r.Value) : -1;
                     if (b >= 0)
                         bytes.Add((byte)b);
                     else // not a byte-alphabet character: shown the way llama.cpp shows it
-                        bytes.AddRange(Encoding.UTF8.GetBytes($"[UNK_BYTE_0x{Convert.ToHexStringLower(Encoding.UTF8.GetBytes(c.ToString()))}{piece}]"));
+                        bytes.AddRange(Encoding.UTF8.GetBytes($"[UNK_BYTE_0x{Convert.ToHexStringLower(Encoding.UTF8.GetBytes(r.ToString()))}{piece}]"));
                 }
                 return [.. bytes];
             case TokenKind.UserDefined:

@@ -7,8 +7,8 @@ namespace ClockLM.Tokenizers;
 /// <summary>
 /// WordPiece (GGUF <c>tokenizer.ggml.model = "bert"</c>), tokenizing exactly as llama.cpp's WPM tokenizer does.
 /// <para>Text is normalised code point by code point: each is replaced by the first code point of its canonical
-/// decomposition (which strips accents), lower-cased, and dropped when it is a control, format or unassigned
-/// character. Words end at white space; punctuation, ASCII symbols and CJK ideographs are words of their own.
+/// decomposition (which strips accents), lower-cased, and dropped when it is a combining mark or a control, format
+/// or unassigned character. Words end at white space; punctuation, ASCII symbols and CJK ideographs are words of their own.
 /// Each word is then cut greedily, longest vocabulary entry first. llama.cpp's GGUF BERT vocabularies mark a
 /// word start with "▁" (<c>▁play</c>) and store continuations bare (<c>ing</c>, HuggingFace's <c>##ing</c>),
 /// so the search runs over "▁" + word. A word that cannot be covered becomes [UNK].</para>
@@ -63,13 +63,15 @@ public sealed class WordPieceTokenizer : Tokenizer
         GgufVocabulary.ReadVocabulary(file, out string[] pieces, out TokenKind[] kinds);
         GgufVocabulary.MarkControlLookingTokens(file, pieces, kinds);
         int n = pieces.Length;
-        // llama.cpp's BERT defaults: [CLS] 101 as BOS, [UNK] 100, [SEP] 102, [PAD] 0, [MASK] 103.
+        // llama.cpp's BERT defaults: [CLS] 101 as BOS, [UNK] 100, [SEP] 102, [PAD] 0, [MASK] 103. A file without a
+        // BOS id but with a [CLS] id gets [CLS] first.
         int unk = GgufVocabulary.ReadId(file, "tokenizer.ggml.unknown_token_id", 100, n);
         if (unk < 0)
             throw new GgufFormatException(file.Path, "tokenizer.ggml.unknown_token_id is missing and the default 100 is not in the vocabulary");
         return new WordPieceTokenizer(pieces, kinds)
         {
-            BosId = GgufVocabulary.ReadId(file, "tokenizer.ggml.bos_token_id", 101, n),
+            BosId = GgufVocabulary.ReadId(file, "tokenizer.ggml.bos_token_id",
+                GgufVocabulary.ReadId(file, "tokenizer.ggml.cls_token_id", 101, n), n),
             EosId = GgufVocabulary.ReadId(file, "tokenizer.ggml.eos_token_id", -1, n),
             UnknownId = unk,
             SeparatorId = GgufVocabulary.ReadId(file, "tokenizer.ggml.seperator_token_id", 102, n),
@@ -163,7 +165,10 @@ public sealed class WordPieceTokenizer : Tokenizer
                 Finish();
                 continue;
             }
-            if (cp == 0 || cp == 0xFFFD || (cls & UnicodeClass.Other) != 0)
+            // Control, format and unassigned characters go, and so do combining marks: what the decomposition
+            // left of an accent, vowel signs, variation selectors (llama.cpp dropped marks from 2025 on; its
+            // earlier builds kept them, which turned such words into [UNK]).
+            if (cp == 0 || cp == 0xFFFD || (cls & (UnicodeClass.Other | UnicodeClass.Mark)) != 0)
                 continue;
             string lower = char.ConvertFromUtf32(UnicodeClasses.ToLower(cp));
             if ((cls & UnicodeClass.Punctuation) != 0 || (cp < 0x7F && (cls & UnicodeClass.Symbol) != 0) || IsChineseCharacter(cp))

@@ -37,7 +37,7 @@ public sealed class PreTokenizer
         "default", "llama3", "llama-v3", "llama-bpe", "falcon3", "deepseek-llm", "deepseek-coder", "falcon", "mpt",
         "starcoder", "gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v1-en", "jina-v2-es", "jina-v2-de",
         "jina-v2-code", "roberta-bpe", "refact", "command-r", "qwen2", "megrez", "stablelm2", "olmo", "dbrx", "smaug-bpe",
-        "poro-chat", "chatglm-bpe", "viking", "jais", "smollm", "codeshell", "bloom", "gpt3-finnish", "exaone", "minerva-7b",
+        "poro-chat", "chatglm-bpe", "viking", "jais", "smollm", "codeshell", "bloom", "gpt3-finnish", "exaone", "minerva-7b", "tekken", "chameleon",
     ];
 
     /// <summary>The pre-tokenizer for a <c>tokenizer.ggml.pre</c> value (an empty or missing value means "default"),
@@ -52,7 +52,7 @@ public sealed class PreTokenizer
 
     /// <summary>Whether this pre-tokenizer's vocabularies look a whole word up before merging (llama.cpp's
     /// <c>ignore_merges</c>, set for Llama 3).</summary>
-    public bool IgnoresMerges => Name is "llama3" or "llama-v3" or "llama-bpe" or "falcon3";
+    public bool IgnoresMerges => Name is "llama3" or "llama-v3" or "llama-bpe" or "falcon3" or "tekken";
 
     /// <summary>Splits <paramref name="codepoints"/> into words; returns their lengths in code points, in order.</summary>
     public List<int> Split(int[] codepoints)
@@ -128,6 +128,21 @@ public sealed class PreTokenizer
         "qwen2" or "megrez" or "stablelm2" => [new RegexSplitRule(Llama3LikePattern)],
         "poro-chat" or "bloom" or "gpt3-finnish" => [new RegexSplitRule(@" ?[^(\s|.,!?…。，、।۔،)]+")],
         "viking" => [new RegexSplitRule(@" ?[^(\s|.,!?…。，、।۔،)]+"), new RegexSplitRule(@"\p{N}")],
+        // Mistral's Tekken: words split at lower-to-upper case changes (written with look-aheads, as the
+        // collapsed classes have no \p{Lu}/\p{Ll}).
+        "tekken" =>
+        [
+            new RegexSplitRule(@"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
+        ],
+        "chameleon" =>
+        [
+            new RegexSplitRule("<sentinel:[0-9]+>"),
+            new RegexSplitRule("(IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z"),
+            new RegexSplitRule(@"([\t\n]|    |  )"),
+            new RegexSplitRule(@"\p{N}"),
+            new RegexSplitRule(@"[\p{P}!-/:-@\[-`{-~]"),
+            new Gpt2SplitRule(),
+        ],
         _ =>
         [
             new RegexSplitRule(@"[\p{P}\$\+<=>\^~\|]+"),

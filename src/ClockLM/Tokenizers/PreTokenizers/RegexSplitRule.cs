@@ -143,39 +143,30 @@ public sealed class RegexSplitRule : SplitRule
         int i = 0;
         while (i < body.Length)
         {
-            if (body[i] == '\\' && i + 1 < body.Length)
-            {
-                if (collapsed && i + 4 < body.Length && body[i + 1] == 'p' && body[i + 2] == '{' && body[i + 4] == '}')
-                {
-                    bmp.Append(CollapsedClass(body[i + 3]));
-                    i += 5;
-                }
-                else
-                {
-                    bmp.Append(body, i, 2);
-                    i += 2;
-                }
-                continue;
-            }
-            Rune.DecodeFromUtf16(body.AsSpan(i), out Rune first, out int used);
-            i += used;
-            Rune last = first;
+            int first = ClassAtom(body, ref i, collapsed, bmp);
+            if (first < 0)
+                continue; // a class escape such as \s or \p{L}, already written
+            int last = first;
             if (i + 1 < body.Length && body[i] == '-' && body[i + 1] != ']')
             {
-                Rune.DecodeFromUtf16(body.AsSpan(i + 1), out last, out int used2);
-                i += 1 + used2;
+                int j = i + 1;
+                int end = ClassAtom(body, ref j, collapsed, bmp);
+                if (end < 0)
+                    throw new ArgumentException($"class [{body}] has a range ending in a class escape");
+                last = end;
+                i = j;
             }
-            if (first.Value > 0xFFFF || last.Value > 0xFFFF)
+            if (first > 0xFFFF || last > 0xFFFF)
             {
-                if (first.Value <= 0xFFFF)
-                    throw new ArgumentException($"class range {first}-{last} spans the BMP boundary");
-                astral.Add((first.Value, last.Value));
+                if (first <= 0xFFFF)
+                    throw new ArgumentException($"class range U+{first:X4}-U+{last:X4} spans the BMP boundary");
+                astral.Add((first, last));
             }
             else
             {
-                bmp.Append(Escape(first.Value));
-                if (last.Value != first.Value)
-                    bmp.Append('-').Append(Escape(last.Value));
+                bmp.Append(Escape(first));
+                if (last != first)
+                    bmp.Append('-').Append(Escape(last));
             }
         }
 
@@ -198,6 +189,38 @@ public sealed class RegexSplitRule : SplitRule
             }
         }
         return "(?:" + string.Join('|', alternatives) + ")";
+    }
+
+    /// <summary>Reads one member of a bracket class at <paramref name="i"/>: returns its code point, or -1 after
+    /// writing a class escape (<c>\s</c>, <c>\d</c>, <c>\w</c>, or a collapsed <c>\p{..}</c>) to <paramref name="bmp"/>.</summary>
+    private static int ClassAtom(string body, ref int i, bool collapsed, StringBuilder bmp)
+    {
+        if (body[i] == '\\' && i + 1 < body.Length)
+        {
+            char e = body[i + 1];
+            if (collapsed && e == 'p' && i + 4 < body.Length && body[i + 2] == '{' && body[i + 4] == '}')
+            {
+                bmp.Append(CollapsedClass(body[i + 3]));
+                i += 5;
+                return -1;
+            }
+            i += 2;
+            switch (e)
+            {
+                case 's' or 'S' or 'd' or 'D' or 'w' or 'W':
+                    bmp.Append('\\').Append(e);
+                    return -1;
+                case 'r': return '\r';
+                case 'n': return '\n';
+                case 't': return '\t';
+                case 'f': return '\f';
+                case 'v': return '\v';
+                default: return e; // an escaped literal such as \[ \] \\ \- \^
+            }
+        }
+        Rune.DecodeFromUtf16(body.AsSpan(i), out Rune rune, out int used);
+        i += used;
+        return rune.Value;
     }
 
     private static string Escape(int c) => $@"\u{c:X4}";

@@ -7,11 +7,7 @@ namespace ClockLM.Tests.Tokenizers.Bpe;
 /// <summary>Byte-level BPE beyond the llama.cpp test files: round trips, special tokens, flags, long inputs, errors.</summary>
 public sealed class ByteLevelBpeBehaviourTests
 {
-    private static ByteLevelBpeTokenizer Load(string vocab)
-    {
-        using var file = GgufFile.Open(SharedData.Vocab($"ggml-vocab-{vocab}.gguf"));
-        return ByteLevelBpeTokenizer.FromGguf(file);
-    }
+    private static ByteLevelBpeTokenizer Load(string vocab) => Assert.IsType<ByteLevelBpeTokenizer>(SharedTokenizers.Get(vocab));
 
     [Theory]
     [InlineData("gpt-2")]

@@ -9,11 +9,7 @@ public sealed class WordPieceVocabTests(ITestOutputHelper output)
 {
     private static readonly string BertPath = SharedData.Vocab("ggml-vocab-bert-bge.gguf");
 
-    private static WordPieceTokenizer Load()
-    {
-        using var file = GgufFile.Open(BertPath);
-        return Assert.IsType<WordPieceTokenizer>(Tokenizer.Load(file));
-    }
+    private static WordPieceTokenizer Load() => Assert.IsType<WordPieceTokenizer>(SharedTokenizers.Get("bert-bge"));
 
     [Fact]
     public void EveryCaseMatchesLlamaCpp()
@@ -41,8 +37,9 @@ public sealed class WordPieceVocabTests(ITestOutputHelper output)
     public void NormalisationLowercasesStripsAccentsAndSplitsPunctuation()
     {
         Assert.Equal(["fuhrer", ",", "cafe", "naive", "!"], WordPieceTokenizer.NormalizedWords("Führer, CAFÉ naïve!"));
-        // Control and format characters vanish; CJK ideographs stand alone.
+        // Control and format characters and combining marks vanish; CJK ideographs stand alone.
         Assert.Equal(["ab", "我", "想"], WordPieceTokenizer.NormalizedWords("a\u200Db我想"));
+        Assert.Equal(["cafe", "xy", "हनद"], WordPieceTokenizer.NormalizedWords("cafe\u0301 x\uFE0Fy हिन्दी"));
     }
 
     [Fact]
