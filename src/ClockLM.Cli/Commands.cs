@@ -13,6 +13,7 @@ internal static class Commands
         ConvertCommand.Create(),
         SynthCommand.Create(),
         QuantizeCommand.Create(),
+        BenchCommand.Create(),
         NnCommand.Create(),
     ];
 }

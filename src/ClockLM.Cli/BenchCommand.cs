@@ -1,0 +1,61 @@
+using System.CommandLine;
+using System.Text.Json;
+using ClockLM.Generation;
+using ClockLM.Models;
+
+namespace ClockLM.Cli;
+
+/// <summary>`clocklm bench --model M [-p 128] [-n 64] [-t 1,2] [-r 3] [--json FILE]`: a llama-bench style table.</summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model", "-m") { Description = "Model file", Required = true };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer file for llama2.c checkpoints" };
+        var prompt = new Option<int>("-p", "--n-prompt") { Description = "Prompt tokens (0 skips the pp test)", DefaultValueFactory = _ => 128 };
+        var gen = new Option<int>("-n", "--n-gen") { Description = "Generated tokens (0 skips the tg test)", DefaultValueFactory = _ => 64 };
+        var threads = new Option<string>("-t", "--threads") { Description = "Thread counts, comma-separated", DefaultValueFactory = _ => Environment.ProcessorCount.ToString() };
+        var reps = new Option<int>("-r", "--repetitions") { Description = "Repetitions per test", DefaultValueFactory = _ => 3 };
+        var json = new Option<string?>("--json") { Description = "Also write the rows as JSON to this file" };
+        var command = new Command("bench", "Measure prompt (pp) and generation (tg) speed, like llama-bench");
+        foreach (var o in new Option[] { model, tokenizer, prompt, gen, threads, reps, json }) command.Options.Add(o);
+        command.SetAction(result => CommandErrors.Run(() =>
+        {
+            int[] threadCounts = ParseThreads(result.GetValue(threads)!);
+            int p = result.GetValue(prompt), n = result.GetValue(gen), r = result.GetValue(reps);
+            if (p < 0 || n < 0 || p + n == 0) throw new UsageException($"-p {p} and -n {n}: expected counts of 0 or more, not both 0");
+            if (r < 1) throw new UsageException($"-r is {r}, expected at least 1");
+            string path = result.GetValue(model)!;
+            using var m = Model.Load(path, result.GetValue(tokenizer));
+            string type = m.Weights.Layers[0].Wq.Type.ToString();
+            string size = $"{m.FileBytes / 1048576.0:F2} MiB";
+            var rows = new List<object>();
+            Console.Out.WriteLine($"| {"model",-28} | {"size",12} | {"type",6} | {"threads",7} | {"test",8} | {"t/s",20} |");
+            Console.Out.WriteLine($"| {new string('-', 28)} | {new string('-', 12)} | {new string('-', 6)} | {new string('-', 7)} | {new string('-', 8)} | {new string('-', 20)} |");
+            foreach (int t in threadCounts)
+            {
+                foreach (var (isPrompt, count) in new[] { (true, p), (false, n) })
+                {
+                    if (count == 0) continue;
+                    var row = Throughput.Measure(m, isPrompt, count, t, r);
+                    string name = Path.GetFileName(path);
+                    Console.Out.WriteLine($"| {name,-28} | {size,12} | {type,6} | {t,7} | {row.Test,8} | {row.Mean,10:F2} ± {row.StandardDeviation,7:F2} |");
+                    rows.Add(new { model = name, size_bytes = m.FileBytes, type, threads = t, test = row.Test, tps_mean = row.Mean, tps_median = row.Median, tps_sd = row.StandardDeviation, samples = row.Samples });
+                }
+            }
+            if (result.GetValue(json) is { } jsonPath)
+                File.WriteAllText(jsonPath, JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>"1,2" → [1, 2]; anything else is a usage error.</summary>
+    public static int[] ParseThreads(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length == 0) throw new UsageException("--threads needs at least one count");
+        return parts.Select(s => int.TryParse(s, out int v) && v is >= 1 and <= 1024 ? v
+            : throw new UsageException($"--threads value '{s}' is not a thread count from 1 to 1024")).ToArray();
+    }
+}

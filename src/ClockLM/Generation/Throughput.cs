@@ -1,0 +1,82 @@
+using System.Diagnostics;
+using ClockLM.Models;
+using ClockLM.Tensors;
+
+namespace ClockLM.Generation;
+
+/// <summary>One measured row of a throughput benchmark, as llama-bench reports it.</summary>
+/// <param name="Test">"pp128" (prompt processing of 128 tokens) or "tg64" (generation of 64 tokens).</param>
+/// <param name="Threads">Threads used.</param>
+/// <param name="Samples">Tokens per second of each repetition.</param>
+public sealed record ThroughputResult(string Test, int Threads, double[] Samples)
+{
+    public double Mean => Samples.Average();
+    public double Median
+    {
+        get
+        {
+            var s = Samples.Order().ToArray();
+            return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
+        }
+    }
+    public double StandardDeviation => Samples.Length < 2 ? 0 : Math.Sqrt(Samples.Sum(v => (v - Mean) * (v - Mean)) / (Samples.Length - 1));
+}
+
+/// <summary>
+/// Measures prompt processing (pp: N tokens evaluated from an empty cache) and text generation (tg: N tokens fed one
+/// at a time from an empty cache), as llama-bench does. Tokens are fixed pseudo-random ids, not sampled, so every run
+/// does the same work.
+/// </summary>
+public static class Throughput
+{
+    /// <summary>Times prompt processing of <paramref name="tokens"/> tokens.</summary>
+    public static double PromptTokensPerSecond(Transformer transformer, int tokens)
+    {
+        var ids = Ids(tokens, transformer.Config.VocabSize);
+        var clock = Stopwatch.StartNew();
+        transformer.Evaluate(ids, 0);
+        return tokens / clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Times generation of <paramref name="tokens"/> tokens, one forward pass each.</summary>
+    public static double GenerationTokensPerSecond(Transformer transformer, int tokens)
+    {
+        var ids = Ids(tokens, transformer.Config.VocabSize);
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < tokens; i++)
+            transformer.Forward(ids[i], i);
+        return tokens / clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Runs a test (after one warm-up run) <paramref name="repetitions"/> times on a fresh pool of <paramref name="threads"/>.</summary>
+    public static ThroughputResult Measure(Model model, bool prompt, int tokens, int threads, int repetitions)
+    {
+        if (tokens < 1) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "need at least one token");
+        if (repetitions < 1) throw new ArgumentOutOfRangeException(nameof(repetitions), repetitions, "need at least one repetition");
+        using var pool = new WorkerPool(threads - 1);
+        var transformer = model.CreateTransformer(Math.Min(model.Config.ContextLength, Math.Max(tokens, 16)), pool);
+        if (tokens > transformer.ContextLength)
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"the model's context holds {transformer.ContextLength} tokens");
+        Run(transformer, prompt, tokens); // warm-up: JIT and page-in
+        var samples = new double[repetitions];
+        for (int r = 0; r < repetitions; r++) samples[r] = Run(transformer, prompt, tokens);
+        return new ThroughputResult(prompt ? $"pp{tokens}" : $"tg{tokens}", threads, samples);
+    }
+
+    /// <summary>One timed run.</summary>
+    public static double Run(Transformer transformer, bool prompt, int tokens) =>
+        prompt ? PromptTokensPerSecond(transformer, tokens) : GenerationTokensPerSecond(transformer, tokens);
+
+    /// <summary>The fixed pseudo-random token ids every run uses.</summary>
+    public static int[] Ids(int count, int vocabSize)
+    {
+        var ids = new int[count];
+        ulong state = 0x9E3779B97F4A7C15UL;
+        for (int i = 0; i < count; i++)
+        {
+            state = state * 6364136223846793005UL + 1442695040888963407UL;
+            ids[i] = (int)((state >> 33) % (ulong)vocabSize);
+        }
+        return ids;
+    }
+}
