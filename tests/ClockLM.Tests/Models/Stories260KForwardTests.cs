@@ -50,3 +50,48 @@ public class Stories260KForwardTests
         return best;
     }
 }
+
+/// <summary>A llama2.c checkpoint with a separately stored classifier (negative vocab_size in the header).</summary>
+public class Llama2cSeparateClassifierTests
+{
+    [Fact]
+    public void SeparateClassifierCheckpointGivesTheSameLogitsAsTheSharedOne()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("unshared.bin");
+        byte[] shared = File.ReadAllBytes(SharedData.Stories260K);
+        int vocab = BitConverter.ToInt32(shared, 20), dim = BitConverter.ToInt32(shared, 0);
+        // The classifier follows everything else: append a copy of the token embedding (it starts after the header).
+        byte[] embedding = shared.AsSpan(28, vocab * dim * 4).ToArray();
+        byte[] unshared = [.. shared, .. embedding];
+        BitConverter.TryWriteBytes(unshared.AsSpan(20), -vocab);
+        File.WriteAllBytes(path, unshared);
+
+        using var a = Llama2cCheckpoint.Open(SharedData.Stories260K);
+        using var b = Llama2cCheckpoint.Open(path);
+        Assert.False(b.SharedClassifier);
+        Assert.False(b.Weights.TiedOutput);
+        var ta = new Transformer(a.Config, a.Weights, 16);
+        var tb = new Transformer(b.Config, b.Weights, 16);
+        for (int pos = 0; pos < 4; pos++)
+            Assert.Equal(ta.Forward(100 + pos, pos).ToArray(), tb.Forward(100 + pos, pos).ToArray());
+
+        // Changing the stored classifier changes the output: it really is read from the end of the file.
+        unshared[^1] ^= 0x40;
+        File.WriteAllBytes(path, unshared);
+        using var c = Llama2cCheckpoint.Open(path);
+        var tc = new Transformer(c.Config, c.Weights, 16);
+        Assert.NotEqual(new Transformer(a.Config, a.Weights, 16).Forward(100, 0).ToArray(), tc.Forward(100, 0).ToArray());
+    }
+
+    [Fact]
+    public void TruncatedCheckpointNamesTheFileAndTheSizes()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("short.bin");
+        File.WriteAllBytes(path, File.ReadAllBytes(SharedData.Stories260K)[..5000]);
+        var e = Assert.Throws<ModelFormatException>(() => Llama2cCheckpoint.Open(path));
+        Assert.Contains(path, e.Message);
+        Assert.Contains("truncated", e.Message);
+    }
+}

@@ -1,0 +1,47 @@
+namespace ClockLM.Tests.Cli;
+
+/// <summary>The `clocklm` commands end bad input with one clear line on stderr and exit code 1.</summary>
+public class CommandLineTests
+{
+    [Theory]
+    [InlineData("missing model", new[] { "run", "hello" }, "--model is required")]
+    [InlineData("no such file", new[] { "run", "-m", "/nonexistent.gguf", "hello" }, "/nonexistent.gguf")]
+    [InlineData("bad threads", new[] { "run", "-m", "@stories", "-t", "0", "hello" }, "--threads is 0")]
+    [InlineData("bad top-p", new[] { "run", "-m", "@stories", "--top-p", "2", "hello" }, "top-p is 2")]
+    [InlineData("negative n", new[] { "run", "-m", "@stories", "-n", "-3", "hello" }, "-n is -3")]
+    [InlineData("bad ctx", new[] { "run", "-m", "@stories", "--ctx", "0", "hello" }, "--ctx is 0")]
+    [InlineData("unknown quant type", new[] { "quantize", "@stories", "/tmp/x.gguf", "Q9_9" }, "unknown type 'Q9_9'")]
+    [InlineData("unknown shape", new[] { "synth", "--shape", "huge", "/tmp/x.gguf" }, "unknown shape 'huge'")]
+    [InlineData("inspect a non-GGUF", new[] { "inspect", "@stories" }, "not a GGUF file")]
+    public void BadInputGivesOneClearError(string what, string[] args, string expected)
+    {
+        var result = ClockLMProcess.Run(args.Select(a => a == "@stories" ? SharedData.Stories260K : a).ToArray());
+        Assert.True(result.ExitCode == 1, $"{what}: exit code {result.ExitCode}, stderr {result.StdErr}");
+        Assert.Contains(expected, result.StdErr);
+        Assert.DoesNotContain("   at ", result.StdErr); // no stack trace
+    }
+
+    [Fact]
+    public void TokenizePrintsIdsAndPieces()
+    {
+        var ids = ClockLMProcess.Run("tokenize", "-m", SharedData.Stories260K, "--ids", "Lily and Tom");
+        Assert.Equal(0, ids.ExitCode);
+        Assert.Equal("[1, 317, 269, 274, 287]", ids.StdOut.Trim());
+        var noBos = ClockLMProcess.Run("tokenize", "-m", SharedData.Stories260K, "--no-bos", "Lily");
+        Assert.Equal("   317 -> '▁Lily'", noBos.StdOut.Trim('\n'));
+    }
+
+    [Fact]
+    public void InspectListsMetadataAndTensors()
+    {
+        using var dir = new TempDir();
+        string gguf = dir.File("s.gguf");
+        Assert.Equal(0, ClockLMProcess.Run("convert", SharedData.Stories260K, gguf).ExitCode);
+        var result = ClockLMProcess.Run("inspect", gguf);
+        Assert.Equal(0, result.ExitCode);
+        Assert.Matches(@"general\.architecture\s+String\s+llama", result.StdOut);
+        Assert.Matches(@"llama\.block_count\s+UInt32\s+5", result.StdOut);
+        Assert.Matches(@"blk\.0\.ffn_down\.weight\s+F32\s+\[172, 64\]\s+44032", result.StdOut);
+        Assert.Contains("47 tensors", result.StdOut);
+    }
+}
