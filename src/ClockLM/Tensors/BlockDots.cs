@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace ClockLM.Tensors;
 
 /// <summary>
@@ -31,6 +32,7 @@ internal unsafe interface IBlockDots
 /// <summary>The scalar reference for <see cref="IBlockDots"/>: the definitions, written out.</summary>
 internal readonly unsafe struct ScalarDots : IBlockDots
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int S8(sbyte* w, sbyte* x)
     {
         int s = 0;
@@ -38,6 +40,7 @@ internal readonly unsafe struct ScalarDots : IBlockDots
         return s;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int U4(byte* qs, sbyte* x)
     {
         int s = 0;
@@ -45,6 +48,7 @@ internal readonly unsafe struct ScalarDots : IBlockDots
         return s;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int U5(byte* qs, uint qh, sbyte* x)
     {
         int s = 0;
@@ -57,6 +61,7 @@ internal readonly unsafe struct ScalarDots : IBlockDots
         return s;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Q4K(byte* qs, sbyte* x, byte* sc)
     {
         int total = 0;
@@ -73,6 +78,7 @@ internal readonly unsafe struct ScalarDots : IBlockDots
         return total;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Q5K(byte* qh, byte* qs, sbyte* x, byte* sc)
     {
         int total = 0;
@@ -91,6 +97,7 @@ internal readonly unsafe struct ScalarDots : IBlockDots
         return total;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Q6K(byte* ql, byte* qh, sbyte* sc, sbyte* x)
     {
         int total = 0;

@@ -33,7 +33,7 @@ internal readonly unsafe struct Vector128Dots : IBlockDots
         return Dot16(lo, hi, x);
     }
 
-    private static readonly Vector128<byte> Bits = Vector128.Create(0x8040201008040201UL).AsByte();
+    private static Vector128<byte> Bits => Vector128.Create(0x8040201008040201UL).AsByte();
 
     /// <summary>0x10 in byte i where bit (first + i) of qh is set, for 16 bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -44,9 +44,11 @@ internal readonly unsafe struct Vector128Dots : IBlockDots
         return Vector128.Equals(spread & Bits, Bits) & Vector128.Create((byte)0x10);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int S8(sbyte* w, sbyte* x) =>
         Vector128.Sum(Dot16(Vector128.Load(w), x) + Dot16(Vector128.Load(w + 16), x + 16));
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int U4(byte* qs, sbyte* x)
     {
         var q = Vector128.Load(qs);
@@ -54,6 +56,7 @@ internal readonly unsafe struct Vector128Dots : IBlockDots
         return Vector128.Sum(Dot16(q & m, x) + Dot16(Vector128.ShiftRightLogical(q, 4), x + 16));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int U5(byte* qs, uint qh, sbyte* x)
     {
         var q = Vector128.Load(qs);
@@ -61,6 +64,7 @@ internal readonly unsafe struct Vector128Dots : IBlockDots
         return Vector128.Sum(Dot16((q & m) | FifthBits(qh, 0), x) + Dot16(Vector128.ShiftRightLogical(q, 4) | FifthBits(qh, 16), x + 16));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Q4K(byte* qs, sbyte* x, byte* sc)
     {
         var m = Vector128.Create((byte)0x0F);
@@ -76,6 +80,7 @@ internal readonly unsafe struct Vector128Dots : IBlockDots
         return Vector128.Sum(acc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Q5K(byte* qh, byte* qs, sbyte* x, byte* sc)
     {
         var m = Vector128.Create((byte)0x0F);
@@ -98,6 +103,7 @@ internal readonly unsafe struct Vector128Dots : IBlockDots
         return Vector128.Sum(acc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Q6K(byte* ql, byte* qh, sbyte* sc, sbyte* x)
     {
         var m = Vector128.Create((byte)0x0F);

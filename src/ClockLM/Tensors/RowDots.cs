@@ -13,8 +13,19 @@ namespace ClockLM.Tensors;
 /// </summary>
 internal static unsafe class RowDots
 {
+    /// <summary>Every f16 bit pattern as a float (256 KB, like ggml's table): block scales widen with one load.</summary>
+    private static readonly float[] HalfTableArray = BuildHalfTable();
+    private static readonly float* HalfTable = (float*)Unsafe.AsPointer(ref HalfTableArray[0]);
+
+    private static float[] BuildHalfTable()
+    {
+        var table = GC.AllocateUninitializedArray<float>(65536, pinned: true);
+        for (int h = 0; h < 65536; h++) table[h] = (float)BitConverter.UInt16BitsToHalf((ushort)h);
+        return table;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float F16(byte* p) => (float)*(Half*)p;
+    private static float F16(byte* p) => HalfTable[*(ushort*)p];
 
     /// <summary>Runs rows [start, end) of the product with block dots <typeparamref name="T"/>.</summary>
     public static void Rows<T>(in MatVecJob job, int start, int end) where T : struct, IBlockDots
