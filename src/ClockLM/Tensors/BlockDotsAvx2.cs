@@ -25,7 +25,7 @@ internal readonly unsafe struct Avx2Dots : IBlockDots
     {
         var q = Vector128.Load(qs);
         var mask = Vector128.Create((byte)0x0F);
-        return Vector256.Create(q & mask, Vector128.ShiftRightLogical(q, 4) & mask);
+        return Vector256.Create(q & mask, Vector128.ShiftRightLogical(q, 4));
     }
 
     /// <summary>Bit i of qh as 0x10 in byte i, for 32 bytes.</summary>
