@@ -22,7 +22,8 @@ public unsafe class MatVecBenchmarks
     {
         public Config()
         {
-            AddColumn(new WeightBandwidthColumn());
+            AddColumn(new WeightBandwidthColumn(best: false), new WeightBandwidthColumn(best: true));
+            AddColumn(StatisticColumn.Min);
         }
     }
 
@@ -82,17 +83,20 @@ public unsafe class MatVecBenchmarks
         else Tensors.MatVec.Multiply(_view, _x, _y, _pool);
     }
 
-    /// <summary>Weight bytes read per second: the matrix's size over the mean time of one product.</summary>
-    private sealed class WeightBandwidthColumn : IColumn
+    /// <summary>
+    /// Weight bytes read per second: the matrix's size over the mean (or the fastest) time of one product. On a
+    /// machine shared with other work the fastest iteration is the better estimate of what the kernel can do.
+    /// </summary>
+    private sealed class WeightBandwidthColumn(bool best) : IColumn
     {
-        public string Id => nameof(WeightBandwidthColumn);
-        public string ColumnName => "Weights GB/s";
+        public string Id => nameof(WeightBandwidthColumn) + (best ? "Best" : "Mean");
+        public string ColumnName => best ? "GB/s (min time)" : "GB/s (mean)";
         public bool AlwaysShow => true;
         public ColumnCategory Category => ColumnCategory.Custom;
         public int PriorityInCategory => 0;
         public bool IsNumeric => true;
         public UnitType UnitType => UnitType.Dimensionless;
-        public string Legend => "weight bytes read per second (matrix bytes / mean time), 1 GB = 1e9 bytes";
+        public string Legend => $"weight bytes read per second (matrix bytes / {(best ? "fastest" : "mean")} time), 1 GB = 1e9 bytes";
         public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
         public bool IsAvailable(Summary summary) => true;
         public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
@@ -103,7 +107,7 @@ public unsafe class MatVecBenchmarks
             if (report?.ResultStatistics is not { } stats) return "-";
             var type = (GgmlType)benchmarkCase.Parameters[nameof(Type)];
             int rows = (int)benchmarkCase.Parameters[nameof(Rows)];
-            double seconds = stats.Mean * 1e-9;
+            double seconds = (best ? stats.Min : stats.Mean) * 1e-9;
             return (WeightBytes(type, rows) / seconds / 1e9).ToString("F2");
         }
     }

@@ -40,6 +40,14 @@ internal readonly unsafe struct Avx2Dots : IBlockDots
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int MinSum(byte* m, short* bsums)
+    {
+        var pairs = Avx2.MultiplyAddAdjacent(Vector256.Load(bsums), Vector256.Create((short)1)); // bsums[2j] + bsums[2j+1]
+        var mins = Avx2.ConvertToVector256Int32(m);
+        return Vector256.Sum(pairs * mins);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int S8(sbyte* w, sbyte* x)
     {
         var wv = Vector256.Load(w);

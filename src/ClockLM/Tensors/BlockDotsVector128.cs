@@ -45,6 +45,19 @@ internal readonly unsafe struct Vector128Dots : IBlockDots
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int MinSum(byte* m, short* bsums)
+    {
+        // Adjacent bsums summed by widening the even and odd lanes; mins widened to 32 bits.
+        var b0 = Vector128.Load(bsums).AsInt32();
+        var b1 = Vector128.Load(bsums + 8).AsInt32();
+        var pairs0 = Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(b0, 16), 16) + Vector128.ShiftRightArithmetic(b0, 16);
+        var pairs1 = Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(b1, 16), 16) + Vector128.ShiftRightArithmetic(b1, 16);
+        var (mLo, _) = Vector128.Widen(Vector128.CreateScalar(Unsafe.ReadUnaligned<ulong>(m)).AsByte());
+        var (m0, m1) = Vector128.Widen(mLo);
+        return Vector128.Sum(pairs0 * m0.AsInt32() + pairs1 * m1.AsInt32());
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int S8(sbyte* w, sbyte* x) =>
         Vector128.Sum(Dot16(Vector128.Load(w), x) + Dot16(Vector128.Load(w + 16), x + 16));
 

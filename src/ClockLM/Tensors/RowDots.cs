@@ -132,38 +132,32 @@ internal static unsafe class RowDots
             F16(w) * a.D[b] * T.U5(w + 8, Unsafe.ReadUnaligned<uint>(w + 4), a.Qs + 32 * b) + F16(w + 2) * a.S[b];
     }
 
-    /// <summary>The eight 6-bit scales and mins of a Q4_K/Q5_K super-block (ggml's get_scale_min_k4).</summary>
+    /// <summary>
+    /// The eight 6-bit scales (into sm[0..7]) and mins (sm[8..15]) of a Q4_K/Q5_K super-block, four at a time in
+    /// 32-bit words: word 0 of the packed bytes holds scales 0..3 (low 6 bits) and the top bits of scales 4..7,
+    /// word 1 mins 0..3 and the top bits of mins 4..7, word 2 the low nibbles of scales 4..7 and mins 4..7.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void UnpackScales(byte* p, byte* sc, byte* m)
+    private static void UnpackScales(byte* p, uint* sm)
     {
-        for (int j = 0; j < 4; j++)
-        {
-            sc[j] = (byte)(p[j] & 63);
-            m[j] = (byte)(p[j + 4] & 63);
-            sc[j + 4] = (byte)((p[j + 8] & 0xF) | ((p[j] >> 6) << 4));
-            m[j + 4] = (byte)((p[j + 8] >> 4) | ((p[j + 4] >> 6) << 4));
-        }
-    }
-
-    /// <summary>Σ_j m[j] * (bsums[2j] + bsums[2j + 1]): the activation sum of each 32-value sub-block times its min.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int MinSum(byte* m, short* bsums)
-    {
-        int s = 0;
-        for (int j = 0; j < 8; j++) s += m[j] * (bsums[2 * j] + bsums[2 * j + 1]);
-        return s;
+        const uint low6 = 0x3f3f3f3f, low4 = 0x0f0f0f0f, low2 = 0x03030303;
+        uint w0 = Unsafe.ReadUnaligned<uint>(p), w1 = Unsafe.ReadUnaligned<uint>(p + 4), w2 = Unsafe.ReadUnaligned<uint>(p + 8);
+        sm[0] = w0 & low6;
+        sm[1] = (w2 & low4) | (((w0 >> 6) & low2) << 4);
+        sm[2] = w1 & low6;
+        sm[3] = ((w2 >> 4) & low4) | (((w1 >> 6) & low2) << 4);
     }
 
     public static float Q4_K<T>(byte* w, ActivationBlocks a, int blocks) where T : struct, IBlockDots
     {
-        byte* sc = stackalloc byte[8];
-        byte* m = stackalloc byte[8];
+        uint* sm = stackalloc uint[4];
+        byte* sc = (byte*)sm, m = sc + 8;
         float acc = 0;
         for (int b = 0; b < blocks; b++, w += 144)
         {
-            UnpackScales(w + 4, sc, m);
+            UnpackScales(w + 4, sm);
             int isum = T.Q4K(w + 16, a.Qs + 256 * b, sc);
-            int msum = MinSum(m, a.BSums + 16 * b);
+            int msum = T.MinSum(m, a.BSums + 16 * b);
             float dx = a.D[b];
             acc += F16(w) * dx * isum - F16(w + 2) * dx * msum;
         }
@@ -172,14 +166,14 @@ internal static unsafe class RowDots
 
     public static float Q5_K<T>(byte* w, ActivationBlocks a, int blocks) where T : struct, IBlockDots
     {
-        byte* sc = stackalloc byte[8];
-        byte* m = stackalloc byte[8];
+        uint* sm = stackalloc uint[4];
+        byte* sc = (byte*)sm, m = sc + 8;
         float acc = 0;
         for (int b = 0; b < blocks; b++, w += 176)
         {
-            UnpackScales(w + 4, sc, m);
+            UnpackScales(w + 4, sm);
             int isum = T.Q5K(w + 16, w + 48, a.Qs + 256 * b, sc);
-            int msum = MinSum(m, a.BSums + 16 * b);
+            int msum = T.MinSum(m, a.BSums + 16 * b);
             float dx = a.D[b];
             acc += F16(w) * dx * isum - F16(w + 2) * dx * msum;
         }
