@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace ClockLM.Tensors;
 
 /// <summary>
@@ -26,11 +27,23 @@ internal unsafe interface IBlockDots
 
     /// <summary>Q6_K super-block: Σ_g sc[g] Σ_i q x over 16 groups of 16, q the unsigned 6-bit code (0..63).</summary>
     static abstract int Q6K(byte* ql, byte* qh, sbyte* sc, sbyte* x);
+
+    /// <summary>Σ_j m[j] (bsums[2j] + bsums[2j+1]) over the 8 sub-blocks: the Q4_K/Q5_K mins times the activation sums.</summary>
+    static abstract int MinSum(byte* m, short* bsums);
 }
 
 /// <summary>The scalar reference for <see cref="IBlockDots"/>: the definitions, written out.</summary>
 internal readonly unsafe struct ScalarDots : IBlockDots
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int MinSum(byte* m, short* bsums)
+    {
+        int s = 0;
+        for (int j = 0; j < 8; j++) s += m[j] * (bsums[2 * j] + bsums[2 * j + 1]);
+        return s;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int S8(sbyte* w, sbyte* x)
     {
         int s = 0;
@@ -38,6 +51,7 @@ internal readonly unsafe struct ScalarDots : IBlockDots
         return s;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int U4(byte* qs, sbyte* x)
     {
         int s = 0;
@@ -45,6 +59,7 @@ internal readonly unsafe struct ScalarDots : IBlockDots
         return s;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int U5(byte* qs, uint qh, sbyte* x)
     {
         int s = 0;
@@ -57,6 +72,7 @@ internal readonly unsafe struct ScalarDots : IBlockDots
         return s;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Q4K(byte* qs, sbyte* x, byte* sc)
     {
         int total = 0;
@@ -73,6 +89,7 @@ internal readonly unsafe struct ScalarDots : IBlockDots
         return total;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Q5K(byte* qh, byte* qs, sbyte* x, byte* sc)
     {
         int total = 0;
@@ -91,6 +108,7 @@ internal readonly unsafe struct ScalarDots : IBlockDots
         return total;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Q6K(byte* ql, byte* qh, sbyte* sc, sbyte* x)
     {
         int total = 0;

@@ -13,7 +13,7 @@ internal readonly unsafe struct Avx2Dots : IBlockDots
 {
     public static bool IsSupported => Avx2.IsSupported;
 
-    private static readonly Vector256<short> Ones = Vector256.Create((short)1);
+    private static Vector256<short> Ones => Vector256.Create((short)1);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> MulAdd(Vector256<byte> u, Vector256<sbyte> s, Vector256<short> scale) =>
@@ -25,7 +25,7 @@ internal readonly unsafe struct Avx2Dots : IBlockDots
     {
         var q = Vector128.Load(qs);
         var mask = Vector128.Create((byte)0x0F);
-        return Vector256.Create(q & mask, Vector128.ShiftRightLogical(q, 4) & mask);
+        return Vector256.Create(q & mask, Vector128.ShiftRightLogical(q, 4));
     }
 
     /// <summary>Bit i of qh as 0x10 in byte i, for 32 bytes.</summary>
@@ -39,6 +39,15 @@ internal readonly unsafe struct Avx2Dots : IBlockDots
         return Vector256.Equals(spread & bit, bit) & Vector256.Create((byte)0x10);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int MinSum(byte* m, short* bsums)
+    {
+        var pairs = Avx2.MultiplyAddAdjacent(Vector256.Load(bsums), Vector256.Create((short)1)); // bsums[2j] + bsums[2j+1]
+        var mins = Avx2.ConvertToVector256Int32(m);
+        return Vector256.Sum(pairs * mins);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int S8(sbyte* w, sbyte* x)
     {
         var wv = Vector256.Load(w);
@@ -46,11 +55,14 @@ internal readonly unsafe struct Avx2Dots : IBlockDots
         return Vector256.Sum(MulAdd(Avx2.Abs(wv), Avx2.Sign(xv, wv), Ones));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int U4(byte* qs, sbyte* x) => Vector256.Sum(MulAdd(Nibbles(qs), Vector256.Load(x), Ones));
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int U5(byte* qs, uint qh, sbyte* x) =>
         Vector256.Sum(MulAdd(Nibbles(qs) | FifthBits(qh), Vector256.Load(x), Ones));
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Q4K(byte* qs, sbyte* x, byte* sc)
     {
         var mask = Vector256.Create((byte)0x0F);
@@ -65,6 +77,7 @@ internal readonly unsafe struct Avx2Dots : IBlockDots
         return Vector256.Sum(acc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Q5K(byte* qh, byte* qs, sbyte* x, byte* sc)
     {
         var mask = Vector256.Create((byte)0x0F);
@@ -84,6 +97,7 @@ internal readonly unsafe struct Avx2Dots : IBlockDots
         return Vector256.Sum(acc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Q6K(byte* ql, byte* qh, sbyte* sc, sbyte* x)
     {
         var m4 = Vector256.Create((byte)0x0F);

@@ -33,7 +33,7 @@ internal readonly unsafe struct Vector128Dots : IBlockDots
         return Dot16(lo, hi, x);
     }
 
-    private static readonly Vector128<byte> Bits = Vector128.Create(0x8040201008040201UL).AsByte();
+    private static Vector128<byte> Bits => Vector128.Create(0x8040201008040201UL).AsByte();
 
     /// <summary>0x10 in byte i where bit (first + i) of qh is set, for 16 bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -44,9 +44,24 @@ internal readonly unsafe struct Vector128Dots : IBlockDots
         return Vector128.Equals(spread & Bits, Bits) & Vector128.Create((byte)0x10);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int MinSum(byte* m, short* bsums)
+    {
+        // Adjacent bsums summed by widening the even and odd lanes; mins widened to 32 bits.
+        var b0 = Vector128.Load(bsums).AsInt32();
+        var b1 = Vector128.Load(bsums + 8).AsInt32();
+        var pairs0 = Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(b0, 16), 16) + Vector128.ShiftRightArithmetic(b0, 16);
+        var pairs1 = Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(b1, 16), 16) + Vector128.ShiftRightArithmetic(b1, 16);
+        var (mLo, _) = Vector128.Widen(Vector128.CreateScalar(Unsafe.ReadUnaligned<ulong>(m)).AsByte());
+        var (m0, m1) = Vector128.Widen(mLo);
+        return Vector128.Sum(pairs0 * m0.AsInt32() + pairs1 * m1.AsInt32());
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int S8(sbyte* w, sbyte* x) =>
         Vector128.Sum(Dot16(Vector128.Load(w), x) + Dot16(Vector128.Load(w + 16), x + 16));
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int U4(byte* qs, sbyte* x)
     {
         var q = Vector128.Load(qs);
@@ -54,6 +69,7 @@ internal readonly unsafe struct Vector128Dots : IBlockDots
         return Vector128.Sum(Dot16(q & m, x) + Dot16(Vector128.ShiftRightLogical(q, 4), x + 16));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int U5(byte* qs, uint qh, sbyte* x)
     {
         var q = Vector128.Load(qs);
@@ -61,6 +77,7 @@ internal readonly unsafe struct Vector128Dots : IBlockDots
         return Vector128.Sum(Dot16((q & m) | FifthBits(qh, 0), x) + Dot16(Vector128.ShiftRightLogical(q, 4) | FifthBits(qh, 16), x + 16));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Q4K(byte* qs, sbyte* x, byte* sc)
     {
         var m = Vector128.Create((byte)0x0F);
@@ -76,6 +93,7 @@ internal readonly unsafe struct Vector128Dots : IBlockDots
         return Vector128.Sum(acc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Q5K(byte* qh, byte* qs, sbyte* x, byte* sc)
     {
         var m = Vector128.Create((byte)0x0F);
@@ -98,6 +116,7 @@ internal readonly unsafe struct Vector128Dots : IBlockDots
         return Vector128.Sum(acc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Q6K(byte* ql, byte* qh, sbyte* sc, sbyte* x)
     {
         var m = Vector128.Create((byte)0x0F);

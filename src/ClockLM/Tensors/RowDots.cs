@@ -13,8 +13,19 @@ namespace ClockLM.Tensors;
 /// </summary>
 internal static unsafe class RowDots
 {
+    /// <summary>Every f16 bit pattern as a float (256 KB, like ggml's table): block scales widen with one load.</summary>
+    private static readonly float[] HalfTableArray = BuildHalfTable();
+    private static readonly float* HalfTable = (float*)Unsafe.AsPointer(ref HalfTableArray[0]);
+
+    private static float[] BuildHalfTable()
+    {
+        var table = GC.AllocateUninitializedArray<float>(65536, pinned: true);
+        for (int h = 0; h < 65536; h++) table[h] = (float)BitConverter.UInt16BitsToHalf((ushort)h);
+        return table;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float F16(byte* p) => (float)*(Half*)p;
+    private static float F16(byte* p) => HalfTable[*(ushort*)p];
 
     /// <summary>Runs rows [start, end) of the product with block dots <typeparamref name="T"/>.</summary>
     public static void Rows<T>(in MatVecJob job, int start, int end) where T : struct, IBlockDots
@@ -26,11 +37,11 @@ internal static unsafe class RowDots
             byte* w = job.Weights + (long)r * job.RowBytes;
             job.Y[r] = job.Type switch
             {
-                GgmlType.Q8_0 => Q8_0<T>(w, a, n / 32),
-                GgmlType.Q4_0 => Q4_0<T>(w, a, n / 32),
-                GgmlType.Q4_1 => Q4_1<T>(w, a, n / 32),
-                GgmlType.Q5_0 => Q5_0<T>(w, a, n / 32),
-                GgmlType.Q5_1 => Q5_1<T>(w, a, n / 32),
+                GgmlType.Q8_0 => Blocks32<Q8_0Term, T>(w, a, n / 32),
+                GgmlType.Q4_0 => Blocks32<Q4_0Term, T>(w, a, n / 32),
+                GgmlType.Q4_1 => Blocks32<Q4_1Term, T>(w, a, n / 32),
+                GgmlType.Q5_0 => Blocks32<Q5_0Term, T>(w, a, n / 32),
+                GgmlType.Q5_1 => Blocks32<Q5_1Term, T>(w, a, n / 32),
                 GgmlType.Q4_K => Q4_K<T>(w, a, n / 256),
                 GgmlType.Q5_K => Q5_K<T>(w, a, n / 256),
                 GgmlType.Q6_K => Q6_K<T>(w, a, n / 256),
@@ -39,105 +50,114 @@ internal static unsafe class RowDots
         }
     }
 
-    public static float Q8_0<T>(byte* w, ActivationBlocks a, int blocks) where T : struct, IBlockDots
+    /// <summary>Pointers into the 32-value activation blocks, read once per row.</summary>
+    public readonly struct Act32(ActivationBlocks a)
     {
-        float* acc = stackalloc float[4] { 0, 0, 0, 0 };
-        sbyte* x = a.Qs;
-        float* dx = a.D;
-        for (int b = 0; b < blocks; b++, w += 34)
-        {
-            float t = F16(w) * dx[b] * T.S8((sbyte*)(w + 2), x + 32 * b);
-            acc[b & 3] += t;
-        }
-        return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        public readonly sbyte* Qs = a.Qs;
+        public readonly float* D = a.D;
+        public readonly int* Sum = a.Sum;
+        public readonly float* S = a.S;
     }
 
-    public static float Q4_0<T>(byte* w, ActivationBlocks a, int blocks) where T : struct, IBlockDots
+    /// <summary>The float term one 32-value block adds to the row sum.</summary>
+    public interface IBlockTerm
     {
-        float* acc = stackalloc float[4] { 0, 0, 0, 0 };
-        sbyte* x = a.Qs;
-        float* dx = a.D;
-        int* sum = a.Sum;
-        for (int b = 0; b < blocks; b++, w += 18)
-        {
-            float t = F16(w) * dx[b] * (T.U4(w + 2, x + 32 * b) - 8 * sum[b]);
-            acc[b & 3] += t;
-        }
-        return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        static abstract int Stride { get; }
+        static abstract float Term<T>(byte* w, in Act32 a, int b) where T : struct, IBlockDots;
     }
 
-    public static float Q5_0<T>(byte* w, ActivationBlocks a, int blocks) where T : struct, IBlockDots
+    /// <summary>Σ over blocks of TTerm, block b into accumulator b mod 4 (unrolled by four), then (a0 + a1) + (a2 + a3).</summary>
+    public static float Blocks32<TTerm, T>(byte* w, ActivationBlocks activations, int blocks)
+        where TTerm : struct, IBlockTerm where T : struct, IBlockDots
     {
-        float* acc = stackalloc float[4] { 0, 0, 0, 0 };
-        sbyte* x = a.Qs;
-        float* dx = a.D;
-        int* sum = a.Sum;
-        for (int b = 0; b < blocks; b++, w += 22)
+        var a = new Act32(activations);
+        int stride = TTerm.Stride;
+        float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        int b = 0;
+        for (; b + 4 <= blocks; b += 4, w += 4 * stride)
         {
-            float t = F16(w) * dx[b] * (T.U5(w + 6, Unsafe.ReadUnaligned<uint>(w + 2), x + 32 * b) - 16 * sum[b]);
-            acc[b & 3] += t;
+            a0 += TTerm.Term<T>(w, a, b);
+            a1 += TTerm.Term<T>(w + stride, a, b + 1);
+            a2 += TTerm.Term<T>(w + 2 * stride, a, b + 2);
+            a3 += TTerm.Term<T>(w + 3 * stride, a, b + 3);
         }
-        return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        if (b < blocks) a0 += TTerm.Term<T>(w, a, b);
+        if (b + 1 < blocks) a1 += TTerm.Term<T>(w + stride, a, b + 1);
+        if (b + 2 < blocks) a2 += TTerm.Term<T>(w + 2 * stride, a, b + 2);
+        return (a0 + a1) + (a2 + a3);
     }
 
-    public static float Q4_1<T>(byte* w, ActivationBlocks a, int blocks) where T : struct, IBlockDots
+    // Q8_0: f16 d, int8 q[32]: dw * dx * Σ q x.
+    public readonly struct Q8_0Term : IBlockTerm
     {
-        float* acc = stackalloc float[4] { 0, 0, 0, 0 };
-        sbyte* x = a.Qs;
-        float* dx = a.D, s = a.S;
-        for (int b = 0; b < blocks; b++, w += 20)
-        {
-            float t = F16(w) * dx[b] * T.U4(w + 4, x + 32 * b) + F16(w + 2) * s[b];
-            acc[b & 3] += t;
-        }
-        return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        public static int Stride => 34;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Term<T>(byte* w, in Act32 a, int b) where T : struct, IBlockDots =>
+            F16(w) * a.D[b] * T.S8((sbyte*)(w + 2), a.Qs + 32 * b);
     }
 
-    public static float Q5_1<T>(byte* w, ActivationBlocks a, int blocks) where T : struct, IBlockDots
+    // Q4_0: f16 d, 4-bit codes: dw * dx * Σ (q - 8) x = dw * dx * (Σ q x - 8 Σ x).
+    public readonly struct Q4_0Term : IBlockTerm
     {
-        float* acc = stackalloc float[4] { 0, 0, 0, 0 };
-        sbyte* x = a.Qs;
-        float* dx = a.D, s = a.S;
-        for (int b = 0; b < blocks; b++, w += 24)
-        {
-            float t = F16(w) * dx[b] * T.U5(w + 8, Unsafe.ReadUnaligned<uint>(w + 4), x + 32 * b) + F16(w + 2) * s[b];
-            acc[b & 3] += t;
-        }
-        return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        public static int Stride => 18;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Term<T>(byte* w, in Act32 a, int b) where T : struct, IBlockDots =>
+            F16(w) * a.D[b] * (T.U4(w + 2, a.Qs + 32 * b) - 8 * a.Sum[b]);
     }
 
-    /// <summary>The eight 6-bit scales and mins of a Q4_K/Q5_K super-block (ggml's get_scale_min_k4).</summary>
+    // Q5_0: f16 d, u32 fifth bits, 4-bit codes: dw * dx * (Σ q x - 16 Σ x).
+    public readonly struct Q5_0Term : IBlockTerm
+    {
+        public static int Stride => 22;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Term<T>(byte* w, in Act32 a, int b) where T : struct, IBlockDots =>
+            F16(w) * a.D[b] * (T.U5(w + 6, Unsafe.ReadUnaligned<uint>(w + 2), a.Qs + 32 * b) - 16 * a.Sum[b]);
+    }
+
+    // Q4_1: f16 d, f16 m, 4-bit codes: dw * dx * Σ q x + m * (dx Σ x).
+    public readonly struct Q4_1Term : IBlockTerm
+    {
+        public static int Stride => 20;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Term<T>(byte* w, in Act32 a, int b) where T : struct, IBlockDots =>
+            F16(w) * a.D[b] * T.U4(w + 4, a.Qs + 32 * b) + F16(w + 2) * a.S[b];
+    }
+
+    // Q5_1: f16 d, f16 m, u32 fifth bits, 4-bit codes.
+    public readonly struct Q5_1Term : IBlockTerm
+    {
+        public static int Stride => 24;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Term<T>(byte* w, in Act32 a, int b) where T : struct, IBlockDots =>
+            F16(w) * a.D[b] * T.U5(w + 8, Unsafe.ReadUnaligned<uint>(w + 4), a.Qs + 32 * b) + F16(w + 2) * a.S[b];
+    }
+
+    /// <summary>
+    /// The eight 6-bit scales (into sm[0..7]) and mins (sm[8..15]) of a Q4_K/Q5_K super-block, four at a time in
+    /// 32-bit words: word 0 of the packed bytes holds scales 0..3 (low 6 bits) and the top bits of scales 4..7,
+    /// word 1 mins 0..3 and the top bits of mins 4..7, word 2 the low nibbles of scales 4..7 and mins 4..7.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void UnpackScales(byte* p, byte* sc, byte* m)
+    private static void UnpackScales(byte* p, uint* sm)
     {
-        for (int j = 0; j < 4; j++)
-        {
-            sc[j] = (byte)(p[j] & 63);
-            m[j] = (byte)(p[j + 4] & 63);
-            sc[j + 4] = (byte)((p[j + 8] & 0xF) | ((p[j] >> 6) << 4));
-            m[j + 4] = (byte)((p[j + 8] >> 4) | ((p[j + 4] >> 6) << 4));
-        }
-    }
-
-    /// <summary>Σ_j m[j] * (bsums[2j] + bsums[2j + 1]): the activation sum of each 32-value sub-block times its min.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int MinSum(byte* m, short* bsums)
-    {
-        int s = 0;
-        for (int j = 0; j < 8; j++) s += m[j] * (bsums[2 * j] + bsums[2 * j + 1]);
-        return s;
+        const uint low6 = 0x3f3f3f3f, low4 = 0x0f0f0f0f, low2 = 0x03030303;
+        uint w0 = Unsafe.ReadUnaligned<uint>(p), w1 = Unsafe.ReadUnaligned<uint>(p + 4), w2 = Unsafe.ReadUnaligned<uint>(p + 8);
+        sm[0] = w0 & low6;
+        sm[1] = (w2 & low4) | (((w0 >> 6) & low2) << 4);
+        sm[2] = w1 & low6;
+        sm[3] = ((w2 >> 4) & low4) | (((w1 >> 6) & low2) << 4);
     }
 
     public static float Q4_K<T>(byte* w, ActivationBlocks a, int blocks) where T : struct, IBlockDots
     {
-        byte* sc = stackalloc byte[8];
-        byte* m = stackalloc byte[8];
+        uint* sm = stackalloc uint[4];
+        byte* sc = (byte*)sm, m = sc + 8;
         float acc = 0;
         for (int b = 0; b < blocks; b++, w += 144)
         {
-            UnpackScales(w + 4, sc, m);
+            UnpackScales(w + 4, sm);
             int isum = T.Q4K(w + 16, a.Qs + 256 * b, sc);
-            int msum = MinSum(m, a.BSums + 16 * b);
+            int msum = T.MinSum(m, a.BSums + 16 * b);
             float dx = a.D[b];
             acc += F16(w) * dx * isum - F16(w + 2) * dx * msum;
         }
@@ -146,14 +166,14 @@ internal static unsafe class RowDots
 
     public static float Q5_K<T>(byte* w, ActivationBlocks a, int blocks) where T : struct, IBlockDots
     {
-        byte* sc = stackalloc byte[8];
-        byte* m = stackalloc byte[8];
+        uint* sm = stackalloc uint[4];
+        byte* sc = (byte*)sm, m = sc + 8;
         float acc = 0;
         for (int b = 0; b < blocks; b++, w += 176)
         {
-            UnpackScales(w + 4, sc, m);
+            UnpackScales(w + 4, sm);
             int isum = T.Q5K(w + 16, w + 48, a.Qs + 256 * b, sc);
-            int msum = MinSum(m, a.BSums + 16 * b);
+            int msum = T.MinSum(m, a.BSums + 16 * b);
             float dx = a.D[b];
             acc += F16(w) * dx * isum - F16(w + 2) * dx * msum;
         }

@@ -6,31 +6,48 @@ public class WorkerPoolTests
 {
     private struct RecordJob : IRowRangeJob
     {
-        public int[] Owner;
         public int[] Hits;
         public void Execute(int start, int end)
         {
-            for (int r = start; r < end; r++)
-            {
-                Interlocked.Increment(ref Hits[r]);
-                Owner[r] = Environment.CurrentManagedThreadId;
-            }
+            for (int r = start; r < end; r++) Interlocked.Increment(ref Hits[r]);
         }
     }
 
     [Fact]
-    public void Run_CoversEveryRowOnceAcrossThreads()
+    public void Run_CoversEveryRowExactlyOnce()
     {
         using var pool = new WorkerPool(2);
-        foreach (int count in new[] { 2, 3, 1000, 1001 })
+        foreach (int count in new[] { 2, 3, 23, 1000, 1001 })
+            for (int repeat = 0; repeat < 20; repeat++)
+            {
+                var job = new RecordJob { Hits = new int[count] };
+                pool.Run(job, count);
+                Assert.All(job.Hits, h => Assert.Equal(1, h));
+            }
+    }
+
+    /// <summary>Every chunk waits until two different threads have entered, which only happens if the work really runs in parallel.</summary>
+    private struct RendezvousJob : IRowRangeJob
+    {
+        public int[] Threads; // [first thread id, second distinct thread id]
+        public void Execute(int start, int end)
         {
-            var job = new RecordJob { Owner = new int[count], Hits = new int[count] };
-            pool.Run(job, count);
-            Assert.All(job.Hits, h => Assert.Equal(1, h));
-            Assert.Equal(Math.Min(count, 3), job.Owner.Distinct().Count());
-            if (count >= pool.Participants)
-                Assert.Contains(Environment.CurrentManagedThreadId, job.Owner); // the caller takes a share
+            int me = Environment.CurrentManagedThreadId;
+            if (Interlocked.CompareExchange(ref Threads[0], me, 0) != 0 && Threads[0] != me)
+                Interlocked.CompareExchange(ref Threads[1], me, 0);
+            var deadline = DateTime.UtcNow.AddSeconds(5);
+            while (Volatile.Read(ref Threads[1]) == 0 && DateTime.UtcNow < deadline) Thread.Yield();
         }
+    }
+
+    [Fact]
+    public void Run_UsesWorkerThreadsAlongsideTheCaller()
+    {
+        using var pool = new WorkerPool(1);
+        var job = new RendezvousJob { Threads = new int[2] };
+        pool.Run(job, 100);
+        Assert.NotEqual(0, job.Threads[1]);
+        Assert.NotEqual(job.Threads[0], job.Threads[1]);
     }
 
     [Fact]
@@ -45,17 +62,17 @@ public class WorkerPoolTests
     {
         public void Execute(int start, int end)
         {
-            if (start > 0) throw new InvalidDataException($"rows {start}..{end}");
+            if (start >= 5) throw new InvalidDataException($"rows {start}..{end}");
         }
     }
 
     [Fact]
-    public void Run_ReportsWorkerFailuresAndStaysUsable()
+    public void Run_ReportsFailuresAndStaysUsable()
     {
         using var pool = new WorkerPool(1);
         var ex = Assert.Throws<AggregateException>(() => pool.Run(new ThrowingJob(), 10));
         Assert.IsType<InvalidDataException>(ex.InnerException);
-        var job = new RecordJob { Owner = new int[10], Hits = new int[10] };
+        var job = new RecordJob { Hits = new int[10] };
         pool.Run(job, 10);
         Assert.All(job.Hits, h => Assert.Equal(1, h));
     }
@@ -113,6 +130,6 @@ public class WorkerPoolTests
     {
         var pool = new WorkerPool(2);
         pool.Dispose();
-        Assert.Throws<ObjectDisposedException>(() => pool.Run(new RecordJob { Owner = new int[4], Hits = new int[4] }, 4));
+        Assert.Throws<ObjectDisposedException>(() => pool.Run(new RecordJob { Hits = new int[4] }, 4));
     }
 }
