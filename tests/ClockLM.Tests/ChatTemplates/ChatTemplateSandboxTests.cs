@@ -155,6 +155,26 @@ public class ChatTemplateSandboxTests
     }
 
     [Fact]
+    public void FromGguf_Phi3VocabularyFromLlamaCpp()
+    {
+        // llama.cpp's models/ggml-vocab-phi-3.gguf carries Phi-3-mini's original template (which drops system turns).
+        using var file = GgufFile.Open(SharedData.Vocab("ggml-vocab-phi-3.gguf"));
+        var template = ChatTemplate.FromGguf(file);
+        Assert.False(template.IsFallback);
+        Assert.Equal(("<s>", "<|endoftext|>"), (template.BosToken, template.EosToken));
+        ChatMessage[] conversation =
+        [
+            new("system", "You are a helpful assistant"), new("user", "Hello"), new("assistant", "Hi there"),
+            new("user", "Who are you"), new("assistant", "   I am an assistant   "), new("user", "Another question"),
+        ];
+        // Rendered by Jinja2 3.1.6 with transformers' settings.
+        Assert.Equal(
+            "<s><|user|>\nHello<|end|>\n<|assistant|>\nHi there<|end|>\n<|user|>\nWho are you<|end|>\n<|assistant|>\n   I am an assistant   <|end|>\n" +
+            "<|user|>\nAnother question<|end|>\n<|assistant|>\n",
+            template.Render(conversation));
+    }
+
+    [Fact]
     public void FromGguf_UsesChatMLWhenTheFileHasNoTemplate()
     {
         using var dir = new TempDir();
