@@ -1,4 +1,3 @@
-using System.IO.MemoryMappedFiles;
 using System.Text;
 using ClockLM.Tensors;
 
@@ -27,18 +26,16 @@ public sealed unsafe class GgufFile : IDisposable
     /// <summary>Largest number of dimensions a tensor may have (ggml's GGML_MAX_DIMS).</summary>
     public const int MaxDimensions = 4;
 
-    private readonly MemoryMappedFile? _map;
-    private readonly MemoryMappedViewAccessor? _view;
+    private readonly MappedFile _file;
     private byte* _base;
     private readonly Dictionary<string, GgufTensorInfo> _tensorsByName = new(StringComparer.Ordinal);
 
-    private GgufFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* basePtr, long length)
+    private GgufFile(MappedFile file)
     {
-        Path = path;
-        _map = map;
-        _view = view;
-        _base = basePtr;
-        FileLength = length;
+        Path = file.Path;
+        _file = file;
+        _base = file.Pointer;
+        FileLength = file.Length;
     }
 
     /// <summary>The path the file was opened from.</summary>
@@ -77,30 +74,15 @@ public sealed unsafe class GgufFile : IDisposable
         if (length < 4 + 4 + 8 + 8)
             throw new GgufFormatException(path, $"file is {length} bytes, too short for a GGUF header (24 bytes)");
 
-        var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        MemoryMappedViewAccessor? view = null;
+        var file = new GgufFile(new MappedFile(path));
         try
         {
-            view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-            byte* p = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-            p += view.PointerOffset;
-            var file = new GgufFile(path, map, view, p, length);
-            try
-            {
-                file.Parse();
-            }
-            catch
-            {
-                file.Dispose();
-                throw;
-            }
+            file.Parse();
             return file;
         }
         catch
         {
-            view?.Dispose();
-            map.Dispose();
+            file.Dispose();
             throw;
         }
     }
@@ -391,12 +373,7 @@ public sealed unsafe class GgufFile : IDisposable
     /// <summary>Unmaps the file. Spans obtained from it must no longer be used.</summary>
     public void Dispose()
     {
-        if (_base != null && _view != null)
-        {
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
-            _base = null;
-        }
-        _view?.Dispose();
-        _map?.Dispose();
+        _base = null;
+        _file.Dispose();
     }
 }

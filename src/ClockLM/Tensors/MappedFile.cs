@@ -27,6 +27,16 @@ public sealed unsafe class MappedFile : IDisposable
     /// <summary>File length in bytes.</summary>
     public long Length { get; }
 
+    /// <summary>The first byte of the mapping; valid until <see cref="Dispose"/>.</summary>
+    internal byte* Pointer
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_base == null, this);
+            return _base;
+        }
+    }
+
     /// <summary>The bytes [offset, offset + length).</summary>
     public ReadOnlySpan<byte> Span(long offset, int length)
     {
