@@ -78,6 +78,26 @@ public class ChatTemplateSandboxTests
     }
 
     [Fact]
+    public void FiltersDoNotWalkHugeRanges()
+    {
+        Assert.Equal(nameof(ChatTemplateOptions.MaxListLength), Limit("{{ range(10**12)|sum }}").Limit);
+        Assert.Equal(nameof(ChatTemplateOptions.MaxListLength), Limit("{{ range(10**12)|select('odd')|first }}").Limit);
+        Assert.Equal("499999500000", Render("{{ range(1000000)|sum }}"));
+        Assert.Equal("True", Render("{{ 10**11 in range(10**12) }}"));
+    }
+
+    [Fact]
+    public void ComparisonsOfSharedOrDeepValuesAreBounded()
+    {
+        // ns.a and ns.b are distinct lists whose expansion has 2^40 leaves.
+        var e = Limit("{% set ns = namespace(a=[1], b=[1]) %}{% for i in range(40) %}{% set ns.a = [ns.a, ns.a] %}{% set ns.b = [ns.b, ns.b] %}{% endfor %}{{ ns.a == ns.b }}");
+        Assert.Equal("MaxCompareSteps", e.Limit);
+        var deep = Limit("{% set ns = namespace(a=[], b=[]) %}{% for i in range(100000) %}{% set ns.a = [ns.a] %}{% set ns.b = [ns.b] %}{% endfor %}{{ ns.a == ns.b }}");
+        Assert.Equal("MaxCompareSteps", deep.Limit);
+        Assert.Equal("True", Render("{{ [[1, [2]], {'a': [3]}] == [[1, [2]], {'a': [3]}] }}"));
+    }
+
+    [Fact]
     public void DeepMacroRecursionStops()
     {
         var e = Limit("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}\n{{ f(0) }}");

@@ -408,10 +408,13 @@ internal static class TemplateBuiltins
     private static List<object?> SortBy(TemplateRenderer r, Node at, List<object?> items, Func<object?, object?> key, bool reverse)
     {
         var keyed = items.Select((item, i) => (Key: key(item), Index: i, Item: item)).ToList();
+        // Check first that every key orders against the first one, so the comparison below cannot fail mid-sort.
+        foreach (var k in keyed)
+            if (PyValue.Compare(keyed[0].Key, k.Key) == null)
+                throw r.Fail(at, $"cannot order '{PyValue.TypeName(keyed[0].Key)}' and '{PyValue.TypeName(k.Key)}'");
         keyed.Sort((a, b) =>
         {
-            int c = PyValue.Compare(a.Key, b.Key)
-                    ?? throw r.Fail(at, $"cannot order '{PyValue.TypeName(a.Key)}' and '{PyValue.TypeName(b.Key)}'");
+            int c = PyValue.Compare(a.Key, b.Key) ?? 0;
             if (reverse) c = -c;
             return c != 0 ? c : a.Index.CompareTo(b.Index);
         });
