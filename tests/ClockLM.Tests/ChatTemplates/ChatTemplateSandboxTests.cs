@@ -164,8 +164,12 @@ public class ChatTemplateSandboxTests
             .Set("tokenizer.ggml.bos_token_id", 1u)
             .Set("tokenizer.ggml.eos_token_id", 2u)
             .Set("tokenizer.chat_template", PublishedTemplates.Llama2Chat)
+            .Set("tokenizer.chat_template.tool_use", "{{ bos_token }}tools:{{ tools|tojson }}")
             .Write(path);
         using var file = GgufFile.Open(path);
+        Assert.Equal("<s>tools:[1, 2]", ChatTemplate.FromGguf(file, name: "tool_use").Render([], true, new Dictionary<string, object?> { ["tools"] = new[] { 1, 2 } }));
+        var missing = Assert.Throws<GgufFormatException>(() => ChatTemplate.FromGguf(file, name: "rag"));
+        Assert.Contains("tokenizer.chat_template.rag is missing", missing.Message);
         var template = ChatTemplate.FromGguf(file);
         Assert.False(template.IsFallback);
         Assert.Equal("<s>", template.BosToken);
