@@ -614,7 +614,7 @@ internal static class TemplateBuiltins
     [
         "strip", "lstrip", "rstrip", "startswith", "endswith", "split", "rsplit", "replace", "upper", "lower", "title",
         "capitalize", "find", "rfind", "count", "join", "isdigit", "isalpha", "isalnum", "isspace", "islower",
-        "isupper", "splitlines",
+        "isupper", "splitlines", "removeprefix", "removesuffix", "partition", "rpartition",
     ];
 
     public static bool IsMethod(object target, string name) => target switch
@@ -759,6 +759,25 @@ internal static class TemplateBuiltins
             case "islower": return s.Any(char.IsLetter) && s == s.ToLowerInvariant();
             case "isupper": return s.Any(char.IsLetter) && s == s.ToUpperInvariant();
             case "splitlines": return SplitLines(s).Cast<object?>().ToList();
+            case "removeprefix":
+            {
+                string prefix = StrArg(0, "prefix") ?? "";
+                return s.StartsWith(prefix, StringComparison.Ordinal) ? s[prefix.Length..] : s;
+            }
+            case "removesuffix":
+            {
+                string suffix = StrArg(0, "suffix") ?? "";
+                return suffix.Length > 0 && s.EndsWith(suffix, StringComparison.Ordinal) ? s[..^suffix.Length] : s;
+            }
+            case "partition":
+            case "rpartition":
+            {
+                string sep = StrArg(0, "sep") ?? "";
+                if (sep.Length == 0) throw r.Fail(at, "empty separator");
+                int i = method == "partition" ? s.IndexOf(sep, StringComparison.Ordinal) : s.LastIndexOf(sep, StringComparison.Ordinal);
+                if (i < 0) return method == "partition" ? new TupleValue { s, "", "" } : new TupleValue { "", "", s };
+                return new TupleValue { s[..i], sep, s[(i + sep.Length)..] };
+            }
         }
         throw r.Fail(at, $"str has no method '{method}'");
     }

@@ -87,7 +87,6 @@ internal sealed class LoopContext(IReadOnlyList<object?> items, LoopContext? par
         "previtem" => Index0 > 0 ? Items[Index0 - 1] : new Undefined("there is no previous item"),
         "nextitem" => Index0 + 1 < Items.Count ? Items[Index0 + 1] : new Undefined("there is no next item"),
         "cycle" => new BuiltinFunction("loop.cycle", (_, args, _, _) => args.Count == 0 ? null : args[Index0 % args.Count]),
-        "changed" => new BuiltinFunction("loop.changed", (_, _, _, _) => true),
         _ => new Undefined($"loop has no attribute '{name}'"),
     };
 }
