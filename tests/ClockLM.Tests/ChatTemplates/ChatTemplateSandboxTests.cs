@@ -78,6 +78,26 @@ public class ChatTemplateSandboxTests
     }
 
     [Fact]
+    public void FiltersDoNotWalkHugeRanges()
+    {
+        Assert.Equal(nameof(ChatTemplateOptions.MaxListLength), Limit("{{ range(10**12)|sum }}").Limit);
+        Assert.Equal(nameof(ChatTemplateOptions.MaxListLength), Limit("{{ range(10**12)|select('odd')|first }}").Limit);
+        Assert.Equal("499999500000", Render("{{ range(1000000)|sum }}"));
+        Assert.Equal("True", Render("{{ 10**11 in range(10**12) }}"));
+    }
+
+    [Fact]
+    public void ComparisonsOfSharedOrDeepValuesAreBounded()
+    {
+        // ns.a and ns.b are distinct lists whose expansion has 2^40 leaves.
+        var e = Limit("{% set ns = namespace(a=[1], b=[1]) %}{% for i in range(40) %}{% set ns.a = [ns.a, ns.a] %}{% set ns.b = [ns.b, ns.b] %}{% endfor %}{{ ns.a == ns.b }}");
+        Assert.Equal("MaxCompareSteps", e.Limit);
+        var deep = Limit("{% set ns = namespace(a=[], b=[]) %}{% for i in range(1000) %}{% set ns.a = [ns.a] %}{% set ns.b = [ns.b] %}{% endfor %}{{ ns.a == ns.b }}");
+        Assert.Equal("MaxCompareSteps", deep.Limit);
+        Assert.Equal("True", Render("{{ [[1, [2]], {'a': [3]}] == [[1, [2]], {'a': [3]}] }}"));
+    }
+
+    [Fact]
     public void DeepMacroRecursionStops()
     {
         var e = Limit("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}\n{{ f(0) }}");
@@ -144,8 +164,12 @@ public class ChatTemplateSandboxTests
             .Set("tokenizer.ggml.bos_token_id", 1u)
             .Set("tokenizer.ggml.eos_token_id", 2u)
             .Set("tokenizer.chat_template", PublishedTemplates.Llama2Chat)
+            .Set("tokenizer.chat_template.tool_use", "{{ bos_token }}tools:{{ tools|tojson }}")
             .Write(path);
         using var file = GgufFile.Open(path);
+        Assert.Equal("<s>tools:[1, 2]", ChatTemplate.FromGguf(file, name: "tool_use").Render([], true, new Dictionary<string, object?> { ["tools"] = new[] { 1, 2 } }));
+        var missing = Assert.Throws<GgufFormatException>(() => ChatTemplate.FromGguf(file, name: "rag"));
+        Assert.Contains("tokenizer.chat_template.rag is missing", missing.Message);
         var template = ChatTemplate.FromGguf(file);
         Assert.False(template.IsFallback);
         Assert.Equal("<s>", template.BosToken);

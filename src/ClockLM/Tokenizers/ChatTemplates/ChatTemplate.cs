@@ -64,12 +64,17 @@ public sealed class ChatTemplate
     /// <summary>
     /// The template of a GGUF model: <c>tokenizer.chat_template</c> (or <see cref="Fallback"/> when absent), with the
     /// BOS/EOS texts looked up in <c>tokenizer.ggml.tokens</c> by <c>tokenizer.ggml.bos_token_id</c>/<c>eos_token_id</c>.
+    /// <paramref name="name"/> selects a named variant instead, <c>tokenizer.chat_template.NAME</c> (e.g. <c>tool_use</c>),
+    /// which must exist.
     /// </summary>
-    /// <exception cref="GgufFormatException">A token id is outside the vocabulary.</exception>
-    public static ChatTemplate FromGguf(GgufFile file, ChatTemplateOptions? options = null)
+    /// <exception cref="GgufFormatException">A token id is outside the vocabulary, or the named template is missing.</exception>
+    public static ChatTemplate FromGguf(GgufFile file, ChatTemplateOptions? options = null, string? name = null)
     {
         ArgumentNullException.ThrowIfNull(file);
-        string? source = file.GetStringOrNull("tokenizer.chat_template");
+        string key = name == null ? "tokenizer.chat_template" : $"tokenizer.chat_template.{name}";
+        string? source = file.GetStringOrNull(key);
+        if (source == null && name != null)
+            throw new GgufFormatException(file.Path, $"{key} is missing; the file has no chat template named '{name}'");
         string[]? tokens = file.Has("tokenizer.ggml.tokens") ? file.GetArray<string>("tokenizer.ggml.tokens") : null;
         string? TokenText(string key)
         {

@@ -408,10 +408,13 @@ internal static class TemplateBuiltins
     private static List<object?> SortBy(TemplateRenderer r, Node at, List<object?> items, Func<object?, object?> key, bool reverse)
     {
         var keyed = items.Select((item, i) => (Key: key(item), Index: i, Item: item)).ToList();
+        // Check first that every key orders against the first one, so the comparison below cannot fail mid-sort.
+        foreach (var k in keyed)
+            if (PyValue.Compare(keyed[0].Key, k.Key) == null)
+                throw r.Fail(at, $"cannot order '{PyValue.TypeName(keyed[0].Key)}' and '{PyValue.TypeName(k.Key)}'");
         keyed.Sort((a, b) =>
         {
-            int c = PyValue.Compare(a.Key, b.Key)
-                    ?? throw r.Fail(at, $"cannot order '{PyValue.TypeName(a.Key)}' and '{PyValue.TypeName(b.Key)}'");
+            int c = PyValue.Compare(a.Key, b.Key) ?? 0;
             if (reverse) c = -c;
             return c != 0 ? c : a.Index.CompareTo(b.Index);
         });
@@ -611,7 +614,7 @@ internal static class TemplateBuiltins
     [
         "strip", "lstrip", "rstrip", "startswith", "endswith", "split", "rsplit", "replace", "upper", "lower", "title",
         "capitalize", "find", "rfind", "count", "join", "isdigit", "isalpha", "isalnum", "isspace", "islower",
-        "isupper", "splitlines",
+        "isupper", "splitlines", "removeprefix", "removesuffix", "partition", "rpartition",
     ];
 
     public static bool IsMethod(object target, string name) => target switch
@@ -756,6 +759,25 @@ internal static class TemplateBuiltins
             case "islower": return s.Any(char.IsLetter) && s == s.ToLowerInvariant();
             case "isupper": return s.Any(char.IsLetter) && s == s.ToUpperInvariant();
             case "splitlines": return SplitLines(s).Cast<object?>().ToList();
+            case "removeprefix":
+            {
+                string prefix = StrArg(0, "prefix") ?? "";
+                return s.StartsWith(prefix, StringComparison.Ordinal) ? s[prefix.Length..] : s;
+            }
+            case "removesuffix":
+            {
+                string suffix = StrArg(0, "suffix") ?? "";
+                return suffix.Length > 0 && s.EndsWith(suffix, StringComparison.Ordinal) ? s[..^suffix.Length] : s;
+            }
+            case "partition":
+            case "rpartition":
+            {
+                string sep = StrArg(0, "sep") ?? "";
+                if (sep.Length == 0) throw r.Fail(at, "empty separator");
+                int i = method == "partition" ? s.IndexOf(sep, StringComparison.Ordinal) : s.LastIndexOf(sep, StringComparison.Ordinal);
+                if (i < 0) return method == "partition" ? new TupleValue { s, "", "" } : new TupleValue { "", "", s };
+                return new TupleValue { s[..i], sep, s[(i + sep.Length)..] };
+            }
         }
         throw r.Fail(at, $"str has no method '{method}'");
     }

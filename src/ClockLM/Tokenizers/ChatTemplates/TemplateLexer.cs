@@ -161,7 +161,7 @@ internal sealed class TemplateLexer
             while (pos < _src.Length && char.IsWhiteSpace(_src[pos])) pos++;
             if (pos >= _src.Length)
             {
-                if (closeInsideBrackets >= 0)
+                if (closeInsideBrackets >= 0 && open.Count > 0)
                 {
                     var (line, col) = _map.Locate(closeInsideBrackets);
                     throw Error(open.Peek().Offset, $"'{open.Peek().Value}' is never closed before '{closeChar}}}' at {line}:{col}");

@@ -242,7 +242,9 @@ internal sealed class TemplateRenderer
     private void ExecFor(ForNode f, Scope scope, StringBuilder output)
     {
         if (f.Recursive) throw Fail(f, "recursive for loops are not supported");
-        var source = Iterate(Eval(f.Iterable, scope), f.Iterable);
+        var iterable = Eval(f.Iterable, scope);
+        // A loop may walk a huge range lazily; the iteration limit stops it.
+        var source = iterable is RangeValue range ? new RangeList(range) : Iterate(iterable, f.Iterable);
         IReadOnlyList<object?> items = source;
         if (f.Filter != null)
         {
@@ -313,24 +315,27 @@ internal sealed class TemplateRenderer
         }
     }
 
-    /// <summary>The items a for loop (or a filter) walks: a list's items, a dict's keys, a string's characters.</summary>
+    /// <summary>The items a for loop or a filter walks: a list's items, a dict's keys, a string's characters,
+    /// a range's numbers (a range longer than MaxListLength is refused).</summary>
     public IReadOnlyList<object?> Iterate(object? value, Node at) => value switch
     {
         List<object?> list => list,
         OrderedDictionary<string, object?> dict => dict.Keys.Cast<object?>().ToList(),
         string s => s.Select(c => (object?)c.ToString()).ToList(),
-        RangeValue r => new RangeList(r),
+        RangeValue r => CheckedRange(r, at),
         Undefined => [],
         Namespace ns => ns.Attributes.Keys.Cast<object?>().ToList(),
         _ => throw Fail(at, $"'{PyValue.TypeName(value)}' object is not iterable"),
     };
 
-    /// <summary>Like <see cref="Iterate"/> but always a fresh list, with the list-length limit applied.</summary>
-    public List<object?> ToList(object? value, Node at)
+    private RangeList CheckedRange(RangeValue r, Node at)
     {
-        if (value is RangeValue r) CheckListLength(r.Count, at);
-        return [.. Iterate(value, at)];
+        CheckListLength(r.Count, at);
+        return new RangeList(r);
     }
+
+    /// <summary>Like <see cref="Iterate"/> but always a fresh list.</summary>
+    public List<object?> ToList(object? value, Node at) => [.. Iterate(value, at)];
 
     // ---------------- expressions ----------------
 
@@ -353,6 +358,11 @@ internal sealed class TemplateRenderer
         catch (StringLimitException)
         {
             throw OutputLimit(expr);
+        }
+        catch (CompareLimitException)
+        {
+            throw LimitHit(expr, nameof(PyValue.MaxCompareSteps),
+                $"comparison visits more than {PyValue.MaxCompareSteps} elements or nests deeper than 64 levels");
         }
         catch (NotJsonException e)
         {

@@ -87,7 +87,6 @@ internal sealed class LoopContext(IReadOnlyList<object?> items, LoopContext? par
         "previtem" => Index0 > 0 ? Items[Index0 - 1] : new Undefined("there is no previous item"),
         "nextitem" => Index0 + 1 < Items.Count ? Items[Index0 + 1] : new Undefined("there is no next item"),
         "cycle" => new BuiltinFunction("loop.cycle", (_, args, _, _) => args.Count == 0 ? null : args[Index0 % args.Count]),
-        "changed" => new BuiltinFunction("loop.changed", (_, _, _, _) => true),
         _ => new Undefined($"loop has no attribute '{name}'"),
     };
 }
@@ -266,8 +265,20 @@ internal static class PyValue
         return sign + digits[..pointPos] + "." + digits[pointPos..];
     }
 
+    /// <summary>Most elements one comparison may visit: values shared inside lists can make a small template
+    /// compare exponentially many elements.</summary>
+    public const long MaxCompareSteps = 1_000_000;
+
     public static new bool Equals(object? a, object? b)
     {
+        long budget = MaxCompareSteps;
+        return Equals(a, b, ref budget, 0);
+    }
+
+    private static bool Equals(object? a, object? b, ref long budget, int depth)
+    {
+        if (--budget < 0 || depth > 64) throw new CompareLimitException();
+        if (ReferenceEquals(a, b) && a is not double) return true;
         if (a is Undefined || b is Undefined) return a is Undefined && b is Undefined;
         if (a == null || b == null) return a == null && b == null;
         if (IsNumber(a) && IsNumber(b))
@@ -281,12 +292,12 @@ internal static class PyValue
             case List<object?> la:
                 if (b is not List<object?> lb || la.Count != lb.Count || (la is TupleValue) != (lb is TupleValue)) return false;
                 for (int i = 0; i < la.Count; i++)
-                    if (!Equals(la[i], lb[i])) return false;
+                    if (!Equals(la[i], lb[i], ref budget, depth + 1)) return false;
                 return true;
             case OrderedDictionary<string, object?> da:
                 if (b is not OrderedDictionary<string, object?> db || da.Count != db.Count) return false;
                 foreach (var (key, value) in da)
-                    if (!db.TryGetValue(key, out var other) || !Equals(value, other)) return false;
+                    if (!db.TryGetValue(key, out var other) || !Equals(value, other, ref budget, depth + 1)) return false;
                 return true;
             case RangeValue ra: return b is RangeValue rb && ra == rb;
             default: return ReferenceEquals(a, b);
@@ -314,6 +325,13 @@ internal static class PyValue
     /// <summary>Python ordering; null when the two values cannot be ordered.</summary>
     public static int? Compare(object? a, object? b)
     {
+        long budget = MaxCompareSteps;
+        return Compare(a, b, ref budget, 0);
+    }
+
+    private static int? Compare(object? a, object? b, ref long budget, int depth)
+    {
+        if (--budget < 0 || depth > 64) throw new CompareLimitException();
         if (IsNumber(a) && IsNumber(b))
         {
             if (a is double || b is double) return ToDouble(a).CompareTo(ToDouble(b));
@@ -324,8 +342,8 @@ internal static class PyValue
         {
             for (int i = 0; i < Math.Min(la.Count, lb.Count); i++)
             {
-                if (Equals(la[i], lb[i])) continue;
-                return Compare(la[i], lb[i]);
+                if (Equals(la[i], lb[i], ref budget, depth + 1)) continue;
+                return Compare(la[i], lb[i], ref budget, depth + 1);
             }
             return la.Count.CompareTo(lb.Count);
         }
@@ -424,3 +442,6 @@ internal static class PyValue
 /// <summary>Thrown inside value formatting when a string outgrows its limit; the renderer turns it into a
 /// <see cref="ChatTemplateLimitException"/> with the template position.</summary>
 internal sealed class StringLimitException : Exception;
+
+/// <summary>A comparison visited more than <see cref="PyValue.MaxCompareSteps"/> elements or nested deeper than 64.</summary>
+internal sealed class CompareLimitException : Exception;
