@@ -57,6 +57,9 @@ public sealed class QueueFullException(int capacity)
 /// <summary>A request the scheduler cannot run (too long for the context, bad settings); names the field and the limit.</summary>
 public sealed class CompletionRequestException(string parameter, string message) : ArgumentException(message, parameter)
 {
+    /// <summary>What is wrong, without the parameter suffix ArgumentException adds.</summary>
+    public override string Message { get; } = message;
+
     /// <summary>The request field at fault (OpenAI's <c>param</c>), e.g. <c>max_tokens</c> or <c>messages</c>.</summary>
     public string Parameter { get; } = parameter;
 }
