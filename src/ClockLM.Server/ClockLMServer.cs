@@ -114,7 +114,7 @@ public sealed class ClockLMServer : IAsyncDisposable
                 ApiException api => api,
                 BadHttpRequestException { StatusCode: 413 } => TooLarge(),
                 BadHttpRequestException bad => new ApiException(bad.StatusCode, bad.Message),
-                CompletionRequestException c => ApiException.BadRequest(c.Message, c.Parameter, c.Parameter is "messages" or "max_tokens" ? "context_length_exceeded" : null),
+                CompletionRequestException c => ApiException.BadRequest(c.Message, c.Parameter, c.Message.Contains("the context holds", StringComparison.Ordinal) ? "context_length_exceeded" : null),
                 QueueFullException q => new ApiException(503, q.Message, "server_busy", code: "queue_full"),
                 ChatTemplateException t => ApiException.BadRequest($"the chat template rejected the messages: {t.Message}", "messages"),
                 OperationCanceledException when context.RequestAborted.IsCancellationRequested => null,

@@ -254,7 +254,15 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
         if (request.MaxTokens is null && body.Get("max_tokens") is null && body.Get("max_completion_tokens") is null)
             request = request with { MaxTokens = null };
         // Submit before any byte is written, so a full queue or a bad length is still a plain error answer.
-        var job = scheduler.Submit(request, context.RequestAborted);
+        CompletionJob job;
+        try
+        {
+            job = scheduler.Submit(request, context.RequestAborted);
+        }
+        catch (CompletionRequestException e) when (kind == Kind.Chat && e.Parameter == "prompt")
+        {
+            throw new CompletionRequestException("messages", e.Message); // a chat request's prompt is its messages
+        }
         string id = (kind == Kind.Chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         if (stream) await StreamAsync(context, job, kind, id, created, includeUsage);

@@ -129,7 +129,7 @@ public sealed class SlotScheduler : IDisposable
             if ((uint)id >= (uint)_model.Config.VocabSize)
                 throw new CompletionRequestException("prompt", $"token id {id} is outside the vocabulary (0..{_model.Config.VocabSize - 1})");
         if (prompt >= ContextLength)
-            throw new CompletionRequestException("messages",
+            throw new CompletionRequestException("prompt",
                 $"the prompt is {prompt} tokens but the context holds {ContextLength}; shorten the prompt or start the server with a larger --ctx");
         if (request.Sampler.Validate() is { } problem)
             throw new CompletionRequestException("sampler", problem);
