@@ -106,8 +106,7 @@ internal static class ChatCommand
                 });
                 reading.GetAwaiter().GetResult();
                 var answer = job.Result.GetAwaiter().GetResult();
-                answering.Dispose();
-                answering = null;
+                answering = null; // not disposed: a Ctrl+C racing with the end of the answer may still cancel it
                 if (answer.Finish == FinishReason.Cancelled) stdout.Write(" [stopped]");
                 stdout.WriteLine();
                 history.Add(new TemplateMessage("assistant", answer.Text));

@@ -66,3 +66,34 @@ public sealed class ChatCommandTests
         Assert.Equal("> " + first + "\n> " + second + "\n> ", output.Replace("\r\n", "\n"));
     }
 }
+
+/// <summary>`clocklm serve` as a real process: it prints its address and answers on it.</summary>
+public sealed class ServeCommandTests
+{
+    [Fact]
+    public async Task ServeListensOnLoopbackWithAFreePortAndRequiresTheApiKey()
+    {
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "clocklm.dll"));
+        foreach (var a in new[] { "serve", "-m", SharedData.Stories260K, "--port", "0", "--api-key", "k1", "-t", "1", "--parallel", "2" })
+            info.ArgumentList.Add(a);
+        using var process = Process.Start(info)!;
+        try
+        {
+            string? firstLine = await process.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            var match = System.Text.RegularExpressions.Regex.Match(firstLine ?? "", @"listening on (http://127\.0\.0\.1:\d+/)");
+            Assert.True(match.Success, firstLine);
+            using var http = new HttpClient { BaseAddress = new Uri(match.Groups[1].Value) };
+            Assert.Equal(System.Net.HttpStatusCode.Unauthorized, (await http.GetAsync("/health")).StatusCode);
+            http.DefaultRequestHeaders.Authorization = new("Bearer", "k1");
+            string models = await http.GetStringAsync("/v1/models");
+            Assert.Contains("\"n_ctx\":512", models);
+            Assert.Contains("\"slots\":2", models);
+        }
+        finally
+        {
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit(10_000);
+        }
+    }
+}

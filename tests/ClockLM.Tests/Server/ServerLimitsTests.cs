@@ -49,13 +49,22 @@ public sealed class ServerLimitsTests
         Assert.Equal("request_too_large", error.GetProperty("code").GetString());
         Assert.Contains("2000", error.GetProperty("message").GetString());
 
-        // Chunked (no Content-Length): the limit is enforced while reading.
+        // Chunked (no Content-Length): the limit is enforced while reading. Kestrel closes the connection after the
+        // 413 since the rest of the body is unread, so the client may see the close before the answer: either way the
+        // request is refused.
         var chunked = new StreamContent(new MemoryStream(Encoding.UTF8.GetBytes($$"""{"prompt":"{{big}}"}""")));
         chunked.Headers.ContentType = new("application/json");
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = chunked };
         request.Headers.TransferEncodingChunked = true;
-        using var response = await host.Http.SendAsync(request);
-        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+        try
+        {
+            using var response = await host.Http.SendAsync(request);
+            Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+        }
+        catch (HttpRequestException e) when (e.InnerException is HttpIOException or IOException)
+        {
+        }
+        Assert.Equal(0, host.Scheduler.Stats.PromptTokens); // nothing of the refused body reached the model
 
         var (after, _) = await PostAsync(host.Http, "/v1/completions", """{"prompt":"hi","max_tokens":2}""");
         Assert.Equal(HttpStatusCode.OK, after);
