@@ -23,6 +23,9 @@ public sealed class CompletionJob
     public int MaxTokens { get; }
 
     internal CancellationToken Cancellation { get; }
+
+    /// <summary>Removes the job from the queue when cancelled there; released when the job ends.</summary>
+    internal CancellationTokenRegistration QueueRegistration { get; set; }
     internal long EnqueuedAt { get; } = System.Diagnostics.Stopwatch.GetTimestamp();
 
     /// <summary>One update per generated token, in order; completes when the generation ends.</summary>
@@ -35,12 +38,14 @@ public sealed class CompletionJob
 
     internal void Complete(CompletionResult result)
     {
+        QueueRegistration.Dispose();
         _updates.Writer.TryComplete();
         _result.TrySetResult(result);
     }
 
     internal void Fail(Exception error)
     {
+        QueueRegistration.Dispose();
         _updates.Writer.TryComplete(error);
         _result.TrySetException(error);
     }

@@ -76,7 +76,7 @@ public sealed class SlotScheduler : IDisposable
             var node = _queue.AddLast(job);
             Monitor.Pulse(_gate);
             if (cancellation.CanBeCanceled)
-                cancellation.Register(() => Dequeue(node));
+                job.QueueRegistration = cancellation.Register(() => Dequeue(node));
         }
         return job;
     }
