@@ -3,5 +3,8 @@ using BenchmarkDotNet.Running;
 // `--vs-llamacpp` runs the ClockLM vs llama.cpp comparison harness; anything else goes to BenchmarkDotNet.
 if (args.Contains("--vs-llamacpp"))
     return ClockLM.Bench.VersusLlamaCpp.Run(args);
+// `--serve-load` runs the HTTP server load test (concurrent streaming clients, answers checked against runs alone).
+if (args.Contains("--serve-load"))
+    return ClockLM.Bench.Server.ServerLoadTest.Run(args);
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;

@@ -15,5 +15,7 @@ internal static class Commands
         QuantizeCommand.Create(),
         BenchCommand.Create(),
         NnCommand.Create(),
+        ServeCommand.Create(),
+        ChatCommand.Create(),
     ];
 }

@@ -1,0 +1,172 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using ClockLM.Chat;
+using ClockLM.Tokenizers.ChatTemplates;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace ClockLM.Server;
+
+/// <summary>
+/// An OpenAI-compatible HTTP server (ASP.NET Core, Kestrel) over a <see cref="SlotScheduler"/>: chat and text
+/// completions (streamed as Server-Sent Events), models, embeddings, tokenize/detokenize, health and Prometheus metrics.
+/// Every error is answered in OpenAI's JSON shape; no request can stop the server.
+/// </summary>
+public sealed class ClockLMServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly SlotScheduler _scheduler;
+    private readonly ServerOptions _options;
+    private readonly ServerMetrics _metrics = new();
+    private readonly OpenAiEndpoints _endpoints;
+
+    /// <summary>Builds the server (not yet listening: call <see cref="StartAsync"/>). The caller keeps ownership of the scheduler.</summary>
+    public ClockLMServer(SlotScheduler scheduler, ServerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(scheduler);
+        _scheduler = scheduler;
+        _options = options ?? new ServerOptions();
+        if (_options.Port is < 0 or > 65535)
+            throw new ArgumentOutOfRangeException(nameof(options), _options.Port, "port must be 0 to 65535");
+        if (_options.MaxRequestBodyBytes < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), _options.MaxRequestBodyBytes, "the body limit must be positive");
+        ModelId = _options.ModelId ?? Path.GetFileNameWithoutExtension(scheduler.Model.Path);
+        _endpoints = new OpenAiEndpoints(scheduler, ModelId, new Embedder(scheduler.Model, scheduler.ContextLength));
+
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        if (_options.ConsoleLogging) builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Limits.MaxRequestBodySize = _options.MaxRequestBodyBytes;
+            k.AddServerHeader = false;
+        });
+        builder.WebHost.UseUrls($"http://{FormatHost(_options.Host)}:{_options.Port}");
+        _app = builder.Build();
+        _app.Use(HandleErrorsAsync);
+        _app.Use(CheckApiKeyAsync);
+        Map(_app);
+    }
+
+    /// <summary>The model's name in requests and in /v1/models.</summary>
+    public string ModelId { get; }
+
+    /// <summary>The address the server listens on (with the real port when 0 was asked for); null before <see cref="StartAsync"/>.</summary>
+    public Uri? Address { get; private set; }
+
+    /// <summary>Starts listening.</summary>
+    public async Task StartAsync(CancellationToken cancellation = default)
+    {
+        await _app.StartAsync(cancellation);
+        var addresses = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()
+            ?? throw new InvalidOperationException("Kestrel reported no addresses");
+        Address = new Uri(addresses.Addresses.First());
+    }
+
+    /// <summary>Waits until the server is stopped (by <paramref name="cancellation"/> or a host shutdown).</summary>
+    public Task WaitForShutdownAsync(CancellationToken cancellation = default) => _app.WaitForShutdownAsync(cancellation);
+
+    /// <summary>Stops listening; requests in flight are given a moment to end.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        await _app.StopAsync(grace.Token);
+        await _app.DisposeAsync();
+    }
+
+    private void Map(WebApplication app)
+    {
+        app.MapPost("/v1/chat/completions", _endpoints.ChatCompletionsAsync);
+        app.MapPost("/v1/completions", _endpoints.CompletionsAsync);
+        app.MapPost("/v1/embeddings", _endpoints.EmbeddingsAsync);
+        app.MapGet("/v1/models", _endpoints.ModelsAsync);
+        app.MapGet("/v1/models/{id}", _endpoints.ModelAsync);
+        app.MapPost("/tokenize", _endpoints.TokenizeAsync);
+        app.MapPost("/detokenize", _endpoints.DetokenizeAsync);
+        app.MapGet("/health", context => context.Response.WriteAsJsonAsync(new JsonObject { ["status"] = "ok" }));
+        app.MapGet("/metrics", context =>
+        {
+            context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+            return context.Response.WriteAsync(_metrics.Render(_scheduler.Stats));
+        });
+        app.MapFallback(context => throw new ApiException(404, $"no endpoint {context.Request.Method} {context.Request.Path}", "not_found_error", code: "unknown_url"));
+    }
+
+    private async Task HandleErrorsAsync(HttpContext context, RequestDelegate next)
+    {
+        try
+        {
+            if (context.Request.ContentLength > _options.MaxRequestBodyBytes)
+                throw TooLarge();
+            await next(context);
+        }
+        catch (Exception e) when (!context.Response.HasStarted)
+        {
+            var error = e switch
+            {
+                ApiException api => api,
+                BadHttpRequestException { StatusCode: 413 } => TooLarge(),
+                BadHttpRequestException bad => new ApiException(bad.StatusCode, bad.Message),
+                CompletionRequestException c => ApiException.BadRequest(c.Message, c.Parameter, c.Message.Contains("the context holds", StringComparison.Ordinal) ? "context_length_exceeded" : null),
+                QueueFullException q => new ApiException(503, q.Message, "server_busy", code: "queue_full"),
+                ChatTemplateException t => ApiException.BadRequest($"the chat template rejected the messages: {t.Message}", "messages"),
+                OperationCanceledException when context.RequestAborted.IsCancellationRequested => null,
+                _ => new ApiException(500, $"internal error: {e.GetType().Name}: {e.Message}", "server_error"),
+            };
+            if (error is null) return; // the client went away
+            if (error.Status == 503) context.Response.Headers.RetryAfter = _options.RetryAfterSeconds.ToString();
+            context.Response.StatusCode = error.Status;
+            await context.Response.WriteAsJsonAsync(error.ToJson(), context.RequestAborted);
+        }
+        catch (Exception) when (context.Response.HasStarted)
+        {
+            // A stream broke after its headers were sent: nothing more can be said to this client, and the server goes on.
+            context.Abort();
+        }
+        finally
+        {
+            _metrics.CountRequest(MetricPath(context), context.Response.StatusCode);
+        }
+    }
+
+    private Task CheckApiKeyAsync(HttpContext context, RequestDelegate next)
+    {
+        if (_options.ApiKey is not { Length: > 0 } key) return next(context);
+        string header = context.Request.Headers.Authorization.ToString();
+        const string scheme = "Bearer ";
+        bool ok = header.StartsWith(scheme, StringComparison.OrdinalIgnoreCase)
+            && CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(header[scheme.Length..].Trim()), Encoding.UTF8.GetBytes(key));
+        if (!ok)
+        {
+            context.Response.Headers.WWWAuthenticate = "Bearer";
+            throw new ApiException(401, header.Length == 0
+                ? "no API key given: send the header 'Authorization: Bearer KEY'"
+                : "the API key is not valid", "authentication_error", code: "invalid_api_key");
+        }
+        return next(context);
+    }
+
+    private ApiException TooLarge() => new(413,
+        $"the request body is larger than the limit of {_options.MaxRequestBodyBytes} bytes", "invalid_request_error", code: "request_too_large");
+
+    // Known paths only, so a scan of random URLs cannot grow the metrics without bound.
+    private static string MetricPath(HttpContext context)
+    {
+        string path = context.Request.Path.Value ?? "";
+        return path switch
+        {
+            "/v1/chat/completions" or "/v1/completions" or "/v1/embeddings" or "/v1/models" or "/tokenize" or "/detokenize" or "/health" or "/metrics" => path,
+            _ when path.StartsWith("/v1/models/", StringComparison.Ordinal) => "/v1/models/{id}",
+            _ => "other",
+        };
+    }
+
+    private static string FormatHost(string host) => host.Contains(':') && !host.StartsWith('[') ? $"[{host}]" : host;
+}

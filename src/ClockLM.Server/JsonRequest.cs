@@ -1,0 +1,97 @@
+using Microsoft.AspNetCore.Http;
+using System.Text.Json;
+
+namespace ClockLM.Server;
+
+/// <summary>Reads typed fields from a request's JSON object; a missing field gives the default, a wrong type or value a 400 naming the field.</summary>
+internal sealed class JsonRequest(JsonElement root)
+{
+    public JsonElement Root { get; } = root;
+
+    public static async Task<JsonRequest> ReadAsync(HttpRequest request, CancellationToken cancellation)
+    {
+        JsonDocument document;
+        try
+        {
+            document = await JsonDocument.ParseAsync(request.Body, new JsonDocumentOptions { MaxDepth = 64 }, cancellation);
+        }
+        catch (JsonException e)
+        {
+            throw ApiException.BadRequest($"the request body is not valid JSON: {e.Message}", code: "invalid_json");
+        }
+        if (document.RootElement.ValueKind != JsonValueKind.Object)
+            throw ApiException.BadRequest($"the request body must be a JSON object, not {Describe(document.RootElement)}", code: "invalid_json");
+        return new JsonRequest(document.RootElement);
+    }
+
+    public JsonElement? Get(string name) =>
+        Root.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null ? value : null;
+
+    public string? String(string name)
+    {
+        if (Get(name) is not { } v) return null;
+        if (v.ValueKind != JsonValueKind.String) throw WrongType(name, "a string", v);
+        return v.GetString();
+    }
+
+    public bool? Bool(string name)
+    {
+        if (Get(name) is not { } v) return null;
+        if (v.ValueKind is not (JsonValueKind.True or JsonValueKind.False)) throw WrongType(name, "true or false", v);
+        return v.GetBoolean();
+    }
+
+    public double? Number(string name, double min, double max)
+    {
+        if (Get(name) is not { } v) return null;
+        if (v.ValueKind != JsonValueKind.Number) throw WrongType(name, "a number", v);
+        double d = v.GetDouble();
+        if (!(d >= min && d <= max)) throw ApiException.BadRequest($"{name} is {d}; expected a number from {min} to {max}", name);
+        return d;
+    }
+
+    public long? Integer(string name, long min, long max)
+    {
+        if (Get(name) is not { } v) return null;
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt64(out long n)) throw WrongType(name, "an integer", v);
+        if (n < min || n > max) throw ApiException.BadRequest($"{name} is {n}; expected an integer from {min} to {max}", name);
+        return n;
+    }
+
+    /// <summary>OpenAI's <c>stop</c>: a string or an array of up to 16 strings.</summary>
+    public List<string> Stops(string name)
+    {
+        if (Get(name) is not { } v) return [];
+        if (v.ValueKind == JsonValueKind.String) return [v.GetString()!];
+        if (v.ValueKind != JsonValueKind.Array) throw WrongType(name, "a string or an array of strings", v);
+        var stops = new List<string>();
+        foreach (var item in v.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.String) throw WrongType(name, "an array of strings", item);
+            stops.Add(item.GetString()!);
+        }
+        if (stops.Count > 16) throw ApiException.BadRequest($"{name} has {stops.Count} sequences; at most 16 are accepted", name);
+        return stops;
+    }
+
+    /// <summary>A nested object (e.g. <c>stream_options</c>, <c>clocklm</c>), or null.</summary>
+    public JsonRequest? Object(string name)
+    {
+        if (Get(name) is not { } v) return null;
+        if (v.ValueKind != JsonValueKind.Object) throw WrongType(name, "an object", v);
+        return new JsonRequest(v);
+    }
+
+    public static ApiException WrongType(string name, string expected, JsonElement value) =>
+        ApiException.BadRequest($"{name} must be {expected}, not {Describe(value)}", name);
+
+    public static string Describe(JsonElement v) => v.ValueKind switch
+    {
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.Object => "an object",
+        _ => "null",
+    };
+}

@@ -1,0 +1,424 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using ClockLM.Chat;
+using ClockLM.Sampling;
+using Microsoft.AspNetCore.Http;
+using TemplateMessage = ClockLM.Tokenizers.ChatTemplates.ChatMessage;
+
+namespace ClockLM.Server;
+
+/// <summary>The request handlers: OpenAI's request fields in, OpenAI's response shapes out.</summary>
+internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, Embedder embedder)
+{
+    private readonly ChatPrompt _chatPrompt = new(scheduler.Model);
+    private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
+    private enum Kind { Chat, Text }
+
+    public async Task ChatCompletionsAsync(HttpContext context)
+    {
+        var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
+        CheckModel(body);
+        var messages = ReadMessages(body);
+        int[] prompt = _chatPrompt.Encode(messages);
+        // OpenAI's chat logprobs: a bool, and top_logprobs beside it.
+        bool logprobs = body.Bool("logprobs") ?? false;
+        int top = (int)(body.Integer("top_logprobs", 0, CompletionRequest.MaxTopLogprobs) ?? 0);
+        if (top > 0 && !logprobs) throw ApiException.BadRequest("top_logprobs needs logprobs set to true", "top_logprobs");
+        var request = ReadCompletion(body, prompt, logprobs, top) with { Stop = [.. _chatPrompt.TemplateStops, .. body.Stops("stop")] };
+        await RunAsync(context, body, request, Kind.Chat);
+    }
+
+    public async Task CompletionsAsync(HttpContext context)
+    {
+        var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
+        CheckModel(body);
+        int[] prompt = ReadPrompt(body);
+        // The legacy completions API: logprobs is the number of alternatives (0 to 5).
+        int? logprobs = (int?)body.Integer("logprobs", 0, 5);
+        var request = ReadCompletion(body, prompt, logprobs is not null, logprobs ?? 0) with { Stop = body.Stops("stop") };
+        await RunAsync(context, body, request, Kind.Text);
+    }
+
+    public async Task EmbeddingsAsync(HttpContext context)
+    {
+        var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
+        CheckModel(body);
+        string format = body.String("encoding_format") ?? "float";
+        if (format is not ("float" or "base64"))
+            throw ApiException.BadRequest($"encoding_format is '{format}'; expected 'float' or 'base64'", "encoding_format");
+        if (body.Get("dimensions") is not null)
+            throw ApiException.BadRequest($"dimensions is not supported: embeddings have the model's width, {scheduler.Model.Config.Dim}", "dimensions");
+        var inputs = ReadInputs(body, "input");
+        var data = new JsonArray();
+        int tokens = 0;
+        for (int i = 0; i < inputs.Count; i++)
+        {
+            int[] ids = inputs[i];
+            if (ids.Length == 0) throw ApiException.BadRequest($"input {i} is empty", "input");
+            if (ids.Length > embedder.ContextLength)
+                throw ApiException.BadRequest($"input {i} is {ids.Length} tokens but the context holds {embedder.ContextLength}", "input", "context_length_exceeded");
+            context.RequestAborted.ThrowIfCancellationRequested();
+            float[] vector = await Task.Run(() => embedder.Embed(ids), context.RequestAborted);
+            tokens += ids.Length;
+            JsonNode embedding = format == "base64"
+                ? Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(vector.AsSpan()))
+                : new JsonArray(vector.Select(v => (JsonNode)JsonValue.Create(v)).ToArray());
+            data.Add(new JsonObject { ["object"] = "embedding", ["index"] = i, ["embedding"] = embedding });
+        }
+        await context.Response.WriteAsJsonAsync(new JsonObject
+        {
+            ["object"] = "list",
+            ["data"] = data,
+            ["model"] = modelId,
+            ["usage"] = new JsonObject { ["prompt_tokens"] = tokens, ["total_tokens"] = tokens },
+        }, context.RequestAborted);
+    }
+
+    public Task ModelsAsync(HttpContext context) =>
+        context.Response.WriteAsJsonAsync(new JsonObject { ["object"] = "list", ["data"] = new JsonArray(ModelJson()) });
+
+    public Task ModelAsync(HttpContext context)
+    {
+        string id = (string)context.Request.RouteValues["id"]!;
+        if (!IsThisModel(id)) throw ModelNotFound(id);
+        return context.Response.WriteAsJsonAsync(ModelJson());
+    }
+
+    public async Task TokenizeAsync(HttpContext context)
+    {
+        var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
+        string content = body.String("content") ?? throw ApiException.BadRequest("content is required: the text to tokenize", "content");
+        bool addSpecial = body.Bool("add_special") ?? false;
+        bool withPieces = body.Bool("with_pieces") ?? false;
+        var tokenizer = scheduler.Model.Tokenizer;
+        var ids = tokenizer.Encode(content, addSpecial, parseSpecial: body.Bool("parse_special") ?? false);
+        var tokens = new JsonArray();
+        foreach (int id in ids)
+            tokens.Add(withPieces ? new JsonObject { ["id"] = id, ["piece"] = tokenizer.GetPiece(id) } : JsonValue.Create(id));
+        await context.Response.WriteAsJsonAsync(new JsonObject { ["tokens"] = tokens }, context.RequestAborted);
+    }
+
+    public async Task DetokenizeAsync(HttpContext context)
+    {
+        var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
+        var ids = body.Get("tokens") is { } t ? ReadIds(t, "tokens") : throw ApiException.BadRequest("tokens is required: an array of token ids", "tokens");
+        string text = scheduler.Model.Tokenizer.Decode(ids);
+        await context.Response.WriteAsJsonAsync(new JsonObject { ["content"] = text }, context.RequestAborted);
+    }
+
+    private JsonObject ModelJson() => new()
+    {
+        ["id"] = modelId,
+        ["object"] = "model",
+        ["created"] = _created,
+        ["owned_by"] = "clocklm",
+        ["meta"] = new JsonObject
+        {
+            ["n_ctx"] = scheduler.ContextLength,
+            ["n_vocab"] = scheduler.Model.Config.VocabSize,
+            ["n_embd"] = scheduler.Model.Config.Dim,
+            ["n_layer"] = scheduler.Model.Config.Layers,
+            ["slots"] = scheduler.Slots,
+        },
+    };
+
+    private bool IsThisModel(string? id) => string.IsNullOrEmpty(id) || string.Equals(id, modelId, StringComparison.OrdinalIgnoreCase);
+
+    private void CheckModel(JsonRequest body)
+    {
+        string? model = body.String("model");
+        if (!IsThisModel(model)) throw ModelNotFound(model!);
+    }
+
+    private ApiException ModelNotFound(string id) =>
+        new(404, $"the model '{id}' does not exist; this server runs '{modelId}'", "invalid_request_error", "model", "model_not_found");
+
+    private static List<TemplateMessage> ReadMessages(JsonRequest body)
+    {
+        if (body.Get("messages") is not { } list) throw ApiException.BadRequest("messages is required: an array of {role, content}", "messages");
+        if (list.ValueKind != JsonValueKind.Array) throw JsonRequest.WrongType("messages", "an array", list);
+        var messages = new List<TemplateMessage>();
+        int i = 0;
+        foreach (var item in list.EnumerateArray())
+        {
+            string at = $"messages[{i++}]";
+            if (item.ValueKind != JsonValueKind.Object) throw JsonRequest.WrongType(at, "an object", item);
+            var m = new JsonRequest(item);
+            string role = m.String("role") ?? throw ApiException.BadRequest($"{at}.role is required", $"{at}.role");
+            if (role is not ("system" or "developer" or "user" or "assistant" or "tool"))
+                throw ApiException.BadRequest($"{at}.role is '{role}'; expected system, developer, user, assistant or tool", $"{at}.role");
+            messages.Add(new TemplateMessage(role == "developer" ? "system" : role, ReadContent(m, at))
+            {
+                Name = m.String("name"),
+                ToolCallId = m.String("tool_call_id"),
+            });
+        }
+        if (messages.Count == 0) throw ApiException.BadRequest("messages is empty; expected at least one message", "messages");
+        return messages;
+    }
+
+    /// <summary>Content as a string, or an array of parts of which the text ones are joined.</summary>
+    private static string ReadContent(JsonRequest m, string at)
+    {
+        if (m.Get("content") is not { } content) return "";
+        if (content.ValueKind == JsonValueKind.String) return content.GetString()!;
+        if (content.ValueKind != JsonValueKind.Array) throw JsonRequest.WrongType($"{at}.content", "a string or an array of parts", content);
+        var text = new StringBuilder();
+        foreach (var part in content.EnumerateArray())
+        {
+            if (part.ValueKind != JsonValueKind.Object) throw JsonRequest.WrongType($"{at}.content", "an array of parts", part);
+            var p = new JsonRequest(part);
+            string type = p.String("type") ?? "text";
+            if (type != "text") throw ApiException.BadRequest($"{at}.content has a part of type '{type}'; this model reads text only", $"{at}.content");
+            text.Append(p.String("text"));
+        }
+        return text.ToString();
+    }
+
+    private int[] ReadPrompt(JsonRequest body)
+    {
+        var inputs = ReadInputs(body, "prompt");
+        if (inputs.Count != 1) throw ApiException.BadRequest($"prompt holds {inputs.Count} prompts; this server completes one prompt per request", "prompt");
+        return inputs[0];
+    }
+
+    /// <summary>A string, an array of strings, an array of token ids, or an array of such arrays.</summary>
+    private List<int[]> ReadInputs(JsonRequest body, string name)
+    {
+        if (body.Get(name) is not { } v) throw ApiException.BadRequest($"{name} is required", name);
+        var tokenizer = scheduler.Model.Tokenizer;
+        int[] Encode(string text) => tokenizer.Encode(text, addSpecial: true).ToArray();
+        if (v.ValueKind == JsonValueKind.String) return [Encode(v.GetString()!)];
+        if (v.ValueKind != JsonValueKind.Array) throw JsonRequest.WrongType(name, "a string or an array", v);
+        if (v.GetArrayLength() > 0 && v[0].ValueKind == JsonValueKind.Number) return [ReadIds(v, name)];
+        var inputs = new List<int[]>();
+        foreach (var item in v.EnumerateArray())
+        {
+            if (item.ValueKind == JsonValueKind.String) inputs.Add(Encode(item.GetString()!));
+            else if (item.ValueKind == JsonValueKind.Array) inputs.Add(ReadIds(item, name));
+            else throw JsonRequest.WrongType(name, "an array of strings or of token arrays", item);
+        }
+        if (inputs.Count > 256) throw ApiException.BadRequest($"{name} holds {inputs.Count} inputs; at most 256 are accepted", name);
+        return inputs;
+    }
+
+    private int[] ReadIds(JsonElement array, string name)
+    {
+        if (array.ValueKind != JsonValueKind.Array) throw JsonRequest.WrongType(name, "an array of token ids", array);
+        int vocab = scheduler.Model.Config.VocabSize;
+        var ids = new List<int>();
+        foreach (var item in array.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt32(out int id)) throw JsonRequest.WrongType(name, "an array of token ids", item);
+            if ((uint)id >= (uint)vocab) throw ApiException.BadRequest($"{name} holds token id {id}; expected 0 to {vocab - 1}", name);
+            ids.Add(id);
+        }
+        return ids.ToArray();
+    }
+
+    /// <summary>The fields chat and text completions share.</summary>
+    private static CompletionRequest ReadCompletion(JsonRequest body, int[] prompt, bool logprobs, int topLogprobs)
+    {
+        if (body.Integer("n", 1, 1) is null && body.Get("n") is not null) throw ApiException.BadRequest("n must be 1", "n");
+        var defaults = new SamplerOptions();
+        var sampler = new SamplerOptions
+        {
+            Temperature = (float)(body.Number("temperature", 0, 2) ?? defaults.Temperature),
+            TopP = (float)(body.Number("top_p", 1e-6, 1) ?? defaults.TopP),
+            TopK = (int)(body.Integer("top_k", 0, int.MaxValue) ?? defaults.TopK),
+            MinP = (float)(body.Number("min_p", 0, 1) ?? defaults.MinP),
+            RepeatPenalty = (float)(body.Number("repeat_penalty", 1e-3, 100) ?? defaults.RepeatPenalty),
+            Seed = body.Integer("seed", long.MinValue, long.MaxValue) is { } seed ? unchecked((ulong)seed) : defaults.Seed,
+        };
+        long? maxTokens = body.Integer("max_completion_tokens", 1, int.MaxValue) ?? body.Integer("max_tokens", 1, int.MaxValue);
+        var extension = body.Object("clocklm");
+        return new CompletionRequest
+        {
+            PromptIds = prompt,
+            MaxTokens = (int?)maxTokens,
+            Sampler = sampler,
+            Logprobs = logprobs,
+            TopLogprobs = topLogprobs,
+            ClockSummary = extension?.Bool("clock_summary") ?? false,
+            ClockSummaryTopK = (int)(extension?.Integer("top_k", 1, 100) ?? 10),
+            IgnoreEndOfGeneration = extension?.Bool("ignore_eos") ?? false,
+        };
+    }
+
+    private async Task RunAsync(HttpContext context, JsonRequest body, CompletionRequest request, Kind kind)
+    {
+        bool stream = body.Bool("stream") ?? false;
+        bool includeUsage = body.Object("stream_options")?.Bool("include_usage") ?? false;
+        if (request.MaxTokens is null && body.Get("max_tokens") is null && body.Get("max_completion_tokens") is null)
+            request = request with { MaxTokens = null };
+        // Submit before any byte is written, so a full queue or a bad length is still a plain error answer.
+        CompletionJob job;
+        try
+        {
+            job = scheduler.Submit(request, context.RequestAborted);
+        }
+        catch (CompletionRequestException e) when (kind == Kind.Chat && e.Parameter == "prompt")
+        {
+            throw new CompletionRequestException("messages", e.Message); // a chat request's prompt is its messages
+        }
+        string id = (kind == Kind.Chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
+        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        if (stream) await StreamAsync(context, job, kind, id, created, includeUsage);
+        else await AnswerAsync(context, job, kind, id, created);
+    }
+
+    private async Task AnswerAsync(HttpContext context, CompletionJob job, Kind kind, string id, long created)
+    {
+        var logprobs = new List<TokenLogprob>();
+        await foreach (var update in job.Updates.ReadAllAsync(CancellationToken.None))
+            if (update.Logprob is { } lp) logprobs.Add(lp);
+        var result = await job.Result;
+        context.RequestAborted.ThrowIfCancellationRequested();
+        var choice = new JsonObject { ["index"] = 0 };
+        if (kind == Kind.Chat) choice["message"] = new JsonObject { ["role"] = "assistant", ["content"] = result.Text };
+        else choice["text"] = result.Text;
+        choice["logprobs"] = job.Request.Logprobs ? LogprobsJson(kind, logprobs) : null;
+        choice["finish_reason"] = FinishName(result.Finish);
+        var answer = new JsonObject
+        {
+            ["id"] = id,
+            ["object"] = kind == Kind.Chat ? "chat.completion" : "text_completion",
+            ["created"] = created,
+            ["model"] = modelId,
+            ["choices"] = new JsonArray(choice),
+            ["usage"] = UsageJson(result),
+        };
+        if (result.Clock is { } clock) answer["clocklm"] = ClockJson(clock);
+        await context.Response.WriteAsJsonAsync(answer, context.RequestAborted);
+    }
+
+    private async Task StreamAsync(HttpContext context, CompletionJob job, Kind kind, string id, long created, bool includeUsage)
+    {
+        var response = context.Response;
+        response.ContentType = "text/event-stream";
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["X-Accel-Buffering"] = "no";
+        var cancel = context.RequestAborted;
+        JsonObject Chunk(JsonObject? choice) => new()
+        {
+            ["id"] = id,
+            ["object"] = kind == Kind.Chat ? "chat.completion.chunk" : "text_completion",
+            ["created"] = created,
+            ["model"] = modelId,
+            ["choices"] = choice is null ? new JsonArray() : new JsonArray(choice),
+        };
+        JsonObject Choice(string? text, List<TokenLogprob>? logprobs, string? finish)
+        {
+            var choice = new JsonObject { ["index"] = 0 };
+            if (kind == Kind.Chat)
+            {
+                var delta = new JsonObject();
+                if (text is not null) delta["content"] = text;
+                choice["delta"] = delta;
+            }
+            else choice["text"] = text ?? "";
+            choice["logprobs"] = logprobs is { Count: > 0 } ? LogprobsJson(kind, logprobs) : null;
+            choice["finish_reason"] = finish;
+            return choice;
+        }
+
+        if (kind == Kind.Chat)
+        {
+            var first = Choice("", null, null);
+            first["delta"]!["role"] = "assistant";
+            await SendAsync(response, Chunk(first), cancel);
+        }
+        var pending = new List<TokenLogprob>();
+        await foreach (var update in job.Updates.ReadAllAsync(CancellationToken.None))
+        {
+            if (update.Logprob is { } lp) pending.Add(lp);
+            if (update.Text.Length == 0) continue;
+            await SendAsync(response, Chunk(Choice(update.Text, pending, null)), cancel);
+            pending = [];
+        }
+        var result = await job.Result;
+        cancel.ThrowIfCancellationRequested();
+        var last = Chunk(Choice(kind == Kind.Chat ? null : "", pending, FinishName(result.Finish)));
+        if (result.Clock is { } clock) last["clocklm"] = ClockJson(clock);
+        await SendAsync(response, last, cancel);
+        if (includeUsage)
+        {
+            var usage = Chunk(null);
+            usage["usage"] = UsageJson(result);
+            await SendAsync(response, usage, cancel);
+        }
+        await response.WriteAsync("data: [DONE]\n\n", cancel);
+        await response.Body.FlushAsync(cancel);
+    }
+
+    private static async Task SendAsync(HttpResponse response, JsonObject chunk, CancellationToken cancel)
+    {
+        await response.WriteAsync("data: " + chunk.ToJsonString() + "\n\n", cancel);
+        await response.Body.FlushAsync(cancel);
+    }
+
+    private static string? FinishName(FinishReason reason) => reason switch
+    {
+        FinishReason.Stop => "stop",
+        FinishReason.Length => "length",
+        _ => null,
+    };
+
+    private static JsonObject UsageJson(CompletionResult r) => new()
+    {
+        ["prompt_tokens"] = r.PromptTokens,
+        ["completion_tokens"] = r.CompletionTokens,
+        ["total_tokens"] = r.PromptTokens + r.CompletionTokens,
+    };
+
+    private static JsonNode LogprobsJson(Kind kind, List<TokenLogprob> tokens)
+    {
+        if (kind == Kind.Chat)
+        {
+            static JsonObject Entry(TokenLogprob t) => new()
+            {
+                ["token"] = t.Text,
+                ["logprob"] = t.Logprob,
+                ["bytes"] = new JsonArray(Encoding.UTF8.GetBytes(t.Text).Select(b => (JsonNode)JsonValue.Create((int)b)).ToArray()),
+            };
+            var content = new JsonArray();
+            foreach (var t in tokens)
+            {
+                var entry = Entry(t);
+                entry["top_logprobs"] = new JsonArray(t.Top.Select(a => (JsonNode)Entry(a)).ToArray());
+                content.Add(entry);
+            }
+            return new JsonObject { ["content"] = content };
+        }
+        // Legacy completions: parallel arrays, and a {token: logprob} map per position.
+        return new JsonObject
+        {
+            ["tokens"] = new JsonArray(tokens.Select(t => (JsonNode)JsonValue.Create(t.Text)).ToArray()),
+            ["token_logprobs"] = new JsonArray(tokens.Select(t => (JsonNode)JsonValue.Create(t.Logprob)).ToArray()),
+            ["top_logprobs"] = new JsonArray(tokens.Select(t =>
+            {
+                var map = new JsonObject();
+                foreach (var a in t.Top) map[a.Text] = a.Logprob;
+                return (JsonNode)map;
+            }).ToArray()),
+        };
+    }
+
+    private static JsonObject ClockJson(ClockSummary clock) => new()
+    {
+        ["layers"] = clock.Layers,
+        ["prompt_ms"] = clock.PromptTime.TotalMilliseconds,
+        ["decode_ms"] = clock.DecodeTime.TotalMilliseconds,
+        ["cycle_us"] = clock.TimePerCycle.TotalMicroseconds,
+        ["per_cycle"] = null, // per-cycle times come with the clock's observers
+        ["final_top_k"] = new JsonArray(clock.FinalTopK.Select(t => (JsonNode)new JsonObject
+        {
+            ["id"] = t.Id,
+            ["token"] = t.Text,
+            ["logprob"] = t.Logprob,
+            ["prob"] = MathF.Exp(t.Logprob),
+        }).ToArray()),
+    };
+}

@@ -1,0 +1,45 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text;
+using ClockLM.Chat;
+
+namespace ClockLM.Server;
+
+/// <summary>Request counters and the scheduler's load in Prometheus' text exposition format.</summary>
+internal sealed class ServerMetrics
+{
+    private readonly ConcurrentDictionary<(string Path, int Status), long> _requests = new();
+
+    public void CountRequest(string path, int status) => _requests.AddOrUpdate((path, status), 1, (_, n) => n + 1);
+
+    public string Render(SchedulerStats s)
+    {
+        var text = new StringBuilder();
+        void Metric(string name, string type, string help, double value)
+        {
+            text.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
+            text.Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
+            text.Append(name).Append(' ').Append(value.ToString("R", CultureInfo.InvariantCulture)).Append('\n');
+        }
+        text.Append("# HELP clocklm_http_requests_total HTTP requests answered, by path and status.\n");
+        text.Append("# TYPE clocklm_http_requests_total counter\n");
+        foreach (var ((path, status), n) in _requests.OrderBy(e => e.Key.Path, StringComparer.Ordinal).ThenBy(e => e.Key.Status))
+            text.Append($"clocklm_http_requests_total{{path=\"{path}\",status=\"{status}\"}} {n}\n");
+        Metric("clocklm_requests_completed_total", "counter", "Generations that ended normally (stop or length).", s.Completed);
+        Metric("clocklm_requests_cancelled_total", "counter", "Generations cancelled, e.g. by a client that disconnected.", s.Cancelled);
+        Metric("clocklm_requests_failed_total", "counter", "Generations ended by an engine error.", s.Failed);
+        Metric("clocklm_requests_rejected_total", "counter", "Requests refused with 503 because the queue was full.", s.Rejected);
+        Metric("clocklm_prompt_tokens_total", "counter", "Prompt tokens evaluated.", s.PromptTokens);
+        Metric("clocklm_generated_tokens_total", "counter", "Tokens generated.", s.GeneratedTokens);
+        Metric("clocklm_generated_tokens_per_second", "gauge", "Generated tokens per second of scheduler busy time.", s.GeneratedTokensPerSecond);
+        Metric("clocklm_busy_seconds_total", "counter", "Time the scheduler spent running decode rounds.", s.BusyTime.TotalSeconds);
+        Metric("clocklm_queue_depth", "gauge", "Requests waiting for a slot.", s.QueueDepth);
+        Metric("clocklm_queue_capacity", "gauge", "Most requests that may wait.", s.QueueCapacity);
+        Metric("clocklm_slots", "gauge", "Slots (sequences generated at once).", s.Slots);
+        Metric("clocklm_slots_active", "gauge", "Slots running a request.", s.ActiveSlots);
+        Metric("clocklm_kv_cache_used_positions", "gauge", "KV-cache positions in use across the slots.", s.KvCacheUsed);
+        Metric("clocklm_kv_cache_capacity_positions", "gauge", "KV-cache positions in all.", s.KvCacheCapacity);
+        Metric("clocklm_kv_cache_usage_ratio", "gauge", "Fraction of the KV cache in use.", s.KvCacheCapacity == 0 ? 0 : (double)s.KvCacheUsed / s.KvCacheCapacity);
+        return text.ToString();
+    }
+}

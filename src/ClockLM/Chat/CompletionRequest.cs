@@ -1,0 +1,86 @@
+using ClockLM.Sampling;
+
+namespace ClockLM.Chat;
+
+/// <summary>One generation asked of a <see cref="SlotScheduler"/>: prompt ids, how to sample, when to stop, and what to report.</summary>
+public sealed record CompletionRequest
+{
+    /// <summary>The prompt's token ids (BOS included when the model wants one).</summary>
+    public required int[] PromptIds { get; init; }
+
+    /// <summary>Most tokens to generate; null fills the context.</summary>
+    public int? MaxTokens { get; init; }
+
+    /// <summary>How tokens are chosen; the seed makes the output repeatable.</summary>
+    public SamplerOptions Sampler { get; init; } = new();
+
+    /// <summary>Texts that end the generation when they appear; they are not part of the returned text.</summary>
+    public IReadOnlyList<string> Stop { get; init; } = [];
+
+    /// <summary>Report each generated token's log-probability.</summary>
+    public bool Logprobs { get; init; }
+
+    /// <summary>How many most likely alternatives to report beside each token (0 to 20).</summary>
+    public int TopLogprobs { get; init; }
+
+    /// <summary>Keep generating past end-of-generation tokens (until MaxTokens or the context is full).</summary>
+    public bool IgnoreEndOfGeneration { get; init; }
+
+    /// <summary>Return a <see cref="ClockSummary"/> with the result.</summary>
+    public bool ClockSummary { get; init; }
+
+    /// <summary>How many entries the clock summary's top-k holds.</summary>
+    public int ClockSummaryTopK { get; init; } = 10;
+
+    /// <summary>Most alternatives <see cref="TopLogprobs"/> may ask for.</summary>
+    public const int MaxTopLogprobs = 20;
+}
+
+/// <summary>Why a generation ended.</summary>
+public enum FinishReason
+{
+    /// <summary>An end-of-generation token or a stop sequence.</summary>
+    Stop,
+    /// <summary>MaxTokens were generated or the context is full.</summary>
+    Length,
+    /// <summary>The caller cancelled (for example a client that disconnected).</summary>
+    Cancelled,
+}
+
+/// <summary>A generated token's log-probability under the model (log-softmax of the raw logits, before sampling settings).</summary>
+/// <param name="Id">Token id.</param>
+/// <param name="Text">The token's text (its bytes decoded as UTF-8 on their own).</param>
+/// <param name="Logprob">Natural log of its probability.</param>
+/// <param name="Top">The most likely tokens at that position, most likely first (empty unless asked for).</param>
+public sealed record TokenLogprob(int Id, string Text, float Logprob, IReadOnlyList<TokenLogprob> Top);
+
+/// <summary>What one generated token adds: the text it releases (possibly empty while a stop sequence or a UTF-8 character
+/// is still undecided) and its log-probability when asked for.</summary>
+public sealed record CompletionUpdate(int TokenId, string Text, TokenLogprob? Logprob);
+
+/// <summary>A finished generation.</summary>
+public sealed record CompletionResult(
+    int PromptTokens,
+    int[] GeneratedIds,
+    string Text,
+    FinishReason Finish,
+    TimeSpan QueueTime,
+    TimeSpan PromptTime,
+    TimeSpan DecodeTime,
+    ClockSummary? Clock)
+{
+    /// <summary>Generated tokens.</summary>
+    public int CompletionTokens => GeneratedIds.Length;
+}
+
+/// <summary>
+/// ClockLM's report beside an answer: where the time went and what the model saw at the last position. The logit lens
+/// here covers the final output distribution only (the last cycle's view); per-cycle times and per-layer lenses
+/// need the clock's observers.
+/// </summary>
+/// <param name="Layers">Cycles (transformer layers) each token passes.</param>
+/// <param name="PromptTime">Time to evaluate the prompt.</param>
+/// <param name="DecodeTime">Time from the first sampled token to the end.</param>
+/// <param name="TimePerCycle">Average time of one cycle of one token: (prompt + decode time) / (tokens run × layers).</param>
+/// <param name="FinalTopK">The most likely next tokens at the final position, most likely first (probabilities at temperature 1).</param>
+public sealed record ClockSummary(int Layers, TimeSpan PromptTime, TimeSpan DecodeTime, TimeSpan TimePerCycle, IReadOnlyList<TokenLogprob> FinalTopK);

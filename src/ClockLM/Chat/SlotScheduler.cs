@@ -1,0 +1,434 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using ClockLM.Models;
+using ClockLM.Sampling;
+using ClockLM.Tokenizers;
+
+namespace ClockLM.Chat;
+
+/// <summary>
+/// Runs many generations at once on one model with continuous batching: N slots, each with its own processor (KV cache
+/// and scratch buffers; the weights are shared), driven by one scheduler thread in rounds. In a round every active slot
+/// advances by one step (a chunk of its prompt, or one generated token); waiting requests take free slots between rounds,
+/// and a cancelled request leaves its slot at the next round. A request's output depends only on its prompt, settings and
+/// seed: each has its own sampler and its own KV cache, so it is the same whatever runs beside it.
+/// </summary>
+public sealed class SlotScheduler : IDisposable
+{
+    private readonly Model _model;
+    private readonly SlotSchedulerOptions _options;
+    private readonly Slot[] _slots;
+    private readonly LinkedList<CompletionJob> _queue = new();
+    private readonly object _gate = new();
+    private readonly Thread _thread;
+    private bool _paused;
+    private bool _disposed;
+
+    // Counters (written by the scheduler thread or under _gate, read by Stats).
+    private long _completed, _cancelled, _failed, _rejected, _promptTokens, _generatedTokens, _busyTicks;
+
+    /// <summary>Creates the slots and starts the scheduler thread.</summary>
+    public SlotScheduler(Model model, SlotSchedulerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        options ??= new SlotSchedulerOptions();
+        if (options.Slots < 1) throw new ArgumentOutOfRangeException(nameof(options), options.Slots, "slots must be 1 or more");
+        if (options.QueueCapacity < 0) throw new ArgumentOutOfRangeException(nameof(options), options.QueueCapacity, "queue capacity must be 0 or more");
+        if (options.PrefillChunk < 1) throw new ArgumentOutOfRangeException(nameof(options), options.PrefillChunk, "prefill chunk must be 1 or more");
+        _model = model;
+        _options = options;
+        _slots = new Slot[options.Slots];
+        for (int i = 0; i < _slots.Length; i++)
+            _slots[i] = new Slot(i, model.CreateTransformer(options.ContextLength, options.Pool));
+        ContextLength = _slots[0].Transformer.ContextLength;
+        _thread = new Thread(Loop) { IsBackground = true, Name = "ClockLM scheduler" };
+        _thread.Start();
+    }
+
+    /// <summary>The model generations run on.</summary>
+    public Model Model => _model;
+
+    /// <summary>Positions each slot holds: prompt plus generated tokens must fit.</summary>
+    public int ContextLength { get; }
+
+    /// <summary>Number of slots.</summary>
+    public int Slots => _slots.Length;
+
+    /// <summary>
+    /// Queues a generation. Returns at once; the job's <see cref="CompletionJob.Updates"/> stream its tokens.
+    /// Cancelling <paramref name="cancellation"/> ends it within one round (or removes it from the queue).
+    /// </summary>
+    /// <exception cref="CompletionRequestException">The prompt or max tokens do not fit the context, or a setting is out of range.</exception>
+    /// <exception cref="QueueFullException">Every slot is busy and the queue is full.</exception>
+    public CompletionJob Submit(CompletionRequest request, CancellationToken cancellation = default)
+    {
+        int maxTokens = Validate(request);
+        var job = new CompletionJob(request, maxTokens, cancellation);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            bool slotFree = !_paused && _slots.Count(s => s.Job is null) > _queue.Count;
+            if (!slotFree && _queue.Count >= _options.QueueCapacity)
+            {
+                _rejected++;
+                throw new QueueFullException(_options.QueueCapacity);
+            }
+            var node = _queue.AddLast(job);
+            Monitor.Pulse(_gate);
+            if (cancellation.CanBeCanceled)
+                job.QueueRegistration = cancellation.Register(() => Dequeue(node));
+        }
+        return job;
+    }
+
+    /// <summary>Holds waiting requests in the queue (running ones go on) until <see cref="Resume"/>: for draining a server.</summary>
+    public void Pause()
+    {
+        lock (_gate) _paused = true;
+    }
+
+    /// <summary>Lets waiting requests take slots again.</summary>
+    public void Resume()
+    {
+        lock (_gate)
+        {
+            _paused = false;
+            Monitor.Pulse(_gate);
+        }
+    }
+
+    /// <summary>A snapshot of the counters and the current load.</summary>
+    public SchedulerStats Stats
+    {
+        get
+        {
+            lock (_gate)
+            {
+                int active = 0;
+                long used = 0;
+                foreach (var s in _slots)
+                {
+                    if (s.Job is null) continue;
+                    active++;
+                    used += s.Position;
+                }
+                return new SchedulerStats(_slots.Length, active, _queue.Count, _options.QueueCapacity,
+                    _completed, _cancelled, _failed, _rejected, _promptTokens, _generatedTokens,
+                    used, (long)_slots.Length * ContextLength, TimeSpan.FromTicks(Interlocked.Read(ref _busyTicks)));
+            }
+        }
+    }
+
+    private int Validate(CompletionRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        int prompt = request.PromptIds.Length;
+        if (prompt == 0)
+            throw new CompletionRequestException("prompt", "the prompt is empty (no tokens, and the tokenizer adds no BOS)");
+        foreach (int id in request.PromptIds)
+            if ((uint)id >= (uint)_model.Config.VocabSize)
+                throw new CompletionRequestException("prompt", $"token id {id} is outside the vocabulary (0..{_model.Config.VocabSize - 1})");
+        if (prompt >= ContextLength)
+            throw new CompletionRequestException("prompt",
+                $"the prompt is {prompt} tokens but the context holds {ContextLength}; shorten the prompt or start the server with a larger --ctx");
+        if (request.Sampler.Validate() is { } problem)
+            throw new CompletionRequestException("sampler", problem);
+        if (request.TopLogprobs is < 0 or > CompletionRequest.MaxTopLogprobs)
+            throw new CompletionRequestException("top_logprobs", $"top_logprobs is {request.TopLogprobs}; expected 0 to {CompletionRequest.MaxTopLogprobs}");
+        if (request.ClockSummaryTopK is < 1 or > 100)
+            throw new CompletionRequestException("clocklm.top_k", $"the clock summary's top_k is {request.ClockSummaryTopK}; expected 1 to 100");
+        int room = ContextLength - prompt;
+        if (request.MaxTokens is not { } max) return room;
+        if (max < 1)
+            throw new CompletionRequestException("max_tokens", $"max_tokens is {max}; expected 1 or more");
+        if (max > room)
+            throw new CompletionRequestException("max_tokens",
+                $"the context holds {ContextLength} tokens, but {prompt + max} were requested ({prompt} in the prompt, {max} for the completion); lower max_tokens to {room} or less");
+        return max;
+    }
+
+    private void Dequeue(LinkedListNode<CompletionJob> node)
+    {
+        lock (_gate)
+        {
+            if (node.List is null) return; // already admitted
+            _queue.Remove(node);
+            _cancelled++;
+        }
+        var job = node.Value;
+        job.Complete(new CompletionResult(job.Request.PromptIds.Length, [], "", FinishReason.Cancelled,
+            Stopwatch.GetElapsedTime(job.EnqueuedAt), TimeSpan.Zero, TimeSpan.Zero, null));
+    }
+
+    private void Loop()
+    {
+        var active = new List<Slot>(_slots.Length);
+        while (true)
+        {
+            lock (_gate)
+            {
+                // Admission: between rounds, waiting requests join the running batch.
+                while (!_paused && _queue.Count > 0 && Array.Find(_slots, s => s.Job is null) is { } free)
+                {
+                    var job = _queue.First!.Value;
+                    _queue.RemoveFirst();
+                    free.Start(job, _model);
+                }
+                active.Clear();
+                foreach (var s in _slots)
+                    if (s.Job is not null) active.Add(s);
+                if (active.Count == 0)
+                {
+                    if (_disposed) return;
+                    Monitor.Wait(_gate);
+                    continue;
+                }
+            }
+            long start = Stopwatch.GetTimestamp();
+            Round(active);
+            Interlocked.Add(ref _busyTicks, Stopwatch.GetElapsedTime(start).Ticks);
+        }
+    }
+
+    /// <summary>
+    /// One round: every active slot advances one step. Prompts are evaluated in chunks; then every decoding slot runs one
+    /// forward pass for its last token. The decode phase is where a batched forward (one pass over the weights for all
+    /// slots) will replace the per-slot loop in <see cref="DecodeAll"/>.
+    /// </summary>
+    private void Round(List<Slot> active)
+    {
+        var decoding = new List<Slot>(active.Count);
+        foreach (var slot in active)
+        {
+            if (slot.Job!.Cancellation.IsCancellationRequested) { Finish(slot, FinishReason.Cancelled); continue; }
+            if (slot.Prefilled < slot.Prompt.Length) Guard(slot, () => Prefill(slot));
+            else decoding.Add(slot);
+        }
+        DecodeAll(decoding);
+    }
+
+    private void Prefill(Slot slot)
+    {
+        int n = Math.Min(_options.PrefillChunk, slot.Prompt.Length - slot.Prefilled);
+        var logits = slot.Transformer.Evaluate(slot.Prompt.AsSpan(slot.Prefilled, n), slot.Prefilled);
+        slot.Prefilled += n;
+        slot.Position = slot.Prefilled;
+        if (slot.Prefilled < slot.Prompt.Length) return;
+        slot.PromptTime = Stopwatch.GetElapsedTime(slot.StartedAt);
+        slot.DecodeStartedAt = Stopwatch.GetTimestamp();
+        lock (_gate) _promptTokens += slot.Prompt.Length;
+        Commit(slot, logits);
+    }
+
+    private void DecodeAll(List<Slot> decoding)
+    {
+        foreach (var slot in decoding)
+            Guard(slot, () =>
+            {
+                var logits = slot.Transformer.Forward(slot.LastToken, slot.Position);
+                slot.Position++;
+                Commit(slot, logits);
+            });
+    }
+
+    /// <summary>Samples the next token from <paramref name="logits"/>, streams its text, and ends the job on a stop.</summary>
+    private void Commit(Slot slot, ReadOnlySpan<float> logits)
+    {
+        var job = slot.Job!;
+        var request = job.Request;
+        int next = slot.Sampler!.Sample(logits, CollectionsMarshal.AsSpan(slot.History));
+        if (request.ClockSummary) slot.FinalTopK = TopTokens(logits, request.ClockSummaryTopK);
+        if (!request.IgnoreEndOfGeneration && _model.Tokenizer.IsEndOfGeneration(next))
+        {
+            Finish(slot, FinishReason.Stop);
+            return;
+        }
+        TokenLogprob? logprob = request.Logprobs || request.TopLogprobs > 0 ? Logprob(logits, next, request.TopLogprobs) : null;
+        slot.History.Add(next);
+        slot.Generated.Add(next);
+        lock (_gate) _generatedTokens++;
+        string text = slot.StopFilter!.Append(slot.Detokenizer!.Append(next));
+        slot.Text.Append(text);
+        job.Publish(new CompletionUpdate(next, text, logprob));
+        slot.LastToken = next;
+        if (slot.StopFilter.Stopped) Finish(slot, FinishReason.Stop);
+        else if (slot.Generated.Count >= job.MaxTokens || slot.Position >= slot.Transformer.ContextLength) Finish(slot, FinishReason.Length);
+    }
+
+    private void Guard(Slot slot, Action step)
+    {
+        try
+        {
+            step();
+        }
+        catch (Exception e)
+        {
+            // An engine error ends this request only; the other slots go on.
+            var job = slot.Job!;
+            lock (_gate)
+            {
+                _failed++;
+                slot.Job = null;
+            }
+            job.Fail(e);
+        }
+    }
+
+    private void Finish(Slot slot, FinishReason reason)
+    {
+        var job = slot.Job!;
+        if (reason != FinishReason.Cancelled)
+        {
+            // Whatever a stop sequence or an unfinished character held back is released at the end.
+            string rest = slot.StopFilter!.Append(slot.Detokenizer!.Flush()) + slot.StopFilter.Flush();
+            if (rest.Length > 0)
+            {
+                slot.Text.Append(rest);
+                job.Publish(new CompletionUpdate(-1, rest, null));
+            }
+        }
+        var promptTime = slot.PromptTime;
+        var decodeTime = slot.DecodeStartedAt == 0 ? TimeSpan.Zero : Stopwatch.GetElapsedTime(slot.DecodeStartedAt);
+        ClockSummary? clock = null;
+        if (job.Request.ClockSummary)
+        {
+            long cycles = (long)(slot.Prefilled + Math.Max(0, slot.Generated.Count - 1)) * _model.Config.Layers;
+            var perCycle = cycles == 0 ? TimeSpan.Zero : (promptTime + decodeTime) / cycles;
+            clock = new ClockSummary(_model.Config.Layers, promptTime, decodeTime, perCycle, slot.FinalTopK ?? []);
+        }
+        var result = new CompletionResult(slot.Prompt.Length, slot.Generated.ToArray(), slot.Text.ToString(), reason,
+            slot.QueueTime, promptTime, decodeTime, clock);
+        lock (_gate)
+        {
+            if (reason == FinishReason.Cancelled) _cancelled++;
+            else _completed++;
+            slot.Job = null;
+        }
+        job.Complete(result);
+    }
+
+    private TokenLogprob Logprob(ReadOnlySpan<float> logits, int id, int top)
+    {
+        float logSum = LogSumExp(logits);
+        var alternatives = top > 0 ? TopTokens(logits, top, logSum) : [];
+        return new TokenLogprob(id, TokenText(id), logits[id] - logSum, alternatives);
+    }
+
+    private List<TokenLogprob> TopTokens(ReadOnlySpan<float> logits, int k) => TopTokens(logits, k, LogSumExp(logits));
+
+    private List<TokenLogprob> TopTokens(ReadOnlySpan<float> logits, int k, float logSum)
+    {
+        // Selection of the k largest (ties: lower id first); k is small.
+        var best = new List<int>(k);
+        for (int round = 0; round < Math.Min(k, logits.Length); round++)
+        {
+            int pick = -1;
+            for (int i = 0; i < logits.Length; i++)
+                if (!best.Contains(i) && (pick < 0 || logits[i] > logits[pick])) pick = i;
+            best.Add(pick);
+        }
+        var top = new List<TokenLogprob>(best.Count);
+        foreach (int i in best) top.Add(new TokenLogprob(i, TokenText(i), logits[i] - logSum, []));
+        return top;
+    }
+
+    private string TokenText(int id)
+    {
+        // Decoded as if after an ordinary token, so a leading space stays (it is only dropped right after BOS).
+        var bytes = new List<byte>();
+        int ordinary = _model.Tokenizer.BosId == 0 ? 1 : 0;
+        _model.Tokenizer.AppendBytes(id, ordinary, bytes);
+        return System.Text.Encoding.UTF8.GetString(bytes.ToArray());
+    }
+
+    /// <summary>log(sum(exp(x))), with the maximum subtracted for stability.</summary>
+    private static float LogSumExp(ReadOnlySpan<float> x)
+    {
+        float max = float.NegativeInfinity;
+        foreach (float v in x) max = MathF.Max(max, v);
+        double sum = 0;
+        foreach (float v in x) sum += Math.Exp(v - max);
+        return max + (float)Math.Log(sum);
+    }
+
+    /// <summary>Stops the scheduler thread after the running jobs finish; queued jobs are cancelled.</summary>
+    public void Dispose()
+    {
+        List<CompletionJob> waiting;
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            waiting = _queue.ToList();
+            _queue.Clear();
+            Monitor.Pulse(_gate);
+        }
+        foreach (var job in waiting)
+            job.Complete(new CompletionResult(job.Request.PromptIds.Length, [], "", FinishReason.Cancelled, TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero, null));
+        _thread.Join();
+    }
+
+    /// <summary>One sequence's state: its processor and the job it runs.</summary>
+    private sealed class Slot(int index, Transformer transformer)
+    {
+        public int Index { get; } = index;
+        public Transformer Transformer { get; } = transformer;
+        public CompletionJob? Job;
+        public int[] Prompt = [];
+        public int Prefilled, Position, LastToken;
+        public Sampler? Sampler;
+        public StreamingDetokenizer? Detokenizer;
+        public StopSequenceFilter? StopFilter;
+        public readonly List<int> History = [];
+        public readonly List<int> Generated = [];
+        public readonly System.Text.StringBuilder Text = new();
+        public long StartedAt, DecodeStartedAt;
+        public TimeSpan QueueTime, PromptTime;
+        public List<TokenLogprob>? FinalTopK;
+
+        public void Start(CompletionJob job, Model model)
+        {
+            Job = job;
+            Prompt = job.Request.PromptIds;
+            Prefilled = Position = 0;
+            LastToken = -1;
+            Sampler = new Sampler(model.Config.VocabSize, job.Request.Sampler);
+            Detokenizer = new StreamingDetokenizer(model.Tokenizer);
+            // The prompt's ids prime the detokenizer, so the first generated piece is decoded after its real predecessor.
+            foreach (int id in Prompt) Detokenizer.Append(id);
+            Detokenizer.Flush();
+            StopFilter = new StopSequenceFilter(job.Request.Stop);
+            History.Clear();
+            History.AddRange(Prompt);
+            Generated.Clear();
+            Text.Clear();
+            StartedAt = Stopwatch.GetTimestamp();
+            DecodeStartedAt = 0;
+            QueueTime = Stopwatch.GetElapsedTime(job.EnqueuedAt);
+            PromptTime = TimeSpan.Zero;
+            FinalTopK = null;
+        }
+    }
+}
+
+/// <summary>A snapshot of a <see cref="SlotScheduler"/>'s load and counters.</summary>
+/// <param name="Slots">Slots in all.</param>
+/// <param name="ActiveSlots">Slots running a request.</param>
+/// <param name="QueueDepth">Requests waiting for a slot.</param>
+/// <param name="QueueCapacity">Most requests that may wait.</param>
+/// <param name="Completed">Requests that ended normally (stop or length).</param>
+/// <param name="Cancelled">Requests cancelled while queued or running.</param>
+/// <param name="Failed">Requests ended by an engine error.</param>
+/// <param name="Rejected">Requests refused because the queue was full.</param>
+/// <param name="PromptTokens">Prompt tokens evaluated.</param>
+/// <param name="GeneratedTokens">Tokens generated.</param>
+/// <param name="KvCacheUsed">KV-cache positions in use across the slots.</param>
+/// <param name="KvCacheCapacity">KV-cache positions in all (slots × context length).</param>
+/// <param name="BusyTime">Time the scheduler thread spent running rounds.</param>
+public sealed record SchedulerStats(int Slots, int ActiveSlots, int QueueDepth, int QueueCapacity,
+    long Completed, long Cancelled, long Failed, long Rejected, long PromptTokens, long GeneratedTokens,
+    long KvCacheUsed, long KvCacheCapacity, TimeSpan BusyTime)
+{
+    /// <summary>Generated tokens per second of busy time.</summary>
+    public double GeneratedTokensPerSecond => GeneratedTokens / Math.Max(BusyTime.TotalSeconds, 1e-9);
+}
