@@ -145,8 +145,13 @@ public class MatVecTests
         var inf = new byte[64];
         BitConverter.TryWriteBytes(inf.AsSpan(10), (ushort)0xFC00);
         var ones = Enumerable.Repeat(1f, 32).ToArray();
+        var nan = new byte[64];
+        BitConverter.TryWriteBytes(nan.AsSpan(20), (ushort)0x7E00);
         foreach (var path in VectorPaths())
+        {
             Assert.Equal(float.NegativeInfinity, Run(GgmlType.F16, inf, 1, 32, ones, path)[0]);
+            Assert.True(float.IsNaN(Run(GgmlType.F16, nan, 1, 32, ones, path)[0]), $"{path}: an f16 NaN must stay NaN");
+        }
     }
 
     [Fact]
