@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace ClockLM.Tensors;
 
@@ -68,10 +69,10 @@ internal static unsafe class FloatDots
     {
         if (bf16) return Vector256.ShiftLeft(h, 16).AsSingle();
         var em = Vector256.ShiftLeft(h & Vector256.Create(0x7fffu), 13);
-        var mag = em.AsSingle() * Vector256.Create(Scale2Pow112).AsSingle();
-        var infNan = Vector256.Equals(h & Vector256.Create(0x7c00u), Vector256.Create(0x7c00u));
-        var bits = Vector256.ConditionalSelect(infNan, em | Vector256.Create(0x7f800000u), mag.AsUInt32());
-        return (bits | Vector256.ShiftLeft(h & Vector256.Create(0x8000u), 16)).AsSingle();
+        var mag = (em.AsSingle() * Vector256.Create(Scale2Pow112).AsSingle()).AsUInt32();
+        // Exponent 31 (inf/NaN): em ≥ 0x0f800000; OR-ing an all-ones exponent keeps mag's mantissa, which is em's.
+        var infNan = Vector256.GreaterThan(em.AsInt32(), Vector256.Create(0x0f7fffff)).AsUInt32();
+        return (mag | (infNan & Vector256.Create(0x7f800000u)) | Vector256.ShiftLeft(h & Vector256.Create(0x8000u), 16)).AsSingle();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -162,21 +163,21 @@ internal static unsafe class FloatDots
         int i = 0;
         for (; i + 32 <= n; i += 32)
         {
-            var (l0, h0) = Vector256.Widen(Vector256.Load(w + i));
-            var (l1, h1) = Vector256.Widen(Vector256.Load(w + i + 16));
-            a0 = Vector256.FusedMultiplyAdd(Widen(l0, bf16), Vector256.Load(x + i), a0);
-            a1 = Vector256.FusedMultiplyAdd(Widen(h0, bf16), Vector256.Load(x + i + 8), a1);
-            a2 = Vector256.FusedMultiplyAdd(Widen(l1, bf16), Vector256.Load(x + i + 16), a2);
-            a3 = Vector256.FusedMultiplyAdd(Widen(h1, bf16), Vector256.Load(x + i + 24), a3);
+            a0 = Vector256.FusedMultiplyAdd(Widen(Load8(w + i), bf16), Vector256.Load(x + i), a0);
+            a1 = Vector256.FusedMultiplyAdd(Widen(Load8(w + i + 8), bf16), Vector256.Load(x + i + 8), a1);
+            a2 = Vector256.FusedMultiplyAdd(Widen(Load8(w + i + 16), bf16), Vector256.Load(x + i + 16), a2);
+            a3 = Vector256.FusedMultiplyAdd(Widen(Load8(w + i + 24), bf16), Vector256.Load(x + i + 24), a3);
         }
-        for (; i + 16 <= n; i += 16)
-        {
-            var (l0, h0) = Vector256.Widen(Vector256.Load(w + i));
-            a0 = Vector256.FusedMultiplyAdd(Widen(l0, bf16), Vector256.Load(x + i), a0);
-            a1 = Vector256.FusedMultiplyAdd(Widen(h0, bf16), Vector256.Load(x + i + 8), a1);
-        }
+        for (; i + 8 <= n; i += 8)
+            a0 = Vector256.FusedMultiplyAdd(Widen(Load8(w + i), bf16), Vector256.Load(x + i), a0);
         return Vector256.Sum((a0 + a1) + (a2 + a3)) + Tail(bf16 ? GgmlTypeTail.BF16 : GgmlTypeTail.F16, w, x, i, n);
     }
+
+    /// <summary>8 consecutive 16-bit values zero-extended to 32 bits (one <c>vpmovzxwd</c> with AVX2).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<uint> Load8(ushort* p) => Avx2.IsSupported
+        ? Avx2.ConvertToVector256Int32(p).AsUInt32()
+        : Vector256.WidenLower(Vector256.Create(Vector128.Load(p), Vector128<ushort>.Zero));
 
     public static float Half16x512(ushort* w, float* x, int n, bool bf16)
     {
