@@ -12,5 +12,7 @@ internal static class Commands
         TokenizeCommand.Create(),
         ConvertCommand.Create(),
         NnCommand.Create(),
+        TraceCommand.Create(),
+        RooflineCommand.Create(),
     ];
 }
