@@ -77,8 +77,10 @@ internal static class TraceCommand
     public static string TokenText(Tokenizer tokenizer, int id)
     {
         string text = tokenizer.Decode([id]);
-        if (text.Length == 0 || text.Contains('\uFFFD')) text = tokenizer.GetPiece(id);
-        return text;
+        string piece = tokenizer.GetPiece(id);
+        if (text.Length == 0 || text.Contains('\uFFFD')) return piece;
+        // SentencePiece drops a word's leading space when a token is decoded alone; a trace should show it.
+        return piece.StartsWith('\u2581') && !text.StartsWith(' ') ? " " + text : text;
     }
 
     /// <summary>Quoted and shortened to <paramref name="width"/> characters, control characters escaped.</summary>

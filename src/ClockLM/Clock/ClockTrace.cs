@@ -67,10 +67,19 @@ public sealed class ClockTrace
             throw new ArgumentException($"the prompt is {promptIds.Length} tokens but the context holds {transformer.ContextLength}", nameof(promptIds));
         var config = transformer.Config;
 
+        // Warm-up, so the timings are of compiled code rather than of the JIT's first tier: the first token, repeated
+        // for half a second (or 400 times), with a throw-away recorder attached so the observer path is compiled too.
+        var warmUp = System.Diagnostics.Stopwatch.StartNew();
+        var previousObserver = transformer.Observer;
+        for (int i = 0; i < 400 && warmUp.Elapsed.TotalSeconds < 0.5; i++)
+        {
+            transformer.Observer = i % 2 == 0 ? new CycleRecorder() : null;
+            transformer.Forward(promptIds[0], 0);
+        }
+
         // Timed run: every token with its logits committed, so each token's table includes the commit.
         var recorder = new CycleRecorder();
         var ids = new List<int>();
-        var previousObserver = transformer.Observer;
         transformer.Observer = recorder;
         try
         {
