@@ -22,11 +22,12 @@ internal static class TraceCommand
         var step = new Option<bool>("--step") { Description = "Step debugger: reads commands from stdin (type 'help')" };
         var perfetto = new Option<string?>("--perfetto") { Description = "Write Chrome/Perfetto trace-event JSON to this file" };
         var html = new Option<string?>("--html") { Description = "Write a self-contained HTML report to this file" };
+        var attention = new Option<bool>("--attention") { Description = "Print each head's strongest position and entropy per cycle" };
         var cache = RooflineCommand.CacheOption();
 
         var command = new Command("trace", "Run a prompt cycle by cycle: timings per stage, logit lens, attention, roofline");
         model.AddTo(command);
-        foreach (var o in new Option[] { maxNew, topK, ctx, step, perfetto, html, cache })
+        foreach (var o in new Option[] { maxNew, topK, ctx, step, perfetto, html, attention, cache })
             command.Options.Add(o);
         command.Arguments.Add(prompt);
         command.SetAction(result => CommandErrors.Run(() =>
@@ -56,7 +57,7 @@ internal static class TraceCommand
             var roofline = RooflineCommand.Load(result.GetValue(cache) ?? Roofline.DefaultCachePath, refresh: false);
             var trace = ClockTrace.Run(transformer, promptIds, n, k, m.Tokenizer.IsEndOfGeneration);
             string Text(int id) => TokenText(m.Tokenizer, id);
-            PrintTables(trace, Text, Console.Out);
+            PrintTables(trace, Text, result.GetValue(attention), Console.Out);
             PrintSummary(m, trace, roofline, threads, Console.Out);
             if (perfettoPath is not null)
             {
@@ -94,21 +95,28 @@ internal static class TraceCommand
         return s.Length <= width ? s : s[..(width - 2)] + "…'";
     }
 
-    private static void PrintTables(ClockTrace trace, Func<int, string> text, TextWriter output)
+    private static void PrintTables(ClockTrace trace, Func<int, string> text, bool attention, TextWriter output)
     {
         foreach (var t in trace.Tokens)
         {
             double tokenMicros = t.Timing.Seconds * 1e6;
             output.WriteLine($"token {t.Position} {Quote(text(t.Token), 20)} ({(t.Generated ? "generated" : "prompt")}): " +
                 $"{tokenMicros:F1} µs = embed {Micros(t.Timing.EmbeddingTicks):F1} + cycles {t.Cycles.Sum(c => c.Seconds) * 1e6:F1} + commit {Micros(t.Timing.CommitTicks):F1}");
-            output.WriteLine($"  {"cycle",-5} {"fetch",7} {"decode",7} {"memory",7} {"execute",8} {"write-back",10} {"total µs",9} {"share",6} {"GB/s",7} {"GFLOP/s",8}  lens top");
+            output.WriteLine($"  {"cycle",-5} {"fetch",7} {"decode",7} {"memory",7} {"execute",8} {"write-back",10} {"total µs",9} {"share",6} {"GB/s",7} {"GFLOP/s",8}  logit lens");
             foreach (var c in t.Cycles)
             {
                 var s = c.StageSeconds;
-                var top = t.Lens[c.Layer].FirstOrDefault();
+                string lens = string.Join("  ", t.Lens[c.Layer].Select(p => $"{Quote(text(p.Token))} {p.Probability:F2}"));
                 output.WriteLine($"  L{c.Layer,-4} {s[0] * 1e6,7:F2} {s[1] * 1e6,7:F2} {s[2] * 1e6,7:F2} {s[3] * 1e6,8:F2} {s[4] * 1e6,10:F2} " +
                     $"{c.Seconds * 1e6,9:F2} {c.Seconds * 1e6 / tokenMicros,6:P0} {c.GigabytesPerSecond,7:F2} {c.Gflops,8:F2}  " +
-                    $"{Quote(text(top.Token))} {top.Probability:F2}");
+                    lens);
+            }
+            if (attention)
+            {
+                // Per cycle, each head's most attended position (and its weight) and the entropy of its weights in nats.
+                foreach (var layer in t.Attention)
+                    output.WriteLine($"  attn L{layer[0].Layer,-3} " + string.Join(" ", layer.Select(h =>
+                        $"H{h.Head}->{h.Strongest.Position}:{h.Strongest.Weight:F2}/{h.Entropy:F2}")));
             }
             output.WriteLine();
         }

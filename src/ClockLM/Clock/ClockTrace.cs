@@ -78,7 +78,7 @@ public sealed class ClockTrace
         }
 
         // Timed run: every token with its logits committed, so each token's table includes the commit.
-        var recorder = new CycleRecorder();
+        var recorder = new CycleRecorder(promptIds.Length + newTokens, config.Layers);
         var ids = new List<int>();
         transformer.Observer = recorder;
         try

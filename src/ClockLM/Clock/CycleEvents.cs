@@ -67,13 +67,13 @@ public sealed class CycleObserverGroup(params ICycleObserver[] observers) : ICyc
 }
 
 /// <summary>An observer that keeps every event in memory, for traces and exports.</summary>
-public sealed class CycleRecorder : ICycleObserver
+public sealed class CycleRecorder(int expectedTokens = 64, int layers = 32) : ICycleObserver
 {
-    /// <summary>Stage events in the order they ran.</summary>
-    public List<StageEvent> Stages { get; } = new();
+    /// <summary>Stage events in the order they ran (sized up front so that recording rarely allocates mid-token).</summary>
+    public List<StageEvent> Stages { get; } = new(expectedTokens * layers * StageNames.Count);
 
     /// <summary>Token events in the order they ran.</summary>
-    public List<TokenEvent> Tokens { get; } = new();
+    public List<TokenEvent> Tokens { get; } = new(expectedTokens);
 
     /// <inheritdoc />
     public void OnStage(in StageEvent e) => Stages.Add(e);

@@ -24,7 +24,7 @@ public class TraceCommandTests
         using var dir = new TempDir();
         string json = dir.File("trace.json"), html = dir.File("trace.html");
         var r = ClockLMProcess.Run("trace", "-m", SharedData.Stories260K, "-t", "1", "-n", "3", "--roofline-cache", FakeRoofline(dir),
-            "--perfetto", json, "--html", html, "Once upon a time");
+            "--perfetto", json, "--html", html, "--attention", "Once upon a time");
         Assert.True(r.ExitCode == 0, r.StdErr);
         string[] lines = r.StdOut.Split('\n');
         // BOS + 4 prompt tokens + 3 generated: 8 token headers, each followed by a header row and 5 cycle rows.
@@ -33,6 +33,19 @@ public class TraceCommandTests
         foreach (var (_, i) in headers)
             for (int layer = 0; layer < 5; layer++)
                 Assert.StartsWith($"  L{layer} ", lines[i + 2 + layer]);
+        // --attention: per token and cycle, the 8 heads' strongest position, its weight and the entropy.
+        var attn = lines.Where(l => l.StartsWith("  attn L")).ToArray();
+        Assert.Equal(8 * 5, attn.Length);
+        foreach (var line in attn)
+        {
+            var heads = System.Text.RegularExpressions.Regex.Matches(line, @"H(\d)->(\d+):(\d\.\d\d)/(\d\.\d\d)");
+            Assert.Equal(8, heads.Count);
+            foreach (System.Text.RegularExpressions.Match h in heads)
+            {
+                Assert.InRange(double.Parse(h.Groups[3].Value), 0.0, 1.0);
+                Assert.InRange(double.Parse(h.Groups[4].Value), 0.0, Math.Log(8) + 0.01); // at most ln(positions)
+            }
+        }
         // The greedy continuation: ", there was".
         Assert.Contains("token 5 ',' (generated)", r.StdOut);
         Assert.Contains("token 6 ' there' (generated)", r.StdOut);
