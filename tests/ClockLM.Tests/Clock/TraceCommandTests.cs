@@ -73,6 +73,19 @@ public class TraceCommandTests
         Assert.DoesNotContain("<link", page);
     }
 
+    [Fact]
+    public void TraceRunsOnAConvertedGgufModel()
+    {
+        using var dir = new TempDir();
+        string gguf = dir.File("stories260K.gguf");
+        Assert.Equal(0, ClockLMProcess.Run("convert", SharedData.Stories260K, gguf).ExitCode);
+        var r = ClockLMProcess.Run("trace", "-m", gguf, "-t", "1", "-n", "1", "--roofline-cache", FakeRoofline(dir), "Once upon a time");
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        // The GGUF tokenizer adds BOS too: 5 prompt tokens and the greedy ','.
+        Assert.Contains("token 5 ',' (generated)", r.StdOut);
+        Assert.Equal(6 * 5, r.StdOut.Split('\n').Count(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^  L\d ")));
+    }
+
     [Theory]
     [InlineData("-n", "-1", "-n is -1")]
     [InlineData("--lens-top", "0", "--lens-top is 0")]
