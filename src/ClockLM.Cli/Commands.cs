@@ -17,5 +17,7 @@ internal static class Commands
         NnCommand.Create(),
         ServeCommand.Create(),
         ChatCommand.Create(),
+        TraceCommand.Create(),
+        RooflineCommand.Create(),
     ];
 }

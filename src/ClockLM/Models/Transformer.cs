@@ -1,11 +1,16 @@
+using System.Diagnostics;
+using ClockLM.Clock;
 using ClockLM.Tensors;
 
 namespace ClockLM.Models;
 
 /// <summary>
 /// The Llama forward pass, one token at a time, as a processor runs instructions: the token's embedding is
-/// fetched into the residual stream, then every layer runs as one clock cycle of five stages
-/// (fetch, decode, execute, memory, write-back), and the output head commits the logits.
+/// fetched into the residual stream (instruction fetch), then every layer runs as one clock cycle of five stages
+/// (<see cref="Stage"/>: fetch, decode, memory, execute, write-back), and the output head commits the logits.
+/// The clock can be stepped one stage at a time (<see cref="BeginToken"/>, <see cref="Step"/>, <see cref="Commit"/>);
+/// an <see cref="Observer"/> receives an event per stage and a <see cref="Hook"/> reads or replaces activations.
+/// With neither attached the cycle costs two null checks per stage more than a plain loop.
 /// Reads like llama2.c's run.c; the speed lives in <see cref="MatVec"/>.
 /// </summary>
 public sealed class Transformer
@@ -18,11 +23,18 @@ public sealed class Transformer
     private readonly float[] _v;       // value of this position (kv_dim)
     private readonly float[] _hb;      // feed-forward gate (hidden_dim)
     private readonly float[] _hb2;     // feed-forward up (hidden_dim)
-    private readonly float[] _att;     // attention scores of one head (context)
+    private readonly float[] _att;     // attention weights of all heads (heads, pos+1), row-major
     private readonly float[] _logits;  // output (vocab)
     private readonly float[] _ropeFrequencies; // (head_size / 2)
 
     private readonly WorkerPool? _pool;
+
+    // The clock: which token is in flight and which stage of which cycle runs next.
+    private int _token, _pos;
+    private int _layer;              // next cycle; Config.Layers once all cycles ran
+    private Stage _stage;            // next stage of that cycle
+    private bool _inFlight;          // between BeginToken and Commit
+    private long _tokenStart, _embeddingTicks;
 
     /// <summary>Creates a processor for <paramref name="weights"/> with a KV cache of <paramref name="contextLength"/> positions.
     /// Matrix-vector products are split across <paramref name="pool"/>'s threads when one is given.</summary>
@@ -40,7 +52,7 @@ public sealed class Transformer
         _v = new float[config.KvDim];
         _hb = new float[config.HiddenDim];
         _hb2 = new float[config.HiddenDim];
-        _att = new float[contextLength];
+        _att = new float[(long)config.Heads * contextLength];
         _logits = new float[config.VocabSize];
         _ropeFrequencies = new float[config.HeadSize / 2];
         // theta_i = base^(-2i / head_size)
@@ -55,14 +67,32 @@ public sealed class Transformer
     /// <summary>Positions the KV cache holds.</summary>
     public int ContextLength => Cache.ContextLength;
 
-    /// <summary>The residual stream after the last <see cref="Forward"/>.</summary>
+    /// <summary>The residual stream: after the last <see cref="Forward"/>, or wherever a stepped token stands.</summary>
     public ReadOnlySpan<float> Residual => _x;
+
+    /// <summary>Receives an event per stage and per token; null (the default) costs nothing measurable.</summary>
+    public ICycleObserver? Observer { get; set; }
+
+    /// <summary>Called at every <see cref="ActivationPoint"/> of every cycle; may replace the activation.</summary>
+    public ActivationHook? Hook { get; set; }
+
+    /// <summary>Position of the token in flight (or the last one run).</summary>
+    public int Position => _pos;
+
+    /// <summary>The cycle (layer) that runs next; <see cref="LlamaConfig.Layers"/> when every cycle of the token has run.</summary>
+    public int Layer => _layer;
+
+    /// <summary>The stage of <see cref="Layer"/> that runs next.</summary>
+    public Stage NextStage => _stage;
+
+    /// <summary>True between <see cref="BeginToken"/> and <see cref="Commit"/>.</summary>
+    public bool TokenInFlight => _inFlight;
 
     /// <summary>Runs token <paramref name="token"/> at position <paramref name="pos"/> and returns the logits (vocab).
     /// The span is overwritten by the next call.</summary>
     public ReadOnlySpan<float> Forward(int token, int pos)
     {
-        Run(token, pos, computeLogits: true);
+        RunToken(token, pos, computeLogits: true);
         return _logits;
     }
 
@@ -71,60 +101,141 @@ public sealed class Transformer
     {
         if (tokens.IsEmpty) throw new ArgumentException("no tokens to evaluate", nameof(tokens));
         for (int i = 0; i < tokens.Length; i++)
-            Run(tokens[i], startPos + i, computeLogits: i == tokens.Length - 1);
+            RunToken(tokens[i], startPos + i, computeLogits: i == tokens.Length - 1);
         return _logits;
     }
 
-    private void Run(int token, int pos, bool computeLogits)
+    /// <summary>Evaluates <paramref name="tokens"/> from <paramref name="startPos"/> with <paramref name="hook"/> attached
+    /// (for this call only, replacing <see cref="Hook"/>) and returns the logits of the last token.</summary>
+    public ReadOnlySpan<float> Run(ReadOnlySpan<int> tokens, ActivationHook hook, int startPos = 0)
+    {
+        var previous = Hook;
+        Hook = hook;
+        try
+        {
+            return Evaluate(tokens, startPos);
+        }
+        finally
+        {
+            Hook = previous;
+        }
+    }
+
+    private void RunToken(int token, int pos, bool computeLogits)
+    {
+        BeginToken(token, pos);
+        while (_layer < Config.Layers) Step();
+        Commit(computeLogits);
+    }
+
+    /// <summary>Instruction fetch: puts token <paramref name="token"/>'s embedding at position <paramref name="pos"/> into the
+    /// residual stream. Then call <see cref="Step"/> until <see cref="Layer"/> reaches the layer count, then <see cref="Commit"/>.</summary>
+    public void BeginToken(int token, int pos)
     {
         if ((uint)token >= (uint)Config.VocabSize)
             throw new ArgumentOutOfRangeException(nameof(token), token, $"token id outside the vocabulary (0..{Config.VocabSize - 1})");
         if ((uint)pos >= (uint)ContextLength)
             throw new ArgumentOutOfRangeException(nameof(pos), pos, $"position outside the context (0..{ContextLength - 1})");
+        long start = Observer is null ? 0 : Stopwatch.GetTimestamp();
+        (_token, _pos, _layer, _stage, _inFlight) = (token, pos, 0, Stage.Fetch, true);
 
-        // Instruction fetch: the token's embedding row becomes the residual stream.
         Weights.TokenEmbedding.DequantizeRow(token, _x);
 
-        for (int layer = 0; layer < Config.Layers; layer++)
-            Cycle(layer, pos);
-
-        if (!computeLogits) return;
-        // Commit: final norm, then the output head turns the residual stream into logits.
-        RmsNorm(_xb, _x, Weights.FinalNorm, Config.RmsEpsilon);
-        MatMul(Weights.Output, _xb, _logits);
+        if (Observer is null) return;
+        _tokenStart = start;
+        _embeddingTicks = Stopwatch.GetTimestamp() - start;
     }
 
-    /// <summary>One clock cycle: layer <paramref name="layer"/> at position <paramref name="pos"/>.</summary>
-    private void Cycle(int layer, int pos)
+    /// <summary>Runs the next stage of the token in flight and advances the clock.</summary>
+    public void Step()
     {
-        // Fetch: this layer's weights (views into the mapped file; the matmuls below stream them in).
+        if (!_inFlight || _layer >= Config.Layers)
+            throw new InvalidOperationException(_inFlight ? "every cycle of this token has run; call Commit" : "no token in flight; call BeginToken");
+        var observer = Observer;
+        long start = observer is null ? 0 : Stopwatch.GetTimestamp();
+        int layer = _layer;
+        Stage stage = _stage;
         LlamaLayerWeights w = Weights.Layers[layer];
+        switch (stage)
+        {
+            case Stage.Fetch: break; // the weights are views into the mapped file; decode and execute stream them in
+            case Stage.Decode: Decode(w, layer); break;
+            case Stage.Memory: StoreKeyValue(layer); break;
+            case Stage.Execute: Execute(w, layer); break;
+            case Stage.WriteBack: WriteBack(layer); break;
+        }
+        if (stage == Stage.WriteBack) (_layer, _stage) = (layer + 1, Stage.Fetch);
+        else _stage = stage + 1;
 
-        // Decode: normalise the residual stream, project to q, k, v, rotate q and k by position.
+        if (observer is null) return;
+        long elapsed = Stopwatch.GetTimestamp() - start;
+        observer.OnStage(Describe(stage, layer, start, elapsed));
+    }
+
+    /// <summary>Commit: the final norm and output head turn the residual stream into logits (skipped when
+    /// <paramref name="computeLogits"/> is false, as for prompt tokens before the last), and the token is retired.</summary>
+    public ReadOnlySpan<float> Commit(bool computeLogits = true)
+    {
+        if (!_inFlight || _layer < Config.Layers)
+            throw new InvalidOperationException(_inFlight ? $"cycle {_layer} has not run yet" : "no token in flight; call BeginToken");
+        _inFlight = false;
+        long start = Observer is null ? 0 : Stopwatch.GetTimestamp();
+        if (computeLogits)
+        {
+            RmsNorm(_xb, _x, Weights.FinalNorm, Config.RmsEpsilon);
+            MatMul(Weights.Output, _xb, _logits);
+        }
+        if (Observer is { } observer)
+        {
+            long end = Stopwatch.GetTimestamp();
+            long bytes = computeLogits ? Weights.Output.ByteCount + 4L * Config.Dim : 0;
+            long flops = computeLogits ? 2L * Config.VocabSize * Config.Dim + 4L * Config.Dim : 0;
+            observer.OnToken(new TokenEvent(_pos, _token, _tokenStart, end - _tokenStart, _embeddingTicks, end - start, bytes, flops));
+        }
+        return _logits;
+    }
+
+    // Decode: normalise the residual stream, project to q, k, v, rotate q and k by position.
+    private void Decode(LlamaLayerWeights w, int layer)
+    {
+        Hook?.Invoke(ActivationPoint.ResidPre, layer, _pos, _x);
         RmsNorm(_xb, _x, w.AttnNorm, Config.RmsEpsilon);
         MatMul(w.Wq, _xb, _q);
         MatMul(w.Wk, _xb, _k);
         MatMul(w.Wv, _xb, _v);
-        Rope(_q, pos);
-        Rope(_k, pos);
+        Rope(_q, _pos);
+        Rope(_k, _pos);
+    }
 
-        // Memory: store this position's key and value; attention reads back positions 0..pos.
-        _k.CopyTo(Cache.Key(layer, pos));
-        _v.CopyTo(Cache.Value(layer, pos));
+    // Memory: store this position's key and value; attention reads back positions 0..pos in execute.
+    private void StoreKeyValue(int layer)
+    {
+        _k.CopyTo(Cache.Key(layer, _pos));
+        _v.CopyTo(Cache.Value(layer, _pos));
+    }
 
-        // Execute: attention over the cache, its output projection added into the residual stream,
-        // then the SwiGLU feed-forward network: w2(silu(w1 x) * w3 x).
-        Attention(layer, pos, _xb);
+    // Execute: attention over the cache, its output projection added into the residual stream,
+    // then the SwiGLU feed-forward network: w2(silu(w1 x) * w3 x).
+    private void Execute(LlamaLayerWeights w, int layer)
+    {
+        Attention(layer, _pos, _xb);
         MatMul(w.Wo, _xb, _xb2);
+        Hook?.Invoke(ActivationPoint.AttnOut, layer, _pos, _xb2);
         Add(_x, _xb2);
+        Hook?.Invoke(ActivationPoint.ResidMid, layer, _pos, _x);
         RmsNorm(_xb, _x, w.FfnNorm, Config.RmsEpsilon);
         MatMul(w.W1, _xb, _hb);
         MatMul(w.W3, _xb, _hb2);
         SwiGlu(_hb, _hb2);
         MatMul(w.W2, _hb, _xb);
+        Hook?.Invoke(ActivationPoint.MlpOut, layer, _pos, _xb);
+    }
 
-        // Write-back: the feed-forward output is added into the residual stream.
+    // Write-back: the feed-forward output is added into the residual stream.
+    private void WriteBack(int layer)
+    {
         Add(_x, _xb);
+        Hook?.Invoke(ActivationPoint.ResidPost, layer, _pos, _x);
     }
 
     /// <summary>y = W x, on the pool when there is one.</summary>
@@ -137,24 +248,65 @@ public sealed class Transformer
     /// <summary>Multi-head attention of the current query over cached keys/values 0..pos; output (dim) into <paramref name="output"/>.</summary>
     private void Attention(int layer, int pos, Span<float> output)
     {
-        int headSize = Config.HeadSize, kvDim = Config.KvDim;
+        int headSize = Config.HeadSize, kvDim = Config.KvDim, n = pos + 1;
         float scale = 1.0f / MathF.Sqrt(headSize);
-        ReadOnlySpan<float> keys = Cache.Keys(layer, pos + 1);
-        ReadOnlySpan<float> values = Cache.Values(layer, pos + 1);
-        Span<float> att = _att.AsSpan(0, pos + 1);
+        ReadOnlySpan<float> keys = Cache.Keys(layer, n);
+        ReadOnlySpan<float> values = Cache.Values(layer, n);
+        Span<float> pattern = _att.AsSpan(0, Config.Heads * n); // (heads, pos+1)
+
+        // Weights: softmax over t of q_h · k_t / sqrt(head_size). Query head h reads key/value head h / group (GQA).
         for (int h = 0; h < Config.Heads; h++)
         {
-            // Query head h reads key/value head h / group (grouped-query attention).
             int kvOffset = h / Config.KvGroup * headSize;
             ReadOnlySpan<float> q = _q.AsSpan(h * headSize, headSize);
-            for (int t = 0; t <= pos; t++)
+            Span<float> att = pattern.Slice(h * n, n);
+            for (int t = 0; t < n; t++)
                 att[t] = MatVec.Dot(q, keys.Slice(t * kvDim + kvOffset, headSize)) * scale;
             Softmax(att);
+        }
+        Hook?.Invoke(ActivationPoint.AttentionPattern, layer, pos, pattern);
+
+        // Output of head h: sum over t of att_t * v_t.
+        for (int h = 0; h < Config.Heads; h++)
+        {
+            int kvOffset = h / Config.KvGroup * headSize;
+            ReadOnlySpan<float> att = pattern.Slice(h * n, n);
             Span<float> o = output.Slice(h * headSize, headSize);
             o.Clear();
-            for (int t = 0; t <= pos; t++)
+            for (int t = 0; t < n; t++)
                 Axpy(o, att[t], values.Slice(t * kvDim + kvOffset, headSize));
         }
+    }
+
+    /// <summary>The work a stage did, for observers: bytes moved and floating-point operations.</summary>
+    private StageEvent Describe(Stage stage, int layer, long start, long elapsed)
+    {
+        var c = Config;
+        long dim = c.Dim, kvDim = c.KvDim, hidden = c.HiddenDim, n = _pos + 1;
+        long weightBytes = 0, kvRead = 0, kvWritten = 0, flops = 0;
+        switch (stage)
+        {
+            case Stage.Fetch:
+                weightBytes = Weights.Layers[layer].ByteCount;
+                break;
+            case Stage.Decode:
+                // rmsnorm (4 per element), q/k/v projections (2 per weight), rope (6 per pair on q and k)
+                flops = 4 * dim + 2 * dim * (dim + 2 * kvDim) + 3 * (dim + kvDim);
+                break;
+            case Stage.Memory:
+                kvWritten = 2 * kvDim * sizeof(float);
+                break;
+            case Stage.Execute:
+                kvRead = 2 * n * kvDim * sizeof(float);
+                // scores and weighted sums (4 per head element per position), softmax (about 3 per score),
+                // wo, residual add, rmsnorm, w1/w3/w2, swiglu (about 5 per element)
+                flops = 4 * n * dim + 3 * n * c.Heads + 2 * dim * dim + dim + 4 * dim + 6 * dim * hidden + 5 * hidden;
+                break;
+            case Stage.WriteBack:
+                flops = dim;
+                break;
+        }
+        return new StageEvent(_pos, layer, stage, start, elapsed, weightBytes, kvRead, kvWritten, flops);
     }
 
     /// <summary>RoPE: rotates each (even, odd) pair of every head by pos * theta_i.</summary>

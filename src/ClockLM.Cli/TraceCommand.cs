@@ -1,0 +1,153 @@
+using System.CommandLine;
+using ClockLM.Clock;
+using ClockLM.Models;
+using ClockLM.Tokenizers;
+
+namespace ClockLM.Cli;
+
+/// <summary>
+/// `clocklm trace`: runs a prompt and its greedy continuation cycle by cycle and prints, per token, a table of the
+/// cycles (stage times, share of the token, GB/s and GFLOP/s achieved, the logit lens's top token), then a summary
+/// against this machine's roofline. `--step` opens the step debugger instead; `--perfetto` and `--html` export.
+/// </summary>
+internal static class TraceCommand
+{
+    public static Command Create()
+    {
+        var model = new ModelOptions();
+        var prompt = new Argument<string>("prompt") { Description = "Text to run" };
+        var maxNew = new Option<int>("-n", "--max-new-tokens") { Description = "Greedy tokens to generate after the prompt", DefaultValueFactory = _ => 8 };
+        var topK = new Option<int>("--lens-top") { Description = "Tokens the logit lens shows per cycle", DefaultValueFactory = _ => 3 };
+        var ctx = new Option<int?>("--ctx", "-c") { Description = "Context length (default: the model's)" };
+        var step = new Option<bool>("--step") { Description = "Step debugger: reads commands from stdin (type 'help')" };
+        var perfetto = new Option<string?>("--perfetto") { Description = "Write Chrome/Perfetto trace-event JSON to this file" };
+        var html = new Option<string?>("--html") { Description = "Write a self-contained HTML report to this file" };
+        var attention = new Option<bool>("--attention") { Description = "Print each head's strongest position and entropy per cycle" };
+        var cache = RooflineCommand.CacheOption();
+
+        var command = new Command("trace", "Run a prompt cycle by cycle: timings per stage, logit lens, attention, roofline");
+        model.AddTo(command);
+        foreach (var o in new Option[] { maxNew, topK, ctx, step, perfetto, html, attention, cache })
+            command.Options.Add(o);
+        command.Arguments.Add(prompt);
+        command.SetAction(result => CommandErrors.Run(() =>
+        {
+            int n = result.GetValue(maxNew);
+            if (n < 0) throw new UsageException($"-n is {n}, expected 0 or more");
+            int k = result.GetValue(topK);
+            if (k < 1 || k > 100) throw new UsageException($"--lens-top is {k}, expected 1 to 100");
+            int? contextLength = result.GetValue(ctx);
+            if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
+            string? perfettoPath = result.GetValue(perfetto), htmlPath = result.GetValue(html);
+            if (result.GetValue(step) && (perfettoPath ?? htmlPath) is not null)
+                throw new UsageException("--step is interactive; --perfetto and --html export a non-interactive trace, use them without --step");
+            int threads = result.GetValue(model.Threads);
+
+            using var pool = model.CreatePool(result);
+            using var m = model.Load(result);
+            var transformer = m.CreateTransformer(contextLength, pool);
+            int[] promptIds = m.Tokenizer.Encode(result.GetValue(prompt)!).ToArray();
+            if (promptIds.Length == 0) throw new UsageException("the prompt is empty (no tokens, and the tokenizer adds no BOS)");
+            if (promptIds.Length >= transformer.ContextLength)
+                throw new UsageException($"the prompt is {promptIds.Length} tokens but the context holds {transformer.ContextLength}");
+
+            if (result.GetValue(step))
+                return new StepDebugger(m, transformer, promptIds, n, k, Console.In, Console.Out).Run();
+
+            var roofline = RooflineCommand.Load(result.GetValue(cache) ?? Roofline.DefaultCachePath, refresh: false);
+            var trace = ClockTrace.Run(transformer, promptIds, n, k, m.Tokenizer.IsEndOfGeneration);
+            string Text(int id) => TokenText(m.Tokenizer, id);
+            PrintTables(trace, Text, result.GetValue(attention), Console.Out);
+            PrintSummary(m, trace, roofline, threads, Console.Out);
+            if (perfettoPath is not null)
+            {
+                PerfettoTrace.Write(trace, Text, perfettoPath);
+                Console.Out.WriteLine($"perfetto trace: {perfettoPath} (open in ui.perfetto.dev or chrome://tracing)");
+            }
+            if (htmlPath is not null)
+            {
+                HtmlReport.Write(trace, Text, $"ClockLM trace of {Path.GetFileName(m.Path)}", htmlPath);
+                Console.Out.WriteLine($"html report: {htmlPath}");
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>A token's text for display: its decoded bytes, or its piece when those are not text on their own.</summary>
+    public static string TokenText(Tokenizer tokenizer, int id)
+    {
+        string text = tokenizer.Decode([id]);
+        string piece = tokenizer.GetPiece(id);
+        if (text.Length == 0 || text.Contains('\uFFFD')) return piece;
+        // SentencePiece drops a word's leading space when a token is decoded alone; a trace should show it.
+        return piece.StartsWith('\u2581') && !text.StartsWith(' ') ? " " + text : text;
+    }
+
+    /// <summary>Quoted and shortened to <paramref name="width"/> characters, control characters escaped.</summary>
+    public static string Quote(string text, int width = 12)
+    {
+        var escaped = new System.Text.StringBuilder("'");
+        foreach (char c in text)
+            escaped.Append(c switch { '\n' => "\\n", '\t' => "\\t", '\r' => "\\r", _ when char.IsControl(c) => $"\\x{(int)c:x2}", _ => c.ToString() });
+        escaped.Append('\'');
+        string s = escaped.ToString();
+        return s.Length <= width ? s : s[..(width - 2)] + "…'";
+    }
+
+    private static void PrintTables(ClockTrace trace, Func<int, string> text, bool attention, TextWriter output)
+    {
+        foreach (var t in trace.Tokens)
+        {
+            double tokenMicros = t.Timing.Seconds * 1e6;
+            output.WriteLine($"token {t.Position} {Quote(text(t.Token), 20)} ({(t.Generated ? "generated" : "prompt")}): " +
+                $"{tokenMicros:F1} µs = embed {Micros(t.Timing.EmbeddingTicks):F1} + cycles {t.Cycles.Sum(c => c.Seconds) * 1e6:F1} + commit {Micros(t.Timing.CommitTicks):F1}");
+            output.WriteLine($"  {"cycle",-5} {"fetch",7} {"decode",7} {"memory",7} {"execute",8} {"write-back",10} {"total µs",9} {"share",6} {"GB/s",7} {"GFLOP/s",8}  logit lens");
+            foreach (var c in t.Cycles)
+            {
+                var s = c.StageSeconds;
+                string lens = string.Join("  ", t.Lens[c.Layer].Select(p => $"{Quote(text(p.Token))} {p.Probability:F2}"));
+                output.WriteLine($"  L{c.Layer,-4} {s[0] * 1e6,7:F2} {s[1] * 1e6,7:F2} {s[2] * 1e6,7:F2} {s[3] * 1e6,8:F2} {s[4] * 1e6,10:F2} " +
+                    $"{c.Seconds * 1e6,9:F2} {c.Seconds * 1e6 / tokenMicros,6:P0} {c.GigabytesPerSecond,7:F2} {c.Gflops,8:F2}  " +
+                    lens);
+            }
+            if (attention)
+            {
+                // Per cycle, each head's most attended position (and its weight) and the entropy of its weights in nats.
+                foreach (var layer in t.Attention)
+                    output.WriteLine($"  attn L{layer[0].Layer,-3} " + string.Join(" ", layer.Select(h =>
+                        $"H{h.Head}->{h.Strongest.Position}:{h.Strongest.Weight:F2}/{h.Entropy:F2}")));
+            }
+            output.WriteLine();
+        }
+    }
+
+    private static void PrintSummary(Model model, ClockTrace trace, Roofline roofline, int threads, TextWriter output)
+    {
+        // Decode speed is the generated tokens' (each runs alone); with none, every token counts.
+        var timed = trace.Tokens.Where(t => t.Generated).ToArray();
+        if (timed.Length == 0) timed = trace.Tokens;
+        double seconds = timed.Average(t => t.Timing.Seconds);
+        long weightBytes = ClockTrace.WeightBytesPerToken(model.Weights);
+        long flops = timed.Sum(t => t.Cycles.Sum(c => c.Flops) + t.Timing.CommitFlops) / timed.Length;
+        double achievedGbps = weightBytes / seconds / 1e9;
+        double bandwidth = roofline.BandwidthAt(threads);
+        double memoryCeiling = bandwidth * 1e9 / weightBytes;
+        double computeCeiling = roofline.PeakGflops * 1e9 / flops;
+        double ceiling = Math.Min(memoryCeiling, computeCeiling);
+
+        output.WriteLine("summary");
+        output.WriteLine($"  tokens traced        {trace.Tokens.Length} ({trace.Tokens.Count(t => t.Generated)} generated), {threads} thread(s)");
+        output.WriteLine($"  time per token       {seconds * 1e6:F1} µs = {1 / seconds:F1} tokens/s");
+        output.WriteLine($"  weights per token    {weightBytes / 1e6:F3} MB; {flops / 1e6:F3} MFLOP");
+        output.WriteLine($"  achieved             {achievedGbps:F2} GB/s of weights, {flops / seconds / 1e9:F2} GFLOP/s");
+        output.WriteLine($"  roofline             {bandwidth:F2} GB/s read ({threads} thread(s)), {roofline.PeakGflops:F1} GFLOP/s peak");
+        output.WriteLine($"  bandwidth used       {achievedGbps / bandwidth:P0} of the measured memory bandwidth");
+        output.WriteLine($"  ceiling              {ceiling:F0} tokens/s on this machine (memory bound {memoryCeiling:F0}, compute bound {computeCeiling:F0}); " +
+                         $"reached {1 / seconds / ceiling:P0}");
+        if (achievedGbps > bandwidth)
+            output.WriteLine("  note                 the weights fit in the CPU caches, so reads beat main-memory bandwidth; the ceiling binds only models larger than the caches");
+    }
+
+    private static double Micros(long ticks) => ticks * 1e6 / System.Diagnostics.Stopwatch.Frequency;
+}

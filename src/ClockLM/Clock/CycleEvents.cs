@@ -1,0 +1,86 @@
+using System.Diagnostics;
+
+namespace ClockLM.Clock;
+
+/// <summary>One stage of one cycle has run.</summary>
+/// <param name="Position">Token position.</param>
+/// <param name="Layer">Layer, i.e. cycle number within the token.</param>
+/// <param name="Stage">The stage.</param>
+/// <param name="StartTimestamp"><see cref="Stopwatch.GetTimestamp"/> when the stage began.</param>
+/// <param name="ElapsedTicks">Duration in <see cref="Stopwatch"/> ticks.</param>
+/// <param name="WeightBytes">Weight bytes this stage reads (the fetch stage reports the layer's total; the matmuls of
+/// decode and execute stream them).</param>
+/// <param name="KvBytesRead">KV-cache bytes read (attention, in execute).</param>
+/// <param name="KvBytesWritten">KV-cache bytes written (the store, in memory).</param>
+/// <param name="Flops">Floating-point operations (a multiply-add counts two).</param>
+public readonly record struct StageEvent(
+    int Position, int Layer, Stage Stage, long StartTimestamp, long ElapsedTicks,
+    long WeightBytes, long KvBytesRead, long KvBytesWritten, long Flops)
+{
+    /// <summary>Duration in seconds.</summary>
+    public double Seconds => ElapsedTicks / (double)Stopwatch.Frequency;
+}
+
+/// <summary>One token has passed through the processor: instruction fetch (embedding), every cycle, and the commit
+/// (final norm and output head; zero when the logits were not needed, as for prompt tokens before the last).</summary>
+/// <param name="Position">Token position.</param>
+/// <param name="Token">Token id.</param>
+/// <param name="StartTimestamp"><see cref="Stopwatch.GetTimestamp"/> when the embedding lookup began.</param>
+/// <param name="ElapsedTicks">Whole token, embedding to logits, in <see cref="Stopwatch"/> ticks.</param>
+/// <param name="EmbeddingTicks">The embedding lookup.</param>
+/// <param name="CommitTicks">The final norm and output head.</param>
+/// <param name="CommitWeightBytes">Bytes of the output head and final norm read by the commit.</param>
+/// <param name="CommitFlops">Floating-point operations of the commit.</param>
+public readonly record struct TokenEvent(
+    int Position, int Token, long StartTimestamp, long ElapsedTicks, long EmbeddingTicks, long CommitTicks,
+    long CommitWeightBytes, long CommitFlops)
+{
+    /// <summary>Whole-token duration in seconds.</summary>
+    public double Seconds => ElapsedTicks / (double)Stopwatch.Frequency;
+}
+
+/// <summary>Receives the processor's events. The engine calls it on the thread that runs the forward pass, between
+/// stages; time spent here is not counted in any stage, but it is in the caller's wall clock.</summary>
+public interface ICycleObserver
+{
+    /// <summary>A stage has finished.</summary>
+    void OnStage(in StageEvent e);
+
+    /// <summary>A token has finished (after its last stage and the commit).</summary>
+    void OnToken(in TokenEvent e);
+}
+
+/// <summary>Sends every event to several observers in order.</summary>
+public sealed class CycleObserverGroup(params ICycleObserver[] observers) : ICycleObserver
+{
+    /// <inheritdoc />
+    public void OnStage(in StageEvent e)
+    {
+        foreach (var o in observers) o.OnStage(e);
+    }
+
+    /// <inheritdoc />
+    public void OnToken(in TokenEvent e)
+    {
+        foreach (var o in observers) o.OnToken(e);
+    }
+}
+
+/// <summary>An observer that keeps every event in memory, for traces and exports.</summary>
+public sealed class CycleRecorder(int expectedTokens = 64, int layers = 32) : ICycleObserver
+{
+    /// <summary>Stage events in the order they ran (sized up front so that recording rarely allocates mid-token).</summary>
+    public List<StageEvent> Stages { get; } = new(expectedTokens * layers * StageNames.Count);
+
+    /// <summary>Token events in the order they ran.</summary>
+    public List<TokenEvent> Tokens { get; } = new(expectedTokens);
+
+    /// <inheritdoc />
+    public void OnStage(in StageEvent e) => Stages.Add(e);
+
+    /// <inheritdoc />
+    public void OnToken(in TokenEvent e) => Tokens.Add(e);
+
+    /// <summary>The stage events of the token at <paramref name="position"/>.</summary>
+    public IEnumerable<StageEvent> StagesAt(int position) => Stages.Where(s => s.Position == position);
+}

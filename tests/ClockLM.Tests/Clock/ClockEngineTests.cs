@@ -1,0 +1,171 @@
+using System.Diagnostics;
+using ClockLM.Clock;
+using ClockLM.Gguf;
+using ClockLM.Models;
+using ClockLM.Tests.Cli;
+
+namespace ClockLM.Tests.Clock;
+
+/// <summary>The clock-driven forward pass on stories260K: stage events, timings, bytes, stepping and allocation.</summary>
+public class ClockEngineTests
+{
+    private static readonly int[] Prompt = ReferenceOutputs.Stories260K[0].Ids[..5]; // BOS and "Once upon a time"
+
+    [Fact]
+    public void EveryTokenRaisesFiveStagesPerLayerInOrder()
+    {
+        using var model = Model.Load(SharedData.Stories260K);
+        var t = model.CreateTransformer(64);
+        var recorder = new CycleRecorder();
+        t.Observer = recorder;
+        t.Evaluate(Prompt, 0);
+
+        Assert.Equal(Prompt.Length, recorder.Tokens.Count);
+        Assert.Equal(Prompt.Length * 5 * 5, recorder.Stages.Count);
+        int i = 0;
+        for (int pos = 0; pos < Prompt.Length; pos++)
+            for (int layer = 0; layer < 5; layer++)
+                foreach (var stage in new[] { Stage.Fetch, Stage.Decode, Stage.Memory, Stage.Execute, Stage.WriteBack })
+                {
+                    var e = recorder.Stages[i++];
+                    Assert.Equal((pos, layer, stage), (e.Position, e.Layer, e.Stage));
+                }
+        // Prompt tokens before the last skip the output head: their commit reads nothing.
+        Assert.All(recorder.Tokens.SkipLast(1), e => Assert.Equal(0, e.CommitWeightBytes));
+        Assert.Equal(512L * 64 * 4 + 64 * 4, recorder.Tokens[^1].CommitWeightBytes);
+        Assert.Equal(Prompt, recorder.Tokens.Select(e => e.Token));
+    }
+
+    [Fact]
+    public void StageTimesSumToWithinFivePercentOfTheTokenTime()
+    {
+        using var model = Model.Load(SharedData.Stories260K);
+        var t = model.CreateTransformer(128);
+        // Let the JIT finish compiling, with and without an observer, before measuring.
+        var warmUp = Stopwatch.StartNew();
+        for (int i = 0; warmUp.Elapsed.TotalSeconds < 1.0 || i < 300; i++)
+        {
+            t.Observer = i % 2 == 0 ? new CycleRecorder() : null;
+            t.Forward(Prompt[0], 0);
+        }
+
+        var recorder = new CycleRecorder();
+        t.Observer = recorder;
+        long measured = 0;
+        int token = Prompt[0];
+        for (int pos = 0; pos < 100; pos++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            var logits = t.Forward(token, pos);
+            measured += Stopwatch.GetTimestamp() - start;
+            token = pos + 1 < Prompt.Length ? Prompt[pos + 1] : ArgMax(logits);
+        }
+
+        long stages = recorder.Stages.Sum(e => e.ElapsedTicks);
+        long embedAndCommit = recorder.Tokens.Sum(e => e.EmbeddingTicks + e.CommitTicks);
+        long tokenEvents = recorder.Tokens.Sum(e => e.ElapsedTicks);
+        double accounted = stages + embedAndCommit;
+        Assert.InRange(accounted / measured, 0.95, 1.0);
+        Assert.InRange(accounted / tokenEvents, 0.95, 1.0);
+        Assert.True(recorder.Stages.Where(e => e.Stage == Stage.Execute).All(e => e.ElapsedTicks > 0));
+    }
+
+    [Fact]
+    public void FetchReportsTheLayerTensorBytesOfTheCheckpoint()
+    {
+        using var model = Model.Load(SharedData.Stories260K);
+        var t = model.CreateTransformer(16);
+        var recorder = new CycleRecorder();
+        t.Observer = recorder;
+        t.Forward(1, 0);
+
+        // llama2.c layout: every layer tensor is float32: attention norm, wq, wk, wv, wo, ffn norm, w1, w2, w3.
+        var c = model.Config;
+        long expected = 4L * (c.Dim + c.Dim * c.Dim + 2 * c.KvDim * c.Dim + c.Dim * c.Dim + c.Dim + 3 * c.Dim * c.HiddenDim);
+        var fetches = recorder.Stages.Where(e => e.Stage == Stage.Fetch).ToArray();
+        Assert.Equal(5, fetches.Length);
+        Assert.All(fetches, e => Assert.Equal(expected, e.WeightBytes));
+        // The other stages read weights through the matmuls but do not count them twice.
+        Assert.All(recorder.Stages.Where(e => e.Stage != Stage.Fetch), e => Assert.Equal(0, e.WeightBytes));
+    }
+
+    [Fact]
+    public void FetchReportsTheLayerTensorBytesOfAGgufFile()
+    {
+        using var dir = new TempDir();
+        string gguf = dir.File("stories260K.gguf");
+        Assert.Equal(0, ClockLMProcess.Run("convert", SharedData.Stories260K, gguf).ExitCode);
+        using var model = Model.Load(gguf);
+        var t = model.CreateTransformer(16);
+        var recorder = new CycleRecorder();
+        t.Observer = recorder;
+        t.Forward(1, 0);
+        foreach (var e in recorder.Stages.Where(e => e.Stage == Stage.Fetch))
+        {
+            long inFile = model.Gguf!.Tensors.Where(x => x.Name.StartsWith($"blk.{e.Layer}.")).Sum(x => x.ByteCount);
+            Assert.Equal(inFile, e.WeightBytes);
+        }
+    }
+
+    [Fact]
+    public void KvBytesAreTheStoreAndTheCachedPositionsRead()
+    {
+        using var model = Model.Load(SharedData.Stories260K);
+        var t = model.CreateTransformer(16);
+        var recorder = new CycleRecorder();
+        t.Observer = recorder;
+        t.Evaluate(Prompt, 0);
+        long perPosition = 2L * model.Config.KvDim * sizeof(float); // a key and a value
+        foreach (var e in recorder.Stages)
+        {
+            Assert.Equal(e.Stage == Stage.Memory ? perPosition : 0, e.KvBytesWritten);
+            Assert.Equal(e.Stage == Stage.Execute ? perPosition * (e.Position + 1) : 0, e.KvBytesRead);
+        }
+    }
+
+    [Fact]
+    public void SteppingStageByStageGivesTheLogitsOfForward()
+    {
+        using var model = Model.Load(SharedData.Stories260K);
+        var whole = model.CreateTransformer(16);
+        var stepped = model.CreateTransformer(16);
+        float[] expected = [];
+        for (int pos = 0; pos < Prompt.Length; pos++)
+        {
+            expected = whole.Forward(Prompt[pos], pos).ToArray();
+            stepped.BeginToken(Prompt[pos], pos);
+            Assert.Throws<InvalidOperationException>(() => stepped.Commit());
+            int steps = 0;
+            while (stepped.Layer < model.Config.Layers)
+            {
+                Assert.Equal(steps / 5, stepped.Layer);
+                Assert.Equal((Stage)(steps % 5), stepped.NextStage);
+                stepped.Step();
+                steps++;
+            }
+            Assert.Equal(25, steps);
+            Assert.Throws<InvalidOperationException>(() => stepped.Step());
+            Assert.Equal(expected, stepped.Commit().ToArray());
+        }
+        Assert.Throws<InvalidOperationException>(() => stepped.Step());
+    }
+
+    [Fact]
+    public void ForwardWithoutObserverAllocatesNothing()
+    {
+        using var model = Model.Load(SharedData.Stories260K);
+        var t = model.CreateTransformer(64);
+        for (int pos = 0; pos < 8; pos++) t.Forward(Prompt[pos % Prompt.Length], pos);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int pos = 8; pos < 40; pos++) t.Forward(Prompt[pos % Prompt.Length], pos);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    internal static int ArgMax(ReadOnlySpan<float> values)
+    {
+        int best = 0;
+        for (int i = 1; i < values.Length; i++)
+            if (values[i] > values[best]) best = i;
+        return best;
+    }
+}
