@@ -14,5 +14,6 @@ internal static class Commands
         NnCommand.Create(),
         TraceCommand.Create(),
         RooflineCommand.Create(),
+        ProbeCommand.Create(),
     ];
 }
