@@ -49,32 +49,23 @@ internal static class ProbeCommand
             if (options.Epochs < 1) throw new UsageException($"--epochs is {options.Epochs}, expected 1 or more");
             if (!(options.LearningRate > 0)) throw new UsageException($"--lr is {options.LearningRate}, expected a positive number");
 
-            ProbeDataset dataset;
             try
             {
-                dataset = ProbeDataset.Load(dataPath);
+                var dataset = ProbeDataset.Load(dataPath);
+                using var pool = model.CreatePool(result);
+                using var m = model.Load(result);
+                foreach (int layer in options.Layers ?? [])
+                    if (layer >= m.Config.Layers)
+                        throw new UsageException($"--layers names layer {layer}, but {Path.GetFileName(m.Path)} has layers 0 to {m.Config.Layers - 1}");
+                var report = LayerProbe.TrainPerLayer(m, dataset, options, pool);
+                Print(m, dataset, options, report, Console.Out);
+                return 0;
             }
             catch (ProbeDataException e)
             {
+                // A malformed data file is the user's to fix, like a bad option: one line naming file:line.
                 throw new UsageException(e.Message);
             }
-            using var pool = model.CreatePool(result);
-            using var m = model.Load(result);
-            foreach (int layer in options.Layers ?? [])
-                if (layer >= m.Config.Layers)
-                    throw new UsageException($"--layers names layer {layer}, but {Path.GetFileName(m.Path)} has layers 0 to {m.Config.Layers - 1}");
-
-            ProbeReport report;
-            try
-            {
-                report = LayerProbe.TrainPerLayer(m, dataset, options, pool);
-            }
-            catch (ProbeDataException e)
-            {
-                throw new UsageException(e.Message);
-            }
-            Print(m, dataset, options, report, Console.Out);
-            return 0;
         }));
         return command;
     }
