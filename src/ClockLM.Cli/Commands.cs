@@ -19,5 +19,6 @@ internal static class Commands
         ChatCommand.Create(),
         TraceCommand.Create(),
         RooflineCommand.Create(),
+        ProbeCommand.Create(),
     ];
 }
