@@ -12,5 +12,6 @@ internal static class Commands
         TokenizeCommand.Create(),
         ConvertCommand.Create(),
         NnCommand.Create(),
+        TrainCommand.Create(),
     ];
 }
