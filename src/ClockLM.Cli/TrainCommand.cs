@@ -65,6 +65,8 @@ internal static class TrainCommand
                     $"{p.TokensPerSecond:F0} tok/s | {p.TokensSeen:N0} tokens | elapsed {p.Elapsed:hh\\:mm\\:ss} | ETA {p.Remaining:hh\\:mm\\:ss}{saved}");
             });
             if (trained.ResumedFromStep is { } from) err.WriteLine($"resumed from step {from} ({checkpointPath})");
+            err.WriteLine($"text: {trained.Corpus.Train.Length:N0} training and {trained.Corpus.Validation.Length:N0} validation tokens " +
+                $"with a {trained.Tokenizer.VocabSize}-piece vocabulary");
 
             var type = result.GetValue(f16) ? GgmlType.F16 : GgmlType.F32;
             trained.Model.ExportGguf(outPath, Path.GetFileNameWithoutExtension(outPath), trained.Tokenizer, type);

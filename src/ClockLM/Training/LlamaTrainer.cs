@@ -20,9 +20,19 @@ public sealed record TrainingProgress(
     double TokensPerSecond, TimeSpan Elapsed, TimeSpan Remaining, bool CheckpointSaved);
 
 /// <summary>The outcome of a training run.</summary>
+/// <param name="Model">The trained model.</param>
+/// <param name="Tokenizer">The tokenizer the text was encoded with.</param>
+/// <param name="Step">Steps completed.</param>
+/// <param name="TokensSeen">Training tokens processed (all sessions).</param>
+/// <param name="Elapsed">Wall time of the training steps (all sessions; tokenizer training and encoding excluded).</param>
+/// <param name="TrainLoss">Loss of the last step.</param>
+/// <param name="ValidationLoss">The last validation loss.</param>
+/// <param name="InitialLoss">Loss of the first step (NaN for a resumed run).</param>
+/// <param name="ResumedFromStep">The checkpoint's step when the run was resumed, else null.</param>
+/// <param name="Corpus">The encoded text: training and validation ids.</param>
 public sealed record TrainingResult(
     LlamaTrainingModel Model, SentencePieceTokenizer Tokenizer, int Step, long TokensSeen, TimeSpan Elapsed,
-    double TrainLoss, double ValidationLoss, double InitialLoss, int? ResumedFromStep);
+    double TrainLoss, double ValidationLoss, double InitialLoss, int? ResumedFromStep, TrainingCorpus Corpus);
 
 /// <summary>
 /// Trains a <see cref="LlamaTrainingModel"/> on a text: a BPE tokenizer learnt from the text, batches of random
@@ -134,7 +144,7 @@ public static class LlamaTrainer
         }
 
         return new TrainingResult(model, tokenizer, step, tokensSeen, TimeSpan.FromSeconds(previousSeconds + clock.Elapsed.TotalSeconds),
-            loss, validationLoss, initialLoss, checkpoint?.Step);
+            loss, validationLoss, initialLoss, checkpoint?.Step, corpus);
     }
 
     /// <summary>Mean loss over evenly spaced windows of the held-out tokens (the same windows every time).</summary>
