@@ -9,8 +9,8 @@ public class TrainCommandTests
     private static readonly string[] TinyArgs =
     [
         "--dim", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2", "--ffn", "64", "--vocab", "320",
-        "--context", "32", "--batch", "8", "--steps", "120", "--lr", "0.01", "--warmup", "5", "--seed", "3",
-        "--checkpoint-every", "4", "--eval-every", "40",
+        "--context", "32", "--batch", "8", "--steps", "60", "--lr", "0.01", "--warmup", "5", "--seed", "3",
+        "--checkpoint-every", "4", "--eval-every", "20",
     ];
 
     [Fact]
@@ -30,7 +30,7 @@ public class TrainCommandTests
             _ = process.StandardOutput.ReadToEndAsync();
             string? line;
             while ((line = process.StandardError.ReadLine()) != null)
-                if (line.StartsWith("step 8/120 ", StringComparison.Ordinal) && line.EndsWith("checkpoint", StringComparison.Ordinal))
+                if (line.StartsWith("step 8/60 ", StringComparison.Ordinal) && line.EndsWith("checkpoint", StringComparison.Ordinal))
                 {
                     process.Kill(entireProcessTree: true);
                     break;
@@ -45,12 +45,12 @@ public class TrainCommandTests
         var resumed = ClockLMProcess.Run([.. args, "--resume"]);
         Assert.True(resumed.ExitCode == 0, resumed.StdErr);
         var steps = resumed.StdErr.Split('\n').Where(l => l.StartsWith("step ", StringComparison.Ordinal)).ToList();
-        Assert.StartsWith($"step {saved + 1}/120 ", steps[0]);
-        Assert.StartsWith("step 120/120 ", steps[^1]);
+        Assert.StartsWith($"step {saved + 1}/60 ", steps[0]);
+        Assert.StartsWith("step 60/60 ", steps[^1]);
         Assert.Contains($"resumed from step {saved}", resumed.StdErr);
 
         // The same run in-process, never stopped, exports the same file byte for byte.
-        var options = LlamaTrainingTests.Tiny with { Steps = 120, CheckpointEvery = 4, EvalEvery = 40, EvalBatches = 4 };
+        var options = LlamaTrainingTests.Tiny with { Steps = 60, CheckpointEvery = 4, EvalEvery = 20, EvalBatches = 4 };
         var uninterrupted = LlamaTrainer.Train(TinyCorpus.Text(), options);
         string reference = Path.Combine(Directory.CreateDirectory(dir.File("reference")).FullName, "tiny.gguf");
         uninterrupted.Model.ExportGguf(reference, "tiny", uninterrupted.Tokenizer);
