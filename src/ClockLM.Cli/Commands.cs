@@ -20,5 +20,6 @@ internal static class Commands
         TraceCommand.Create(),
         RooflineCommand.Create(),
         ProbeCommand.Create(),
+        TrainCommand.Create(),
     ];
 }

@@ -6,7 +6,10 @@ namespace ClockLM.Cli;
 /// <summary>Options shared by every command that loads a model.</summary>
 internal sealed class ModelOptions
 {
-    public Option<string?> Model { get; } = new("--model", "-m") { Description = "Model file: GGUF or llama2.c .bin" };
+    public Option<string?> Model { get; } = new("--model", "-m") { Description = "Model file: GGUF or llama2.c .bin (default: the built-in model, models/clocklm-kjv.gguf)" };
+
+    /// <summary>The model ClockLM trained itself and ships beside the command (see models/README.md).</summary>
+    public static string BuiltInModelPath => System.IO.Path.Combine(AppContext.BaseDirectory, "models", "clocklm-kjv.gguf");
     public Option<string?> Tokenizer { get; } = new("--tokenizer") { Description = "Tokenizer file for llama2.c checkpoints (tokenizer.bin)" };
     public Option<int> Threads { get; } = new("--threads", "-t") { Description = "Worker threads", DefaultValueFactory = _ => Environment.ProcessorCount };
 
@@ -17,10 +20,10 @@ internal sealed class ModelOptions
         command.Options.Add(Threads);
     }
 
-    /// <summary>Opens the model named by --model (required).</summary>
+    /// <summary>Opens the model named by --model, or the built-in model.</summary>
     public ClockLM.Models.Model Load(ParseResult result)
     {
-        string path = result.GetValue(Model) ?? throw new UsageException("--model is required: a GGUF file or a llama2.c checkpoint");
+        string path = result.GetValue(Model) ?? BuiltInModelPath;
         return ClockLM.Models.Model.Load(path, result.GetValue(Tokenizer));
     }
 

@@ -41,6 +41,25 @@ public abstract class Optimizer
     /// <param name="key">Identifies the parameter for <see cref="Slot{T}"/>.</param>
     protected abstract void Update<T>(T[] value, T[] grad, long step, object key) where T : unmanaged, IFloatingPointIeee754<T>;
 
+    /// <summary>The per-parameter state number <paramref name="slot"/> of <paramref name="parameter"/> (e.g. Adam's m = 0,
+    /// v = 1), or null before the first step; a checkpoint saves it.</summary>
+    public T[]? GetState<T>(object parameter, int slot) =>
+        _slots.TryGetValue((parameter, slot), out var state) ? (T[])state : null;
+
+    /// <summary>Restores state saved by <see cref="GetState{T}"/> (a checkpoint being resumed); the array is kept, not copied.</summary>
+    public void SetState<T>(object parameter, int slot, T[] values)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        _slots[(parameter, slot)] = values;
+    }
+
+    /// <summary>Sets the step count (a checkpoint being resumed), so that bias corrections continue where they stopped.</summary>
+    public void RestoreIterations(long iterations)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(iterations);
+        Iterations = iterations;
+    }
+
     /// <summary>Per-parameter state number <paramref name="slot"/> (zeros at first), e.g. Adam's m (0) and v (1).</summary>
     protected T[] Slot<T>(object key, int slot, int length)
     {

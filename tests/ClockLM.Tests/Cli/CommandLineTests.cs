@@ -4,7 +4,6 @@ namespace ClockLM.Tests.Cli;
 public class CommandLineTests
 {
     [Theory]
-    [InlineData("missing model", new[] { "run", "hello" }, "--model is required")]
     [InlineData("no such file", new[] { "run", "-m", "/nonexistent.gguf", "hello" }, "/nonexistent.gguf")]
     [InlineData("bad threads", new[] { "run", "-m", "@stories", "-t", "0", "hello" }, "--threads is 0")]
     [InlineData("bad top-p", new[] { "run", "-m", "@stories", "--top-p", "2", "hello" }, "top-p is 2")]
@@ -19,6 +18,18 @@ public class CommandLineTests
         Assert.True(result.ExitCode == 1, $"{what}: exit code {result.ExitCode}, stderr {result.StdErr}");
         Assert.Contains(expected, result.StdErr);
         Assert.DoesNotContain("   at ", result.StdErr); // no stack trace
+    }
+
+    [Fact]
+    public void RunWithoutAModelUsesTheBuiltInModel()
+    {
+        string builtIn = Path.Combine(SharedData.RepoRoot, "models", "clocklm-kjv.gguf");
+        var implicitModel = ClockLMProcess.Run("run", "--temp", "0", "-n", "12", "--json", "In the beginning");
+        var explicitModel = ClockLMProcess.Run("run", "-m", builtIn, "--temp", "0", "-n", "12", "--json", "In the beginning");
+        Assert.Equal(0, implicitModel.ExitCode);
+        string Ids(string json) => System.Text.Json.JsonDocument.Parse(json).RootElement.GetProperty("generated_ids").GetRawText();
+        Assert.Equal(Ids(explicitModel.StdOut), Ids(implicitModel.StdOut));
+        Assert.Equal(12, System.Text.Json.JsonDocument.Parse(implicitModel.StdOut).RootElement.GetProperty("generated_ids").GetArrayLength());
     }
 
     [Fact]

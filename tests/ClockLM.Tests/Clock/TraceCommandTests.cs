@@ -98,14 +98,14 @@ public class TraceCommandTests
     }
 
     [Fact]
-    public void StepWithExportsAndMissingModelAreErrors()
+    public void StepWithExportsAndAMissingModelFileAreErrors()
     {
         var r = ClockLMProcess.Run("trace", "-m", SharedData.Stories260K, "--step", "--html", "x.html", "Once");
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("--step", r.StdErr);
-        r = ClockLMProcess.Run("trace", "Once");
+        r = ClockLMProcess.Run("trace", "-m", "/nonexistent/model.gguf", "Once");
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("--model is required", r.StdErr);
+        Assert.Contains("/nonexistent/model.gguf", r.StdErr);
         using var dir = new TempDir();
         string bad = dir.File("roofline.json");
         File.WriteAllText(bad, "not json");

@@ -35,7 +35,7 @@ public class LayerProbeTests
     public void FindsTheFirstLayerWhereThePropertyIsLinearlyEncoded()
     {
         const int n = 400, width = 16, firstEncoded = 2;
-        var noise = new TestModels.Gaussian(42);
+        var noise = new ClockLM.Models.GaussianRandom(42);
         int[] labels = [.. Enumerable.Range(0, n).Select(i => (i * 7 + 3) % 5 < 2 ? 1 : 0)]; // 40% class 1
         float[] direction = [.. Enumerable.Range(0, width).Select(_ => noise.Next())];
         float norm = MathF.Sqrt(direction.Sum(d => d * d));
@@ -76,7 +76,7 @@ public class LayerProbeTests
     [Fact]
     public void SameSeedGivesTheSameReport()
     {
-        var noise = new TestModels.Gaussian(5);
+        var noise = new ClockLM.Models.GaussianRandom(5);
         int[] labels = [.. Enumerable.Range(0, 60).Select(i => i % 2)];
         var rows = new Dictionary<int, float[][]>
         {

@@ -1,0 +1,160 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using ClockLM.Tokenizers;
+
+namespace ClockLM.Training;
+
+/// <summary>Thrown when a checkpoint file cannot be read: not a checkpoint, truncated, or for another model shape.</summary>
+public sealed class CheckpointFormatException(string path, string problem) : IOException($"{path}: {problem}")
+{
+    /// <summary>The checkpoint file.</summary>
+    public string Path { get; } = path;
+}
+
+/// <summary>
+/// Everything a training run needs to continue exactly where it stopped: the options, the tokenizer, the step reached,
+/// the weights and both optimisers' moments. Written to a temporary file and renamed, so a run killed while saving
+/// keeps its previous checkpoint.
+/// </summary>
+public sealed class TrainingCheckpoint
+{
+    private const string Magic = "CLOCKLM-CHECKPOINT-1";
+
+    /// <summary>The options of the run.</summary>
+    public required TrainingOptions Options { get; init; }
+
+    /// <summary>The tokenizer the data was encoded with.</summary>
+    public required SentencePieceTokenizer Tokenizer { get; init; }
+
+    /// <summary>Steps completed.</summary>
+    public required int Step { get; init; }
+
+    /// <summary>Training tokens processed so far.</summary>
+    public required long TokensSeen { get; init; }
+
+    /// <summary>Wall time spent training so far, over all sessions, in seconds.</summary>
+    public required double ElapsedSeconds { get; init; }
+
+    /// <summary>Training loss of the last step.</summary>
+    public required double TrainLoss { get; init; }
+
+    /// <summary>The last validation loss (NaN if none yet).</summary>
+    public required double ValidationLoss { get; init; }
+
+    /// <summary>Parameter values in GGUF order.</summary>
+    public required IReadOnlyList<float[]> Weights { get; init; }
+
+    /// <summary>For each parameter (GGUF order): AdamW's first and second moments, or null before the first step.</summary>
+    public required IReadOnlyList<(float[] M, float[] V)?> Moments { get; init; }
+
+    /// <summary>Steps taken by the optimiser (Adam's t).</summary>
+    public required long OptimizerIterations { get; init; }
+
+    /// <summary>Writes the checkpoint to <paramref name="path"/> (atomically: a temporary file, then a rename).</summary>
+    public void Save(string path)
+    {
+        string temporary = path + ".tmp";
+        using (var stream = File.Create(temporary))
+        using (var writer = new BinaryWriter(stream, Encoding.UTF8))
+        {
+            writer.Write(Magic);
+            writer.Write(JsonSerializer.Serialize(Options));
+            writer.Write(Step);
+            writer.Write(TokensSeen);
+            writer.Write(ElapsedSeconds);
+            writer.Write(TrainLoss);
+            writer.Write(ValidationLoss);
+            int n = Tokenizer.VocabSize;
+            writer.Write(n);
+            for (int i = 0; i < n; i++)
+            {
+                writer.Write(Tokenizer.GetPiece(i));
+                writer.Write(Tokenizer.GetScore(i));
+                writer.Write((int)Tokenizer.GetKind(i));
+            }
+            writer.Write(Weights.Count);
+            for (int i = 0; i < Weights.Count; i++)
+            {
+                WriteFloats(writer, Weights[i]);
+                writer.Write(Moments[i].HasValue);
+                if (Moments[i] is { } moments)
+                {
+                    WriteFloats(writer, moments.M);
+                    WriteFloats(writer, moments.V);
+                }
+            }
+            writer.Write(OptimizerIterations);
+        }
+        File.Move(temporary, path, overwrite: true);
+    }
+
+    /// <summary>Reads a checkpoint written by <see cref="Save"/>.</summary>
+    /// <exception cref="CheckpointFormatException">The file is not a checkpoint or is damaged.</exception>
+    public static TrainingCheckpoint Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such checkpoint file", path);
+        try
+        {
+            using var stream = File.OpenRead(path);
+            using var reader = new BinaryReader(stream, Encoding.UTF8);
+            if (reader.ReadString() != Magic) throw new CheckpointFormatException(path, "not a ClockLM training checkpoint");
+            var options = JsonSerializer.Deserialize<TrainingOptions>(reader.ReadString())
+                ?? throw new CheckpointFormatException(path, "the options are missing");
+            int step = reader.ReadInt32();
+            long tokensSeen = reader.ReadInt64();
+            double elapsed = reader.ReadDouble(), trainLoss = reader.ReadDouble(), validationLoss = reader.ReadDouble();
+            int n = reader.ReadInt32();
+            if (n != options.VocabSize) throw new CheckpointFormatException(path, $"the tokenizer has {n} pieces but the options say {options.VocabSize}");
+            var pieces = new string[n];
+            var scores = new float[n];
+            var kinds = new TokenKind[n];
+            for (int i = 0; i < n; i++)
+            {
+                pieces[i] = reader.ReadString();
+                scores[i] = reader.ReadSingle();
+                kinds[i] = (TokenKind)reader.ReadInt32();
+            }
+            var tokenizer = new SentencePieceTokenizer(pieces, scores, kinds, BpeTrainer.BosId, BpeTrainer.EosId, BpeTrainer.UnknownId);
+            int count = reader.ReadInt32();
+            var weights = new float[count][];
+            var moments = new (float[], float[])?[count];
+            for (int i = 0; i < count; i++)
+            {
+                weights[i] = ReadFloats(reader);
+                if (reader.ReadBoolean()) moments[i] = (ReadFloats(reader), ReadFloats(reader));
+            }
+            long iterations = reader.ReadInt64();
+            return new TrainingCheckpoint
+            {
+                Options = options, Tokenizer = tokenizer, Step = step, TokensSeen = tokensSeen, ElapsedSeconds = elapsed,
+                TrainLoss = trainLoss, ValidationLoss = validationLoss, Weights = weights, Moments = moments,
+                OptimizerIterations = iterations,
+            };
+        }
+        catch (EndOfStreamException)
+        {
+            throw new CheckpointFormatException(path, "the file ends early (truncated checkpoint)");
+        }
+        catch (JsonException e)
+        {
+            throw new CheckpointFormatException(path, $"the options cannot be read: {e.Message}");
+        }
+    }
+
+    private static void WriteFloats(BinaryWriter writer, float[] values)
+    {
+        writer.Write(values.Length);
+        writer.Write(MemoryMarshal.AsBytes(values.AsSpan()));
+    }
+
+    private static float[] ReadFloats(BinaryReader reader)
+    {
+        int length = reader.ReadInt32();
+        if (length < 0 || length > reader.BaseStream.Length / 4) throw new EndOfStreamException();
+        var values = new float[length];
+        var bytes = MemoryMarshal.AsBytes(values.AsSpan());
+        if (reader.Read(bytes) != bytes.Length) throw new EndOfStreamException();
+        return values;
+    }
+}

@@ -1,0 +1,60 @@
+using ClockLM.Tokenizers;
+
+namespace ClockLM.Training;
+
+/// <summary>
+/// A text turned into token ids by the inference tokenizer itself, so that a trained model sees exactly the ids it
+/// will be given at run time. Each line is encoded with its newline (and the tokenizer's space prefix); every 20th line
+/// is held out for validation (with fewer than 20 lines, the last tenth of the tokens is).
+/// </summary>
+public sealed class TrainingCorpus
+{
+    private TrainingCorpus(int[] train, int[] validation, int bosId)
+    {
+        Train = train;
+        Validation = validation;
+        BosId = bosId;
+    }
+
+    /// <summary>Token ids to learn from.</summary>
+    public int[] Train { get; }
+
+    /// <summary>Held-out token ids for the validation loss.</summary>
+    public int[] Validation { get; }
+
+    /// <summary>The id that starts every sequence.</summary>
+    public int BosId { get; }
+
+    /// <summary>The non-empty lines of a text.</summary>
+    public static List<string> Lines(string text) =>
+        text.Replace("\r\n", "\n").Split('\n').Where(line => line.Trim().Length > 0).ToList();
+
+    /// <summary>Encodes <paramref name="lines"/> with <paramref name="tokenizer"/>.</summary>
+    public static TrainingCorpus Encode(IReadOnlyList<string> lines, SentencePieceTokenizer tokenizer)
+    {
+        var encoded = new List<int>[lines.Count];
+        Parallel.For(0, lines.Count, i => encoded[i] = tokenizer.Encode(lines[i] + "\n", addSpecial: false));
+        var train = new List<int>();
+        var validation = new List<int>();
+        for (int i = 0; i < lines.Count; i++)
+            (lines.Count >= 20 && i % 20 == 19 ? validation : train).AddRange(encoded[i]);
+        if (validation.Count == 0)
+        {
+            int split = train.Count - train.Count / 10;
+            validation.AddRange(train.Skip(split));
+            train.RemoveRange(split, train.Count - split);
+        }
+        return new TrainingCorpus(train.ToArray(), validation.ToArray(), tokenizer.BosId);
+    }
+
+    /// <summary>
+    /// Fills one training sequence starting at <paramref name="start"/> of <paramref name="stream"/>: inputs are BOS then
+    /// stream[start .. start+seqLen−1), targets are stream[start .. start+seqLen), so position t predicts the token after it.
+    /// </summary>
+    public void Window(int[] stream, int start, int seqLen, Span<int> inputs, Span<int> targets)
+    {
+        inputs[0] = BosId;
+        stream.AsSpan(start, seqLen - 1).CopyTo(inputs[1..]);
+        stream.AsSpan(start, seqLen).CopyTo(targets);
+    }
+}
