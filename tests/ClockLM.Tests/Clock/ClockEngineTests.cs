@@ -51,23 +51,36 @@ public class ClockEngineTests
 
         var recorder = new CycleRecorder();
         t.Observer = recorder;
-        long measured = 0;
+        var measured = new long[100];
         int token = Prompt[0];
         for (int pos = 0; pos < 100; pos++)
         {
             long start = Stopwatch.GetTimestamp();
             var logits = t.Forward(token, pos);
-            measured += Stopwatch.GetTimestamp() - start;
+            measured[pos] = Stopwatch.GetTimestamp() - start;
             token = pos + 1 < Prompt.Length ? Prompt[pos + 1] : ArgMax(logits);
         }
 
-        long stages = recorder.Stages.Sum(e => e.ElapsedTicks);
-        long embedAndCommit = recorder.Tokens.Sum(e => e.EmbeddingTicks + e.CommitTicks);
-        long tokenEvents = recorder.Tokens.Sum(e => e.ElapsedTicks);
-        double accounted = stages + embedAndCommit;
-        Assert.InRange(accounted / measured, 0.95, 1.0);
-        Assert.InRange(accounted / tokenEvents, 0.95, 1.0);
+        // Per token: stage times plus embedding and commit, against the stopwatch around Forward and against the
+        // token event. The median over 100 tokens: on a shared machine the OS may preempt a few tokens between stages.
+        var toStopwatch = new List<double>();
+        var toTokenEvent = new List<double>();
+        for (int pos = 0; pos < 100; pos++)
+        {
+            var e = recorder.Tokens.Single(x => x.Position == pos);
+            double accounted = recorder.StagesAt(pos).Sum(x => x.ElapsedTicks) + e.EmbeddingTicks + e.CommitTicks;
+            toStopwatch.Add(accounted / measured[pos]);
+            toTokenEvent.Add(accounted / e.ElapsedTicks);
+        }
+        Assert.InRange(Median(toStopwatch), 0.95, 1.0);
+        Assert.InRange(Median(toTokenEvent), 0.95, 1.0);
         Assert.True(recorder.Stages.Where(e => e.Stage == Stage.Execute).All(e => e.ElapsedTicks > 0));
+    }
+
+    private static double Median(List<double> values)
+    {
+        var sorted = values.Order().ToList();
+        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
     }
 
     [Fact]

@@ -30,7 +30,8 @@ public class LlamaLogitsTests(ITestOutputHelper output)
     /// by exact F32 activations; measured 1.7e-2. That noise exceeds some top-1/top-2 gaps, so for BF16 the greedy
     /// check is teacher-forced and a different choice is allowed only at a near-tie (see below).
     /// Q8_0: both quantise activations to Q8_0 blocks; on most prompts the logits agree to 2e-7, but on this one
-    /// some activation block rounds differently in llama.cpp and the difference grows through the layers to 2.5e-2.
+    /// some activation block rounds differently in llama.cpp and the difference grows through the layers to 2.5e-2,
+    /// enough to flip a near-tie late in free-running greedy decoding, so its greedy check is teacher-forced.
     /// Q4_0: both quantise activations to 8 bits, but llama.cpp's repacked Q4_0 kernel rounds its activation blocks
     /// differently; each is about 6% of std from the exact product with the dequantized weights, 6-8% from the other,
     /// enough to flip a near-tie late in a free-running greedy sequence, so Q4_0's greedy check is teacher-forced.</summary>
@@ -39,7 +40,7 @@ public class LlamaLogitsTests(ITestOutputHelper output)
         { GgmlType.F32, 2e-5, true },
         { GgmlType.F16, 1e-2, true },
         { GgmlType.BF16, 5e-2, false },
-        { GgmlType.Q8_0, 5e-2, true },
+        { GgmlType.Q8_0, 5e-2, false },
         { GgmlType.Q4_0, 0.15, false },
     };
 
