@@ -412,7 +412,18 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
         ["prompt_ms"] = clock.PromptTime.TotalMilliseconds,
         ["decode_ms"] = clock.DecodeTime.TotalMilliseconds,
         ["cycle_us"] = clock.TimePerCycle.TotalMicroseconds,
-        ["per_cycle"] = null, // per-cycle times come with the clock's observers
+        ["per_cycle"] = new JsonArray(clock.Cycles.Select(c => (JsonNode)new JsonObject
+        {
+            ["layer"] = c.Layer,
+            ["us_per_token"] = c.PerToken.TotalMicroseconds,
+            ["stages_us"] = new JsonObject(c.Stages.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value.TotalMicroseconds))),
+            ["logit_lens"] = new JsonArray(c.Lens.Select(t => (JsonNode)new JsonObject
+            {
+                ["id"] = t.Id,
+                ["token"] = t.Text,
+                ["prob"] = MathF.Exp(t.Logprob),
+            }).ToArray()),
+        }).ToArray()),
         ["final_top_k"] = new JsonArray(clock.FinalTopK.Select(t => (JsonNode)new JsonObject
         {
             ["id"] = t.Id,

@@ -74,13 +74,21 @@ public sealed record CompletionResult(
 }
 
 /// <summary>
-/// ClockLM's report beside an answer: where the time went and what the model saw at the last position. The logit lens
-/// here covers the final output distribution only (the last cycle's view); per-cycle times and per-layer lenses
-/// need the clock's observers.
+/// ClockLM's report beside an answer: where the time went, cycle by cycle, and what each cycle would have predicted at
+/// the final position (the logit lens: the final norm and output head applied to the residual stream after that cycle).
 /// </summary>
 /// <param name="Layers">Cycles (transformer layers) each token passes.</param>
 /// <param name="PromptTime">Time to evaluate the prompt.</param>
 /// <param name="DecodeTime">Time from the first sampled token to the end.</param>
 /// <param name="TimePerCycle">Average time of one cycle of one token: (prompt + decode time) / (tokens run × layers).</param>
 /// <param name="FinalTopK">The most likely next tokens at the final position, most likely first (probabilities at temperature 1).</param>
-public sealed record ClockSummary(int Layers, TimeSpan PromptTime, TimeSpan DecodeTime, TimeSpan TimePerCycle, IReadOnlyList<TokenLogprob> FinalTopK);
+/// <param name="Cycles">Per cycle: mean time per token by stage, and the logit lens at the final position.</param>
+public sealed record ClockSummary(int Layers, TimeSpan PromptTime, TimeSpan DecodeTime, TimeSpan TimePerCycle,
+    IReadOnlyList<TokenLogprob> FinalTopK, IReadOnlyList<CycleSummary> Cycles);
+
+/// <summary>One cycle (layer) in a <see cref="ClockSummary"/>.</summary>
+/// <param name="Layer">The layer.</param>
+/// <param name="PerToken">Mean time of the whole cycle per token.</param>
+/// <param name="Stages">Mean time per token of each stage, by stage name (fetch, decode, memory, execute, write-back).</param>
+/// <param name="Lens">The logit lens after this cycle at the final position: most likely tokens first.</param>
+public sealed record CycleSummary(int Layer, TimeSpan PerToken, IReadOnlyDictionary<string, TimeSpan> Stages, IReadOnlyList<TokenLogprob> Lens);

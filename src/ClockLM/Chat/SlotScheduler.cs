@@ -1,3 +1,4 @@
+using ClockLM.Clock;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using ClockLM.Models;
@@ -270,6 +271,7 @@ public sealed class SlotScheduler : IDisposable
                 _failed++;
                 slot.Job = null;
             }
+            slot.StopObserving();
             job.Fail(e);
         }
     }
@@ -294,8 +296,10 @@ public sealed class SlotScheduler : IDisposable
         {
             long cycles = (long)(slot.Prefilled + Math.Max(0, slot.Generated.Count - 1)) * _model.Config.Layers;
             var perCycle = cycles == 0 ? TimeSpan.Zero : (promptTime + decodeTime) / cycles;
-            clock = new ClockSummary(_model.Config.Layers, promptTime, decodeTime, perCycle, slot.FinalTopK ?? []);
+            clock = new ClockSummary(_model.Config.Layers, promptTime, decodeTime, perCycle, slot.FinalTopK ?? [],
+                CycleSummaries(slot, job.Request.ClockSummaryTopK));
         }
+        slot.StopObserving();
         var result = new CompletionResult(slot.Prompt.Length, slot.Generated.ToArray(), slot.Text.ToString(), reason,
             slot.QueueTime, promptTime, decodeTime, clock);
         lock (_gate)
@@ -305,6 +309,22 @@ public sealed class SlotScheduler : IDisposable
             slot.Job = null;
         }
         job.Complete(result);
+    }
+
+    /// <summary>Per-cycle times from the slot's totals, and the logit lens of each cycle's residual at the final position.</summary>
+    private List<CycleSummary> CycleSummaries(Slot slot, int k)
+    {
+        var result = new List<CycleSummary>();
+        if (slot.Totals is null || slot.LensResiduals is null) return result;
+        var lens = new LogitLens(slot.Transformer);
+        for (int layer = 0; layer < _model.Config.Layers; layer++)
+        {
+            var stages = Enum.GetValues<Stage>().ToDictionary(s => s.Name(), s => slot.Totals.PerToken(layer, s));
+            var top = lens.Top(slot.LensResiduals[layer], k)
+                .Select(t => new TokenLogprob(t.Token, TokenText(t.Token), MathF.Log(t.Probability), [])).ToList();
+            result.Add(new CycleSummary(layer, slot.Totals.PerToken(layer), stages, top));
+        }
+        return result;
     }
 
     private TokenLogprob Logprob(ReadOnlySpan<float> logits, int id, int top)
@@ -385,6 +405,30 @@ public sealed class SlotScheduler : IDisposable
         public long StartedAt, DecodeStartedAt;
         public TimeSpan QueueTime, PromptTime;
         public List<TokenLogprob>? FinalTopK;
+        public CycleTotals? Totals;
+        public float[][]? LensResiduals;   // (layers, dim): resid_post of each cycle at the latest position
+
+        /// <summary>Attaches the clock for a job that asked for the clock summary.</summary>
+        public void StartObserving(int layers, int dim)
+        {
+            Totals = new CycleTotals(layers);
+            var residuals = LensResiduals = new float[layers][];
+            for (int l = 0; l < layers; l++) residuals[l] = new float[dim];
+            Transformer.Observer = Totals;
+            Transformer.Hook = (point, layer, position, activation) =>
+            {
+                if (point == ActivationPoint.ResidPost) activation.CopyTo(residuals[layer]);
+            };
+        }
+
+        /// <summary>Detaches the clock, so the next job on this slot runs without it.</summary>
+        public void StopObserving()
+        {
+            Transformer.Observer = null;
+            Transformer.Hook = null;
+            Totals = null;
+            LensResiduals = null;
+        }
 
         public void Start(CompletionJob job, Model model)
         {
@@ -398,6 +442,7 @@ public sealed class SlotScheduler : IDisposable
             foreach (int id in Prompt) Detokenizer.Append(id);
             Detokenizer.Flush();
             StopFilter = new StopSequenceFilter(job.Request.Stop);
+            if (job.Request.ClockSummary) StartObserving(model.Config.Layers, model.Config.Dim);
             History.Clear();
             History.AddRange(Prompt);
             Generated.Clear();

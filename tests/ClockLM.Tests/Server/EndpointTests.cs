@@ -64,6 +64,25 @@ public sealed class EndpointTests : IAsyncLifetime
         Assert.Equal("length", answer.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
         var tokens = answer.GetProperty("choices")[0].GetProperty("logprobs").GetProperty("content");
         Assert.Equal(tokens[tokens.GetArrayLength() - 1].GetProperty("token").GetString(), top[0].GetProperty("token").GetString());
+
+        // Per cycle: stage times, and a logit lens whose last cycle is the model's real output distribution.
+        var cycles = clock.GetProperty("per_cycle").EnumerateArray().ToList();
+        Assert.Equal(_host.Model.Config.Layers, cycles.Count);
+        for (int l = 0; l < cycles.Count; l++)
+        {
+            Assert.Equal(l, cycles[l].GetProperty("layer").GetInt32());
+            var stages = cycles[l].GetProperty("stages_us").EnumerateObject().ToList();
+            Assert.Equal(["fetch", "decode", "memory", "execute", "write-back"], stages.Select(p => p.Name));
+            Assert.All(stages, p => Assert.True(p.Value.GetDouble() >= 0));
+            Assert.True(stages.Sum(p => p.Value.GetDouble()) <= cycles[l].GetProperty("us_per_token").GetDouble() + 1e-6);
+            Assert.Equal(5, cycles[l].GetProperty("logit_lens").GetArrayLength());
+        }
+        var lastLens = cycles[^1].GetProperty("logit_lens").EnumerateArray().ToList();
+        for (int i = 0; i < 5; i++)
+        {
+            Assert.Equal(top[i].GetProperty("id").GetInt32(), lastLens[i].GetProperty("id").GetInt32());
+            Assert.Equal(top[i].GetProperty("prob").GetDouble(), lastLens[i].GetProperty("prob").GetDouble(), 4);
+        }
     }
 
     [Fact]

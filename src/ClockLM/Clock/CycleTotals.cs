@@ -1,0 +1,34 @@
+namespace ClockLM.Clock;
+
+/// <summary>
+/// An observer that only adds up: time per (layer, stage) and tokens seen. Constant memory however long the run,
+/// for summaries such as the server's clock summary.
+/// </summary>
+public sealed class CycleTotals(int layers) : ICycleObserver
+{
+    private readonly long[,] _ticks = new long[layers, StageNames.Count];
+
+    /// <summary>Tokens that completed (one <see cref="ICycleObserver.OnToken"/> each).</summary>
+    public int Tokens { get; private set; }
+
+    /// <summary>Layers observed.</summary>
+    public int Layers => _ticks.GetLength(0);
+
+    /// <inheritdoc />
+    public void OnStage(in StageEvent e) => _ticks[e.Layer, (int)e.Stage] += e.ElapsedTicks;
+
+    /// <inheritdoc />
+    public void OnToken(in TokenEvent e) => Tokens++;
+
+    /// <summary>Mean time of <paramref name="stage"/> in <paramref name="layer"/> per token.</summary>
+    public TimeSpan PerToken(int layer, Stage stage) =>
+        Tokens == 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(_ticks[layer, (int)stage] / (double)System.Diagnostics.Stopwatch.Frequency / Tokens);
+
+    /// <summary>Mean time of a whole cycle of <paramref name="layer"/> per token.</summary>
+    public TimeSpan PerToken(int layer)
+    {
+        var total = TimeSpan.Zero;
+        foreach (Stage s in Enum.GetValues<Stage>()) total += PerToken(layer, s);
+        return total;
+    }
+}
