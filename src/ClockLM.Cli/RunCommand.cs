@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.Text.Json;
 using ClockLM.Generation;
 using ClockLM.Sampling;
+using ClockLM.Chat;
+using ClockLM.Tokenizers.ChatTemplates;
 
 namespace ClockLM.Cli;
 
@@ -21,10 +23,12 @@ internal static class RunCommand
         var seed = new Option<ulong>("--seed", "-s") { Description = "Random seed", DefaultValueFactory = _ => 0x5EEDUL };
         var ctx = new Option<int?>("--ctx", "-c") { Description = "Context length (default: the model's)" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of streaming text" };
+        var chat = new Option<bool>("--chat") { Description = "Send the prompt as a user message through the model's chat template (ChatML when the file has none)" };
+        var system = new Option<string?>("--system") { Description = "With --chat: a system message before the prompt" };
 
         var command = new Command("run", "Generate text from a prompt");
         model.AddTo(command);
-        foreach (var o in new Option[] { maxNew, temp, topK, topP, minP, repeat, seed, ctx, json })
+        foreach (var o in new Option[] { maxNew, temp, topK, topP, minP, repeat, seed, ctx, json, chat, system })
             command.Options.Add(o);
         command.Arguments.Add(prompt);
         command.SetAction(result => CommandErrors.Run(() =>
@@ -50,9 +54,33 @@ internal static class RunCommand
             var options = new GenerationOptions { MaxNewTokens = n, Sampler = sampler };
             bool asJson = result.GetValue(json);
             var stdout = Console.Out;
-            var output = generator.Generate(result.GetValue(prompt)!, options,
-                onText: asJson ? null : s => { stdout.Write(s); stdout.Flush(); },
-                echoPrompt: !asJson);
+            string text = result.GetValue(prompt)!;
+            if (result.GetValue(system) is not null && !result.GetValue(chat))
+                throw new UsageException("--system needs --chat");
+            GenerationResult output;
+            if (result.GetValue(chat))
+            {
+                // The prompt becomes a conversation; generation ends at EOS or at the template's end-of-turn text.
+                var chatPrompt = new ChatPrompt(m);
+                var messages = new List<ChatMessage>();
+                if (result.GetValue(system) is { } systemText) messages.Add(new ChatMessage("system", systemText));
+                messages.Add(new ChatMessage("user", text));
+                var stops = new StopSequenceFilter(chatPrompt.TemplateStops);
+                using var stopped = new CancellationTokenSource();
+                output = generator.Generate(chatPrompt.Encode(messages), options, onText: piece =>
+                {
+                    string shown = stops.Append(piece);
+                    if (!asJson) { stdout.Write(shown); stdout.Flush(); }
+                    if (stops.Stopped) stopped.Cancel();
+                }, cancellation: stopped.Token);
+                if (!asJson && !stops.Stopped) stdout.Write(stops.Flush());
+            }
+            else
+            {
+                output = generator.Generate(text, options,
+                    onText: asJson ? null : s => { stdout.Write(s); stdout.Flush(); },
+                    echoPrompt: !asJson);
+            }
             if (asJson)
             {
                 stdout.WriteLine(JsonSerializer.Serialize(new

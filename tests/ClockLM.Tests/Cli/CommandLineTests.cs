@@ -33,6 +33,22 @@ public class CommandLineTests
     }
 
     [Fact]
+    public void RunChatSendsThePromptThroughTheChatTemplate()
+    {
+        var result = ClockLMProcess.Run("run", "-m", SharedData.Stories260K, "--chat", "--system", "Be kind.", "--temp", "0", "-n", "8", "--json", "Tell me a story");
+        Assert.Equal(0, result.ExitCode);
+        using var model = ClockLM.Models.Model.Load(SharedData.Stories260K);
+        // stories260K has no template, so ChatML (the fallback) frames the conversation.
+        string expectedText = "<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nTell me a story<|im_end|>\n<|im_start|>assistant\n";
+        var expected = model.Tokenizer.Encode(expectedText, addSpecial: true, parseSpecial: true);
+        var ids = System.Text.Json.JsonDocument.Parse(result.StdOut).RootElement.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32());
+        Assert.Equal(expected, ids);
+        var bad = ClockLMProcess.Run("run", "-m", SharedData.Stories260K, "--system", "x", "hello");
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("--system needs --chat", bad.StdErr);
+    }
+
+    [Fact]
     public void TokenizePrintsIdsAndPieces()
     {
         var ids = ClockLMProcess.Run("tokenize", "-m", SharedData.Stories260K, "--ids", "Lily and Tom");
