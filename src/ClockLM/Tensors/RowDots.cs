@@ -33,6 +33,15 @@ internal static unsafe class RowDots
     /// <summary>Runs rows [start, end) of the product with block dots <typeparamref name="T"/>.</summary>
     public static void Rows<T>(in MatVecJob job, int start, int end) where T : struct, IBlockDots
     {
+        switch (job.Type)
+        {
+            // The 32-value formats run their own row loop, so the type switch and the activation pointers are read once per range.
+            case GgmlType.Q8_0: Rows32<Q8_0Term, T>(job, start, end); return;
+            case GgmlType.Q4_0: Rows32<Q4_0Term, T>(job, start, end); return;
+            case GgmlType.Q4_1: Rows32<Q4_1Term, T>(job, start, end); return;
+            case GgmlType.Q5_0: Rows32<Q5_0Term, T>(job, start, end); return;
+            case GgmlType.Q5_1: Rows32<Q5_1Term, T>(job, start, end); return;
+        }
         var a = job.Activations!;
         int n = job.Cols;
         for (int r = start; r < end; r++)
@@ -40,17 +49,22 @@ internal static unsafe class RowDots
             byte* w = job.Weights + (long)r * job.RowBytes;
             job.Y[r] = job.Type switch
             {
-                GgmlType.Q8_0 => Blocks32<Q8_0Term, T>(w, a, n / 32),
-                GgmlType.Q4_0 => Blocks32<Q4_0Term, T>(w, a, n / 32),
-                GgmlType.Q4_1 => Blocks32<Q4_1Term, T>(w, a, n / 32),
-                GgmlType.Q5_0 => Blocks32<Q5_0Term, T>(w, a, n / 32),
-                GgmlType.Q5_1 => Blocks32<Q5_1Term, T>(w, a, n / 32),
                 GgmlType.Q4_K => Q4_K<T>(w, a, n / 256),
                 GgmlType.Q5_K => Q5_K<T>(w, a, n / 256),
                 GgmlType.Q6_K => Q6_K<T>(w, a, n / 256),
                 _ => FloatDots.Dot(job.Type, job.Path, w, job.X, n),
             };
         }
+    }
+
+    private static void Rows32<TTerm, T>(in MatVecJob job, int start, int end)
+        where TTerm : struct, IBlockTerm where T : struct, IBlockDots
+    {
+        var a = new Act32(job.Activations!);
+        int blocks = job.Cols / 32;
+        byte* w = job.Weights + (long)start * job.RowBytes;
+        for (int r = start; r < end; r++, w += job.RowBytes)
+            job.Y[r] = Blocks32<TTerm, T>(w, a, blocks);
     }
 
     /// <summary>Pointers into the 32-value activation blocks, read once per row.</summary>
@@ -79,10 +93,10 @@ internal static unsafe class RowDots
             F16(p + 4 * stride), F16(p + 5 * stride), F16(p + 6 * stride), F16(p + 7 * stride));
 
     /// <summary>Σ over blocks of TTerm, block b into accumulator b mod 4 (unrolled by four), then (a0 + a1) + (a2 + a3).</summary>
-    public static float Blocks32<TTerm, T>(byte* w, ActivationBlocks activations, int blocks)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Blocks32<TTerm, T>(byte* w, in Act32 a, int blocks)
         where TTerm : struct, IBlockTerm where T : struct, IBlockDots
     {
-        var a = new Act32(activations);
         int stride = TTerm.Stride;
         float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         int b = 0;
