@@ -1,4 +1,6 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace ClockLM.Tensors;
 
@@ -45,10 +47,21 @@ internal sealed unsafe class ActivationBlocks
         _bsums = GC.AllocateUninitializedArray<short>(n / 16 + 1, pinned: true);
     }
 
-    /// <summary>Quantizes x (a multiple of 32 values) to 32-value blocks: d = f16(amax / 127), q = round(x / d).</summary>
-    public void Quantize32(ReadOnlySpan<float> x)
+    /// <summary>
+    /// Quantizes x (a multiple of 32 values) to 32-value blocks: d = f16(amax / 127), q = round(x / d), rounding halves
+    /// away from zero. With <paramref name="avx2"/> (and AVX2 present) a block is done in four 256-bit vectors; the
+    /// result is identical, since max, x * (1 / d), the rounding and the integer sum are each exact or done with the
+    /// same single float operation.
+    /// </summary>
+    public void Quantize32(ReadOnlySpan<float> x, bool avx2 = false)
     {
         Reserve(x.Length);
+        if (avx2 && Avx2.IsSupported)
+        {
+            fixed (float* px = x)
+                for (int b = 0; b < x.Length / 32; b++) Block32Avx2(px + 32 * b, b);
+            return;
+        }
         for (int b = 0; b < x.Length / 32; b++)
         {
             var xb = x.Slice(32 * b, 32);
@@ -68,6 +81,40 @@ internal sealed unsafe class ActivationBlocks
             _sum[b] = sum;
             _s[b] = d16 * sum;
         }
+    }
+
+    private void Block32Avx2(float* x, int b)
+    {
+        var x0 = Vector256.Load(x);
+        var x1 = Vector256.Load(x + 8);
+        var x2 = Vector256.Load(x + 16);
+        var x3 = Vector256.Load(x + 24);
+        var m = Vector256.Max(Vector256.Max(Vector256.Abs(x0), Vector256.Abs(x1)), Vector256.Max(Vector256.Abs(x2), Vector256.Abs(x3)));
+        var m4 = Vector128.Max(m.GetLower(), m.GetUpper());
+        var m2 = Vector128.Max(m4, Vector128.Shuffle(m4, Vector128.Create(2, 3, 0, 1)));
+        float amax = MathF.Max(m2.ToScalar(), m2.GetElement(1));
+        float d = amax / 127;
+        var id = Vector256.Create(d != 0 ? 1.0f / d : 0.0f);
+        var q0 = RoundHalfAway(x0 * id);
+        var q1 = RoundHalfAway(x1 * id);
+        var q2 = RoundHalfAway(x2 * id);
+        var q3 = RoundHalfAway(x3 * id);
+        Vector256.Narrow(Vector256.Narrow(q0, q1), Vector256.Narrow(q2, q3)).Store(Qs + 32 * b);
+        int sum = Vector256.Sum((q0 + q1) + (q2 + q3));
+        float d16 = (float)(Half)d;
+        _d[b] = d16;
+        _sum[b] = sum;
+        _s[b] = d16 * sum;
+    }
+
+    /// <summary>MathF.Round(v, AwayFromZero) per lane: the truncation, plus ±1 when the dropped fraction (exact) is at least a half.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> RoundHalfAway(Vector256<float> v)
+    {
+        var t = Avx.RoundToZero(v);
+        var up = Vector256.GreaterThanOrEqual(Vector256.Abs(v - t), Vector256.Create(0.5f));
+        var step = (Vector256.Create(1.0f) & up) | (v & Vector256.Create(-0.0f));
+        return Avx.ConvertToVector256Int32WithTruncation(t + step);
     }
 
     /// <summary>Quantizes x (a multiple of 256 values) as ggml's quantize_row_q8_K_ref does.</summary>

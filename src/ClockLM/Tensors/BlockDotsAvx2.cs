@@ -48,19 +48,43 @@ internal readonly unsafe struct Avx2Dots : IBlockDots
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int S8(sbyte* w, sbyte* x)
+    public static int S8(sbyte* w, sbyte* x) => Vector256.Sum(PartsS8(w, x));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int U4(byte* qs, sbyte* x) => Vector256.Sum(PartsU4(qs, x));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int U5(byte* qs, uint qh, sbyte* x) => Vector256.Sum(PartsU5(qs, qh, x));
+
+    // The Parts* methods return a block's dot as eight 32-bit partial sums (their total is the block dot), so that
+    // eight blocks can be reduced together by Sums8 instead of each paying for a full horizontal sum.
+
+    /// <summary>Σ w x over 32 signed bytes, as eight partial sums: |w| times x with w's sign, since vpmaddubsw needs one unsigned operand.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> PartsS8(sbyte* w, sbyte* x)
     {
         var wv = Vector256.Load(w);
-        var xv = Vector256.Load(x);
-        return Vector256.Sum(MulAdd(Avx2.Abs(wv), Avx2.Sign(xv, wv), Ones));
+        return MulAdd(Avx2.Abs(wv), Avx2.Sign(Vector256.Load(x), wv), Ones);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int U4(byte* qs, sbyte* x) => Vector256.Sum(MulAdd(Nibbles(qs), Vector256.Load(x), Ones));
+    public static Vector256<int> PartsU4(byte* qs, sbyte* x) => MulAdd(Nibbles(qs), Vector256.Load(x), Ones);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int U5(byte* qs, uint qh, sbyte* x) =>
-        Vector256.Sum(MulAdd(Nibbles(qs) | FifthBits(qh), Vector256.Load(x), Ones));
+    public static Vector256<int> PartsU5(byte* qs, uint qh, sbyte* x) => MulAdd(Nibbles(qs) | FifthBits(qh), Vector256.Load(x), Ones);
+
+    /// <summary>
+    /// The totals of eight vectors, lane i = Σ v_i: two rounds of vphaddd pair up neighbours within each 128-bit half,
+    /// then the low and high halves of the eight totals are added. Integer adds, so the order does not matter.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Sums8(Vector256<int> v0, Vector256<int> v1, Vector256<int> v2, Vector256<int> v3,
+        Vector256<int> v4, Vector256<int> v5, Vector256<int> v6, Vector256<int> v7)
+    {
+        var h0123 = Avx2.HorizontalAdd(Avx2.HorizontalAdd(v0, v1), Avx2.HorizontalAdd(v2, v3));
+        var h4567 = Avx2.HorizontalAdd(Avx2.HorizontalAdd(v4, v5), Avx2.HorizontalAdd(v6, v7));
+        return Avx2.Permute2x128(h0123, h4567, 0x20) + Avx2.Permute2x128(h0123, h4567, 0x31);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Q4K(byte* qs, sbyte* x, byte* sc)

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace ClockLM.Tensors;
 
@@ -7,7 +8,9 @@ namespace ClockLM.Tensors;
 /// dots is written once here and shared by every <see cref="IBlockDots"/> implementation, so all paths agree bit for bit:
 /// <list type="bullet">
 /// <item>32-value blocks: the term of block b is dw * dx * isum (plus m * dx * Σqx for the formats with a min),
-/// added to accumulator b mod 4; the row result is (acc0 + acc1) + (acc2 + acc3).</item>
+/// added to accumulator b mod 4; the row result is (acc0 + acc1) + (acc2 + acc3). The AVX2 path computes the terms of
+/// eight blocks at once in one vector and adds its two halves into the four accumulators in block order, which is the
+/// same sequence of float operations.</item>
 /// <item>256-value super-blocks: one accumulator, acc += d * dx * isum - dmin * dx * msum.</item>
 /// </list>
 /// </summary>
@@ -30,6 +33,15 @@ internal static unsafe class RowDots
     /// <summary>Runs rows [start, end) of the product with block dots <typeparamref name="T"/>.</summary>
     public static void Rows<T>(in MatVecJob job, int start, int end) where T : struct, IBlockDots
     {
+        switch (job.Type)
+        {
+            // The 32-value formats run their own row loop, so the type switch and the activation pointers are read once per range.
+            case GgmlType.Q8_0: Rows32<Q8_0Term, T>(job, start, end); return;
+            case GgmlType.Q4_0: Rows32<Q4_0Term, T>(job, start, end); return;
+            case GgmlType.Q4_1: Rows32<Q4_1Term, T>(job, start, end); return;
+            case GgmlType.Q5_0: Rows32<Q5_0Term, T>(job, start, end); return;
+            case GgmlType.Q5_1: Rows32<Q5_1Term, T>(job, start, end); return;
+        }
         var a = job.Activations!;
         int n = job.Cols;
         for (int r = start; r < end; r++)
@@ -37,17 +49,22 @@ internal static unsafe class RowDots
             byte* w = job.Weights + (long)r * job.RowBytes;
             job.Y[r] = job.Type switch
             {
-                GgmlType.Q8_0 => Blocks32<Q8_0Term, T>(w, a, n / 32),
-                GgmlType.Q4_0 => Blocks32<Q4_0Term, T>(w, a, n / 32),
-                GgmlType.Q4_1 => Blocks32<Q4_1Term, T>(w, a, n / 32),
-                GgmlType.Q5_0 => Blocks32<Q5_0Term, T>(w, a, n / 32),
-                GgmlType.Q5_1 => Blocks32<Q5_1Term, T>(w, a, n / 32),
                 GgmlType.Q4_K => Q4_K<T>(w, a, n / 256),
                 GgmlType.Q5_K => Q5_K<T>(w, a, n / 256),
                 GgmlType.Q6_K => Q6_K<T>(w, a, n / 256),
                 _ => FloatDots.Dot(job.Type, job.Path, w, job.X, n),
             };
         }
+    }
+
+    private static void Rows32<TTerm, T>(in MatVecJob job, int start, int end)
+        where TTerm : struct, IBlockTerm where T : struct, IBlockDots
+    {
+        var a = new Act32(job.Activations!);
+        int blocks = job.Cols / 32;
+        byte* w = job.Weights + (long)start * job.RowBytes;
+        for (int r = start; r < end; r++, w += job.RowBytes)
+            job.Y[r] = Blocks32<TTerm, T>(w, a, blocks);
     }
 
     /// <summary>Pointers into the 32-value activation blocks, read once per row.</summary>
@@ -64,16 +81,37 @@ internal static unsafe class RowDots
     {
         static abstract int Stride { get; }
         static abstract float Term<T>(byte* w, in Act32 a, int b) where T : struct, IBlockDots;
+
+        /// <summary>Lane i: Term of block b + i (weights at w + i * Stride), computed with AVX2, bit for bit as <see cref="Term"/>.</summary>
+        static abstract Vector256<float> Eight(byte* w, in Act32 a, int b);
     }
 
+    /// <summary>The f16 values at p, p + stride, ..., p + 7 stride as floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> F16x8(byte* p, int stride) =>
+        Vector256.Create(F16(p), F16(p + stride), F16(p + 2 * stride), F16(p + 3 * stride),
+            F16(p + 4 * stride), F16(p + 5 * stride), F16(p + 6 * stride), F16(p + 7 * stride));
+
     /// <summary>Σ over blocks of TTerm, block b into accumulator b mod 4 (unrolled by four), then (a0 + a1) + (a2 + a3).</summary>
-    public static float Blocks32<TTerm, T>(byte* w, ActivationBlocks activations, int blocks)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Blocks32<TTerm, T>(byte* w, in Act32 a, int blocks)
         where TTerm : struct, IBlockTerm where T : struct, IBlockDots
     {
-        var a = new Act32(activations);
         int stride = TTerm.Stride;
         float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         int b = 0;
+        if (typeof(T) == typeof(Avx2Dots) && blocks >= 8)
+        {
+            // Terms of blocks b..b+3 go to accumulators 0..3, then b+4..b+7: the same additions as the loop below.
+            var acc = Vector128<float>.Zero;
+            for (; b + 8 <= blocks; b += 8, w += 8 * stride)
+            {
+                var t = TTerm.Eight(w, a, b);
+                acc += t.GetLower();
+                acc += t.GetUpper();
+            }
+            (a0, a1, a2, a3) = (acc[0], acc[1], acc[2], acc[3]);
+        }
         for (; b + 4 <= blocks; b += 4, w += 4 * stride)
         {
             a0 += TTerm.Term<T>(w, a, b);
@@ -94,6 +132,18 @@ internal static unsafe class RowDots
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Term<T>(byte* w, in Act32 a, int b) where T : struct, IBlockDots =>
             F16(w) * a.D[b] * T.S8((sbyte*)(w + 2), a.Qs + 32 * b);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Eight(byte* w, in Act32 a, int b)
+        {
+            sbyte* x = a.Qs + 32 * b;
+            var isum = Avx2Dots.Sums8(
+                Avx2Dots.PartsS8((sbyte*)w + 2, x), Avx2Dots.PartsS8((sbyte*)w + 36, x + 32),
+                Avx2Dots.PartsS8((sbyte*)w + 70, x + 64), Avx2Dots.PartsS8((sbyte*)w + 104, x + 96),
+                Avx2Dots.PartsS8((sbyte*)w + 138, x + 128), Avx2Dots.PartsS8((sbyte*)w + 172, x + 160),
+                Avx2Dots.PartsS8((sbyte*)w + 206, x + 192), Avx2Dots.PartsS8((sbyte*)w + 240, x + 224));
+            return F16x8(w, 34) * Vector256.Load(a.D + b) * Vector256.ConvertToSingle(isum);
+        }
     }
 
     // Q4_0: f16 d, 4-bit codes: dw * dx * Σ (q - 8) x = dw * dx * (Σ q x - 8 Σ x).
@@ -103,6 +153,13 @@ internal static unsafe class RowDots
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Term<T>(byte* w, in Act32 a, int b) where T : struct, IBlockDots =>
             F16(w) * a.D[b] * (T.U4(w + 2, a.Qs + 32 * b) - 8 * a.Sum[b]);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Eight(byte* w, in Act32 a, int b)
+        {
+            var isum = U4x8(w + 2, 18, a.Qs + 32 * b) - Vector256.ShiftLeft(Vector256.Load(a.Sum + b), 3);
+            return F16x8(w, 18) * Vector256.Load(a.D + b) * Vector256.ConvertToSingle(isum);
+        }
     }
 
     // Q5_0: f16 d, u32 fifth bits, 4-bit codes: dw * dx * (Σ q x - 16 Σ x).
@@ -112,6 +169,13 @@ internal static unsafe class RowDots
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Term<T>(byte* w, in Act32 a, int b) where T : struct, IBlockDots =>
             F16(w) * a.D[b] * (T.U5(w + 6, Unsafe.ReadUnaligned<uint>(w + 2), a.Qs + 32 * b) - 16 * a.Sum[b]);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Eight(byte* w, in Act32 a, int b)
+        {
+            var isum = U5x8(w + 6, w + 2, 22, a.Qs + 32 * b) - Vector256.ShiftLeft(Vector256.Load(a.Sum + b), 4);
+            return F16x8(w, 22) * Vector256.Load(a.D + b) * Vector256.ConvertToSingle(isum);
+        }
     }
 
     // Q4_1: f16 d, f16 m, 4-bit codes: dw * dx * Σ q x + m * (dx Σ x).
@@ -121,6 +185,11 @@ internal static unsafe class RowDots
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Term<T>(byte* w, in Act32 a, int b) where T : struct, IBlockDots =>
             F16(w) * a.D[b] * T.U4(w + 4, a.Qs + 32 * b) + F16(w + 2) * a.S[b];
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Eight(byte* w, in Act32 a, int b) =>
+            F16x8(w, 20) * Vector256.Load(a.D + b) * Vector256.ConvertToSingle(U4x8(w + 4, 20, a.Qs + 32 * b))
+            + F16x8(w + 2, 20) * Vector256.Load(a.S + b);
     }
 
     // Q5_1: f16 d, f16 m, u32 fifth bits, 4-bit codes.
@@ -130,6 +199,32 @@ internal static unsafe class RowDots
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Term<T>(byte* w, in Act32 a, int b) where T : struct, IBlockDots =>
             F16(w) * a.D[b] * T.U5(w + 8, Unsafe.ReadUnaligned<uint>(w + 4), a.Qs + 32 * b) + F16(w + 2) * a.S[b];
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Eight(byte* w, in Act32 a, int b) =>
+            F16x8(w, 24) * Vector256.Load(a.D + b) * Vector256.ConvertToSingle(U5x8(w + 8, w + 4, 24, a.Qs + 32 * b))
+            + F16x8(w + 2, 24) * Vector256.Load(a.S + b);
+    }
+
+    /// <summary>Eight 4-bit block dots (codes at qs + i * stride, activations x + 32 i) as one vector.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> U4x8(byte* qs, int stride, sbyte* x) => Avx2Dots.Sums8(
+        Avx2Dots.PartsU4(qs, x), Avx2Dots.PartsU4(qs + stride, x + 32),
+        Avx2Dots.PartsU4(qs + 2 * stride, x + 64), Avx2Dots.PartsU4(qs + 3 * stride, x + 96),
+        Avx2Dots.PartsU4(qs + 4 * stride, x + 128), Avx2Dots.PartsU4(qs + 5 * stride, x + 160),
+        Avx2Dots.PartsU4(qs + 6 * stride, x + 192), Avx2Dots.PartsU4(qs + 7 * stride, x + 224));
+
+    /// <summary>Eight 5-bit block dots (codes at qs + i * stride, fifth bits in the u32 at qh + i * stride).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> U5x8(byte* qs, byte* qh, int stride, sbyte* x)
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector256<int> Part(byte* qs, byte* qh, sbyte* x) => Avx2Dots.PartsU5(qs, Unsafe.ReadUnaligned<uint>(qh), x);
+        return Avx2Dots.Sums8(
+            Part(qs, qh, x), Part(qs + stride, qh + stride, x + 32),
+            Part(qs + 2 * stride, qh + 2 * stride, x + 64), Part(qs + 3 * stride, qh + 3 * stride, x + 96),
+            Part(qs + 4 * stride, qh + 4 * stride, x + 128), Part(qs + 5 * stride, qh + 5 * stride, x + 160),
+            Part(qs + 6 * stride, qh + 6 * stride, x + 192), Part(qs + 7 * stride, qh + 7 * stride, x + 224));
     }
 
     /// <summary>

@@ -40,7 +40,8 @@ public class MatVecTests
     public void VectorPaths_EqualScalarReferenceBitForBit(GgmlType type)
     {
         int block = GgmlTypeInfo.BlockSize(type);
-        foreach (var (rows, blocks) in new[] { (7, 37), (13, block == 32 ? 64 : 8), (1, 1) })
+        // 37 blocks: eight-block groups plus a tail; 24: a 768-wide row, whole groups only; 9: one group and one block.
+        foreach (var (rows, blocks) in new[] { (7, 37), (13, block == 32 ? 64 : 8), (1, 1), (3, 24), (2, 9) })
         {
             int cols = blocks * block;
             var (w, x) = Problem(type, rows, cols, seed: rows * 100 + blocks);
