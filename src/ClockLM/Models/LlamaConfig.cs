@@ -1,5 +1,15 @@
 namespace ClockLM.Models;
 
+/// <summary>How RoPE pairs the elements of a head it rotates together.</summary>
+public enum RopeStyle
+{
+    /// <summary>Adjacent pairs (2i, 2i+1): Llama, Mistral (llama.cpp's normal RoPE).</summary>
+    Adjacent,
+
+    /// <summary>Element i with element i + head_size/2, the two halves of the head: Qwen, Phi-3 (llama.cpp's NEOX RoPE).</summary>
+    Halves,
+}
+
 /// <summary>Hyper-parameters of a Llama-architecture model.</summary>
 /// <param name="Dim">Width of the residual stream (embedding length).</param>
 /// <param name="HiddenDim">Width of the feed-forward layer.</param>
@@ -10,6 +20,7 @@ namespace ClockLM.Models;
 /// <param name="ContextLength">Longest sequence the model was trained for.</param>
 /// <param name="RmsEpsilon">Epsilon inside RMSNorm.</param>
 /// <param name="RopeBase">RoPE base frequency (10000 for Llama 2).</param>
+/// <remarks>The init-only properties describe how other families differ from Llama; their defaults are Llama's.</remarks>
 public sealed record LlamaConfig(
     int Dim,
     int HiddenDim,
@@ -21,8 +32,17 @@ public sealed record LlamaConfig(
     float RmsEpsilon = 1e-5f,
     float RopeBase = 10000f)
 {
+    /// <summary>Width of one attention head when it is not dim / heads (Qwen 3's <c>attention.key_length</c>); null otherwise.</summary>
+    public int? HeadDim { get; init; }
+
+    /// <summary>How RoPE pairs elements: adjacent (Llama) or the two halves of a head (Qwen, Phi-3).</summary>
+    public RopeStyle Rope { get; init; } = RopeStyle.Adjacent;
+
     /// <summary>Width of one attention head.</summary>
-    public int HeadSize => Dim / Heads;
+    public int HeadSize => HeadDim ?? Dim / Heads;
+
+    /// <summary>Width of all query heads together (dim, unless <see cref="HeadDim"/> says otherwise).</summary>
+    public int QDim => Heads * HeadSize;
 
     /// <summary>Width of all key (or value) heads together.</summary>
     public int KvDim => KvHeads * HeadSize;
@@ -35,7 +55,8 @@ public sealed record LlamaConfig(
     {
         if (Dim <= 0 || HiddenDim <= 0 || Layers <= 0 || Heads <= 0 || KvHeads <= 0 || VocabSize <= 0 || ContextLength <= 0)
             return $"every dimension must be positive (dim {Dim}, ffn {HiddenDim}, layers {Layers}, heads {Heads}, kv heads {KvHeads}, vocab {VocabSize}, context {ContextLength})";
-        if (Dim % Heads != 0) return $"dim {Dim} is not a multiple of the head count {Heads}";
+        if (HeadDim is <= 0) return $"head size {HeadDim} must be positive";
+        if (HeadDim is null && Dim % Heads != 0) return $"dim {Dim} is not a multiple of the head count {Heads}";
         if (Heads % KvHeads != 0) return $"head count {Heads} is not a multiple of the KV head count {KvHeads}";
         if (HeadSize % 2 != 0) return $"head size {HeadSize} is odd; RoPE rotates pairs";
         if (Layers > 1024 || Dim > 1 << 16 || HiddenDim > 1 << 18 || VocabSize > 1 << 22 || ContextLength > 1 << 22)

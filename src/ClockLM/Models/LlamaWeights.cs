@@ -15,9 +15,23 @@ public sealed class LlamaLayerWeights
     public required TensorView W2 { get; init; }      // down (dim, hidden_dim)
     public required TensorView W3 { get; init; }      // up (hidden_dim, dim)
 
+    // Optional parts of other families; null for Llama.
+    public float[]? BiasQ { get; init; }              // (q_dim) Qwen 2
+    public float[]? BiasK { get; init; }              // (kv_dim) Qwen 2
+    public float[]? BiasV { get; init; }              // (kv_dim) Qwen 2
+    public float[]? QNorm { get; init; }              // (head_size) RMSNorm of every query head, Qwen 3
+    public float[]? KNorm { get; init; }              // (head_size) RMSNorm of every key head, Qwen 3
+
+    /// <summary>Pinned copies that views of a fused tensor point into (Phi-3's attn_qkv and gate/up halves of ffn_up),
+    /// held here so they live as long as the views.</summary>
+    internal byte[][]? SplitStorage { get; init; }
+
     /// <summary>Bytes of weights this layer reads per token: what the fetch stage brings in.</summary>
     public long ByteCount => Wq.ByteCount + Wk.ByteCount + Wv.ByteCount + Wo.ByteCount
-        + W1.ByteCount + W2.ByteCount + W3.ByteCount + 4L * (AttnNorm.Length + FfnNorm.Length);
+        + W1.ByteCount + W2.ByteCount + W3.ByteCount + 4L * (AttnNorm.Length + FfnNorm.Length)
+        + 4L * (Length(BiasQ) + Length(BiasK) + Length(BiasV) + Length(QNorm) + Length(KNorm));
+
+    private static long Length(float[]? vector) => vector?.Length ?? 0;
 }
 
 /// <summary>All weights of a Llama model. Matrices are views over the memory-mapped model file.</summary>
@@ -27,6 +41,10 @@ public sealed class LlamaWeights
     public required LlamaLayerWeights[] Layers { get; init; }
     public required float[] FinalNorm { get; init; }          // (dim)
     public required TensorView Output { get; init; }          // (vocab, dim); the embedding itself when tied
+
+    /// <summary>Divisors of the RoPE frequencies (head_size / 2), llama.cpp's <c>rope_freqs.weight</c>: Llama 3.1's
+    /// long-context scaling stores theta_i / factor_i this way. Null when every factor is 1.</summary>
+    public float[]? RopeFrequencyFactors { get; init; }
 
     /// <summary>True when the output head is the token embedding (tied weights).</summary>
     public bool TiedOutput => Output.SameData(TokenEmbedding);

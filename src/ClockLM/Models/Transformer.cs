@@ -18,14 +18,15 @@ public sealed class Transformer
     private readonly float[] _x;       // residual stream (dim)
     private readonly float[] _xb;      // normalised input / attention output (dim)
     private readonly float[] _xb2;     // projection output (dim)
-    private readonly float[] _q;       // query (dim)
+    private readonly float[] _q;       // query (q_dim)
     private readonly float[] _k;       // key of this position (kv_dim)
     private readonly float[] _v;       // value of this position (kv_dim)
+    private readonly float[] _attnOut; // attention output, all heads (q_dim)
     private readonly float[] _hb;      // feed-forward gate (hidden_dim)
     private readonly float[] _hb2;     // feed-forward up (hidden_dim)
     private readonly float[] _att;     // attention weights of all heads (heads, pos+1), row-major
     private readonly float[] _logits;  // output (vocab)
-    private readonly float[] _ropeFrequencies; // (head_size / 2)
+    private readonly float[] _ropeFrequencies; // theta_i (head_size / 2)
 
     private readonly WorkerPool? _pool;
 
@@ -47,17 +48,19 @@ public sealed class Transformer
         _x = new float[config.Dim];
         _xb = new float[config.Dim];
         _xb2 = new float[config.Dim];
-        _q = new float[config.Dim];
+        _q = new float[config.QDim];
         _k = new float[config.KvDim];
         _v = new float[config.KvDim];
+        _attnOut = new float[config.QDim];
         _hb = new float[config.HiddenDim];
         _hb2 = new float[config.HiddenDim];
         _att = new float[(long)config.Heads * contextLength];
         _logits = new float[config.VocabSize];
         _ropeFrequencies = new float[config.HeadSize / 2];
-        // theta_i = base^(-2i / head_size)
+        // theta_i = base^(-2i / head_size), divided by the model's frequency factor when it has them (Llama 3.1)
         for (int i = 0; i < _ropeFrequencies.Length; i++)
-            _ropeFrequencies[i] = 1.0f / MathF.Pow(config.RopeBase, 2 * i / (float)config.HeadSize);
+            _ropeFrequencies[i] = 1.0f / MathF.Pow(config.RopeBase, 2 * i / (float)config.HeadSize)
+                / (weights.RopeFrequencyFactors?[i] ?? 1.0f);
     }
 
     public LlamaConfig Config { get; }
@@ -195,7 +198,8 @@ public sealed class Transformer
         return _logits;
     }
 
-    // Decode: normalise the residual stream, project to q, k, v, rotate q and k by position.
+    // Decode: normalise the residual stream, project to q, k, v (plus their biases, Qwen 2), normalise every q and
+    // k head (Qwen 3), rotate q and k by position.
     private void Decode(LlamaLayerWeights w, int layer)
     {
         Hook?.Invoke(ActivationPoint.ResidPre, layer, _pos, _x);
@@ -203,8 +207,24 @@ public sealed class Transformer
         MatMul(w.Wq, _xb, _q);
         MatMul(w.Wk, _xb, _k);
         MatMul(w.Wv, _xb, _v);
+        if (w.BiasQ is not null) Add(_q, w.BiasQ);
+        if (w.BiasK is not null) Add(_k, w.BiasK);
+        if (w.BiasV is not null) Add(_v, w.BiasV);
+        if (w.QNorm is not null) RmsNormHeads(_q, w.QNorm);
+        if (w.KNorm is not null) RmsNormHeads(_k, w.KNorm);
         Rope(_q, _pos);
         Rope(_k, _pos);
+    }
+
+    /// <summary>RMSNorm of each head of <paramref name="vec"/> on its own, in place, with one weight (head_size) for all.</summary>
+    private void RmsNormHeads(Span<float> vec, ReadOnlySpan<float> weight)
+    {
+        int headSize = Config.HeadSize;
+        for (int h = 0; h < vec.Length; h += headSize)
+        {
+            Span<float> head = vec.Slice(h, headSize);
+            RmsNorm(head, head, weight, Config.RmsEpsilon);
+        }
     }
 
     // Memory: store this position's key and value; attention reads back positions 0..pos in execute.
@@ -218,8 +238,8 @@ public sealed class Transformer
     // then the SwiGLU feed-forward network: w2(silu(w1 x) * w3 x).
     private void Execute(LlamaLayerWeights w, int layer)
     {
-        Attention(layer, _pos, _xb);
-        MatMul(w.Wo, _xb, _xb2);
+        Attention(layer, _pos, _attnOut);
+        MatMul(w.Wo, _attnOut, _xb2);
         Hook?.Invoke(ActivationPoint.AttnOut, layer, _pos, _xb2);
         Add(_x, _xb2);
         Hook?.Invoke(ActivationPoint.ResidMid, layer, _pos, _x);
@@ -245,7 +265,7 @@ public sealed class Transformer
         else MatVec.Multiply(w, x, y, _pool);
     }
 
-    /// <summary>Multi-head attention of the current query over cached keys/values 0..pos; output (dim) into <paramref name="output"/>.</summary>
+    /// <summary>Multi-head attention of the current query over cached keys/values 0..pos; output (q_dim) into <paramref name="output"/>.</summary>
     private void Attention(int layer, int pos, Span<float> output)
     {
         int headSize = Config.HeadSize, kvDim = Config.KvDim, n = pos + 1;
@@ -282,7 +302,7 @@ public sealed class Transformer
     private StageEvent Describe(Stage stage, int layer, long start, long elapsed)
     {
         var c = Config;
-        long dim = c.Dim, kvDim = c.KvDim, hidden = c.HiddenDim, n = _pos + 1;
+        long dim = c.Dim, qDim = c.QDim, kvDim = c.KvDim, hidden = c.HiddenDim, n = _pos + 1;
         long weightBytes = 0, kvRead = 0, kvWritten = 0, flops = 0;
         switch (stage)
         {
@@ -291,7 +311,7 @@ public sealed class Transformer
                 break;
             case Stage.Decode:
                 // rmsnorm (4 per element), q/k/v projections (2 per weight), rope (6 per pair on q and k)
-                flops = 4 * dim + 2 * dim * (dim + 2 * kvDim) + 3 * (dim + kvDim);
+                flops = 4 * dim + 2 * dim * (qDim + 2 * kvDim) + 3 * (qDim + kvDim);
                 break;
             case Stage.Memory:
                 kvWritten = 2 * kvDim * sizeof(float);
@@ -300,7 +320,7 @@ public sealed class Transformer
                 kvRead = 2 * n * kvDim * sizeof(float);
                 // scores and weighted sums (4 per head element per position), softmax (about 3 per score),
                 // wo, residual add, rmsnorm, w1/w3/w2, swiglu (about 5 per element)
-                flops = 4 * n * dim + 3 * n * c.Heads + 2 * dim * dim + dim + 4 * dim + 6 * dim * hidden + 5 * hidden;
+                flops = 4 * n * qDim + 3 * n * c.Heads + 2 * dim * qDim + dim + 4 * dim + 6 * dim * hidden + 5 * hidden;
                 break;
             case Stage.WriteBack:
                 flops = dim;
@@ -309,18 +329,31 @@ public sealed class Transformer
         return new StageEvent(_pos, layer, stage, start, elapsed, weightBytes, kvRead, kvWritten, flops);
     }
 
-    /// <summary>RoPE: rotates each (even, odd) pair of every head by pos * theta_i.</summary>
+    /// <summary>RoPE: rotates pair i of every head by pos * theta_i. A pair is elements (2i, 2i+1) of the head
+    /// (<see cref="RopeStyle.Adjacent"/>) or (i, i + head_size/2) (<see cref="RopeStyle.Halves"/>).</summary>
     private void Rope(Span<float> vec, int pos)
     {
-        for (int i = 0; i < vec.Length; i += 2)
+        if (Config.Rope == RopeStyle.Adjacent)
         {
-            float angle = pos * _ropeFrequencies[(i % Config.HeadSize) / 2];
-            float cos = MathF.Cos(angle), sin = MathF.Sin(angle);
-            float a = vec[i], b = vec[i + 1];
-            vec[i] = a * cos - b * sin;
-            vec[i + 1] = a * sin + b * cos;
+            for (int i = 0; i < vec.Length; i += 2)
+            {
+                float angle = pos * _ropeFrequencies[(i % Config.HeadSize) / 2];
+                Rotate(ref vec[i], ref vec[i + 1], MathF.Cos(angle), MathF.Sin(angle));
+            }
+            return;
         }
+        int half = Config.HeadSize / 2;
+        for (int head = 0; head < vec.Length; head += Config.HeadSize)
+            for (int i = 0; i < half; i++)
+            {
+                float angle = pos * _ropeFrequencies[i];
+                Rotate(ref vec[head + i], ref vec[head + i + half], MathF.Cos(angle), MathF.Sin(angle));
+            }
     }
+
+    /// <summary>(a, b) = (a cos - b sin, a sin + b cos).</summary>
+    private static void Rotate(ref float a, ref float b, float cos, float sin) =>
+        (a, b) = (a * cos - b * sin, a * sin + b * cos);
 
     /// <summary>out = weight * x / sqrt(mean(x²) + eps).</summary>
     public static void RmsNorm(Span<float> output, ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps)
