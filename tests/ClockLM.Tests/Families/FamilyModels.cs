@@ -1,6 +1,7 @@
 using ClockLM.Gguf;
 using ClockLM.Models;
 using ClockLM.Tensors;
+using ClockLM.Tokenizers;
 
 namespace ClockLM.Tests.Families;
 
@@ -48,7 +49,8 @@ public static class FamilyModels
     /// for family-specific keys, and the tensors with random values: matrices N(0, std), norm weights 1 + N(0, 0.1),
     /// biases N(0, 0.1), and RoPE frequency factors from <paramref name="ropeFactor"/>.</summary>
     public static void Write(string path, string arch, LlamaConfig c, IEnumerable<FamilyTensor> tensors,
-        Action<GgufWriter>? extra = null, ulong seed = 1, float std = 0.05f, Func<int, float>? ropeFactor = null)
+        Action<GgufWriter>? extra = null, ulong seed = 1, float std = 0.05f, Func<int, float>? ropeFactor = null,
+        SentencePieceTokenizer? vocabulary = null)
     {
         var writer = new GgufWriter();
         writer.Set("general.architecture", arch);
@@ -63,7 +65,7 @@ public static class FamilyModels
         writer.Set($"{arch}.attention.layer_norm_rms_epsilon", c.RmsEpsilon);
         writer.Set($"{arch}.rope.freq_base", c.RopeBase);
         extra?.Invoke(writer);
-        LlamaGgufExport.AddTokenizer(writer, TestModels.SmallVocabulary(c.VocabSize));
+        LlamaGgufExport.AddTokenizer(writer, vocabulary ?? TestModels.SmallVocabulary(c.VocabSize));
 
         foreach (var (name, rows, cols) in tensors)
         {

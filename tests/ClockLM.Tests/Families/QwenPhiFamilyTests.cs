@@ -1,4 +1,6 @@
+using ClockLM.Gguf;
 using ClockLM.Models;
+using ClockLM.Tokenizers;
 using Xunit.Abstractions;
 
 namespace ClockLM.Tests.Families;
@@ -63,8 +65,13 @@ public class QwenPhiFamilyTests(ITestOutputHelper output)
     {
         using var dir = new TempDir();
         string path = dir.File("phi3.gguf");
-        var shape = Shape with { KvHeads = 4, RmsEpsilon = 1e-5f, RopeBase = 10000f };
-        FamilyModels.Write(path, "phi3", shape, FamilyModels.LlamaLayout(shape, fusedQkv: true, fusedGateUp: true), seed: 13);
+        // llama.cpp looks up Phi-3's own special tokens when it loads a phi3 file, so this one carries Phi-3's vocabulary.
+        SentencePieceTokenizer vocabulary;
+        using (var vocabFile = GgufFile.Open(SharedData.Vocab("ggml-vocab-phi-3.gguf")))
+            vocabulary = SentencePieceTokenizer.FromGguf(vocabFile);
+        var shape = Shape with { KvHeads = 4, RmsEpsilon = 1e-5f, RopeBase = 10000f, VocabSize = vocabulary.VocabSize };
+        FamilyModels.Write(path, "phi3", shape, FamilyModels.LlamaLayout(shape, fusedQkv: true, fusedGateUp: true), seed: 13,
+            vocabulary: vocabulary);
         using (var model = Model.Load(path))
         {
             Assert.Equal(RopeStyle.Halves, model.Config.Rope);
