@@ -10,6 +10,16 @@ public enum RopeStyle
     Halves,
 }
 
+/// <summary>The feed-forward network's activation: down(act(gate x) * up x).</summary>
+public enum FeedForward
+{
+    /// <summary>act = silu(g) = g sigmoid(g): Llama, Qwen, Phi-3.</summary>
+    SwiGlu,
+
+    /// <summary>act = gelu(g), tanh approximation: Gemma.</summary>
+    GeluGated,
+}
+
 /// <summary>Hyper-parameters of a Llama-architecture model.</summary>
 /// <param name="Dim">Width of the residual stream (embedding length).</param>
 /// <param name="HiddenDim">Width of the feed-forward layer.</param>
@@ -37,6 +47,34 @@ public sealed record LlamaConfig(
 
     /// <summary>How RoPE pairs elements: adjacent (Llama) or the two halves of a head (Qwen, Phi-3).</summary>
     public RopeStyle Rope { get; init; } = RopeStyle.Adjacent;
+
+    /// <summary>The feed-forward activation.</summary>
+    public FeedForward FeedForward { get; init; } = FeedForward.SwiGlu;
+
+    /// <summary>Factor on the token embedding as it enters the residual stream (sqrt(dim) for Gemma, 1 otherwise).</summary>
+    public float EmbeddingScale { get; init; } = 1f;
+
+    /// <summary>Factor on q · k before the softmax; 1 / sqrt(head_size) when null.</summary>
+    public float? AttentionScale { get; init; }
+
+    /// <summary>Attention scores pass through cap * tanh(score / cap) when positive (Gemma 2's attn_logit_softcapping).</summary>
+    public float AttentionSoftcap { get; init; }
+
+    /// <summary>Logits pass through cap * tanh(logit / cap) when positive (Gemma 2's final_logit_softcapping).</summary>
+    public float FinalSoftcap { get; init; }
+
+    /// <summary>Positions a sliding-window layer attends to (the current one and the window - 1 before it); 0 for none.</summary>
+    public int SlidingWindow { get; init; }
+
+    /// <summary>Which layers slide: layer l does when l % pattern &lt; pattern - 1 (2 for Gemma 2: every other layer;
+    /// 6 for Gemma 3: five local layers, then a global one); 1 makes every layer slide.</summary>
+    public int SlidingWindowPattern { get; init; } = 1;
+
+    /// <summary>RoPE base of sliding-window layers (Gemma 3's local layers use 10000); <see cref="RopeBase"/> when null.</summary>
+    public float? RopeBaseSliding { get; init; }
+
+    /// <summary>True when layer <paramref name="layer"/> attends only to the last <see cref="SlidingWindow"/> positions.</summary>
+    public bool IsSliding(int layer) => SlidingWindow > 0 && (SlidingWindowPattern <= 1 || layer % SlidingWindowPattern < SlidingWindowPattern - 1);
 
     /// <summary>Width of one attention head.</summary>
     public int HeadSize => HeadDim ?? Dim / Heads;

@@ -6,12 +6,13 @@ namespace ClockLM.Models;
 /// <summary>
 /// Reads a model's configuration and weights from a GGUF file in llama.cpp's tensor naming, for the architectures
 /// that share Llama's forward pass up to a few options (<see cref="LlamaConfig.Rope"/>, biases, per-head norms,
-/// fused matrices): llama (with Llama 3's RoPE frequency factors), mistral, qwen2, qwen3 and phi3.
+/// fused matrices, post-norms, soft-capping, sliding windows): llama (with Llama 3's RoPE frequency factors), mistral,
+/// qwen2, qwen3, phi3, gemma2 and gemma3.
 /// </summary>
 public static class LlamaGguf
 {
     /// <summary>Architectures this loader runs (<c>general.architecture</c>).</summary>
-    public static readonly string[] Architectures = ["llama", "mistral", "qwen2", "qwen3", "phi3"];
+    public static readonly string[] Architectures = ["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"];
 
     /// <summary>The configuration stored under <c>{arch}.*</c> keys.</summary>
     public static LlamaConfig ReadConfig(GgufFile file)
@@ -32,6 +33,8 @@ public static class LlamaGguf
         int heads = Int($"{arch}.attention.head_count");
         int dim = Int($"{arch}.embedding_length");
         // llama.cpp reads the head width from attention.key_length for every architecture; only Qwen 3 sets it apart from dim / heads.
+        int layers = Int($"{arch}.block_count");
+        bool gemma = arch is "gemma2" or "gemma3";
         int? headDim = file.Has($"{arch}.attention.key_length") ? Int($"{arch}.attention.key_length") : null;
         if (headDim == dim / heads && dim % heads == 0) headDim = null;
         if (file.Has($"{arch}.attention.value_length") && Int($"{arch}.attention.value_length") != (headDim ?? dim / heads))
@@ -39,7 +42,7 @@ public static class LlamaGguf
         var config = new LlamaConfig(
             Dim: dim,
             HiddenDim: Int($"{arch}.feed_forward_length"),
-            Layers: Int($"{arch}.block_count"),
+            Layers: layers,
             Heads: heads,
             KvHeads: Int($"{arch}.attention.head_count_kv", heads),
             VocabSize: (int)embedding.RowCount,
@@ -49,8 +52,25 @@ public static class LlamaGguf
         {
             HeadDim = headDim,
             // llama.cpp's LLAMA_ROPE_TYPE_NEOX families rotate the two halves of a head
-            Rope = arch is "qwen2" or "qwen3" or "phi3" ? RopeStyle.Halves : RopeStyle.Adjacent,
+            Rope = arch is "qwen2" or "qwen3" or "phi3" || gemma ? RopeStyle.Halves : RopeStyle.Adjacent,
         };
+        if (gemma)
+        {
+            // Gemma's converter stores its norm weights as 1 + w, so they apply as they are. The 27B models scale
+            // queries by 1/sqrt(dim / heads) (their query_pre_attn_scalar), the others by 1/sqrt(head_size), as llama.cpp does.
+            bool is27B = layers == (arch == "gemma2" ? 46 : 62);
+            config = config with
+            {
+                FeedForward = FeedForward.GeluGated,
+                EmbeddingScale = MathF.Sqrt(dim),
+                AttentionScale = is27B ? 1f / MathF.Sqrt(dim / (float)heads) : null,
+                SlidingWindow = arch == "gemma2" ? Int("gemma2.attention.sliding_window", 4096) : Int("gemma3.attention.sliding_window"),
+                SlidingWindowPattern = arch == "gemma2" ? 2 : 6,
+                RopeBaseSliding = arch == "gemma3" ? 10000f : null,
+                AttentionSoftcap = arch == "gemma2" ? Positive("gemma2.attn_logit_softcapping", 50.0) : 0f,
+                FinalSoftcap = arch == "gemma2" ? Positive("gemma2.final_logit_softcapping", 30.0) : 0f,
+            };
+        }
         if (config.Validate() is { } problem)
             throw new GgufFormatException(file.Path, $"model shape is invalid: {problem}");
 
@@ -142,6 +162,8 @@ public static class LlamaGguf
                 BiasV = OptionalVector(p + "attn_v.bias", c.KvDim),
                 QNorm = OptionalVector(p + "attn_q_norm.weight", c.HeadSize),
                 KNorm = OptionalVector(p + "attn_k_norm.weight", c.HeadSize),
+                PostAttnNorm = OptionalVector(p + "post_attention_norm.weight", c.Dim),
+                PostFfnNorm = OptionalVector(p + "post_ffw_norm.weight", c.Dim),
                 SplitStorage = storage.Count == 0 ? null : storage.ToArray(),
             };
         }

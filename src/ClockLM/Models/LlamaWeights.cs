@@ -20,7 +20,9 @@ public sealed class LlamaLayerWeights
     public float[]? BiasK { get; init; }              // (kv_dim) Qwen 2
     public float[]? BiasV { get; init; }              // (kv_dim) Qwen 2
     public float[]? QNorm { get; init; }              // (head_size) RMSNorm of every query head, Qwen 3
-    public float[]? KNorm { get; init; }              // (head_size) RMSNorm of every key head, Qwen 3
+    public float[]? KNorm { get; init; }              // (head_size) RMSNorm of every key head, Qwen 3, Gemma 3
+    public float[]? PostAttnNorm { get; init; }       // (dim) RMSNorm of the attention output, Gemma
+    public float[]? PostFfnNorm { get; init; }        // (dim) RMSNorm of the feed-forward output, Gemma
 
     /// <summary>Pinned copies that views of a fused tensor point into (Phi-3's attn_qkv and gate/up halves of ffn_up),
     /// held here so they live as long as the views.</summary>
@@ -29,7 +31,7 @@ public sealed class LlamaLayerWeights
     /// <summary>Bytes of weights this layer reads per token: what the fetch stage brings in.</summary>
     public long ByteCount => Wq.ByteCount + Wk.ByteCount + Wv.ByteCount + Wo.ByteCount
         + W1.ByteCount + W2.ByteCount + W3.ByteCount + 4L * (AttnNorm.Length + FfnNorm.Length)
-        + 4L * (Length(BiasQ) + Length(BiasK) + Length(BiasV) + Length(QNorm) + Length(KNorm));
+        + 4L * (Length(BiasQ) + Length(BiasK) + Length(BiasV) + Length(QNorm) + Length(KNorm) + Length(PostAttnNorm) + Length(PostFfnNorm));
 
     private static long Length(float[]? vector) => vector?.Length ?? 0;
 }

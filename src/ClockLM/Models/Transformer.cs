@@ -27,6 +27,7 @@ public sealed class Transformer
     private readonly float[] _att;     // attention weights of all heads (heads, pos+1), row-major
     private readonly float[] _logits;  // output (vocab)
     private readonly float[] _ropeFrequencies; // theta_i (head_size / 2)
+    private readonly float[] _ropeFrequenciesSliding; // theta_i of sliding-window layers (head_size / 2); the same array unless their base differs
 
     private readonly WorkerPool? _pool;
 
@@ -56,11 +57,18 @@ public sealed class Transformer
         _hb2 = new float[config.HiddenDim];
         _att = new float[(long)config.Heads * contextLength];
         _logits = new float[config.VocabSize];
-        _ropeFrequencies = new float[config.HeadSize / 2];
-        // theta_i = base^(-2i / head_size), divided by the model's frequency factor when it has them (Llama 3.1)
-        for (int i = 0; i < _ropeFrequencies.Length; i++)
-            _ropeFrequencies[i] = 1.0f / MathF.Pow(config.RopeBase, 2 * i / (float)config.HeadSize)
-                / (weights.RopeFrequencyFactors?[i] ?? 1.0f);
+        _ropeFrequencies = RopeFrequencies(config.RopeBase, config.HeadSize, weights.RopeFrequencyFactors);
+        _ropeFrequenciesSliding = config.RopeBaseSliding is { } slidingBase
+            ? RopeFrequencies(slidingBase, config.HeadSize, weights.RopeFrequencyFactors) : _ropeFrequencies;
+    }
+
+    // theta_i = base^(-2i / head_size), divided by the model's frequency factor when it has them (Llama 3.1)
+    private static float[] RopeFrequencies(float ropeBase, int headSize, float[]? factors)
+    {
+        var theta = new float[headSize / 2];
+        for (int i = 0; i < theta.Length; i++)
+            theta[i] = 1.0f / MathF.Pow(ropeBase, 2 * i / (float)headSize) / (factors?[i] ?? 1.0f);
+        return theta;
     }
 
     public LlamaConfig Config { get; }
@@ -143,6 +151,7 @@ public sealed class Transformer
         (_token, _pos, _layer, _stage, _inFlight) = (token, pos, 0, Stage.Fetch, true);
 
         Weights.TokenEmbedding.DequantizeRow(token, _x);
+        if (Config.EmbeddingScale != 1f) Scale(_x, Config.EmbeddingScale);
 
         if (Observer is null) return;
         _tokenStart = start;
@@ -187,6 +196,7 @@ public sealed class Transformer
         {
             RmsNorm(_xb, _x, Weights.FinalNorm, Config.RmsEpsilon);
             MatMul(Weights.Output, _xb, _logits);
+            if (Config.FinalSoftcap > 0) Softcap(_logits, Config.FinalSoftcap);
         }
         if (Observer is { } observer)
         {
@@ -212,8 +222,9 @@ public sealed class Transformer
         if (w.BiasV is not null) Add(_v, w.BiasV);
         if (w.QNorm is not null) RmsNormHeads(_q, w.QNorm);
         if (w.KNorm is not null) RmsNormHeads(_k, w.KNorm);
-        Rope(_q, _pos);
-        Rope(_k, _pos);
+        float[] theta = Config.IsSliding(layer) ? _ropeFrequenciesSliding : _ropeFrequencies;
+        Rope(_q, _pos, theta);
+        Rope(_k, _pos, theta);
     }
 
     /// <summary>RMSNorm of each head of <paramref name="vec"/> on its own, in place, with one weight (head_size) for all.</summary>
@@ -234,20 +245,24 @@ public sealed class Transformer
         _v.CopyTo(Cache.Value(layer, _pos));
     }
 
-    // Execute: attention over the cache, its output projection added into the residual stream,
-    // then the SwiGLU feed-forward network: w2(silu(w1 x) * w3 x).
+    // Execute: attention over the cache, its output projection (normalised again in Gemma) added into the residual
+    // stream, then the gated feed-forward network w2(act(w1 x) * w3 x), act = silu (SwiGLU) or gelu (Gemma),
+    // its output normalised again in Gemma.
     private void Execute(LlamaLayerWeights w, int layer)
     {
         Attention(layer, _pos, _attnOut);
         MatMul(w.Wo, _attnOut, _xb2);
+        if (w.PostAttnNorm is not null) RmsNorm(_xb2, _xb2, w.PostAttnNorm, Config.RmsEpsilon);
         Hook?.Invoke(ActivationPoint.AttnOut, layer, _pos, _xb2);
         Add(_x, _xb2);
         Hook?.Invoke(ActivationPoint.ResidMid, layer, _pos, _x);
         RmsNorm(_xb, _x, w.FfnNorm, Config.RmsEpsilon);
         MatMul(w.W1, _xb, _hb);
         MatMul(w.W3, _xb, _hb2);
-        SwiGlu(_hb, _hb2);
+        if (Config.FeedForward == FeedForward.GeluGated) GeluGated(_hb, _hb2);
+        else SwiGlu(_hb, _hb2);
         MatMul(w.W2, _hb, _xb);
+        if (w.PostFfnNorm is not null) RmsNorm(_xb, _xb, w.PostFfnNorm, Config.RmsEpsilon);
         Hook?.Invoke(ActivationPoint.MlpOut, layer, _pos, _xb);
     }
 
@@ -269,19 +284,24 @@ public sealed class Transformer
     private void Attention(int layer, int pos, Span<float> output)
     {
         int headSize = Config.HeadSize, kvDim = Config.KvDim, n = pos + 1;
-        float scale = 1.0f / MathF.Sqrt(headSize);
+        float scale = Config.AttentionScale ?? 1.0f / MathF.Sqrt(headSize), softcap = Config.AttentionSoftcap;
+        // A sliding-window layer sees positions first..pos only; the ones before get weight 0.
+        int first = Config.IsSliding(layer) ? Math.Max(0, pos - Config.SlidingWindow + 1) : 0;
         ReadOnlySpan<float> keys = Cache.Keys(layer, n);
         ReadOnlySpan<float> values = Cache.Values(layer, n);
         Span<float> pattern = _att.AsSpan(0, Config.Heads * n); // (heads, pos+1)
 
-        // Weights: softmax over t of q_h · k_t / sqrt(head_size). Query head h reads key/value head h / group (GQA).
+        // Weights: softmax over t of q_h · k_t / sqrt(head_size) (soft-capped in Gemma 2). Query head h reads key/value
+        // head h / group (GQA).
         for (int h = 0; h < Config.Heads; h++)
         {
             int kvOffset = h / Config.KvGroup * headSize;
             ReadOnlySpan<float> q = _q.AsSpan(h * headSize, headSize);
             Span<float> att = pattern.Slice(h * n, n);
-            for (int t = 0; t < n; t++)
+            att[..first].Fill(float.NegativeInfinity);
+            for (int t = first; t < n; t++)
                 att[t] = MatVec.Dot(q, keys.Slice(t * kvDim + kvOffset, headSize)) * scale;
+            if (softcap > 0) Softcap(att[first..], softcap);
             Softmax(att);
         }
         Hook?.Invoke(ActivationPoint.AttentionPattern, layer, pos, pattern);
@@ -329,15 +349,15 @@ public sealed class Transformer
         return new StageEvent(_pos, layer, stage, start, elapsed, weightBytes, kvRead, kvWritten, flops);
     }
 
-    /// <summary>RoPE: rotates pair i of every head by pos * theta_i. A pair is elements (2i, 2i+1) of the head
+    /// <summary>RoPE: rotates pair i of every head by pos * theta_i (<paramref name="theta"/>). A pair is elements (2i, 2i+1) of the head
     /// (<see cref="RopeStyle.Adjacent"/>) or (i, i + head_size/2) (<see cref="RopeStyle.Halves"/>).</summary>
-    private void Rope(Span<float> vec, int pos)
+    private void Rope(Span<float> vec, int pos, float[] theta)
     {
         if (Config.Rope == RopeStyle.Adjacent)
         {
             for (int i = 0; i < vec.Length; i += 2)
             {
-                float angle = pos * _ropeFrequencies[(i % Config.HeadSize) / 2];
+                float angle = pos * theta[(i % Config.HeadSize) / 2];
                 Rotate(ref vec[i], ref vec[i + 1], MathF.Cos(angle), MathF.Sin(angle));
             }
             return;
@@ -346,7 +366,7 @@ public sealed class Transformer
         for (int head = 0; head < vec.Length; head += Config.HeadSize)
             for (int i = 0; i < half; i++)
             {
-                float angle = pos * _ropeFrequencies[i];
+                float angle = pos * theta[i];
                 Rotate(ref vec[head + i], ref vec[head + i + half], MathF.Cos(angle), MathF.Sin(angle));
             }
     }
@@ -386,6 +406,28 @@ public sealed class Transformer
             float g = gate[i];
             gate[i] = g / (1.0f + MathF.Exp(-g)) * up[i];
         }
+    }
+
+    /// <summary>gate = gelu(gate) * up, gelu(g) = g/2 (1 + tanh(sqrt(2/pi) (g + 0.044715 g³))).</summary>
+    private static void GeluGated(Span<float> gate, ReadOnlySpan<float> up)
+    {
+        const float SqrtTwoOverPi = 0.7978845608f;
+        for (int i = 0; i < gate.Length; i++)
+        {
+            float g = gate[i];
+            gate[i] = 0.5f * g * (1.0f + MathF.Tanh(SqrtTwoOverPi * (g + 0.044715f * g * g * g))) * up[i];
+        }
+    }
+
+    /// <summary>x = cap * tanh(x / cap): keeps every value inside (-cap, cap), nearly unchanged when small.</summary>
+    private static void Softcap(Span<float> x, float cap)
+    {
+        for (int i = 0; i < x.Length; i++) x[i] = cap * MathF.Tanh(x[i] / cap);
+    }
+
+    private static void Scale(Span<float> x, float a)
+    {
+        for (int i = 0; i < x.Length; i++) x[i] *= a;
     }
 
     private static void Add(Span<float> x, ReadOnlySpan<float> y)
