@@ -8,6 +8,19 @@ public enum RopeStyle
 
     /// <summary>Element i with element i + head_size/2, the two halves of the head: Qwen, Phi-3 (llama.cpp's NEOX RoPE).</summary>
     Halves,
+
+    /// <summary>No rotation: positions come from learned position embeddings (GPT-2).</summary>
+    None,
+}
+
+/// <summary>How the residual stream is normalised before attention, the feed-forward network and the output head.</summary>
+public enum Normalization
+{
+    /// <summary>w x / sqrt(mean(x²) + eps): Llama and most families since.</summary>
+    RmsNorm,
+
+    /// <summary>w (x - mean) / sqrt(var + eps) + b: GPT-2.</summary>
+    LayerNorm,
 }
 
 /// <summary>The feed-forward network's activation: down(act(gate x) * up x).</summary>
@@ -18,6 +31,9 @@ public enum FeedForward
 
     /// <summary>act = gelu(g), tanh approximation: Gemma.</summary>
     GeluGated,
+
+    /// <summary>No gate: down(gelu(up x)), with biases when the model has them (GPT-2).</summary>
+    Gelu,
 }
 
 /// <summary>Hyper-parameters of a Llama-architecture model.</summary>
@@ -28,7 +44,7 @@ public enum FeedForward
 /// <param name="KvHeads">Key/value heads (fewer than <paramref name="Heads"/> for grouped-query attention).</param>
 /// <param name="VocabSize">Vocabulary size.</param>
 /// <param name="ContextLength">Longest sequence the model was trained for.</param>
-/// <param name="RmsEpsilon">Epsilon inside RMSNorm.</param>
+/// <param name="RmsEpsilon">Epsilon inside RMSNorm (or LayerNorm).</param>
 /// <param name="RopeBase">RoPE base frequency (10000 for Llama 2).</param>
 /// <remarks>The init-only properties describe how other families differ from Llama; their defaults are Llama's.</remarks>
 public sealed record LlamaConfig(
@@ -47,6 +63,9 @@ public sealed record LlamaConfig(
 
     /// <summary>How RoPE pairs elements: adjacent (Llama) or the two halves of a head (Qwen, Phi-3).</summary>
     public RopeStyle Rope { get; init; } = RopeStyle.Adjacent;
+
+    /// <summary>RMSNorm (Llama) or LayerNorm with bias (GPT-2).</summary>
+    public Normalization Normalization { get; init; } = Normalization.RmsNorm;
 
     /// <summary>The feed-forward activation.</summary>
     public FeedForward FeedForward { get; init; } = FeedForward.SwiGlu;

@@ -7,12 +7,12 @@ namespace ClockLM.Models;
 /// Reads a model's configuration and weights from a GGUF file in llama.cpp's tensor naming, for the architectures
 /// that share Llama's forward pass up to a few options (<see cref="LlamaConfig.Rope"/>, biases, per-head norms,
 /// fused matrices, post-norms, soft-capping, sliding windows): llama (with Llama 3's RoPE frequency factors), mistral,
-/// qwen2, qwen3, phi3, gemma2 and gemma3.
+/// qwen2, qwen3, phi3, gemma2, gemma3 and gpt2.
 /// </summary>
 public static class LlamaGguf
 {
     /// <summary>Architectures this loader runs (<c>general.architecture</c>).</summary>
-    public static readonly string[] Architectures = ["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"];
+    public static readonly string[] Architectures = ["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "gpt2"];
 
     /// <summary>The configuration stored under <c>{arch}.*</c> keys.</summary>
     public static LlamaConfig ReadConfig(GgufFile file)
@@ -54,6 +54,16 @@ public static class LlamaGguf
             // llama.cpp's LLAMA_ROPE_TYPE_NEOX families rotate the two halves of a head
             Rope = arch is "qwen2" or "qwen3" or "phi3" || gemma ? RopeStyle.Halves : RopeStyle.Adjacent,
         };
+        if (arch == "gpt2")
+        {
+            config = config with
+            {
+                Normalization = Normalization.LayerNorm,
+                RmsEpsilon = Positive("gpt2.attention.layer_norm_epsilon", 1e-5),
+                FeedForward = FeedForward.Gelu,
+                Rope = RopeStyle.None,
+            };
+        }
         if (gemma)
         {
             // Gemma's converter stores its norm weights as 1 + w, so they apply as they are. The 27B models scale
@@ -121,20 +131,30 @@ public static class LlamaGguf
             string p = $"blk.{l}.";
             var storage = new List<byte[]>();
             TensorView wq, wk, wv, w1, w3;
+            float[]? biasQ = null, biasK = null, biasV = null;
             if (fusedQkv)
             {
                 var qkv = Matrix(p + "attn_qkv.weight", c.QDim + 2 * c.KvDim, c.Dim);
                 wq = RowRange(qkv, 0, c.QDim, storage);
                 wk = RowRange(qkv, c.QDim, c.KvDim, storage);
                 wv = RowRange(qkv, c.QDim + c.KvDim, c.KvDim, storage);
+                if (OptionalVector(p + "attn_qkv.bias", c.QDim + 2 * c.KvDim) is { } qkvBias)
+                    (biasQ, biasK, biasV) = (qkvBias[..c.QDim], qkvBias[c.QDim..(c.QDim + c.KvDim)], qkvBias[(c.QDim + c.KvDim)..]);
             }
             else
             {
                 wq = Matrix(p + "attn_q.weight", c.QDim, c.Dim);
                 wk = Matrix(p + "attn_k.weight", c.KvDim, c.Dim);
                 wv = Matrix(p + "attn_v.weight", c.KvDim, c.Dim);
+                (biasQ, biasK, biasV) = (OptionalVector(p + "attn_q.bias", c.QDim), OptionalVector(p + "attn_k.bias", c.KvDim),
+                    OptionalVector(p + "attn_v.bias", c.KvDim));
             }
-            if (fusedGateUp)
+            if (c.FeedForward == FeedForward.Gelu)
+            {
+                w1 = default; // no gate
+                w3 = Matrix(p + "ffn_up.weight", c.HiddenDim, c.Dim);
+            }
+            else if (fusedGateUp)
             {
                 // Phi-3: the first half of ffn_up's rows is the gate, the second half the up projection.
                 var gateUp = Matrix(p + "ffn_up.weight", 2 * c.HiddenDim, c.Dim);
@@ -157,9 +177,14 @@ public static class LlamaGguf
                 W1 = w1,
                 W2 = Matrix(p + "ffn_down.weight", c.Dim, c.HiddenDim),
                 W3 = w3,
-                BiasQ = OptionalVector(p + "attn_q.bias", c.QDim),
-                BiasK = OptionalVector(p + "attn_k.bias", c.KvDim),
-                BiasV = OptionalVector(p + "attn_v.bias", c.KvDim),
+                BiasQ = biasQ,
+                BiasK = biasK,
+                BiasV = biasV,
+                AttnNormBias = OptionalVector(p + "attn_norm.bias", c.Dim),
+                BiasO = OptionalVector(p + "attn_output.bias", c.Dim),
+                FfnNormBias = OptionalVector(p + "ffn_norm.bias", c.Dim),
+                BiasUp = OptionalVector(p + "ffn_up.bias", c.HiddenDim),
+                BiasDown = OptionalVector(p + "ffn_down.bias", c.Dim),
                 QNorm = OptionalVector(p + "attn_q_norm.weight", c.HeadSize),
                 KNorm = OptionalVector(p + "attn_k_norm.weight", c.HeadSize),
                 PostAttnNorm = OptionalVector(p + "post_attention_norm.weight", c.Dim),
@@ -172,6 +197,8 @@ public static class LlamaGguf
             TokenEmbedding = embedding,
             Layers = layers,
             FinalNorm = Vector("output_norm.weight", c.Dim),
+            FinalNormBias = OptionalVector("output_norm.bias", c.Dim),
+            PositionEmbedding = file.FindTensor("position_embd.weight") is null ? null : Matrix("position_embd.weight", c.ContextLength, c.Dim),
             Output = file.FindTensor("output.weight") is null ? embedding : Matrix("output.weight", c.VocabSize, c.Dim),
             RopeFrequencyFactors = OptionalVector("rope_freqs.weight", c.HeadSize / 2),
         };

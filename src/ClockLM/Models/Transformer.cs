@@ -152,6 +152,11 @@ public sealed class Transformer
 
         Weights.TokenEmbedding.DequantizeRow(token, _x);
         if (Config.EmbeddingScale != 1f) Scale(_x, Config.EmbeddingScale);
+        if (Weights.PositionEmbedding is { } positions)
+        {
+            positions.DequantizeRow(pos, _xb);
+            Add(_x, _xb);
+        }
 
         if (Observer is null) return;
         _tokenStart = start;
@@ -194,7 +199,7 @@ public sealed class Transformer
         long start = Observer is null ? 0 : Stopwatch.GetTimestamp();
         if (computeLogits)
         {
-            RmsNorm(_xb, _x, Weights.FinalNorm, Config.RmsEpsilon);
+            Normalize(_xb, _x, Weights.FinalNorm, Weights.FinalNormBias);
             MatMul(Weights.Output, _xb, _logits);
             if (Config.FinalSoftcap > 0) Softcap(_logits, Config.FinalSoftcap);
         }
@@ -213,7 +218,7 @@ public sealed class Transformer
     private void Decode(LlamaLayerWeights w, int layer)
     {
         Hook?.Invoke(ActivationPoint.ResidPre, layer, _pos, _x);
-        RmsNorm(_xb, _x, w.AttnNorm, Config.RmsEpsilon);
+        Normalize(_xb, _x, w.AttnNorm, w.AttnNormBias);
         MatMul(w.Wq, _xb, _q);
         MatMul(w.Wk, _xb, _k);
         MatMul(w.Wv, _xb, _v);
@@ -252,16 +257,27 @@ public sealed class Transformer
     {
         Attention(layer, _pos, _attnOut);
         MatMul(w.Wo, _attnOut, _xb2);
+        if (w.BiasO is not null) Add(_xb2, w.BiasO);
         if (w.PostAttnNorm is not null) RmsNorm(_xb2, _xb2, w.PostAttnNorm, Config.RmsEpsilon);
         Hook?.Invoke(ActivationPoint.AttnOut, layer, _pos, _xb2);
         Add(_x, _xb2);
         Hook?.Invoke(ActivationPoint.ResidMid, layer, _pos, _x);
-        RmsNorm(_xb, _x, w.FfnNorm, Config.RmsEpsilon);
-        MatMul(w.W1, _xb, _hb);
-        MatMul(w.W3, _xb, _hb2);
-        if (Config.FeedForward == FeedForward.GeluGated) GeluGated(_hb, _hb2);
-        else SwiGlu(_hb, _hb2);
+        Normalize(_xb, _x, w.FfnNorm, w.FfnNormBias);
+        if (Config.FeedForward == FeedForward.Gelu)
+        {
+            MatMul(w.W3, _xb, _hb);
+            if (w.BiasUp is not null) Add(_hb, w.BiasUp);
+            Gelu(_hb);
+        }
+        else
+        {
+            MatMul(w.W1, _xb, _hb);
+            MatMul(w.W3, _xb, _hb2);
+            if (Config.FeedForward == FeedForward.GeluGated) GeluGated(_hb, _hb2);
+            else SwiGlu(_hb, _hb2);
+        }
         MatMul(w.W2, _hb, _xb);
+        if (w.BiasDown is not null) Add(_xb, w.BiasDown);
         if (w.PostFfnNorm is not null) RmsNorm(_xb, _xb, w.PostFfnNorm, Config.RmsEpsilon);
         Hook?.Invoke(ActivationPoint.MlpOut, layer, _pos, _xb);
     }
@@ -353,6 +369,7 @@ public sealed class Transformer
     /// (<see cref="RopeStyle.Adjacent"/>) or (i, i + head_size/2) (<see cref="RopeStyle.Halves"/>).</summary>
     private void Rope(Span<float> vec, int pos, float[] theta)
     {
+        if (Config.Rope == RopeStyle.None) return;
         if (Config.Rope == RopeStyle.Adjacent)
         {
             for (int i = 0; i < vec.Length; i += 2)
@@ -374,6 +391,26 @@ public sealed class Transformer
     /// <summary>(a, b) = (a cos - b sin, a sin + b cos).</summary>
     private static void Rotate(ref float a, ref float b, float cos, float sin) =>
         (a, b) = (a * cos - b * sin, a * sin + b * cos);
+
+    /// <summary>The model's normalisation: RMSNorm, or LayerNorm with <paramref name="bias"/>.</summary>
+    private void Normalize(Span<float> output, ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float[]? bias)
+    {
+        if (Config.Normalization == Normalization.RmsNorm) RmsNorm(output, x, weight, Config.RmsEpsilon);
+        else LayerNorm(output, x, weight, bias, Config.RmsEpsilon);
+    }
+
+    /// <summary>out = weight * (x - mean) / sqrt(var + eps) + bias (no bias when it is empty).</summary>
+    public static void LayerNorm(Span<float> output, ReadOnlySpan<float> x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, float eps)
+    {
+        float mean = 0;
+        foreach (float v in x) mean += v;
+        mean /= x.Length;
+        float variance = 0;
+        foreach (float v in x) variance += (v - mean) * (v - mean);
+        float inv = 1.0f / MathF.Sqrt(variance / x.Length + eps);
+        for (int i = 0; i < x.Length; i++)
+            output[i] = weight[i] * ((x[i] - mean) * inv) + (bias.IsEmpty ? 0 : bias[i]);
+    }
 
     /// <summary>out = weight * x / sqrt(mean(x²) + eps).</summary>
     public static void RmsNorm(Span<float> output, ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps)
@@ -405,6 +442,17 @@ public sealed class Transformer
         {
             float g = gate[i];
             gate[i] = g / (1.0f + MathF.Exp(-g)) * up[i];
+        }
+    }
+
+    /// <summary>x = gelu(x), tanh approximation.</summary>
+    private static void Gelu(Span<float> x)
+    {
+        const float SqrtTwoOverPi = 0.7978845608f;
+        for (int i = 0; i < x.Length; i++)
+        {
+            float g = x[i];
+            x[i] = 0.5f * g * (1.0f + MathF.Tanh(SqrtTwoOverPi * (g + 0.044715f * g * g * g)));
         }
     }
 

@@ -50,7 +50,7 @@ public static class FamilyModels
     /// biases N(0, 0.1), and RoPE frequency factors from <paramref name="ropeFactor"/>.</summary>
     public static void Write(string path, string arch, LlamaConfig c, IEnumerable<FamilyTensor> tensors,
         Action<GgufWriter>? extra = null, ulong seed = 1, float std = 0.05f, Func<int, float>? ropeFactor = null,
-        SentencePieceTokenizer? vocabulary = null)
+        SentencePieceTokenizer? vocabulary = null, string? vocabularyFile = null)
     {
         var writer = new GgufWriter();
         writer.Set("general.architecture", arch);
@@ -65,7 +65,14 @@ public static class FamilyModels
         writer.Set($"{arch}.attention.layer_norm_rms_epsilon", c.RmsEpsilon);
         writer.Set($"{arch}.rope.freq_base", c.RopeBase);
         extra?.Invoke(writer);
-        LlamaGgufExport.AddTokenizer(writer, vocabulary ?? TestModels.SmallVocabulary(c.VocabSize));
+        if (vocabularyFile is null) LlamaGgufExport.AddTokenizer(writer, vocabulary ?? TestModels.SmallVocabulary(c.VocabSize));
+        else
+        {
+            // Every tokenizer.* key of another GGUF file (a byte-level BPE vocabulary with its merges).
+            using var file = GgufFile.Open(vocabularyFile);
+            foreach (string key in file.MetadataKeys.Where(k => k.StartsWith("tokenizer.", StringComparison.Ordinal)))
+                writer.Set(key, file.Metadata[key]);
+        }
 
         foreach (var (name, rows, cols) in tensors)
         {
