@@ -121,6 +121,8 @@ public static class LlamaGguf
         }
         float[]? OptionalVector(string name, int n) => file.FindTensor(name) is null ? null : Vector(name, n);
 
+        if (file.FindTensor("rope_factors_long.weight") is not null)
+            throw new GgufFormatException(file.Path, "rope_factors_long.weight: Phi-3's long-context RoPE factors are not supported");
         bool fusedQkv = file.FindTensor("blk.0.attn_qkv.weight") is not null;
         bool fusedGateUp = file.FindTensor("blk.0.ffn_gate.weight") is null && file.FindTensor("blk.0.ffn_up.weight") is { } up
             && up.RowCount == 2L * c.HiddenDim;

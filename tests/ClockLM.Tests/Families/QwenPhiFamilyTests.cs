@@ -81,4 +81,17 @@ public class QwenPhiFamilyTests(ITestOutputHelper output)
         }
         FamilyOracle.CompareWithLlamaCpp(path, output);
     }
+
+    [Fact]
+    public void Phi3LongContextRopeFactorsAreATypedError()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("phi3-128k.gguf");
+        var shape = Shape with { KvHeads = 4 };
+        var tensors = FamilyModels.LlamaLayout(shape, fusedQkv: true, fusedGateUp: true);
+        tensors.Add(new("rope_factors_long.weight", 1, shape.HeadSize / 2));
+        FamilyModels.Write(path, "phi3", shape, tensors);
+        var e = Assert.Throws<GgufFormatException>(() => Model.Load(path));
+        Assert.Contains("rope_factors_long.weight", e.Message);
+    }
 }
