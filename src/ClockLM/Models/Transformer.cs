@@ -5,7 +5,8 @@ using ClockLM.Tensors;
 namespace ClockLM.Models;
 
 /// <summary>
-/// The Llama forward pass, one token at a time, as a processor runs instructions: the token's embedding is
+/// The forward pass of Llama and of the families that differ from it by a few options of <see cref="LlamaConfig"/> and
+/// <see cref="LlamaWeights"/> (Mistral, Qwen 2/3, Phi-3, Gemma 2/3, GPT-2), one token at a time, as a processor runs instructions: the token's embedding is
 /// fetched into the residual stream (instruction fetch), then every layer runs as one clock cycle of five stages
 /// (<see cref="Stage"/>: fetch, decode, memory, execute, write-back), and the output head commits the logits.
 /// The clock can be stepped one stage at a time (<see cref="BeginToken"/>, <see cref="Step"/>, <see cref="Commit"/>);
@@ -16,7 +17,7 @@ namespace ClockLM.Models;
 public sealed class Transformer
 {
     private readonly float[] _x;       // residual stream (dim)
-    private readonly float[] _xb;      // normalised input / attention output (dim)
+    private readonly float[] _xb;      // normalised input / feed-forward output (dim)
     private readonly float[] _xb2;     // projection output (dim)
     private readonly float[] _q;       // query (q_dim)
     private readonly float[] _k;       // key of this position (kv_dim)
@@ -213,8 +214,8 @@ public sealed class Transformer
         return _logits;
     }
 
-    // Decode: normalise the residual stream, project to q, k, v (plus their biases, Qwen 2), normalise every q and
-    // k head (Qwen 3), rotate q and k by position.
+    // Decode: normalise the residual stream, project to q, k, v (plus their biases: Qwen 2, GPT-2), normalise every
+    // q and k head (Qwen 3, Gemma 3), rotate q and k by position (not in GPT-2).
     private void Decode(LlamaLayerWeights w, int layer)
     {
         Hook?.Invoke(ActivationPoint.ResidPre, layer, _pos, _x);
@@ -251,8 +252,8 @@ public sealed class Transformer
     }
 
     // Execute: attention over the cache, its output projection (normalised again in Gemma) added into the residual
-    // stream, then the gated feed-forward network w2(act(w1 x) * w3 x), act = silu (SwiGLU) or gelu (Gemma),
-    // its output normalised again in Gemma.
+    // stream, then the feed-forward network: gated, w2(act(w1 x) * w3 x) with act = silu (SwiGLU) or gelu (Gemma),
+    // or plain, w2 gelu(w3 x + b) + b (GPT-2); its output normalised again in Gemma.
     private void Execute(LlamaLayerWeights w, int layer)
     {
         Attention(layer, _pos, _attnOut);
