@@ -3,11 +3,16 @@ using ClockLM.Tensors;
 
 namespace ClockLM.Models;
 
-/// <summary>Reads a Llama model's configuration and weights from a GGUF file, in llama.cpp's tensor naming.</summary>
+/// <summary>
+/// Reads a model's configuration and weights from a GGUF file in llama.cpp's tensor naming, for the architectures
+/// that share Llama's forward pass up to a few options (<see cref="LlamaConfig.Rope"/>, biases, per-head norms,
+/// fused matrices, post-norms, soft-capping, sliding windows): llama (with Llama 3's RoPE frequency factors), mistral,
+/// qwen2, qwen3, phi3, gemma2, gemma3 and gpt2.
+/// </summary>
 public static class LlamaGguf
 {
     /// <summary>Architectures this loader runs (<c>general.architecture</c>).</summary>
-    public static readonly string[] Architectures = ["llama"];
+    public static readonly string[] Architectures = ["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3", "gpt2"];
 
     /// <summary>The configuration stored under <c>{arch}.*</c> keys.</summary>
     public static LlamaConfig ReadConfig(GgufFile file)
@@ -26,16 +31,56 @@ public static class LlamaGguf
         if (embedding.RowCount > int.MaxValue)
             throw new GgufFormatException(file.Path, $"token_embd.weight has {embedding.RowCount} rows, too many for a vocabulary");
         int heads = Int($"{arch}.attention.head_count");
+        int dim = Int($"{arch}.embedding_length");
+        // llama.cpp reads the head width from attention.key_length for every architecture; only Qwen 3 sets it apart from dim / heads.
+        int layers = Int($"{arch}.block_count");
+        bool gemma = arch is "gemma2" or "gemma3";
+        int? headDim = file.Has($"{arch}.attention.key_length") ? Int($"{arch}.attention.key_length") : null;
+        if (headDim == dim / heads && dim % heads == 0) headDim = null;
+        if (file.Has($"{arch}.attention.value_length") && Int($"{arch}.attention.value_length") != (headDim ?? dim / heads))
+            throw new GgufFormatException(file.Path, $"{arch}.attention.value_length differs from the key length; only equal key and value heads are supported");
         var config = new LlamaConfig(
-            Dim: Int($"{arch}.embedding_length"),
+            Dim: dim,
             HiddenDim: Int($"{arch}.feed_forward_length"),
-            Layers: Int($"{arch}.block_count"),
+            Layers: layers,
             Heads: heads,
             KvHeads: Int($"{arch}.attention.head_count_kv", heads),
             VocabSize: (int)embedding.RowCount,
             ContextLength: Int($"{arch}.context_length"),
             RmsEpsilon: Positive($"{arch}.attention.layer_norm_rms_epsilon", 1e-5),
-            RopeBase: Positive($"{arch}.rope.freq_base", 10000.0));
+            RopeBase: Positive($"{arch}.rope.freq_base", 10000.0))
+        {
+            HeadDim = headDim,
+            // llama.cpp's LLAMA_ROPE_TYPE_NEOX families rotate the two halves of a head
+            Rope = arch is "qwen2" or "qwen3" or "phi3" || gemma ? RopeStyle.Halves : RopeStyle.Adjacent,
+        };
+        if (arch == "gpt2")
+        {
+            config = config with
+            {
+                Normalization = Normalization.LayerNorm,
+                RmsEpsilon = Positive("gpt2.attention.layer_norm_epsilon", 1e-5),
+                FeedForward = FeedForward.Gelu,
+                Rope = RopeStyle.None,
+            };
+        }
+        if (gemma)
+        {
+            // Gemma's converter stores its norm weights as 1 + w, so they apply as they are. The 27B models scale
+            // queries by 1/sqrt(dim / heads) (their query_pre_attn_scalar), the others by 1/sqrt(head_size), as llama.cpp does.
+            bool is27B = layers == (arch == "gemma2" ? 46 : 62);
+            config = config with
+            {
+                FeedForward = FeedForward.GeluGated,
+                EmbeddingScale = MathF.Sqrt(dim),
+                AttentionScale = is27B ? 1f / MathF.Sqrt(dim / (float)heads) : null,
+                SlidingWindow = arch == "gemma2" ? Int("gemma2.attention.sliding_window", 4096) : Int("gemma3.attention.sliding_window"),
+                SlidingWindowPattern = arch == "gemma2" ? 2 : 6,
+                RopeBaseSliding = arch == "gemma3" ? 10000f : null,
+                AttentionSoftcap = arch == "gemma2" ? Positive("gemma2.attn_logit_softcapping", 50.0) : 0f,
+                FinalSoftcap = arch == "gemma2" ? Positive("gemma2.final_logit_softcapping", 30.0) : 0f,
+            };
+        }
         if (config.Validate() is { } problem)
             throw new GgufFormatException(file.Path, $"model shape is invalid: {problem}");
 
@@ -49,6 +94,11 @@ public static class LlamaGguf
         long ropeDims = file.GetInteger($"{arch}.rope.dimension_count", config.HeadSize);
         if (ropeDims != config.HeadSize)
             throw new GgufFormatException(file.Path, $"{arch}.rope.dimension_count is {ropeDims}; only full-head RoPE ({config.HeadSize}) is supported");
+        // Llama 3's scaling arrives as the rope_freqs.weight tensor (read with the weights); any other scaling of positions is not implemented.
+        string scaling = file.GetStringOrNull($"{arch}.rope.scaling.type") ?? "none";
+        double factor = file.GetNumber($"{arch}.rope.scaling.factor", 1.0);
+        if (scaling is not ("none" or "llama3") && factor != 1.0)
+            throw new GgufFormatException(file.Path, $"{arch}.rope.scaling.type is '{scaling}' with factor {factor}; only unscaled RoPE and Llama 3 frequency factors are supported");
         return config;
     }
 
@@ -69,23 +119,79 @@ public static class LlamaGguf
             view.DequantizeRow(0, values);
             return values;
         }
+        float[]? OptionalVector(string name, int n) => file.FindTensor(name) is null ? null : Vector(name, n);
 
+        if (file.FindTensor("rope_factors_long.weight") is not null)
+            throw new GgufFormatException(file.Path, "rope_factors_long.weight: Phi-3's long-context RoPE factors are not supported");
+        bool fusedQkv = file.FindTensor("blk.0.attn_qkv.weight") is not null;
+        bool fusedGateUp = file.FindTensor("blk.0.ffn_gate.weight") is null && file.FindTensor("blk.0.ffn_up.weight") is { } up
+            && up.RowCount == 2L * c.HiddenDim;
         var embedding = Matrix("token_embd.weight", c.VocabSize, c.Dim);
         var layers = new LlamaLayerWeights[c.Layers];
         for (int l = 0; l < c.Layers; l++)
         {
             string p = $"blk.{l}.";
+            var storage = new List<byte[]>();
+            TensorView wq, wk, wv, w1, w3;
+            float[]? biasQ = null, biasK = null, biasV = null;
+            if (fusedQkv)
+            {
+                var qkv = Matrix(p + "attn_qkv.weight", c.QDim + 2 * c.KvDim, c.Dim);
+                wq = RowRange(qkv, 0, c.QDim, storage);
+                wk = RowRange(qkv, c.QDim, c.KvDim, storage);
+                wv = RowRange(qkv, c.QDim + c.KvDim, c.KvDim, storage);
+                if (OptionalVector(p + "attn_qkv.bias", c.QDim + 2 * c.KvDim) is { } qkvBias)
+                    (biasQ, biasK, biasV) = (qkvBias[..c.QDim], qkvBias[c.QDim..(c.QDim + c.KvDim)], qkvBias[(c.QDim + c.KvDim)..]);
+            }
+            else
+            {
+                wq = Matrix(p + "attn_q.weight", c.QDim, c.Dim);
+                wk = Matrix(p + "attn_k.weight", c.KvDim, c.Dim);
+                wv = Matrix(p + "attn_v.weight", c.KvDim, c.Dim);
+                (biasQ, biasK, biasV) = (OptionalVector(p + "attn_q.bias", c.QDim), OptionalVector(p + "attn_k.bias", c.KvDim),
+                    OptionalVector(p + "attn_v.bias", c.KvDim));
+            }
+            if (c.FeedForward == FeedForward.Gelu)
+            {
+                w1 = default; // no gate
+                w3 = Matrix(p + "ffn_up.weight", c.HiddenDim, c.Dim);
+            }
+            else if (fusedGateUp)
+            {
+                // Phi-3: the first half of ffn_up's rows is the gate, the second half the up projection.
+                var gateUp = Matrix(p + "ffn_up.weight", 2 * c.HiddenDim, c.Dim);
+                w1 = RowRange(gateUp, 0, c.HiddenDim, storage);
+                w3 = RowRange(gateUp, c.HiddenDim, c.HiddenDim, storage);
+            }
+            else
+            {
+                w1 = Matrix(p + "ffn_gate.weight", c.HiddenDim, c.Dim);
+                w3 = Matrix(p + "ffn_up.weight", c.HiddenDim, c.Dim);
+            }
             layers[l] = new LlamaLayerWeights
             {
                 AttnNorm = Vector(p + "attn_norm.weight", c.Dim),
-                Wq = Matrix(p + "attn_q.weight", c.Dim, c.Dim),
-                Wk = Matrix(p + "attn_k.weight", c.KvDim, c.Dim),
-                Wv = Matrix(p + "attn_v.weight", c.KvDim, c.Dim),
-                Wo = Matrix(p + "attn_output.weight", c.Dim, c.Dim),
+                Wq = wq,
+                Wk = wk,
+                Wv = wv,
+                Wo = Matrix(p + "attn_output.weight", c.Dim, c.QDim),
                 FfnNorm = Vector(p + "ffn_norm.weight", c.Dim),
-                W1 = Matrix(p + "ffn_gate.weight", c.HiddenDim, c.Dim),
+                W1 = w1,
                 W2 = Matrix(p + "ffn_down.weight", c.Dim, c.HiddenDim),
-                W3 = Matrix(p + "ffn_up.weight", c.HiddenDim, c.Dim),
+                W3 = w3,
+                BiasQ = biasQ,
+                BiasK = biasK,
+                BiasV = biasV,
+                AttnNormBias = OptionalVector(p + "attn_norm.bias", c.Dim),
+                BiasO = OptionalVector(p + "attn_output.bias", c.Dim),
+                FfnNormBias = OptionalVector(p + "ffn_norm.bias", c.Dim),
+                BiasUp = OptionalVector(p + "ffn_up.bias", c.HiddenDim),
+                BiasDown = OptionalVector(p + "ffn_down.bias", c.Dim),
+                QNorm = OptionalVector(p + "attn_q_norm.weight", c.HeadSize),
+                KNorm = OptionalVector(p + "attn_k_norm.weight", c.HeadSize),
+                PostAttnNorm = OptionalVector(p + "post_attention_norm.weight", c.Dim),
+                PostFfnNorm = OptionalVector(p + "post_ffw_norm.weight", c.Dim),
+                SplitStorage = storage.Count == 0 ? null : storage.ToArray(),
             };
         }
         return new LlamaWeights
@@ -93,7 +199,22 @@ public static class LlamaGguf
             TokenEmbedding = embedding,
             Layers = layers,
             FinalNorm = Vector("output_norm.weight", c.Dim),
+            FinalNormBias = OptionalVector("output_norm.bias", c.Dim),
+            PositionEmbedding = file.FindTensor("position_embd.weight") is null ? null : Matrix("position_embd.weight", c.ContextLength, c.Dim),
             Output = file.FindTensor("output.weight") is null ? embedding : Matrix("output.weight", c.VocabSize, c.Dim),
+            RopeFrequencyFactors = OptionalVector("rope_freqs.weight", c.HeadSize / 2),
         };
+    }
+
+    /// <summary>Rows [first, first+count) of <paramref name="matrix"/> as a matrix of their own, copied into pinned memory
+    /// that <paramref name="storage"/> keeps.</summary>
+    private static TensorView RowRange(in TensorView matrix, int first, int count, List<byte[]> storage)
+    {
+        int rowBytes = matrix.RowBytes;
+        var bytes = GC.AllocateArray<byte>(count * rowBytes, pinned: true);
+        for (int r = 0; r < count; r++)
+            matrix.Row(first + r).CopyTo(bytes.AsSpan(r * rowBytes, rowBytes));
+        storage.Add(bytes);
+        return TensorView.Pinned(matrix.Type, count, matrix.Cols, bytes);
     }
 }

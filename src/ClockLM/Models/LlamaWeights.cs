@@ -11,13 +11,35 @@ public sealed class LlamaLayerWeights
     public required TensorView Wv { get; init; }      // (kv_dim, dim)
     public required TensorView Wo { get; init; }      // (dim, dim)
     public required float[] FfnNorm { get; init; }    // (dim)
-    public required TensorView W1 { get; init; }      // gate (hidden_dim, dim)
+    public required TensorView W1 { get; init; }      // gate (hidden_dim, dim); default (empty) for FeedForward.Gelu
     public required TensorView W2 { get; init; }      // down (dim, hidden_dim)
     public required TensorView W3 { get; init; }      // up (hidden_dim, dim)
 
+    // Optional parts of other families; null for Llama.
+    public float[]? BiasQ { get; init; }              // (q_dim) Qwen 2
+    public float[]? BiasK { get; init; }              // (kv_dim) Qwen 2
+    public float[]? BiasV { get; init; }              // (kv_dim) Qwen 2
+    public float[]? QNorm { get; init; }              // (head_size) RMSNorm of every query head, Qwen 3
+    public float[]? KNorm { get; init; }              // (head_size) RMSNorm of every key head, Qwen 3, Gemma 3
+    public float[]? AttnNormBias { get; init; }       // (dim) LayerNorm bias, GPT-2
+    public float[]? BiasO { get; init; }              // (dim) GPT-2
+    public float[]? FfnNormBias { get; init; }        // (dim) LayerNorm bias, GPT-2
+    public float[]? BiasUp { get; init; }             // (hidden_dim) GPT-2
+    public float[]? BiasDown { get; init; }           // (dim) GPT-2
+    public float[]? PostAttnNorm { get; init; }       // (dim) RMSNorm of the attention output, Gemma
+    public float[]? PostFfnNorm { get; init; }        // (dim) RMSNorm of the feed-forward output, Gemma
+
+    /// <summary>Pinned copies that views of a fused tensor point into (Phi-3's attn_qkv and gate/up halves of ffn_up),
+    /// held here so they live as long as the views.</summary>
+    internal byte[][]? SplitStorage { get; init; }
+
     /// <summary>Bytes of weights this layer reads per token: what the fetch stage brings in.</summary>
     public long ByteCount => Wq.ByteCount + Wk.ByteCount + Wv.ByteCount + Wo.ByteCount
-        + W1.ByteCount + W2.ByteCount + W3.ByteCount + 4L * (AttnNorm.Length + FfnNorm.Length);
+        + W1.ByteCount + W2.ByteCount + W3.ByteCount + 4L * (AttnNorm.Length + FfnNorm.Length)
+        + 4L * (Length(BiasQ) + Length(BiasK) + Length(BiasV) + Length(QNorm) + Length(KNorm) + Length(PostAttnNorm) + Length(PostFfnNorm)
+            + Length(AttnNormBias) + Length(BiasO) + Length(FfnNormBias) + Length(BiasUp) + Length(BiasDown));
+
+    private static long Length(float[]? vector) => vector?.Length ?? 0;
 }
 
 /// <summary>All weights of a Llama model. Matrices are views over the memory-mapped model file.</summary>
@@ -26,7 +48,13 @@ public sealed class LlamaWeights
     public required TensorView TokenEmbedding { get; init; }  // (vocab, dim)
     public required LlamaLayerWeights[] Layers { get; init; }
     public required float[] FinalNorm { get; init; }          // (dim)
+    public float[]? FinalNormBias { get; init; }              // (dim) LayerNorm bias, GPT-2
+    public TensorView? PositionEmbedding { get; init; }       // (context, dim) learned positions, GPT-2
     public required TensorView Output { get; init; }          // (vocab, dim); the embedding itself when tied
+
+    /// <summary>Divisors of the RoPE frequencies (head_size / 2), llama.cpp's <c>rope_freqs.weight</c>: Llama 3.1's
+    /// long-context scaling stores theta_i / factor_i this way. Null when every factor is 1.</summary>
+    public float[]? RopeFrequencyFactors { get; init; }
 
     /// <summary>True when the output head is the token embedding (tied weights).</summary>
     public bool TiedOutput => Output.SameData(TokenEmbedding);

@@ -5,7 +5,8 @@ using ClockLM.Tensors;
 namespace ClockLM.Models;
 
 /// <summary>
-/// The Llama forward pass, one token at a time, as a processor runs instructions: the token's embedding is
+/// The forward pass of Llama and of the families that differ from it by a few options of <see cref="LlamaConfig"/> and
+/// <see cref="LlamaWeights"/> (Mistral, Qwen 2/3, Phi-3, Gemma 2/3, GPT-2), one token at a time, as a processor runs instructions: the token's embedding is
 /// fetched into the residual stream (instruction fetch), then every layer runs as one clock cycle of five stages
 /// (<see cref="Stage"/>: fetch, decode, memory, execute, write-back), and the output head commits the logits.
 /// The clock can be stepped one stage at a time (<see cref="BeginToken"/>, <see cref="Step"/>, <see cref="Commit"/>);
@@ -16,16 +17,18 @@ namespace ClockLM.Models;
 public sealed class Transformer
 {
     private readonly float[] _x;       // residual stream (dim)
-    private readonly float[] _xb;      // normalised input / attention output (dim)
+    private readonly float[] _xb;      // normalised input / feed-forward output (dim)
     private readonly float[] _xb2;     // projection output (dim)
-    private readonly float[] _q;       // query (dim)
+    private readonly float[] _q;       // query (q_dim)
     private readonly float[] _k;       // key of this position (kv_dim)
     private readonly float[] _v;       // value of this position (kv_dim)
+    private readonly float[] _attnOut; // attention output, all heads (q_dim)
     private readonly float[] _hb;      // feed-forward gate (hidden_dim)
     private readonly float[] _hb2;     // feed-forward up (hidden_dim)
     private readonly float[] _att;     // attention weights of all heads (heads, pos+1), row-major
     private readonly float[] _logits;  // output (vocab)
-    private readonly float[] _ropeFrequencies; // (head_size / 2)
+    private readonly float[] _ropeFrequencies; // theta_i (head_size / 2)
+    private readonly float[] _ropeFrequenciesSliding; // theta_i of sliding-window layers (head_size / 2); the same array unless their base differs
 
     private readonly WorkerPool? _pool;
 
@@ -47,17 +50,26 @@ public sealed class Transformer
         _x = new float[config.Dim];
         _xb = new float[config.Dim];
         _xb2 = new float[config.Dim];
-        _q = new float[config.Dim];
+        _q = new float[config.QDim];
         _k = new float[config.KvDim];
         _v = new float[config.KvDim];
+        _attnOut = new float[config.QDim];
         _hb = new float[config.HiddenDim];
         _hb2 = new float[config.HiddenDim];
         _att = new float[(long)config.Heads * contextLength];
         _logits = new float[config.VocabSize];
-        _ropeFrequencies = new float[config.HeadSize / 2];
-        // theta_i = base^(-2i / head_size)
-        for (int i = 0; i < _ropeFrequencies.Length; i++)
-            _ropeFrequencies[i] = 1.0f / MathF.Pow(config.RopeBase, 2 * i / (float)config.HeadSize);
+        _ropeFrequencies = RopeFrequencies(config.RopeBase, config.HeadSize, weights.RopeFrequencyFactors);
+        _ropeFrequenciesSliding = config.RopeBaseSliding is { } slidingBase
+            ? RopeFrequencies(slidingBase, config.HeadSize, weights.RopeFrequencyFactors) : _ropeFrequencies;
+    }
+
+    // theta_i = base^(-2i / head_size), divided by the model's frequency factor when it has them (Llama 3.1)
+    private static float[] RopeFrequencies(float ropeBase, int headSize, float[]? factors)
+    {
+        var theta = new float[headSize / 2];
+        for (int i = 0; i < theta.Length; i++)
+            theta[i] = 1.0f / MathF.Pow(ropeBase, 2 * i / (float)headSize) / (factors?[i] ?? 1.0f);
+        return theta;
     }
 
     public LlamaConfig Config { get; }
@@ -140,6 +152,12 @@ public sealed class Transformer
         (_token, _pos, _layer, _stage, _inFlight) = (token, pos, 0, Stage.Fetch, true);
 
         Weights.TokenEmbedding.DequantizeRow(token, _x);
+        if (Config.EmbeddingScale != 1f) Scale(_x, Config.EmbeddingScale);
+        if (Weights.PositionEmbedding is { } positions)
+        {
+            positions.DequantizeRow(pos, _xb);
+            Add(_x, _xb);
+        }
 
         if (Observer is null) return;
         _tokenStart = start;
@@ -182,8 +200,9 @@ public sealed class Transformer
         long start = Observer is null ? 0 : Stopwatch.GetTimestamp();
         if (computeLogits)
         {
-            RmsNorm(_xb, _x, Weights.FinalNorm, Config.RmsEpsilon);
+            Normalize(_xb, _x, Weights.FinalNorm, Weights.FinalNormBias);
             MatMul(Weights.Output, _xb, _logits);
+            if (Config.FinalSoftcap > 0) Softcap(_logits, Config.FinalSoftcap);
         }
         if (Observer is { } observer)
         {
@@ -195,16 +214,34 @@ public sealed class Transformer
         return _logits;
     }
 
-    // Decode: normalise the residual stream, project to q, k, v, rotate q and k by position.
+    // Decode: normalise the residual stream, project to q, k, v (plus their biases: Qwen 2, GPT-2), normalise every
+    // q and k head (Qwen 3, Gemma 3), rotate q and k by position (not in GPT-2).
     private void Decode(LlamaLayerWeights w, int layer)
     {
         Hook?.Invoke(ActivationPoint.ResidPre, layer, _pos, _x);
-        RmsNorm(_xb, _x, w.AttnNorm, Config.RmsEpsilon);
+        Normalize(_xb, _x, w.AttnNorm, w.AttnNormBias);
         MatMul(w.Wq, _xb, _q);
         MatMul(w.Wk, _xb, _k);
         MatMul(w.Wv, _xb, _v);
-        Rope(_q, _pos);
-        Rope(_k, _pos);
+        if (w.BiasQ is not null) Add(_q, w.BiasQ);
+        if (w.BiasK is not null) Add(_k, w.BiasK);
+        if (w.BiasV is not null) Add(_v, w.BiasV);
+        if (w.QNorm is not null) RmsNormHeads(_q, w.QNorm);
+        if (w.KNorm is not null) RmsNormHeads(_k, w.KNorm);
+        float[] theta = Config.IsSliding(layer) ? _ropeFrequenciesSliding : _ropeFrequencies;
+        Rope(_q, _pos, theta);
+        Rope(_k, _pos, theta);
+    }
+
+    /// <summary>RMSNorm of each head of <paramref name="vec"/> on its own, in place, with one weight (head_size) for all.</summary>
+    private void RmsNormHeads(Span<float> vec, ReadOnlySpan<float> weight)
+    {
+        int headSize = Config.HeadSize;
+        for (int h = 0; h < vec.Length; h += headSize)
+        {
+            Span<float> head = vec.Slice(h, headSize);
+            RmsNorm(head, head, weight, Config.RmsEpsilon);
+        }
     }
 
     // Memory: store this position's key and value; attention reads back positions 0..pos in execute.
@@ -214,20 +251,35 @@ public sealed class Transformer
         _v.CopyTo(Cache.Value(layer, _pos));
     }
 
-    // Execute: attention over the cache, its output projection added into the residual stream,
-    // then the SwiGLU feed-forward network: w2(silu(w1 x) * w3 x).
+    // Execute: attention over the cache, its output projection (normalised again in Gemma) added into the residual
+    // stream, then the feed-forward network: gated, w2(act(w1 x) * w3 x) with act = silu (SwiGLU) or gelu (Gemma),
+    // or plain, w2 gelu(w3 x + b) + b (GPT-2); its output normalised again in Gemma.
     private void Execute(LlamaLayerWeights w, int layer)
     {
-        Attention(layer, _pos, _xb);
-        MatMul(w.Wo, _xb, _xb2);
+        Attention(layer, _pos, _attnOut);
+        MatMul(w.Wo, _attnOut, _xb2);
+        if (w.BiasO is not null) Add(_xb2, w.BiasO);
+        if (w.PostAttnNorm is not null) RmsNorm(_xb2, _xb2, w.PostAttnNorm, Config.RmsEpsilon);
         Hook?.Invoke(ActivationPoint.AttnOut, layer, _pos, _xb2);
         Add(_x, _xb2);
         Hook?.Invoke(ActivationPoint.ResidMid, layer, _pos, _x);
-        RmsNorm(_xb, _x, w.FfnNorm, Config.RmsEpsilon);
-        MatMul(w.W1, _xb, _hb);
-        MatMul(w.W3, _xb, _hb2);
-        SwiGlu(_hb, _hb2);
+        Normalize(_xb, _x, w.FfnNorm, w.FfnNormBias);
+        if (Config.FeedForward == FeedForward.Gelu)
+        {
+            MatMul(w.W3, _xb, _hb);
+            if (w.BiasUp is not null) Add(_hb, w.BiasUp);
+            Gelu(_hb);
+        }
+        else
+        {
+            MatMul(w.W1, _xb, _hb);
+            MatMul(w.W3, _xb, _hb2);
+            if (Config.FeedForward == FeedForward.GeluGated) GeluGated(_hb, _hb2);
+            else SwiGlu(_hb, _hb2);
+        }
         MatMul(w.W2, _hb, _xb);
+        if (w.BiasDown is not null) Add(_xb, w.BiasDown);
+        if (w.PostFfnNorm is not null) RmsNorm(_xb, _xb, w.PostFfnNorm, Config.RmsEpsilon);
         Hook?.Invoke(ActivationPoint.MlpOut, layer, _pos, _xb);
     }
 
@@ -245,23 +297,28 @@ public sealed class Transformer
         else MatVec.Multiply(w, x, y, _pool);
     }
 
-    /// <summary>Multi-head attention of the current query over cached keys/values 0..pos; output (dim) into <paramref name="output"/>.</summary>
+    /// <summary>Multi-head attention of the current query over cached keys/values 0..pos; output (q_dim) into <paramref name="output"/>.</summary>
     private void Attention(int layer, int pos, Span<float> output)
     {
         int headSize = Config.HeadSize, kvDim = Config.KvDim, n = pos + 1;
-        float scale = 1.0f / MathF.Sqrt(headSize);
+        float scale = Config.AttentionScale ?? 1.0f / MathF.Sqrt(headSize), softcap = Config.AttentionSoftcap;
+        // A sliding-window layer sees positions first..pos only; the ones before get weight 0.
+        int first = Config.IsSliding(layer) ? Math.Max(0, pos - Config.SlidingWindow + 1) : 0;
         ReadOnlySpan<float> keys = Cache.Keys(layer, n);
         ReadOnlySpan<float> values = Cache.Values(layer, n);
         Span<float> pattern = _att.AsSpan(0, Config.Heads * n); // (heads, pos+1)
 
-        // Weights: softmax over t of q_h · k_t / sqrt(head_size). Query head h reads key/value head h / group (GQA).
+        // Weights: softmax over t of q_h · k_t / sqrt(head_size) (soft-capped in Gemma 2). Query head h reads key/value
+        // head h / group (GQA).
         for (int h = 0; h < Config.Heads; h++)
         {
             int kvOffset = h / Config.KvGroup * headSize;
             ReadOnlySpan<float> q = _q.AsSpan(h * headSize, headSize);
             Span<float> att = pattern.Slice(h * n, n);
-            for (int t = 0; t < n; t++)
+            att[..first].Fill(float.NegativeInfinity);
+            for (int t = first; t < n; t++)
                 att[t] = MatVec.Dot(q, keys.Slice(t * kvDim + kvOffset, headSize)) * scale;
+            if (softcap > 0) Softcap(att[first..], softcap);
             Softmax(att);
         }
         Hook?.Invoke(ActivationPoint.AttentionPattern, layer, pos, pattern);
@@ -282,7 +339,7 @@ public sealed class Transformer
     private StageEvent Describe(Stage stage, int layer, long start, long elapsed)
     {
         var c = Config;
-        long dim = c.Dim, kvDim = c.KvDim, hidden = c.HiddenDim, n = _pos + 1;
+        long dim = c.Dim, qDim = c.QDim, kvDim = c.KvDim, hidden = c.HiddenDim, n = _pos + 1;
         long weightBytes = 0, kvRead = 0, kvWritten = 0, flops = 0;
         switch (stage)
         {
@@ -291,7 +348,7 @@ public sealed class Transformer
                 break;
             case Stage.Decode:
                 // rmsnorm (4 per element), q/k/v projections (2 per weight), rope (6 per pair on q and k)
-                flops = 4 * dim + 2 * dim * (dim + 2 * kvDim) + 3 * (dim + kvDim);
+                flops = 4 * dim + 2 * dim * (qDim + 2 * kvDim) + 3 * (qDim + kvDim);
                 break;
             case Stage.Memory:
                 kvWritten = 2 * kvDim * sizeof(float);
@@ -300,7 +357,7 @@ public sealed class Transformer
                 kvRead = 2 * n * kvDim * sizeof(float);
                 // scores and weighted sums (4 per head element per position), softmax (about 3 per score),
                 // wo, residual add, rmsnorm, w1/w3/w2, swiglu (about 5 per element)
-                flops = 4 * n * dim + 3 * n * c.Heads + 2 * dim * dim + dim + 4 * dim + 6 * dim * hidden + 5 * hidden;
+                flops = 4 * n * qDim + 3 * n * c.Heads + 2 * dim * qDim + dim + 4 * dim + 6 * dim * hidden + 5 * hidden;
                 break;
             case Stage.WriteBack:
                 flops = dim;
@@ -309,17 +366,51 @@ public sealed class Transformer
         return new StageEvent(_pos, layer, stage, start, elapsed, weightBytes, kvRead, kvWritten, flops);
     }
 
-    /// <summary>RoPE: rotates each (even, odd) pair of every head by pos * theta_i.</summary>
-    private void Rope(Span<float> vec, int pos)
+    /// <summary>RoPE: rotates pair i of every head by pos * theta_i (<paramref name="theta"/>). A pair is elements (2i, 2i+1) of the head
+    /// (<see cref="RopeStyle.Adjacent"/>) or (i, i + head_size/2) (<see cref="RopeStyle.Halves"/>).</summary>
+    private void Rope(Span<float> vec, int pos, float[] theta)
     {
-        for (int i = 0; i < vec.Length; i += 2)
+        if (Config.Rope == RopeStyle.None) return;
+        if (Config.Rope == RopeStyle.Adjacent)
         {
-            float angle = pos * _ropeFrequencies[(i % Config.HeadSize) / 2];
-            float cos = MathF.Cos(angle), sin = MathF.Sin(angle);
-            float a = vec[i], b = vec[i + 1];
-            vec[i] = a * cos - b * sin;
-            vec[i + 1] = a * sin + b * cos;
+            for (int i = 0; i < vec.Length; i += 2)
+            {
+                float angle = pos * theta[(i % Config.HeadSize) / 2];
+                Rotate(ref vec[i], ref vec[i + 1], MathF.Cos(angle), MathF.Sin(angle));
+            }
+            return;
         }
+        int half = Config.HeadSize / 2;
+        for (int head = 0; head < vec.Length; head += Config.HeadSize)
+            for (int i = 0; i < half; i++)
+            {
+                float angle = pos * theta[i];
+                Rotate(ref vec[head + i], ref vec[head + i + half], MathF.Cos(angle), MathF.Sin(angle));
+            }
+    }
+
+    /// <summary>(a, b) = (a cos - b sin, a sin + b cos).</summary>
+    private static void Rotate(ref float a, ref float b, float cos, float sin) =>
+        (a, b) = (a * cos - b * sin, a * sin + b * cos);
+
+    /// <summary>The model's normalisation: RMSNorm, or LayerNorm with <paramref name="bias"/>.</summary>
+    private void Normalize(Span<float> output, ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float[]? bias)
+    {
+        if (Config.Normalization == Normalization.RmsNorm) RmsNorm(output, x, weight, Config.RmsEpsilon);
+        else LayerNorm(output, x, weight, bias, Config.RmsEpsilon);
+    }
+
+    /// <summary>out = weight * (x - mean) / sqrt(var + eps) + bias (no bias when it is empty).</summary>
+    public static void LayerNorm(Span<float> output, ReadOnlySpan<float> x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, float eps)
+    {
+        float mean = 0;
+        foreach (float v in x) mean += v;
+        mean /= x.Length;
+        float variance = 0;
+        foreach (float v in x) variance += (v - mean) * (v - mean);
+        float inv = 1.0f / MathF.Sqrt(variance / x.Length + eps);
+        for (int i = 0; i < x.Length; i++)
+            output[i] = weight[i] * ((x[i] - mean) * inv) + (bias.IsEmpty ? 0 : bias[i]);
     }
 
     /// <summary>out = weight * x / sqrt(mean(x²) + eps).</summary>
@@ -353,6 +444,39 @@ public sealed class Transformer
             float g = gate[i];
             gate[i] = g / (1.0f + MathF.Exp(-g)) * up[i];
         }
+    }
+
+    /// <summary>x = gelu(x), tanh approximation.</summary>
+    private static void Gelu(Span<float> x)
+    {
+        const float SqrtTwoOverPi = 0.7978845608f;
+        for (int i = 0; i < x.Length; i++)
+        {
+            float g = x[i];
+            x[i] = 0.5f * g * (1.0f + MathF.Tanh(SqrtTwoOverPi * (g + 0.044715f * g * g * g)));
+        }
+    }
+
+    /// <summary>gate = gelu(gate) * up, gelu(g) = g/2 (1 + tanh(sqrt(2/pi) (g + 0.044715 g³))).</summary>
+    private static void GeluGated(Span<float> gate, ReadOnlySpan<float> up)
+    {
+        const float SqrtTwoOverPi = 0.7978845608f;
+        for (int i = 0; i < gate.Length; i++)
+        {
+            float g = gate[i];
+            gate[i] = 0.5f * g * (1.0f + MathF.Tanh(SqrtTwoOverPi * (g + 0.044715f * g * g * g))) * up[i];
+        }
+    }
+
+    /// <summary>x = cap * tanh(x / cap): keeps every value inside (-cap, cap), nearly unchanged when small.</summary>
+    private static void Softcap(Span<float> x, float cap)
+    {
+        for (int i = 0; i < x.Length; i++) x[i] = cap * MathF.Tanh(x[i] / cap);
+    }
+
+    private static void Scale(Span<float> x, float a)
+    {
+        for (int i = 0; i < x.Length; i++) x[i] *= a;
     }
 
     private static void Add(Span<float> x, ReadOnlySpan<float> y)

@@ -1,0 +1,102 @@
+using ClockLM.Gguf;
+using ClockLM.Models;
+using ClockLM.Tensors;
+using ClockLM.Tokenizers;
+
+namespace ClockLM.Tests.Families;
+
+/// <summary>A tensor of a family's GGUF layout: a matrix (rows, cols) or, with one row, a vector.</summary>
+public sealed record FamilyTensor(string Name, int Rows, int Cols);
+
+/// <summary>
+/// Random-weight GGUF files in the tensor names and metadata keys llama.cpp reads for an architecture, with the small
+/// SentencePiece vocabulary (the oracle is given token ids, so any vocabulary type the architecture accepts works).
+/// </summary>
+public static class FamilyModels
+{
+    /// <summary>The tensors every Llama-like family shares: token embedding, per-layer attention and feed-forward
+    /// norms, output projection and down projection, final norm and an untied output head.</summary>
+    public static List<FamilyTensor> LlamaLayout(LlamaConfig c, bool fusedQkv = false, bool fusedGateUp = false)
+    {
+        var tensors = new List<FamilyTensor> { new("token_embd.weight", c.VocabSize, c.Dim) };
+        for (int l = 0; l < c.Layers; l++)
+        {
+            string p = $"blk.{l}.";
+            tensors.Add(new(p + "attn_norm.weight", 1, c.Dim));
+            if (fusedQkv) tensors.Add(new(p + "attn_qkv.weight", c.QDim + 2 * c.KvDim, c.Dim));
+            else
+            {
+                tensors.Add(new(p + "attn_q.weight", c.QDim, c.Dim));
+                tensors.Add(new(p + "attn_k.weight", c.KvDim, c.Dim));
+                tensors.Add(new(p + "attn_v.weight", c.KvDim, c.Dim));
+            }
+            tensors.Add(new(p + "attn_output.weight", c.Dim, c.QDim));
+            tensors.Add(new(p + "ffn_norm.weight", 1, c.Dim));
+            if (fusedGateUp) tensors.Add(new(p + "ffn_up.weight", 2 * c.HiddenDim, c.Dim));
+            else
+            {
+                tensors.Add(new(p + "ffn_gate.weight", c.HiddenDim, c.Dim));
+                tensors.Add(new(p + "ffn_up.weight", c.HiddenDim, c.Dim));
+            }
+            tensors.Add(new(p + "ffn_down.weight", c.Dim, c.HiddenDim));
+        }
+        tensors.Add(new("output_norm.weight", 1, c.Dim));
+        tensors.Add(new("output.weight", c.VocabSize, c.Dim));
+        return tensors;
+    }
+
+    /// <summary>Writes an F32 model of <paramref name="arch"/>: the shape under <c>{arch}.*</c> keys, <paramref name="extra"/>
+    /// for family-specific keys, and the tensors with random values: matrices N(0, std), norm weights 1 + N(0, 0.1),
+    /// biases N(0, 0.1), and RoPE frequency factors from <paramref name="ropeFactor"/>.</summary>
+    public static void Write(string path, string arch, LlamaConfig c, IEnumerable<FamilyTensor> tensors,
+        Action<GgufWriter>? extra = null, ulong seed = 1, float std = 0.05f, Func<int, float>? ropeFactor = null,
+        SentencePieceTokenizer? vocabulary = null, string? vocabularyFile = null)
+    {
+        var writer = new GgufWriter();
+        writer.Set("general.architecture", arch);
+        writer.Set("general.name", $"random {arch}");
+        writer.Set($"{arch}.context_length", (uint)c.ContextLength);
+        writer.Set($"{arch}.embedding_length", (uint)c.Dim);
+        writer.Set($"{arch}.block_count", (uint)c.Layers);
+        writer.Set($"{arch}.feed_forward_length", (uint)c.HiddenDim);
+        writer.Set($"{arch}.rope.dimension_count", (uint)c.HeadSize);
+        writer.Set($"{arch}.attention.head_count", (uint)c.Heads);
+        writer.Set($"{arch}.attention.head_count_kv", (uint)c.KvHeads);
+        writer.Set($"{arch}.attention.layer_norm_rms_epsilon", c.RmsEpsilon);
+        writer.Set($"{arch}.rope.freq_base", c.RopeBase);
+        extra?.Invoke(writer);
+        if (vocabularyFile is null) LlamaGgufExport.AddTokenizer(writer, vocabulary ?? TestModels.SmallVocabulary(c.VocabSize));
+        else
+        {
+            // Every tokenizer.* key of another GGUF file (a byte-level BPE vocabulary with its merges).
+            using var file = GgufFile.Open(vocabularyFile);
+            foreach (string key in file.MetadataKeys.Where(k => k.StartsWith("tokenizer.", StringComparison.Ordinal)))
+                writer.Set(key, file.Metadata[key]);
+        }
+
+        foreach (var (name, rows, cols) in tensors)
+        {
+            long[] dims = rows == 1 ? [cols] : [cols, rows];
+            writer.AddTensor(name, GgmlType.F32, dims, stream =>
+            {
+                var values = new float[cols];
+                var bytes = new byte[GgmlTypeInfo.RowBytes(GgmlType.F32, cols)];
+                for (int r = 0; r < rows; r++)
+                {
+                    var rng = new GaussianRandom(seed ^ SyntheticModel.StableHash(name) * 0x9E3779B97F4A7C15UL ^ (ulong)(r + 1) * 0xD1B54A32D192ED03UL);
+                    for (int i = 0; i < cols; i++)
+                    {
+                        float g = rng.Next();
+                        values[i] = name == "rope_freqs.weight" ? ropeFactor!(i)
+                            : name.EndsWith("norm.weight", StringComparison.Ordinal) ? 1 + 0.1f * g
+                            : name.EndsWith(".bias", StringComparison.Ordinal) ? 0.1f * g
+                            : std * g;
+                    }
+                    Quantize.Row(GgmlType.F32, values, bytes);
+                    stream.Write(bytes);
+                }
+            });
+        }
+        writer.Write(path);
+    }
+}
