@@ -9,10 +9,14 @@ public static class ClockLMProcess
 
     public static Result Run(params string[] args) => Run(TimeSpan.FromMinutes(2), args);
 
-    public static Result Run(TimeSpan timeout, params string[] args)
+    public static Result Run(TimeSpan timeout, params string[] args) => RunWithInput(null, timeout, args);
+
+    /// <summary>Runs the command with <paramref name="input"/> written to its standard input (then closed).</summary>
+    public static Result RunWithInput(string? input, TimeSpan timeout, params string[] args)
     {
         var info = new ProcessStartInfo("dotnet")
         {
+            RedirectStandardInput = input is not null,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
@@ -23,6 +27,11 @@ public static class ClockLMProcess
         using var process = Process.Start(info)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
+        if (input is not null)
+        {
+            process.StandardInput.Write(input);
+            process.StandardInput.Close();
+        }
         if (!process.WaitForExit(timeout))
         {
             process.Kill(entireProcessTree: true);

@@ -180,25 +180,6 @@ public class TraceCommandTests
         Assert.Contains("--threads is 0", bad.StdErr);
     }
 
-    private static ClockLMProcess.Result RunWithInput(string input, params string[] args)
-    {
-        var info = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-            StandardOutputEncoding = System.Text.Encoding.UTF8,
-        };
-        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "clocklm.dll"));
-        foreach (var a in args) info.ArgumentList.Add(a);
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        process.StandardInput.Write(input);
-        process.StandardInput.Close();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(2)))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"clocklm {string.Join(' ', args)} did not finish");
-        }
-        return new ClockLMProcess.Result(process.ExitCode, stdout.Result, stderr.Result);
-    }
+    private static ClockLMProcess.Result RunWithInput(string input, params string[] args) =>
+        ClockLMProcess.RunWithInput(input, TimeSpan.FromMinutes(2), args);
 }

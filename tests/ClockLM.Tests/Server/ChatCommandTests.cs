@@ -11,28 +11,9 @@ public sealed class ChatCommandTests
 {
     private static (int ExitCode, string StdOut) RunChat(string input, params string[] args)
     {
-        var info = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "clocklm.dll"));
-        info.ArgumentList.Add("chat");
-        foreach (var a in args) info.ArgumentList.Add(a);
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        process.StandardInput.Write(input);
-        process.StandardInput.Close();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(1)))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException("clocklm chat did not finish");
-        }
-        Assert.True(process.ExitCode == 0, stderr.Result);
-        return (process.ExitCode, stdout.Result);
+        var result = ClockLM.Tests.Cli.ClockLMProcess.RunWithInput(input, TimeSpan.FromMinutes(1), ["chat", .. args]);
+        Assert.True(result.ExitCode == 0, result.StdErr);
+        return (result.ExitCode, result.StdOut);
     }
 
     [Fact]
