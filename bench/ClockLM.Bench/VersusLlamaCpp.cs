@@ -86,7 +86,7 @@ public static class VersusLlamaCpp
                     a[r] = Throughput.Run(transformer, isPrompt, count);
                     b[r] = LlamaCppRun(context0, ids, isPrompt);
                 }
-                var row = new Row(name, type, t, (isPrompt ? "pp" : "tg") + count, Median(a), Median(b));
+                var row = new Row(name, type, t, (isPrompt ? "pp" : "tg") + count, Throughput.Median(a), Throughput.Median(b));
                 rows.Add(row);
                 Console.WriteLine($"| {name,-28} | {type,6} | {t,7} | {row.Test,7} | {row.ClockLM,12:F2} | {row.LlamaCpp,14:F2} | {row.Ratio,6:F2} |");
             }
@@ -126,11 +126,5 @@ public static class VersusLlamaCpp
     private static void Check(DecodeResult result)
     {
         if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama.cpp decode failed: {result}");
-    }
-
-    private static double Median(double[] values)
-    {
-        var s = values.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
     }
 }

@@ -11,14 +11,7 @@ namespace ClockLM.Generation;
 public sealed record ThroughputResult(string Test, int Threads, double[] Samples)
 {
     public double Mean => Samples.Average();
-    public double Median
-    {
-        get
-        {
-            var s = Samples.Order().ToArray();
-            return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
-        }
-    }
+    public double Median => Throughput.Median(Samples);
     public double StandardDeviation => Samples.Length < 2 ? 0 : Math.Sqrt(Samples.Sum(v => (v - Mean) * (v - Mean)) / (Samples.Length - 1));
 }
 
@@ -66,6 +59,13 @@ public static class Throughput
     /// <summary>One timed run.</summary>
     public static double Run(Transformer transformer, bool prompt, int tokens) =>
         prompt ? PromptTokensPerSecond(transformer, tokens) : GenerationTokensPerSecond(transformer, tokens);
+
+    /// <summary>The middle value (the mean of the two middle values for an even count).</summary>
+    public static double Median(IReadOnlyCollection<double> values)
+    {
+        var s = values.Order().ToArray();
+        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
+    }
 
     /// <summary>The fixed pseudo-random token ids every run uses.</summary>
     public static int[] Ids(int count, int vocabSize)

@@ -57,6 +57,26 @@ public sealed class GgufWriter
         return this;
     }
 
+    /// <summary>Adds a tensor given row by row as floats (<paramref name="fillRow"/> fills row r), converted to
+    /// <paramref name="type"/>'s block layout at write time, so a large model never sits in memory whole.</summary>
+    public GgufWriter AddTensor(string name, GgmlType type, long[] dims, Action<int, Span<float>> fillRow)
+    {
+        long bytes = TensorBytes(name, type, dims);
+        int cols = checked((int)dims[0]);
+        long rows = bytes / GgmlTypeInfo.RowBytes(type, cols);
+        return AddTensor(name, type, dims, stream =>
+        {
+            var values = new float[cols];
+            var row = new byte[GgmlTypeInfo.RowBytes(type, cols)];
+            for (int r = 0; r < rows; r++)
+            {
+                fillRow(r, values);
+                Quantize.Row(type, values, row);
+                stream.Write(row);
+            }
+        });
+    }
+
     private static long TensorBytes(string name, GgmlType type, long[] dims)
     {
         if (!GgmlTypeInfo.IsKnown(type)) throw new ArgumentException($"tensor '{name}': unknown type {type}");

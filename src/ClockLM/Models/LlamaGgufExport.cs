@@ -60,17 +60,7 @@ public static class LlamaGgufExport
             bool isNorm = rows == 1;
             GgmlType type = isNorm ? GgmlType.F32 : typeOf(tensor);
             long[] dims = isNorm ? [cols] : [cols, rows];
-            writer.AddTensor(tensor, type, dims, stream =>
-            {
-                var values = new float[cols];
-                var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols)];
-                for (int r = 0; r < rows; r++)
-                {
-                    source(tensor, r, values);
-                    Quantize.Row(type, values, bytes);
-                    stream.Write(bytes);
-                }
-            });
+            writer.AddTensor(tensor, type, dims, (r, values) => source(tensor, r, values));
         }
         writer.Write(path);
     }

@@ -30,17 +30,7 @@ public static class ModelQuantizer
                 throw new GgufFormatException(inputPath, $"tensor '{tensor.Name}' has type {tensor.Type}, which ClockLM cannot read back to re-quantize");
             var view = input.GetView(tensor);
             GgmlType type = scheme.TypeFor(tensor.Name, view.Cols, layers);
-            writer.AddTensor(tensor.Name, type, tensor.Dimensions, stream =>
-            {
-                var values = new float[view.Cols];
-                var row = new byte[GgmlTypeInfo.RowBytes(type, view.Cols)];
-                for (int r = 0; r < view.Rows; r++)
-                {
-                    view.DequantizeRow(r, values);
-                    Tensors.Quantize.Row(type, values, row);
-                    stream.Write(row);
-                }
-            });
+            writer.AddTensor(tensor.Name, type, tensor.Dimensions, (r, values) => view.DequantizeRow(r, values));
         }
         writer.Write(outputPath);
     }
