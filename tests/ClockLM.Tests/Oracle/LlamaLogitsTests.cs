@@ -29,9 +29,13 @@ public class LlamaLogitsTests(ITestOutputHelper output)
     /// BF16: llama.cpp rounds activations to BF16 (2^-8 relative per element) where ClockLM multiplies BF16 weights
     /// by exact F32 activations; measured 1.7e-2. That noise exceeds some top-1/top-2 gaps, so for BF16 the greedy
     /// check is teacher-forced and a different choice is allowed only at a near-tie (see below).
-    /// Q8_0: both quantise activations to Q8_0 blocks; on most prompts the logits agree to 2e-7, but on this one
-    /// some activation block rounds differently in llama.cpp and the difference grows through the layers to 2.5e-2,
-    /// enough to flip a near-tie late in free-running greedy decoding, so its greedy check is teacher-forced.
+    /// Q8_0: both quantise activations to Q8_0 blocks and agree to about 4e-7 as long as every activation rounds to the
+    /// same 8-bit value. Compared layer by layer with llama.cpp's eval callback on prompt [1, 450, 4996, 17354], the
+    /// residual streams agree to 1e-7 through layer 1, but in layer 2's normalised input one value sits exactly on a
+    /// rounding boundary: x / d is 13.500003 in ClockLM and 13.499998 in llama.cpp (their RMSNorm sums differ in the last
+    /// bit), so it becomes 14 in one and 13 in the other. That single step of d moves q, k and v by 2e-3 and the logits by
+    /// 3e-2 x std. Such boundary cases are a matter of chance on any prompt, so the free-running greedy check is done on
+    /// a trained model (<see cref="QuantizedGreedyTests"/>), and here it is teacher-forced with a near-tie allowance.
     /// Q4_0: both quantise activations to 8 bits, but llama.cpp's repacked Q4_0 kernel rounds its activation blocks
     /// differently; each is about 6% of std from the exact product with the dequantized weights, 6-8% from the other,
     /// enough to flip a near-tie late in a free-running greedy sequence, so Q4_0's greedy check is teacher-forced.</summary>
