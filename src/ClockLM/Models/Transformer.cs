@@ -413,13 +413,16 @@ public sealed class Transformer
             output[i] = weight[i] * ((x[i] - mean) * inv) + (bias.IsEmpty ? 0 : bias[i]);
     }
 
-    /// <summary>out = weight * x / sqrt(mean(x²) + eps).</summary>
+    /// <summary>out = weight * x / sqrt(mean(x²) + eps). The squares are summed in double, in order, as llama.cpp does:
+    /// the same scale to the last bit keeps 8-bit activation rounding the same in both engines.</summary>
     public static void RmsNorm(Span<float> output, ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps)
     {
-        float ss = MatVec.Dot(x, x) / x.Length;
-        float inv = 1.0f / MathF.Sqrt(ss + eps);
+        double sum = 0;
+        foreach (float v in x) sum += v * v;
+        float mean = (float)(sum / x.Length);
+        float scale = 1.0f / MathF.Sqrt(mean + eps);
         for (int i = 0; i < x.Length; i++)
-            output[i] = weight[i] * (inv * x[i]);
+            output[i] = x[i] * scale * weight[i];
     }
 
     /// <summary>In-place softmax, subtracting the maximum for stability.</summary>

@@ -9,7 +9,7 @@ namespace ClockLM.Tensors;
 /// can be multiplied with integer dot products (llama.cpp quantizes to Q8_0/Q8_1 or Q8_K for the same reason):
 /// <list type="bullet">
 /// <item>32-value blocks for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights: x ≈ D[b] * Qs, D rounded to f16 as in Q8_0;
-/// Sum[b] = Σ Qs (used to apply the weight's offset or min), S[b] = D[b] * Sum[b].</item>
+/// Sum[b] = Σ Qs (used to apply the weight's offset), S[b] = f16(d * Sum[b]) with d = amax / 127 before its rounding, as llama.cpp's Q8_1 keeps it (used to apply the weight's min).</item>
 /// <item>256-value blocks for K-quant weights: x ≈ DK[b] * Qs with Qs in -127..127 (ggml's Q8_K);
 /// BSums[g] = Σ Qs over each group of 16 (used for the mins and the -32 offset of Q6_K).</item>
 /// </list>
@@ -48,10 +48,12 @@ internal sealed unsafe class ActivationBlocks
     }
 
     /// <summary>
-    /// Quantizes x (a multiple of 32 values) to 32-value blocks: d = f16(amax / 127), q = round(x / d), rounding halves
-    /// away from zero. With <paramref name="avx2"/> (and AVX2 present) a block is done in four 256-bit vectors; the
-    /// result is identical, since max, x * (1 / d), the rounding and the integer sum are each exact or done with the
-    /// same single float operation.
+    /// Quantizes x (a multiple of 32 values) to 32-value blocks: d = f16(amax / 127), q = round(x * (127 / amax)),
+    /// rounding halves to even, as llama.cpp's x86 quantize_row_q8_0 does. (Its portable reference rounds halves away
+    /// from zero and multiplies by 1 / d; activations that come from quantized weights land on exact halves often, so
+    /// the choice decides whether both engines see the same 8-bit activations.) With <paramref name="avx2"/> (and AVX2
+    /// present) a block is done in four 256-bit vectors; the result is identical, since max, x * id, the rounding and
+    /// the integer sum are each exact or done with the same single float operation.
     /// </summary>
     public void Quantize32(ReadOnlySpan<float> x, bool avx2 = false)
     {
@@ -68,18 +70,18 @@ internal sealed unsafe class ActivationBlocks
             float amax = 0;
             foreach (float v in xb) amax = Math.Max(amax, MathF.Abs(v));
             float d = amax / 127;
-            float id = d != 0 ? 1.0f / d : 0.0f;
+            float id = amax != 0 ? 127f / amax : 0.0f;
             int sum = 0;
             for (int j = 0; j < 32; j++)
             {
-                int q = (int)MathF.Round(xb[j] * id, MidpointRounding.AwayFromZero);
+                int q = (int)MathF.Round(xb[j] * id, MidpointRounding.ToEven);
                 _qs[32 * b + j] = (sbyte)q;
                 sum += q;
             }
             float d16 = (float)(Half)d;
             _d[b] = d16;
             _sum[b] = sum;
-            _s[b] = d16 * sum;
+            _s[b] = (float)(Half)(d * sum);
         }
     }
 
@@ -94,27 +96,17 @@ internal sealed unsafe class ActivationBlocks
         var m2 = Vector128.Max(m4, Vector128.Shuffle(m4, Vector128.Create(2, 3, 0, 1)));
         float amax = MathF.Max(m2.ToScalar(), m2.GetElement(1));
         float d = amax / 127;
-        var id = Vector256.Create(d != 0 ? 1.0f / d : 0.0f);
-        var q0 = RoundHalfAway(x0 * id);
-        var q1 = RoundHalfAway(x1 * id);
-        var q2 = RoundHalfAway(x2 * id);
-        var q3 = RoundHalfAway(x3 * id);
+        var id = Vector256.Create(amax != 0 ? 127f / amax : 0.0f);
+        var q0 = Avx.ConvertToVector256Int32(x0 * id);
+        var q1 = Avx.ConvertToVector256Int32(x1 * id);
+        var q2 = Avx.ConvertToVector256Int32(x2 * id);
+        var q3 = Avx.ConvertToVector256Int32(x3 * id);
         Vector256.Narrow(Vector256.Narrow(q0, q1), Vector256.Narrow(q2, q3)).Store(Qs + 32 * b);
         int sum = Vector256.Sum((q0 + q1) + (q2 + q3));
         float d16 = (float)(Half)d;
         _d[b] = d16;
         _sum[b] = sum;
-        _s[b] = d16 * sum;
-    }
-
-    /// <summary>MathF.Round(v, AwayFromZero) per lane: the truncation, plus ±1 when the dropped fraction (exact) is at least a half.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> RoundHalfAway(Vector256<float> v)
-    {
-        var t = Avx.RoundToZero(v);
-        var up = Vector256.GreaterThanOrEqual(Vector256.Abs(v - t), Vector256.Create(0.5f));
-        var step = (Vector256.Create(1.0f) & up) | (v & Vector256.Create(-0.0f));
-        return Avx.ConvertToVector256Int32WithTruncation(t + step);
+        _s[b] = (float)(Half)(d * sum);
     }
 
     /// <summary>Quantizes x (a multiple of 256 values) as ggml's quantize_row_q8_K_ref does.</summary>

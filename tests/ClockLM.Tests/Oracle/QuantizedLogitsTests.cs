@@ -14,18 +14,20 @@ public class QuantizedLogitsTests(ITestOutputHelper output)
     private static readonly LlamaConfig Shape = new(Dim: 256, HiddenDim: 512, Layers: 4, Heads: 4, KvHeads: 2, VocabSize: 400, ContextLength: 128);
 
     /// <summary>Tolerance in units of the logits' standard deviation. Both engines quantise the activations to 8 bits
-    /// before integer block products (Q8_0 blocks for the 32-value types, Q8_K super-blocks for K-quants), so the
-    /// products agree up to the rounding of those activation blocks and the summation order: measured below 1e-5 of std
-    /// where both round alike, up to a few percent where llama.cpp's repacked kernels round differently.</summary>
+    /// before integer block products (Q8_0/Q8_1 blocks for the 32-value types, Q8_K super-blocks for K-quants) with the
+    /// same rounding, so the products agree up to summation order: K-quants measured 6e-7 to 9e-7 of std, hence 2e-5.
+    /// The 32-value types here measured 2e-2 to 4e-2: their layers' inputs carry last-bit differences (summation order),
+    /// and an activation that sits on a rounding boundary then becomes a different 8-bit value in each engine (see
+    /// <see cref="LlamaLogitsTests"/>); one such step moves the logits by a few percent of std, hence 0.15.</summary>
     public static TheoryData<string, double> Schemes => new()
     {
         { "Q4_1", 0.15 },
         { "Q5_0", 0.15 },
         { "Q5_1", 0.15 },
-        { "Q4_K", 0.15 },
-        { "Q5_K", 0.15 },
-        { "Q6_K", 0.15 },
-        { "Q4_K_M", 0.15 },
+        { "Q4_K", 2e-5 },
+        { "Q5_K", 2e-5 },
+        { "Q6_K", 2e-5 },
+        { "Q4_K_M", 2e-5 },
     };
 
     [Theory]

@@ -7,7 +7,7 @@ public unsafe class ActivationBlocksTests
 {
     /// <summary>
     /// The AVX2 quantizer against the scalar one on blocks built to hit the rounding edges: a block whose scale is
-    /// exactly 1 (amax 127) with halves ±0.5, ±2.5, ±126.5 (which must round away from zero), an all-zero block, a block
+    /// exactly 1 (amax 127) with halves ±0.5, ±2.5, ±126.5, ±1.5 (which must round to even, as llama.cpp's x86 quantizer does), an all-zero block, a block
     /// of negative values only, and Gaussian blocks with an outlier.
     /// </summary>
     [Fact]
@@ -35,8 +35,8 @@ public unsafe class ActivationBlocksTests
             Assert.Equal(scalar.Sum[b], vector.Sum[b]);
             Assert.Equal(scalar.S[b], vector.S[b]);
         }
-        // The edges themselves, against the definition round(x / d) with d = 1: halves go away from zero.
-        sbyte[] expected = [127, 1, -1, 3, -3, 127, -127, 2, -2, 0, 0, 3];
+        // The edges themselves, against the definition round(x * 127 / amax) with amax = 127: halves go to even.
+        sbyte[] expected = [127, 0, 0, 2, -2, 126, -126, 2, -2, 0, 0, 3];
         for (int i = 0; i < expected.Length; i++) Assert.Equal(expected[i], scalar.Qs[i]);
     }
 }

@@ -59,7 +59,9 @@ public class MatVecTests
     /// <summary>
     /// The scalar reference against an independent computation: dot(dequantized row, dequantized 8-bit activations)
     /// in double. Both compute the same real number up to float rounding in the reference's scaling and summation,
-    /// bounded here by 1e-5 of Σ|w x| (tens of float operations per block, each relatively 6e-8).
+    /// bounded here by 1e-5 of Σ|w x| (tens of float operations per block, each relatively 6e-8). For the formats with
+    /// a min (Q4_1, Q5_1) the min multiplies the activation block's stored sum s = f16(d Σq), as in llama.cpp's Q8_1,
+    /// rather than the sum of the dequantized activations.
     /// </summary>
     [Theory, MemberData(nameof(QuantizedTypes))]
     public void ScalarReference_EqualsDequantizedDot(GgmlType type)
@@ -70,13 +72,41 @@ public class MatVecTests
         var xq = DequantizedActivations(type, x);
         var row = new float[cols];
         int rowBytes = (int)GgmlTypeInfo.RowBytes(type, cols);
+        bool hasMin = type is GgmlType.Q4_1 or GgmlType.Q5_1;
+        int blockBytes = (int)GgmlTypeInfo.RowBytes(type, 32);
         for (int r = 0; r < rows; r++)
         {
             Dequantize.Row(type, w.AsSpan(r * rowBytes, rowBytes), row);
             double exact = 0, magnitude = 0;
-            for (int i = 0; i < cols; i++) { exact += (double)row[i] * xq[i]; magnitude += Math.Abs((double)row[i] * xq[i]); }
+            for (int i = 0; i < cols; i++)
+            {
+                double min = hasMin ? (double)BitConverter.ToHalf(w, r * rowBytes + i / 32 * blockBytes + 2) : 0;
+                exact += (row[i] - min) * xq[i];
+                magnitude += Math.Abs((double)row[i] * xq[i]);
+            }
+            if (hasMin)
+                for (int b = 0; b < cols / 32; b++)
+                    exact += (double)BitConverter.ToHalf(w, r * rowBytes + b * blockBytes + 2) * StoredSum(x.AsSpan(32 * b, 32));
             Assert.True(Math.Abs(y[r] - exact) <= 1e-5 * magnitude + 1e-30, $"{type} row {r}: {y[r]} vs {exact} (Σ|wx| {magnitude})");
         }
+    }
+
+    /// <summary>One 32-value activation block by the definition: d = amax / 127, q = round(x * 127 / amax) with halves to even.</summary>
+    private static (float D, int[] Q) ActivationBlock(ReadOnlySpan<float> x)
+    {
+        float amax = 0;
+        foreach (float v in x) amax = Math.Max(amax, Math.Abs(v));
+        float id = amax != 0 ? 127f / amax : 0;
+        var q = new int[x.Length];
+        for (int i = 0; i < x.Length; i++) q[i] = (int)MathF.Round(x[i] * id, MidpointRounding.ToEven);
+        return (amax / 127, q);
+    }
+
+    /// <summary>s = f16(d Σq) of a 32-value activation block.</summary>
+    private static double StoredSum(ReadOnlySpan<float> x)
+    {
+        var (d, q) = ActivationBlock(x);
+        return (double)(Half)(d * q.Sum());
     }
 
     /// <summary>x as the kernels see it, rebuilt from the formats' definitions (Q8_0 for 32-blocks, ggml's Q8_K for 256-blocks).</summary>
@@ -84,9 +114,13 @@ public class MatVecTests
     {
         if (GgmlTypeInfo.BlockSize(type) == 32)
         {
-            var q = Quantize.Matrix(GgmlType.Q8_0, x, 1, x.Length);
             var back = new float[x.Length];
-            Dequantize.Row(GgmlType.Q8_0, q, back);
+            for (int b = 0; b < x.Length / 32; b++)
+            {
+                var (d, q) = ActivationBlock(x.AsSpan(32 * b, 32));
+                float d16 = (float)(Half)d;
+                for (int i = 0; i < 32; i++) back[32 * b + i] = d16 * q[i];
+            }
             return back;
         }
         var qk = GgmlNative.QuantizeRow(GgmlType.Q8_K, x);
