@@ -316,8 +316,7 @@ public sealed class Transformer
             ReadOnlySpan<float> q = _q.AsSpan(h * headSize, headSize);
             Span<float> att = pattern.Slice(h * n, n);
             att[..first].Fill(float.NegativeInfinity);
-            for (int t = first; t < n; t++)
-                att[t] = MatVec.Dot(q, keys.Slice(t * kvDim + kvOffset, headSize)) * scale;
+            AttentionKernels.Scores(q, keys[(first * kvDim + kvOffset)..], kvDim, scale, att[first..]);
             if (softcap > 0) Softcap(att[first..], softcap);
             Softmax(att);
         }
@@ -327,11 +326,7 @@ public sealed class Transformer
         for (int h = 0; h < Config.Heads; h++)
         {
             int kvOffset = h / Config.KvGroup * headSize;
-            ReadOnlySpan<float> att = pattern.Slice(h * n, n);
-            Span<float> o = output.Slice(h * headSize, headSize);
-            o.Clear();
-            for (int t = 0; t < n; t++)
-                Axpy(o, att[t], values.Slice(t * kvDim + kvOffset, headSize));
+            AttentionKernels.WeightedSum(pattern.Slice(h * n, n), values[kvOffset..], kvDim, output.Slice(h * headSize, headSize));
         }
     }
 
@@ -423,18 +418,7 @@ public sealed class Transformer
     }
 
     /// <summary>In-place softmax, subtracting the maximum for stability.</summary>
-    public static void Softmax(Span<float> x)
-    {
-        float max = float.NegativeInfinity;
-        foreach (float v in x) max = MathF.Max(max, v);
-        float sum = 0;
-        for (int i = 0; i < x.Length; i++)
-        {
-            x[i] = MathF.Exp(x[i] - max);
-            sum += x[i];
-        }
-        for (int i = 0; i < x.Length; i++) x[i] /= sum;
-    }
+    public static void Softmax(Span<float> x) => AttentionKernels.Softmax(x);
 
     /// <summary>gate = silu(gate) * up, where silu(g) = g * sigmoid(g).</summary>
     private static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
