@@ -128,12 +128,12 @@ internal static unsafe class AttentionKernels
             var p5 = Products(q, k + 5 * stride, headSize);
             var p6 = Products(q, k + 6 * stride, headSize);
             var p7 = Products(q, k + 7 * stride, headSize);
-            Vector256.Store(Reduce8(p0, p1, p2, p3, p4, p5, p6, p7) * s, scores + t);
+            Vector256.Store(LaneSums.Of8(p0, p1, p2, p3, p4, p5, p6, p7) * s, scores + t);
         }
         if (t == n) return;
         int left = n - t;
         var z = Vector256<float>.Zero;
-        var last = Reduce8(
+        var last = LaneSums.Of8(
             Products(q, k, headSize),
             left > 1 ? Products(q, k + stride, headSize) : z,
             left > 2 ? Products(q, k + 2 * stride, headSize) : z,
@@ -155,17 +155,6 @@ internal static unsafe class AttentionKernels
         for (int c = 8; c < headSize; c += 8)
             p = Vector256.FusedMultiplyAdd(Vector256.Load(q + c), Vector256.Load(k + c), p);
         return p;
-    }
-
-    /// <summary>Lane j: the sum of the lanes of pj.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Reduce8(Vector256<float> p0, Vector256<float> p1, Vector256<float> p2, Vector256<float> p3,
-        Vector256<float> p4, Vector256<float> p5, Vector256<float> p6, Vector256<float> p7)
-    {
-        // After two rounds of pairwise adds, a holds the lane sums 0..3 and 4..7 of p0..p3 in its low and high halves.
-        var a = Avx.HorizontalAdd(Avx.HorizontalAdd(p0, p1), Avx.HorizontalAdd(p2, p3));
-        var b = Avx.HorizontalAdd(Avx.HorizontalAdd(p4, p5), Avx.HorizontalAdd(p6, p7));
-        return Avx.Permute2x128(a, b, 0x20) + Avx.Permute2x128(a, b, 0x31);
     }
 
     /// <summary>Heads of 32 values or more: four vectors of a row at a time, one accumulator each. Smaller ones: one
