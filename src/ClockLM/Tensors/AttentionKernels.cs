@@ -107,7 +107,8 @@ internal static unsafe class AttentionKernels
             x[i] = Exponential.Exp(x[i] - max);
             sum += x[i];
         }
-        for (int i = 0; i < n; i++) x[i] /= sum;
+        float inverse = 1 / sum;
+        for (int i = 0; i < n; i++) x[i] *= inverse;
     }
 
     // ---- 256-bit vectors
@@ -198,12 +199,13 @@ internal static unsafe class AttentionKernels
     }
 
     /// <summary>The maximum, then e^(x - max) eight at a time (the tail with the scalar twin of the same exponential),
-    /// the sum of lanes added to the tail's sum, then every value divided by the sum.</summary>
+    /// the sum of lanes added to the tail's sum, then every value times the sum's reciprocal.</summary>
     private static void SoftmaxVector256(float* x, int n)
     {
         int i = 0;
         var vmax = Vector256.Create(float.NegativeInfinity);
-        for (; i + 8 <= n; i += 8) vmax = Vector256.Max(vmax, Vector256.Load(x + i));
+        // maxps: a NaN score may be skipped here, but it still makes the sum, and so every weight, NaN.
+        for (; i + 8 <= n; i += 8) vmax = Vector256.MaxNative(vmax, Vector256.Load(x + i));
         float max = n >= 8 ? HorizontalMax(vmax) : float.NegativeInfinity;
         for (; i < n; i++) max = MathF.Max(max, x[i]);
 
@@ -224,14 +226,15 @@ internal static unsafe class AttentionKernels
         }
         float sum = Vector256.Sum(vsum) + tail;
 
-        var d = Vector256.Create(sum);
-        for (i = 0; i + 8 <= n; i += 8) Vector256.Store(Vector256.Load(x + i) / d, x + i);
-        for (; i < n; i++) x[i] /= sum;
+        float inverse = 1 / sum;
+        var d = Vector256.Create(inverse);
+        for (i = 0; i + 8 <= n; i += 8) Vector256.Store(Vector256.Load(x + i) * d, x + i);
+        for (; i < n; i++) x[i] *= inverse;
     }
 
     private static float HorizontalMax(Vector256<float> v)
     {
-        var m = Vector128.Max(v.GetLower(), v.GetUpper());
+        var m = Vector128.MaxNative(v.GetLower(), v.GetUpper());
         return MathF.Max(MathF.Max(m[0], m[1]), MathF.Max(m[2], m[3]));
     }
 }
