@@ -209,20 +209,13 @@ internal static unsafe class AttentionKernels
         float max = n >= 8 ? HorizontalMax(vmax) : float.NegativeInfinity;
         for (; i < n; i++) max = MathF.Max(max, x[i]);
 
-        var m = Vector256.Create(max);
-        var vsum = Vector256<float>.Zero;
-        i = 0;
-        for (; i + 8 <= n; i += 8)
-        {
-            var e = Exponential.Exp(Vector256.Load(x + i) - m);
-            Vector256.Store(e, x + i);
-            vsum += e;
-        }
+        int full = n & ~7;
+        var vsum = ExpShifted(x, full, max);
         float tail = 0;
-        for (int j = i; j < n; j++)
+        for (i = full; i < n; i++)
         {
-            x[j] = Exponential.Exp(x[j] - max);
-            tail += x[j];
+            x[i] = Exponential.Exp(x[i] - max);
+            tail += x[i];
         }
         float sum = Vector256.Sum(vsum) + tail;
 
@@ -230,6 +223,22 @@ internal static unsafe class AttentionKernels
         var d = Vector256.Create(inverse);
         for (i = 0; i + 8 <= n; i += 8) Vector256.Store(Vector256.Load(x + i) * d, x + i);
         for (; i < n; i++) x[i] *= inverse;
+    }
+
+    /// <summary>x[i] = e^(x[i] - max) for i &lt; n (a multiple of 8); returns the sums by lane. A loop of its own, with no
+    /// call in it, so that the running sum stays in a register.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Vector256<float> ExpShifted(float* x, int n, float max)
+    {
+        var m = Vector256.Create(max);
+        var sum = Vector256<float>.Zero;
+        for (int i = 0; i < n; i += 8)
+        {
+            var e = Exponential.Exp(Vector256.Load(x + i) - m);
+            Vector256.Store(e, x + i);
+            sum += e;
+        }
+        return sum;
     }
 
     private static float HorizontalMax(Vector256<float> v)
