@@ -28,11 +28,16 @@ public sealed class Sampler
     /// <summary>Picks the next token. <paramref name="recent"/> are the tokens seen so far (for the repetition penalty).</summary>
     public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> recent = default)
     {
-        int n = logits.Length;
         bool penalty = _options.RepeatPenalty != 1.0f && _options.RepeatLastN > 0;
-        // Greedy without a penalty needs no candidate list: the first id of the largest logit.
-        if (_options.Temperature <= 0 && !penalty)
-            return ArgMax(logits);
+        // Greedy without a penalty needs no candidate list: the first id of the largest logit. (The chain is a method
+        // of its own, so greedy decoding does not wait for it to be compiled.)
+        return _options.Temperature <= 0 && !penalty ? ArgMax(logits) : SampleChain(logits, recent, penalty);
+    }
+
+    /// <summary>The whole chain: penalty, truncations, temperature, draw.</summary>
+    private int SampleChain(ReadOnlySpan<float> logits, ReadOnlySpan<int> recent, bool penalty)
+    {
+        int n = logits.Length;
         for (int i = 0; i < n; i++) _candidates[i] = (logits[i], i);
         var c = _candidates.AsSpan(0, n);
 
