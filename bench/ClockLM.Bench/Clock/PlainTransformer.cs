@@ -5,6 +5,8 @@ namespace ClockLM.Bench.Clock;
 
 /// <summary>
 /// The forward pass as it was before the clock drove it (no observer or hook checks), kept as the overhead benchmark's baseline.
+/// It uses the same kernels as <see cref="Transformer"/> (attention, softmax, SwiGLU, RoPE angles once per token), so
+/// the two differ only by the clock machinery.
 /// 
 /// The Llama forward pass, one token at a time, as a processor runs instructions: the token's embedding is
 /// fetched into the residual stream, then every layer runs as one clock cycle of five stages
@@ -24,6 +26,7 @@ public sealed class PlainTransformer
     private readonly float[] _att;     // attention scores of one head (context)
     private readonly float[] _logits;  // output (vocab)
     private readonly float[] _ropeFrequencies; // (head_size / 2)
+    private readonly float[] _ropeCos, _ropeSin; // cos and sin of pos * theta_i for the token in flight (head_size / 2)
 
     private readonly WorkerPool? _pool;
 
@@ -46,6 +49,8 @@ public sealed class PlainTransformer
         _att = new float[contextLength];
         _logits = new float[config.VocabSize];
         _ropeFrequencies = new float[config.HeadSize / 2];
+        _ropeCos = new float[config.HeadSize / 2];
+        _ropeSin = new float[config.HeadSize / 2];
         // theta_i = base^(-2i / head_size)
         for (int i = 0; i < _ropeFrequencies.Length; i++)
             _ropeFrequencies[i] = 1.0f / MathF.Pow(config.RopeBase, 2 * i / (float)config.HeadSize);
@@ -87,6 +92,13 @@ public sealed class PlainTransformer
 
         // Instruction fetch: the token's embedding row becomes the residual stream.
         Weights.TokenEmbedding.DequantizeRow(token, _x);
+        // The RoPE angles of this position, shared by every layer.
+        for (int i = 0; i < _ropeFrequencies.Length; i++)
+        {
+            float angle = pos * _ropeFrequencies[i];
+            _ropeCos[i] = MathF.Cos(angle);
+            _ropeSin[i] = MathF.Sin(angle);
+        }
 
         for (int layer = 0; layer < Config.Layers; layer++)
             Cycle(layer, pos);
@@ -150,13 +162,9 @@ public sealed class PlainTransformer
             // Query head h reads key/value head h / group (grouped-query attention).
             int kvOffset = h / Config.KvGroup * headSize;
             ReadOnlySpan<float> q = _q.AsSpan(h * headSize, headSize);
-            for (int t = 0; t <= pos; t++)
-                att[t] = MatVec.Dot(q, keys.Slice(t * kvDim + kvOffset, headSize)) * scale;
+            AttentionKernels.Scores(q, keys[kvOffset..], kvDim, scale, att);
             Softmax(att);
-            Span<float> o = output.Slice(h * headSize, headSize);
-            o.Clear();
-            for (int t = 0; t <= pos; t++)
-                Axpy(o, att[t], values.Slice(t * kvDim + kvOffset, headSize));
+            AttentionKernels.WeightedSum(att, values[kvOffset..], kvDim, output.Slice(h * headSize, headSize));
         }
     }
 
@@ -165,8 +173,7 @@ public sealed class PlainTransformer
     {
         for (int i = 0; i < vec.Length; i += 2)
         {
-            float angle = pos * _ropeFrequencies[(i % Config.HeadSize) / 2];
-            float cos = MathF.Cos(angle), sin = MathF.Sin(angle);
+            float cos = _ropeCos[(i % Config.HeadSize) / 2], sin = _ropeSin[(i % Config.HeadSize) / 2];
             float a = vec[i], b = vec[i + 1];
             vec[i] = a * cos - b * sin;
             vec[i + 1] = a * sin + b * cos;
@@ -183,36 +190,13 @@ public sealed class PlainTransformer
     }
 
     /// <summary>In-place softmax, subtracting the maximum for stability.</summary>
-    public static void Softmax(Span<float> x)
-    {
-        float max = float.NegativeInfinity;
-        foreach (float v in x) max = MathF.Max(max, v);
-        float sum = 0;
-        for (int i = 0; i < x.Length; i++)
-        {
-            x[i] = MathF.Exp(x[i] - max);
-            sum += x[i];
-        }
-        for (int i = 0; i < x.Length; i++) x[i] /= sum;
-    }
+    public static void Softmax(Span<float> x) => AttentionKernels.Softmax(x);
 
     /// <summary>gate = silu(gate) * up, where silu(g) = g * sigmoid(g).</summary>
-    private static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
-    {
-        for (int i = 0; i < gate.Length; i++)
-        {
-            float g = gate[i];
-            gate[i] = g / (1.0f + MathF.Exp(-g)) * up[i];
-        }
-    }
+    private static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up) => GatedActivation.SwiGlu(gate, up);
 
     private static void Add(Span<float> x, ReadOnlySpan<float> y)
     {
         for (int i = 0; i < x.Length; i++) x[i] += y[i];
-    }
-
-    private static void Axpy(Span<float> y, float a, ReadOnlySpan<float> x)
-    {
-        for (int i = 0; i < y.Length; i++) y[i] += a * x[i];
     }
 }

@@ -29,6 +29,9 @@ public sealed class Transformer
     private readonly float[] _logits;  // output (vocab)
     private readonly float[] _ropeFrequencies; // theta_i (head_size / 2)
     private readonly float[] _ropeFrequenciesSliding; // theta_i of sliding-window layers (head_size / 2); the same array unless their base differs
+    private readonly float[] _ropeCos, _ropeSin; // cos and sin of pos * theta_i (head_size / 2) for _ropePos and _ropeTheta
+    private int _ropePos = -1;
+    private float[]? _ropeTheta;
 
     private readonly WorkerPool? _pool;
 
@@ -61,6 +64,8 @@ public sealed class Transformer
         _ropeFrequencies = RopeFrequencies(config.RopeBase, config.HeadSize, weights.RopeFrequencyFactors);
         _ropeFrequenciesSliding = config.RopeBaseSliding is { } slidingBase
             ? RopeFrequencies(slidingBase, config.HeadSize, weights.RopeFrequencyFactors) : _ropeFrequencies;
+        _ropeCos = new float[config.HeadSize / 2];
+        _ropeSin = new float[config.HeadSize / 2];
     }
 
     // theta_i = base^(-2i / head_size), divided by the model's frequency factor when it has them (Llama 3.1)
@@ -316,8 +321,7 @@ public sealed class Transformer
             ReadOnlySpan<float> q = _q.AsSpan(h * headSize, headSize);
             Span<float> att = pattern.Slice(h * n, n);
             att[..first].Fill(float.NegativeInfinity);
-            for (int t = first; t < n; t++)
-                att[t] = MatVec.Dot(q, keys.Slice(t * kvDim + kvOffset, headSize)) * scale;
+            AttentionKernels.Scores(q, keys[(first * kvDim + kvOffset)..], kvDim, scale, att[first..]);
             if (softcap > 0) Softcap(att[first..], softcap);
             Softmax(att);
         }
@@ -327,11 +331,7 @@ public sealed class Transformer
         for (int h = 0; h < Config.Heads; h++)
         {
             int kvOffset = h / Config.KvGroup * headSize;
-            ReadOnlySpan<float> att = pattern.Slice(h * n, n);
-            Span<float> o = output.Slice(h * headSize, headSize);
-            o.Clear();
-            for (int t = 0; t < n; t++)
-                Axpy(o, att[t], values.Slice(t * kvDim + kvOffset, headSize));
+            AttentionKernels.WeightedSum(pattern.Slice(h * n, n), values[kvOffset..], kvDim, output.Slice(h * headSize, headSize));
         }
     }
 
@@ -371,22 +371,27 @@ public sealed class Transformer
     private void Rope(Span<float> vec, int pos, float[] theta)
     {
         if (Config.Rope == RopeStyle.None) return;
-        if (Config.Rope == RopeStyle.Adjacent)
+        // The angles depend only on the position and the frequencies: q and k of every layer share one computation.
+        if (pos != _ropePos || theta != _ropeTheta)
         {
-            for (int i = 0; i < vec.Length; i += 2)
-            {
-                float angle = pos * theta[(i % Config.HeadSize) / 2];
-                Rotate(ref vec[i], ref vec[i + 1], MathF.Cos(angle), MathF.Sin(angle));
-            }
-            return;
-        }
-        int half = Config.HeadSize / 2;
-        for (int head = 0; head < vec.Length; head += Config.HeadSize)
-            for (int i = 0; i < half; i++)
+            for (int i = 0; i < theta.Length; i++)
             {
                 float angle = pos * theta[i];
-                Rotate(ref vec[head + i], ref vec[head + i + half], MathF.Cos(angle), MathF.Sin(angle));
+                _ropeCos[i] = MathF.Cos(angle);
+                _ropeSin[i] = MathF.Sin(angle);
             }
+            (_ropePos, _ropeTheta) = (pos, theta);
+        }
+        int headSize = Config.HeadSize, half = headSize / 2;
+        ReadOnlySpan<float> cos = _ropeCos, sin = _ropeSin;
+        for (int head = 0; head < vec.Length; head += headSize)
+        {
+            Span<float> v = vec.Slice(head, headSize);
+            if (Config.Rope == RopeStyle.Adjacent)
+                for (int i = 0; i < half; i++) Rotate(ref v[2 * i], ref v[2 * i + 1], cos[i], sin[i]);
+            else
+                for (int i = 0; i < half; i++) Rotate(ref v[i], ref v[i + half], cos[i], sin[i]);
+        }
     }
 
     /// <summary>(a, b) = (a cos - b sin, a sin + b cos).</summary>
@@ -426,28 +431,10 @@ public sealed class Transformer
     }
 
     /// <summary>In-place softmax, subtracting the maximum for stability.</summary>
-    public static void Softmax(Span<float> x)
-    {
-        float max = float.NegativeInfinity;
-        foreach (float v in x) max = MathF.Max(max, v);
-        float sum = 0;
-        for (int i = 0; i < x.Length; i++)
-        {
-            x[i] = MathF.Exp(x[i] - max);
-            sum += x[i];
-        }
-        for (int i = 0; i < x.Length; i++) x[i] /= sum;
-    }
+    public static void Softmax(Span<float> x) => AttentionKernels.Softmax(x);
 
     /// <summary>gate = silu(gate) * up, where silu(g) = g * sigmoid(g).</summary>
-    private static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
-    {
-        for (int i = 0; i < gate.Length; i++)
-        {
-            float g = gate[i];
-            gate[i] = g / (1.0f + MathF.Exp(-g)) * up[i];
-        }
-    }
+    private static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up) => GatedActivation.SwiGlu(gate, up);
 
     /// <summary>x = gelu(x), tanh approximation.</summary>
     private static void Gelu(Span<float> x)

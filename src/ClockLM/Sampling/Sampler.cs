@@ -28,11 +28,20 @@ public sealed class Sampler
     /// <summary>Picks the next token. <paramref name="recent"/> are the tokens seen so far (for the repetition penalty).</summary>
     public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> recent = default)
     {
+        bool penalty = _options.RepeatPenalty != 1.0f && _options.RepeatLastN > 0;
+        // Greedy without a penalty needs no candidate list: the first id of the largest logit. (The chain is a method
+        // of its own, so greedy decoding does not wait for it to be compiled.)
+        return _options.Temperature <= 0 && !penalty ? ArgMax(logits) : SampleChain(logits, recent, penalty);
+    }
+
+    /// <summary>The whole chain: penalty, truncations, temperature, draw.</summary>
+    private int SampleChain(ReadOnlySpan<float> logits, ReadOnlySpan<int> recent, bool penalty)
+    {
         int n = logits.Length;
         for (int i = 0; i < n; i++) _candidates[i] = (logits[i], i);
         var c = _candidates.AsSpan(0, n);
 
-        if (_options.RepeatPenalty != 1.0f && _options.RepeatLastN > 0)
+        if (penalty)
         {
             var window = recent.Length > _options.RepeatLastN ? recent[^_options.RepeatLastN..] : recent;
             for (int i = 0; i < window.Length; i++)
@@ -96,6 +105,14 @@ public sealed class Sampler
 
     private static int Compare((float Logit, int Id) a, (float Logit, int Id) b) =>
         a.Logit != b.Logit ? b.Logit.CompareTo(a.Logit) : a.Id.CompareTo(b.Id);
+
+    private static int ArgMax(ReadOnlySpan<float> logits)
+    {
+        int best = 0;
+        for (int i = 1; i < logits.Length; i++)
+            if (logits[i] > logits[best]) best = i;
+        return best;
+    }
 
     private static int ArgMax(ReadOnlySpan<(float Logit, int Id)> c)
     {
