@@ -245,6 +245,7 @@ internal static unsafe class RowDots
 
     public static float Q4_K<T>(byte* w, ActivationBlocks a, int blocks) where T : struct, IBlockDots
     {
+        if (typeof(T) == typeof(Avx2Dots)) return Q4_KAvx2(w, a.Qs, a.D, a.BSums, blocks);
         uint* sm = stackalloc uint[4];
         byte* sc = (byte*)sm, m = sc + 8;
         float acc = 0;
@@ -254,6 +255,19 @@ internal static unsafe class RowDots
             int isum = T.Q4K(w + 16, a.Qs + 256 * b, sc);
             int msum = T.MinSum(m, a.BSums + 16 * b);
             float dx = a.D[b];
+            acc += F16(w) * dx * isum - F16(w + 2) * dx * msum;
+        }
+        return acc;
+    }
+
+    /// <summary><see cref="Q4_K"/> with whole super-blocks done by <see cref="Avx2Dots.Q4KBlock"/>: the same float operations.</summary>
+    private static float Q4_KAvx2(byte* w, sbyte* qs, float* d, short* bsums, int blocks)
+    {
+        float acc = 0;
+        for (int b = 0; b < blocks; b++, w += 144)
+        {
+            var (isum, msum) = Avx2Dots.Q4KBlock(w + 4, w + 16, qs + 256 * b, bsums + 16 * b);
+            float dx = d[b];
             acc += F16(w) * dx * isum - F16(w + 2) * dx * msum;
         }
         return acc;
@@ -277,6 +291,7 @@ internal static unsafe class RowDots
 
     public static float Q6_K<T>(byte* w, ActivationBlocks a, int blocks) where T : struct, IBlockDots
     {
+        if (typeof(T) == typeof(Avx2Dots)) return Q6_KAvx2(w, a.Qs, a.D, a.BSums, blocks);
         float acc = 0;
         for (int b = 0; b < blocks; b++, w += 210)
         {
@@ -286,6 +301,18 @@ internal static unsafe class RowDots
             for (int g = 0; g < 16; g++) offset += sc[g] * bsums[g];
             int isum = T.Q6K(w, w + 128, sc, a.Qs + 256 * b) - 32 * offset;
             acc += F16(w + 208) * a.D[b] * isum;
+        }
+        return acc;
+    }
+
+    /// <summary><see cref="Q6_K"/> with whole super-blocks done by <see cref="Avx2Dots.Q6KBlock"/>: the same float operations.</summary>
+    private static float Q6_KAvx2(byte* w, sbyte* qs, float* d, short* bsums, int blocks)
+    {
+        float acc = 0;
+        for (int b = 0; b < blocks; b++, w += 210)
+        {
+            int isum = Avx2Dots.Q6KBlock(w, w + 128, (sbyte*)(w + 192), qs + 256 * b, bsums + 16 * b);
+            acc += F16(w + 208) * d[b] * isum;
         }
         return acc;
     }
