@@ -23,9 +23,9 @@ internal readonly unsafe struct Avx2Dots : IBlockDots
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> Nibbles(byte* qs)
     {
-        var q = Vector128.Load(qs);
-        var mask = Vector128.Create((byte)0x0F);
-        return Vector256.Create(q & mask, Vector128.ShiftRightLogical(q, 4));
+        // The 16 bytes in both halves (a load-port broadcast), the high half shifted right by 4, then masked.
+        var q = Avx2.BroadcastVector128ToVector256(qs).AsUInt32();
+        return (Avx2.ShiftRightLogicalVariable(q, Vector256.Create(0u, 0, 0, 0, 4, 4, 4, 4)) & Vector256.Create(0x0F0F0F0Fu)).AsByte();
     }
 
     /// <summary>Bit i of qh as 0x10 in byte i, for 32 bytes.</summary>

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace ClockLM.Tensors;
 
@@ -92,6 +93,12 @@ internal static unsafe class RowDots
         Vector256.Create(F16(p), F16(p + stride), F16(p + 2 * stride), F16(p + 3 * stride),
             F16(p + 4 * stride), F16(p + 5 * stride), F16(p + 6 * stride), F16(p + 7 * stride));
 
+    /// <summary>
+    /// How far ahead the AVX2 row loops prefetch weights: 2 KB, which keeps enough cache lines in flight for one core
+    /// to stream near memory speed (its hardware prefetcher alone falls short). Past a row's end it is the next row.
+    /// </summary>
+    private const int PrefetchBytes = 2048;
+
     /// <summary>Σ over blocks of TTerm, block b into accumulator b mod 4 (unrolled by four), then (a0 + a1) + (a2 + a3).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Blocks32<TTerm, T>(byte* w, in Act32 a, int blocks)
@@ -106,6 +113,11 @@ internal static unsafe class RowDots
             var acc = Vector128<float>.Zero;
             for (; b + 8 <= blocks; b += 8, w += 8 * stride)
             {
+                // Eight blocks span at most 192 bytes (Q8_0: 272), three lines (five).
+                Sse.Prefetch0(w + PrefetchBytes);
+                Sse.Prefetch0(w + PrefetchBytes + 64);
+                Sse.Prefetch0(w + PrefetchBytes + 128);
+                if (stride > 24) { Sse.Prefetch0(w + PrefetchBytes + 192); Sse.Prefetch0(w + PrefetchBytes + 256); }
                 var t = TTerm.Eight(w, a, b);
                 acc += t.GetLower();
                 acc += t.GetUpper();
@@ -266,6 +278,9 @@ internal static unsafe class RowDots
         float acc = 0;
         for (int b = 0; b < blocks; b++, w += 144)
         {
+            Sse.Prefetch0(w + PrefetchBytes);
+            Sse.Prefetch0(w + PrefetchBytes + 64);
+            Sse.Prefetch0(w + PrefetchBytes + 128);
             var (isum, msum) = Avx2Dots.Q4KBlock(w + 4, w + 16, qs + 256 * b, bsums + 16 * b);
             float dx = d[b];
             acc += F16(w) * dx * isum - F16(w + 2) * dx * msum;
@@ -311,6 +326,10 @@ internal static unsafe class RowDots
         float acc = 0;
         for (int b = 0; b < blocks; b++, w += 210)
         {
+            Sse.Prefetch0(w + PrefetchBytes);
+            Sse.Prefetch0(w + PrefetchBytes + 64);
+            Sse.Prefetch0(w + PrefetchBytes + 128);
+            Sse.Prefetch0(w + PrefetchBytes + 192);
             int isum = Avx2Dots.Q6KBlock(w, w + 128, (sbyte*)(w + 192), qs + 256 * b, bsums + 16 * b);
             acc += F16(w + 208) * d[b] * isum;
         }
