@@ -119,6 +119,13 @@ internal static unsafe class FloatDots
         return Vector128.Sum((a0 + a1) + (a2 + a3)) + Tail(GgmlTypeTail.F32, w, x, i, n);
     }
 
+    /// <summary>F32 rows [start, end) of a matrix (rows <paramref name="rowBytes"/> apart) times x into y, each row as <see cref="F32x256"/>.</summary>
+    public static void F32Rows256(byte* weights, long rowBytes, float* x, int n, float* y, int start, int end)
+    {
+        for (int r = start; r < end; r++) y[r] = F32x256((float*)(weights + r * rowBytes), x, n);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float F32x256(float* w, float* x, int n)
     {
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
@@ -131,7 +138,8 @@ internal static unsafe class FloatDots
             a3 = Vector256.FusedMultiplyAdd(Vector256.Load(w + i + 24), Vector256.Load(x + i + 24), a3);
         }
         for (; i + 8 <= n; i += 8) a0 = Vector256.FusedMultiplyAdd(Vector256.Load(w + i), Vector256.Load(x + i), a0);
-        return Vector256.Sum((a0 + a1) + (a2 + a3)) + Tail(GgmlTypeTail.F32, w, x, i, n);
+        float s = Vector256.Sum((a0 + a1) + (a2 + a3));
+        return i < n ? s + Tail(GgmlTypeTail.F32, w, x, i, n) : s + 0f;
     }
 
     public static float F32x512(float* w, float* x, int n)
