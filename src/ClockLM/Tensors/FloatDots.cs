@@ -53,6 +53,9 @@ internal static unsafe class FloatDots
     // subnormal); infinities and NaNs (exponent 31) keep all-ones exponents; the sign moves to bit 31.
     private const uint Scale2Pow112 = 0x77800000;
 
+    /// <summary>How far ahead of the F16 row loop the weights are prefetched: 2 KB, a few rows of 64-byte lines in flight.</summary>
+    private const int PrefetchHalves = 1024;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<float> Widen(Vector128<uint> h, bool bf16)
     {
@@ -116,6 +119,13 @@ internal static unsafe class FloatDots
         return Vector128.Sum((a0 + a1) + (a2 + a3)) + Tail(GgmlTypeTail.F32, w, x, i, n);
     }
 
+    /// <summary>F32 rows [start, end) of a matrix (rows <paramref name="rowBytes"/> apart) times x into y, each row as <see cref="F32x256"/>.</summary>
+    public static void F32Rows256(byte* weights, long rowBytes, float* x, int n, float* y, int start, int end)
+    {
+        for (int r = start; r < end; r++) y[r] = F32x256((float*)(weights + r * rowBytes), x, n);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float F32x256(float* w, float* x, int n)
     {
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
@@ -128,7 +138,8 @@ internal static unsafe class FloatDots
             a3 = Vector256.FusedMultiplyAdd(Vector256.Load(w + i + 24), Vector256.Load(x + i + 24), a3);
         }
         for (; i + 8 <= n; i += 8) a0 = Vector256.FusedMultiplyAdd(Vector256.Load(w + i), Vector256.Load(x + i), a0);
-        return Vector256.Sum((a0 + a1) + (a2 + a3)) + Tail(GgmlTypeTail.F32, w, x, i, n);
+        float s = Vector256.Sum((a0 + a1) + (a2 + a3));
+        return i < n ? s + Tail(GgmlTypeTail.F32, w, x, i, n) : s + 0f;
     }
 
     public static float F32x512(float* w, float* x, int n)
@@ -159,6 +170,11 @@ internal static unsafe class FloatDots
 
     public static float Half16x256(ushort* w, float* x, int n, bool bf16)
     {
+        if (!bf16 && Avx2.IsSupported && Fma.IsSupported)
+        {
+            float s = F16Avx2(w, x, n, out bool infNan);
+            if (!infNan) return s;
+        }
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         int i = 0;
         for (; i + 32 <= n; i += 32)
@@ -172,6 +188,46 @@ internal static unsafe class FloatDots
             a0 = Vector256.FusedMultiplyAdd(Widen(Load8(w + i), bf16), Vector256.Load(x + i), a0);
         return Vector256.Sum((a0 + a1) + (a2 + a3)) + Tail(bf16 ? GgmlTypeTail.BF16 : GgmlTypeTail.F16, w, x, i, n);
     }
+
+    /// <summary>
+    /// F16 row with AVX2 and FMA, widening finite halves in three operations: the half sign-extended to 32 bits and
+    /// shifted left 13 has its sign in bit 31 and exponent and mantissa in bits 13..27 (bits 28..30 are copies of the
+    /// sign, cleared by the mask); as a float that is the half's value times 2^-112 (subnormals included), which one
+    /// exact multiplication by 2^112 puts right. Infinities and NaNs (exponent 31) would come out finite, so the loop
+    /// keeps the largest (h &lt;&lt; 1) it saw and reports them through <paramref name="infNan"/> for the caller to take the
+    /// general path; the summation order is that of <see cref="Half16x256"/>'s general loop. The weights are prefetched
+    /// 2 KB ahead (past the row's end that is the next row): one core alone keeps too few lines in flight otherwise.
+    /// </summary>
+    private static float F16Avx2(ushort* w, float* x, int n, out bool infNan)
+    {
+        var mask = Vector256.Create(unchecked((int)0x8FFFE000));
+        var scale = Vector256.Create(Scale2Pow112).AsSingle();
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<ushort> top = default;
+        int i = 0;
+        for (; i + 32 <= n; i += 32)
+        {
+            Sse.Prefetch0(w + i + PrefetchHalves);
+            top = Vector256.Max(top, Vector256.ShiftLeft(Vector256.Load(w + i), 1));
+            top = Vector256.Max(top, Vector256.ShiftLeft(Vector256.Load(w + i + 16), 1));
+            a0 = Fma.MultiplyAdd(WidenFinite(w + i, mask, scale), Vector256.Load(x + i), a0);
+            a1 = Fma.MultiplyAdd(WidenFinite(w + i + 8, mask, scale), Vector256.Load(x + i + 8), a1);
+            a2 = Fma.MultiplyAdd(WidenFinite(w + i + 16, mask, scale), Vector256.Load(x + i + 16), a2);
+            a3 = Fma.MultiplyAdd(WidenFinite(w + i + 24, mask, scale), Vector256.Load(x + i + 24), a3);
+        }
+        for (; i + 8 <= n; i += 8)
+        {
+            top = Vector256.Max(top, Vector256.ShiftLeft(Vector256.Create(Vector128.Load(w + i), Vector128<ushort>.Zero), 1));
+            a0 = Fma.MultiplyAdd(WidenFinite(w + i, mask, scale), Vector256.Load(x + i), a0);
+        }
+        // Exponent 31 shifted left by one: 0xF800 and above.
+        infNan = Vector256.GreaterThanOrEqualAny(top, Vector256.Create((ushort)0xF800));
+        return Vector256.Sum((a0 + a1) + (a2 + a3)) + Tail(GgmlTypeTail.F16, w, x, i, n);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> WidenFinite(ushort* p, Vector256<int> mask, Vector256<float> scale) =>
+        (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13) & mask).AsSingle() * scale;
 
     /// <summary>8 consecutive 16-bit values zero-extended to 32 bits (one <c>vpmovzxwd</c> with AVX2).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

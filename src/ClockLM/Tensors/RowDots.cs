@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace ClockLM.Tensors;
 
@@ -41,6 +42,12 @@ internal static unsafe class RowDots
             case GgmlType.Q4_1: Rows32<Q4_1Term, T>(job, start, end); return;
             case GgmlType.Q5_0: Rows32<Q5_0Term, T>(job, start, end); return;
             case GgmlType.Q5_1: Rows32<Q5_1Term, T>(job, start, end); return;
+        }
+        // F32 rows are short work (a 768-value row is 3 KB): one loop without the per-row type switches.
+        if (job.Type == GgmlType.F32 && job.Path == KernelPath.Vector256)
+        {
+            FloatDots.F32Rows256(job.Weights, job.RowBytes, job.X, job.Cols, job.Y, start, end);
+            return;
         }
         var a = job.Activations!;
         int n = job.Cols;
@@ -92,6 +99,12 @@ internal static unsafe class RowDots
         Vector256.Create(F16(p), F16(p + stride), F16(p + 2 * stride), F16(p + 3 * stride),
             F16(p + 4 * stride), F16(p + 5 * stride), F16(p + 6 * stride), F16(p + 7 * stride));
 
+    /// <summary>
+    /// How far ahead the AVX2 row loops prefetch weights: 2 KB, which keeps enough cache lines in flight for one core
+    /// to stream near memory speed (its hardware prefetcher alone falls short). Past a row's end it is the next row.
+    /// </summary>
+    private const int PrefetchBytes = 2048;
+
     /// <summary>Σ over blocks of TTerm, block b into accumulator b mod 4 (unrolled by four), then (a0 + a1) + (a2 + a3).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Blocks32<TTerm, T>(byte* w, in Act32 a, int blocks)
@@ -106,6 +119,11 @@ internal static unsafe class RowDots
             var acc = Vector128<float>.Zero;
             for (; b + 8 <= blocks; b += 8, w += 8 * stride)
             {
+                // Eight blocks span at most 192 bytes (Q8_0: 272), three lines (five).
+                Sse.Prefetch0(w + PrefetchBytes);
+                Sse.Prefetch0(w + PrefetchBytes + 64);
+                Sse.Prefetch0(w + PrefetchBytes + 128);
+                if (stride > 24) { Sse.Prefetch0(w + PrefetchBytes + 192); Sse.Prefetch0(w + PrefetchBytes + 256); }
                 var t = TTerm.Eight(w, a, b);
                 acc += t.GetLower();
                 acc += t.GetUpper();
@@ -245,6 +263,7 @@ internal static unsafe class RowDots
 
     public static float Q4_K<T>(byte* w, ActivationBlocks a, int blocks) where T : struct, IBlockDots
     {
+        if (typeof(T) == typeof(Avx2Dots)) return Q4_KAvx2(w, a.Qs, a.D, a.BSums, blocks);
         uint* sm = stackalloc uint[4];
         byte* sc = (byte*)sm, m = sc + 8;
         float acc = 0;
@@ -254,6 +273,22 @@ internal static unsafe class RowDots
             int isum = T.Q4K(w + 16, a.Qs + 256 * b, sc);
             int msum = T.MinSum(m, a.BSums + 16 * b);
             float dx = a.D[b];
+            acc += F16(w) * dx * isum - F16(w + 2) * dx * msum;
+        }
+        return acc;
+    }
+
+    /// <summary><see cref="Q4_K"/> with whole super-blocks done by <see cref="Avx2Dots.Q4KBlock"/>: the same float operations.</summary>
+    private static float Q4_KAvx2(byte* w, sbyte* qs, float* d, short* bsums, int blocks)
+    {
+        float acc = 0;
+        for (int b = 0; b < blocks; b++, w += 144)
+        {
+            Sse.Prefetch0(w + PrefetchBytes);
+            Sse.Prefetch0(w + PrefetchBytes + 64);
+            Sse.Prefetch0(w + PrefetchBytes + 128);
+            var (isum, msum) = Avx2Dots.Q4KBlock(w + 4, w + 16, qs + 256 * b, bsums + 16 * b);
+            float dx = d[b];
             acc += F16(w) * dx * isum - F16(w + 2) * dx * msum;
         }
         return acc;
@@ -277,6 +312,7 @@ internal static unsafe class RowDots
 
     public static float Q6_K<T>(byte* w, ActivationBlocks a, int blocks) where T : struct, IBlockDots
     {
+        if (typeof(T) == typeof(Avx2Dots)) return Q6_KAvx2(w, a.Qs, a.D, a.BSums, blocks);
         float acc = 0;
         for (int b = 0; b < blocks; b++, w += 210)
         {
@@ -286,6 +322,22 @@ internal static unsafe class RowDots
             for (int g = 0; g < 16; g++) offset += sc[g] * bsums[g];
             int isum = T.Q6K(w, w + 128, sc, a.Qs + 256 * b) - 32 * offset;
             acc += F16(w + 208) * a.D[b] * isum;
+        }
+        return acc;
+    }
+
+    /// <summary><see cref="Q6_K"/> with whole super-blocks done by <see cref="Avx2Dots.Q6KBlock"/>: the same float operations.</summary>
+    private static float Q6_KAvx2(byte* w, sbyte* qs, float* d, short* bsums, int blocks)
+    {
+        float acc = 0;
+        for (int b = 0; b < blocks; b++, w += 210)
+        {
+            Sse.Prefetch0(w + PrefetchBytes);
+            Sse.Prefetch0(w + PrefetchBytes + 64);
+            Sse.Prefetch0(w + PrefetchBytes + 128);
+            Sse.Prefetch0(w + PrefetchBytes + 192);
+            int isum = Avx2Dots.Q6KBlock(w, w + 128, (sbyte*)(w + 192), qs + 256 * b, bsums + 16 * b);
+            acc += F16(w + 208) * d[b] * isum;
         }
         return acc;
     }

@@ -181,6 +181,41 @@ public class MatVecTests
         }
     }
 
+    /// <summary>
+    /// The AVX2 F16 row widens halves assuming they are finite and checks for exponent 31 once per row: an infinity or
+    /// NaN anywhere (the 32-value loop, the 8-value loop, the scalar tail) must still reach the result, and rows of the
+    /// largest finite halves (±65504, just below the check's threshold) must come out finite and right.
+    /// </summary>
+    [Fact]
+    public void F16Rows_InfinityAnywhereReachesTheResult_LargestFiniteStaysRight()
+    {
+        const int cols = 1195; // 37 chunks of 32 (to 1184), one of 8 (to 1192), a scalar tail of 3
+        var x = Enumerable.Range(0, cols).Select(i => 1f + (i % 7) * 0.125f).ToArray();
+        foreach (int position in new[] { 0, 17, 31, 600, 1183, 1188, 1192, 1194 })
+        {
+            var bytes = new byte[2 * cols];
+            for (int i = 0; i < cols; i++) BitConverter.TryWriteBytes(bytes.AsSpan(2 * i), (ushort)(i % 2 == 0 ? 0x7BFF : 0xFBFF));
+            BitConverter.TryWriteBytes(bytes.AsSpan(2 * position), (ushort)0x7C00);
+            foreach (var path in new[] { KernelPath.Scalar }.Concat(VectorPaths()))
+                Assert.Equal(float.PositiveInfinity, Run(GgmlType.F16, bytes, 1, cols, x, path)[0]);
+        }
+        var finite = new byte[2 * cols];
+        for (int i = 0; i < cols; i++) BitConverter.TryWriteBytes(finite.AsSpan(2 * i), (ushort)(i % 3 == 0 ? 0xFBFF : 0x7BFF));
+        double exact = 0, magnitude = 0;
+        for (int i = 0; i < cols; i++)
+        {
+            double w = i % 3 == 0 ? -65504.0 : 65504.0;
+            exact += w * x[i];
+            magnitude += Math.Abs(w * x[i]);
+        }
+        double gamma = cols * Math.Pow(2, -24) / (1 - cols * Math.Pow(2, -24));
+        foreach (var path in new[] { KernelPath.Scalar }.Concat(VectorPaths()))
+        {
+            float y = Run(GgmlType.F16, finite, 1, cols, x, path)[0];
+            Assert.True(Math.Abs(y - exact) <= gamma * magnitude, $"{path}: {y} vs exact {exact}");
+        }
+    }
+
     [Fact]
     public unsafe void Multiply_PublicOverloadMatchesScalarReferenceAndChecksShapes()
     {
