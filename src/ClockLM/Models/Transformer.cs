@@ -14,7 +14,7 @@ namespace ClockLM.Models;
 /// With neither attached the cycle costs two null checks per stage more than a plain loop.
 /// Reads like llama2.c's run.c; the speed lives in <see cref="MatVec"/>.
 /// </summary>
-public sealed class Transformer
+public sealed partial class Transformer
 {
     private readonly float[] _x;       // residual stream (dim)
     private readonly float[] _xb;      // normalised input / feed-forward output (dim)
@@ -112,6 +112,7 @@ public sealed class Transformer
     public ReadOnlySpan<float> Evaluate(ReadOnlySpan<int> tokens, int startPos)
     {
         if (tokens.IsEmpty) throw new ArgumentException("no tokens to evaluate", nameof(tokens));
+        if (UsesChunks(tokens.Length)) return EvaluateChunked(tokens, startPos);
         for (int i = 0; i < tokens.Length; i++)
             RunToken(tokens[i], startPos + i, computeLogits: i == tokens.Length - 1);
         return _logits;
