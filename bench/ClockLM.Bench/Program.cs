@@ -3,6 +3,9 @@ using BenchmarkDotNet.Running;
 // `--vs-llamacpp` runs the ClockLM vs llama.cpp comparison harness; anything else goes to BenchmarkDotNet.
 if (args.Contains("--vs-llamacpp"))
     return ClockLM.Bench.VersusLlamaCpp.Run(args);
+// `--matmul-kernels` times MatMul against one MatVec per vector.
+if (args.Contains("--matmul-kernels"))
+    return ClockLM.Bench.Kernels.MatMulKernels.Run(args);
 // `--serve-load` runs the HTTP server load test (concurrent streaming clients, answers checked against runs alone).
 if (args.Contains("--serve-load"))
     return ClockLM.Bench.Server.ServerLoadTest.Run(args);

@@ -165,9 +165,25 @@ internal static unsafe class QuantizedTiles
         return HalfWidening.Widen(h);
     }
 
+    /// <summary>The 16 pair products q[2i] x[2i] + q[2i+1] x[2i+1] of a block of 4-bit codes (each at most 2 * 15 * 127 = 3810 in magnitude).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Dot(Vector256<byte> codes, sbyte* x) =>
-        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(codes, Vector256.Load(x)), Vector256.Create((short)1));
+    private static Vector256<short> Pairs(Vector256<byte> codes, sbyte* x) => Avx2.MultiplyAddAdjacent(codes, Vector256.Load(x));
+
+    /// <summary>
+    /// Lane i: the total of block i's 16 pair sums, for eight blocks of 4-bit codes. Three rounds of 16-bit
+    /// horizontal adds leave, in each 128-bit half, one sum of eight pairs per block (at most 8 * 3810 = 30480, so
+    /// 16 bits cannot overflow), in block order; the two halves are widened and added. Exact integers, so the
+    /// totals equal <see cref="Avx2Dots.Sums8"/> over the 32-bit parts, with half the multiplies (no vpmaddwd per block).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Sums8U4(Vector256<short> p0, Vector256<short> p1, Vector256<short> p2, Vector256<short> p3,
+        Vector256<short> p4, Vector256<short> p5, Vector256<short> p6, Vector256<short> p7)
+    {
+        var h0123 = Avx2.HorizontalAdd(Avx2.HorizontalAdd(p0, p1), Avx2.HorizontalAdd(p2, p3));
+        var h4567 = Avx2.HorizontalAdd(Avx2.HorizontalAdd(p4, p5), Avx2.HorizontalAdd(p6, p7));
+        var h = Avx2.HorizontalAdd(h0123, h4567);
+        return Avx2.ConvertToVector256Int32(h.GetLower()) + Avx2.ConvertToVector256Int32(h.GetUpper());
+    }
 
     /// <summary>Q4_0: 16 bytes of 4-bit codes after the scale, unpacked once per row block; term dw * dx * (Σ q x - 8 Σ x).</summary>
     public readonly struct Q4_0Tile : ITile
@@ -187,8 +203,8 @@ internal static unsafe class QuantizedTiles
             Vector256<float> scales, in RowDots.Act32 a, int b)
         {
             sbyte* x = a.Qs + 32 * b;
-            var isum = Avx2Dots.Sums8(Dot(n0, x), Dot(n1, x + 32), Dot(n2, x + 64), Dot(n3, x + 96),
-                Dot(n4, x + 128), Dot(n5, x + 160), Dot(n6, x + 192), Dot(n7, x + 224))
+            var isum = Sums8U4(Pairs(n0, x), Pairs(n1, x + 32), Pairs(n2, x + 64), Pairs(n3, x + 96),
+                Pairs(n4, x + 128), Pairs(n5, x + 160), Pairs(n6, x + 192), Pairs(n7, x + 224))
                 - Vector256.ShiftLeft(Vector256.Load(a.Sum + b), 3);
             return scales * Vector256.Load(a.D + b) * Vector256.ConvertToSingle(isum);
         }
