@@ -17,6 +17,9 @@ internal unsafe struct MatMulJob : IRowRangeJob
     /// <summary>Vectors per group of the quantized tiles (their activation blocks share the cache with the rows).</summary>
     public const int QuantizedGroup = 8;
 
+    /// <summary>Vectors from which Q4_0 rows are interleaved eight at a time (<see cref="Q4_0RowOctets"/>).</summary>
+    public static int Q4_0OctetsFrom = 4;
+
     public GgmlType Type;
     public KernelPath Path;
     public byte* Weights;
@@ -34,6 +37,11 @@ internal unsafe struct MatMulJob : IRowRangeJob
         if (avx2 && Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16)
         {
             FloatTiles.Rows(this, start, end);
+            return;
+        }
+        if (avx2 && Type == GgmlType.Q4_0 && Count >= Q4_0OctetsFrom)
+        {
+            Q4_0RowOctets.Rows(this, start, end);
             return;
         }
         if (avx2 && Type == GgmlType.Q4_0 && Cols / 32 >= 8)

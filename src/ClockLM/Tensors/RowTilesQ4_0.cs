@@ -1,0 +1,108 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace ClockLM.Tensors;
+
+/// <summary>
+/// Q4_0 rows eight at a time on AVX2, for products with enough vectors to pay for re-laying out the weights.
+/// A block of eight rows is first interleaved: for each 32-value block, register k holds codes 4k..4k+3 of every
+/// row (row j in bytes 4j..4j+3), plus the eight rows' scales. One vpmaddubsw with activations 4k..4k+3 broadcast
+/// then works on all eight rows, the eight partial sums of a block add up in 16 bits (at most 8 * 2 * 15 * 127 =
+/// 30480), and one vpmaddwd gives the eight rows' integer block dots, lane j for row j: no horizontal sums at all.
+/// The float work per lane is that of <see cref="RowDots.Blocks32{TTerm, T}"/>: term (dw * dx) * isum of block b
+/// added to accumulator b mod 4 in block order, result (a0 + a1) + (a2 + a3), so every row equals MatVec bit for bit.
+/// </summary>
+internal static unsafe class Q4_0RowOctets
+{
+    /// <summary>Bytes one 32-value block of eight interleaved rows takes: 256 code bytes and 8 float scales.</summary>
+    private const int BlockBytes = 256 + 32;
+
+    [ThreadStatic] private static byte[]? _interleaved;
+
+    /// <summary>Rows [start, end) of the product: octets of rows interleaved once, the rest by the one-row tile.</summary>
+    public static void Rows(in MatMulJob job, int start, int end)
+    {
+        int blocks = job.Cols / 32, count = job.Count;
+        int octets = (end - start) / 8;
+        if (octets > 0)
+        {
+            var buffer = _interleaved;
+            if (buffer is null || buffer.Length < blocks * BlockBytes)
+                _interleaved = buffer = GC.AllocateUninitializedArray<byte>(blocks * BlockBytes, pinned: true);
+            byte* packed = (byte*)Unsafe.AsPointer(ref buffer[0]);
+            var acts = stackalloc RowDots.Act32[count];
+            for (int t = 0; t < count; t++) acts[t] = new RowDots.Act32(job.Activations![t]);
+            for (int o = 0; o < octets; o++)
+            {
+                int r0 = start + 8 * o;
+                Interleave(job.Weights + (long)r0 * job.RowBytes, job.RowBytes, blocks, packed);
+                for (int t = 0; t < count; t++)
+                    Octet(packed, blocks, acts[t], job.Y + (long)t * job.Rows + r0);
+            }
+        }
+        if (start + 8 * octets < end)
+            QuantizedTiles.Rows<QuantizedTiles.Q4_0Tile, RowDots.Q4_0Term>(job, start + 8 * octets, end);
+    }
+
+    /// <summary>Lays out rows w, w + rowBytes, ..., w + 7 rowBytes block by block as described above.</summary>
+    private static void Interleave(byte* w, int rowBytes, int blocks, byte* packed)
+    {
+        var mask = Vector128.Create((byte)0x0F);
+        for (int b = 0; b < blocks; b++)
+        {
+            uint* dst = (uint*)(packed + (long)b * BlockBytes);
+            float* scales = (float*)(packed + (long)b * BlockBytes + 256);
+            for (int j = 0; j < 8; j++)
+            {
+                byte* block = w + (long)j * rowBytes + 18 * b;
+                var q = Vector128.Load(block + 2);
+                var lo = (q & mask).AsUInt32();                           // codes 0..15, four per word
+                var hi = (Vector128.ShiftRightLogical(q, 4) & mask).AsUInt32(); // codes 16..31
+                for (int k = 0; k < 4; k++)
+                {
+                    dst[8 * k + j] = lo.GetElement(k);
+                    dst[8 * (k + 4) + j] = hi.GetElement(k);
+                }
+                scales[j] = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(block));
+            }
+        }
+    }
+
+    /// <summary>Eight interleaved rows times one vector; row j's result into y[j].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Octet(byte* packed, int blocks, in RowDots.Act32 a, float* y)
+    {
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        int b = 0;
+        for (; b + 4 <= blocks; b += 4)
+        {
+            a0 += Term(packed, a, b);
+            a1 += Term(packed, a, b + 1);
+            a2 += Term(packed, a, b + 2);
+            a3 += Term(packed, a, b + 3);
+        }
+        if (b < blocks) a0 += Term(packed, a, b);
+        if (b + 1 < blocks) a1 += Term(packed, a, b + 1);
+        if (b + 2 < blocks) a2 += Term(packed, a, b + 2);
+        ((a0 + a1) + (a2 + a3)).Store(y);
+    }
+
+    /// <summary>Lane j: (dw_j * dx) * (Σ q x - 8 Σ x) of block b, for the eight rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Term(byte* packed, in RowDots.Act32 a, int b)
+    {
+        byte* p = packed + (long)b * BlockBytes;
+        int* x = (int*)(a.Qs + 32 * b);
+        var s = Avx2.MultiplyAddAdjacent(Vector256.Load(p), Vector256.Create(x[0]).AsSByte());
+        s += Avx2.MultiplyAddAdjacent(Vector256.Load(p + 32), Vector256.Create(x[1]).AsSByte());
+        s += Avx2.MultiplyAddAdjacent(Vector256.Load(p + 64), Vector256.Create(x[2]).AsSByte());
+        s += Avx2.MultiplyAddAdjacent(Vector256.Load(p + 96), Vector256.Create(x[3]).AsSByte());
+        s += Avx2.MultiplyAddAdjacent(Vector256.Load(p + 128), Vector256.Create(x[4]).AsSByte());
+        s += Avx2.MultiplyAddAdjacent(Vector256.Load(p + 160), Vector256.Create(x[5]).AsSByte());
+        s += Avx2.MultiplyAddAdjacent(Vector256.Load(p + 192), Vector256.Create(x[6]).AsSByte());
+        s += Avx2.MultiplyAddAdjacent(Vector256.Load(p + 224), Vector256.Create(x[7]).AsSByte());
+        var isum = Avx2.MultiplyAddAdjacent(s, Vector256.Create((short)1)) - Vector256.Create(a.Sum[b] << 3);
+        return Vector256.Load((float*)(p + 256)) * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(isum);
+    }
+}
