@@ -18,7 +18,7 @@ internal unsafe struct MatMulJob : IRowRangeJob
     public const int QuantizedGroup = 8;
 
     /// <summary>Vectors from which Q4_0 rows are interleaved eight at a time (<see cref="Q4_0RowOctets"/>).</summary>
-    public static int Q4_0OctetsFrom = 4;
+    public const int Q4_0OctetsFrom = 4;
 
     public GgmlType Type;
     public KernelPath Path;

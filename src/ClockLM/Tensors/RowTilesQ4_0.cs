@@ -45,28 +45,39 @@ internal static unsafe class Q4_0RowOctets
             QuantizedTiles.Rows<QuantizedTiles.Q4_0Tile, RowDots.Q4_0Term>(job, start + 8 * octets, end);
     }
 
-    /// <summary>Lays out rows w, w + rowBytes, ..., w + 7 rowBytes block by block as described above.</summary>
+    /// <summary>Lays out rows w, w + rowBytes, ..., w + 7 rowBytes block by block as described above: the codes of a
+    /// block are a 4x8 transpose of 32-bit words per nibble half (unpacks within 128-bit lanes, rows j and j + 4
+    /// sharing a register), the scales one gather.</summary>
     private static void Interleave(byte* w, int rowBytes, int blocks, byte* packed)
     {
-        var mask = Vector128.Create((byte)0x0F);
-        for (int b = 0; b < blocks; b++)
+        var mask = Vector256.Create((byte)0x0F);
+        for (int b = 0; b < blocks; b++, w += 18)
         {
-            uint* dst = (uint*)(packed + (long)b * BlockBytes);
-            float* scales = (float*)(packed + (long)b * BlockBytes + 256);
-            for (int j = 0; j < 8; j++)
-            {
-                byte* block = w + (long)j * rowBytes + 18 * b;
-                var q = Vector128.Load(block + 2);
-                var lo = (q & mask).AsUInt32();                           // codes 0..15, four per word
-                var hi = (Vector128.ShiftRightLogical(q, 4) & mask).AsUInt32(); // codes 16..31
-                for (int k = 0; k < 4; k++)
-                {
-                    dst[8 * k + j] = lo.GetElement(k);
-                    dst[8 * (k + 4) + j] = hi.GetElement(k);
-                }
-                scales[j] = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(block));
-            }
+            byte* dst = packed + (long)b * BlockBytes;
+            // Y_j: the 16 code bytes of row j (low 128 bits) and of row j + 4 (high 128 bits).
+            var y0 = Vector256.Create(Vector128.Load(w + 2), Vector128.Load(w + 4L * rowBytes + 2));
+            var y1 = Vector256.Create(Vector128.Load(w + rowBytes + 2), Vector128.Load(w + 5L * rowBytes + 2));
+            var y2 = Vector256.Create(Vector128.Load(w + 2L * rowBytes + 2), Vector128.Load(w + 6L * rowBytes + 2));
+            var y3 = Vector256.Create(Vector128.Load(w + 3L * rowBytes + 2), Vector128.Load(w + 7L * rowBytes + 2));
+            Transpose(y0 & mask, y1 & mask, y2 & mask, y3 & mask, dst);
+            Transpose(Vector256.ShiftRightLogical(y0.AsUInt16(), 4).AsByte() & mask, Vector256.ShiftRightLogical(y1.AsUInt16(), 4).AsByte() & mask,
+                Vector256.ShiftRightLogical(y2.AsUInt16(), 4).AsByte() & mask, Vector256.ShiftRightLogical(y3.AsUInt16(), 4).AsByte() & mask, dst + 128);
+            QuantizedTiles.HalfScales(w, rowBytes).Store((float*)(dst + 256));
         }
+    }
+
+    /// <summary>Word k of rows 0..3 (low halves of y0..y3) and rows 4..7 (high halves) into register k at dst + 32 k.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose(Vector256<byte> y0, Vector256<byte> y1, Vector256<byte> y2, Vector256<byte> y3, byte* dst)
+    {
+        var t0 = Avx2.UnpackLow(y0.AsInt32(), y1.AsInt32());   // r0w0 r1w0 r0w1 r1w1
+        var t1 = Avx2.UnpackHigh(y0.AsInt32(), y1.AsInt32());  // r0w2 r1w2 r0w3 r1w3
+        var t2 = Avx2.UnpackLow(y2.AsInt32(), y3.AsInt32());   // r2w0 r3w0 r2w1 r3w1
+        var t3 = Avx2.UnpackHigh(y2.AsInt32(), y3.AsInt32());
+        Avx2.UnpackLow(t0.AsInt64(), t2.AsInt64()).Store((long*)dst);
+        Avx2.UnpackHigh(t0.AsInt64(), t2.AsInt64()).Store((long*)(dst + 32));
+        Avx2.UnpackLow(t1.AsInt64(), t3.AsInt64()).Store((long*)(dst + 64));
+        Avx2.UnpackHigh(t1.AsInt64(), t3.AsInt64()).Store((long*)(dst + 96));
     }
 
     /// <summary>Eight interleaved rows times one vector; row j's result into y[j].</summary>
