@@ -17,8 +17,11 @@ internal unsafe struct MatMulJob : IRowRangeJob
     /// <summary>Vectors per group of the quantized tiles (their activation blocks share the cache with the rows).</summary>
     public const int QuantizedGroup = 8;
 
-    /// <summary>Vectors from which Q4_0 rows are interleaved eight at a time (<see cref="Q4_0RowOctets"/>).</summary>
+    /// <summary>Vectors from which Q4_0 rows are interleaved eight at a time (<see cref="RowOctets"/>).</summary>
     public const int Q4_0OctetsFrom = 4;
+
+    /// <summary>Vectors from which Q8_0 rows are interleaved eight at a time.</summary>
+    public const int Q8_0OctetsFrom = 4;
 
     public GgmlType Type;
     public KernelPath Path;
@@ -41,7 +44,12 @@ internal unsafe struct MatMulJob : IRowRangeJob
         }
         if (avx2 && Type == GgmlType.Q4_0 && Count >= Q4_0OctetsFrom)
         {
-            Q4_0RowOctets.Rows(this, start, end);
+            RowOctets.Rows<Q4_0Octets>(this, start, end);
+            return;
+        }
+        if (avx2 && Type == GgmlType.Q8_0 && Count >= Q8_0OctetsFrom)
+        {
+            RowOctets.Rows<Q8_0Octets>(this, start, end);
             return;
         }
         if (avx2 && Type == GgmlType.Q4_0 && Cols / 32 >= 8)
