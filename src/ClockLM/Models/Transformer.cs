@@ -108,7 +108,8 @@ public sealed partial class Transformer
         return _logits;
     }
 
-    /// <summary>Evaluates a prompt: tokens at positions startPos, startPos+1, … and returns the logits of the last one.</summary>
+    /// <summary>Evaluates a prompt: tokens at positions startPos, startPos+1, … and returns the logits of the last one.
+    /// Runs chunks of up to <see cref="MicroBatch"/> tokens through each cycle together when no observer or hook is attached.</summary>
     public ReadOnlySpan<float> Evaluate(ReadOnlySpan<int> tokens, int startPos)
     {
         if (tokens.IsEmpty) throw new ArgumentException("no tokens to evaluate", nameof(tokens));
