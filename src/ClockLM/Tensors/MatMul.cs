@@ -15,6 +15,9 @@ namespace ClockLM.Tensors;
 /// </remarks>
 public static class MatMul
 {
+    /// <summary>Vectors one kernel pass takes; larger products run in slices of this many.</summary>
+    internal const int MaxVectors = 256;
+
     /// <summary>Y = X Wᵀ: X holds <paramref name="count"/> vectors of W.Cols values one after another, Y receives
     /// <paramref name="count"/> vectors of W.Rows values.</summary>
     public static void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y, int count) =>
@@ -38,6 +41,16 @@ public static class MatMul
         if (count == 1)
         {
             MatVec.Multiply(w, x, y, pool, path);
+            return;
+        }
+        if (count > MaxVectors)
+        {
+            // The kernels keep per-vector pointers on the stack: products of more vectors run in slices.
+            for (int t = 0; t < count; t += MaxVectors)
+            {
+                int n = Math.Min(MaxVectors, count - t);
+                Multiply(w, x.Slice(t * w.Cols, n * w.Cols), y.Slice(t * w.Rows, n * w.Rows), n, pool, path);
+            }
             return;
         }
 

@@ -68,6 +68,12 @@ public class MatMulTests
             AssertEqualsMatVec(type, 301, cols, count, seed: count, KernelPaths.Best, pool);
     }
 
+    [Theory]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.F16)]
+    public void MoreVectorsThanOnePassEqualMatVec(GgmlType type) =>
+        AssertEqualsMatVec(type, 9, 256, MatMul.MaxVectors + 3, seed: 5, KernelPaths.Best, pool: null);
+
     [Fact]
     public void ShapeErrorsNameTheSizes()
     {
