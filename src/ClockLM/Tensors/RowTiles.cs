@@ -62,6 +62,11 @@ internal unsafe struct MatMulJob : IRowRangeJob
             QuantizedTiles.Rows<QuantizedTiles.Q8_0Tile, RowDots.Q8_0Term>(this, start, end);
             return;
         }
+        if (avx2 && Type == GgmlType.Q4_K)
+        {
+            KQuantTiles.Q4_KRows(this, start, end);
+            return;
+        }
         // Any other type or path: the one-vector row kernel for each vector, on a block of rows at a time.
         for (int r0 = start; r0 < end; r0 += RowBlock)
         {
