@@ -67,6 +67,11 @@ internal unsafe struct MatMulJob : IRowRangeJob
             KQuantTiles.Q4_KRows(this, start, end);
             return;
         }
+        if (avx2 && Type == GgmlType.Q6_K)
+        {
+            KQuantTiles.Q6_KRows(this, start, end);
+            return;
+        }
         // Any other type or path: the one-vector row kernel for each vector, on a block of rows at a time.
         for (int r0 = start; r0 < end; r0 += RowBlock)
         {
