@@ -144,21 +144,22 @@ public sealed partial class Transformer
                 Add(x, o);
                 m.Normalize(b.XB.AsSpan(i * dim, dim), x, w.FfnNorm, w.FfnNormBias);
             }
-            Span<float> hb = b.HB.AsSpan(0, n * hidden), hb2 = b.HB2.AsSpan(0, n * hidden);
+            Span<float> hb = b.HB.AsSpan(0, n * hidden);
             if (c.FeedForward == FeedForward.Gelu)
             {
                 Multiply(w.W3, b.XB, b.HB, n, pool);
                 if (w.BiasUp is not null)
                     for (int i = 0; i < n; i++) Add(hb.Slice(i * hidden, hidden), w.BiasUp);
-                Gelu(hb);
             }
             else
             {
                 Multiply(w.W1, b.XB, b.HB, n, pool);
                 Multiply(w.W3, b.XB, b.HB2, n, pool);
-                if (c.FeedForward == FeedForward.GeluGated) GeluGated(hb, hb2);
-                else SwiGlu(hb, hb2);
             }
+            // The activation, row by row (element-wise, so split across the pool it is the same arithmetic).
+            var activation = new ActivationJob { Kind = c.FeedForward, Gate = b.HB, Up = b.HB2, Width = hidden };
+            if (pool is null || n < 2) activation.Execute(0, n);
+            else pool.Run(activation, n);
             Multiply(w.W2, b.HB, b.XB, n, pool);
 
             // Write-back: the feed-forward output into every residual stream.
@@ -200,6 +201,23 @@ public sealed partial class Transformer
             var s = rows[i];
             b.X.AsSpan(i * dim, dim).CopyTo(s._x);
             (s._token, s._pos, s._layer, s._stage, s._inFlight) = (tokens[i], positions[i], c.Layers, Stage.Fetch, false);
+        }
+    }
+
+    /// <summary>The feed-forward activation of rows [start, end): gelu(up), gelu(gate) * up or silu(gate) * up into gate.</summary>
+    private struct ActivationJob : IRowRangeJob
+    {
+        public FeedForward Kind;
+        public float[] Gate, Up;
+        public int Width;
+
+        public readonly void Execute(int start, int end)
+        {
+            Span<float> gate = Gate.AsSpan(start * Width, (end - start) * Width);
+            ReadOnlySpan<float> up = Up.AsSpan(start * Width, (end - start) * Width);
+            if (Kind == FeedForward.Gelu) Gelu(gate);
+            else if (Kind == FeedForward.GeluGated) GeluGated(gate, up);
+            else SwiGlu(gate, up);
         }
     }
 

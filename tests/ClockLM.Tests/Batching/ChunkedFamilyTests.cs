@@ -1,5 +1,6 @@
 using ClockLM.Gguf;
 using ClockLM.Models;
+using ClockLM.Tensors;
 using ClockLM.Tests.Families;
 
 namespace ClockLM.Tests.Batching;
@@ -11,10 +12,11 @@ public class ChunkedFamilyTests
     private static void AssertChunksEqualTokenByToken(string path, int promptLength)
     {
         using var model = Model.Load(path);
+        using var pool = new WorkerPool(1); // the chunk's activations are split across it too
         var prompt = Enumerable.Range(0, promptLength).Select(i => (i * 53 + 7) % model.Config.VocabSize).ToArray();
-        var reference = model.CreateTransformer(64);
+        var reference = model.CreateTransformer(64, pool);
         reference.MicroBatch = 1;
-        var chunked = model.CreateTransformer(64);
+        var chunked = model.CreateTransformer(64, pool);
         chunked.MicroBatch = 6;
         var expected = reference.Evaluate(prompt, 0).ToArray();
         var actual = chunked.Evaluate(prompt, 0).ToArray();
