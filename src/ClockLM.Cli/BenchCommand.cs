@@ -18,7 +18,7 @@ internal static class BenchCommand
         var threads = new Option<string>("-t", "--threads") { Description = "Thread counts, comma-separated", DefaultValueFactory = _ => Environment.ProcessorCount.ToString() };
         var reps = new Option<int>("-r", "--repetitions") { Description = "Repetitions per test", DefaultValueFactory = _ => 3 };
         var json = new Option<string?>("--json") { Description = "Also write the rows as JSON to this file" };
-        var ubatch = new Option<int?>("--ubatch", "-ub") { Description = "Prompt tokens run through the layers together (default 32; 1 = token by token)" };
+        var ubatch = new Option<int?>("--ubatch", "-ub") { Description = "Prompt tokens run through the layers together (default 128; 1 = token by token)" };
         var batch = new Option<int>("--batch", "-b") { Description = "Also measure this many sequences generating -n tokens each together (0 = off)", DefaultValueFactory = _ => 0 };
         var command = new Command("bench", "Measure prompt (pp) and generation (tg) speed, like llama-bench");
         foreach (var o in new Option[] { model, tokenizer, prompt, gen, threads, reps, ubatch, batch, json }) command.Options.Add(o);

@@ -25,7 +25,7 @@ internal static class RunCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of streaming text" };
         var chat = new Option<bool>("--chat") { Description = "Send the prompt as a user message through the model's chat template (ChatML when the file has none)" };
         var system = new Option<string?>("--system") { Description = "With --chat: a system message before the prompt" };
-        var ubatch = new Option<int?>("--ubatch", "-ub") { Description = "Prompt tokens run through the layers together (default 32; 1 = token by token)" };
+        var ubatch = new Option<int?>("--ubatch", "-ub") { Description = "Prompt tokens run through the layers together (default 128; 1 = token by token)" };
 
         var command = new Command("run", "Generate text from a prompt");
         model.AddTo(command);

@@ -10,7 +10,7 @@ namespace ClockLM.Models;
 // bit-identical to it. Observers and hooks see one token at a time; with either attached the token-by-token path runs.
 public sealed partial class Transformer
 {
-    private int _microBatch = 32;
+    private int _microBatch = 128;
     private BatchBuffers? _chunk;
     private Transformer[]? _selfRows;
     private int[]? _chunkPositions;
@@ -19,7 +19,7 @@ public sealed partial class Transformer
     /// Most prompt tokens <see cref="Evaluate"/> runs through the cycles together (llama.cpp's n_ubatch). Each chunk
     /// reads the weights once for all its tokens, which makes long prompts compute-bound instead of bound by memory
     /// bandwidth; the logits are bit-identical to evaluating token by token. 1 evaluates token by token. Chunks are
-    /// used only while neither <see cref="Observer"/> nor <see cref="Hook"/> is attached. Default 32.
+    /// used only while neither <see cref="Observer"/> nor <see cref="Hook"/> is attached. Default 128 (larger chunks amortise the per-product weight re-layout over more tokens).
     /// </summary>
     public int MicroBatch
     {
