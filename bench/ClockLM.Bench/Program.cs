@@ -6,6 +6,9 @@ if (args.Contains("--vs-llamacpp"))
 // `--matvec-quick` times one matrix-vector product per weight type with a stopwatch (quick A/B between builds).
 if (args.Contains("--matvec-quick"))
     return ClockLM.Bench.Kernels.MatVecQuick.Run(args);
+// `--matmul-kernels` times MatMul against one MatVec per vector.
+if (args.Contains("--matmul-kernels"))
+    return ClockLM.Bench.Kernels.MatMulKernels.Run(args);
 // `--serve-load` runs the HTTP server load test (concurrent streaming clients, answers checked against runs alone).
 if (args.Contains("--serve-load"))
     return ClockLM.Bench.Server.ServerLoadTest.Run(args);

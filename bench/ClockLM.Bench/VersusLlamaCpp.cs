@@ -13,7 +13,11 @@ namespace ClockLM.Bench;
 /// `--vs-llamacpp`: runs the same model file through ClockLM and llama.cpp (LLamaSharp's native build) in one
 /// process, alternating A and B repetitions so both see the same machine conditions, and prints per row both speeds
 /// and the ClockLM/llama.cpp ratio of the medians.
-/// Usage: --model M [-p 128] [-n 64] [-t 1,2] [-r 3] [--json FILE] --vs-llamacpp
+/// Prompt rows (ppN) evaluate N tokens from an empty cache: ClockLM in chunks of --ubatch tokens (default: the
+/// library's), llama.cpp as one batch with n_batch = n_ubatch = N. With --batch B a row tgNxB has B sequences
+/// generating N tokens each together (aggregate tokens/s): ClockLM through BatchDecoder, llama.cpp as one llama_batch
+/// of B tokens with sequence ids 0..B-1 per step; a line after it gives ClockLM's batched/single-sequence ratio.
+/// Usage: --model M [-p 128] [-n 64] [-t 1,2] [-r 3] [--ubatch 32] [--batch B] [--json FILE] --vs-llamacpp
 /// </summary>
 public static class VersusLlamaCpp
 {
@@ -25,7 +29,8 @@ public static class VersusLlamaCpp
     public static int Run(string[] args)
     {
         string? model = null, json = null;
-        int prompt = 128, gen = 64, reps = 3;
+        int prompt = 128, gen = 64, reps = 3, batch = 0;
+        int? ubatch = null;
         int[] threads = [1, 2];
         try
         {
@@ -40,12 +45,14 @@ public static class VersusLlamaCpp
                     case "-r": reps = int.Parse(Next()); break;
                     case "-t": threads = Next().Split(',').Select(int.Parse).ToArray(); break;
                     case "--json": json = Next(); break;
+                    case "--ubatch": ubatch = int.Parse(Next()); break;
+                    case "--batch": batch = int.Parse(Next()); break;
                     case "--vs-llamacpp": break;
                     default: throw new ArgumentException($"unknown argument '{args[i]}'");
                 }
             }
             if (model is null) throw new ArgumentException("--model is required");
-            if (prompt < 0 || gen < 0 || reps < 1 || threads.Any(t => t < 1)) throw new ArgumentException("counts must be positive");
+            if (prompt < 0 || gen < 0 || reps < 1 || threads.Any(t => t < 1) || ubatch < 1 || batch < 0) throw new ArgumentException("counts must be positive");
         }
         catch (Exception e) when (e is ArgumentException or FormatException)
         {
@@ -65,6 +72,7 @@ public static class VersusLlamaCpp
             int context = Math.Max(prompt, gen) + 8;
             using var pool = new WorkerPool(t - 1);
             var transformer = clockModel.CreateTransformer(Math.Min(clockModel.Config.ContextLength, context), pool);
+            if (ubatch is { } ub) transformer.MicroBatch = ub;
             var parameters = new ModelParams(model)
             {
                 ContextSize = (uint)context, BatchSize = (uint)Math.Max(prompt, 1), UBatchSize = (uint)Math.Max(prompt, 1),
@@ -91,12 +99,64 @@ public static class VersusLlamaCpp
                 Console.WriteLine($"| {name,-28} | {type,6} | {t,7} | {row.Test,7} | {row.ClockLM,12:F2} | {row.LlamaCpp,14:F2} | {row.Ratio,6:F2} |");
             }
         }
+        if (batch > 0)
+            foreach (int t in threads)
+                rows.Add(BatchRow(model, clockModel, name, type, t, batch, gen > 0 ? gen : 32, reps));
         if (json is not null)
         {
             var output = rows.Select(r => new { model = r.Model, type = r.Type, threads = r.Threads, test = r.Test, clocklm_tps = r.ClockLM, llamacpp_tps = r.LlamaCpp, ratio = r.Ratio });
             File.WriteAllText(json, JsonSerializer.Serialize(output, new JsonSerializerOptions { WriteIndented = true }));
         }
         return 0;
+    }
+
+    /// <summary>B sequences generating n tokens each together, on both engines; then ClockLM's single-sequence speed.</summary>
+    private static Row BatchRow(string model, Model clockModel, string name, string type, int t, int batch, int n, int reps)
+    {
+        using var pool = new WorkerPool(t - 1);
+        var decoder = new BatchDecoder(clockModel.Config, clockModel.Weights, pool);
+        int context = Math.Min(clockModel.Config.ContextLength, n + 8);
+        var sequences = Enumerable.Range(0, batch).Select(_ => decoder.CreateSequence(context)).ToArray();
+        var single = clockModel.CreateTransformer(context, pool);
+        var parameters = new ModelParams(model)
+        {
+            ContextSize = (uint)(batch * (n + 8)), BatchSize = (uint)Math.Max(batch, 8), UBatchSize = (uint)Math.Max(batch, 8),
+            SeqMax = (uint)batch, GpuLayerCount = 0, Threads = t, BatchThreads = t,
+        };
+        using var weights = LLamaWeights.LoadFromFile(parameters);
+        using var llama = weights.CreateContext(parameters);
+        var ids = Throughput.Ids(n + batch, clockModel.Config.VocabSize);
+        Throughput.BatchGenerationTokensPerSecond(decoder, sequences, n);
+        LlamaCppBatchRun(llama, ids, batch, n);
+        Throughput.Run(single, false, n);
+        var a = new double[reps];
+        var b = new double[reps];
+        var c = new double[reps];
+        for (int r = 0; r < reps; r++)
+        {
+            a[r] = Throughput.BatchGenerationTokensPerSecond(decoder, sequences, n);
+            b[r] = LlamaCppBatchRun(llama, ids, batch, n);
+            c[r] = Throughput.Run(single, false, n);
+        }
+        var row = new Row(name, type, t, $"tg{n}x{batch}", Throughput.Median(a), Throughput.Median(b));
+        Console.WriteLine($"| {name,-28} | {type,6} | {t,7} | {row.Test,7} | {row.ClockLM,12:F2} | {row.LlamaCpp,14:F2} | {row.Ratio,6:F2} |");
+        Console.WriteLine($"  ClockLM {batch} sequences together vs one alone (tg{n}, {Throughput.Median(c):F2} t/s): {row.ClockLM / Throughput.Median(c):F2}x aggregate");
+        return row;
+    }
+
+    /// <summary>One llama.cpp repetition of <paramref name="batch"/> sequences (ids 0..B-1) decoding n tokens each in one batch per step.</summary>
+    private static double LlamaCppBatchRun(LLamaContext context, int[] ids, int batch, int n)
+    {
+        context.NativeHandle.MemoryClear();
+        var clock = Stopwatch.StartNew();
+        var step = new LLamaBatch();
+        for (int i = 0; i < n; i++)
+        {
+            step.Clear();
+            for (int s = 0; s < batch; s++) step.Add((LLamaToken)ids[i + s], (LLamaPos)i, (LLamaSeqId)s, true);
+            Check(context.NativeHandle.Decode(step));
+        }
+        return (double)batch * n / clock.Elapsed.TotalSeconds;
     }
 
     /// <summary>One llama.cpp repetition from an empty cache: the whole prompt as one batch, or tokens one at a time.</summary>

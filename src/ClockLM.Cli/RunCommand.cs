@@ -25,10 +25,11 @@ internal static class RunCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of streaming text" };
         var chat = new Option<bool>("--chat") { Description = "Send the prompt as a user message through the model's chat template (ChatML when the file has none)" };
         var system = new Option<string?>("--system") { Description = "With --chat: a system message before the prompt" };
+        var ubatch = new Option<int?>("--ubatch", "-ub") { Description = "Prompt tokens run through the layers together (default 128; 1 = token by token)" };
 
         var command = new Command("run", "Generate text from a prompt");
         model.AddTo(command);
-        foreach (var o in new Option[] { maxNew, temp, topK, topP, minP, repeat, seed, ctx, json, chat, system })
+        foreach (var o in new Option[] { maxNew, temp, topK, topP, minP, repeat, seed, ctx, json, chat, system, ubatch })
             command.Options.Add(o);
         command.Arguments.Add(prompt);
         command.SetAction(result => CommandErrors.Run(() =>
@@ -51,6 +52,8 @@ internal static class RunCommand
             int? contextLength = result.GetValue(ctx);
             if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
             var generator = new Generator(m, contextLength, pool);
+            if (result.GetValue(ubatch) is { } ub)
+                generator.Transformer.MicroBatch = ub >= 1 ? ub : throw new UsageException($"--ubatch is {ub}, expected at least 1");
             var options = new GenerationOptions { MaxNewTokens = n, Sampler = sampler };
             bool asJson = result.GetValue(json);
             var stdout = Console.Out;

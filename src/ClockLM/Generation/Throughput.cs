@@ -41,19 +41,60 @@ public static class Throughput
         return tokens / clock.Elapsed.TotalSeconds;
     }
 
+    /// <summary>Times generation of <paramref name="tokens"/> tokens in each of <paramref name="sequences"/> (fresh caches)
+    /// advancing together through <paramref name="decoder"/>: aggregate tokens per second over all sequences.</summary>
+    public static double BatchGenerationTokensPerSecond(BatchDecoder decoder, Transformer[] sequences, int tokens)
+    {
+        var ids = Ids(tokens + sequences.Length, decoder.Config.VocabSize);
+        var step = new int[sequences.Length];
+        var positions = new int[sequences.Length];
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < tokens; i++)
+        {
+            for (int s = 0; s < sequences.Length; s++) (step[s], positions[s]) = (ids[i + s], i);
+            decoder.Step(sequences, step, positions);
+        }
+        return (double)tokens * sequences.Length / clock.Elapsed.TotalSeconds;
+    }
+
     /// <summary>Runs a test (after one warm-up run) <paramref name="repetitions"/> times on a fresh pool of <paramref name="threads"/>.</summary>
-    public static ThroughputResult Measure(Model model, bool prompt, int tokens, int threads, int repetitions)
+    public static ThroughputResult Measure(Model model, bool prompt, int tokens, int threads, int repetitions) =>
+        Measure(model, prompt, tokens, threads, repetitions, microBatch: null);
+
+    /// <summary>As <see cref="Measure(Model, bool, int, int, int)"/>, with prompts evaluated in chunks of
+    /// <paramref name="microBatch"/> tokens (null: <see cref="Transformer.MicroBatch"/>'s default).</summary>
+    public static ThroughputResult Measure(Model model, bool prompt, int tokens, int threads, int repetitions, int? microBatch)
     {
         if (tokens < 1) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "need at least one token");
         if (repetitions < 1) throw new ArgumentOutOfRangeException(nameof(repetitions), repetitions, "need at least one repetition");
         using var pool = new WorkerPool(threads - 1);
         var transformer = model.CreateTransformer(Math.Min(model.Config.ContextLength, Math.Max(tokens, 16)), pool);
+        if (microBatch is { } m) transformer.MicroBatch = m;
         if (tokens > transformer.ContextLength)
             throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"the model's context holds {transformer.ContextLength} tokens");
         Run(transformer, prompt, tokens); // warm-up: JIT and page-in
         var samples = new double[repetitions];
         for (int r = 0; r < repetitions; r++) samples[r] = Run(transformer, prompt, tokens);
         return new ThroughputResult(prompt ? $"pp{tokens}" : $"tg{tokens}", threads, samples);
+    }
+
+    /// <summary>Times <paramref name="batch"/> sequences generating <paramref name="tokens"/> tokens each together
+    /// (after one warm-up run), <paramref name="repetitions"/> times: aggregate tokens per second, test "tg{tokens}x{batch}".</summary>
+    public static ThroughputResult MeasureBatch(Model model, int batch, int tokens, int threads, int repetitions)
+    {
+        if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), batch, "need at least one sequence");
+        if (tokens < 1) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "need at least one token");
+        if (repetitions < 1) throw new ArgumentOutOfRangeException(nameof(repetitions), repetitions, "need at least one repetition");
+        using var pool = new WorkerPool(threads - 1);
+        var decoder = new BatchDecoder(model.Config, model.Weights, pool);
+        int context = Math.Min(model.Config.ContextLength, Math.Max(tokens, 16));
+        if (tokens > context)
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"the model's context holds {context} tokens");
+        var sequences = Enumerable.Range(0, batch).Select(_ => decoder.CreateSequence(context)).ToArray();
+        BatchGenerationTokensPerSecond(decoder, sequences, tokens); // warm-up
+        var samples = new double[repetitions];
+        for (int r = 0; r < repetitions; r++) samples[r] = BatchGenerationTokensPerSecond(decoder, sequences, tokens);
+        return new ThroughputResult($"tg{tokens}x{batch}", threads, samples);
     }
 
     /// <summary>One timed run.</summary>

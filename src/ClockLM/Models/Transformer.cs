@@ -14,7 +14,7 @@ namespace ClockLM.Models;
 /// With neither attached the cycle costs two null checks per stage more than a plain loop.
 /// Reads like llama2.c's run.c; the speed lives in <see cref="MatVec"/>.
 /// </summary>
-public sealed class Transformer
+public sealed partial class Transformer
 {
     private readonly float[] _x;       // residual stream (dim)
     private readonly float[] _xb;      // normalised input / feed-forward output (dim)
@@ -113,10 +113,12 @@ public sealed class Transformer
         return _logits;
     }
 
-    /// <summary>Evaluates a prompt: tokens at positions startPos, startPos+1, … and returns the logits of the last one.</summary>
+    /// <summary>Evaluates a prompt: tokens at positions startPos, startPos+1, … and returns the logits of the last one.
+    /// Runs chunks of up to <see cref="MicroBatch"/> tokens through each cycle together when no observer or hook is attached.</summary>
     public ReadOnlySpan<float> Evaluate(ReadOnlySpan<int> tokens, int startPos)
     {
         if (tokens.IsEmpty) throw new ArgumentException("no tokens to evaluate", nameof(tokens));
+        if (UsesChunks(tokens.Length)) return EvaluateChunked(tokens, startPos);
         for (int i = 0; i < tokens.Length; i++)
             RunToken(tokens[i], startPos + i, computeLogits: i == tokens.Length - 1);
         return _logits;

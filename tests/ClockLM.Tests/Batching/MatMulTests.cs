@@ -1,0 +1,85 @@
+using ClockLM.Tensors;
+using ClockLM.Tests.Tensors;
+
+namespace ClockLM.Tests.Batching;
+
+/// <summary>The matrix-matrix product against the matrix-vector product it batches: bit for bit, per vector.</summary>
+public class MatMulTests
+{
+    public static TheoryData<GgmlType> Types => new()
+    {
+        GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0,
+        GgmlType.Q5_1, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+    };
+
+    /// <summary>Paths to compare: the one this machine uses, and the scalar reference.</summary>
+    private static IEnumerable<KernelPath> Paths() => new[] { KernelPaths.Best, KernelPath.Scalar }.Distinct();
+
+    private static unsafe void AssertEqualsMatVec(GgmlType type, int rows, int cols, int count, int seed, KernelPath path, WorkerPool? pool)
+    {
+        var values = TestVectors.Gaussian(rows * cols, seed, scale: 0.05f);
+        if (rows * cols >= 256) TestVectors.Awkward(rows * cols / 256 * 256, seed + 1).AsSpan(0, Math.Min(2048, rows * cols / 256 * 256)).CopyTo(values);
+        byte[] w = Quantize.Matrix(type, values, rows, cols);
+        var x = TestVectors.Gaussian(count * cols, seed + 2);
+        if (count > 1) x[cols + 5] = 30f; // an activation outlier in one vector only
+        var y = new float[count * rows];
+        var expected = new float[rows];
+        fixed (byte* p = w)
+        {
+            var view = new TensorView(type, rows, cols, p);
+            MatMul.Multiply(view, x, y, count, pool, path);
+            for (int t = 0; t < count; t++)
+            {
+                MatVec.Multiply(view, x.AsSpan(t * cols, cols), expected, null, path);
+                for (int r = 0; r < rows; r++)
+                    Assert.True(BitConverter.SingleToInt32Bits(expected[r]) == BitConverter.SingleToInt32Bits(y[t * rows + r]),
+                        $"{type} {rows}x{cols} x{count} {path} pool {pool is not null}: vector {t} row {r}: {y[t * rows + r]} vs matvec {expected[r]}");
+            }
+        }
+    }
+
+    [Theory, MemberData(nameof(Types))]
+    public void EveryVectorEqualsMatVecBitForBit(GgmlType type)
+    {
+        int block = GgmlTypeInfo.BlockSize(type);
+        // Block counts: a tail after whole eight-block steps, exactly eight, fewer than eight; float rows get odd tails.
+        var shapes = block == 1
+            ? new[] { (7, 296), (5, 37), (3, 64) }
+            : block == 32 ? new[] { (11, 37 * 32), (9, 8 * 32), (5, 3 * 32) } : new[] { (11, 3 * 256), (4, 256) };
+        foreach (var path in Paths())
+            foreach (var (rows, cols) in shapes)
+                foreach (int count in new[] { 1, 2, 3, 4, 5, 9, 17 })
+                    AssertEqualsMatVec(type, rows, cols, count, seed: rows * 31 + count, path, pool: null);
+    }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.F32)]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    public void SplitAcrossAPoolEqualsMatVecBitForBit(GgmlType type)
+    {
+        using var pool = new WorkerPool(2);
+        int cols = GgmlTypeInfo.BlockSize(type) == 256 ? 512 : 320;
+        // Large enough for the pool to split the rows (at least 256 KB of weight bytes times vectors).
+        foreach (int count in new[] { 2, 7, 12 })
+            AssertEqualsMatVec(type, 301, cols, count, seed: count, KernelPaths.Best, pool);
+    }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.F16)]
+    public void MoreVectorsThanOnePassEqualMatVec(GgmlType type) =>
+        AssertEqualsMatVec(type, 9, 256, MatMul.MaxVectors + 3, seed: 5, KernelPaths.Best, pool: null);
+
+    [Fact]
+    public void ShapeErrorsNameTheSizes()
+    {
+        var w = GC.AllocateArray<byte>(4 * 8 * 4, pinned: true);
+        var e = Assert.Throws<ArgumentException>(() => MatMul.Multiply(TensorView.Pinned(GgmlType.F32, 4, 8, w), new float[15], new float[8], 2));
+        Assert.Contains("4x8", e.Message);
+        Assert.Contains("15", e.Message);
+    }
+}
