@@ -119,12 +119,6 @@ internal static unsafe class FloatDots
         return Vector128.Sum((a0 + a1) + (a2 + a3)) + Tail(GgmlTypeTail.F32, w, x, i, n);
     }
 
-    /// <summary>F32 rows [start, end) of a matrix (rows <paramref name="rowBytes"/> apart) times x into y, each row as <see cref="F32x256"/>.</summary>
-    public static void F32Rows256(byte* weights, long rowBytes, float* x, int n, float* y, int start, int end)
-    {
-        for (int r = start; r < end; r++) y[r] = F32x256((float*)(weights + r * rowBytes), x, n);
-    }
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float F32x256(float* w, float* x, int n)
     {

@@ -43,12 +43,6 @@ internal static unsafe class RowDots
             case GgmlType.Q5_0: Rows32<Q5_0Term, T>(job, start, end); return;
             case GgmlType.Q5_1: Rows32<Q5_1Term, T>(job, start, end); return;
         }
-        // F32 rows are short work (a 768-value row is 3 KB): one loop without the per-row type switches.
-        if (job.Type == GgmlType.F32 && job.Path == KernelPath.Vector256)
-        {
-            FloatDots.F32Rows256(job.Weights, job.RowBytes, job.X, job.Cols, job.Y, start, end);
-            return;
-        }
         var a = job.Activations!;
         int n = job.Cols;
         for (int r = start; r < end; r++)

@@ -5,7 +5,8 @@ using System.Runtime.Intrinsics.X86;
 namespace ClockLM.Tensors;
 
 /// <summary>
-/// Tiles for F32, F16 and BF16 weights on AVX2: each weight row is widened to floats once (exactly) and multiplied
+/// Tiles for F32, F16 and BF16 weights on AVX2. F32 rows run as <see cref="F32MatVec"/> does for one vector, a block
+/// of rows at a time for every vector. F16 and BF16: each weight row is widened to floats once (exactly) and multiplied
 /// with three vectors at a time. For every (row, vector) the float operations are those of
 /// <see cref="FloatDots.F32x256"/>: four lane accumulators fed by fused multiply-adds over 32 values a step, then
 /// eight-value steps into the first, their sum ((a0 + a1) + (a2 + a3)) reduced, plus the scalar tail. Half16x256
@@ -19,6 +20,16 @@ internal static unsafe class FloatTiles
     public static void Rows(in MatMulJob job, int start, int end)
     {
         int n = job.Cols, count = job.Count;
+        if (job.Type == GgmlType.F32)
+        {
+            // F32 rows as MatVec computes them (F32MatVec, eight rows per pass, whose results do not depend on the
+            // grouping), a block of rows at a time so the block stays in cache while every vector passes over it.
+            const int block = 16;
+            for (int r0 = start; r0 < end; r0 += block)
+                for (int t = 0; t < count; t++)
+                    F32MatVec.Rows(job.Weights, job.RowBytes, n, job.X + (long)t * n, job.Y + (long)t * job.Rows, r0, Math.Min(r0 + block, end));
+            return;
+        }
         float* rows = null;
         float[]? scratch = null;
         if (job.Type != GgmlType.F32)
