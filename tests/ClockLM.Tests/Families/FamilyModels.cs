@@ -45,6 +45,34 @@ public static class FamilyModels
         return tensors;
     }
 
+    /// <summary>A random-weight GPT-2 GGUF with the real GPT-2 vocabulary: learned positions, LayerNorm with biases, fused
+    /// QKV and biases everywhere (dim 64, 4 heads, ffn 256). Returns its configuration.</summary>
+    public static LlamaConfig WriteGpt2(string path, int layers, int contextLength)
+    {
+        string vocab = SharedData.Vocab("ggml-vocab-gpt-2.gguf");
+        int vocabSize;
+        using (var file = GgufFile.Open(vocab))
+            vocabSize = file.GetArray<string>("tokenizer.ggml.tokens").Length;
+        var c = new LlamaConfig(Dim: 64, HiddenDim: 256, Layers: layers, Heads: 4, KvHeads: 4, VocabSize: vocabSize, ContextLength: contextLength);
+        var tensors = new List<FamilyTensor> { new("token_embd.weight", vocabSize, c.Dim), new("position_embd.weight", c.ContextLength, c.Dim) };
+        for (int l = 0; l < c.Layers; l++)
+        {
+            string p = $"blk.{l}.";
+            tensors.AddRange([
+                new(p + "attn_norm.weight", 1, c.Dim), new(p + "attn_norm.bias", 1, c.Dim),
+                new(p + "attn_qkv.weight", 3 * c.Dim, c.Dim), new(p + "attn_qkv.bias", 1, 3 * c.Dim),
+                new(p + "attn_output.weight", c.Dim, c.Dim), new(p + "attn_output.bias", 1, c.Dim),
+                new(p + "ffn_norm.weight", 1, c.Dim), new(p + "ffn_norm.bias", 1, c.Dim),
+                new(p + "ffn_up.weight", c.HiddenDim, c.Dim), new(p + "ffn_up.bias", 1, c.HiddenDim),
+                new(p + "ffn_down.weight", c.Dim, c.HiddenDim), new(p + "ffn_down.bias", 1, c.Dim),
+            ]);
+        }
+        tensors.AddRange([new("output_norm.weight", 1, c.Dim), new("output_norm.bias", 1, c.Dim), new("output.weight", vocabSize, c.Dim)]);
+        Write(path, "gpt2", c, tensors, w => w.Set("gpt2.attention.layer_norm_epsilon", 1e-5f), seed: 23, std: 0.1f,
+            vocabularyFile: vocab);
+        return c;
+    }
+
     /// <summary>Writes an F32 model of <paramref name="arch"/>: the shape under <c>{arch}.*</c> keys, <paramref name="extra"/>
     /// for family-specific keys, and the tensors with random values: matrices N(0, std), norm weights 1 + N(0, 0.1),
     /// biases N(0, 0.1), and RoPE frequency factors from <paramref name="ropeFactor"/>.</summary>

@@ -13,27 +13,8 @@ public class Gpt2FamilyTests(ITestOutputHelper output)
     public void Gpt2MatchesLlamaCpp()
     {
         using var dir = new TempDir();
-        string path = dir.File("gpt2.gguf"), vocab = SharedData.Vocab("ggml-vocab-gpt-2.gguf");
-        int vocabSize;
-        using (var file = GgufFile.Open(vocab))
-            vocabSize = file.GetArray<string>("tokenizer.ggml.tokens").Length;
-        var c = new LlamaConfig(Dim: 64, HiddenDim: 256, Layers: 3, Heads: 4, KvHeads: 4, VocabSize: vocabSize, ContextLength: 128);
-        var tensors = new List<FamilyTensor> { new("token_embd.weight", vocabSize, c.Dim), new("position_embd.weight", c.ContextLength, c.Dim) };
-        for (int l = 0; l < c.Layers; l++)
-        {
-            string p = $"blk.{l}.";
-            tensors.AddRange([
-                new(p + "attn_norm.weight", 1, c.Dim), new(p + "attn_norm.bias", 1, c.Dim),
-                new(p + "attn_qkv.weight", 3 * c.Dim, c.Dim), new(p + "attn_qkv.bias", 1, 3 * c.Dim),
-                new(p + "attn_output.weight", c.Dim, c.Dim), new(p + "attn_output.bias", 1, c.Dim),
-                new(p + "ffn_norm.weight", 1, c.Dim), new(p + "ffn_norm.bias", 1, c.Dim),
-                new(p + "ffn_up.weight", c.HiddenDim, c.Dim), new(p + "ffn_up.bias", 1, c.HiddenDim),
-                new(p + "ffn_down.weight", c.Dim, c.HiddenDim), new(p + "ffn_down.bias", 1, c.Dim),
-            ]);
-        }
-        tensors.AddRange([new("output_norm.weight", 1, c.Dim), new("output_norm.bias", 1, c.Dim), new("output.weight", vocabSize, c.Dim)]);
-        FamilyModels.Write(path, "gpt2", c, tensors, w => w.Set("gpt2.attention.layer_norm_epsilon", 1e-5f), seed: 23, std: 0.1f,
-            vocabularyFile: vocab);
+        string path = dir.File("gpt2.gguf");
+        var c = FamilyModels.WriteGpt2(path, layers: 3, contextLength: 128);
 
         using (var model = Model.Load(path))
         {
