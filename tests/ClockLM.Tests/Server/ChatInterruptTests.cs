@@ -1,0 +1,75 @@
+using System.Diagnostics;
+using System.Text;
+using ClockLM.Models;
+using ClockLM.Tensors;
+
+namespace ClockLM.Tests.Server;
+
+/// <summary>Ctrl+C (SIGINT) in `clocklm chat` stops the answer being written and returns to the prompt.</summary>
+public sealed class ChatInterruptTests
+{
+    [Fact]
+    public async Task InterruptStopsTheAnswerAndTheChatGoesOn()
+    {
+        if (!OperatingSystem.IsLinux()) return; // SIGINT is sent with kill(1)
+        using var dir = new TempDir();
+        string path = dir.File("chat.gguf");
+        // Large enough that a 4000-token answer takes seconds, so the interrupt lands while it is being written.
+        var config = new LlamaConfig(Dim: 512, HiddenDim: 1024, Layers: 4, Heads: 8, KvHeads: 4, VocabSize: 300, ContextLength: 4096);
+        TestModels.WriteRandomLlama(path, config, TestModels.SmallVocabulary(300), GgmlType.F32, seed: 3);
+
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "clocklm.dll"));
+        foreach (var a in new[] { "chat", "-m", path, "--temp", "1", "--seed", "1", "-n", "4000", "--ctx", "4096", "-t", "1" })
+            info.ArgumentList.Add(a);
+        using var process = Process.Start(info)!;
+        var output = new StringBuilder();
+        var reader = Task.Run(() =>
+        {
+            var buffer = new char[256];
+            int n;
+            while ((n = process.StandardOutput.Read(buffer, 0, buffer.Length)) > 0)
+                lock (output) output.Append(buffer, 0, n);
+        });
+        var stderr = process.StandardError.ReadToEndAsync();
+        string Output() { lock (output) return output.ToString(); }
+        async Task<bool> WaitFor(Func<string, bool> condition, TimeSpan timeout)
+        {
+            var clock = Stopwatch.StartNew();
+            while (clock.Elapsed < timeout)
+            {
+                if (condition(Output())) return true;
+                await Task.Delay(10);
+            }
+            return false;
+        }
+
+        try
+        {
+            process.StandardInput.WriteLine("Tell me everything");
+            process.StandardInput.Flush();
+            // The answer has started: some text after the first prompt sign.
+            Assert.True(await WaitFor(o => o.Length > "> ".Length + 20, TimeSpan.FromSeconds(60)), $"no answer began: '{Output()}'");
+
+            using (var kill = Process.Start("kill", ["-INT", process.Id.ToString()])) kill.WaitForExit();
+            Assert.True(await WaitFor(o => o.Contains(" [stopped]\n> "), TimeSpan.FromSeconds(30)), $"the answer was not stopped: '{Output()}'");
+
+            process.StandardInput.WriteLine("/exit");
+            process.StandardInput.Flush();
+            Assert.True(process.WaitForExit(30_000), "chat did not exit after /exit");
+            await reader.WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.Equal(0, process.ExitCode);
+            string text = Output();
+            // One answer, cut short, then the prompt again and nothing else.
+            Assert.StartsWith("> ", text);
+            Assert.EndsWith(" [stopped]\n> ", text.Replace("\r\n", "\n"));
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+        }
+    }
+}
