@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace ClockLM.Tensors;
 
 /// <summary>A piece of work over a range of rows, run by <see cref="WorkerPool.Run{TJob}"/> on several threads at once.</summary>
@@ -17,6 +19,9 @@ public interface IRowRangeJob
 /// holding up the product with a fixed share. The claim counter carries the run number in its top 32 bits, so a
 /// worker that wakes late can never claim a chunk of a later run with a stale view of it. Workers spin briefly
 /// between runs (a token's matmuls follow each other within microseconds), then sleep on a semaphore.
+/// Each worker adds the chunks it ran to the done count once, when it finds none left (the caller only waits for the
+/// others' chunks), and the claim counter, the
+/// done count and the run number workers poll sit on cache lines of their own, so a run moves few lines between cores.
 /// A run allocates nothing: the job struct is copied into a holder created once per job type.
 /// </remarks>
 public sealed class WorkerPool : IDisposable
@@ -27,12 +32,19 @@ public sealed class WorkerPool : IDisposable
     private JobHolder? _current;
     private int _count;
     private int _chunks;
-    private long _claims;       // (run << 32) | chunks not yet claimed
-    private int _chunksDone;
-    private int _run;           // also the wake-up generation
+    private Counters _hot;
     private int _running;
     private Exception? _failure;
     private volatile bool _disposed;
+
+    /// <summary>The fields every participant writes or polls during a run, 128 bytes apart (two lines, as the adjacent-line prefetcher pairs them).</summary>
+    [StructLayout(LayoutKind.Explicit, Size = 512)]
+    private struct Counters
+    {
+        [FieldOffset(128)] public int Run;      // also the wake-up generation; polled by idle workers
+        [FieldOffset(256)] public long Claims;  // (run << 32) | chunks not yet claimed
+        [FieldOffset(384)] public int Done;     // chunks the workers finished, added once per worker per run
+    }
 
     /// <summary>Starts <paramref name="threads"/> background worker threads (0 runs everything on the caller).</summary>
     public WorkerPool(int threads)
@@ -74,16 +86,18 @@ public sealed class WorkerPool : IDisposable
             _current = holder;
             _count = count;
             _chunks = Math.Min(count, Participants * ChunksPerParticipant);
-            _chunksDone = 0;
-            int run = _run + 1;
-            Interlocked.Exchange(ref _claims, ((long)run << 32) | (uint)_chunks);
-            Interlocked.Exchange(ref _run, run); // publishes the run; workers polling or asleep pick it up
+            _hot.Done = 0;
+            int run = _hot.Run + 1;
+            Interlocked.Exchange(ref _hot.Claims, ((long)run << 32) | (uint)_chunks);
+            Interlocked.Exchange(ref _hot.Run, run); // publishes the run; workers polling or asleep pick it up
             foreach (var w in _workers) w.WakeIfSleeping();
 
-            while (TryClaim(run, out int chunk)) Execute(chunk);
+            int ran = 0;
+            while (TryClaim(run, out int chunk)) { Execute(chunk); ran++; }
 
+            // The workers count the rest; the caller's own chunks need no shared write.
             var spin = new SpinWait();
-            while (Volatile.Read(ref _chunksDone) != _chunks) spin.SpinOnce(sleep1Threshold: -1);
+            while (Volatile.Read(ref _hot.Done) != _chunks - ran) spin.SpinOnce(sleep1Threshold: -1);
             var failure = _failure;
             _failure = null;
             if (failure != null) throw new AggregateException("a WorkerPool job failed", failure);
@@ -97,17 +111,17 @@ public sealed class WorkerPool : IDisposable
     /// <summary>
     /// Claims the next chunk of run <paramref name="run"/>, or returns false once that run has none left. The counter
     /// holds the chunks still unclaimed, so a stale claimer sees 0 (or another run) and can never overshoot; and while
-    /// a claimed chunk is unfinished its run cannot end, so the run's fields read after the claim are still its own.
+    /// claimed chunk is not yet counted done its run cannot end, so the run's fields read after the claim are still its own.
     /// </summary>
     private bool TryClaim(int run, out int chunk)
     {
         while (true)
         {
-            long claims = Volatile.Read(ref _claims);
+            long claims = Volatile.Read(ref _hot.Claims);
             int remaining = (int)claims;
             chunk = 0;
             if ((int)(claims >> 32) != run || remaining == 0) return false;
-            if (Interlocked.CompareExchange(ref _claims, claims - 1, claims) == claims)
+            if (Interlocked.CompareExchange(ref _hot.Claims, claims - 1, claims) == claims)
             {
                 chunk = _chunks - remaining;
                 return true;
@@ -116,6 +130,7 @@ public sealed class WorkerPool : IDisposable
     }
 
     /// <summary>Runs a claimed chunk. The run cannot finish before this chunk is counted done, so its state is still current.</summary>
+    /// <remarks>The caller counts the chunk done afterwards (all its chunks of the run at once, with <see cref="RunClaims"/>).</remarks>
     private void Execute(int chunk)
     {
         try
@@ -127,7 +142,14 @@ public sealed class WorkerPool : IDisposable
         {
             _failure ??= e;
         }
-        Interlocked.Increment(ref _chunksDone);
+    }
+
+    /// <summary>A worker's part of run <paramref name="run"/>: claims and runs chunks until none are left, then counts them done.</summary>
+    private void RunClaims(int run)
+    {
+        int ran = 0;
+        while (TryClaim(run, out int chunk)) { Execute(chunk); ran++; }
+        if (ran > 0) Interlocked.Add(ref _hot.Done, ran);
     }
 
     /// <summary>Rows of part <paramref name="index"/> out of <paramref name="parts"/>: an even contiguous split.</summary>
@@ -139,7 +161,7 @@ public sealed class WorkerPool : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        Interlocked.Increment(ref _run);
+        Interlocked.Increment(ref _hot.Run);
         foreach (var w in _workers) w.WakeIfSleeping();
         foreach (var w in _workers) w.Thread.Join();
         foreach (var w in _workers) w.Signal.Dispose();
@@ -173,17 +195,19 @@ public sealed class WorkerPool : IDisposable
         /// <summary>Called after a new run is published: releases the worker if it went to sleep.</summary>
         public void WakeIfSleeping()
         {
-            if (Interlocked.CompareExchange(ref _sleeping, 0, 1) == 1) Signal.Release();
+            // The publisher's Interlocked write of the run precedes this read and the worker's Interlocked write of the
+            // flag precedes its read of the run, so a 0 here means the worker will see the new run itself.
+            if (Volatile.Read(ref _sleeping) == 1 && Interlocked.CompareExchange(ref _sleeping, 0, 1) == 1) Signal.Release();
         }
 
         private void Loop()
         {
-            int seen = Volatile.Read(ref _pool._run);
+            int seen = Volatile.Read(ref _pool._hot.Run);
             while (true)
             {
                 seen = WaitForNext(seen);
                 if (_pool._disposed) return;
-                while (_pool.TryClaim(seen, out int chunk)) _pool.Execute(chunk);
+                _pool.RunClaims(seen);
             }
         }
 
@@ -191,7 +215,7 @@ public sealed class WorkerPool : IDisposable
         {
             for (int i = 0; i < SpinIterations; i++)
             {
-                int run = Volatile.Read(ref _pool._run);
+                int run = Volatile.Read(ref _pool._hot.Run);
                 if (run != seen) return run;
                 Thread.SpinWait(20);
             }
@@ -200,14 +224,14 @@ public sealed class WorkerPool : IDisposable
                 // Announce sleep, then look again: either this thread takes the flag back (a run arrived in between),
                 // or the publisher took it and released the semaphore, which must then be consumed.
                 Interlocked.Exchange(ref _sleeping, 1);
-                int run = Volatile.Read(ref _pool._run);
+                int run = Volatile.Read(ref _pool._hot.Run);
                 if (run != seen)
                 {
                     if (Interlocked.CompareExchange(ref _sleeping, 0, 1) != 1) Signal.Wait();
                     return run;
                 }
                 Signal.Wait();
-                run = Volatile.Read(ref _pool._run);
+                run = Volatile.Read(ref _pool._hot.Run);
                 if (run != seen) return run;
             }
         }

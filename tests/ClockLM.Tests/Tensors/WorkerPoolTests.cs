@@ -51,6 +51,45 @@ public class WorkerPoolTests
     }
 
     [Fact]
+    public void Run_WakesWorkersThatWentToSleepBetweenRuns()
+    {
+        // Idle workers poll for about half a millisecond, then sleep: after a 20 ms pause every run must wake one again.
+        using var pool = new WorkerPool(1);
+        for (int i = 0; i < 5; i++)
+        {
+            Thread.Sleep(20);
+            var job = new RendezvousJob { Threads = new int[2] };
+            pool.Run(job, 100);
+            Assert.NotEqual(0, job.Threads[1]);
+            Assert.NotEqual(job.Threads[0], job.Threads[1]);
+        }
+    }
+
+    /// <summary>Rows run by the pool's workers (not the caller) sleep a little, so the caller waits for their done count.</summary>
+    private struct SlowWorkersJob : IRowRangeJob
+    {
+        public int Caller;
+        public int[] Hits;
+        public void Execute(int start, int end)
+        {
+            if (Environment.CurrentManagedThreadId != Caller) Thread.Sleep(1);
+            for (int r = start; r < end; r++) Interlocked.Increment(ref Hits[r]);
+        }
+    }
+
+    [Fact]
+    public void Run_ReturnsOnlyAfterTheWorkersChunksAreDone()
+    {
+        using var pool = new WorkerPool(2);
+        for (int repeat = 0; repeat < 20; repeat++)
+        {
+            var job = new SlowWorkersJob { Caller = Environment.CurrentManagedThreadId, Hits = new int[240] };
+            pool.Run(job, 240);
+            Assert.All(job.Hits, h => Assert.Equal(1, h));
+        }
+    }
+
+    [Fact]
     public void Share_SplitsEvenlyAndContiguously()
     {
         Assert.Equal((0, 333), WorkerPool.Share(0, 3, 1000));
