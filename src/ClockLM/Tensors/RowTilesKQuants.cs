@@ -302,21 +302,27 @@ internal static unsafe class KQuantOctets
             Transpose(High(y0, mask), High(y1, mask), High(y2, mask), High(y3, mask),
                 High(y4, mask), High(y5, mask), High(y6, mask), High(y7, mask), dst + 256 * (2 * c + 1));
         }
-        uint* sm = stackalloc uint[4];
-        byte* sc = (byte*)sm;
-        uint* scales = (uint*)(dst + 2048), mins = (uint*)(dst + 2304);
+        // Each row's eight scales and eight mins widened to shorts, transposed by 32-bit words: register i (0..3) gets
+        // lane r = (sc_r[2i], sc_r[2i + 1]), register 4 + i the mins likewise; then each short is spread over its lane.
+        var sm = stackalloc uint[32]; // eight rows of 16 bytes: scales 0..7, mins 0..7
         float* d = (float*)(dst + 2560), dmin = (float*)(dst + 2592);
         for (int r = 0; r < 8; r++)
         {
             byte* row = w + (long)r * rowBytes;
-            KQuantTiles.UnpackScales(row + 4, sm);
-            for (int j = 0; j < 8; j++)
-            {
-                scales[8 * j + r] = sc[j] * 0x10001u;
-                mins[8 * j + r] = sc[8 + j] * 0x10001u;
-            }
+            KQuantTiles.UnpackScales(row + 4, sm + 4 * r);
             d[r] = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(row));
             dmin[r] = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(row + 2));
+        }
+        var pairs = stackalloc Vector256<byte>[8];
+        byte* bytes = (byte*)sm;
+        Transpose(Widen(bytes), Widen(bytes + 16), Widen(bytes + 32), Widen(bytes + 48),
+            Widen(bytes + 64), Widen(bytes + 80), Widen(bytes + 96), Widen(bytes + 112), (byte*)pairs);
+        for (int i = 0; i < 4; i++)
+        {
+            Avx2.Shuffle(pairs[i], DupLow).Store(dst + 2048 + 64 * i);
+            Avx2.Shuffle(pairs[i], DupHigh).Store(dst + 2048 + 64 * i + 32);
+            Avx2.Shuffle(pairs[4 + i], DupLow).Store(dst + 2304 + 64 * i);
+            Avx2.Shuffle(pairs[4 + i], DupHigh).Store(dst + 2304 + 64 * i + 32);
         }
     }
 
@@ -334,19 +340,33 @@ internal static unsafe class KQuantOctets
         }
         for (int v = 0; v < 8; v++)
             Transpose(codes[v], codes[8 + v], codes[16 + v], codes[24 + v], codes[32 + v], codes[40 + v], codes[48 + v], codes[56 + v], dst + 256 * v);
-        uint* groups = (uint*)(dst + 2048), pairs = (uint*)(dst + 2560);
-        float* d = (float*)(dst + 2816);
-        short* sc16 = stackalloc short[16]; // one row's scales widened, their 16-bit patterns go into the lanes
-        for (int r = 0; r < 8; r++)
+        // Each row's 16 scales widened to shorts, transposed by 32-bit words: register i gets lane r =
+        // (sc_r[2i], sc_r[2i + 1]) (the pairs for Σ sc bsums), then each short spread over its lane (group scales).
+        Transpose(Widen(w + 192, rowBytes, 0), Widen(w + 192, rowBytes, 1), Widen(w + 192, rowBytes, 2), Widen(w + 192, rowBytes, 3),
+            Widen(w + 192, rowBytes, 4), Widen(w + 192, rowBytes, 5), Widen(w + 192, rowBytes, 6), Widen(w + 192, rowBytes, 7), dst + 2560);
+        for (int i = 0; i < 8; i++)
         {
-            byte* row = w + (long)r * rowBytes;
-            sbyte* sc = (sbyte*)(row + 192);
-            for (int g = 0; g < 16; g++) sc16[g] = sc[g];
-            for (int g = 0; g < 16; g++) groups[8 * g + r] = ((ushort*)sc16)[g] * 0x10001u;
-            for (int i = 0; i < 8; i++) pairs[8 * i + r] = ((ushort*)sc16)[2 * i] | ((uint)((ushort*)sc16)[2 * i + 1] << 16);
-            d[r] = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(row + 208));
+            var pair = Vector256.Load(dst + 2560 + 32 * i);
+            Avx2.Shuffle(pair, DupLow).Store(dst + 2048 + 64 * i);
+            Avx2.Shuffle(pair, DupHigh).Store(dst + 2048 + 64 * i + 32);
         }
+        float* d = (float*)(dst + 2816);
+        for (int r = 0; r < 8; r++)
+            d[r] = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(w + (long)r * rowBytes + 208));
     }
+
+    /// <summary>Byte shuffles spreading the low (high) short of every 32-bit lane over the lane.</summary>
+    private static Vector256<byte> DupLow => Vector256.Create((byte)0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
+    private static Vector256<byte> DupHigh => Vector256.Create((byte)2, 3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15, 2, 3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15);
+
+    /// <summary>16 unsigned bytes at p as shorts.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Widen(byte* p) => Avx2.ConvertToVector256Int16(Vector128.Load(p)).AsByte();
+
+    /// <summary>The 16 signed scales of row r (at p + r rowBytes) as shorts.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Widen(byte* p, int rowBytes, int r) =>
+        Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(p + (long)r * rowBytes))).AsByte();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> High(Vector256<byte> y, Vector256<byte> mask) =>
