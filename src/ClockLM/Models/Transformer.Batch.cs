@@ -83,6 +83,8 @@ public sealed partial class Transformer
         var c = m.Config;
         int n = rows.Length, dim = c.Dim, qDim = c.QDim, kvDim = c.KvDim, hidden = c.HiddenDim;
         b.Reserve(n);
+        rows.CopyTo(b.Sequences);
+        positions.CopyTo(b.Positions);
 
         // Instruction fetch: every row's embedding into its residual stream.
         for (int i = 0; i < n; i++)
@@ -128,13 +130,12 @@ public sealed partial class Transformer
                 b.V.AsSpan(i * kvDim, kvDim).CopyTo(rows[i].Cache.Value(layer, positions[i]));
             }
 
-            // Execute: attention per row over its own cache, then the output projection and feed-forward for all rows.
-            for (int i = 0; i < n; i++)
-            {
-                var s = rows[i];
-                b.Q.AsSpan(i * qDim, qDim).CopyTo(s._q);
-                s.Attention(layer, positions[i], b.AttnOut.AsSpan(i * qDim, qDim));
-            }
+            // Execute: attention per row and head over the row's own cache (the (row, head) pairs split across the
+            // pool), then the output projection and feed-forward for all rows.
+            var attention = new ChunkAttentionJob { Rows = b.Sequences, Positions = b.Positions, Q = b.Q, Output = b.AttnOut, Layer = layer, Heads = c.Heads };
+            if (pool is null || n * c.Heads < 2) attention.Execute(0, n * c.Heads);
+            else pool.Run(attention, n * c.Heads);
+            for (int i = 0; i < n; i++) b.Q.AsSpan(i * qDim, qDim).CopyTo(rows[i]._q);
             Multiply(w.Wo, b.AttnOut, b.XB2, n, pool);
             for (int i = 0; i < n; i++)
             {
@@ -202,6 +203,7 @@ public sealed partial class Transformer
             b.X.AsSpan(i * dim, dim).CopyTo(s._x);
             (s._token, s._pos, s._layer, s._stage, s._inFlight) = (tokens[i], positions[i], c.Layers, Stage.Fetch, false);
         }
+        Array.Clear(b.Sequences, 0, n); // the buffers do not keep the sequences alive
     }
 
     /// <summary>The feed-forward activation of rows [start, end): gelu(up), gelu(gate) * up or silu(gate) * up into gate.</summary>
@@ -221,6 +223,32 @@ public sealed partial class Transformer
         }
     }
 
+    /// <summary>Attention of items [start, end) of a chunk, item = row * heads + head: the head's scores over its row's
+    /// cache, softmax and weighted sum, exactly as <see cref="Attention"/> computes that head (heads do not interact).</summary>
+    private struct ChunkAttentionJob : IRowRangeJob
+    {
+        [ThreadStatic] private static float[]? _scores;
+
+        public Transformer[] Rows;
+        public int[] Positions;
+        public float[] Q, Output;
+        public int Layer, Heads;
+
+        public readonly void Execute(int start, int end)
+        {
+            for (int item = start; item < end; item++)
+            {
+                int i = item / Heads, h = item % Heads, pos = Positions[i];
+                var scores = _scores;
+                if (scores is null || scores.Length < pos + 1) _scores = scores = new float[Math.Max(pos + 1, 256)];
+                var s = Rows[i];
+                int qDim = s.Config.QDim, headSize = s.Config.HeadSize;
+                s.AttendHead(Layer, pos, h, Q.AsSpan(i * qDim + h * headSize, headSize), scores.AsSpan(0, pos + 1),
+                    Output.AsSpan(i * qDim + h * headSize, headSize));
+            }
+        }
+    }
+
     private static void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y, int count, WorkerPool? pool)
     {
         if (pool is null) Tensors.MatMul.Multiply(w, x, y, count);
@@ -237,6 +265,10 @@ internal sealed class BatchBuffers(LlamaConfig config, int capacity)
     public int Capacity { get; private set; }
     public float[] X = [], XB = [], XB2 = [], Q = [], K = [], V = [], AttnOut = [], HB = [], HB2 = [];
 
+    /// <summary>The sequence and position of each row, for the attention job.</summary>
+    public Transformer[] Sequences = [];
+    public int[] Positions = [];
+
     /// <summary>Grows the buffers to hold <paramref name="rows"/> rows.</summary>
     public void Reserve(int rows)
     {
@@ -252,6 +284,8 @@ internal sealed class BatchBuffers(LlamaConfig config, int capacity)
         AttnOut = new float[rows * c.QDim];
         HB = new float[rows * c.HiddenDim];
         HB2 = new float[rows * c.HiddenDim];
+        Sequences = new Transformer[rows];
+        Positions = new int[rows];
         Capacity = rows;
     }
 

@@ -337,6 +337,24 @@ public sealed partial class Transformer
         }
     }
 
+    /// <summary>
+    /// Head <paramref name="h"/> of <see cref="Attention"/> on its own: query <paramref name="q"/> (head_size) over the
+    /// cached keys/values 0..pos, weights into <paramref name="att"/> (pos+1), output into <paramref name="output"/>
+    /// (head_size). The same operations as that head's part of <see cref="Attention"/>, so chunks may run heads apart.
+    /// </summary>
+    private void AttendHead(int layer, int pos, int h, ReadOnlySpan<float> q, Span<float> att, Span<float> output)
+    {
+        int headSize = Config.HeadSize, kvDim = Config.KvDim, n = pos + 1;
+        float scale = Config.AttentionScale ?? 1.0f / MathF.Sqrt(headSize), softcap = Config.AttentionSoftcap;
+        int first = Config.IsSliding(layer) ? Math.Max(0, pos - Config.SlidingWindow + 1) : 0;
+        int kvOffset = h / Config.KvGroup * headSize;
+        att[..first].Fill(float.NegativeInfinity);
+        AttentionKernels.Scores(q, Cache.Keys(layer, n)[(first * kvDim + kvOffset)..], kvDim, scale, att[first..]);
+        if (softcap > 0) Softcap(att[first..], softcap);
+        Softmax(att);
+        AttentionKernels.WeightedSum(att, Cache.Values(layer, n)[kvOffset..], kvDim, output);
+    }
+
     /// <summary>The work a stage did, for observers: bytes moved and floating-point operations.</summary>
     private StageEvent Describe(Stage stage, int layer, long start, long elapsed)
     {

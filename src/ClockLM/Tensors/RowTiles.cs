@@ -23,6 +23,9 @@ internal unsafe struct MatMulJob : IRowRangeJob
     /// <summary>Vectors from which Q8_0 rows are interleaved eight at a time.</summary>
     public const int Q8_0OctetsFrom = 4;
 
+    /// <summary>Vectors from which Q4_K and Q6_K rows are interleaved eight at a time (<see cref="KQuantOctets"/>).</summary>
+    public const int KQuantOctetsFrom = 4;
+
     public GgmlType Type;
     public KernelPath Path;
     public byte* Weights;
@@ -60,6 +63,16 @@ internal unsafe struct MatMulJob : IRowRangeJob
         if (avx2 && Type == GgmlType.Q8_0 && Cols / 32 >= 8)
         {
             QuantizedTiles.Rows<QuantizedTiles.Q8_0Tile, RowDots.Q8_0Term>(this, start, end);
+            return;
+        }
+        if (avx2 && Type == GgmlType.Q4_K && Count >= KQuantOctetsFrom)
+        {
+            KQuantOctets.Q4_KRows(this, start, end);
+            return;
+        }
+        if (avx2 && Type == GgmlType.Q6_K && Count >= KQuantOctetsFrom)
+        {
+            KQuantOctets.Q6_KRows(this, start, end);
             return;
         }
         if (avx2 && Type == GgmlType.Q4_K)

@@ -74,6 +74,68 @@ public class MatMulTests
     public void MoreVectorsThanOnePassEqualMatVec(GgmlType type) =>
         AssertEqualsMatVec(type, 9, 256, MatMul.MaxVectors + 3, seed: 5, KernelPaths.Best, pool: null);
 
+    /// <summary>
+    /// K-quant super-blocks written byte by byte, so the extremes the eight-row kernels must sum without overflow occur:
+    /// rows whose codes are all 15 (Q4_K) or 63 (Q6_K) with the largest scales (63; Q6_K -128 and 127), rows of random
+    /// bytes, and activation vectors that quantize to all +127 or all -127.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    public unsafe void ExtremeKQuantBlocksEqualMatVecBitForBit(GgmlType type)
+    {
+        const int rows = 19, cols = 512;
+        int blockBytes = type == GgmlType.Q4_K ? 144 : 210;
+        var rng = new Random(7);
+        var w = new byte[rows * cols / 256 * blockBytes];
+        rng.NextBytes(w);
+        for (int r = 0; r < rows; r++)
+            for (int b = 0; b < cols / 256; b++)
+            {
+                var block = w.AsSpan((r * cols / 256 + b) * blockBytes, blockBytes);
+                bool extreme = r % 3 == 0;
+                if (type == GgmlType.Q4_K)
+                {
+                    BitConverter.TryWriteBytes(block, (Half)0.01f);
+                    BitConverter.TryWriteBytes(block[2..], (Half)0.02f);
+                    if (extreme) block[4..].Fill(0xFF); // scales and mins 63, codes 15
+                }
+                else
+                {
+                    BitConverter.TryWriteBytes(block[208..], (Half)0.01f);
+                    if (extreme)
+                    {
+                        block[..192].Fill(0xFF); // codes 63
+                        for (int g = 0; g < 16; g++) block[192 + g] = (byte)(r % 2 == 0 ? 0x80 : 0x7F); // scale -128 or 127
+                    }
+                }
+            }
+        const int count = 6;
+        var x = TestVectors.Gaussian(count * cols, 3);
+        x.AsSpan(0, cols).Fill(1f);          // every activation quantizes to 127
+        x.AsSpan(cols, cols).Fill(-1f);      // and to -127
+        for (int i = 0; i < cols; i++) x[2 * cols + i] = i % 2 == 0 ? 2f : -2f;
+        var y = new float[count * rows];
+        var expected = new float[rows];
+        fixed (byte* p = w)
+        {
+            var view = new TensorView(type, rows, cols, p);
+            foreach (var path in Paths())
+            {
+                MatMul.Multiply(view, x, y, count, null, path);
+                for (int t = 0; t < count; t++)
+                {
+                    MatVec.Multiply(view, x.AsSpan(t * cols, cols), expected, null, path);
+                    for (int r = 0; r < rows; r++)
+                        Assert.True(BitConverter.SingleToInt32Bits(expected[r]) == BitConverter.SingleToInt32Bits(y[t * rows + r]),
+                            $"{type} {path}: vector {t} row {r}: {y[t * rows + r]} vs matvec {expected[r]}");
+                }
+            }
+        }
+        // The all-+127 vector against rows of all-maximum codes gives a result far from zero (no silent wrap to 0 or NaN).
+        Assert.True(float.IsFinite(y[0]) && Math.Abs(y[0]) > 1f, $"row 0 with all +127 activations: {y[0]}");
+    }
+
     [Fact]
     public void ShapeErrorsNameTheSizes()
     {
