@@ -202,7 +202,8 @@ public sealed class WorkerPool : IDisposable
 
         private void Loop()
         {
-            int seen = Volatile.Read(ref _pool._hot.Run);
+            // Run 0 is the pool's state at construction: a thread that starts late still takes part in run 1.
+            int seen = 0;
             while (true)
             {
                 seen = WaitForNext(seen);
