@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using ClockLM.Gguf;
 using ClockLM.Models;
 using ClockLM.Tensors;
 
@@ -17,13 +18,26 @@ public sealed class ChatInterruptTests
         // Large enough that a 4000-token answer takes seconds, so the interrupt lands while it is being written.
         var config = new LlamaConfig(Dim: 512, HiddenDim: 1024, Layers: 4, Heads: 8, KvHeads: 4, VocabSize: 300, ContextLength: 4096);
         TestModels.WriteRandomLlama(path, config, TestModels.SmallVocabulary(300), GgmlType.F32, seed: 3);
+        // The end-of-sequence token's output row becomes zero, so under greedy decoding it never wins over the largest
+        // of 299 random logits and the answer cannot end by itself before the interrupt.
+        long eosRow;
+        using (var file = GgufFile.Open(path))
+        {
+            var head = file.Tensors.Single(t => t.Name == "output.weight");
+            eosRow = file.DataOffset + head.Offset + 2L * config.Dim * sizeof(float);
+        }
+        using (var stream = new FileStream(path, FileMode.Open, FileAccess.Write))
+        {
+            stream.Position = eosRow;
+            stream.Write(new byte[config.Dim * sizeof(float)]);
+        }
 
         var info = new ProcessStartInfo("dotnet")
         {
             RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "clocklm.dll"));
-        foreach (var a in new[] { "chat", "-m", path, "--temp", "1", "--seed", "1", "-n", "4000", "--ctx", "4096", "-t", "1" })
+        foreach (var a in new[] { "chat", "-m", path, "--temp", "0", "-n", "4000", "--ctx", "4096", "-t", "1" })
             info.ArgumentList.Add(a);
         using var process = Process.Start(info)!;
         var output = new StringBuilder();
