@@ -245,7 +245,7 @@ internal static unsafe class RowDots
     /// word 1 mins 0..3 and the top bits of mins 4..7, word 2 the low nibbles of scales 4..7 and mins 4..7.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void UnpackScales(byte* p, uint* sm)
+    internal static void UnpackScales(byte* p, uint* sm)
     {
         const uint low6 = 0x3f3f3f3f, low4 = 0x0f0f0f0f, low2 = 0x03030303;
         uint w0 = Unsafe.ReadUnaligned<uint>(p), w1 = Unsafe.ReadUnaligned<uint>(p + 4), w2 = Unsafe.ReadUnaligned<uint>(p + 8);

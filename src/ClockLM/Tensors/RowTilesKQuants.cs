@@ -56,7 +56,7 @@ internal static unsafe class KQuantTiles
         for (int t = 0; t < group; t++) acc[t] = 0;
         for (int b = 0; b < blocks; b++, w += 144)
         {
-            UnpackScales(w + 4, sm);
+            RowDots.UnpackScales(w + 4, sm);
             float d = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(w));
             float dmin = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(w + 2));
             byte* q = w + 16;
@@ -131,20 +131,6 @@ internal static unsafe class KQuantTiles
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> MulAdd(Vector256<byte> codes, sbyte* x, Vector256<short> scale) =>
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(codes, Vector256.Load(x)), scale);
-
-    /// <summary>The eight 6-bit scales (sm bytes 0..7) and mins (8..15) of a Q4_K super-block: word 0 of the packed
-    /// bytes holds scales 0..3 and the top bits of scales 4..7, word 1 mins 0..3 and the top bits of mins 4..7,
-    /// word 2 the low nibbles of scales 4..7 and mins 4..7.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void UnpackScales(byte* p, uint* sm)
-    {
-        const uint low6 = 0x3f3f3f3f, low4 = 0x0f0f0f0f, low2 = 0x03030303;
-        uint w0 = Unsafe.ReadUnaligned<uint>(p), w1 = Unsafe.ReadUnaligned<uint>(p + 4), w2 = Unsafe.ReadUnaligned<uint>(p + 8);
-        sm[0] = w0 & low6;
-        sm[1] = (w2 & low4) | (((w0 >> 6) & low2) << 4);
-        sm[2] = w1 & low6;
-        sm[3] = ((w2 >> 4) & low4) | (((w1 >> 6) & low2) << 4);
-    }
 }
 
 /// <summary>
@@ -309,7 +295,7 @@ internal static unsafe class KQuantOctets
         for (int r = 0; r < 8; r++)
         {
             byte* row = w + (long)r * rowBytes;
-            KQuantTiles.UnpackScales(row + 4, sm + 4 * r);
+            RowDots.UnpackScales(row + 4, sm + 4 * r);
             d[r] = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(row));
             dmin[r] = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(row + 2));
         }
