@@ -124,6 +124,16 @@ internal static unsafe class RowDots
             }
             (a0, a1, a2, a3) = (acc[0], acc[1], acc[2], acc[3]);
         }
+        return FinishBlocks32<TTerm, T>(w, a, b, blocks, a0, a1, a2, a3);
+    }
+
+    /// <summary>The rest of <see cref="Blocks32"/> from block <paramref name="b"/> on (weights at <paramref name="w"/>),
+    /// given the four accumulators so far: one block at a time into accumulator b mod 4, then (a0 + a1) + (a2 + a3).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float FinishBlocks32<TTerm, T>(byte* w, in Act32 a, int b, int blocks, float a0, float a1, float a2, float a3)
+        where TTerm : struct, IBlockTerm where T : struct, IBlockDots
+    {
+        int stride = TTerm.Stride;
         for (; b + 4 <= blocks; b += 4, w += 4 * stride)
         {
             a0 += TTerm.Term<T>(w, a, b);

@@ -172,27 +172,7 @@ internal static unsafe class QuantizedTiles
             }
         }
         for (int t = 0; t < group; t++)
-            y[t * yStride] = Finish<TTerm>(wb, acts[t], b, blocks, acc[t]);
-    }
-
-    /// <summary>The blocks after the eight-block steps, as <see cref="RowDots.Blocks32{TTerm, T}"/> finishes a row.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Finish<TTerm>(byte* w, in RowDots.Act32 a, int b, int blocks, Vector128<float> acc)
-        where TTerm : struct, RowDots.IBlockTerm
-    {
-        int stride = TTerm.Stride;
-        float a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-        for (; b + 4 <= blocks; b += 4, w += 4 * stride)
-        {
-            a0 += TTerm.Term<Avx2Dots>(w, a, b);
-            a1 += TTerm.Term<Avx2Dots>(w + stride, a, b + 1);
-            a2 += TTerm.Term<Avx2Dots>(w + 2 * stride, a, b + 2);
-            a3 += TTerm.Term<Avx2Dots>(w + 3 * stride, a, b + 3);
-        }
-        if (b < blocks) a0 += TTerm.Term<Avx2Dots>(w, a, b);
-        if (b + 1 < blocks) a1 += TTerm.Term<Avx2Dots>(w + stride, a, b + 1);
-        if (b + 2 < blocks) a2 += TTerm.Term<Avx2Dots>(w + 2 * stride, a, b + 2);
-        return (a0 + a1) + (a2 + a3);
+            y[t * yStride] = RowDots.FinishBlocks32<TTerm, Avx2Dots>(wb, acts[t], b, blocks, acc[t][0], acc[t][1], acc[t][2], acc[t][3]);
     }
 
     /// <summary>The f16 block scales at w, w + stride, ..., w + 7 stride as floats (exact: every half is a float).</summary>

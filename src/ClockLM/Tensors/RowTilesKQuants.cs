@@ -17,19 +17,24 @@ internal static unsafe class KQuantTiles
 
     public static void Q6_KRows(in MatMulJob job, int start, int end) => Rows(job, start, end, q6: true);
 
-    private static void Rows(in MatMulJob job, int start, int end, bool q6)
+    /// <summary>Each vector's 8-bit values, super-block scales and group sums, read once per product.</summary>
+    internal static void Pointers(ActivationBlocks[] acts, int count, sbyte** qs, float** dx, short** bsums)
     {
-        int count = job.Count, blocks = job.Cols / 256;
-        var acts = job.Activations!;
-        var qs = stackalloc sbyte*[count];
-        var dx = stackalloc float*[count];
-        var bsums = stackalloc short*[count];
         for (int t = 0; t < count; t++)
         {
             qs[t] = acts[t].Qs;
             dx[t] = acts[t].D;
             bsums[t] = acts[t].BSums;
         }
+    }
+
+    private static void Rows(in MatMulJob job, int start, int end, bool q6)
+    {
+        int count = job.Count, blocks = job.Cols / 256;
+        var qs = stackalloc sbyte*[count];
+        var dx = stackalloc float*[count];
+        var bsums = stackalloc short*[count];
+        Pointers(job.Activations!, count, qs, dx, bsums);
         var acc = stackalloc float[MatMulJob.QuantizedGroup];
         for (int r0 = start; r0 < end; r0 += MatMulJob.RowBlock)
         {
@@ -164,16 +169,10 @@ internal static unsafe class KQuantOctets
         int octets = (end - start) / 8;
         if (octets > 0)
         {
-            var acts = job.Activations!;
             var qs = stackalloc sbyte*[count];
             var dx = stackalloc float*[count];
             var bsums = stackalloc short*[count];
-            for (int t = 0; t < count; t++)
-            {
-                qs[t] = acts[t].Qs;
-                dx[t] = acts[t].D;
-                bsums[t] = acts[t].BSums;
-            }
+            KQuantTiles.Pointers(job.Activations!, count, qs, dx, bsums);
             var acc = stackalloc Vector256<float>[count];
             byte* packed = stackalloc byte[Q6_KBytes + 32];
             packed = (byte*)(((nint)packed + 31) & ~(nint)31);
