@@ -10,13 +10,7 @@ public sealed class ByteLevelBpeBehaviourTests
     private static ByteLevelBpeTokenizer Load(string vocab) => Assert.IsType<ByteLevelBpeTokenizer>(SharedTokenizers.Get(vocab));
 
     [Theory]
-    [InlineData("gpt-2")]
-    [InlineData("deepseek-coder")]
-    [InlineData("deepseek-llm")]
-    [InlineData("falcon")]
-    [InlineData("mpt")]
-    [InlineData("refact")]
-    [InlineData("starcoder")]
+    [MemberData(nameof(SharedTokenizers.ByteLevelBpe), MemberType = typeof(SharedTokenizers))]
     public void DecodeOfEncodeGivesTheTextBack(string vocab)
     {
         var tokenizer = Load(vocab);

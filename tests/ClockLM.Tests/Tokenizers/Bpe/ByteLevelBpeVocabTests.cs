@@ -8,13 +8,7 @@ namespace ClockLM.Tests.Tokenizers.Bpe;
 public sealed class ByteLevelBpeVocabTests(ITestOutputHelper output)
 {
     [Theory]
-    [InlineData("gpt-2")]
-    [InlineData("deepseek-coder")]
-    [InlineData("deepseek-llm")]
-    [InlineData("falcon")]
-    [InlineData("mpt")]
-    [InlineData("refact")]
-    [InlineData("starcoder")]
+    [MemberData(nameof(SharedTokenizers.ByteLevelBpe), MemberType = typeof(SharedTokenizers))]
     public void EveryCaseMatchesLlamaCpp(string vocab)
     {
         string path = SharedData.Vocab($"ggml-vocab-{vocab}.gguf");

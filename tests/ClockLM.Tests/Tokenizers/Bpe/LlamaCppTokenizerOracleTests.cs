@@ -17,14 +17,7 @@ public sealed class LlamaCppTokenizerOracleTests(ITestOutputHelper output)
     private static readonly object Gate = new();
 
     [Theory]
-    [InlineData("gpt-2")]
-    [InlineData("deepseek-coder")]
-    [InlineData("deepseek-llm")]
-    [InlineData("falcon")]
-    [InlineData("mpt")]
-    [InlineData("refact")]
-    [InlineData("starcoder")]
-    [InlineData("bert-bge")]
+    [MemberData(nameof(SharedTokenizers.ByteLevelBpeAndWordPiece), MemberType = typeof(SharedTokenizers))]
     public void IdsEqualLlamaCpp(string vocab)
     {
         string path = SharedData.Vocab($"ggml-vocab-{vocab}.gguf");
@@ -60,14 +53,7 @@ public sealed class LlamaCppTokenizerOracleTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("gpt-2")]
-    [InlineData("deepseek-coder")]
-    [InlineData("deepseek-llm")]
-    [InlineData("falcon")]
-    [InlineData("mpt")]
-    [InlineData("refact")]
-    [InlineData("starcoder")]
-    [InlineData("bert-bge")]
+    [MemberData(nameof(SharedTokenizers.ByteLevelBpeAndWordPiece), MemberType = typeof(SharedTokenizers))]
     public void EveryTokenDecodesToLlamaCppsPiece(string vocab)
     {
         string path = SharedData.Vocab($"ggml-vocab-{vocab}.gguf");

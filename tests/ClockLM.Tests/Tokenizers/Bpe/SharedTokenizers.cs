@@ -15,4 +15,10 @@ public static class SharedTokenizers
         using var file = GgufFile.Open(SharedData.Vocab($"ggml-vocab-{n}.gguf"));
         return Tokenizer.Load(file);
     })).Value;
+
+    /// <summary>The shared byte-level BPE vocabularies that come with llama.cpp test vectors.</summary>
+    public static TheoryData<string> ByteLevelBpe => new() { "gpt-2", "deepseek-coder", "deepseek-llm", "falcon", "mpt", "refact", "starcoder" };
+
+    /// <summary><see cref="ByteLevelBpe"/> and the WordPiece vocabulary bert-bge.</summary>
+    public static TheoryData<string> ByteLevelBpeAndWordPiece => new() { "gpt-2", "deepseek-coder", "deepseek-llm", "falcon", "mpt", "refact", "starcoder", "bert-bge" };
 }
