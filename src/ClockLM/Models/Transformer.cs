@@ -493,9 +493,4 @@ public sealed partial class Transformer
     {
         for (int i = 0; i < x.Length; i++) x[i] += y[i];
     }
-
-    private static void Axpy(Span<float> y, float a, ReadOnlySpan<float> x)
-    {
-        for (int i = 0; i < y.Length; i++) y[i] += a * x[i];
-    }
 }
