@@ -9,6 +9,7 @@ namespace ClockLM.Bench.Kernels;
 /// vector, interleaved, single-threaded unless -t says otherwise. Prints the median time per product, the
 /// multiply-adds per nanosecond and the MatMul/MatVec speed ratio. Usage: --matmul-kernels [--types Q4_0,F16]
 /// [--rows 2048] [--count 32] [-t 1] [-r 9] [--cpu-time: process CPU time instead of wall time, for a busy machine]
+/// [--packed: MatMul on Q4_0/Q8_0 rows packed eight at a time as models load them, MatVec on the file layout]
 /// </summary>
 public static class MatMulKernels
 {
@@ -16,7 +17,7 @@ public static class MatMulKernels
     {
         GgmlType[] types = [GgmlType.F32, GgmlType.F16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K];
         int rows = 2048, cols = 2048, count = 32, threads = 1, reps = 9;
-        bool useCpu = false;
+        bool useCpu = false, packed = false;
         var process = Process.GetCurrentProcess();
         for (int i = 0; i < args.Length; i++)
         {
@@ -30,6 +31,7 @@ public static class MatMulKernels
                 case "-t": threads = int.Parse(Next()); break;
                 case "-r": reps = int.Parse(Next()); break;
                 case "--cpu-time": useCpu = true; break;
+                case "--packed": packed = true; break;
             }
         }
         using var pool = new WorkerPool(threads - 1);
@@ -43,6 +45,7 @@ public static class MatMulKernels
             byte[] w = GC.AllocateArray<byte>((int)GgmlTypeInfo.RowBytes(type, cols) * rows, pinned: true);
             Quantize.Matrix(type, values, rows, cols).CopyTo(w, 0);
             var view = TensorView.Pinned(type, rows, cols, w);
+            var (matMulView, packedStorage) = packed && PackedRows.CanPack(view) ? PackedRows.Pack(view) : (view, null);
             var x = new float[count * cols];
             for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
             var y = new float[count * rows];
@@ -52,7 +55,7 @@ public static class MatMulKernels
             {
                 var clock = Stopwatch.StartNew();
                 var cpu = process.TotalProcessorTime;
-                MatMul.Multiply(view, x, y, count, pool);
+                MatMul.Multiply(matMulView, x, y, count, pool);
                 double a = useCpu ? (process.TotalProcessorTime - cpu).TotalMilliseconds : clock.Elapsed.TotalMilliseconds;
                 process.Refresh();
                 clock.Restart();
@@ -62,7 +65,8 @@ public static class MatMulKernels
                 process.Refresh();
                 if (r >= 0) (mm[r], mv[r]) = (a, b);
             }
-            GC.KeepAlive(w); // the view holds only a pointer into it
+            GC.KeepAlive(w); // the views hold only pointers into these
+            GC.KeepAlive(packedStorage);
             double mmMs = Throughput.Median(mm), mvMs = Throughput.Median(mv);
             double madds = (double)rows * cols * count / (mmMs * 1e6);
             Console.WriteLine($"| {type,6} | {$"{rows}x{cols}",11} | {count,7} | {mmMs,10:F2} | {mvMs,10:F2} | {madds,14:F1} | {mvMs / mmMs,8:F2} |");

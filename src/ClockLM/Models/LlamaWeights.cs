@@ -56,6 +56,10 @@ public sealed class LlamaWeights
     /// long-context scaling stores theta_i / factor_i this way. Null when every factor is 1.</summary>
     public float[]? RopeFrequencyFactors { get; init; }
 
+    /// <summary>Pinned copies of weight matrices packed for the AVX2 products (see <see cref="LlamaGguf.PackWeights"/>),
+    /// held here so they live as long as the views that point into them.</summary>
+    internal byte[][]? PackedStorage { get; init; }
+
     /// <summary>True when the output head is the token embedding (tied weights).</summary>
     public bool TiedOutput => Output.SameData(TokenEmbedding);
 }

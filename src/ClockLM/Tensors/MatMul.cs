@@ -38,7 +38,7 @@ public static class MatMul
         if (!KernelPaths.CanRun(path))
             throw new PlatformNotSupportedException($"kernel path {path} needs AVX2");
         if (count == 0) return;
-        if (count == 1)
+        if (count == 1 && (w.Packed == null || path != KernelPath.Vector256))
         {
             MatVec.Multiply(w, x, y, pool, path);
             return;
@@ -70,6 +70,11 @@ public static class MatMul
         fixed (float* px = x)
         fixed (float* py = y)
         {
+            if (w.Packed != null && path == KernelPath.Vector256)
+            {
+                PackedRows.Multiply(w, activations!, py, count, pool);
+                return;
+            }
             var job = new MatMulJob
             {
                 Type = w.Type, Path = path, Weights = w.Data, RowBytes = w.RowBytes, Cols = w.Cols, Rows = w.Rows,

@@ -32,6 +32,12 @@ public static class MatVec
         if (!KernelPaths.CanRun(path))
             throw new PlatformNotSupportedException($"kernel path {path} needs AVX2");
 
+        if (w.Packed != null && path == KernelPath.Vector256)
+        {
+            MatMul.Multiply(w, x, y, 1, pool, path);
+            return;
+        }
+
         ActivationBlocks? activations = null;
         if (GgmlTypeInfo.BlockSize(w.Type) == 32)
             (activations = ActivationBlocks.ForThread).Quantize32(x[..w.Cols], avx2: path >= KernelPath.Vector256);

@@ -15,17 +15,21 @@ namespace ClockLM.Tensors;
 /// </summary>
 internal static unsafe class RowOctets
 {
-    /// <summary>A 32-value block format whose rows can be interleaved eight at a time.</summary>
-    public interface IFormat
+    /// <summary>Eight rows' blocks laid out one block octet after another, and the term of one block octet.</summary>
+    public interface ITerm
     {
         /// <summary>Bytes one block of eight interleaved rows takes.</summary>
         static abstract int BlockBytes { get; }
 
-        /// <summary>Lays out the eight rows at w, w + rowBytes, ... block by block into packed.</summary>
-        static abstract void Interleave(byte* w, int rowBytes, int blocks, byte* packed);
-
         /// <summary>Lane j: row j's term of block b (interleaved at p) with vector a, as the format's RowDots term.</summary>
         static abstract Vector256<float> Term(byte* p, in RowDots.Act32 a, int b);
+    }
+
+    /// <summary>A 32-value block format whose rows can be interleaved eight at a time for one product.</summary>
+    public interface IFormat : ITerm
+    {
+        /// <summary>Lays out the eight rows at w, w + rowBytes, ... block by block into packed.</summary>
+        static abstract void Interleave(byte* w, int rowBytes, int blocks, byte* packed);
 
         /// <summary>Rows that do not fill an octet.</summary>
         static abstract void Remainder(in MatMulJob job, int start, int end);
@@ -52,7 +56,7 @@ internal static unsafe class RowOctets
                 int r0 = start + 8 * o;
                 TFormat.Interleave(job.Weights + (long)r0 * job.RowBytes, job.RowBytes, blocks, packed);
                 for (int t = 0; t < count; t++)
-                    Octet<TFormat>(packed, blocks, acts[t], job.Y + (long)t * job.Rows + r0);
+                    Octet<TFormat>(packed, blocks, acts[t], job.Y + (long)t * job.Rows + r0, prefetch: false);
             }
         }
         if (start + 8 * octets < end)
@@ -60,9 +64,10 @@ internal static unsafe class RowOctets
     }
 
     /// <summary>Eight interleaved rows times one vector; row j's result into y[j]: block b's term into accumulator
-    /// b mod 4 in block order, then (a0 + a1) + (a2 + a3).</summary>
+    /// b mod 4 in block order, then (a0 + a1) + (a2 + a3). With <paramref name="prefetch"/> (octets streamed from
+    /// memory rather than from a cache-resident buffer) the loop asks for the bytes 2 KB ahead.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Octet<TFormat>(byte* packed, int blocks, in RowDots.Act32 a, float* y) where TFormat : struct, IFormat
+    public static void Octet<TFormat>(byte* packed, int blocks, in RowDots.Act32 a, float* y, bool prefetch) where TFormat : struct, ITerm
     {
         int size = TFormat.BlockBytes;
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
@@ -70,6 +75,8 @@ internal static unsafe class RowOctets
         for (; b + 4 <= blocks; b += 4)
         {
             byte* p = packed + (long)b * size;
+            if (prefetch)
+                for (int line = 0; line < 4 * size; line += 64) Sse.Prefetch0(p + 2048 + line);
             a0 += TFormat.Term(p, a, b);
             a1 += TFormat.Term(p + size, a, b + 1);
             a2 += TFormat.Term(p + 2 * size, a, b + 2);
@@ -201,11 +208,13 @@ internal readonly unsafe struct Q8_0Octets : RowOctets.IFormat
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Term(byte* p, in RowDots.Act32 a, int b)
     {
-        int* x = (int*)(a.Qs + 32 * b);
-        var isum = Dot(p, x, 0) + Dot(p, x, 1) + Dot(p, x, 2) + Dot(p, x, 3)
-            + Dot(p, x, 4) + Dot(p, x, 5) + Dot(p, x, 6) + Dot(p, x, 7);
-        return Vector256.Load((float*)(p + 256)) * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(isum);
+        return Vector256.Load((float*)(p + 256)) * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(Sum(p, (int*)(a.Qs + 32 * b)));
     }
+
+    /// <summary>Lane j: the integer dot of row j's 32 codes (interleaved at p) with the activation words x.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Sum(byte* p, int* x) =>
+        Dot(p, x, 0) + Dot(p, x, 1) + Dot(p, x, 2) + Dot(p, x, 3) + Dot(p, x, 4) + Dot(p, x, 5) + Dot(p, x, 6) + Dot(p, x, 7);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Dot(byte* p, int* x, int k)

@@ -8,6 +8,7 @@ namespace ClockLM.Tensors;
 public readonly unsafe struct TensorView
 {
     private readonly byte* _data;
+    private readonly byte* _packed;
 
     /// <summary>Creates a view over <paramref name="data"/>, which must hold rows*rowBytes bytes and outlive the view.</summary>
     public TensorView(GgmlType type, int rows, int cols, byte* data)
@@ -19,6 +20,19 @@ public readonly unsafe struct TensorView
         Cols = cols;
         _data = data;
     }
+
+    private TensorView(in TensorView view, byte* packed)
+    {
+        this = view;
+        _packed = packed;
+    }
+
+    /// <summary>This view with a packed copy of its rows (see <see cref="PackedRows"/>) that the AVX2 products use
+    /// instead of <see cref="Data"/>; the copy must outlive the view.</summary>
+    internal TensorView WithPacked(byte* packed) => new(this, packed);
+
+    /// <summary>The rows packed eight at a time for the AVX2 products (<see cref="PackedRows"/>), or null.</summary>
+    internal byte* Packed => _packed;
 
     /// <summary>A view over managed memory that must be pinned for the lifetime of the view (e.g. a pinned array).</summary>
     public static TensorView Pinned(GgmlType type, int rows, int cols, byte[] pinnedArray)

@@ -1,0 +1,219 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace ClockLM.Tensors;
+
+/// <summary>
+/// Q4_0 and Q8_0 weights stored eight rows at a time, laid out once when a model loads, so that matrix products read
+/// them in the order the AVX2 kernels consume them (as <see cref="RowOctets"/> lays them out per product, but
+/// persistently). A packed block octet holds, for one 32-value block of eight rows, the words of the rows' codes
+/// interleaved (register k: word k of row 0, row 1, ..., row 7) followed by the eight f16 scales: 128 + 16 bytes for
+/// Q4_0 (the nibbles stay packed; the low nibbles of word k are codes 4k..4k+3, the high ones codes 16+4k..16+4k+3)
+/// and 256 + 16 for Q8_0, exactly the bytes of the eight rows. Octet o's blocks follow each other, octets follow
+/// each other. Every (row, vector) result is the same float computation as <see cref="MatVec"/> on the unpacked rows.
+/// </summary>
+internal static unsafe class PackedRows
+{
+    /// <summary>True when <paramref name="w"/>'s type and shape can be packed and this machine runs the packed kernels.</summary>
+    public static bool CanPack(in TensorView w) =>
+        KernelPaths.CanRun(KernelPath.Vector256) && w.Type is GgmlType.Q4_0 or GgmlType.Q8_0
+        && w.Rows % 8 == 0 && w.Rows > 0 && w.Cols >= 32;
+
+    /// <summary>Bytes one packed block octet takes for <paramref name="type"/>.</summary>
+    public static int BlockBytes(GgmlType type) => type == GgmlType.Q4_0 ? Q4_0Packed.BlockBytes : Q8_0Packed.BlockBytes;
+
+    /// <summary>Packs rows [8 first, 8 (first + octets)) given in their file layout at <paramref name="rows"/> into
+    /// <paramref name="packed"/> (the packed tensor's start; octet o lands at its own place).</summary>
+    public static void PackOctets(GgmlType type, int cols, byte* rows, int first, int octets, byte* packed)
+    {
+        int rowBytes = (int)GgmlTypeInfo.RowBytes(type, cols), blocks = cols / 32;
+        long octetBytes = (long)blocks * BlockBytes(type);
+        for (int o = 0; o < octets; o++)
+        {
+            byte* src = rows + (long)o * 8 * rowBytes;
+            byte* dst = packed + (first + o) * octetBytes;
+            if (type == GgmlType.Q4_0) Q4_0Packed.Pack(src, rowBytes, blocks, dst);
+            else Q8_0Packed.Pack(src, rowBytes, blocks, dst);
+        }
+    }
+
+    /// <summary>A packed copy of <paramref name="w"/> in pinned memory, and the view that uses it.</summary>
+    public static (TensorView View, byte[] Storage) Pack(in TensorView w)
+    {
+        if (!CanPack(w)) throw new ArgumentException($"a {w.Rows}x{w.Cols} {w.Type} matrix cannot be packed");
+        var storage = GC.AllocateUninitializedArray<byte>(checked((int)w.ByteCount), pinned: true);
+        fixed (byte* p = storage) PackOctets(w.Type, w.Cols, w.Data, 0, w.Rows / 8, p);
+        return (w.WithPacked((byte*)Unsafe.AsPointer(ref storage[0])), storage);
+    }
+
+    /// <summary>Y = X Wᵀ for <paramref name="count"/> vectors (already quantized into <paramref name="activations"/>)
+    /// with packed weights, the octets split across <paramref name="pool"/>.</summary>
+    public static void Multiply(in TensorView w, ActivationBlocks[] activations, float* y, int count, WorkerPool? pool)
+    {
+        var job = new PackedJob
+        {
+            Type = w.Type, Packed = w.Packed, Cols = w.Cols, Rows = w.Rows, Count = count, Y = y, Activations = activations,
+        };
+        if (pool != null && w.ByteCount * count >= 256 * 1024)
+            pool.Run(job, w.Rows / 8);
+        else
+            job.Execute(0, w.Rows / 8);
+    }
+
+    /// <summary>The octets of one product with packed weights, as a job a <see cref="WorkerPool"/> can split (its
+    /// range counts octets, not rows).</summary>
+    private struct PackedJob : IRowRangeJob
+    {
+        public GgmlType Type;
+        public byte* Packed;
+        public int Cols;
+        public int Rows;
+        public int Count;
+        public float* Y;
+        public ActivationBlocks[] Activations;
+
+        public readonly void Execute(int start, int end)
+        {
+            if (Type == GgmlType.Q4_0) Octets<Q4_0Packed, Q4_0Octets>(this, start, end);
+            else Octets<Q8_0Packed, Q8_0Octets>(this, start, end);
+        }
+    }
+
+    [ThreadStatic] private static byte[]? _unpacked;
+
+    /// <summary>
+    /// Octets [start, end). One vector reads the packed octet directly; several vectors first widen the octet into
+    /// <typeparamref name="TWide"/>'s layout (codes one per byte, float scales), which each vector then reads.
+    /// </summary>
+    private static void Octets<TPacked, TWide>(in PackedJob job, int start, int end)
+        where TPacked : struct, IPackedFormat where TWide : struct, RowOctets.IFormat
+    {
+        int blocks = job.Cols / 32, count = job.Count;
+        var acts = stackalloc RowDots.Act32[count];
+        for (int t = 0; t < count; t++) acts[t] = new RowDots.Act32(job.Activations[t]);
+        long octetBytes = (long)blocks * TPacked.BlockBytes;
+        if (count == 1)
+        {
+            for (int o = start; o < end; o++)
+                RowOctets.Octet<TPacked>(job.Packed + o * octetBytes, blocks, acts[0], job.Y + 8 * o, prefetch: true);
+            return;
+        }
+        var buffer = _unpacked;
+        if (buffer is null || buffer.Length < blocks * TWide.BlockBytes)
+            _unpacked = buffer = GC.AllocateUninitializedArray<byte>(blocks * TWide.BlockBytes, pinned: true);
+        byte* wide = (byte*)Unsafe.AsPointer(ref buffer[0]);
+        for (int o = start; o < end; o++)
+        {
+            TPacked.Widen(job.Packed + o * octetBytes, blocks, wide);
+            for (int t = 0; t < count; t++)
+                RowOctets.Octet<TWide>(wide, blocks, acts[t], job.Y + (long)t * job.Rows + 8 * o, prefetch: false);
+        }
+    }
+
+    /// <summary>A packed block-octet format.</summary>
+    public interface IPackedFormat : RowOctets.ITerm
+    {
+        /// <summary>Packs eight rows at w, w + rowBytes, ... block by block into packed.</summary>
+        static abstract void Pack(byte* w, int rowBytes, int blocks, byte* packed);
+
+        /// <summary>Widens a packed octet of <paramref name="blocks"/> blocks into the per-product octet layout.</summary>
+        static abstract void Widen(byte* packed, int blocks, byte* wide);
+    }
+
+    /// <summary>The eight f16 scales at p as floats (exact).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Scales(byte* p) =>
+        HalfWidening.Widen(Avx2.ConvertToVector256Int32(Vector128.Load((ushort*)p)).AsUInt32());
+
+    /// <summary>The f16 scales of the eight rows' blocks at w, w + rowBytes, ... into p.</summary>
+    private static void PackScales(byte* w, int rowBytes, byte* p)
+    {
+        for (int j = 0; j < 8; j++) ((ushort*)p)[j] = *(ushort*)(w + (long)j * rowBytes);
+    }
+
+    /// <summary>Q4_0: four registers of packed nibbles (register m: word m of the 16 code bytes of rows 0..7), then the scales.</summary>
+    public readonly struct Q4_0Packed : IPackedFormat
+    {
+        public static int BlockBytes => 128 + 16;
+
+        public static void Pack(byte* w, int rowBytes, int blocks, byte* packed)
+        {
+            for (int b = 0; b < blocks; b++, w += 18, packed += BlockBytes)
+            {
+                for (int m = 0; m < 4; m++)
+                    for (int j = 0; j < 8; j++)
+                        ((uint*)packed)[8 * m + j] = *(uint*)(w + (long)j * rowBytes + 2 + 4 * m);
+                PackScales(w, rowBytes, packed + 128);
+            }
+        }
+
+        public static void Widen(byte* packed, int blocks, byte* wide)
+        {
+            var mask = Vector256.Create((byte)0x0F);
+            for (int b = 0; b < blocks; b++, packed += BlockBytes, wide += Q4_0Octets.BlockBytes)
+            {
+                for (int m = 0; m < 4; m++)
+                {
+                    var p = Vector256.Load(packed + 32 * m);
+                    (p & mask).Store(wide + 32 * m);
+                    (Vector256.ShiftRightLogical(p.AsUInt16(), 4).AsByte() & mask).Store(wide + 128 + 32 * m);
+                }
+                Scales(packed + 128).Store((float*)(wide + 256));
+            }
+        }
+
+        /// <summary>Lane j: (dw_j * dx) * (Σ q x - 8 Σ x) of block b, as <see cref="Q4_0Octets.Term"/> on the widened octet.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Term(byte* p, in RowDots.Act32 a, int b)
+        {
+            int* x = (int*)(a.Qs + 32 * b);
+            var mask = Vector256.Create((byte)0x0F);
+            var p0 = Vector256.Load(p);
+            var p1 = Vector256.Load(p + 32);
+            var p2 = Vector256.Load(p + 64);
+            var p3 = Vector256.Load(p + 96);
+            var s = Avx2.MultiplyAddAdjacent(p0 & mask, Vector256.Create(x[0]).AsSByte());
+            s += Avx2.MultiplyAddAdjacent(p1 & mask, Vector256.Create(x[1]).AsSByte());
+            s += Avx2.MultiplyAddAdjacent(p2 & mask, Vector256.Create(x[2]).AsSByte());
+            s += Avx2.MultiplyAddAdjacent(p3 & mask, Vector256.Create(x[3]).AsSByte());
+            s += Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p0.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[4]).AsSByte());
+            s += Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p1.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[5]).AsSByte());
+            s += Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p2.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[6]).AsSByte());
+            s += Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p3.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[7]).AsSByte());
+            var isum = Avx2.MultiplyAddAdjacent(s, Vector256.Create((short)1)) - Vector256.Create(a.Sum[b] << 3);
+            return Scales(p + 128) * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(isum);
+        }
+    }
+
+    /// <summary>Q8_0: eight registers of bytes (register k: word k of the 32 code bytes of rows 0..7), then the scales.</summary>
+    public readonly struct Q8_0Packed : IPackedFormat
+    {
+        public static int BlockBytes => 256 + 16;
+
+        public static void Pack(byte* w, int rowBytes, int blocks, byte* packed)
+        {
+            for (int b = 0; b < blocks; b++, w += 34, packed += BlockBytes)
+            {
+                for (int k = 0; k < 8; k++)
+                    for (int j = 0; j < 8; j++)
+                        ((uint*)packed)[8 * k + j] = *(uint*)(w + (long)j * rowBytes + 2 + 4 * k);
+                PackScales(w, rowBytes, packed + 256);
+            }
+        }
+
+        public static void Widen(byte* packed, int blocks, byte* wide)
+        {
+            for (int b = 0; b < blocks; b++, packed += BlockBytes, wide += Q8_0Octets.BlockBytes)
+            {
+                for (int k = 0; k < 8; k++) Vector256.Load(packed + 32 * k).Store(wide + 32 * k);
+                Scales(packed + 256).Store((float*)(wide + 256));
+            }
+        }
+
+        /// <summary>Lane j: (dw_j * dx) * Σ q x of block b, as <see cref="Q8_0Octets.Term"/> on the widened octet.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Term(byte* p, in RowDots.Act32 a, int b) =>
+            Scales(p + 256) * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(Q8_0Octets.Sum(p, (int*)(a.Qs + 32 * b)));
+    }
+}
