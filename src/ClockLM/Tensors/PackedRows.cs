@@ -173,14 +173,16 @@ internal static unsafe class PackedRows
             var p1 = Vector256.Load(p + 32);
             var p2 = Vector256.Load(p + 64);
             var p3 = Vector256.Load(p + 96);
-            var s = Avx2.MultiplyAddAdjacent(p0 & mask, Vector256.Create(x[0]).AsSByte());
-            s += Avx2.MultiplyAddAdjacent(p1 & mask, Vector256.Create(x[1]).AsSByte());
-            s += Avx2.MultiplyAddAdjacent(p2 & mask, Vector256.Create(x[2]).AsSByte());
-            s += Avx2.MultiplyAddAdjacent(p3 & mask, Vector256.Create(x[3]).AsSByte());
-            s += Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p0.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[4]).AsSByte());
-            s += Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p1.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[5]).AsSByte());
-            s += Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p2.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[6]).AsSByte());
-            s += Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p3.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[7]).AsSByte());
+            // A tree of additions (exact integers, every partial sum within the bound) keeps the dependency chains short.
+            var s01 = Avx2.MultiplyAddAdjacent(p0 & mask, Vector256.Create(x[0]).AsSByte())
+                + Avx2.MultiplyAddAdjacent(p1 & mask, Vector256.Create(x[1]).AsSByte());
+            var s23 = Avx2.MultiplyAddAdjacent(p2 & mask, Vector256.Create(x[2]).AsSByte())
+                + Avx2.MultiplyAddAdjacent(p3 & mask, Vector256.Create(x[3]).AsSByte());
+            var s45 = Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p0.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[4]).AsSByte())
+                + Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p1.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[5]).AsSByte());
+            var s67 = Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p2.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[6]).AsSByte())
+                + Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p3.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[7]).AsSByte());
+            var s = (s01 + s23) + (s45 + s67);
             var isum = Avx2.MultiplyAddAdjacent(s, Vector256.Create((short)1)) - Vector256.Create(a.Sum[b] << 3);
             return Scales(p + 128) * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(isum);
         }

@@ -140,15 +140,16 @@ internal readonly unsafe struct Q4_0Octets : RowOctets.IFormat
     public static Vector256<float> Term(byte* p, in RowDots.Act32 a, int b)
     {
         int* x = (int*)(a.Qs + 32 * b);
-        var s = Avx2.MultiplyAddAdjacent(Vector256.Load(p), Vector256.Create(x[0]).AsSByte());
-        s += Avx2.MultiplyAddAdjacent(Vector256.Load(p + 32), Vector256.Create(x[1]).AsSByte());
-        s += Avx2.MultiplyAddAdjacent(Vector256.Load(p + 64), Vector256.Create(x[2]).AsSByte());
-        s += Avx2.MultiplyAddAdjacent(Vector256.Load(p + 96), Vector256.Create(x[3]).AsSByte());
-        s += Avx2.MultiplyAddAdjacent(Vector256.Load(p + 128), Vector256.Create(x[4]).AsSByte());
-        s += Avx2.MultiplyAddAdjacent(Vector256.Load(p + 160), Vector256.Create(x[5]).AsSByte());
-        s += Avx2.MultiplyAddAdjacent(Vector256.Load(p + 192), Vector256.Create(x[6]).AsSByte());
-        s += Avx2.MultiplyAddAdjacent(Vector256.Load(p + 224), Vector256.Create(x[7]).AsSByte());
-        var isum = Avx2.MultiplyAddAdjacent(s, Vector256.Create((short)1)) - Vector256.Create(a.Sum[b] << 3);
+        // A tree of additions (exact integers, every partial sum within the bound) keeps the dependency chains short.
+        var s01 = Avx2.MultiplyAddAdjacent(Vector256.Load(p), Vector256.Create(x[0]).AsSByte())
+            + Avx2.MultiplyAddAdjacent(Vector256.Load(p + 32), Vector256.Create(x[1]).AsSByte());
+        var s23 = Avx2.MultiplyAddAdjacent(Vector256.Load(p + 64), Vector256.Create(x[2]).AsSByte())
+            + Avx2.MultiplyAddAdjacent(Vector256.Load(p + 96), Vector256.Create(x[3]).AsSByte());
+        var s45 = Avx2.MultiplyAddAdjacent(Vector256.Load(p + 128), Vector256.Create(x[4]).AsSByte())
+            + Avx2.MultiplyAddAdjacent(Vector256.Load(p + 160), Vector256.Create(x[5]).AsSByte());
+        var s67 = Avx2.MultiplyAddAdjacent(Vector256.Load(p + 192), Vector256.Create(x[6]).AsSByte())
+            + Avx2.MultiplyAddAdjacent(Vector256.Load(p + 224), Vector256.Create(x[7]).AsSByte());
+        var isum = Avx2.MultiplyAddAdjacent((s01 + s23) + (s45 + s67), Vector256.Create((short)1)) - Vector256.Create(a.Sum[b] << 3);
         return Vector256.Load((float*)(p + 256)) * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(isum);
     }
 }
@@ -214,7 +215,7 @@ internal readonly unsafe struct Q8_0Octets : RowOctets.IFormat
     /// <summary>Lane j: the integer dot of row j's 32 codes (interleaved at p) with the activation words x.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<int> Sum(byte* p, int* x) =>
-        Dot(p, x, 0) + Dot(p, x, 1) + Dot(p, x, 2) + Dot(p, x, 3) + Dot(p, x, 4) + Dot(p, x, 5) + Dot(p, x, 6) + Dot(p, x, 7);
+        ((Dot(p, x, 0) + Dot(p, x, 1)) + (Dot(p, x, 2) + Dot(p, x, 3))) + ((Dot(p, x, 4) + Dot(p, x, 5)) + (Dot(p, x, 6) + Dot(p, x, 7)));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Dot(byte* p, int* x, int k)
