@@ -1,3 +1,4 @@
+using ClockLM.Models;
 using ClockLM.Tensors;
 using ClockLM.Tests.Tensors;
 
@@ -58,6 +59,43 @@ public class PackedRowsTests
         // At least 256 KB of weight bytes times vectors, so the pool splits the octets.
         foreach (int count in new[] { 1, 4 })
             AssertPackedEqualsUnpacked(type, 8 * 131, 2048, count, seed: count, pool);
+    }
+
+    /// <summary>A model file's Q4_0 and Q8_0 matrices are packed as they load (read from the file, not the map): every
+    /// packed matrix gives the products of its file bytes, and the matrices of other types are left alone.</summary>
+    [Theory]
+    [InlineData("Q4_0")]
+    [InlineData("Q8_0")]
+    [InlineData("Q4_K_M")]
+    public unsafe void LoadedModelsPackTheirQ4_0AndQ8_0Matrices(string scheme)
+    {
+        if (!KernelPaths.CanRun(KernelPath.Vector256)) return; // packing needs AVX2
+        using var dir = new TempDir();
+        string path = dir.File("m.gguf");
+        int dim = scheme == "Q4_K_M" ? 256 : 320;
+        var config = new LlamaConfig(Dim: dim, HiddenDim: 2 * dim, Layers: 2, Heads: 4, KvHeads: 2, VocabSize: 304, ContextLength: 32);
+        TestModels.WriteRandomLlama(path, config, TestModels.SmallVocabulary(304), QuantizationScheme.Parse(scheme), std: 0.05f);
+        using var model = Model.Load(path);
+        var matrices = model.Weights.Layers.SelectMany(l => new[] { l.Wq, l.Wk, l.Wv, l.Wo, l.W1, l.W2, l.W3 }).Append(model.Weights.Output).ToList();
+        Assert.NotEmpty(matrices);
+        int packed = 0;
+        foreach (var w in matrices)
+        {
+            if (w.Packed == null)
+            {
+                Assert.False(w.Type is GgmlType.Q4_0 or GgmlType.Q8_0, $"a {w.Rows}x{w.Cols} {w.Type} matrix was not packed");
+                continue;
+            }
+            packed++;
+            var fileLayout = new TensorView(w.Type, w.Rows, w.Cols, w.Data);
+            var x = TestVectors.Gaussian(w.Cols, seed: packed);
+            var expected = new float[w.Rows];
+            var actual = new float[w.Rows];
+            MatVec.Multiply(fileLayout, x, expected, null, KernelPath.Vector256);
+            MatVec.Multiply(w, x, actual, null, KernelPath.Vector256);
+            Assert.Equal(expected, actual);
+        }
+        Assert.Equal(scheme == "Q4_K_M" ? 0 : matrices.Count, packed);
     }
 
     [Fact]
