@@ -172,8 +172,8 @@ internal static unsafe class PackedRows
             + (Avx2.MultiplyAddAdjacent(w2, Vector256.Create(z[6]).AsSByte()) + Avx2.MultiplyAddAdjacent(w3, Vector256.Create(z[7]).AsSByte()));
         var ones = Vector256.Create((short)1);
         var scales = Vector256.Load((float*)(p + 256));
-        var tx = scales * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(sx, ones) - Vector256.Create(a.Sum[b] << 3));
-        var tz = scales * Vector256.Create(c.D[b]) * Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(sz, ones) - Vector256.Create(c.Sum[b] << 3));
+        var tx = scales * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(sx, ones) - Avx2.ShiftLeftLogical(Avx2.BroadcastScalarToVector256(a.Sum + b), 3));
+        var tz = scales * Vector256.Create(c.D[b]) * Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(sz, ones) - Avx2.ShiftLeftLogical(Avx2.BroadcastScalarToVector256(c.Sum + b), 3));
         return (tx, tz);
     }
 
@@ -249,7 +249,7 @@ internal static unsafe class PackedRows
             var s67 = Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p2.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[6]).AsSByte())
                 + Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p3.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[7]).AsSByte());
             var s = (s01 + s23) + (s45 + s67);
-            var isum = Avx2.MultiplyAddAdjacent(s, Vector256.Create((short)1)) - Vector256.Create(a.Sum[b] << 3);
+            var isum = Avx2.MultiplyAddAdjacent(s, Vector256.Create((short)1)) - Avx2.ShiftLeftLogical(Avx2.BroadcastScalarToVector256(a.Sum + b), 3);
             return Scales(p + 128) * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(isum);
         }
     }

@@ -149,7 +149,7 @@ internal readonly unsafe struct Q4_0Octets : RowOctets.IFormat
             + Avx2.MultiplyAddAdjacent(Vector256.Load(p + 160), Vector256.Create(x[5]).AsSByte());
         var s67 = Avx2.MultiplyAddAdjacent(Vector256.Load(p + 192), Vector256.Create(x[6]).AsSByte())
             + Avx2.MultiplyAddAdjacent(Vector256.Load(p + 224), Vector256.Create(x[7]).AsSByte());
-        var isum = Avx2.MultiplyAddAdjacent((s01 + s23) + (s45 + s67), Vector256.Create((short)1)) - Vector256.Create(a.Sum[b] << 3);
+        var isum = Avx2.MultiplyAddAdjacent((s01 + s23) + (s45 + s67), Vector256.Create((short)1)) - Avx2.ShiftLeftLogical(Avx2.BroadcastScalarToVector256(a.Sum + b), 3);
         return Vector256.Load((float*)(p + 256)) * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(isum);
     }
 }
