@@ -22,11 +22,14 @@ public sealed class SlotScheduler : IDisposable
     private readonly LinkedList<CompletionJob> _queue = new();
     private readonly object _gate = new();
     private readonly Thread _thread;
+    private readonly BatchDecoder _decoder;
+    private Transformer[] _batch = [];
+    private int[] _batchTokens = [], _batchPositions = [];
     private bool _paused;
     private bool _disposed;
 
     // Counters (written by the scheduler thread or under _gate, read by Stats).
-    private long _completed, _cancelled, _failed, _rejected, _promptTokens, _generatedTokens, _busyTicks;
+    private long _completed, _cancelled, _failed, _rejected, _promptTokens, _generatedTokens, _busyTicks, _batchedTokens;
 
     /// <summary>Creates the slots and starts the scheduler thread.</summary>
     public SlotScheduler(Model model, SlotSchedulerOptions? options = null)
@@ -42,6 +45,7 @@ public sealed class SlotScheduler : IDisposable
         for (int i = 0; i < _slots.Length; i++)
             _slots[i] = new Slot(i, model.CreateTransformer(options.ContextLength, options.Pool));
         ContextLength = _slots[0].Transformer.ContextLength;
+        _decoder = new BatchDecoder(model.Config, model.Weights, options.Pool);
         _thread = new Thread(Loop) { IsBackground = true, Name = "ClockLM scheduler" };
         _thread.Start();
     }
@@ -115,7 +119,10 @@ public sealed class SlotScheduler : IDisposable
                 }
                 return new SchedulerStats(_slots.Length, active, _queue.Count, _options.QueueCapacity,
                     _completed, _cancelled, _failed, _rejected, _promptTokens, _generatedTokens,
-                    used, (long)_slots.Length * ContextLength, TimeSpan.FromTicks(Interlocked.Read(ref _busyTicks)));
+                    used, (long)_slots.Length * ContextLength, TimeSpan.FromTicks(Interlocked.Read(ref _busyTicks)))
+                {
+                    BatchedTokens = _batchedTokens,
+                };
             }
         }
     }
@@ -192,9 +199,8 @@ public sealed class SlotScheduler : IDisposable
     }
 
     /// <summary>
-    /// One round: every active slot advances one step. Prompts are evaluated in chunks; then every decoding slot runs one
-    /// forward pass for its last token. The decode phase is where a batched forward (one pass over the weights for all
-    /// slots) will replace the per-slot loop in <see cref="DecodeAll"/>.
+    /// One round: every active slot advances one step. Prompts are evaluated in chunks; then the decoding slots advance
+    /// one token together, in one pass over the weights (<see cref="BatchDecoder"/>).
     /// </summary>
     private void Round(List<Slot> active)
     {
@@ -223,6 +229,7 @@ public sealed class SlotScheduler : IDisposable
 
     private void DecodeAll(List<Slot> decoding)
     {
+        if (decoding.Count >= 2 && TryDecodeTogether(decoding)) return;
         foreach (var slot in decoding)
             Guard(slot, () =>
             {
@@ -230,6 +237,36 @@ public sealed class SlotScheduler : IDisposable
                 slot.Position++;
                 Commit(slot, logits);
             });
+    }
+
+    /// <summary>One batched step for all decoding slots, each then sampled from its own logits (bit-identical to a
+    /// forward pass per slot). False, with no slot advanced, when the step fails; the slots then run one by one.</summary>
+    private bool TryDecodeTogether(List<Slot> decoding)
+    {
+        int n = decoding.Count;
+        if (_batch.Length < n) (_batch, _batchTokens, _batchPositions) = (new Transformer[n], new int[n], new int[n]);
+        for (int i = 0; i < n; i++)
+            (_batch[i], _batchTokens[i], _batchPositions[i]) = (decoding[i].Transformer, decoding[i].LastToken, decoding[i].Position);
+        try
+        {
+            _decoder.Step(_batch.AsSpan(0, n), _batchTokens.AsSpan(0, n), _batchPositions.AsSpan(0, n));
+        }
+        catch (Exception)
+        {
+            return false; // the per-slot path reports the failure against the slot it belongs to
+        }
+        finally
+        {
+            Array.Clear(_batch);
+        }
+        lock (_gate) _batchedTokens += n;
+        foreach (var slot in decoding)
+            Guard(slot, () =>
+            {
+                slot.Position++;
+                Commit(slot, slot.Transformer.Logits);
+            });
+        return true;
     }
 
     /// <summary>Samples the next token from <paramref name="logits"/>, streams its text, and ends the job on a stop.</summary>
@@ -474,6 +511,9 @@ public sealed record SchedulerStats(int Slots, int ActiveSlots, int QueueDepth, 
     long Completed, long Cancelled, long Failed, long Rejected, long PromptTokens, long GeneratedTokens,
     long KvCacheUsed, long KvCacheCapacity, TimeSpan BusyTime)
 {
+    /// <summary>Tokens decoded in batched steps, several slots in one pass over the weights.</summary>
+    public long BatchedTokens { get; init; }
+
     /// <summary>Generated tokens per second of busy time.</summary>
     public double GeneratedTokensPerSecond => GeneratedTokens / Math.Max(BusyTime.TotalSeconds, 1e-9);
 }

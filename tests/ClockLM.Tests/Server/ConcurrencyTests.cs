@@ -28,6 +28,7 @@ public sealed class ConcurrencyTests
             Assert.Equal(alone, answers[i]);
         }
         Assert.Equal(32, host.Scheduler.Stats.Completed);
+        Assert.True(host.Scheduler.Stats.BatchedTokens > 0, "no decoding step ran several slots together");
     }
 
     /// <summary>Reads an SSE stream of text completion chunks and joins their text.</summary>
