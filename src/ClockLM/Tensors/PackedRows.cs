@@ -87,7 +87,7 @@ internal static unsafe class PackedRows
     /// <typeparamref name="TWide"/>'s layout (codes one per byte, float scales), which each vector then reads.
     /// </summary>
     private static void Octets<TPacked, TWide>(in PackedJob job, int start, int end)
-        where TPacked : struct, IPackedFormat where TWide : struct, RowOctets.IFormat
+        where TPacked : struct, IPackedFormat where TWide : struct, RowOctets.IPair
     {
         int blocks = job.Cols / 32, count = job.Count;
         var acts = stackalloc RowDots.Act32[count];
@@ -107,74 +107,11 @@ internal static unsafe class PackedRows
         {
             TPacked.Widen(job.Packed + o * octetBytes, blocks, wide);
             int t = 0;
-            if (typeof(TWide) == typeof(Q4_0Octets))
-                for (; t + 2 <= count; t += 2)
-                    Q4_0Pair(wide, blocks, acts[t], acts[t + 1], job.Y + (long)t * job.Rows + 8 * o, job.Rows);
+            for (; t + 2 <= count; t += 2)
+                RowOctets.Pair<TWide>(wide, blocks, acts[t], acts[t + 1], job.Y + (long)t * job.Rows + 8 * o, job.Rows);
             for (; t < count; t++)
                 RowOctets.Octet<TWide>(wide, blocks, acts[t], job.Y + (long)t * job.Rows + 8 * o, prefetch: false);
         }
-    }
-
-    /// <summary><see cref="RowOctets.Octet"/> of widened Q4_0 octets for two vectors at once, which share the loads of
-    /// the codes; vector 1's results go to y + yStride. The same float operations per vector.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Q4_0Pair(byte* wide, int blocks, in RowDots.Act32 a, in RowDots.Act32 c, float* y, int yStride)
-    {
-        const int size = 256 + 32;
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
-        int b = 0;
-        for (; b + 4 <= blocks; b += 4)
-        {
-            byte* p = wide + (long)b * size;
-            var (ta, tc) = Q4_0PairTerms(p, a, c, b);
-            (a0, c0) = (a0 + ta, c0 + tc);
-            (ta, tc) = Q4_0PairTerms(p + size, a, c, b + 1);
-            (a1, c1) = (a1 + ta, c1 + tc);
-            (ta, tc) = Q4_0PairTerms(p + 2 * size, a, c, b + 2);
-            (a2, c2) = (a2 + ta, c2 + tc);
-            (ta, tc) = Q4_0PairTerms(p + 3 * size, a, c, b + 3);
-            (a3, c3) = (a3 + ta, c3 + tc);
-        }
-        byte* q = wide + (long)b * size;
-        for (int k = 0; b + k < blocks; k++)
-        {
-            var (ta, tc) = Q4_0PairTerms(q + k * size, a, c, b + k);
-            if (k == 0) (a0, c0) = (a0 + ta, c0 + tc);
-            else if (k == 1) (a1, c1) = (a1 + ta, c1 + tc);
-            else (a2, c2) = (a2 + ta, c2 + tc);
-        }
-        ((a0 + a1) + (a2 + a3)).Store(y);
-        ((c0 + c1) + (c2 + c3)).Store(y + yStride);
-    }
-
-    /// <summary><see cref="Q4_0Octets.Term"/> of block b for vectors a and c.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector256<float>, Vector256<float>) Q4_0PairTerms(byte* p, in RowDots.Act32 a, in RowDots.Act32 c, int b)
-    {
-        int* x = (int*)(a.Qs + 32 * b);
-        int* z = (int*)(c.Qs + 32 * b);
-        var w0 = Vector256.Load(p);
-        var w1 = Vector256.Load(p + 32);
-        var w2 = Vector256.Load(p + 64);
-        var w3 = Vector256.Load(p + 96);
-        var sx = (Avx2.MultiplyAddAdjacent(w0, Vector256.Create(x[0]).AsSByte()) + Avx2.MultiplyAddAdjacent(w1, Vector256.Create(x[1]).AsSByte()))
-            + (Avx2.MultiplyAddAdjacent(w2, Vector256.Create(x[2]).AsSByte()) + Avx2.MultiplyAddAdjacent(w3, Vector256.Create(x[3]).AsSByte()));
-        var sz = (Avx2.MultiplyAddAdjacent(w0, Vector256.Create(z[0]).AsSByte()) + Avx2.MultiplyAddAdjacent(w1, Vector256.Create(z[1]).AsSByte()))
-            + (Avx2.MultiplyAddAdjacent(w2, Vector256.Create(z[2]).AsSByte()) + Avx2.MultiplyAddAdjacent(w3, Vector256.Create(z[3]).AsSByte()));
-        w0 = Vector256.Load(p + 128);
-        w1 = Vector256.Load(p + 160);
-        w2 = Vector256.Load(p + 192);
-        w3 = Vector256.Load(p + 224);
-        sx += (Avx2.MultiplyAddAdjacent(w0, Vector256.Create(x[4]).AsSByte()) + Avx2.MultiplyAddAdjacent(w1, Vector256.Create(x[5]).AsSByte()))
-            + (Avx2.MultiplyAddAdjacent(w2, Vector256.Create(x[6]).AsSByte()) + Avx2.MultiplyAddAdjacent(w3, Vector256.Create(x[7]).AsSByte()));
-        sz += (Avx2.MultiplyAddAdjacent(w0, Vector256.Create(z[4]).AsSByte()) + Avx2.MultiplyAddAdjacent(w1, Vector256.Create(z[5]).AsSByte()))
-            + (Avx2.MultiplyAddAdjacent(w2, Vector256.Create(z[6]).AsSByte()) + Avx2.MultiplyAddAdjacent(w3, Vector256.Create(z[7]).AsSByte()));
-        var ones = Vector256.Create((short)1);
-        var scales = Vector256.Load((float*)(p + 256));
-        var tx = scales * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(sx, ones) - Avx2.ShiftLeftLogical(Avx2.BroadcastScalarToVector256(a.Sum + b), 3));
-        var tz = scales * Vector256.Create(c.D[b]) * Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(sz, ones) - Avx2.ShiftLeftLogical(Avx2.BroadcastScalarToVector256(c.Sum + b), 3));
-        return (tx, tz);
     }
 
     /// <summary>A packed block-octet format.</summary>

@@ -25,8 +25,15 @@ internal static unsafe class RowOctets
         static abstract Vector256<float> Term(byte* p, in RowDots.Act32 a, int b);
     }
 
+    /// <summary>A block-octet layout whose terms can be computed for two vectors at once.</summary>
+    public interface IPair : ITerm
+    {
+        /// <summary><see cref="ITerm.Term"/> of block b for vectors a and c.</summary>
+        static abstract (Vector256<float>, Vector256<float>) Terms(byte* p, in RowDots.Act32 a, in RowDots.Act32 c, int b);
+    }
+
     /// <summary>A 32-value block format whose rows can be interleaved eight at a time for one product.</summary>
-    public interface IFormat : ITerm
+    public interface IFormat : IPair
     {
         /// <summary>Lays out the eight rows at w, w + rowBytes, ... block by block into packed.</summary>
         static abstract void Interleave(byte* w, int rowBytes, int blocks, byte* packed);
@@ -55,7 +62,10 @@ internal static unsafe class RowOctets
             {
                 int r0 = start + 8 * o;
                 TFormat.Interleave(job.Weights + (long)r0 * job.RowBytes, job.RowBytes, blocks, packed);
-                for (int t = 0; t < count; t++)
+                int t = 0;
+                for (; t + 2 <= count; t += 2)
+                    Pair<TFormat>(packed, blocks, acts[t], acts[t + 1], job.Y + (long)t * job.Rows + r0, job.Rows);
+                for (; t < count; t++)
                     Octet<TFormat>(packed, blocks, acts[t], job.Y + (long)t * job.Rows + r0, prefetch: false);
             }
         }
@@ -87,6 +97,39 @@ internal static unsafe class RowOctets
         if (b + 1 < blocks) a1 += TFormat.Term(q + size, a, b + 1);
         if (b + 2 < blocks) a2 += TFormat.Term(q + 2 * size, a, b + 2);
         ((a0 + a1) + (a2 + a3)).Store(y);
+    }
+
+    /// <summary><see cref="Octet"/> for two vectors at once, which share the loads of the weights; vector c's results
+    /// go to y + yStride. The same float operations per vector.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Pair<TFormat>(byte* wide, int blocks, in RowDots.Act32 a, in RowDots.Act32 c, float* y, int yStride) where TFormat : struct, IPair
+    {
+        int size = TFormat.BlockBytes;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        int b = 0;
+        for (; b + 4 <= blocks; b += 4)
+        {
+            byte* p = wide + (long)b * size;
+            var (ta, tc) = TFormat.Terms(p, a, c, b);
+            (a0, c0) = (a0 + ta, c0 + tc);
+            (ta, tc) = TFormat.Terms(p + size, a, c, b + 1);
+            (a1, c1) = (a1 + ta, c1 + tc);
+            (ta, tc) = TFormat.Terms(p + 2 * size, a, c, b + 2);
+            (a2, c2) = (a2 + ta, c2 + tc);
+            (ta, tc) = TFormat.Terms(p + 3 * size, a, c, b + 3);
+            (a3, c3) = (a3 + ta, c3 + tc);
+        }
+        byte* q = wide + (long)b * size;
+        for (int k = 0; b + k < blocks; k++)
+        {
+            var (ta, tc) = TFormat.Terms(q + k * size, a, c, b + k);
+            if (k == 0) (a0, c0) = (a0 + ta, c0 + tc);
+            else if (k == 1) (a1, c1) = (a1 + ta, c1 + tc);
+            else (a2, c2) = (a2 + ta, c2 + tc);
+        }
+        ((a0 + a1) + (a2 + a3)).Store(y);
+        ((c0 + c1) + (c2 + c3)).Store(y + yStride);
     }
 }
 
@@ -151,6 +194,35 @@ internal readonly unsafe struct Q4_0Octets : RowOctets.IFormat
             + Avx2.MultiplyAddAdjacent(Vector256.Load(p + 224), Vector256.Create(x[7]).AsSByte());
         var isum = Avx2.MultiplyAddAdjacent((s01 + s23) + (s45 + s67), Vector256.Create((short)1)) - Avx2.ShiftLeftLogical(Avx2.BroadcastScalarToVector256(a.Sum + b), 3);
         return Vector256.Load((float*)(p + 256)) * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(isum);
+    }
+
+    /// <summary><see cref="Term"/> of block b for vectors a and c, which share the loads of the codes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector256<float>, Vector256<float>) Terms(byte* p, in RowDots.Act32 a, in RowDots.Act32 c, int b)
+    {
+        int* x = (int*)(a.Qs + 32 * b);
+        int* z = (int*)(c.Qs + 32 * b);
+        var w0 = Vector256.Load(p);
+        var w1 = Vector256.Load(p + 32);
+        var w2 = Vector256.Load(p + 64);
+        var w3 = Vector256.Load(p + 96);
+        var sx = (Avx2.MultiplyAddAdjacent(w0, Vector256.Create(x[0]).AsSByte()) + Avx2.MultiplyAddAdjacent(w1, Vector256.Create(x[1]).AsSByte()))
+            + (Avx2.MultiplyAddAdjacent(w2, Vector256.Create(x[2]).AsSByte()) + Avx2.MultiplyAddAdjacent(w3, Vector256.Create(x[3]).AsSByte()));
+        var sz = (Avx2.MultiplyAddAdjacent(w0, Vector256.Create(z[0]).AsSByte()) + Avx2.MultiplyAddAdjacent(w1, Vector256.Create(z[1]).AsSByte()))
+            + (Avx2.MultiplyAddAdjacent(w2, Vector256.Create(z[2]).AsSByte()) + Avx2.MultiplyAddAdjacent(w3, Vector256.Create(z[3]).AsSByte()));
+        w0 = Vector256.Load(p + 128);
+        w1 = Vector256.Load(p + 160);
+        w2 = Vector256.Load(p + 192);
+        w3 = Vector256.Load(p + 224);
+        sx += (Avx2.MultiplyAddAdjacent(w0, Vector256.Create(x[4]).AsSByte()) + Avx2.MultiplyAddAdjacent(w1, Vector256.Create(x[5]).AsSByte()))
+            + (Avx2.MultiplyAddAdjacent(w2, Vector256.Create(x[6]).AsSByte()) + Avx2.MultiplyAddAdjacent(w3, Vector256.Create(x[7]).AsSByte()));
+        sz += (Avx2.MultiplyAddAdjacent(w0, Vector256.Create(z[4]).AsSByte()) + Avx2.MultiplyAddAdjacent(w1, Vector256.Create(z[5]).AsSByte()))
+            + (Avx2.MultiplyAddAdjacent(w2, Vector256.Create(z[6]).AsSByte()) + Avx2.MultiplyAddAdjacent(w3, Vector256.Create(z[7]).AsSByte()));
+        var ones = Vector256.Create((short)1);
+        var scales = Vector256.Load((float*)(p + 256));
+        var tx = scales * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(sx, ones) - Avx2.ShiftLeftLogical(Avx2.BroadcastScalarToVector256(a.Sum + b), 3));
+        var tz = scales * Vector256.Create(c.D[b]) * Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(sz, ones) - Avx2.ShiftLeftLogical(Avx2.BroadcastScalarToVector256(c.Sum + b), 3));
+        return (tx, tz);
     }
 }
 
@@ -222,5 +294,28 @@ internal readonly unsafe struct Q8_0Octets : RowOctets.IFormat
     {
         var w = Vector256.Load((sbyte*)p + 32 * k);
         return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(Vector256.Create(x[k]).AsSByte(), w)), Vector256.Create((short)1));
+    }
+
+    /// <summary><see cref="Term"/> of block b for vectors a and c, which share the loads and magnitudes of the weights.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector256<float>, Vector256<float>) Terms(byte* p, in RowDots.Act32 a, in RowDots.Act32 c, int b)
+    {
+        int* x = (int*)(a.Qs + 32 * b);
+        int* z = (int*)(c.Qs + 32 * b);
+        var ones = Vector256.Create((short)1);
+        Vector256<int> sx = default, sz = default;
+        for (int k = 0; k < 8; k += 2)
+        {
+            var w0 = Vector256.Load((sbyte*)p + 32 * k);
+            var w1 = Vector256.Load((sbyte*)p + 32 * k + 32);
+            var m0 = Avx2.Abs(w0);
+            var m1 = Avx2.Abs(w1);
+            sx += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(m0, Avx2.Sign(Vector256.Create(x[k]).AsSByte(), w0)), ones)
+                + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(m1, Avx2.Sign(Vector256.Create(x[k + 1]).AsSByte(), w1)), ones);
+            sz += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(m0, Avx2.Sign(Vector256.Create(z[k]).AsSByte(), w0)), ones)
+                + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(m1, Avx2.Sign(Vector256.Create(z[k + 1]).AsSByte(), w1)), ones);
+        }
+        var scales = Vector256.Load((float*)(p + 256));
+        return (scales * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(sx), scales * Vector256.Create(c.D[b]) * Vector256.ConvertToSingle(sz));
     }
 }
