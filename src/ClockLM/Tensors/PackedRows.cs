@@ -144,9 +144,12 @@ internal static unsafe class PackedRows
         {
             for (int b = 0; b < blocks; b++, w += 18, packed += BlockBytes)
             {
-                for (int m = 0; m < 4; m++)
-                    for (int j = 0; j < 8; j++)
-                        ((uint*)packed)[8 * m + j] = *(uint*)(w + (long)j * rowBytes + 2 + 4 * m);
+                // Y_j: the 16 code bytes of row j (low 128 bits) and of row j + 4 (high 128 bits).
+                var y0 = Vector256.Create(Vector128.Load(w + 2), Vector128.Load(w + 4L * rowBytes + 2));
+                var y1 = Vector256.Create(Vector128.Load(w + rowBytes + 2), Vector128.Load(w + 5L * rowBytes + 2));
+                var y2 = Vector256.Create(Vector128.Load(w + 2L * rowBytes + 2), Vector128.Load(w + 6L * rowBytes + 2));
+                var y3 = Vector256.Create(Vector128.Load(w + 3L * rowBytes + 2), Vector128.Load(w + 7L * rowBytes + 2));
+                Q4_0Octets.Transpose(y0, y1, y2, y3, packed);
                 PackScales(w, rowBytes, packed + 128);
             }
         }
@@ -200,9 +203,7 @@ internal static unsafe class PackedRows
         {
             for (int b = 0; b < blocks; b++, w += 34, packed += BlockBytes)
             {
-                for (int k = 0; k < 8; k++)
-                    for (int j = 0; j < 8; j++)
-                        ((uint*)packed)[8 * k + j] = *(uint*)(w + (long)j * rowBytes + 2 + 4 * k);
+                Q8_0Octets.TransposeWords(w + 2, rowBytes, packed);
                 PackScales(w, rowBytes, packed + 256);
             }
         }

@@ -242,37 +242,44 @@ internal readonly unsafe struct Q8_0Octets : RowOctets.IFormat
         for (int b = 0; b < blocks; b++, w += 34)
         {
             byte* dst = packed + (long)b * (256 + 32);
-            var r0 = Vector256.Load(w + 2).AsInt32();
-            var r1 = Vector256.Load(w + rowBytes + 2).AsInt32();
-            var r2 = Vector256.Load(w + 2L * rowBytes + 2).AsInt32();
-            var r3 = Vector256.Load(w + 3L * rowBytes + 2).AsInt32();
-            var r4 = Vector256.Load(w + 4L * rowBytes + 2).AsInt32();
-            var r5 = Vector256.Load(w + 5L * rowBytes + 2).AsInt32();
-            var r6 = Vector256.Load(w + 6L * rowBytes + 2).AsInt32();
-            var r7 = Vector256.Load(w + 7L * rowBytes + 2).AsInt32();
-            var t0 = Avx2.UnpackLow(r0, r1).AsInt64();
-            var t1 = Avx2.UnpackHigh(r0, r1).AsInt64();
-            var t2 = Avx2.UnpackLow(r2, r3).AsInt64();
-            var t3 = Avx2.UnpackHigh(r2, r3).AsInt64();
-            var t4 = Avx2.UnpackLow(r4, r5).AsInt64();
-            var t5 = Avx2.UnpackHigh(r4, r5).AsInt64();
-            var t6 = Avx2.UnpackLow(r6, r7).AsInt64();
-            var t7 = Avx2.UnpackHigh(r6, r7).AsInt64();
-            // u_k: word k (low 128 bits) and word k + 4 (high) of rows 0..3, v_k the same for rows 4..7.
-            var u0 = Avx2.UnpackLow(t0, t2); var u1 = Avx2.UnpackHigh(t0, t2);
-            var u2 = Avx2.UnpackLow(t1, t3); var u3 = Avx2.UnpackHigh(t1, t3);
-            var v0 = Avx2.UnpackLow(t4, t6); var v1 = Avx2.UnpackHigh(t4, t6);
-            var v2 = Avx2.UnpackLow(t5, t7); var v3 = Avx2.UnpackHigh(t5, t7);
-            Store(Avx2.Permute2x128(u0, v0, 0x20), dst, 0);
-            Store(Avx2.Permute2x128(u1, v1, 0x20), dst, 1);
-            Store(Avx2.Permute2x128(u2, v2, 0x20), dst, 2);
-            Store(Avx2.Permute2x128(u3, v3, 0x20), dst, 3);
-            Store(Avx2.Permute2x128(u0, v0, 0x31), dst, 4);
-            Store(Avx2.Permute2x128(u1, v1, 0x31), dst, 5);
-            Store(Avx2.Permute2x128(u2, v2, 0x31), dst, 6);
-            Store(Avx2.Permute2x128(u3, v3, 0x31), dst, 7);
+            TransposeWords(w + 2, rowBytes, dst);
             QuantizedTiles.HalfScales(w, rowBytes).Store((float*)(dst + 256));
         }
+    }
+
+    /// <summary>The 32 bytes at w, w + rowBytes, ..., w + 7 rowBytes as eight registers at dst: register k holds word k
+    /// of each row, row j in bytes 4j..4j+3.</summary>
+    public static void TransposeWords(byte* w, int rowBytes, byte* dst)
+    {
+        var r0 = Vector256.Load(w).AsInt32();
+        var r1 = Vector256.Load(w + rowBytes).AsInt32();
+        var r2 = Vector256.Load(w + 2L * rowBytes).AsInt32();
+        var r3 = Vector256.Load(w + 3L * rowBytes).AsInt32();
+        var r4 = Vector256.Load(w + 4L * rowBytes).AsInt32();
+        var r5 = Vector256.Load(w + 5L * rowBytes).AsInt32();
+        var r6 = Vector256.Load(w + 6L * rowBytes).AsInt32();
+        var r7 = Vector256.Load(w + 7L * rowBytes).AsInt32();
+        var t0 = Avx2.UnpackLow(r0, r1).AsInt64();
+        var t1 = Avx2.UnpackHigh(r0, r1).AsInt64();
+        var t2 = Avx2.UnpackLow(r2, r3).AsInt64();
+        var t3 = Avx2.UnpackHigh(r2, r3).AsInt64();
+        var t4 = Avx2.UnpackLow(r4, r5).AsInt64();
+        var t5 = Avx2.UnpackHigh(r4, r5).AsInt64();
+        var t6 = Avx2.UnpackLow(r6, r7).AsInt64();
+        var t7 = Avx2.UnpackHigh(r6, r7).AsInt64();
+        // u_k: word k (low 128 bits) and word k + 4 (high) of rows 0..3, v_k the same for rows 4..7.
+        var u0 = Avx2.UnpackLow(t0, t2); var u1 = Avx2.UnpackHigh(t0, t2);
+        var u2 = Avx2.UnpackLow(t1, t3); var u3 = Avx2.UnpackHigh(t1, t3);
+        var v0 = Avx2.UnpackLow(t4, t6); var v1 = Avx2.UnpackHigh(t4, t6);
+        var v2 = Avx2.UnpackLow(t5, t7); var v3 = Avx2.UnpackHigh(t5, t7);
+        Store(Avx2.Permute2x128(u0, v0, 0x20), dst, 0);
+        Store(Avx2.Permute2x128(u1, v1, 0x20), dst, 1);
+        Store(Avx2.Permute2x128(u2, v2, 0x20), dst, 2);
+        Store(Avx2.Permute2x128(u3, v3, 0x20), dst, 3);
+        Store(Avx2.Permute2x128(u0, v0, 0x31), dst, 4);
+        Store(Avx2.Permute2x128(u1, v1, 0x31), dst, 5);
+        Store(Avx2.Permute2x128(u2, v2, 0x31), dst, 6);
+        Store(Avx2.Permute2x128(u3, v3, 0x31), dst, 7);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
