@@ -82,9 +82,11 @@ internal static unsafe class PackedRows
 
     [ThreadStatic] private static byte[]? _unpacked;
 
+
     /// <summary>
-    /// Octets [start, end). One vector reads the packed octet directly; several vectors first widen the octet into
-    /// <typeparamref name="TWide"/>'s layout (codes one per byte, float scales), which each vector then reads.
+    /// Octets [start, end). Up to <see cref="IPackedFormat.DirectUpTo"/> vectors read the packed octets directly; more
+    /// vectors first widen each octet into <typeparamref name="TWide"/>'s layout (codes one per byte, float scales),
+    /// which they then read.
     /// </summary>
     private static void Octets<TPacked, TWide>(in PackedJob job, int start, int end)
         where TPacked : struct, IPackedFormat where TWide : struct, RowOctets.IPair
@@ -93,10 +95,10 @@ internal static unsafe class PackedRows
         var acts = stackalloc RowDots.Act32[count];
         for (int t = 0; t < count; t++) acts[t] = new RowDots.Act32(job.Activations[t]);
         long octetBytes = (long)blocks * TPacked.BlockBytes;
-        if (count == 1)
+        if (count <= TPacked.DirectUpTo)
         {
             for (int o = start; o < end; o++)
-                RowOctets.Octet<TPacked>(job.Packed + o * octetBytes, blocks, acts[0], job.Y + 8 * o, prefetch: true);
+                Vectors<TPacked>(job.Packed + o * octetBytes, blocks, acts, count, job.Y + 8 * o, job.Rows, prefetch: count == 1);
             return;
         }
         var buffer = _unpacked;
@@ -106,19 +108,29 @@ internal static unsafe class PackedRows
         for (int o = start; o < end; o++)
         {
             TPacked.Widen(job.Packed + o * octetBytes, blocks, wide);
-            int t = 0;
-            for (; t + 2 <= count; t += 2)
-                RowOctets.Pair<TWide>(wide, blocks, acts[t], acts[t + 1], job.Y + (long)t * job.Rows + 8 * o, job.Rows);
-            for (; t < count; t++)
-                RowOctets.Octet<TWide>(wide, blocks, acts[t], job.Y + (long)t * job.Rows + 8 * o, prefetch: false);
+            Vectors<TWide>(wide, blocks, acts, count, job.Y + 8 * o, job.Rows, prefetch: false);
         }
     }
 
+    /// <summary>One block octet times every vector, two at a time: vector t's eight results into y + t * rows.</summary>
+    private static void Vectors<T>(byte* octet, int blocks, RowDots.Act32* acts, int count, float* y, int rows, bool prefetch)
+        where T : struct, RowOctets.IPair
+    {
+        int t = 0;
+        for (; t + 2 <= count; t += 2)
+            RowOctets.Pair<T>(octet, blocks, acts[t], acts[t + 1], y + (long)t * rows, rows);
+        for (; t < count; t++)
+            RowOctets.Octet<T>(octet, blocks, acts[t], y + (long)t * rows, prefetch);
+    }
+
     /// <summary>A packed block-octet format.</summary>
-    public interface IPackedFormat : RowOctets.ITerm
+    public interface IPackedFormat : RowOctets.IPair
     {
         /// <summary>Packs eight rows at w, w + rowBytes, ... block by block into packed.</summary>
         static abstract void Pack(byte* w, int rowBytes, int blocks, byte* packed);
+
+        /// <summary>Vectors up to which a product reads the packed octets directly; more vectors widen each octet first.</summary>
+        static abstract int DirectUpTo { get; }
 
         /// <summary>Widens a packed octet of <paramref name="blocks"/> blocks into the per-product octet layout.</summary>
         static abstract void Widen(byte* packed, int blocks, byte* wide);
@@ -139,6 +151,9 @@ internal static unsafe class PackedRows
     public readonly struct Q4_0Packed : IPackedFormat
     {
         public static int BlockBytes => 128 + 16;
+
+        /// <summary>Two vectors share the unpacking in registers; from three on, unpacking once into a buffer pays.</summary>
+        public static int DirectUpTo => 2;
 
         public static void Pack(byte* w, int rowBytes, int blocks, byte* packed)
         {
@@ -167,6 +182,21 @@ internal static unsafe class PackedRows
                 }
                 Scales(packed + 128).Store((float*)(wide + 256));
             }
+        }
+
+        /// <summary>The terms of block b for vectors a and c, which share the unpacked codes.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static (Vector256<float>, Vector256<float>) Terms(byte* p, in RowDots.Act32 a, in RowDots.Act32 c, int b)
+        {
+            var mask = Vector256.Create((byte)0x0F);
+            var p0 = Vector256.Load(p);
+            var p1 = Vector256.Load(p + 32);
+            var p2 = Vector256.Load(p + 64);
+            var p3 = Vector256.Load(p + 96);
+            return Q4_0Octets.Terms(p0 & mask, p1 & mask, p2 & mask, p3 & mask,
+                Vector256.ShiftRightLogical(p0.AsUInt16(), 4).AsByte() & mask, Vector256.ShiftRightLogical(p1.AsUInt16(), 4).AsByte() & mask,
+                Vector256.ShiftRightLogical(p2.AsUInt16(), 4).AsByte() & mask, Vector256.ShiftRightLogical(p3.AsUInt16(), 4).AsByte() & mask,
+                Scales(p + 128), a, c, b);
         }
 
         /// <summary>Lane j: (dw_j * dx) * (Σ q x - 8 Σ x) of block b, as <see cref="Q4_0Octets.Term"/> on the widened octet.</summary>
@@ -199,6 +229,9 @@ internal static unsafe class PackedRows
     {
         public static int BlockBytes => 256 + 16;
 
+        /// <summary>Widening only converts the scales, which pays from about four vectors on.</summary>
+        public static int DirectUpTo => 4;
+
         public static void Pack(byte* w, int rowBytes, int blocks, byte* packed)
         {
             for (int b = 0; b < blocks; b++, w += 34, packed += BlockBytes)
@@ -216,6 +249,11 @@ internal static unsafe class PackedRows
                 Scales(packed + 256).Store((float*)(wide + 256));
             }
         }
+
+        /// <summary>The terms of block b for vectors a and c (the widened octet's pair terms with half-precision scales).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static (Vector256<float>, Vector256<float>) Terms(byte* p, in RowDots.Act32 a, in RowDots.Act32 c, int b) =>
+            Q8_0Octets.Terms(p, Scales(p + 256), a, c, b);
 
         /// <summary>Lane j: (dw_j * dx) * Σ q x of block b, as <see cref="Q8_0Octets.Term"/> on the widened octet.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

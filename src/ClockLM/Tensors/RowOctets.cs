@@ -198,28 +198,27 @@ internal readonly unsafe struct Q4_0Octets : RowOctets.IFormat
 
     /// <summary><see cref="Term"/> of block b for vectors a and c, which share the loads of the codes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static (Vector256<float>, Vector256<float>) Terms(byte* p, in RowDots.Act32 a, in RowDots.Act32 c, int b)
+    public static (Vector256<float>, Vector256<float>) Terms(byte* p, in RowDots.Act32 a, in RowDots.Act32 c, int b) =>
+        Terms(Vector256.Load(p), Vector256.Load(p + 32), Vector256.Load(p + 64), Vector256.Load(p + 96), Vector256.Load(p + 128),
+            Vector256.Load(p + 160), Vector256.Load(p + 192), Vector256.Load(p + 224), Vector256.Load((float*)(p + 256)), a, c, b);
+
+    /// <summary>The terms of block b for vectors a and c, given the block octet's eight code registers and scales.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector256<float>, Vector256<float>) Terms(Vector256<byte> w0, Vector256<byte> w1, Vector256<byte> w2, Vector256<byte> w3,
+        Vector256<byte> w4, Vector256<byte> w5, Vector256<byte> w6, Vector256<byte> w7, Vector256<float> scales,
+        in RowDots.Act32 a, in RowDots.Act32 c, int b)
     {
         int* x = (int*)(a.Qs + 32 * b);
         int* z = (int*)(c.Qs + 32 * b);
-        var w0 = Vector256.Load(p);
-        var w1 = Vector256.Load(p + 32);
-        var w2 = Vector256.Load(p + 64);
-        var w3 = Vector256.Load(p + 96);
         var sx = (Avx2.MultiplyAddAdjacent(w0, Vector256.Create(x[0]).AsSByte()) + Avx2.MultiplyAddAdjacent(w1, Vector256.Create(x[1]).AsSByte()))
             + (Avx2.MultiplyAddAdjacent(w2, Vector256.Create(x[2]).AsSByte()) + Avx2.MultiplyAddAdjacent(w3, Vector256.Create(x[3]).AsSByte()));
         var sz = (Avx2.MultiplyAddAdjacent(w0, Vector256.Create(z[0]).AsSByte()) + Avx2.MultiplyAddAdjacent(w1, Vector256.Create(z[1]).AsSByte()))
             + (Avx2.MultiplyAddAdjacent(w2, Vector256.Create(z[2]).AsSByte()) + Avx2.MultiplyAddAdjacent(w3, Vector256.Create(z[3]).AsSByte()));
-        w0 = Vector256.Load(p + 128);
-        w1 = Vector256.Load(p + 160);
-        w2 = Vector256.Load(p + 192);
-        w3 = Vector256.Load(p + 224);
-        sx += (Avx2.MultiplyAddAdjacent(w0, Vector256.Create(x[4]).AsSByte()) + Avx2.MultiplyAddAdjacent(w1, Vector256.Create(x[5]).AsSByte()))
-            + (Avx2.MultiplyAddAdjacent(w2, Vector256.Create(x[6]).AsSByte()) + Avx2.MultiplyAddAdjacent(w3, Vector256.Create(x[7]).AsSByte()));
-        sz += (Avx2.MultiplyAddAdjacent(w0, Vector256.Create(z[4]).AsSByte()) + Avx2.MultiplyAddAdjacent(w1, Vector256.Create(z[5]).AsSByte()))
-            + (Avx2.MultiplyAddAdjacent(w2, Vector256.Create(z[6]).AsSByte()) + Avx2.MultiplyAddAdjacent(w3, Vector256.Create(z[7]).AsSByte()));
+        sx += (Avx2.MultiplyAddAdjacent(w4, Vector256.Create(x[4]).AsSByte()) + Avx2.MultiplyAddAdjacent(w5, Vector256.Create(x[5]).AsSByte()))
+            + (Avx2.MultiplyAddAdjacent(w6, Vector256.Create(x[6]).AsSByte()) + Avx2.MultiplyAddAdjacent(w7, Vector256.Create(x[7]).AsSByte()));
+        sz += (Avx2.MultiplyAddAdjacent(w4, Vector256.Create(z[4]).AsSByte()) + Avx2.MultiplyAddAdjacent(w5, Vector256.Create(z[5]).AsSByte()))
+            + (Avx2.MultiplyAddAdjacent(w6, Vector256.Create(z[6]).AsSByte()) + Avx2.MultiplyAddAdjacent(w7, Vector256.Create(z[7]).AsSByte()));
         var ones = Vector256.Create((short)1);
-        var scales = Vector256.Load((float*)(p + 256));
         var tx = scales * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(sx, ones) - Avx2.ShiftLeftLogical(Avx2.BroadcastScalarToVector256(a.Sum + b), 3));
         var tz = scales * Vector256.Create(c.D[b]) * Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(sz, ones) - Avx2.ShiftLeftLogical(Avx2.BroadcastScalarToVector256(c.Sum + b), 3));
         return (tx, tz);
@@ -305,7 +304,12 @@ internal readonly unsafe struct Q8_0Octets : RowOctets.IFormat
 
     /// <summary><see cref="Term"/> of block b for vectors a and c, which share the loads and magnitudes of the weights.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static (Vector256<float>, Vector256<float>) Terms(byte* p, in RowDots.Act32 a, in RowDots.Act32 c, int b)
+    public static (Vector256<float>, Vector256<float>) Terms(byte* p, in RowDots.Act32 a, in RowDots.Act32 c, int b) =>
+        Terms(p, Vector256.Load((float*)(p + 256)), a, c, b);
+
+    /// <summary>The terms of block b for vectors a and c, given the block octet's scales.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector256<float>, Vector256<float>) Terms(byte* p, Vector256<float> scales, in RowDots.Act32 a, in RowDots.Act32 c, int b)
     {
         int* x = (int*)(a.Qs + 32 * b);
         int* z = (int*)(c.Qs + 32 * b);
@@ -322,7 +326,6 @@ internal readonly unsafe struct Q8_0Octets : RowOctets.IFormat
             sz += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(m0, Avx2.Sign(Vector256.Create(z[k]).AsSByte(), w0)), ones)
                 + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(m1, Avx2.Sign(Vector256.Create(z[k + 1]).AsSByte(), w1)), ones);
         }
-        var scales = Vector256.Load((float*)(p + 256));
         return (scales * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(sx), scales * Vector256.Create(c.D[b]) * Vector256.ConvertToSingle(sz));
     }
 }
