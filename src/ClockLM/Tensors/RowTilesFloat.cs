@@ -35,8 +35,11 @@ internal static unsafe class FloatTiles
                     F32MatVec.Rows(job.Weights, job.RowBytes, n, job.X + (long)t * n, job.Y + (long)t * job.Rows, r0, Math.Min(r0 + block, end));
             return;
         }
-        // Widened rows lie a multiple of 16 floats apart from a 64-byte boundary, so the tile passes read whole lines.
+        // Widened rows lie a multiple of 16 floats apart from a 64-byte boundary, so the tile passes read whole lines,
+        // and 128 floats past a multiple of 4 KB: the first-level cache maps addresses 4 KB apart to the same sets, and
+        // eight rows' column blocks at the same offsets would fill every way of theirs, leaving none for the vectors.
         int stride = (n + 15) & ~15;
+        stride += (128 - stride % 1024 + 1024) % 1024;
         var scratch = _scratch;
         if (scratch is null || scratch.Length < RowsPerBlock * stride + 16)
             _scratch = scratch = GC.AllocateUninitializedArray<float>(RowsPerBlock * stride + 16, pinned: true);
