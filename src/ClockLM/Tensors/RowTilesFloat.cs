@@ -8,8 +8,8 @@ namespace ClockLM.Tensors;
 /// Tiles for F32, F16 and BF16 weights on AVX2. F32 rows run as <see cref="F32MatVec"/> does for one vector, a block
 /// of rows at a time for every vector. F16 and BF16: a block of rows is widened to floats once (exactly); pairs of its
 /// rows are multiplied with groups of three vectors (<see cref="Tile2x3"/>), 512 columns at a time so the block's
-/// columns stay in the first-level cache while every group passes over them; rows and vectors left over use
-/// <see cref="Dot3"/> and <see cref="FloatDots.F32x256"/>. For every (row, vector) the float operations are those of
+/// columns stay in the first-level cache while every group passes over them; a row or vectors left over repeat the
+/// last one to fill a pair or group. For every (row, vector) the float operations are those of
 /// <see cref="FloatDots.F32x256"/>: four lane accumulators fed by fused multiply-adds over 32 values a step, then
 /// eight-value steps into the first, their sum ((a0 + a1) + (a2 + a3)) reduced, plus the scalar tail. Half16x256
 /// does the same on the widened values, so F16 and BF16 rows agree with MatVec too.
@@ -44,14 +44,16 @@ internal static unsafe class FloatTiles
         if (scratch is null || scratch.Length < RowsPerBlock * stride + 16)
             _scratch = scratch = GC.AllocateUninitializedArray<float>(RowsPerBlock * stride + 16, pinned: true);
         float* rows = (float*)(((nint)Unsafe.AsPointer(ref scratch[0]) + 63) & ~(nint)63);
-        int groups = count / 3, m = n & ~31;
+        // A last vector or row without a full group or pair repeats the group's (pair's) last one: the repeat computes
+        // the same result again and writes it to the same place.
+        int groups = (count + 2) / 3, m = n & ~31;
         var states = _states;
         if (states is null || states.Length < groups * (RowsPerBlock / 2) * 24 + 2)
             _states = states = GC.AllocateUninitializedArray<Vector256<float>>(groups * (RowsPerBlock / 2) * 24 + 2, pinned: true);
         var state0 = (Vector256<float>*)(((nint)Unsafe.AsPointer(ref states[0]) + 63) & ~(nint)63);
         for (int r0 = start; r0 < end; r0 += RowsPerBlock)
         {
-            int r1 = Math.Min(r0 + RowsPerBlock, end), pairs = (r1 - r0) / 2;
+            int r1 = Math.Min(r0 + RowsPerBlock, end), pairs = (r1 - r0 + 1) / 2;
             for (int r = r0; r < r1; r++) WidenRow(job.Type, (ushort*)(job.Weights + (long)r * job.RowBytes), rows + (long)(r - r0) * stride, n);
             // Pairs of rows times groups of three vectors, a block of columns at a time so the block's rows stay in the
             // first-level cache while every group passes; the tiles' accumulators wait in memory between blocks.
@@ -60,23 +62,34 @@ internal static unsafe class FloatTiles
             {
                 int c1 = Math.Min(c0 + ColumnBlock, m);
                 for (int g = 0; g < groups; g++)
+                {
+                    float* x0 = job.X + (long)Vector(g, 0, count) * n, x1 = job.X + (long)Vector(g, 1, count) * n, x2 = job.X + (long)Vector(g, 2, count) * n;
                     for (int p = 0; p < pairs; p++)
-                        Tile2x3(rows + (long)2 * p * stride, stride, job.X + (long)3 * g * n, n, c0, c1, state0 + (g * pairs + p) * 24);
+                    {
+                        int a = 2 * p, b = Math.Min(a + 1, r1 - r0 - 1);
+                        Tile2x3(rows + (long)a * stride, rows + (long)b * stride, x0, x1, x2, c0, c1, m, n, state0 + (g * pairs + p) * 24);
+                    }
+                }
                 if (c1 == m) break;
             }
             for (int g = 0; g < groups; g++)
-            {
-                float* x = job.X + (long)3 * g * n;
                 for (int p = 0; p < pairs; p++)
-                    Finish2x3(state0 + (g * pairs + p) * 24, rows + (long)2 * p * stride, stride, x, n, job.Y + (long)3 * g * job.Rows + r0 + 2 * p, job.Rows);
-                for (int r = r0 + 2 * pairs; r < r1; r++)
-                    Dot3(rows + (long)(r - r0) * stride, x, x + n, x + 2 * n, n, job.Y + (long)3 * g * job.Rows + r, job.Rows);
-            }
-            for (int t = 3 * groups; t < count; t++)
-                for (int r = r0; r < r1; r++)
-                    job.Y[(long)t * job.Rows + r] = FloatDots.F32x256(rows + (long)(r - r0) * stride, job.X + (long)t * n, n);
+                {
+                    int a = 2 * p, b = Math.Min(a + 1, r1 - r0 - 1);
+                    var s = state0 + (g * pairs + p) * 24;
+                    for (int v = 0; v < 3; v++)
+                    {
+                        int t = Vector(g, v, count);
+                        float* x = job.X + (long)t * n, y = job.Y + (long)t * job.Rows + r0;
+                        y[a] = Finish(s, v, rows + (long)a * stride, x, n);
+                        y[b] = Finish(s, 3 + v, rows + (long)b * stride, x, n);
+                    }
+                }
         }
     }
+
+    /// <summary>Vector v of group g, the last one repeated to fill the last group.</summary>
+    private static int Vector(int g, int v, int count) => Math.Min(3 * g + v, count - 1);
 
     /// <summary>n halves (or bfloat16s) at h as floats into w.</summary>
     private static void WidenRow(GgmlType type, ushort* h, float* w, int n)
@@ -93,17 +106,16 @@ internal static unsafe class FloatTiles
     }
 
     /// <summary>
-    /// Rows w and w + <paramref name="rowStride"/> times the three vectors at x (n apart) over columns [c0, c1), a
-    /// stretch of the 32-value steps, continuing the 24 accumulators at <paramref name="state"/>. Twelve fit the
+    /// Rows w0 and w1 times vectors x0, x1 and x2 (n values each) over columns [c0, c1), a stretch of the 32-value steps
+    /// (which end at m), continuing the 24 accumulators at <paramref name="state"/>. Twelve fit the
     /// registers, not the 24 that two rows by three vectors by four lane accumulators need, so the columns are passed
     /// twice: first the accumulators of the first two 8-value steps of every 32 (and, after the last 32, the 8-value
     /// steps that go to the first), then those of the last two. Each accumulator still sees its values in the order
     /// <see cref="FloatDots.F32x256"/> adds them, and each pass reads whole lines.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile2x3(float* w, int rowStride, float* x, int n, int c0, int c1, Vector256<float>* state)
+    private static void Tile2x3(float* w0, float* w1, float* x0, float* x1, float* x2, int c0, int c1, int m, int n, Vector256<float>* state)
     {
-        float* w0 = w, w1 = w + rowStride, x0 = x, x1 = x + n, x2 = x + 2 * n;
         {
             Vector256<float> a00 = state[0], a01 = state[1], a02 = state[2], a10 = state[3], a11 = state[4], a12 = state[5];
             Vector256<float> b00 = state[6], b01 = state[7], b02 = state[8], b10 = state[9], b11 = state[10], b12 = state[11];
@@ -132,7 +144,7 @@ internal static unsafe class FloatTiles
                 b02 = Vector256.FusedMultiplyAdd(u, xv, b02);
                 b12 = Vector256.FusedMultiplyAdd(v, xv, b12);
             }
-            if (c1 == (n & ~31))
+            if (c1 == m)
             {
                 for (int i = c1; i + 8 <= n; i += 8)
                 {
@@ -185,56 +197,9 @@ internal static unsafe class FloatTiles
         }
     }
 
-    /// <summary>The six results of a finished <see cref="Tile2x3"/>: ((a0 + a1) + (a2 + a3)) reduced, plus the scalar tail.</summary>
-    private static void Finish2x3(Vector256<float>* s, float* w, int rowStride, float* x, int n, float* y, int yStride)
-    {
-        int e = n & ~7;
-        for (int r = 0; r < 2; r++)
-            for (int v = 0; v < 3; v++)
-            {
-                int k = 3 * r + v;
-                y[v * yStride + r] = Vector256.Sum((s[k] + s[6 + k]) + (s[12 + k] + s[18 + k])) + Tail(w + r * rowStride, x + v * n, e, n);
-            }
-    }
-
-    /// <summary>Row w times vectors x0, x1, x2 (n values each), results into y[0], y[stride], y[2 stride].</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dot3(float* w, float* x0, float* x1, float* x2, int n, float* y, int stride)
-    {
-        Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default;
-        Vector256<float> a10 = default, a11 = default, a12 = default, a13 = default;
-        Vector256<float> a20 = default, a21 = default, a22 = default, a23 = default;
-        int i = 0;
-        for (; i + 32 <= n; i += 32)
-        {
-            var w0 = Vector256.Load(w + i);
-            a00 = Vector256.FusedMultiplyAdd(w0, Vector256.Load(x0 + i), a00);
-            a10 = Vector256.FusedMultiplyAdd(w0, Vector256.Load(x1 + i), a10);
-            a20 = Vector256.FusedMultiplyAdd(w0, Vector256.Load(x2 + i), a20);
-            var w1 = Vector256.Load(w + i + 8);
-            a01 = Vector256.FusedMultiplyAdd(w1, Vector256.Load(x0 + i + 8), a01);
-            a11 = Vector256.FusedMultiplyAdd(w1, Vector256.Load(x1 + i + 8), a11);
-            a21 = Vector256.FusedMultiplyAdd(w1, Vector256.Load(x2 + i + 8), a21);
-            var w2 = Vector256.Load(w + i + 16);
-            a02 = Vector256.FusedMultiplyAdd(w2, Vector256.Load(x0 + i + 16), a02);
-            a12 = Vector256.FusedMultiplyAdd(w2, Vector256.Load(x1 + i + 16), a12);
-            a22 = Vector256.FusedMultiplyAdd(w2, Vector256.Load(x2 + i + 16), a22);
-            var w3 = Vector256.Load(w + i + 24);
-            a03 = Vector256.FusedMultiplyAdd(w3, Vector256.Load(x0 + i + 24), a03);
-            a13 = Vector256.FusedMultiplyAdd(w3, Vector256.Load(x1 + i + 24), a13);
-            a23 = Vector256.FusedMultiplyAdd(w3, Vector256.Load(x2 + i + 24), a23);
-        }
-        for (; i + 8 <= n; i += 8)
-        {
-            var w0 = Vector256.Load(w + i);
-            a00 = Vector256.FusedMultiplyAdd(w0, Vector256.Load(x0 + i), a00);
-            a10 = Vector256.FusedMultiplyAdd(w0, Vector256.Load(x1 + i), a10);
-            a20 = Vector256.FusedMultiplyAdd(w0, Vector256.Load(x2 + i), a20);
-        }
-        y[0] = Vector256.Sum((a00 + a01) + (a02 + a03)) + Tail(w, x0, i, n);
-        y[stride] = Vector256.Sum((a10 + a11) + (a12 + a13)) + Tail(w, x1, i, n);
-        y[2 * stride] = Vector256.Sum((a20 + a21) + (a22 + a23)) + Tail(w, x2, i, n);
-    }
+    /// <summary>Result k (row k / 3, vector k mod 3) of a finished <see cref="Tile2x3"/>: ((a0 + a1) + (a2 + a3)) reduced, plus the scalar tail.</summary>
+    private static float Finish(Vector256<float>* s, int k, float* w, float* x, int n) =>
+        Vector256.Sum((s[k] + s[6 + k]) + (s[12 + k] + s[18 + k])) + Tail(w, x, n & ~7, n);
 
     private static float Tail(float* w, float* x, int from, int n)
     {
