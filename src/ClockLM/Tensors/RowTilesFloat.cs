@@ -63,7 +63,7 @@ internal static unsafe class FloatTiles
                 int c1 = Math.Min(c0 + ColumnBlock, m);
                 for (int g = 0; g < groups; g++)
                 {
-                    float* x0 = job.X + (long)Vector(g, 0, count) * n, x1 = job.X + (long)Vector(g, 1, count) * n, x2 = job.X + (long)Vector(g, 2, count) * n;
+                    float* x0 = job.X + (long)GroupVector(g, 0, count) * n, x1 = job.X + (long)GroupVector(g, 1, count) * n, x2 = job.X + (long)GroupVector(g, 2, count) * n;
                     for (int p = 0; p < pairs; p++)
                     {
                         int a = 2 * p, b = Math.Min(a + 1, r1 - r0 - 1);
@@ -79,7 +79,7 @@ internal static unsafe class FloatTiles
                     var s = state0 + (g * pairs + p) * 24;
                     for (int v = 0; v < 3; v++)
                     {
-                        int t = Vector(g, v, count);
+                        int t = GroupVector(g, v, count);
                         float* x = job.X + (long)t * n, y = job.Y + (long)t * job.Rows + r0;
                         y[a] = Finish(s, v, rows + (long)a * stride, x, n);
                         y[b] = Finish(s, 3 + v, rows + (long)b * stride, x, n);
@@ -89,7 +89,7 @@ internal static unsafe class FloatTiles
     }
 
     /// <summary>Vector v of group g, the last one repeated to fill the last group.</summary>
-    private static int Vector(int g, int v, int count) => Math.Min(3 * g + v, count - 1);
+    private static int GroupVector(int g, int v, int count) => Math.Min(3 * g + v, count - 1);
 
     /// <summary>n halves (or bfloat16s) at h as floats into w.</summary>
     private static void WidenRow(GgmlType type, ushort* h, float* w, int n)
