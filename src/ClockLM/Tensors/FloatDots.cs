@@ -166,7 +166,7 @@ internal static unsafe class FloatDots
     {
         if (!bf16 && Avx2.IsSupported && Fma.IsSupported)
         {
-            float s = F16Avx2(w, x, n, out bool infNan);
+            float s = F16Avx2(w, x, x, n, prescaled: false, out bool infNan);
             if (!infNan) return s;
         }
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
@@ -184,15 +184,60 @@ internal static unsafe class FloatDots
     }
 
     /// <summary>
+    /// F16 rows [start, end) of a matrix (rows <paramref name="rowBytes"/> apart) times x on AVX2 with FMA, into y.
+    /// Each row's result is that of <see cref="Half16x256"/>; the loop saves the widening's multiplication by 2^112 by
+    /// folding it into a copy of x made once per call (see <see cref="ScaledForHalves"/>): the products are exact
+    /// either way, so the fused multiply-adds round the same sums.
+    /// </summary>
+    public static void F16Rows(byte* weights, int rowBytes, int n, float* x, float* y, int start, int end)
+    {
+        float* xs = ScaledForHalves(x, n);
+        for (int r = start; r < end; r++)
+        {
+            var w = (ushort*)(weights + (long)r * rowBytes);
+            float s = xs != null ? F16Avx2(w, xs, x, n, prescaled: true, out bool infNan) : F16Avx2(w, x, x, n, prescaled: false, out infNan);
+            y[r] = infNan ? Half16x256(w, x, n, bf16: false) : s;
+        }
+    }
+
+    [ThreadStatic] private static float[]? _scaled;
+
+    /// <summary>
+    /// The first n/8·8 values of x times 2^112 in a per-thread buffer, or null when some |x| ≥ 2^16 (or is not finite),
+    /// whose scaled value would overflow. Scaling by a power of two is exact otherwise (subnormals included).
+    /// </summary>
+    private static float* ScaledForHalves(float* x, int n)
+    {
+        var buffer = _scaled;
+        if (buffer is null || buffer.Length < n)
+            _scaled = buffer = GC.AllocateUninitializedArray<float>(Math.Max(n, 64), pinned: true);
+        float* xs = (float*)Unsafe.AsPointer(ref buffer[0]);
+        var scale = Vector256.Create(Scale2Pow112).AsSingle();
+        var largest = Vector256<uint>.Zero;
+        int i = 0;
+        for (; i + 8 <= n; i += 8)
+        {
+            var v = Vector256.Load(x + i);
+            largest = Vector256.Max(largest, v.AsUInt32() & Vector256.Create(0x7fffffffu));
+            (v * scale).Store(xs + i);
+        }
+        // 0x47800000 is 2^16.
+        return Vector256.GreaterThanOrEqualAny(largest, Vector256.Create(0x47800000u)) ? null : xs;
+    }
+
+    /// <summary>
     /// F16 row with AVX2 and FMA, widening finite halves in three operations: the half sign-extended to 32 bits and
     /// shifted left 13 has its sign in bit 31 and exponent and mantissa in bits 13..27 (bits 28..30 are copies of the
     /// sign, cleared by the mask); as a float that is the half's value times 2^-112 (subnormals included), which one
-    /// exact multiplication by 2^112 puts right. Infinities and NaNs (exponent 31) would come out finite, so the loop
-    /// keeps the largest (h &lt;&lt; 1) it saw and reports them through <paramref name="infNan"/> for the caller to take the
-    /// general path; the summation order is that of <see cref="Half16x256"/>'s general loop. The weights are prefetched
-    /// 2 KB ahead (past the row's end that is the next row): one core alone keeps too few lines in flight otherwise.
+    /// exact multiplication by 2^112 puts right, or which multiplies <paramref name="xv"/> = x·2^112 when
+    /// <paramref name="prescaled"/> (the product is the same exact real). Infinities and NaNs (exponent 31) would come
+    /// out finite, so the loop keeps the largest (h + h) it saw and reports them through <paramref name="infNan"/> for
+    /// the caller to take the general path; the summation order is that of <see cref="Half16x256"/>'s general loop, and
+    /// the scalar tail reads x. The weights are prefetched 2 KB ahead (past the row's end that is the next row): one
+    /// core alone keeps too few lines in flight otherwise.
     /// </summary>
-    private static float F16Avx2(ushort* w, float* x, int n, out bool infNan)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float F16Avx2(ushort* w, float* xv, float* x, int n, bool prescaled, out bool infNan)
     {
         var mask = Vector256.Create(unchecked((int)0x8FFFE000));
         var scale = Vector256.Create(Scale2Pow112).AsSingle();
@@ -202,26 +247,31 @@ internal static unsafe class FloatDots
         for (; i + 32 <= n; i += 32)
         {
             Sse.Prefetch0(w + i + PrefetchHalves);
-            top = Vector256.Max(top, Vector256.ShiftLeft(Vector256.Load(w + i), 1));
-            top = Vector256.Max(top, Vector256.ShiftLeft(Vector256.Load(w + i + 16), 1));
-            a0 = Fma.MultiplyAdd(WidenFinite(w + i, mask, scale), Vector256.Load(x + i), a0);
-            a1 = Fma.MultiplyAdd(WidenFinite(w + i + 8, mask, scale), Vector256.Load(x + i + 8), a1);
-            a2 = Fma.MultiplyAdd(WidenFinite(w + i + 16, mask, scale), Vector256.Load(x + i + 16), a2);
-            a3 = Fma.MultiplyAdd(WidenFinite(w + i + 24, mask, scale), Vector256.Load(x + i + 24), a3);
+            var h0 = Vector256.Load(w + i);
+            var h1 = Vector256.Load(w + i + 16);
+            top = Vector256.Max(top, Vector256.Max(h0 + h0, h1 + h1));
+            a0 = Fma.MultiplyAdd(WidenFinite(w + i, mask, scale, prescaled), Vector256.Load(xv + i), a0);
+            a1 = Fma.MultiplyAdd(WidenFinite(w + i + 8, mask, scale, prescaled), Vector256.Load(xv + i + 8), a1);
+            a2 = Fma.MultiplyAdd(WidenFinite(w + i + 16, mask, scale, prescaled), Vector256.Load(xv + i + 16), a2);
+            a3 = Fma.MultiplyAdd(WidenFinite(w + i + 24, mask, scale, prescaled), Vector256.Load(xv + i + 24), a3);
         }
         for (; i + 8 <= n; i += 8)
         {
-            top = Vector256.Max(top, Vector256.ShiftLeft(Vector256.Create(Vector128.Load(w + i), Vector128<ushort>.Zero), 1));
-            a0 = Fma.MultiplyAdd(WidenFinite(w + i, mask, scale), Vector256.Load(x + i), a0);
+            var h = Vector256.Create(Vector128.Load(w + i), Vector128<ushort>.Zero);
+            top = Vector256.Max(top, h + h);
+            a0 = Fma.MultiplyAdd(WidenFinite(w + i, mask, scale, prescaled), Vector256.Load(xv + i), a0);
         }
-        // Exponent 31 shifted left by one: 0xF800 and above.
+        // Exponent 31 doubled: 0xF800 and above.
         infNan = Vector256.GreaterThanOrEqualAny(top, Vector256.Create((ushort)0xF800));
         return Vector256.Sum((a0 + a1) + (a2 + a3)) + Tail(GgmlTypeTail.F16, w, x, i, n);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> WidenFinite(ushort* p, Vector256<int> mask, Vector256<float> scale) =>
-        (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13) & mask).AsSingle() * scale;
+    private static Vector256<float> WidenFinite(ushort* p, Vector256<int> mask, Vector256<float> scale, bool prescaled)
+    {
+        var scaled = (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13) & mask).AsSingle();
+        return prescaled ? scaled : scaled * scale;
+    }
 
     /// <summary>8 consecutive 16-bit values zero-extended to 32 bits (one <c>vpmovzxwd</c> with AVX2).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace ClockLM.Tensors;
 
@@ -86,6 +87,7 @@ internal unsafe struct MatVecJob : IRowRangeJob
         switch (Path)
         {
             case KernelPath.Vector256 when Type == GgmlType.F32: F32MatVec.Rows(Weights, RowBytes, Cols, X, Y, start, end); break;
+            case KernelPath.Vector256 when Type == GgmlType.F16 && Fma.IsSupported: FloatDots.F16Rows(Weights, RowBytes, Cols, X, Y, start, end); break;
             case KernelPath.Scalar: RowDots.Rows<ScalarDots>(this, start, end); break;
             case KernelPath.Vector128: RowDots.Rows<Vector128Dots>(this, start, end); break;
             default: RowDots.Rows<Avx2Dots>(this, start, end); break;

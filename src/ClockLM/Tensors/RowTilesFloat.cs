@@ -6,16 +6,21 @@ namespace ClockLM.Tensors;
 
 /// <summary>
 /// Tiles for F32, F16 and BF16 weights on AVX2. F32 rows run as <see cref="F32MatVec"/> does for one vector, a block
-/// of rows at a time for every vector. F16 and BF16: each weight row is widened to floats once (exactly) and multiplied
-/// with three vectors at a time. For every (row, vector) the float operations are those of
+/// of rows at a time for every vector. F16 and BF16: a block of rows is widened to floats once (exactly); pairs of its
+/// rows are multiplied with groups of three vectors (<see cref="Tile2x3"/>), 512 columns at a time so the block's
+/// columns stay in the first-level cache while every group passes over them; a row or vectors left over repeat the
+/// last one to fill a pair or group. For every (row, vector) the float operations are those of
 /// <see cref="FloatDots.F32x256"/>: four lane accumulators fed by fused multiply-adds over 32 values a step, then
 /// eight-value steps into the first, their sum ((a0 + a1) + (a2 + a3)) reduced, plus the scalar tail. Half16x256
 /// does the same on the widened values, so F16 and BF16 rows agree with MatVec too.
 /// </summary>
 internal static unsafe class FloatTiles
 {
-    private const int RowsPerBlock = 4;
+    private const int RowsPerBlock = 8;
+    /// <summary>Columns one pass of the row-pair tiles covers (a multiple of 32): 2 KB of each row and vector.</summary>
+    private const int ColumnBlock = 512;
     [ThreadStatic] private static float[]? _scratch;
+    [ThreadStatic] private static Vector256<float>[]? _states;
 
     public static void Rows(in MatMulJob job, int start, int end)
     {
@@ -30,40 +35,61 @@ internal static unsafe class FloatTiles
                     F32MatVec.Rows(job.Weights, job.RowBytes, n, job.X + (long)t * n, job.Y + (long)t * job.Rows, r0, Math.Min(r0 + block, end));
             return;
         }
-        float* rows = null;
-        float[]? scratch = null;
-        if (job.Type != GgmlType.F32)
-        {
-            scratch = _scratch;
-            if (scratch is null || scratch.Length < RowsPerBlock * n)
-                _scratch = scratch = GC.AllocateUninitializedArray<float>(RowsPerBlock * n, pinned: true);
-            rows = (float*)Unsafe.AsPointer(ref scratch[0]);
-        }
+        // Widened rows lie a multiple of 16 floats apart from a 64-byte boundary, so the tile passes read whole lines,
+        // and 128 floats past a multiple of 4 KB: the first-level cache maps addresses 4 KB apart to the same sets, and
+        // eight rows' column blocks at the same offsets would fill every way of theirs, leaving none for the vectors.
+        int stride = (n + 15) & ~15;
+        stride += (128 - stride % 1024 + 1024) % 1024;
+        var scratch = _scratch;
+        if (scratch is null || scratch.Length < RowsPerBlock * stride + 16)
+            _scratch = scratch = GC.AllocateUninitializedArray<float>(RowsPerBlock * stride + 16, pinned: true);
+        float* rows = (float*)(((nint)Unsafe.AsPointer(ref scratch[0]) + 63) & ~(nint)63);
+        // A last vector or row without a full group or pair repeats the group's (pair's) last one: the repeat computes
+        // the same result again and writes it to the same place.
+        int groups = (count + 2) / 3, m = n & ~31;
+        var states = _states;
+        if (states is null || states.Length < groups * (RowsPerBlock / 2) * 24 + 2)
+            _states = states = GC.AllocateUninitializedArray<Vector256<float>>(groups * (RowsPerBlock / 2) * 24 + 2, pinned: true);
+        var state0 = (Vector256<float>*)(((nint)Unsafe.AsPointer(ref states[0]) + 63) & ~(nint)63);
         for (int r0 = start; r0 < end; r0 += RowsPerBlock)
         {
-            int r1 = Math.Min(r0 + RowsPerBlock, end);
-            float* w0;
-            if (job.Type == GgmlType.F32) w0 = (float*)(job.Weights + (long)r0 * job.RowBytes);
-            else
+            int r1 = Math.Min(r0 + RowsPerBlock, end), pairs = (r1 - r0 + 1) / 2;
+            for (int r = r0; r < r1; r++) WidenRow(job.Type, (ushort*)(job.Weights + (long)r * job.RowBytes), rows + (long)(r - r0) * stride, n);
+            // Pairs of rows times groups of three vectors, a block of columns at a time so the block's rows stay in the
+            // first-level cache while every group passes; the tiles' accumulators wait in memory between blocks.
+            new Span<Vector256<float>>(state0, groups * pairs * 24).Clear();
+            for (int c0 = 0; ; c0 += ColumnBlock)
             {
-                for (int r = r0; r < r1; r++) WidenRow(job.Type, (ushort*)(job.Weights + (long)r * job.RowBytes), rows + (long)(r - r0) * n, n);
-                w0 = rows;
-            }
-            int t = 0;
-            for (; t + 3 <= count; t += 3)
-            {
-                float* x = job.X + (long)t * n;
-                for (int r = r0; r < r1; r++)
+                int c1 = Math.Min(c0 + ColumnBlock, m);
+                for (int g = 0; g < groups; g++)
                 {
-                    float* y = job.Y + (long)t * job.Rows + r;
-                    Dot3(w0 + (long)(r - r0) * n, x, x + n, x + 2 * n, n, y, job.Rows);
+                    float* x0 = job.X + (long)GroupVector(g, 0, count) * n, x1 = job.X + (long)GroupVector(g, 1, count) * n, x2 = job.X + (long)GroupVector(g, 2, count) * n;
+                    for (int p = 0; p < pairs; p++)
+                    {
+                        int a = 2 * p, b = Math.Min(a + 1, r1 - r0 - 1);
+                        Tile2x3(rows + (long)a * stride, rows + (long)b * stride, x0, x1, x2, c0, c1, m, n, state0 + (g * pairs + p) * 24);
+                    }
                 }
+                if (c1 == m) break;
             }
-            for (; t < count; t++)
-                for (int r = r0; r < r1; r++)
-                    job.Y[(long)t * job.Rows + r] = FloatDots.F32x256(w0 + (long)(r - r0) * n, job.X + (long)t * n, n);
+            for (int g = 0; g < groups; g++)
+                for (int p = 0; p < pairs; p++)
+                {
+                    int a = 2 * p, b = Math.Min(a + 1, r1 - r0 - 1);
+                    var s = state0 + (g * pairs + p) * 24;
+                    for (int v = 0; v < 3; v++)
+                    {
+                        int t = GroupVector(g, v, count);
+                        float* x = job.X + (long)t * n, y = job.Y + (long)t * job.Rows + r0;
+                        y[a] = Finish(s, v, rows + (long)a * stride, x, n);
+                        y[b] = Finish(s, 3 + v, rows + (long)b * stride, x, n);
+                    }
+                }
         }
     }
+
+    /// <summary>Vector v of group g, the last one repeated to fill the last group.</summary>
+    private static int GroupVector(int g, int v, int count) => Math.Min(3 * g + v, count - 1);
 
     /// <summary>n halves (or bfloat16s) at h as floats into w.</summary>
     private static void WidenRow(GgmlType type, ushort* h, float* w, int n)
@@ -79,44 +105,101 @@ internal static unsafe class FloatTiles
         for (; i < n; i++) w[i] = (float)BitConverter.UInt16BitsToHalf(h[i]);
     }
 
-    /// <summary>Row w times vectors x0, x1, x2 (n values each), results into y[0], y[stride], y[2 stride].</summary>
+    /// <summary>
+    /// Rows w0 and w1 times vectors x0, x1 and x2 (n values each) over columns [c0, c1), a stretch of the 32-value steps
+    /// (which end at m), continuing the 24 accumulators at <paramref name="state"/>. Twelve fit the
+    /// registers, not the 24 that two rows by three vectors by four lane accumulators need, so the columns are passed
+    /// twice: first the accumulators of the first two 8-value steps of every 32 (and, after the last 32, the 8-value
+    /// steps that go to the first), then those of the last two. Each accumulator still sees its values in the order
+    /// <see cref="FloatDots.F32x256"/> adds them, and each pass reads whole lines.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dot3(float* w, float* x0, float* x1, float* x2, int n, float* y, int stride)
+    private static void Tile2x3(float* w0, float* w1, float* x0, float* x1, float* x2, int c0, int c1, int m, int n, Vector256<float>* state)
     {
-        Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default;
-        Vector256<float> a10 = default, a11 = default, a12 = default, a13 = default;
-        Vector256<float> a20 = default, a21 = default, a22 = default, a23 = default;
-        int i = 0;
-        for (; i + 32 <= n; i += 32)
         {
-            var w0 = Vector256.Load(w + i);
-            a00 = Vector256.FusedMultiplyAdd(w0, Vector256.Load(x0 + i), a00);
-            a10 = Vector256.FusedMultiplyAdd(w0, Vector256.Load(x1 + i), a10);
-            a20 = Vector256.FusedMultiplyAdd(w0, Vector256.Load(x2 + i), a20);
-            var w1 = Vector256.Load(w + i + 8);
-            a01 = Vector256.FusedMultiplyAdd(w1, Vector256.Load(x0 + i + 8), a01);
-            a11 = Vector256.FusedMultiplyAdd(w1, Vector256.Load(x1 + i + 8), a11);
-            a21 = Vector256.FusedMultiplyAdd(w1, Vector256.Load(x2 + i + 8), a21);
-            var w2 = Vector256.Load(w + i + 16);
-            a02 = Vector256.FusedMultiplyAdd(w2, Vector256.Load(x0 + i + 16), a02);
-            a12 = Vector256.FusedMultiplyAdd(w2, Vector256.Load(x1 + i + 16), a12);
-            a22 = Vector256.FusedMultiplyAdd(w2, Vector256.Load(x2 + i + 16), a22);
-            var w3 = Vector256.Load(w + i + 24);
-            a03 = Vector256.FusedMultiplyAdd(w3, Vector256.Load(x0 + i + 24), a03);
-            a13 = Vector256.FusedMultiplyAdd(w3, Vector256.Load(x1 + i + 24), a13);
-            a23 = Vector256.FusedMultiplyAdd(w3, Vector256.Load(x2 + i + 24), a23);
+            Vector256<float> a00 = state[0], a01 = state[1], a02 = state[2], a10 = state[3], a11 = state[4], a12 = state[5];
+            Vector256<float> b00 = state[6], b01 = state[7], b02 = state[8], b10 = state[9], b11 = state[10], b12 = state[11];
+            for (int i = c0; i < c1; i += 32)
+            {
+                var u = Vector256.Load(w0 + i);
+                var v = Vector256.Load(w1 + i);
+                var xv = Vector256.Load(x0 + i);
+                a00 = Vector256.FusedMultiplyAdd(u, xv, a00);
+                a10 = Vector256.FusedMultiplyAdd(v, xv, a10);
+                xv = Vector256.Load(x1 + i);
+                a01 = Vector256.FusedMultiplyAdd(u, xv, a01);
+                a11 = Vector256.FusedMultiplyAdd(v, xv, a11);
+                xv = Vector256.Load(x2 + i);
+                a02 = Vector256.FusedMultiplyAdd(u, xv, a02);
+                a12 = Vector256.FusedMultiplyAdd(v, xv, a12);
+                u = Vector256.Load(w0 + i + 8);
+                v = Vector256.Load(w1 + i + 8);
+                xv = Vector256.Load(x0 + i + 8);
+                b00 = Vector256.FusedMultiplyAdd(u, xv, b00);
+                b10 = Vector256.FusedMultiplyAdd(v, xv, b10);
+                xv = Vector256.Load(x1 + i + 8);
+                b01 = Vector256.FusedMultiplyAdd(u, xv, b01);
+                b11 = Vector256.FusedMultiplyAdd(v, xv, b11);
+                xv = Vector256.Load(x2 + i + 8);
+                b02 = Vector256.FusedMultiplyAdd(u, xv, b02);
+                b12 = Vector256.FusedMultiplyAdd(v, xv, b12);
+            }
+            if (c1 == m)
+            {
+                for (int i = c1; i + 8 <= n; i += 8)
+                {
+                    var u = Vector256.Load(w0 + i);
+                    var v = Vector256.Load(w1 + i);
+                    var xv = Vector256.Load(x0 + i);
+                    a00 = Vector256.FusedMultiplyAdd(u, xv, a00);
+                    a10 = Vector256.FusedMultiplyAdd(v, xv, a10);
+                    xv = Vector256.Load(x1 + i);
+                    a01 = Vector256.FusedMultiplyAdd(u, xv, a01);
+                    a11 = Vector256.FusedMultiplyAdd(v, xv, a11);
+                    xv = Vector256.Load(x2 + i);
+                    a02 = Vector256.FusedMultiplyAdd(u, xv, a02);
+                    a12 = Vector256.FusedMultiplyAdd(v, xv, a12);
+                }
+            }
+            state[0] = a00; state[1] = a01; state[2] = a02; state[3] = a10; state[4] = a11; state[5] = a12;
+            state[6] = b00; state[7] = b01; state[8] = b02; state[9] = b10; state[10] = b11; state[11] = b12;
         }
-        for (; i + 8 <= n; i += 8)
         {
-            var w0 = Vector256.Load(w + i);
-            a00 = Vector256.FusedMultiplyAdd(w0, Vector256.Load(x0 + i), a00);
-            a10 = Vector256.FusedMultiplyAdd(w0, Vector256.Load(x1 + i), a10);
-            a20 = Vector256.FusedMultiplyAdd(w0, Vector256.Load(x2 + i), a20);
+            Vector256<float> c00 = state[12], c01 = state[13], c02 = state[14], c10 = state[15], c11 = state[16], c12 = state[17];
+            Vector256<float> d00 = state[18], d01 = state[19], d02 = state[20], d10 = state[21], d11 = state[22], d12 = state[23];
+            for (int i = c0 + 16; i < c1; i += 32)
+            {
+                var u = Vector256.Load(w0 + i);
+                var v = Vector256.Load(w1 + i);
+                var xv = Vector256.Load(x0 + i);
+                c00 = Vector256.FusedMultiplyAdd(u, xv, c00);
+                c10 = Vector256.FusedMultiplyAdd(v, xv, c10);
+                xv = Vector256.Load(x1 + i);
+                c01 = Vector256.FusedMultiplyAdd(u, xv, c01);
+                c11 = Vector256.FusedMultiplyAdd(v, xv, c11);
+                xv = Vector256.Load(x2 + i);
+                c02 = Vector256.FusedMultiplyAdd(u, xv, c02);
+                c12 = Vector256.FusedMultiplyAdd(v, xv, c12);
+                u = Vector256.Load(w0 + i + 8);
+                v = Vector256.Load(w1 + i + 8);
+                xv = Vector256.Load(x0 + i + 8);
+                d00 = Vector256.FusedMultiplyAdd(u, xv, d00);
+                d10 = Vector256.FusedMultiplyAdd(v, xv, d10);
+                xv = Vector256.Load(x1 + i + 8);
+                d01 = Vector256.FusedMultiplyAdd(u, xv, d01);
+                d11 = Vector256.FusedMultiplyAdd(v, xv, d11);
+                xv = Vector256.Load(x2 + i + 8);
+                d02 = Vector256.FusedMultiplyAdd(u, xv, d02);
+                d12 = Vector256.FusedMultiplyAdd(v, xv, d12);
+            }
+            state[12] = c00; state[13] = c01; state[14] = c02; state[15] = c10; state[16] = c11; state[17] = c12;
+            state[18] = d00; state[19] = d01; state[20] = d02; state[21] = d10; state[22] = d11; state[23] = d12;
         }
-        y[0] = Vector256.Sum((a00 + a01) + (a02 + a03)) + Tail(w, x0, i, n);
-        y[stride] = Vector256.Sum((a10 + a11) + (a12 + a13)) + Tail(w, x1, i, n);
-        y[2 * stride] = Vector256.Sum((a20 + a21) + (a22 + a23)) + Tail(w, x2, i, n);
     }
+
+    /// <summary>Result k (row k / 3, vector k mod 3) of a finished <see cref="Tile2x3"/>: ((a0 + a1) + (a2 + a3)) reduced, plus the scalar tail.</summary>
+    private static float Finish(Vector256<float>* s, int k, float* w, float* x, int n) =>
+        Vector256.Sum((s[k] + s[6 + k]) + (s[12 + k] + s[18 + k])) + Tail(w, x, n & ~7, n);
 
     private static float Tail(float* w, float* x, int from, int n)
     {
