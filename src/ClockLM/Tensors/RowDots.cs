@@ -285,6 +285,9 @@ internal static unsafe class RowDots
     /// <summary><see cref="Q4_K"/> with whole super-blocks done by <see cref="Avx2Dots.Q4KBlock"/>: the same float operations.</summary>
     private static float Q4_KAvx2(byte* w, sbyte* qs, float* d, short* bsums, int blocks)
     {
+        // The table's address in a local: read in the loop, the static field would bring a class-initialisation check
+        // (this method can be compiled before the class is initialised), whose helper call forces spills every block.
+        float* half = HalfTable;
         float acc = 0;
         for (int b = 0; b < blocks; b++, w += 144)
         {
@@ -293,7 +296,7 @@ internal static unsafe class RowDots
             Sse.Prefetch0(w + PrefetchBytes + 128);
             var (isum, msum) = Avx2Dots.Q4KBlock(w + 4, w + 16, qs + 256 * b, bsums + 16 * b);
             float dx = d[b];
-            acc += F16(w) * dx * isum - F16(w + 2) * dx * msum;
+            acc += half[*(ushort*)w] * dx * isum - half[*(ushort*)(w + 2)] * dx * msum;
         }
         return acc;
     }
@@ -333,6 +336,7 @@ internal static unsafe class RowDots
     /// <summary><see cref="Q6_K"/> with whole super-blocks done by <see cref="Avx2Dots.Q6KBlock"/>: the same float operations.</summary>
     private static float Q6_KAvx2(byte* w, sbyte* qs, float* d, short* bsums, int blocks)
     {
+        float* half = HalfTable; // in a local, as in Q4_KAvx2
         float acc = 0;
         for (int b = 0; b < blocks; b++, w += 210)
         {
@@ -341,7 +345,7 @@ internal static unsafe class RowDots
             Sse.Prefetch0(w + PrefetchBytes + 128);
             Sse.Prefetch0(w + PrefetchBytes + 192);
             int isum = Avx2Dots.Q6KBlock(w, w + 128, (sbyte*)(w + 192), qs + 256 * b, bsums + 16 * b);
-            acc += F16(w + 208) * d[b] * isum;
+            acc += half[*(ushort*)(w + 208)] * d[b] * isum;
         }
         return acc;
     }
