@@ -157,6 +157,15 @@ internal readonly unsafe struct Avx2Dots : IBlockDots
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static (int Dot, int Min) Q4KBlock(byte* packed, byte* qs, sbyte* x, short* bsums)
     {
+        var (dot, min) = Q4KParts(packed, qs, x, bsums);
+        return Totals(dot, min);
+    }
+
+    /// <summary><see cref="Q4KBlock"/> before its horizontal sums: Dot and Min as eight 32-bit partial sums each (their
+    /// totals are Dot and Min), so that two super-blocks can be reduced together (<see cref="Q4KPairTotals"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector256<int> Dot, Vector256<int> Min) Q4KParts(byte* packed, byte* qs, sbyte* x, short* bsums)
+    {
         const ulong low6 = 0x3f3f3f3f3f3f3f3f, low4 = 0x0f0f0f0f0f0f0f0f, low2 = 0x0303030303030303;
         // Bytes 0..7: scales 0..3 then scales 4..7; bytes 8..15: mins 0..3 then mins 4..7 (see RowDots.UnpackScales).
         ulong w0 = Unsafe.ReadUnaligned<uint>(packed), w1 = Unsafe.ReadUnaligned<uint>(packed + 4), w2 = Unsafe.ReadUnaligned<uint>(packed + 8);
@@ -175,8 +184,16 @@ internal readonly unsafe struct Avx2Dots : IBlockDots
         acc += Q4KChunk(qs + 64, x + 128, sc2, Vector256.Create((ushort)0x0908).AsByte(), Vector256.Create((ushort)0x0B0A).AsByte());
         acc += Q4KChunk(qs + 96, x + 192, sc2, Vector256.Create((ushort)0x0D0C).AsByte(), Vector256.Create((ushort)0x0F0E).AsByte());
         var m = Ssse3.Shuffle(Vector128.CreateScalar(mins).AsByte(), Vector128.Create((byte)0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
-        var msum = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(m), Vector256.Load(bsums));
-        return Totals(acc, msum);
+        return (acc, Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(m), Vector256.Load(bsums)));
+    }
+
+    /// <summary>The totals of two super-blocks' <see cref="Q4KParts"/>: (Dot, Min) of the first, then of the second, in lanes 0..3.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<int> Q4KPairTotals(Vector256<int> dot0, Vector256<int> min0, Vector256<int> dot1, Vector256<int> min1)
+    {
+        // Two rounds of vphaddd leave each total's low-half part in the low 128 bits and its high-half part in the high 128 bits.
+        var h = Avx2.HorizontalAdd(Avx2.HorizontalAdd(dot0, min0), Avx2.HorizontalAdd(dot1, min1));
+        return h.GetLower() + h.GetUpper();
     }
 
     /// <summary>One 32-byte chunk of Q4_K codes: low nibbles times x[0..31] scaled by one short of sc, high nibbles times x[32..63] by another.</summary>

@@ -63,7 +63,7 @@ public static class MatMul
             {
                 var xt = x.Slice(t * w.Cols, w.Cols);
                 if (blockSize == 32) activations[t].Quantize32(xt, avx2: path >= KernelPath.Vector256);
-                else activations[t].Quantize256(xt);
+                else activations[t].Quantize256(xt, avx2: path >= KernelPath.Vector256);
             }
         }
 

@@ -43,7 +43,7 @@ public static class MatVec
         if (GgmlTypeInfo.BlockSize(w.Type) == 32)
             (activations = ActivationBlocks.ForThread).Quantize32(x[..w.Cols], avx2: path >= KernelPath.Vector256);
         else if (GgmlTypeInfo.BlockSize(w.Type) == 256)
-            (activations = ActivationBlocks.ForThread).Quantize256(x[..w.Cols]);
+            (activations = ActivationBlocks.ForThread).Quantize256(x[..w.Cols], avx2: path >= KernelPath.Vector256);
 
         fixed (float* px = x)
         fixed (float* py = y)

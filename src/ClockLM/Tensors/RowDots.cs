@@ -282,18 +282,45 @@ internal static unsafe class RowDots
         return acc;
     }
 
-    /// <summary><see cref="Q4_K"/> with whole super-blocks done by <see cref="Avx2Dots.Q4KBlock"/>: the same float operations.</summary>
+    /// <summary>
+    /// <see cref="Q4_K"/> with whole super-blocks done by <see cref="Avx2Dots.Q4KParts"/>: the same float operations.
+    /// Two super-blocks go at a time: their four integer sums (dot and min of each) are reduced together
+    /// (<see cref="Avx2Dots.Q4KPairTotals"/>) and converted to float in one vector (the same rounding as one at a time),
+    /// then their float terms are added into the accumulator one after the other, in block order.
+    /// </summary>
     private static float Q4_KAvx2(byte* w, sbyte* qs, float* d, short* bsums, int blocks)
     {
+        // The table's address in a local: read in the loop, the static field would bring a class-initialisation check
+        // (this method can be compiled before the class is initialised), whose helper call forces spills every block.
+        float* half = HalfTable;
         float acc = 0;
-        for (int b = 0; b < blocks; b++, w += 144)
+        int b = 0;
+        for (; b + 2 <= blocks; b += 2, w += 2 * 144)
+        {
+            // Two super-blocks are 288 bytes, at most five lines.
+            Sse.Prefetch0(w + PrefetchBytes);
+            Sse.Prefetch0(w + PrefetchBytes + 64);
+            Sse.Prefetch0(w + PrefetchBytes + 128);
+            Sse.Prefetch0(w + PrefetchBytes + 192);
+            Sse.Prefetch0(w + PrefetchBytes + 256);
+            sbyte* x = qs + 256 * b;
+            short* s = bsums + 16 * b;
+            var (dot0, min0) = Avx2Dots.Q4KParts(w + 4, w + 16, x, s);
+            var (dot1, min1) = Avx2Dots.Q4KParts(w + 148, w + 160, x + 256, s + 16);
+            var sums = Vector128.ConvertToSingle(Avx2Dots.Q4KPairTotals(dot0, min0, dot1, min1));
+            float dx = d[b];
+            acc += half[*(ushort*)w] * dx * sums.ToScalar() - half[*(ushort*)(w + 2)] * dx * sums.GetElement(1);
+            dx = d[b + 1];
+            acc += half[*(ushort*)(w + 144)] * dx * sums.GetElement(2) - half[*(ushort*)(w + 146)] * dx * sums.GetElement(3);
+        }
+        for (; b < blocks; b++, w += 144)
         {
             Sse.Prefetch0(w + PrefetchBytes);
             Sse.Prefetch0(w + PrefetchBytes + 64);
             Sse.Prefetch0(w + PrefetchBytes + 128);
             var (isum, msum) = Avx2Dots.Q4KBlock(w + 4, w + 16, qs + 256 * b, bsums + 16 * b);
             float dx = d[b];
-            acc += F16(w) * dx * isum - F16(w + 2) * dx * msum;
+            acc += half[*(ushort*)w] * dx * isum - half[*(ushort*)(w + 2)] * dx * msum;
         }
         return acc;
     }
@@ -333,6 +360,7 @@ internal static unsafe class RowDots
     /// <summary><see cref="Q6_K"/> with whole super-blocks done by <see cref="Avx2Dots.Q6KBlock"/>: the same float operations.</summary>
     private static float Q6_KAvx2(byte* w, sbyte* qs, float* d, short* bsums, int blocks)
     {
+        float* half = HalfTable; // in a local, as in Q4_KAvx2
         float acc = 0;
         for (int b = 0; b < blocks; b++, w += 210)
         {
@@ -341,7 +369,7 @@ internal static unsafe class RowDots
             Sse.Prefetch0(w + PrefetchBytes + 128);
             Sse.Prefetch0(w + PrefetchBytes + 192);
             int isum = Avx2Dots.Q6KBlock(w, w + 128, (sbyte*)(w + 192), qs + 256 * b, bsums + 16 * b);
-            acc += F16(w + 208) * d[b] * isum;
+            acc += half[*(ushort*)(w + 208)] * d[b] * isum;
         }
         return acc;
     }

@@ -39,4 +39,51 @@ public unsafe class ActivationBlocksTests
         sbyte[] expected = [127, 0, 0, 2, -2, 126, -126, 2, -2, 0, 0, 3];
         for (int i = 0; i < expected.Length; i++) Assert.Equal(expected[i], scalar.Qs[i]);
     }
+
+    /// <summary>
+    /// The AVX2 Q8_K quantizer against the scalar one (ggml's quantize_row_q8_K_ref), value for value, block scale and
+    /// group sums, on blocks built for its edges: the largest magnitude negative and repeated with both signs (the first
+    /// occurrence sets the sign of the scale), values landing on exact halves after scaling (round half to even), an
+    /// all-zero block, a block with one NaN next to ordinary values, a block whose extreme is its very last value, and Gaussian blocks.
+    /// </summary>
+    [Fact]
+    public void Quantize256Avx2_EqualsScalarOnEdges()
+    {
+        if (!Avx2.IsSupported) return; // the scalar quantizer is the only one on this machine
+        var x = new float[256 * 8];
+        TestVectors.Gaussian(x.Length, seed: 11).CopyTo(x, 0);
+        // Block 0: extreme -127 at index 5 and +127 at index 3 (the first one, +127, decides), values on halves.
+        x[3] = 127f; x[5] = -127f;
+        float[] halves = [0.5f, -0.5f, 1.5f, -1.5f, 2.5f, -2.5f, 126.5f, -126.5f, 0.49999997f];
+        halves.CopyTo(x, 10);
+        // Block 1: the extreme negative, first at index 200.
+        x[256 + 200] = -9f; x[256 + 201] = 9f;
+        // Block 2: all zero.
+        Array.Clear(x, 512, 256);
+        // Block 3: a NaN, which the scalar loop never takes as the extreme.
+        x[768 + 17] = float.NaN;
+        // Block 4: the extreme is the last value.
+        x[1024 + 255] = -50f;
+        // Block 5: negative values only, small.
+        for (int i = 0; i < 256; i++) x[1280 + i] = -1e-3f * (i % 37 + 1);
+
+        var scalar = new ActivationBlocks();
+        scalar.Quantize256(x);
+        var vector = new ActivationBlocks();
+        vector.Quantize256(x, avx2: true);
+
+        for (int i = 0; i < x.Length; i++)
+            Assert.True(scalar.Qs[i] == vector.Qs[i], $"value {i} ({x[i]}): avx2 {vector.Qs[i]} vs scalar {scalar.Qs[i]}");
+        for (int b = 0; b < x.Length / 256; b++) Assert.Equal(BitConverter.SingleToInt32Bits(scalar.D[b]), BitConverter.SingleToInt32Bits(vector.D[b]));
+        for (int g = 0; g < x.Length / 16; g++) Assert.Equal(scalar.BSums[g], vector.BSums[g]);
+        // Against the definition: block 0's scale is 127 / -127, so q = round(-x) with halves to even; the group sums add the codes.
+        Assert.Equal(-1f, scalar.D[0]);
+        sbyte[] expected = [0, 0, -2, 2, -2, 2, -126, 126, 0];
+        for (int i = 0; i < expected.Length; i++) Assert.Equal(expected[i], scalar.Qs[10 + i]);
+        Assert.Equal(9f / 127f, scalar.D[1], 6);
+        Assert.Equal(0f, scalar.D[2]);
+        int sum = 0;
+        for (int i = 0; i < 16; i++) sum += scalar.Qs[16 + i];
+        Assert.Equal(sum, scalar.BSums[1]);
+    }
 }
