@@ -7,6 +7,7 @@ using ClockLM.Tests.Cli;
 namespace ClockLM.Tests.Clock;
 
 /// <summary>The clock-driven forward pass on stories260K: stage events, timings, bytes, stepping and allocation.</summary>
+[Collection("timing")]
 public class ClockEngineTests
 {
     private static readonly int[] Prompt = ReferenceOutputs.Stories260K[0].Ids[..5]; // BOS and "Once upon a time"

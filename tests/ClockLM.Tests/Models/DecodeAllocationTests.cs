@@ -5,6 +5,7 @@ using ClockLM.Tensors;
 namespace ClockLM.Tests.Models;
 
 /// <summary>The decode loop (forward pass and sampling) allocates no managed memory per token.</summary>
+[Collection("timing")]
 public class DecodeAllocationTests
 {
     [Theory]
