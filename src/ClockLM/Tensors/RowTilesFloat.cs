@@ -116,85 +116,67 @@ internal static unsafe class FloatTiles
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile2x3(float* w0, float* w1, float* x0, float* x1, float* x2, int c0, int c1, int m, int n, Vector256<float>* state)
     {
+        Pass(w0, w1, x0, x1, x2, c0, c1, state);
+        if (c1 == m) Tail(w0, w1, x0, x1, x2, c1, n, state);
+        Pass(w0, w1, x0, x1, x2, c0 + 16, c1, state + 12);
+    }
+
+    /// <summary>One pass of <see cref="Tile2x3"/>: from column <paramref name="from"/> on, every 32, two 8-value steps
+    /// into the twelve accumulators at <paramref name="s"/> (rows by vectors for the first step, then for the second).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Pass(float* w0, float* w1, float* x0, float* x1, float* x2, int from, int to, Vector256<float>* s)
+    {
+        Vector256<float> a00 = s[0], a01 = s[1], a02 = s[2], a10 = s[3], a11 = s[4], a12 = s[5];
+        Vector256<float> b00 = s[6], b01 = s[7], b02 = s[8], b10 = s[9], b11 = s[10], b12 = s[11];
+        for (int i = from; i < to; i += 32)
         {
-            Vector256<float> a00 = state[0], a01 = state[1], a02 = state[2], a10 = state[3], a11 = state[4], a12 = state[5];
-            Vector256<float> b00 = state[6], b01 = state[7], b02 = state[8], b10 = state[9], b11 = state[10], b12 = state[11];
-            for (int i = c0; i < c1; i += 32)
-            {
-                var u = Vector256.Load(w0 + i);
-                var v = Vector256.Load(w1 + i);
-                var xv = Vector256.Load(x0 + i);
-                a00 = Vector256.FusedMultiplyAdd(u, xv, a00);
-                a10 = Vector256.FusedMultiplyAdd(v, xv, a10);
-                xv = Vector256.Load(x1 + i);
-                a01 = Vector256.FusedMultiplyAdd(u, xv, a01);
-                a11 = Vector256.FusedMultiplyAdd(v, xv, a11);
-                xv = Vector256.Load(x2 + i);
-                a02 = Vector256.FusedMultiplyAdd(u, xv, a02);
-                a12 = Vector256.FusedMultiplyAdd(v, xv, a12);
-                u = Vector256.Load(w0 + i + 8);
-                v = Vector256.Load(w1 + i + 8);
-                xv = Vector256.Load(x0 + i + 8);
-                b00 = Vector256.FusedMultiplyAdd(u, xv, b00);
-                b10 = Vector256.FusedMultiplyAdd(v, xv, b10);
-                xv = Vector256.Load(x1 + i + 8);
-                b01 = Vector256.FusedMultiplyAdd(u, xv, b01);
-                b11 = Vector256.FusedMultiplyAdd(v, xv, b11);
-                xv = Vector256.Load(x2 + i + 8);
-                b02 = Vector256.FusedMultiplyAdd(u, xv, b02);
-                b12 = Vector256.FusedMultiplyAdd(v, xv, b12);
-            }
-            if (c1 == m)
-            {
-                for (int i = c1; i + 8 <= n; i += 8)
-                {
-                    var u = Vector256.Load(w0 + i);
-                    var v = Vector256.Load(w1 + i);
-                    var xv = Vector256.Load(x0 + i);
-                    a00 = Vector256.FusedMultiplyAdd(u, xv, a00);
-                    a10 = Vector256.FusedMultiplyAdd(v, xv, a10);
-                    xv = Vector256.Load(x1 + i);
-                    a01 = Vector256.FusedMultiplyAdd(u, xv, a01);
-                    a11 = Vector256.FusedMultiplyAdd(v, xv, a11);
-                    xv = Vector256.Load(x2 + i);
-                    a02 = Vector256.FusedMultiplyAdd(u, xv, a02);
-                    a12 = Vector256.FusedMultiplyAdd(v, xv, a12);
-                }
-            }
-            state[0] = a00; state[1] = a01; state[2] = a02; state[3] = a10; state[4] = a11; state[5] = a12;
-            state[6] = b00; state[7] = b01; state[8] = b02; state[9] = b10; state[10] = b11; state[11] = b12;
+            var u = Vector256.Load(w0 + i);
+            var v = Vector256.Load(w1 + i);
+            var xv = Vector256.Load(x0 + i);
+            a00 = Vector256.FusedMultiplyAdd(u, xv, a00);
+            a10 = Vector256.FusedMultiplyAdd(v, xv, a10);
+            xv = Vector256.Load(x1 + i);
+            a01 = Vector256.FusedMultiplyAdd(u, xv, a01);
+            a11 = Vector256.FusedMultiplyAdd(v, xv, a11);
+            xv = Vector256.Load(x2 + i);
+            a02 = Vector256.FusedMultiplyAdd(u, xv, a02);
+            a12 = Vector256.FusedMultiplyAdd(v, xv, a12);
+            u = Vector256.Load(w0 + i + 8);
+            v = Vector256.Load(w1 + i + 8);
+            xv = Vector256.Load(x0 + i + 8);
+            b00 = Vector256.FusedMultiplyAdd(u, xv, b00);
+            b10 = Vector256.FusedMultiplyAdd(v, xv, b10);
+            xv = Vector256.Load(x1 + i + 8);
+            b01 = Vector256.FusedMultiplyAdd(u, xv, b01);
+            b11 = Vector256.FusedMultiplyAdd(v, xv, b11);
+            xv = Vector256.Load(x2 + i + 8);
+            b02 = Vector256.FusedMultiplyAdd(u, xv, b02);
+            b12 = Vector256.FusedMultiplyAdd(v, xv, b12);
         }
+        s[0] = a00; s[1] = a01; s[2] = a02; s[3] = a10; s[4] = a11; s[5] = a12;
+        s[6] = b00; s[7] = b01; s[8] = b02; s[9] = b10; s[10] = b11; s[11] = b12;
+    }
+
+    /// <summary>The 8-value steps after the last 32 (from <paramref name="from"/> to n), into the first six accumulators.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Tail(float* w0, float* w1, float* x0, float* x1, float* x2, int from, int n, Vector256<float>* s)
+    {
+        Vector256<float> a00 = s[0], a01 = s[1], a02 = s[2], a10 = s[3], a11 = s[4], a12 = s[5];
+        for (int i = from; i + 8 <= n; i += 8)
         {
-            Vector256<float> c00 = state[12], c01 = state[13], c02 = state[14], c10 = state[15], c11 = state[16], c12 = state[17];
-            Vector256<float> d00 = state[18], d01 = state[19], d02 = state[20], d10 = state[21], d11 = state[22], d12 = state[23];
-            for (int i = c0 + 16; i < c1; i += 32)
-            {
-                var u = Vector256.Load(w0 + i);
-                var v = Vector256.Load(w1 + i);
-                var xv = Vector256.Load(x0 + i);
-                c00 = Vector256.FusedMultiplyAdd(u, xv, c00);
-                c10 = Vector256.FusedMultiplyAdd(v, xv, c10);
-                xv = Vector256.Load(x1 + i);
-                c01 = Vector256.FusedMultiplyAdd(u, xv, c01);
-                c11 = Vector256.FusedMultiplyAdd(v, xv, c11);
-                xv = Vector256.Load(x2 + i);
-                c02 = Vector256.FusedMultiplyAdd(u, xv, c02);
-                c12 = Vector256.FusedMultiplyAdd(v, xv, c12);
-                u = Vector256.Load(w0 + i + 8);
-                v = Vector256.Load(w1 + i + 8);
-                xv = Vector256.Load(x0 + i + 8);
-                d00 = Vector256.FusedMultiplyAdd(u, xv, d00);
-                d10 = Vector256.FusedMultiplyAdd(v, xv, d10);
-                xv = Vector256.Load(x1 + i + 8);
-                d01 = Vector256.FusedMultiplyAdd(u, xv, d01);
-                d11 = Vector256.FusedMultiplyAdd(v, xv, d11);
-                xv = Vector256.Load(x2 + i + 8);
-                d02 = Vector256.FusedMultiplyAdd(u, xv, d02);
-                d12 = Vector256.FusedMultiplyAdd(v, xv, d12);
-            }
-            state[12] = c00; state[13] = c01; state[14] = c02; state[15] = c10; state[16] = c11; state[17] = c12;
-            state[18] = d00; state[19] = d01; state[20] = d02; state[21] = d10; state[22] = d11; state[23] = d12;
+            var u = Vector256.Load(w0 + i);
+            var v = Vector256.Load(w1 + i);
+            var xv = Vector256.Load(x0 + i);
+            a00 = Vector256.FusedMultiplyAdd(u, xv, a00);
+            a10 = Vector256.FusedMultiplyAdd(v, xv, a10);
+            xv = Vector256.Load(x1 + i);
+            a01 = Vector256.FusedMultiplyAdd(u, xv, a01);
+            a11 = Vector256.FusedMultiplyAdd(v, xv, a11);
+            xv = Vector256.Load(x2 + i);
+            a02 = Vector256.FusedMultiplyAdd(u, xv, a02);
+            a12 = Vector256.FusedMultiplyAdd(v, xv, a12);
         }
+        s[0] = a00; s[1] = a01; s[2] = a02; s[3] = a10; s[4] = a11; s[5] = a12;
     }
 
     /// <summary>Result k (row k / 3, vector k mod 3) of a finished <see cref="Tile2x3"/>: ((a0 + a1) + (a2 + a3)) reduced, plus the scalar tail.</summary>
