@@ -38,7 +38,8 @@ public static class MatMul
         if (!KernelPaths.CanRun(path))
             throw new PlatformNotSupportedException($"kernel path {path} needs AVX2");
         if (count == 0) return;
-        if (count == 1 && (w.Packed == null || path != KernelPath.Vector256))
+        bool packed = PackedRows.Used(w, path);
+        if (count == 1 && !packed)
         {
             MatVec.Multiply(w, x, y, pool, path);
             return;
@@ -70,7 +71,7 @@ public static class MatMul
         fixed (float* px = x)
         fixed (float* py = y)
         {
-            if (w.Packed != null && path == KernelPath.Vector256)
+            if (packed)
             {
                 PackedRows.Multiply(w, activations!, py, count, pool);
                 return;

@@ -33,7 +33,7 @@ public static class MatVec
         if (!KernelPaths.CanRun(path))
             throw new PlatformNotSupportedException($"kernel path {path} needs AVX2");
 
-        if (w.Packed != null && path == KernelPath.Vector256)
+        if (PackedRows.Used(w, path))
         {
             MatMul.Multiply(w, x, y, 1, pool, path);
             return;

@@ -20,6 +20,9 @@ internal static unsafe class PackedRows
         KernelPaths.CanRun(KernelPath.Vector256) && w.Type is GgmlType.Q4_0 or GgmlType.Q8_0
         && w.Rows % 8 == 0 && w.Rows > 0 && w.Cols >= 32;
 
+    /// <summary>True when products of <paramref name="w"/> on <paramref name="path"/> use its packed rows.</summary>
+    public static bool Used(in TensorView w, KernelPath path) => w.Packed != null && path == KernelPath.Vector256;
+
     /// <summary>Bytes one packed block octet takes for <paramref name="type"/>.</summary>
     public static int BlockBytes(GgmlType type) => type == GgmlType.Q4_0 ? Q4_0Packed.BlockBytes : Q8_0Packed.BlockBytes;
 
@@ -80,9 +83,6 @@ internal static unsafe class PackedRows
         }
     }
 
-    [ThreadStatic] private static byte[]? _unpacked;
-
-
     /// <summary>
     /// Octets [start, end). Up to <see cref="IPackedFormat.DirectUpTo"/> vectors read the packed octets directly; more
     /// vectors first widen each octet into <typeparamref name="TWide"/>'s layout (codes one per byte, float scales),
@@ -98,29 +98,15 @@ internal static unsafe class PackedRows
         if (count <= TPacked.DirectUpTo)
         {
             for (int o = start; o < end; o++)
-                Vectors<TPacked>(job.Packed + o * octetBytes, blocks, acts, count, job.Y + 8 * o, job.Rows, prefetch: count == 1);
+                RowOctets.Vectors<TPacked>(job.Packed + o * octetBytes, blocks, acts, count, job.Y + 8 * o, job.Rows, prefetch: count == 1);
             return;
         }
-        var buffer = _unpacked;
-        if (buffer is null || buffer.Length < blocks * TWide.BlockBytes)
-            _unpacked = buffer = GC.AllocateUninitializedArray<byte>(blocks * TWide.BlockBytes, pinned: true);
-        byte* wide = (byte*)Unsafe.AsPointer(ref buffer[0]);
+        byte* wide = RowOctets.Buffer(blocks * TWide.BlockBytes);
         for (int o = start; o < end; o++)
         {
             TPacked.Widen(job.Packed + o * octetBytes, blocks, wide);
-            Vectors<TWide>(wide, blocks, acts, count, job.Y + 8 * o, job.Rows, prefetch: false);
+            RowOctets.Vectors<TWide>(wide, blocks, acts, count, job.Y + 8 * o, job.Rows, prefetch: false);
         }
-    }
-
-    /// <summary>One block octet times every vector, two at a time: vector t's eight results into y + t * rows.</summary>
-    private static void Vectors<T>(byte* octet, int blocks, RowDots.Act32* acts, int count, float* y, int rows, bool prefetch)
-        where T : struct, RowOctets.IPair
-    {
-        int t = 0;
-        for (; t + 2 <= count; t += 2)
-            RowOctets.Pair<T>(octet, blocks, acts[t], acts[t + 1], y + (long)t * rows, rows);
-        for (; t < count; t++)
-            RowOctets.Octet<T>(octet, blocks, acts[t], y + (long)t * rows, prefetch);
     }
 
     /// <summary>A packed block-octet format.</summary>
@@ -159,27 +145,16 @@ internal static unsafe class PackedRows
         {
             for (int b = 0; b < blocks; b++, w += 18, packed += BlockBytes)
             {
-                // Y_j: the 16 code bytes of row j (low 128 bits) and of row j + 4 (high 128 bits).
-                var y0 = Vector256.Create(Vector128.Load(w + 2), Vector128.Load(w + 4L * rowBytes + 2));
-                var y1 = Vector256.Create(Vector128.Load(w + rowBytes + 2), Vector128.Load(w + 5L * rowBytes + 2));
-                var y2 = Vector256.Create(Vector128.Load(w + 2L * rowBytes + 2), Vector128.Load(w + 6L * rowBytes + 2));
-                var y3 = Vector256.Create(Vector128.Load(w + 3L * rowBytes + 2), Vector128.Load(w + 7L * rowBytes + 2));
-                Q4_0Octets.Transpose(y0, y1, y2, y3, packed);
+                Q4_0Octets.TransposeCodes(w, rowBytes, packed);
                 PackScales(w, rowBytes, packed + 128);
             }
         }
 
         public static void Widen(byte* packed, int blocks, byte* wide)
         {
-            var mask = Vector256.Create((byte)0x0F);
             for (int b = 0; b < blocks; b++, packed += BlockBytes, wide += Q4_0Octets.BlockBytes)
             {
-                for (int m = 0; m < 4; m++)
-                {
-                    var p = Vector256.Load(packed + 32 * m);
-                    (p & mask).Store(wide + 32 * m);
-                    (Vector256.ShiftRightLogical(p.AsUInt16(), 4).AsByte() & mask).Store(wide + 128 + 32 * m);
-                }
+                Q4_0Octets.WidenCodes(packed, wide);
                 Scales(packed + 128).Store((float*)(wide + 256));
             }
         }
@@ -188,39 +163,19 @@ internal static unsafe class PackedRows
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static (Vector256<float>, Vector256<float>) Terms(byte* p, in RowDots.Act32 a, in RowDots.Act32 c, int b)
         {
-            var mask = Vector256.Create((byte)0x0F);
-            var p0 = Vector256.Load(p);
-            var p1 = Vector256.Load(p + 32);
-            var p2 = Vector256.Load(p + 64);
-            var p3 = Vector256.Load(p + 96);
-            return Q4_0Octets.Terms(p0 & mask, p1 & mask, p2 & mask, p3 & mask,
-                Vector256.ShiftRightLogical(p0.AsUInt16(), 4).AsByte() & mask, Vector256.ShiftRightLogical(p1.AsUInt16(), 4).AsByte() & mask,
-                Vector256.ShiftRightLogical(p2.AsUInt16(), 4).AsByte() & mask, Vector256.ShiftRightLogical(p3.AsUInt16(), 4).AsByte() & mask,
-                Scales(p + 128), a, c, b);
+            var (p0, p1, p2, p3) = (Vector256.Load(p), Vector256.Load(p + 32), Vector256.Load(p + 64), Vector256.Load(p + 96));
+            return Q4_0Octets.Terms(Q4_0Octets.Low(p0), Q4_0Octets.Low(p1), Q4_0Octets.Low(p2), Q4_0Octets.Low(p3),
+                Q4_0Octets.High(p0), Q4_0Octets.High(p1), Q4_0Octets.High(p2), Q4_0Octets.High(p3), Scales(p + 128), a, c, b);
         }
 
-        /// <summary>Lane j: (dw_j * dx) * (Σ q x - 8 Σ x) of block b, as <see cref="Q4_0Octets.Term"/> on the widened octet.</summary>
+        /// <summary>Lane j: (dw_j * dx) * (Σ q x - 8 Σ x) of block b, as <see cref="Q4_0Octets.Term(byte*, in RowDots.Act32, int)"/> on the widened octet.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Term(byte* p, in RowDots.Act32 a, int b)
         {
-            int* x = (int*)(a.Qs + 32 * b);
-            var mask = Vector256.Create((byte)0x0F);
-            var p0 = Vector256.Load(p);
-            var p1 = Vector256.Load(p + 32);
-            var p2 = Vector256.Load(p + 64);
-            var p3 = Vector256.Load(p + 96);
-            // A tree of additions (exact integers, every partial sum within the bound) keeps the dependency chains short.
-            var s01 = Avx2.MultiplyAddAdjacent(p0 & mask, Vector256.Create(x[0]).AsSByte())
-                + Avx2.MultiplyAddAdjacent(p1 & mask, Vector256.Create(x[1]).AsSByte());
-            var s23 = Avx2.MultiplyAddAdjacent(p2 & mask, Vector256.Create(x[2]).AsSByte())
-                + Avx2.MultiplyAddAdjacent(p3 & mask, Vector256.Create(x[3]).AsSByte());
-            var s45 = Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p0.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[4]).AsSByte())
-                + Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p1.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[5]).AsSByte());
-            var s67 = Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p2.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[6]).AsSByte())
-                + Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(p3.AsUInt16(), 4).AsByte() & mask, Vector256.Create(x[7]).AsSByte());
-            var s = (s01 + s23) + (s45 + s67);
-            var isum = Avx2.MultiplyAddAdjacent(s, Vector256.Create((short)1)) - Avx2.ShiftLeftLogical(Avx2.BroadcastScalarToVector256(a.Sum + b), 3);
-            return Scales(p + 128) * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(isum);
+            var (p0, p1, p2, p3) = (Vector256.Load(p), Vector256.Load(p + 32), Vector256.Load(p + 64), Vector256.Load(p + 96));
+            var sums = RowOctets.CodeSums(Q4_0Octets.Low(p0), Q4_0Octets.Low(p1), Q4_0Octets.Low(p2), Q4_0Octets.Low(p3),
+                Q4_0Octets.High(p0), Q4_0Octets.High(p1), Q4_0Octets.High(p2), Q4_0Octets.High(p3), (int*)(a.Qs + 32 * b));
+            return Q4_0Octets.Term(sums, Scales(p + 128), a, b);
         }
     }
 

@@ -308,10 +308,8 @@ internal static unsafe class RowDots
             var (dot0, min0) = Avx2Dots.Q4KParts(w + 4, w + 16, x, s);
             var (dot1, min1) = Avx2Dots.Q4KParts(w + 148, w + 160, x + 256, s + 16);
             var sums = Vector128.ConvertToSingle(Avx2Dots.Q4KPairTotals(dot0, min0, dot1, min1));
-            float dx = d[b];
-            acc += half[*(ushort*)w] * dx * sums.ToScalar() - half[*(ushort*)(w + 2)] * dx * sums.GetElement(1);
-            dx = d[b + 1];
-            acc += half[*(ushort*)(w + 144)] * dx * sums.GetElement(2) - half[*(ushort*)(w + 146)] * dx * sums.GetElement(3);
+            acc += Q4_KTerm(half, w, d[b], sums.ToScalar(), sums.GetElement(1));
+            acc += Q4_KTerm(half, w + 144, d[b + 1], sums.GetElement(2), sums.GetElement(3));
         }
         for (; b < blocks; b++, w += 144)
         {
@@ -319,11 +317,15 @@ internal static unsafe class RowDots
             Sse.Prefetch0(w + PrefetchBytes + 64);
             Sse.Prefetch0(w + PrefetchBytes + 128);
             var (isum, msum) = Avx2Dots.Q4KBlock(w + 4, w + 16, qs + 256 * b, bsums + 16 * b);
-            float dx = d[b];
-            acc += half[*(ushort*)w] * dx * isum - half[*(ushort*)(w + 2)] * dx * msum;
+            acc += Q4_KTerm(half, w, d[b], isum, msum);
         }
         return acc;
     }
+
+    /// <summary>A Q4_K super-block's float term d * dx * isum - dmin * dx * msum (d and dmin the f16 values at w and w + 2).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Q4_KTerm(float* half, byte* w, float dx, float isum, float msum) =>
+        half[*(ushort*)w] * dx * isum - half[*(ushort*)(w + 2)] * dx * msum;
 
     public static float Q5_K<T>(byte* w, ActivationBlocks a, int blocks) where T : struct, IBlockDots
     {

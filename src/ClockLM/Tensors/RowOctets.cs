@@ -42,36 +42,68 @@ internal static unsafe class RowOctets
         static abstract void Remainder(in MatMulJob job, int start, int end);
     }
 
-    [ThreadStatic] private static byte[]? _interleaved;
+    [ThreadStatic] private static byte[]? _buffer;
+
+    /// <summary>The calling thread's buffer for one octet of rows laid out for a product (at least <paramref name="bytes"/>).</summary>
+    public static byte* Buffer(int bytes)
+    {
+        var buffer = _buffer;
+        if (buffer is null || buffer.Length < bytes)
+            _buffer = buffer = GC.AllocateUninitializedArray<byte>(bytes, pinned: true);
+        return (byte*)Unsafe.AsPointer(ref buffer[0]);
+    }
 
     /// <summary>Rows [start, end) of the product: octets of rows interleaved once, the rest by the format's one-row path.</summary>
     public static void Rows<TFormat>(in MatMulJob job, int start, int end) where TFormat : struct, IFormat
     {
-        int blockBytes = TFormat.BlockBytes;
         int blocks = job.Cols / 32, count = job.Count;
         int octets = (end - start) / 8;
         if (octets > 0)
         {
-            var buffer = _interleaved;
-            if (buffer is null || buffer.Length < blocks * blockBytes)
-                _interleaved = buffer = GC.AllocateUninitializedArray<byte>(blocks * blockBytes, pinned: true);
-            byte* packed = (byte*)Unsafe.AsPointer(ref buffer[0]);
+            byte* packed = Buffer(blocks * TFormat.BlockBytes);
             var acts = stackalloc RowDots.Act32[count];
             for (int t = 0; t < count; t++) acts[t] = new RowDots.Act32(job.Activations![t]);
             for (int o = 0; o < octets; o++)
             {
                 int r0 = start + 8 * o;
                 TFormat.Interleave(job.Weights + (long)r0 * job.RowBytes, job.RowBytes, blocks, packed);
-                int t = 0;
-                for (; t + 2 <= count; t += 2)
-                    Pair<TFormat>(packed, blocks, acts[t], acts[t + 1], job.Y + (long)t * job.Rows + r0, job.Rows);
-                for (; t < count; t++)
-                    Octet<TFormat>(packed, blocks, acts[t], job.Y + (long)t * job.Rows + r0, prefetch: false);
+                Vectors<TFormat>(packed, blocks, acts, count, job.Y + r0, job.Rows, prefetch: false);
             }
         }
         if (start + 8 * octets < end)
             TFormat.Remainder(job, start + 8 * octets, end);
     }
+
+    /// <summary>One octet of rows times every vector, two at a time: vector t's eight results into y + t * rows.</summary>
+    public static void Vectors<T>(byte* octet, int blocks, RowDots.Act32* acts, int count, float* y, int rows, bool prefetch)
+        where T : struct, IPair
+    {
+        int t = 0;
+        for (; t + 2 <= count; t += 2)
+            Pair<T>(octet, blocks, acts[t], acts[t + 1], y + (long)t * rows, rows);
+        for (; t < count; t++)
+            Octet<T>(octet, blocks, acts[t], y + (long)t * rows, prefetch);
+    }
+
+    /// <summary>
+    /// Lane pairs of Σ_k vpmaddubsw(c_k, word k of x) for eight registers of codes of at most 4 bits (Q4_0, Q4_K):
+    /// each pair sum is at most 2 * 15 * 127 = 3810 in magnitude, so every partial sum of the eight, in any order,
+    /// stays within 16 bits (at most 30480). Added as a tree, which keeps the dependency chains short.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<short> CodeSums(Vector256<byte> c0, Vector256<byte> c1, Vector256<byte> c2, Vector256<byte> c3,
+        Vector256<byte> c4, Vector256<byte> c5, Vector256<byte> c6, Vector256<byte> c7, int* x) =>
+        ((Avx2.MultiplyAddAdjacent(c0, Vector256.Create(x[0]).AsSByte()) + Avx2.MultiplyAddAdjacent(c1, Vector256.Create(x[1]).AsSByte()))
+        + (Avx2.MultiplyAddAdjacent(c2, Vector256.Create(x[2]).AsSByte()) + Avx2.MultiplyAddAdjacent(c3, Vector256.Create(x[3]).AsSByte())))
+        + ((Avx2.MultiplyAddAdjacent(c4, Vector256.Create(x[4]).AsSByte()) + Avx2.MultiplyAddAdjacent(c5, Vector256.Create(x[5]).AsSByte()))
+        + (Avx2.MultiplyAddAdjacent(c6, Vector256.Create(x[6]).AsSByte()) + Avx2.MultiplyAddAdjacent(c7, Vector256.Create(x[7]).AsSByte())));
+
+    /// <summary><see cref="CodeSums(Vector256{byte}, Vector256{byte}, Vector256{byte}, Vector256{byte}, Vector256{byte}, Vector256{byte}, Vector256{byte}, Vector256{byte}, int*)"/>
+    /// of the eight code registers at c, c + 32, ..., c + 224.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<short> CodeSums(byte* c, int* x) =>
+        CodeSums(Vector256.Load(c), Vector256.Load(c + 32), Vector256.Load(c + 64), Vector256.Load(c + 96),
+            Vector256.Load(c + 128), Vector256.Load(c + 160), Vector256.Load(c + 192), Vector256.Load(c + 224), x);
 
     /// <summary>Eight interleaved rows times one vector; row j's result into y[j]: block b's term into accumulator
     /// b mod 4 in block order, then (a0 + a1) + (a2 + a3). With <paramref name="prefetch"/> (octets streamed from
@@ -144,25 +176,53 @@ internal readonly unsafe struct Q4_0Octets : RowOctets.IFormat
         QuantizedTiles.Rows<QuantizedTiles.Q4_0Tile, RowDots.Q4_0Term>(job, start, end);
 
     /// <summary>Lays out rows w, w + rowBytes, ..., w + 7 rowBytes block by block as described above: the codes of a
-    /// block are a 4x8 transpose of 32-bit words per nibble half (unpacks within 128-bit lanes, rows j and j + 4
-    /// sharing a register), the scales one gather.</summary>
+    /// block are transposed as 32-bit words of packed nibbles (<see cref="TransposeCodes"/>), then split into their
+    /// low and high nibbles in place (<see cref="WidenCodes"/>); the scales are one gather.</summary>
     public static void Interleave(byte* w, int rowBytes, int blocks, byte* packed)
     {
-        var mask = Vector256.Create((byte)0x0F);
         for (int b = 0; b < blocks; b++, w += 18)
         {
             byte* dst = packed + (long)b * (256 + 32);
-            // Y_j: the 16 code bytes of row j (low 128 bits) and of row j + 4 (high 128 bits).
-            var y0 = Vector256.Create(Vector128.Load(w + 2), Vector128.Load(w + 4L * rowBytes + 2));
-            var y1 = Vector256.Create(Vector128.Load(w + rowBytes + 2), Vector128.Load(w + 5L * rowBytes + 2));
-            var y2 = Vector256.Create(Vector128.Load(w + 2L * rowBytes + 2), Vector128.Load(w + 6L * rowBytes + 2));
-            var y3 = Vector256.Create(Vector128.Load(w + 3L * rowBytes + 2), Vector128.Load(w + 7L * rowBytes + 2));
-            Transpose(y0 & mask, y1 & mask, y2 & mask, y3 & mask, dst);
-            Transpose(Vector256.ShiftRightLogical(y0.AsUInt16(), 4).AsByte() & mask, Vector256.ShiftRightLogical(y1.AsUInt16(), 4).AsByte() & mask,
-                Vector256.ShiftRightLogical(y2.AsUInt16(), 4).AsByte() & mask, Vector256.ShiftRightLogical(y3.AsUInt16(), 4).AsByte() & mask, dst + 128);
+            TransposeCodes(w, rowBytes, dst);
+            WidenCodes(dst, dst);
             QuantizedTiles.HalfScales(w, rowBytes).Store((float*)(dst + 256));
         }
     }
+
+    /// <summary>The 16 code bytes of the block at w, w + rowBytes, ..., w + 7 rowBytes (after each f16 scale) as four
+    /// registers of packed nibbles at dst: register m holds word m of each row, row j in bytes 4j..4j+3.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void TransposeCodes(byte* w, int rowBytes, byte* dst)
+    {
+        // Y_j: the 16 code bytes of row j (low 128 bits) and of row j + 4 (high 128 bits).
+        var y0 = Vector256.Create(Vector128.Load(w + 2), Vector128.Load(w + 4L * rowBytes + 2));
+        var y1 = Vector256.Create(Vector128.Load(w + rowBytes + 2), Vector128.Load(w + 5L * rowBytes + 2));
+        var y2 = Vector256.Create(Vector128.Load(w + 2L * rowBytes + 2), Vector128.Load(w + 6L * rowBytes + 2));
+        var y3 = Vector256.Create(Vector128.Load(w + 3L * rowBytes + 2), Vector128.Load(w + 7L * rowBytes + 2));
+        Transpose(y0, y1, y2, y3, dst);
+    }
+
+    /// <summary>Four registers of packed nibbles at <paramref name="nibbles"/> as eight registers of codes at
+    /// <paramref name="wide"/>: register m's low nibbles (codes 4m..4m+3) at wide + 32 m, its high nibbles (codes
+    /// 16+4m..16+4m+3) at wide + 128 + 32 m. The two may be the same place.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void WidenCodes(byte* nibbles, byte* wide)
+    {
+        for (int m = 0; m < 4; m++)
+        {
+            var p = Vector256.Load(nibbles + 32 * m);
+            Low(p).Store(wide + 32 * m);
+            High(p).Store(wide + 128 + 32 * m);
+        }
+    }
+
+    /// <summary>The low nibbles of each byte.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<byte> Low(Vector256<byte> p) => p & Vector256.Create((byte)0x0F);
+
+    /// <summary>The high nibbles of each byte.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<byte> High(Vector256<byte> p) => Vector256.ShiftRightLogical(p.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F);
 
     /// <summary>Word k of rows 0..3 (low halves of y0..y3) and rows 4..7 (high halves) into register k at dst + 32 k.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -180,23 +240,19 @@ internal readonly unsafe struct Q4_0Octets : RowOctets.IFormat
 
     /// <summary>Lane j: (dw_j * dx) * (Σ q x - 8 Σ x) of block b, for the eight rows.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Term(byte* p, in RowDots.Act32 a, int b)
+    public static Vector256<float> Term(byte* p, in RowDots.Act32 a, int b) =>
+        Term(RowOctets.CodeSums(p, (int*)(a.Qs + 32 * b)), Vector256.Load((float*)(p + 256)), a, b);
+
+    /// <summary>The term of block b for vector a, given the block's code sums (<see cref="RowOctets.CodeSums(byte*, int*)"/>
+    /// with a's words) and the rows' scales: (dw_j * dx) * (Σ q x - 8 Σ x).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Term(Vector256<short> sums, Vector256<float> scales, in RowDots.Act32 a, int b)
     {
-        int* x = (int*)(a.Qs + 32 * b);
-        // A tree of additions (exact integers, every partial sum within the bound) keeps the dependency chains short.
-        var s01 = Avx2.MultiplyAddAdjacent(Vector256.Load(p), Vector256.Create(x[0]).AsSByte())
-            + Avx2.MultiplyAddAdjacent(Vector256.Load(p + 32), Vector256.Create(x[1]).AsSByte());
-        var s23 = Avx2.MultiplyAddAdjacent(Vector256.Load(p + 64), Vector256.Create(x[2]).AsSByte())
-            + Avx2.MultiplyAddAdjacent(Vector256.Load(p + 96), Vector256.Create(x[3]).AsSByte());
-        var s45 = Avx2.MultiplyAddAdjacent(Vector256.Load(p + 128), Vector256.Create(x[4]).AsSByte())
-            + Avx2.MultiplyAddAdjacent(Vector256.Load(p + 160), Vector256.Create(x[5]).AsSByte());
-        var s67 = Avx2.MultiplyAddAdjacent(Vector256.Load(p + 192), Vector256.Create(x[6]).AsSByte())
-            + Avx2.MultiplyAddAdjacent(Vector256.Load(p + 224), Vector256.Create(x[7]).AsSByte());
-        var isum = Avx2.MultiplyAddAdjacent((s01 + s23) + (s45 + s67), Vector256.Create((short)1)) - Avx2.ShiftLeftLogical(Avx2.BroadcastScalarToVector256(a.Sum + b), 3);
-        return Vector256.Load((float*)(p + 256)) * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(isum);
+        var isum = Avx2.MultiplyAddAdjacent(sums, Vector256.Create((short)1)) - Avx2.ShiftLeftLogical(Avx2.BroadcastScalarToVector256(a.Sum + b), 3);
+        return scales * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(isum);
     }
 
-    /// <summary><see cref="Term"/> of block b for vectors a and c, which share the loads of the codes.</summary>
+    /// <summary><see cref="Term(byte*, in RowDots.Act32, int)"/> of block b for vectors a and c, which share the loads of the codes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static (Vector256<float>, Vector256<float>) Terms(byte* p, in RowDots.Act32 a, in RowDots.Act32 c, int b) =>
         Terms(Vector256.Load(p), Vector256.Load(p + 32), Vector256.Load(p + 64), Vector256.Load(p + 96), Vector256.Load(p + 128),
@@ -206,23 +262,9 @@ internal readonly unsafe struct Q4_0Octets : RowOctets.IFormat
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static (Vector256<float>, Vector256<float>) Terms(Vector256<byte> w0, Vector256<byte> w1, Vector256<byte> w2, Vector256<byte> w3,
         Vector256<byte> w4, Vector256<byte> w5, Vector256<byte> w6, Vector256<byte> w7, Vector256<float> scales,
-        in RowDots.Act32 a, in RowDots.Act32 c, int b)
-    {
-        int* x = (int*)(a.Qs + 32 * b);
-        int* z = (int*)(c.Qs + 32 * b);
-        var sx = (Avx2.MultiplyAddAdjacent(w0, Vector256.Create(x[0]).AsSByte()) + Avx2.MultiplyAddAdjacent(w1, Vector256.Create(x[1]).AsSByte()))
-            + (Avx2.MultiplyAddAdjacent(w2, Vector256.Create(x[2]).AsSByte()) + Avx2.MultiplyAddAdjacent(w3, Vector256.Create(x[3]).AsSByte()));
-        var sz = (Avx2.MultiplyAddAdjacent(w0, Vector256.Create(z[0]).AsSByte()) + Avx2.MultiplyAddAdjacent(w1, Vector256.Create(z[1]).AsSByte()))
-            + (Avx2.MultiplyAddAdjacent(w2, Vector256.Create(z[2]).AsSByte()) + Avx2.MultiplyAddAdjacent(w3, Vector256.Create(z[3]).AsSByte()));
-        sx += (Avx2.MultiplyAddAdjacent(w4, Vector256.Create(x[4]).AsSByte()) + Avx2.MultiplyAddAdjacent(w5, Vector256.Create(x[5]).AsSByte()))
-            + (Avx2.MultiplyAddAdjacent(w6, Vector256.Create(x[6]).AsSByte()) + Avx2.MultiplyAddAdjacent(w7, Vector256.Create(x[7]).AsSByte()));
-        sz += (Avx2.MultiplyAddAdjacent(w4, Vector256.Create(z[4]).AsSByte()) + Avx2.MultiplyAddAdjacent(w5, Vector256.Create(z[5]).AsSByte()))
-            + (Avx2.MultiplyAddAdjacent(w6, Vector256.Create(z[6]).AsSByte()) + Avx2.MultiplyAddAdjacent(w7, Vector256.Create(z[7]).AsSByte()));
-        var ones = Vector256.Create((short)1);
-        var tx = scales * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(sx, ones) - Avx2.ShiftLeftLogical(Avx2.BroadcastScalarToVector256(a.Sum + b), 3));
-        var tz = scales * Vector256.Create(c.D[b]) * Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(sz, ones) - Avx2.ShiftLeftLogical(Avx2.BroadcastScalarToVector256(c.Sum + b), 3));
-        return (tx, tz);
-    }
+        in RowDots.Act32 a, in RowDots.Act32 c, int b) =>
+        (Term(RowOctets.CodeSums(w0, w1, w2, w3, w4, w5, w6, w7, (int*)(a.Qs + 32 * b)), scales, a, b),
+         Term(RowOctets.CodeSums(w0, w1, w2, w3, w4, w5, w6, w7, (int*)(c.Qs + 32 * b)), scales, c, b));
 }
 
 /// <summary>Q8_0 octets: register k of a block holds bytes 4k..4k+3 of every row (magnitudes times the activations'

@@ -214,16 +214,7 @@ internal static unsafe class KQuantOctets
         for (int j = 0; j < 8; j++)
         {
             // Eight partial sums of a sub-block add up in 16 bits: at most 8 * 2 * 15 * 127 = 30480.
-            byte* c = p + 256 * j;
-            int* xj = (int*)(x + 32 * j);
-            var s = Avx2.MultiplyAddAdjacent(Vector256.Load(c), Vector256.Create(xj[0]).AsSByte());
-            s += Avx2.MultiplyAddAdjacent(Vector256.Load(c + 32), Vector256.Create(xj[1]).AsSByte());
-            s += Avx2.MultiplyAddAdjacent(Vector256.Load(c + 64), Vector256.Create(xj[2]).AsSByte());
-            s += Avx2.MultiplyAddAdjacent(Vector256.Load(c + 96), Vector256.Create(xj[3]).AsSByte());
-            s += Avx2.MultiplyAddAdjacent(Vector256.Load(c + 128), Vector256.Create(xj[4]).AsSByte());
-            s += Avx2.MultiplyAddAdjacent(Vector256.Load(c + 160), Vector256.Create(xj[5]).AsSByte());
-            s += Avx2.MultiplyAddAdjacent(Vector256.Load(c + 192), Vector256.Create(xj[6]).AsSByte());
-            s += Avx2.MultiplyAddAdjacent(Vector256.Load(c + 224), Vector256.Create(xj[7]).AsSByte());
+            var s = RowOctets.CodeSums(p + 256 * j, (int*)(x + 32 * j));
             isum += Avx2.MultiplyAddAdjacent(s, Vector256.Load((short*)(p + 2048 + 32 * j)));
         }
         // Σ_j m_j (bsums[2j] + bsums[2j + 1]): the mins meet each pair of group sums in one vpmaddwd.
