@@ -55,13 +55,14 @@ public static class MatMulKernels
             var mv = new double[reps];
             for (int r = -1; r < reps; r++)
             {
+                // Reading the process CPU time costs tens of microseconds: only when it is what is measured.
+                var cpu = useCpu ? process.TotalProcessorTime : default;
                 var clock = Stopwatch.StartNew();
-                var cpu = process.TotalProcessorTime;
                 MatMul.Multiply(matMulView, x, y, count, pool);
                 double a = useCpu ? (process.TotalProcessorTime - cpu).TotalMilliseconds : clock.Elapsed.TotalMilliseconds;
                 process.Refresh();
+                cpu = useCpu ? process.TotalProcessorTime : default;
                 clock.Restart();
-                cpu = process.TotalProcessorTime;
                 for (int t = 0; t < count; t++) MatVec.Multiply(view, x.AsSpan(t * cols, cols), y.AsSpan(t * rows, rows), pool);
                 double b = useCpu ? (process.TotalProcessorTime - cpu).TotalMilliseconds : clock.Elapsed.TotalMilliseconds;
                 process.Refresh();

@@ -79,11 +79,30 @@ internal sealed unsafe class ActivationBlocks
                 _qs[32 * b + j] = (sbyte)q;
                 sum += q;
             }
-            float d16 = (float)(Half)d;
+            float d16 = RoundToHalf(d);
             _d[b] = d16;
             _sum[b] = sum;
-            _s[b] = (float)(Half)(d * sum);
+            _s[b] = RoundToHalf(d * sum);
         }
+    }
+
+    /// <summary>
+    /// <paramref name="value"/> rounded to the nearest f16 (ties to even), as a float: the same result as
+    /// <c>(float)(Half)value</c>, computed here with a few integer and float operations. The quantizer runs between
+    /// 256-bit kernels, and the runtime's precompiled <see cref="Half"/> conversion, called from there, costs as much
+    /// as quantizing the whole block.
+    /// </summary>
+    internal static float RoundToHalf(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        uint sign = bits & 0x80000000u, abs = bits ^ sign;
+        if (abs >= 0x7f800000u) return value; // infinity, NaN
+        if (abs >= 0x477ff000u) return BitConverter.UInt32BitsToSingle(sign | 0x7f800000u); // 65520 and up round past 65504
+        if (abs >= 0x38800000u) // normal halves (2^-14 and up): keep ten mantissa bits, ties to even
+            return BitConverter.UInt32BitsToSingle(sign | ((abs + 0xfffu + ((abs >> 13) & 1)) & 0xffffe000u));
+        // Subnormal halves are multiples of 2^-24, the spacing of floats in [0.5, 1): adding 0.5 rounds to one.
+        float rounded = (BitConverter.UInt32BitsToSingle(abs) + 0.5f) - 0.5f;
+        return BitConverter.UInt32BitsToSingle(sign | BitConverter.SingleToUInt32Bits(rounded));
     }
 
     private void Block32Avx2(float* x, int b)
@@ -104,10 +123,10 @@ internal sealed unsafe class ActivationBlocks
         var q3 = Avx.ConvertToVector256Int32(x3 * id);
         Vector256.Narrow(Vector256.Narrow(q0, q1), Vector256.Narrow(q2, q3)).Store(Qs + 32 * b);
         int sum = Vector256.Sum((q0 + q1) + (q2 + q3));
-        float d16 = (float)(Half)d;
+        float d16 = RoundToHalf(d);
         _d[b] = d16;
         _sum[b] = sum;
-        _s[b] = (float)(Half)(d * sum);
+        _s[b] = RoundToHalf(d * sum);
     }
 
     /// <summary>

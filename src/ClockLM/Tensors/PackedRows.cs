@@ -95,6 +95,19 @@ internal static unsafe class PackedRows
         var acts = stackalloc RowDots.Act32[count];
         for (int t = 0; t < count; t++) acts[t] = new RowDots.Act32(job.Activations[t]);
         long octetBytes = (long)blocks * TPacked.BlockBytes;
+        if (typeof(TPacked) == typeof(Q4_0Packed) && count >= 4)
+        {
+            for (int o = start; o < end; o++)
+            {
+                byte* octet = job.Packed + o * octetBytes;
+                int t = 0;
+                for (; t + 4 <= count; t += 4)
+                    Q4_0Packed.Quad(octet, blocks, acts + t, job.Y + 8 * o + (long)t * job.Rows, job.Rows);
+                if (t < count)
+                    RowOctets.Vectors<TPacked>(octet, blocks, acts + t, count - t, job.Y + 8 * o + (long)t * job.Rows, job.Rows, prefetch: false);
+            }
+            return;
+        }
         if (count <= TPacked.DirectUpTo)
         {
             for (int o = start; o < end; o++)
@@ -166,6 +179,31 @@ internal static unsafe class PackedRows
             var (p0, p1, p2, p3) = (Vector256.Load(p), Vector256.Load(p + 32), Vector256.Load(p + 64), Vector256.Load(p + 96));
             return Q4_0Octets.Terms(Q4_0Octets.Low(p0), Q4_0Octets.Low(p1), Q4_0Octets.Low(p2), Q4_0Octets.Low(p3),
                 Q4_0Octets.High(p0), Q4_0Octets.High(p1), Q4_0Octets.High(p2), Q4_0Octets.High(p3), Scales(p + 128), a, c, b);
+        }
+
+        /// <summary>
+        /// One packed octet times four vectors, which share the unpacked codes and scales of each block; vector t's
+        /// eight results into y + t * yStride. The sixteen accumulators (vector t, block b mod 4) live in memory, the
+        /// eight code registers in registers; every (row, vector) is the float computation of <see cref="RowOctets.Octet"/>.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void Quad(byte* octet, int blocks, RowDots.Act32* acts, float* y, int yStride)
+        {
+            var acc = stackalloc Vector256<float>[16];
+            for (int i = 0; i < 16; i++) acc[i] = default;
+            for (int b = 0; b < blocks; b++)
+            {
+                byte* p = octet + (long)b * BlockBytes;
+                var (p0, p1, p2, p3) = (Vector256.Load(p), Vector256.Load(p + 32), Vector256.Load(p + 64), Vector256.Load(p + 96));
+                var (l0, l1, l2, l3) = (Q4_0Octets.Low(p0), Q4_0Octets.Low(p1), Q4_0Octets.Low(p2), Q4_0Octets.Low(p3));
+                var (h0, h1, h2, h3) = (Q4_0Octets.High(p0), Q4_0Octets.High(p1), Q4_0Octets.High(p2), Q4_0Octets.High(p3));
+                var scales = Scales(p + 128);
+                var slot = acc + (b & 3);
+                for (int t = 0; t < 4; t++)
+                    slot[4 * t] += Q4_0Octets.Term(RowOctets.CodeSums(l0, l1, l2, l3, h0, h1, h2, h3, (int*)(acts[t].Qs + 32 * b)), scales, acts[t], b);
+            }
+            for (int t = 0; t < 4; t++)
+                ((acc[4 * t] + acc[4 * t + 1]) + (acc[4 * t + 2] + acc[4 * t + 3])).Store(y + (long)t * yStride);
         }
 
         /// <summary>Lane j: (dw_j * dx) * (Σ q x - 8 Σ x) of block b, as <see cref="Q4_0Octets.Term(byte*, in RowDots.Act32, int)"/> on the widened octet.</summary>

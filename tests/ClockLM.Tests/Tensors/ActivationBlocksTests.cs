@@ -6,6 +6,36 @@ namespace ClockLM.Tests.Tensors;
 public unsafe class ActivationBlocksTests
 {
     /// <summary>
+    /// The quantizer's own f16 rounding against the runtime's <see cref="Half"/> conversion: every sign and exponent
+    /// with mantissas at the rounding edges (ties, one below, one above), the overflow and subnormal boundaries,
+    /// infinities and NaN, and four million random bit patterns.
+    /// </summary>
+    [Fact]
+    public void RoundToHalf_EqualsHalfConversion()
+    {
+        static void Check(uint bits)
+        {
+            float x = BitConverter.UInt32BitsToSingle(bits);
+            float expected = (float)(Half)x, actual = ActivationBlocks.RoundToHalf(x);
+            if (float.IsNaN(expected)) Assert.True(float.IsNaN(actual), $"{bits:x8}: expected NaN, got {actual}");
+            else Assert.True(BitConverter.SingleToUInt32Bits(expected) == BitConverter.SingleToUInt32Bits(actual),
+                $"{bits:x8} ({x:R}): expected {expected:R}, got {actual:R}");
+        }
+        uint[] mantissas = [0, 1, 0xfff, 0x1000, 0x1001, 0x1fff, 0x2000, 0x3000, 0x5000, 0x7fe000, 0x7fefff, 0x7ff000, 0x7ff001, 0x7fffff];
+        for (uint sign = 0; sign < 2; sign++)
+            for (uint exponent = 0; exponent < 256; exponent++)
+                foreach (uint m in mantissas)
+                    Check(sign << 31 | exponent << 23 | m);
+        foreach (float x in new[] { 65504f, 65519.996f, 65520f, 65535f, 1f / 16384, 1f / 16777216, 0.5f / 16777216, 1.5f / 16777216 })
+        {
+            Check(BitConverter.SingleToUInt32Bits(x));
+            Check(BitConverter.SingleToUInt32Bits(-x));
+        }
+        var rng = new Random(11);
+        for (int i = 0; i < 4_000_000; i++) Check((uint)rng.NextInt64(0, 1L << 32));
+    }
+
+    /// <summary>
     /// The AVX2 quantizer against the scalar one on blocks built to hit the rounding edges: a block whose scale is
     /// exactly 1 (amax 127) with halves ±0.5, ±2.5, ±126.5, ±1.5 (which must round to even, as llama.cpp's x86 quantizer does), an all-zero block, a block
     /// of negative values only, and Gaussian blocks with an outlier.
