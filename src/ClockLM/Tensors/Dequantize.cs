@@ -55,7 +55,7 @@ public static class Dequantize
 
     /// <summary>The f16 stored in the first two bytes, as a float.</summary>
     public static float Half(ReadOnlySpan<byte> bytes) =>
-        (float)BitConverter.UInt16BitsToHalf(BinaryPrimitives.ReadUInt16LittleEndian(bytes));
+        HalfWidening.ToSingle(BinaryPrimitives.ReadUInt16LittleEndian(bytes));
 
     /// <summary>bfloat16 bits to float: the top 16 bits of an IEEE single.</summary>
     public static float BFloat16ToSingle(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);

@@ -199,8 +199,10 @@ internal static unsafe class PackedRows
                 var (h0, h1, h2, h3) = (Q4_0Octets.High(p0), Q4_0Octets.High(p1), Q4_0Octets.High(p2), Q4_0Octets.High(p3));
                 var scales = Scales(p + 128);
                 var slot = acc + (b & 3);
-                for (int t = 0; t < 4; t++)
-                    slot[4 * t] += Q4_0Octets.Term(RowOctets.CodeSums(l0, l1, l2, l3, h0, h1, h2, h3, (int*)(acts[t].Qs + 32 * b)), scales, acts[t], b);
+                slot[0] += Q4_0Octets.Term(RowOctets.CodeSums(l0, l1, l2, l3, h0, h1, h2, h3, (int*)(acts[0].Qs + 32 * b)), scales, acts[0], b);
+                slot[4] += Q4_0Octets.Term(RowOctets.CodeSums(l0, l1, l2, l3, h0, h1, h2, h3, (int*)(acts[1].Qs + 32 * b)), scales, acts[1], b);
+                slot[8] += Q4_0Octets.Term(RowOctets.CodeSums(l0, l1, l2, l3, h0, h1, h2, h3, (int*)(acts[2].Qs + 32 * b)), scales, acts[2], b);
+                slot[12] += Q4_0Octets.Term(RowOctets.CodeSums(l0, l1, l2, l3, h0, h1, h2, h3, (int*)(acts[3].Qs + 32 * b)), scales, acts[3], b);
             }
             for (int t = 0; t < 4; t++)
                 ((acc[4 * t] + acc[4 * t + 1]) + (acc[4 * t + 2] + acc[4 * t + 3])).Store(y + (long)t * yStride);

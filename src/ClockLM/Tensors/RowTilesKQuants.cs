@@ -62,8 +62,8 @@ internal static unsafe class KQuantTiles
         for (int b = 0; b < blocks; b++, w += 144)
         {
             RowDots.UnpackScales(w + 4, sm);
-            float d = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(w));
-            float dmin = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(w + 2));
+            float d = HalfWidening.ToSingle(w);
+            float dmin = HalfWidening.ToSingle(w + 2);
             byte* q = w + 16;
             var q0 = Vector256.Load(q); var q1 = Vector256.Load(q + 32); var q2 = Vector256.Load(q + 64); var q3 = Vector256.Load(q + 96);
             var l0 = q0 & mask; var h0 = Vector256.ShiftRightLogical(q0.AsUInt16(), 4).AsByte() & mask;
@@ -95,7 +95,7 @@ internal static unsafe class KQuantTiles
         for (int b = 0; b < blocks; b++, w += 210)
         {
             sbyte* sc = (sbyte*)(w + 192);
-            float d = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(w + 208));
+            float d = HalfWidening.ToSingle(w + 208);
             var scales16 = Avx2.ConvertToVector256Int16(sc); // the 16 group scales, for Σ sc bsums
             // The 6-bit codes of both halves (as Avx2Dots.Q6K builds them) and the scales of their groups.
             var c0 = Codes(w, w + 128, 0, m4, out var c1, out var c2, out var c3);
@@ -286,8 +286,8 @@ internal static unsafe class KQuantOctets
         {
             byte* row = w + (long)r * rowBytes;
             RowDots.UnpackScales(row + 4, sm + 4 * r);
-            d[r] = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(row));
-            dmin[r] = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(row + 2));
+            d[r] = HalfWidening.ToSingle(row);
+            dmin[r] = HalfWidening.ToSingle(row + 2);
         }
         var pairs = stackalloc Vector256<byte>[8];
         byte* bytes = (byte*)sm;
@@ -328,7 +328,7 @@ internal static unsafe class KQuantOctets
         }
         float* d = (float*)(dst + 2816);
         for (int r = 0; r < 8; r++)
-            d[r] = (float)BitConverter.UInt16BitsToHalf(Unsafe.ReadUnaligned<ushort>(w + (long)r * rowBytes + 208));
+            d[r] = HalfWidening.ToSingle(w + (long)r * rowBytes + 208);
     }
 
     /// <summary>Byte shuffles spreading the low (high) short of every 32-bit lane over the lane.</summary>

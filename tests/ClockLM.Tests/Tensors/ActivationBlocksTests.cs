@@ -5,6 +5,20 @@ namespace ClockLM.Tests.Tensors;
 
 public unsafe class ActivationBlocksTests
 {
+    /// <summary>The kernels' scalar f16 widening against the runtime's <see cref="Half"/> conversion for all 65536 halves
+    /// (zeros, subnormals, normals, infinities; NaNs stay NaN).</summary>
+    [Fact]
+    public void HalfToSingle_EqualsHalfConversionForEveryHalf()
+    {
+        for (int h = 0; h < 65536; h++)
+        {
+            float expected = (float)BitConverter.UInt16BitsToHalf((ushort)h), actual = HalfWidening.ToSingle((ushort)h);
+            if (float.IsNaN(expected)) Assert.True(float.IsNaN(actual), $"half {h:x4}: expected NaN, got {actual}");
+            else Assert.True(BitConverter.SingleToUInt32Bits(expected) == BitConverter.SingleToUInt32Bits(actual),
+                $"half {h:x4}: expected {expected:R}, got {actual:R}");
+        }
+    }
+
     /// <summary>
     /// The quantizer's own f16 rounding against the runtime's <see cref="Half"/> conversion: every sign and exponent
     /// with mantissas at the rounding edges (ties, one below, one above), the overflow and subnormal boundaries,
