@@ -78,48 +78,59 @@ internal static unsafe class PackedRows
 
         public readonly void Execute(int start, int end)
         {
-            if (Type == GgmlType.Q4_0) Octets<Q4_0Packed, Q4_0Octets>(this, start, end);
-            else Octets<Q8_0Packed, Q8_0Octets>(this, start, end);
+            if (Type == GgmlType.Q4_0) Octets<Q4_0Packed>(this, start, end);
+            else Octets<Q8_0Packed>(this, start, end);
         }
     }
 
     /// <summary>
-    /// Octets [start, end). Up to <see cref="IPackedFormat.DirectUpTo"/> vectors read the packed octets directly; more
-    /// vectors first widen each octet into <typeparamref name="TWide"/>'s layout (codes one per byte, float scales),
-    /// which they then read.
+    /// Octets [start, end): every four vectors together (<see cref="IPackedFormat.Quad"/>, their activations laid out
+    /// once per call), the last one to three in pairs and alone (<see cref="RowOctets.Vectors"/>), all reading the
+    /// packed octets directly.
     /// </summary>
-    private static void Octets<TPacked, TWide>(in PackedJob job, int start, int end)
-        where TPacked : struct, IPackedFormat where TWide : struct, RowOctets.IPair
+    private static void Octets<TPacked>(in PackedJob job, int start, int end) where TPacked : struct, IPackedFormat
     {
-        int blocks = job.Cols / 32, count = job.Count;
+        int blocks = job.Cols / 32, count = job.Count, quads = count / 4, rest = 4 * quads;
         var acts = stackalloc RowDots.Act32[count];
         for (int t = 0; t < count; t++) acts[t] = new RowDots.Act32(job.Activations[t]);
+        byte* quadActs = quads > 0 ? QuadActivations(acts, quads, blocks) : null;
         long octetBytes = (long)blocks * TPacked.BlockBytes;
-        if (typeof(TPacked) == typeof(Q4_0Packed) && count >= 4)
-        {
-            for (int o = start; o < end; o++)
-            {
-                byte* octet = job.Packed + o * octetBytes;
-                int t = 0;
-                for (; t + 4 <= count; t += 4)
-                    Q4_0Packed.Quad(octet, blocks, acts + t, job.Y + 8 * o + (long)t * job.Rows, job.Rows);
-                if (t < count)
-                    RowOctets.Vectors<TPacked>(octet, blocks, acts + t, count - t, job.Y + 8 * o + (long)t * job.Rows, job.Rows, prefetch: false);
-            }
-            return;
-        }
-        if (count <= TPacked.DirectUpTo)
-        {
-            for (int o = start; o < end; o++)
-                RowOctets.Vectors<TPacked>(job.Packed + o * octetBytes, blocks, acts, count, job.Y + 8 * o, job.Rows, prefetch: count == 1);
-            return;
-        }
-        byte* wide = RowOctets.Buffer(blocks * TWide.BlockBytes);
         for (int o = start; o < end; o++)
         {
-            TPacked.Widen(job.Packed + o * octetBytes, blocks, wide);
-            RowOctets.Vectors<TWide>(wide, blocks, acts, count, job.Y + 8 * o, job.Rows, prefetch: false);
+            byte* octet = job.Packed + o * octetBytes;
+            float* y = job.Y + 8 * o;
+            for (int q = 0; q < quads; q++)
+                TPacked.Quad(octet, blocks, quadActs + (long)q * blocks * QuadBlockBytes, y + 4L * q * job.Rows, job.Rows);
+            if (rest < count)
+                RowOctets.Vectors<TPacked>(octet, blocks, acts + rest, count - rest, y + (long)rest * job.Rows, job.Rows, prefetch: count == 1);
         }
+    }
+
+    /// <summary>Bytes of one block of four vectors' activations as <see cref="Q4_0Packed.Quad"/> reads them: the four
+    /// vectors' 32 codes, then their four scales, then their four code sums times 8.</summary>
+    private const int QuadBlockBytes = 4 * 32 + 16 + 16;
+
+    [ThreadStatic] private static byte[]? _quadActs;
+
+    /// <summary>Vectors 4q..4q+3 for each of <paramref name="quads"/> groups, block by block, in the layout of
+    /// <see cref="QuadBlockBytes"/>, in the calling thread's buffer: one pointer then reaches everything a block needs.</summary>
+    private static byte* QuadActivations(RowDots.Act32* acts, int quads, int blocks)
+    {
+        int bytes = quads * blocks * QuadBlockBytes;
+        var buffer = _quadActs;
+        if (buffer is null || buffer.Length < bytes)
+            _quadActs = buffer = GC.AllocateUninitializedArray<byte>(bytes, pinned: true);
+        byte* start = (byte*)Unsafe.AsPointer(ref buffer[0]), p = start;
+        for (int q = 0; q < quads; q++)
+            for (int b = 0; b < blocks; b++, p += QuadBlockBytes)
+                for (int v = 0; v < 4; v++)
+                {
+                    var a = acts[4 * q + v];
+                    Vector256.Load(a.Qs + 32 * b).Store((sbyte*)p + 32 * v);
+                    ((float*)(p + 128))[v] = a.D[b];
+                    ((int*)(p + 144))[v] = a.Sum[b] << 3;
+                }
+        return start;
     }
 
     /// <summary>A packed block-octet format.</summary>
@@ -128,11 +139,24 @@ internal static unsafe class PackedRows
         /// <summary>Packs eight rows at w, w + rowBytes, ... block by block into packed.</summary>
         static abstract void Pack(byte* w, int rowBytes, int blocks, byte* packed);
 
-        /// <summary>Vectors up to which a product reads the packed octets directly; more vectors widen each octet first.</summary>
-        static abstract int DirectUpTo { get; }
+        /// <summary>One packed octet times four vectors (their activations at quadActs, see <see cref="QuadActivations"/>);
+        /// vector t's eight results into y + t * yStride, each the float computation of <see cref="RowOctets.Octet"/>.</summary>
+        static abstract void Quad(byte* octet, int blocks, byte* quadActs, float* y, int yStride);
+    }
 
-        /// <summary>Widens a packed octet of <paramref name="blocks"/> blocks into the per-product octet layout.</summary>
-        static abstract void Widen(byte* packed, int blocks, byte* wide);
+    /// <summary>The sixteen accumulators of a four-vector product (vector t, block b mod 4 at 4 t + b mod 4), zeroed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ClearAccumulators(Vector256<float>* acc)
+    {
+        for (int i = 0; i < 16; i++) acc[i] = default;
+    }
+
+    /// <summary>Vector t's eight results of a four-vector product: (a0 + a1) + (a2 + a3), as <see cref="RowOctets.Octet"/> ends.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreAccumulators(Vector256<float>* acc, float* y, int yStride)
+    {
+        for (int t = 0; t < 4; t++)
+            ((acc[4 * t] + acc[4 * t + 1]) + (acc[4 * t + 2] + acc[4 * t + 3])).Store(y + (long)t * yStride);
     }
 
     /// <summary>The eight f16 scales at p as floats (exact).</summary>
@@ -151,24 +175,12 @@ internal static unsafe class PackedRows
     {
         public static int BlockBytes => 128 + 16;
 
-        /// <summary>Two vectors share the unpacking in registers; from three on, unpacking once into a buffer pays.</summary>
-        public static int DirectUpTo => 2;
-
         public static void Pack(byte* w, int rowBytes, int blocks, byte* packed)
         {
             for (int b = 0; b < blocks; b++, w += 18, packed += BlockBytes)
             {
                 Q4_0Octets.TransposeCodes(w, rowBytes, packed);
                 PackScales(w, rowBytes, packed + 128);
-            }
-        }
-
-        public static void Widen(byte* packed, int blocks, byte* wide)
-        {
-            for (int b = 0; b < blocks; b++, packed += BlockBytes, wide += Q4_0Octets.BlockBytes)
-            {
-                Q4_0Octets.WidenCodes(packed, wide);
-                Scales(packed + 128).Store((float*)(wide + 256));
             }
         }
 
@@ -182,33 +194,44 @@ internal static unsafe class PackedRows
         }
 
         /// <summary>
-        /// One packed octet times four vectors, which share the unpacked codes and scales of each block; vector t's
-        /// eight results into y + t * yStride. The sixteen accumulators (vector t, block b mod 4) live in memory, the
+        /// One packed octet times four vectors (their activations at quadActs, see <see cref="QuadActivations"/>), which
+        /// share the unpacked codes and scales of each block; vector t's eight results into y + t * yStride. The sixteen
+        /// accumulators (vector t, block b mod 4) live in memory, the
         /// eight code registers in registers; every (row, vector) is the float computation of <see cref="RowOctets.Octet"/>.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public static void Quad(byte* octet, int blocks, RowDots.Act32* acts, float* y, int yStride)
+        public static void Quad(byte* octet, int blocks, byte* quadActs, float* y, int yStride)
         {
             var acc = stackalloc Vector256<float>[16];
-            for (int i = 0; i < 16; i++) acc[i] = default;
+            ClearAccumulators(acc);
             for (int b = 0; b < blocks; b++)
             {
-                byte* p = octet + (long)b * BlockBytes;
+                byte* p = octet + (long)b * BlockBytes, a = quadActs + (long)b * QuadBlockBytes;
                 var (p0, p1, p2, p3) = (Vector256.Load(p), Vector256.Load(p + 32), Vector256.Load(p + 64), Vector256.Load(p + 96));
                 var (l0, l1, l2, l3) = (Q4_0Octets.Low(p0), Q4_0Octets.Low(p1), Q4_0Octets.Low(p2), Q4_0Octets.Low(p3));
                 var (h0, h1, h2, h3) = (Q4_0Octets.High(p0), Q4_0Octets.High(p1), Q4_0Octets.High(p2), Q4_0Octets.High(p3));
                 var scales = Scales(p + 128);
                 var slot = acc + (b & 3);
-                slot[0] += Q4_0Octets.Term(RowOctets.CodeSums(l0, l1, l2, l3, h0, h1, h2, h3, (int*)(acts[0].Qs + 32 * b)), scales, acts[0], b);
-                slot[4] += Q4_0Octets.Term(RowOctets.CodeSums(l0, l1, l2, l3, h0, h1, h2, h3, (int*)(acts[1].Qs + 32 * b)), scales, acts[1], b);
-                slot[8] += Q4_0Octets.Term(RowOctets.CodeSums(l0, l1, l2, l3, h0, h1, h2, h3, (int*)(acts[2].Qs + 32 * b)), scales, acts[2], b);
-                slot[12] += Q4_0Octets.Term(RowOctets.CodeSums(l0, l1, l2, l3, h0, h1, h2, h3, (int*)(acts[3].Qs + 32 * b)), scales, acts[3], b);
+                slot[0] += QuadTerm(l0, l1, l2, l3, h0, h1, h2, h3, scales, a, 0);
+                slot[4] += QuadTerm(l0, l1, l2, l3, h0, h1, h2, h3, scales, a, 1);
+                slot[8] += QuadTerm(l0, l1, l2, l3, h0, h1, h2, h3, scales, a, 2);
+                slot[12] += QuadTerm(l0, l1, l2, l3, h0, h1, h2, h3, scales, a, 3);
             }
-            for (int t = 0; t < 4; t++)
-                ((acc[4 * t] + acc[4 * t + 1]) + (acc[4 * t + 2] + acc[4 * t + 3])).Store(y + (long)t * yStride);
+            StoreAccumulators(acc, y, yStride);
         }
 
-        /// <summary>Lane j: (dw_j * dx) * (Σ q x - 8 Σ x) of block b, as <see cref="Q4_0Octets.Term(byte*, in RowDots.Act32, int)"/> on the widened octet.</summary>
+        /// <summary>Vector v's term of a block (its activations at a, laid out as <see cref="QuadBlockBytes"/> says):
+        /// the integers and float operations of <see cref="Q4_0Octets.Term(Vector256{short}, Vector256{float}, in RowDots.Act32, int)"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector256<float> QuadTerm(Vector256<byte> l0, Vector256<byte> l1, Vector256<byte> l2, Vector256<byte> l3,
+            Vector256<byte> h0, Vector256<byte> h1, Vector256<byte> h2, Vector256<byte> h3, Vector256<float> scales, byte* a, int v)
+        {
+            var sums = RowOctets.CodeSums(l0, l1, l2, l3, h0, h1, h2, h3, (int*)(a + 32 * v));
+            var isum = Avx2.MultiplyAddAdjacent(sums, Vector256.Create((short)1)) - Vector256.Create(((int*)(a + 144))[v]);
+            return scales * Vector256.Create(((float*)(a + 128))[v]) * Vector256.ConvertToSingle(isum);
+        }
+
+        /// <summary>Lane j: (dw_j * dx) * (Σ q x - 8 Σ x) of block b, as <see cref="Q4_0Octets.Term(byte*, in RowDots.Act32, int)"/> on the per-product octet.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Term(byte* p, in RowDots.Act32 a, int b)
         {
@@ -224,9 +247,6 @@ internal static unsafe class PackedRows
     {
         public static int BlockBytes => 256 + 16;
 
-        /// <summary>Widening only converts the scales, which pays from about four vectors on.</summary>
-        public static int DirectUpTo => 4;
-
         public static void Pack(byte* w, int rowBytes, int blocks, byte* packed)
         {
             for (int b = 0; b < blocks; b++, w += 34, packed += BlockBytes)
@@ -236,21 +256,57 @@ internal static unsafe class PackedRows
             }
         }
 
-        public static void Widen(byte* packed, int blocks, byte* wide)
-        {
-            for (int b = 0; b < blocks; b++, packed += BlockBytes, wide += Q8_0Octets.BlockBytes)
-            {
-                for (int k = 0; k < 8; k++) Vector256.Load(packed + 32 * k).Store(wide + 32 * k);
-                Scales(packed + 256).Store((float*)(wide + 256));
-            }
-        }
-
-        /// <summary>The terms of block b for vectors a and c (the widened octet's pair terms with half-precision scales).</summary>
+        /// <summary>The terms of block b for vectors a and c (the per-product octet's pair terms with half-precision scales).</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static (Vector256<float>, Vector256<float>) Terms(byte* p, in RowDots.Act32 a, in RowDots.Act32 c, int b) =>
             Q8_0Octets.Terms(p, Scales(p + 256), a, c, b);
 
-        /// <summary>Lane j: (dw_j * dx) * Σ q x of block b, as <see cref="Q8_0Octets.Term"/> on the widened octet.</summary>
+        /// <summary>
+        /// One packed octet times four vectors, which share each block's weight magnitudes (eight registers) and scales;
+        /// the weights' signs go onto each vector's activations (vpsignb reads the codes from memory), and every
+        /// vpmaddubsw is widened by its own vpmaddwd, as <see cref="Q8_0Octets.Sum"/> does.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void Quad(byte* octet, int blocks, byte* quadActs, float* y, int yStride)
+        {
+            var acc = stackalloc Vector256<float>[16];
+            ClearAccumulators(acc);
+            for (int b = 0; b < blocks; b++)
+            {
+                byte* p = octet + (long)b * BlockBytes, a = quadActs + (long)b * QuadBlockBytes;
+                var m0 = Avx2.Abs(Vector256.Load((sbyte*)p)); var m1 = Avx2.Abs(Vector256.Load((sbyte*)p + 32));
+                var m2 = Avx2.Abs(Vector256.Load((sbyte*)p + 64)); var m3 = Avx2.Abs(Vector256.Load((sbyte*)p + 96));
+                var m4 = Avx2.Abs(Vector256.Load((sbyte*)p + 128)); var m5 = Avx2.Abs(Vector256.Load((sbyte*)p + 160));
+                var m6 = Avx2.Abs(Vector256.Load((sbyte*)p + 192)); var m7 = Avx2.Abs(Vector256.Load((sbyte*)p + 224));
+                var scales = Scales(p + 256);
+                var slot = acc + (b & 3);
+                slot[0] += QuadTerm(m0, m1, m2, m3, m4, m5, m6, m7, (sbyte*)p, scales, a, 0);
+                slot[4] += QuadTerm(m0, m1, m2, m3, m4, m5, m6, m7, (sbyte*)p, scales, a, 1);
+                slot[8] += QuadTerm(m0, m1, m2, m3, m4, m5, m6, m7, (sbyte*)p, scales, a, 2);
+                slot[12] += QuadTerm(m0, m1, m2, m3, m4, m5, m6, m7, (sbyte*)p, scales, a, 3);
+            }
+            StoreAccumulators(acc, y, yStride);
+        }
+
+        /// <summary>Vector v's term of a block: the integer sum of <see cref="Q8_0Octets.Sum"/> (same pairing) and the
+        /// float operations of <see cref="Term"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector256<float> QuadTerm(Vector256<byte> m0, Vector256<byte> m1, Vector256<byte> m2, Vector256<byte> m3,
+            Vector256<byte> m4, Vector256<byte> m5, Vector256<byte> m6, Vector256<byte> m7, sbyte* w, Vector256<float> scales, byte* a, int v)
+        {
+            int* x = (int*)(a + 32 * v);
+            var isum = ((Dot(m0, w, x, 0) + Dot(m1, w, x, 1)) + (Dot(m2, w, x, 2) + Dot(m3, w, x, 3)))
+                + ((Dot(m4, w, x, 4) + Dot(m5, w, x, 5)) + (Dot(m6, w, x, 6) + Dot(m7, w, x, 7)));
+            return scales * Vector256.Create(((float*)(a + 128))[v]) * Vector256.ConvertToSingle(isum);
+        }
+
+        /// <summary>Register k's lane sums: |w| times x word k with w's signs, widened to 32 bits.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector256<int> Dot(Vector256<byte> magnitudes, sbyte* w, int* x, int k) =>
+            Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitudes, Avx2.Sign(Vector256.Create(x[k]).AsSByte(), Vector256.Load(w + 32 * k))),
+                Vector256.Create((short)1));
+
+        /// <summary>Lane j: (dw_j * dx) * Σ q x of block b, as <see cref="Q8_0Octets.Term"/> on the per-product octet.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Term(byte* p, in RowDots.Act32 a, int b) =>
             Scales(p + 256) * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(Q8_0Octets.Sum(p, (int*)(a.Qs + 32 * b)));
