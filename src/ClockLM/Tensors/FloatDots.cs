@@ -186,12 +186,12 @@ internal static unsafe class FloatDots
     /// <summary>
     /// F16 rows [start, end) of a matrix (rows <paramref name="rowBytes"/> apart) times x on AVX2 with FMA, into y.
     /// Each row's result is that of <see cref="Half16x256"/>; the loop saves the widening's multiplication by 2^112 by
-    /// folding it into a copy of x made once per call (see <see cref="ScaledForHalves"/>): the products are exact
-    /// either way, so the fused multiply-adds round the same sums.
+    /// folding it into <paramref name="xs"/>, the copy of x that <see cref="ScaledForHalves"/> made once per product
+    /// (null when x has values too large for it): the products are exact either way, so the fused multiply-adds round
+    /// the same sums.
     /// </summary>
-    public static void F16Rows(byte* weights, int rowBytes, int n, float* x, float* y, int start, int end)
+    public static void F16Rows(byte* weights, int rowBytes, int n, float* x, float* xs, float* y, int start, int end)
     {
-        float* xs = ScaledForHalves(x, n);
         for (int r = start; r < end; r++)
         {
             var w = (ushort*)(weights + (long)r * rowBytes);
@@ -206,7 +206,7 @@ internal static unsafe class FloatDots
     /// The first n/8·8 values of x times 2^112 in a per-thread buffer, or null when some |x| ≥ 2^16 (or is not finite),
     /// whose scaled value would overflow. Scaling by a power of two is exact otherwise (subnormals included).
     /// </summary>
-    private static float* ScaledForHalves(float* x, int n)
+    public static float* ScaledForHalves(float* x, int n)
     {
         var buffer = _scaled;
         if (buffer is null || buffer.Length < n)

@@ -53,6 +53,8 @@ public static class MatVec
                 Type = w.Type, Path = path, Weights = w.Data, RowBytes = w.RowBytes, Cols = w.Cols,
                 X = px, Y = py, Activations = activations,
             };
+            // F16 rows read x scaled for the halves' widening, made once here rather than in every thread's share.
+            if (job.UsesF16Rows) job.ScaledX = FloatDots.ScaledForHalves(px, w.Cols);
             // Splitting pays only when each thread gets enough bytes to amortise waking it (a few microseconds).
             if (pool != null && w.ByteCount >= 256 * 1024)
                 pool.Run(job, w.Rows);
@@ -81,13 +83,17 @@ internal unsafe struct MatVecJob : IRowRangeJob
     public float* X;
     public float* Y;
     public ActivationBlocks? Activations;
+    public float* ScaledX;
+
+    /// <summary>True when the rows go through <see cref="FloatDots.F16Rows"/>, which reads <see cref="ScaledX"/>.</summary>
+    public readonly bool UsesF16Rows => Path == KernelPath.Vector256 && Type == GgmlType.F16 && Fma.IsSupported;
 
     public readonly void Execute(int start, int end)
     {
         switch (Path)
         {
             case KernelPath.Vector256 when Type == GgmlType.F32: F32MatVec.Rows(Weights, RowBytes, Cols, X, Y, start, end); break;
-            case KernelPath.Vector256 when Type == GgmlType.F16 && Fma.IsSupported: FloatDots.F16Rows(Weights, RowBytes, Cols, X, Y, start, end); break;
+            case KernelPath.Vector256 when UsesF16Rows: FloatDots.F16Rows(Weights, RowBytes, Cols, X, ScaledX, Y, start, end); break;
             case KernelPath.Scalar: RowDots.Rows<ScalarDots>(this, start, end); break;
             case KernelPath.Vector128: RowDots.Rows<Vector128Dots>(this, start, end); break;
             default: RowDots.Rows<Avx2Dots>(this, start, end); break;
