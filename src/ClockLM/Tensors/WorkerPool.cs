@@ -14,24 +14,26 @@ public interface IRowRangeJob
 /// works too, so a pool of N threads keeps N+1 cores busy.
 /// </summary>
 /// <remarks>
-/// The rows are cut into a few chunks per participant, and each participant claims the next chunk with one
-/// compare-and-swap until none are left: a thread the OS has descheduled simply claims fewer chunks, instead of
-/// holding up the product with a fixed share. The claim counter carries the run number in its top 32 bits, so a
-/// worker that wakes late can never claim a chunk of a later run with a stale view of it. Workers spin briefly
-/// between runs (a token's matmuls follow each other within microseconds), then sleep on a semaphore.
-/// Each worker adds the chunks it ran to the done count once, when it finds none left (the caller only waits for the
-/// others' chunks), and the claim counter, the
+/// Each participant claims the next chunk of rows with one compare-and-swap until none are left, and chunks shrink as
+/// the rows run out: a claim takes half of one participant's fair share of the rows still left (remaining / (2 ×
+/// participants)), but no fewer than 1/16 of a participant's share of the whole. The first chunks are large (few
+/// claims) and the last ones small, so the participants finish close together; a thread the OS has descheduled simply
+/// claims fewer chunks instead of holding up the product with a fixed share. The claim counter carries the run number
+/// in its top 32 bits, so a worker that wakes late can never claim a chunk of a later run with a stale view of it.
+/// Workers spin briefly between runs (a token's matmuls follow each other within microseconds), then sleep on a
+/// semaphore. Each worker adds the rows it ran to the done count once, when it finds none left (the caller only waits
+/// for the others' rows), and the claim counter, the
 /// done count and the run number workers poll sit on cache lines of their own, so a run moves few lines between cores.
 /// A run allocates nothing: the job struct is copied into a holder created once per job type.
 /// </remarks>
 public sealed class WorkerPool : IDisposable
 {
-    private const int ChunksPerParticipant = 8;
+    private const int SmallestChunkPerShare = 16;
     private readonly Worker[] _workers;
     private readonly Dictionary<Type, JobHolder> _holders = new();
     private JobHolder? _current;
     private int _count;
-    private int _chunks;
+    private int _smallest;
     private Counters _hot;
     private int _running;
     private Exception? _failure;
@@ -42,8 +44,8 @@ public sealed class WorkerPool : IDisposable
     private struct Counters
     {
         [FieldOffset(128)] public int Run;      // also the wake-up generation; polled by idle workers
-        [FieldOffset(256)] public long Claims;  // (run << 32) | chunks not yet claimed
-        [FieldOffset(384)] public int Done;     // chunks the workers finished, added once per worker per run
+        [FieldOffset(256)] public long Claims;  // (run << 32) | rows not yet claimed
+        [FieldOffset(384)] public int Done;     // rows the workers finished, added once per worker per run
     }
 
     /// <summary>Starts <paramref name="threads"/> background worker threads (0 runs everything on the caller).</summary>
@@ -85,19 +87,19 @@ public sealed class WorkerPool : IDisposable
             ((JobHolder<TJob>)holder).Job = job;
             _current = holder;
             _count = count;
-            _chunks = Math.Min(count, Participants * ChunksPerParticipant);
+            _smallest = Math.Max(1, count / (Participants * SmallestChunkPerShare));
             _hot.Done = 0;
             int run = _hot.Run + 1;
-            Interlocked.Exchange(ref _hot.Claims, ((long)run << 32) | (uint)_chunks);
+            Interlocked.Exchange(ref _hot.Claims, ((long)run << 32) | (uint)count);
             Interlocked.Exchange(ref _hot.Run, run); // publishes the run; workers polling or asleep pick it up
             foreach (var w in _workers) w.WakeIfSleeping();
 
             int ran = 0;
-            while (TryClaim(run, out int chunk)) { Execute(chunk); ran++; }
+            while (TryClaim(run, out int start, out int end)) { Execute(start, end); ran += end - start; }
 
-            // The workers count the rest; the caller's own chunks need no shared write.
+            // The workers count the rest; the caller's own rows need no shared write.
             var spin = new SpinWait();
-            while (Volatile.Read(ref _hot.Done) != _chunks - ran) spin.SpinOnce(sleep1Threshold: -1);
+            while (Volatile.Read(ref _hot.Done) != count - ran) spin.SpinOnce(sleep1Threshold: -1);
             var failure = _failure;
             _failure = null;
             if (failure != null) throw new AggregateException("a WorkerPool job failed", failure);
@@ -109,33 +111,40 @@ public sealed class WorkerPool : IDisposable
     }
 
     /// <summary>
-    /// Claims the next chunk of run <paramref name="run"/>, or returns false once that run has none left. The counter
-    /// holds the chunks still unclaimed, so a stale claimer sees 0 (or another run) and can never overshoot; and while
-    /// claimed chunk is not yet counted done its run cannot end, so the run's fields read after the claim are still its own.
+    /// Claims the next chunk [start, end) of run <paramref name="run"/>, or returns false once that run has no rows
+    /// left. The counter holds the rows still unclaimed, so a stale claimer sees 0 (or another run) and can never
+    /// overshoot; and while a claimed chunk is not yet counted done its run cannot end, so the run's fields read after
+    /// the claim are still its own.
     /// </summary>
-    private bool TryClaim(int run, out int chunk)
+    private bool TryClaim(int run, out int start, out int end)
     {
         while (true)
         {
             long claims = Volatile.Read(ref _hot.Claims);
             int remaining = (int)claims;
-            chunk = 0;
+            (start, end) = (0, 0);
             if ((int)(claims >> 32) != run || remaining == 0) return false;
-            if (Interlocked.CompareExchange(ref _hot.Claims, claims - 1, claims) == claims)
+            int size = ChunkSize(remaining, Participants, _smallest);
+            if (Interlocked.CompareExchange(ref _hot.Claims, claims - size, claims) == claims)
             {
-                chunk = _chunks - remaining;
+                start = _count - remaining;
+                end = start + size;
                 return true;
             }
         }
     }
 
+    /// <summary>Rows the next claim takes when <paramref name="remaining"/> are left: remaining / (2 participants),
+    /// at least <paramref name="smallest"/>, at most all of them.</summary>
+    internal static int ChunkSize(int remaining, int participants, int smallest) =>
+        Math.Min(remaining, Math.Max(smallest, remaining / (2 * participants)));
+
     /// <summary>Runs a claimed chunk. The run cannot finish before this chunk is counted done, so its state is still current.</summary>
-    /// <remarks>The caller counts the chunk done afterwards (all its chunks of the run at once, with <see cref="RunClaims"/>).</remarks>
-    private void Execute(int chunk)
+    /// <remarks>The claimer counts the chunk's rows done afterwards (all its rows of the run at once, with <see cref="RunClaims"/>).</remarks>
+    private void Execute(int start, int end)
     {
         try
         {
-            var (start, end) = Share(chunk, _chunks, _count);
             _current!.Execute(start, end);
         }
         catch (Exception e)
@@ -144,17 +153,13 @@ public sealed class WorkerPool : IDisposable
         }
     }
 
-    /// <summary>A worker's part of run <paramref name="run"/>: claims and runs chunks until none are left, then counts them done.</summary>
+    /// <summary>A worker's part of run <paramref name="run"/>: claims and runs chunks until none are left, then counts their rows done.</summary>
     private void RunClaims(int run)
     {
         int ran = 0;
-        while (TryClaim(run, out int chunk)) { Execute(chunk); ran++; }
+        while (TryClaim(run, out int start, out int end)) { Execute(start, end); ran += end - start; }
         if (ran > 0) Interlocked.Add(ref _hot.Done, ran);
     }
-
-    /// <summary>Rows of part <paramref name="index"/> out of <paramref name="parts"/>: an even contiguous split.</summary>
-    internal static (int Start, int End) Share(int index, int parts, int count) =>
-        ((int)((long)count * index / parts), (int)((long)count * (index + 1) / parts));
 
     /// <summary>Stops the worker threads.</summary>
     public void Dispose()

@@ -89,12 +89,27 @@ public class WorkerPoolTests
         }
     }
 
-    [Fact]
-    public void Share_SplitsEvenlyAndContiguously()
+    [Theory]
+    [InlineData(2048, 2)]
+    [InlineData(32000, 2)]
+    [InlineData(256, 4)]
+    [InlineData(7, 3)]
+    public void ChunkSize_ShrinksAndCoversEveryRowOnce(int count, int participants)
     {
-        Assert.Equal((0, 333), WorkerPool.Share(0, 3, 1000));
-        Assert.Equal((333, 666), WorkerPool.Share(1, 3, 1000));
-        Assert.Equal((666, 1000), WorkerPool.Share(2, 3, 1000));
+        int smallest = Math.Max(1, count / (participants * 16));
+        var sizes = new List<int>();
+        for (int remaining = count; remaining > 0;)
+        {
+            int size = WorkerPool.ChunkSize(remaining, participants, smallest);
+            Assert.InRange(size, 1, remaining);
+            sizes.Add(size);
+            remaining -= size;
+        }
+        Assert.Equal(count, sizes.Sum());
+        for (int i = 1; i < sizes.Count; i++) Assert.True(sizes[i] <= sizes[i - 1], $"chunk {i} ({sizes[i]}) is larger than chunk {i - 1} ({sizes[i - 1]})");
+        Assert.Equal(Math.Max(smallest, count / (2 * participants)), sizes[0]);
+        Assert.True(sizes[^1] <= smallest, $"the last chunk has {sizes[^1]} rows, more than the smallest chunk ({smallest})");
+        Assert.True(sizes.Count <= 4 * participants * 16, $"{sizes.Count} claims");
     }
 
     private struct ThrowingJob : IRowRangeJob
