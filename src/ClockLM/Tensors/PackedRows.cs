@@ -196,8 +196,8 @@ internal static unsafe class PackedRows
         /// <summary>
         /// One packed octet times four vectors (their activations at quadActs, see <see cref="QuadActivations"/>), which
         /// share the unpacked codes and scales of each block; vector t's eight results into y + t * yStride. The sixteen
-        /// accumulators (vector t, block b mod 4) live in memory, the
-        /// eight code registers in registers; every (row, vector) is the float computation of <see cref="RowOctets.Octet"/>.
+        /// accumulators (vector t, block b mod 4) live in memory, the eight code registers in registers; every
+        /// (row, vector) is the float computation of <see cref="RowOctets.Octet"/>.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public static void Quad(byte* octet, int blocks, byte* quadActs, float* y, int yStride)
