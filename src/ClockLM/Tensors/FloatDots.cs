@@ -96,7 +96,7 @@ internal static unsafe class FloatDots
             s += kind switch
             {
                 GgmlTypeTail.F32 => ((float*)w)[i],
-                GgmlTypeTail.F16 => (float)BitConverter.UInt16BitsToHalf(((ushort*)w)[i]),
+                GgmlTypeTail.F16 => HalfWidening.ToSingle(((ushort*)w)[i]),
                 _ => Dequantize.BFloat16ToSingle(((ushort*)w)[i]),
             } * x[i];
         return s;

@@ -54,9 +54,11 @@ internal static unsafe class PackedRows
     /// with packed weights, the octets split across <paramref name="pool"/>.</summary>
     public static void Multiply(in TensorView w, ActivationBlocks[] activations, float* y, int count, WorkerPool? pool)
     {
+        // Four vectors at a time read their activations laid out together, once per product for every thread's share.
         var job = new PackedJob
         {
             Type = w.Type, Packed = w.Packed, Cols = w.Cols, Rows = w.Rows, Count = count, Y = y, Activations = activations,
+            QuadActs = count >= 4 ? QuadActivations(activations, count / 4, w.Cols / 32) : null,
         };
         if (pool != null && w.ByteCount * count >= 256 * 1024)
             pool.Run(job, w.Rows / 8);
@@ -75,6 +77,7 @@ internal static unsafe class PackedRows
         public int Count;
         public float* Y;
         public ActivationBlocks[] Activations;
+        public byte* QuadActs;
 
         public readonly void Execute(int start, int end)
         {
@@ -84,23 +87,22 @@ internal static unsafe class PackedRows
     }
 
     /// <summary>
-    /// Octets [start, end): every four vectors together (<see cref="IPackedFormat.Quad"/>, their activations laid out
-    /// once per call), the last one to three in pairs and alone (<see cref="RowOctets.Vectors"/>), all reading the
-    /// packed octets directly.
+    /// Octets [start, end): every four vectors together (<see cref="IPackedFormat.Quad"/>, on the activations
+    /// <see cref="Multiply"/> laid out), the last one to three in pairs and alone (<see cref="RowOctets.Vectors"/>),
+    /// all reading the packed octets directly.
     /// </summary>
     private static void Octets<TPacked>(in PackedJob job, int start, int end) where TPacked : struct, IPackedFormat
     {
         int blocks = job.Cols / 32, count = job.Count, quads = count / 4, rest = 4 * quads;
         var acts = stackalloc RowDots.Act32[count];
         for (int t = 0; t < count; t++) acts[t] = new RowDots.Act32(job.Activations[t]);
-        byte* quadActs = quads > 0 ? QuadActivations(acts, quads, blocks) : null;
         long octetBytes = (long)blocks * TPacked.BlockBytes;
         for (int o = start; o < end; o++)
         {
             byte* octet = job.Packed + o * octetBytes;
             float* y = job.Y + 8 * o;
             for (int q = 0; q < quads; q++)
-                TPacked.Quad(octet, blocks, quadActs + (long)q * blocks * QuadBlockBytes, y + 4L * q * job.Rows, job.Rows);
+                TPacked.Quad(octet, blocks, job.QuadActs + (long)q * blocks * QuadBlockBytes, y + 4L * q * job.Rows, job.Rows);
             if (rest < count)
                 RowOctets.Vectors<TPacked>(octet, blocks, acts + rest, count - rest, y + (long)rest * job.Rows, job.Rows, prefetch: count == 1);
         }
@@ -114,7 +116,7 @@ internal static unsafe class PackedRows
 
     /// <summary>Vectors 4q..4q+3 for each of <paramref name="quads"/> groups, block by block, in the layout of
     /// <see cref="QuadBlockBytes"/>, in the calling thread's buffer: one pointer then reaches everything a block needs.</summary>
-    private static byte* QuadActivations(RowDots.Act32* acts, int quads, int blocks)
+    private static byte* QuadActivations(ActivationBlocks[] activations, int quads, int blocks)
     {
         int bytes = quads * blocks * QuadBlockBytes;
         var buffer = _quadActs;
@@ -125,7 +127,7 @@ internal static unsafe class PackedRows
             for (int b = 0; b < blocks; b++, p += QuadBlockBytes)
                 for (int v = 0; v < 4; v++)
                 {
-                    var a = acts[4 * q + v];
+                    var a = new RowDots.Act32(activations[4 * q + v]);
                     Vector256.Load(a.Qs + 32 * b).Store((sbyte*)p + 32 * v);
                     ((float*)(p + 128))[v] = a.D[b];
                     ((int*)(p + 144))[v] = a.Sum[b] << 3;
@@ -264,7 +266,7 @@ internal static unsafe class PackedRows
         /// <summary>
         /// One packed octet times four vectors, which share each block's weight magnitudes (eight registers) and scales;
         /// the weights' signs go onto each vector's activations (vpsignb reads the codes from memory), and every
-        /// vpmaddubsw is widened by its own vpmaddwd, as <see cref="Q8_0Octets.Sum"/> does.
+        /// vpmaddubsw is widened by its own vpmaddwd, as <see cref="Q8_0Octets.Sum(byte*, int*)"/> does.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public static void Quad(byte* octet, int blocks, byte* quadActs, float* y, int yStride)
@@ -288,23 +290,15 @@ internal static unsafe class PackedRows
             StoreAccumulators(acc, y, yStride);
         }
 
-        /// <summary>Vector v's term of a block: the integer sum of <see cref="Q8_0Octets.Sum"/> (same pairing) and the
-        /// float operations of <see cref="Term"/>.</summary>
+        /// <summary>Vector v's term of a block: the integer sum of <see cref="Q8_0Octets.Sum(byte*, int*)"/> and the float
+        /// operations of <see cref="Term"/>.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static Vector256<float> QuadTerm(Vector256<byte> m0, Vector256<byte> m1, Vector256<byte> m2, Vector256<byte> m3,
             Vector256<byte> m4, Vector256<byte> m5, Vector256<byte> m6, Vector256<byte> m7, sbyte* w, Vector256<float> scales, byte* a, int v)
         {
-            int* x = (int*)(a + 32 * v);
-            var isum = ((Dot(m0, w, x, 0) + Dot(m1, w, x, 1)) + (Dot(m2, w, x, 2) + Dot(m3, w, x, 3)))
-                + ((Dot(m4, w, x, 4) + Dot(m5, w, x, 5)) + (Dot(m6, w, x, 6) + Dot(m7, w, x, 7)));
+            var isum = Q8_0Octets.Sum(m0, m1, m2, m3, m4, m5, m6, m7, w, (int*)(a + 32 * v));
             return scales * Vector256.Create(((float*)(a + 128))[v]) * Vector256.ConvertToSingle(isum);
         }
-
-        /// <summary>Register k's lane sums: |w| times x word k with w's signs, widened to 32 bits.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<int> Dot(Vector256<byte> magnitudes, sbyte* w, int* x, int k) =>
-            Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitudes, Avx2.Sign(Vector256.Create(x[k]).AsSByte(), Vector256.Load(w + 32 * k))),
-                Vector256.Create((short)1));
 
         /// <summary>Lane j: (dw_j * dx) * Σ q x of block b, as <see cref="Q8_0Octets.Term"/> on the per-product octet.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

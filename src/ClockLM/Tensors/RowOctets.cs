@@ -337,12 +337,29 @@ internal readonly unsafe struct Q8_0Octets : RowOctets.IFormat
     public static Vector256<int> Sum(byte* p, int* x) =>
         ((Dot(p, x, 0) + Dot(p, x, 1)) + (Dot(p, x, 2) + Dot(p, x, 3))) + ((Dot(p, x, 4) + Dot(p, x, 5)) + (Dot(p, x, 6) + Dot(p, x, 7)));
 
+    /// <summary>Register k at p times x word k: the codes loaded once for their magnitudes and their signs.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Dot(byte* p, int* x, int k)
     {
         var w = Vector256.Load((sbyte*)p + 32 * k);
-        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(Vector256.Create(x[k]).AsSByte(), w)), Vector256.Create((short)1));
+        return Dot(w, Avx2.Abs(w), x[k]);
     }
+
+    /// <summary><see cref="Sum(byte*, int*)"/> given the registers' magnitudes m0..m7 (shared by several vectors) and
+    /// the codes at w for their signs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Sum(Vector256<byte> m0, Vector256<byte> m1, Vector256<byte> m2, Vector256<byte> m3,
+        Vector256<byte> m4, Vector256<byte> m5, Vector256<byte> m6, Vector256<byte> m7, sbyte* w, int* x) =>
+        ((Dot(Vector256.Load(w), m0, x[0]) + Dot(Vector256.Load(w + 32), m1, x[1]))
+        + (Dot(Vector256.Load(w + 64), m2, x[2]) + Dot(Vector256.Load(w + 96), m3, x[3])))
+        + ((Dot(Vector256.Load(w + 128), m4, x[4]) + Dot(Vector256.Load(w + 160), m5, x[5]))
+        + (Dot(Vector256.Load(w + 192), m6, x[6]) + Dot(Vector256.Load(w + 224), m7, x[7])));
+
+    /// <summary>Lane sums of one code register: its magnitudes times the activation word x with the codes' signs, widened
+    /// to 32 bits (each vpmaddubsw pair sum reaches 2 * 128 * 127, so it gets its own vpmaddwd).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Dot(Vector256<sbyte> codes, Vector256<byte> magnitudes, int x) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(magnitudes, Avx2.Sign(Vector256.Create(x).AsSByte(), codes)), Vector256.Create((short)1));
 
     /// <summary><see cref="Term"/> of block b for vectors a and c, which share the loads and magnitudes of the weights.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -355,7 +372,6 @@ internal readonly unsafe struct Q8_0Octets : RowOctets.IFormat
     {
         int* x = (int*)(a.Qs + 32 * b);
         int* z = (int*)(c.Qs + 32 * b);
-        var ones = Vector256.Create((short)1);
         Vector256<int> sx = default, sz = default;
         for (int k = 0; k < 8; k += 2)
         {
@@ -363,10 +379,8 @@ internal readonly unsafe struct Q8_0Octets : RowOctets.IFormat
             var w1 = Vector256.Load((sbyte*)p + 32 * k + 32);
             var m0 = Avx2.Abs(w0);
             var m1 = Avx2.Abs(w1);
-            sx += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(m0, Avx2.Sign(Vector256.Create(x[k]).AsSByte(), w0)), ones)
-                + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(m1, Avx2.Sign(Vector256.Create(x[k + 1]).AsSByte(), w1)), ones);
-            sz += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(m0, Avx2.Sign(Vector256.Create(z[k]).AsSByte(), w0)), ones)
-                + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(m1, Avx2.Sign(Vector256.Create(z[k + 1]).AsSByte(), w1)), ones);
+            sx += Dot(w0, m0, x[k]) + Dot(w1, m1, x[k + 1]);
+            sz += Dot(w0, m0, z[k]) + Dot(w1, m1, z[k + 1]);
         }
         return (scales * Vector256.Create(a.D[b]) * Vector256.ConvertToSingle(sx), scales * Vector256.Create(c.D[b]) * Vector256.ConvertToSingle(sz));
     }

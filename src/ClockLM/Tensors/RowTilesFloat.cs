@@ -102,7 +102,7 @@ internal static unsafe class FloatTiles
             return;
         }
         for (; i + 8 <= n; i += 8) HalfWidening.Widen(Avx2.ConvertToVector256Int32(h + i).AsUInt32()).Store(w + i);
-        for (; i < n; i++) w[i] = (float)BitConverter.UInt16BitsToHalf(h[i]);
+        for (; i < n; i++) w[i] = HalfWidening.ToSingle(h[i]);
     }
 
     /// <summary>
