@@ -135,9 +135,11 @@ public sealed class ServerLimitsTests
     [Fact]
     public async Task ClientThatDisconnectsCancelsItsGenerationAndFreesTheSlot()
     {
-        await using var host = await ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 1, ContextLength = 4096 });
-        // ignore_eos keeps the story going to max_tokens: thousands of steps, far longer than the client stays.
-        const string body = """{"prompt":"Once upon a time","max_tokens":4000,"stream":true,"clocklm":{"ignore_eos":true}}""";
+        // ignore_eos keeps the story going to max_tokens: 16000 steps, far longer than the client stays, even on a
+        // machine busy with other tests (4000 could finish before the server saw the connection close).
+        const int maxTokens = 16000;
+        await using var host = await ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 1, ContextLength = 16384 });
+        const string body = """{"prompt":"Once upon a time","max_tokens":16000,"stream":true,"clocklm":{"ignore_eos":true}}""";
         using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = Json(body) })
         using (var response = await host.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
         {
@@ -156,7 +158,7 @@ public sealed class ServerLimitsTests
         Assert.Equal(1, stats.Cancelled);
         Assert.Equal(0, stats.Completed);
         Assert.Equal(0, stats.ActiveSlots);
-        Assert.True(stats.GeneratedTokens < 4000, $"{stats.GeneratedTokens} tokens were generated after the client left");
+        Assert.True(stats.GeneratedTokens < maxTokens, $"{stats.GeneratedTokens} tokens were generated after the client left");
 
         // The slot is free for the next request.
         using var next = await host.Http.PostAsync("/v1/completions", Json("""{"prompt":"Once","max_tokens":3}"""));
