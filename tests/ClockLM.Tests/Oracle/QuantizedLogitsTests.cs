@@ -18,13 +18,17 @@ public class QuantizedLogitsTests(ITestOutputHelper output)
     /// same rounding, so the products agree up to summation order: K-quants measured 6e-7 to 9e-7 of std, hence 2e-5.
     /// The 32-value types here measured 2e-2 to 4e-2: their layers' inputs carry last-bit differences (summation order),
     /// and an activation that sits on a rounding boundary then becomes a different 8-bit value in each engine (see
-    /// <see cref="LlamaLogitsTests"/>); one such step moves the logits by a few percent of std, hence 0.15.</summary>
+    /// <see cref="LlamaLogitsTests"/>); one such step moves the logits by a few percent of std, hence 0.15.
+    /// On an AVX-512 EPYC, where LLamaSharp loads llama.cpp's AVX-512 build, the all-Q4_K model measured 3.2e-2 (the
+    /// same in every ClockLM kernel path, so the difference is llama.cpp's: its repacked Q4_K kernels quantise the
+    /// activations in their own layout) and gets the 32-value types' tolerance there; Q4_K_M, Q5_K and Q6_K measured
+    /// 4e-7 to 9e-7 on that machine too.</summary>
     public static TheoryData<string, double> Schemes => new()
     {
         { "Q4_1", 0.15 },
         { "Q5_0", 0.15 },
         { "Q5_1", 0.15 },
-        { "Q4_K", 2e-5 },
+        { "Q4_K", System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? 0.15 : 2e-5 },
         { "Q5_K", 2e-5 },
         { "Q6_K", 2e-5 },
         { "Q4_K_M", 2e-5 },
