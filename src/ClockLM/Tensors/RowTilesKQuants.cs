@@ -183,16 +183,20 @@ internal static unsafe class KQuantOctets
                 for (int t = 0; t < count; t++) acc[t] = Vector256<float>.Zero;
                 for (int b = 0; b < blocks; b++)
                 {
+                    // Four vectors at a time share each sub-block's code registers; the last one to three go alone.
+                    int t = 0;
                     if (q6)
                     {
                         InterleaveQ6_K(w + 210L * b, job.RowBytes, packed);
-                        for (int t = 0; t < count; t++)
+                        for (; t + 4 <= count; t += 4) Q6_KQuad(packed, qs + t, bsums + t, dx + t, b, acc + t);
+                        for (; t < count; t++)
                             acc[t] += Q6_KTerm(packed, qs[t] + 256 * b, bsums[t] + 16 * b, dx[t][b]);
                     }
                     else
                     {
                         InterleaveQ4_K(w + 144L * b, job.RowBytes, packed);
-                        for (int t = 0; t < count; t++)
+                        for (; t + 4 <= count; t += 4) Q4_KQuad(packed, qs + t, bsums + t, dx + t, b, acc + t);
+                        for (; t < count; t++)
                             acc[t] += Q4_KTerm(packed, qs[t] + 256 * b, bsums[t] + 16 * b, dx[t][b]);
                     }
                 }
@@ -217,6 +221,37 @@ internal static unsafe class KQuantOctets
             var s = RowOctets.CodeSums(p + 256 * j, (int*)(x + 32 * j));
             isum += Avx2.MultiplyAddAdjacent(s, Vector256.Load((short*)(p + 2048 + 32 * j)));
         }
+        return Q4_KFinish(p, isum, bsums, dx);
+    }
+
+    /// <summary><see cref="Q4_KTerm"/> of super-block b for vectors 0..3 (their values, group sums and scales at qs,
+    /// bsums, dx), added to acc[0..3]: each sub-block's eight code registers are loaded once for the four.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q4_KQuad(byte* p, sbyte** qs, short** bsums, float** dx, int b, Vector256<float>* acc)
+    {
+        sbyte* x0 = qs[0] + 256 * b, x1 = qs[1] + 256 * b, x2 = qs[2] + 256 * b, x3 = qs[3] + 256 * b;
+        Vector256<int> i0 = default, i1 = default, i2 = default, i3 = default;
+        for (int j = 0; j < 8; j++)
+        {
+            byte* c = p + 256 * j;
+            var (c0, c1, c2, c3) = (Vector256.Load(c), Vector256.Load(c + 32), Vector256.Load(c + 64), Vector256.Load(c + 96));
+            var (c4, c5, c6, c7) = (Vector256.Load(c + 128), Vector256.Load(c + 160), Vector256.Load(c + 192), Vector256.Load(c + 224));
+            var scale = Vector256.Load((short*)(p + 2048 + 32 * j));
+            i0 += Avx2.MultiplyAddAdjacent(RowOctets.CodeSums(c0, c1, c2, c3, c4, c5, c6, c7, (int*)(x0 + 32 * j)), scale);
+            i1 += Avx2.MultiplyAddAdjacent(RowOctets.CodeSums(c0, c1, c2, c3, c4, c5, c6, c7, (int*)(x1 + 32 * j)), scale);
+            i2 += Avx2.MultiplyAddAdjacent(RowOctets.CodeSums(c0, c1, c2, c3, c4, c5, c6, c7, (int*)(x2 + 32 * j)), scale);
+            i3 += Avx2.MultiplyAddAdjacent(RowOctets.CodeSums(c0, c1, c2, c3, c4, c5, c6, c7, (int*)(x3 + 32 * j)), scale);
+        }
+        acc[0] += Q4_KFinish(p, i0, bsums[0] + 16 * b, dx[0][b]);
+        acc[1] += Q4_KFinish(p, i1, bsums[1] + 16 * b, dx[1][b]);
+        acc[2] += Q4_KFinish(p, i2, bsums[2] + 16 * b, dx[2][b]);
+        acc[3] += Q4_KFinish(p, i3, bsums[3] + 16 * b, dx[3][b]);
+    }
+
+    /// <summary>The term of one super-block given its exact Σ sc q x per row (isum): the mins' part and the float step.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q4_KFinish(byte* p, Vector256<int> isum, short* bsums, float dx)
+    {
         // Σ_j m_j (bsums[2j] + bsums[2j + 1]): the mins meet each pair of group sums in one vpmaddwd.
         int* pairs = (int*)bsums;
         byte* m = p + 2048 + 256;
@@ -236,23 +271,58 @@ internal static unsafe class KQuantOctets
         var dots = Vector256<int>.Zero;
         for (int v = 0; v < 8; v++)
         {
-            // Codes reach 63: two partial sums add up in 16 bits (at most 2 * 2 * 63 * 127 = 32004), so each group of
-            // 16 values takes two vpmaddwd with its scale.
             byte* c = p + 256 * v;
-            int* xv = (int*)(x + 32 * v);
+            dots += Q6_KDots(Vector256.Load(c), Vector256.Load(c + 32), Vector256.Load(c + 64), Vector256.Load(c + 96),
+                Vector256.Load(c + 128), Vector256.Load(c + 160), Vector256.Load(c + 192), Vector256.Load(c + 224),
+                Vector256.Load((short*)(p + 2048 + 64 * v)), Vector256.Load((short*)(p + 2048 + 64 * v + 32)), (int*)(x + 32 * v));
+        }
+        return Q6_KFinish(p, dots, bsums, dx);
+    }
+
+    /// <summary>Lane j: Σ sc q x of 32 values (codes c0..c7, group scales s0 and s1) for row j. Codes reach 63: two
+    /// partial sums add up in 16 bits (at most 2 * 2 * 63 * 127 = 32004), so each group of 16 values takes two vpmaddwd
+    /// with its scale.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q6_KDots(Vector256<byte> c0, Vector256<byte> c1, Vector256<byte> c2, Vector256<byte> c3,
+        Vector256<byte> c4, Vector256<byte> c5, Vector256<byte> c6, Vector256<byte> c7, Vector256<short> s0, Vector256<short> s1, int* xv)
+    {
+        var a = Avx2.MultiplyAddAdjacent(c0, Vector256.Create(xv[0]).AsSByte()) + Avx2.MultiplyAddAdjacent(c1, Vector256.Create(xv[1]).AsSByte());
+        var b = Avx2.MultiplyAddAdjacent(c2, Vector256.Create(xv[2]).AsSByte()) + Avx2.MultiplyAddAdjacent(c3, Vector256.Create(xv[3]).AsSByte());
+        var e = Avx2.MultiplyAddAdjacent(c4, Vector256.Create(xv[4]).AsSByte()) + Avx2.MultiplyAddAdjacent(c5, Vector256.Create(xv[5]).AsSByte());
+        var f = Avx2.MultiplyAddAdjacent(c6, Vector256.Create(xv[6]).AsSByte()) + Avx2.MultiplyAddAdjacent(c7, Vector256.Create(xv[7]).AsSByte());
+        return Avx2.MultiplyAddAdjacent(a, s0) + Avx2.MultiplyAddAdjacent(b, s0)
+            + Avx2.MultiplyAddAdjacent(e, s1) + Avx2.MultiplyAddAdjacent(f, s1);
+    }
+
+    /// <summary><see cref="Q6_KTerm"/> of super-block b for vectors 0..3, added to acc[0..3]: each 32 values' eight code
+    /// registers and two scale registers are loaded once for the four.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q6_KQuad(byte* p, sbyte** qs, short** bsums, float** dx, int b, Vector256<float>* acc)
+    {
+        sbyte* x0 = qs[0] + 256 * b, x1 = qs[1] + 256 * b, x2 = qs[2] + 256 * b, x3 = qs[3] + 256 * b;
+        Vector256<int> d0 = default, d1 = default, d2 = default, d3 = default;
+        for (int v = 0; v < 8; v++)
+        {
+            byte* c = p + 256 * v;
+            var (c0, c1, c2, c3) = (Vector256.Load(c), Vector256.Load(c + 32), Vector256.Load(c + 64), Vector256.Load(c + 96));
+            var (c4, c5, c6, c7) = (Vector256.Load(c + 128), Vector256.Load(c + 160), Vector256.Load(c + 192), Vector256.Load(c + 224));
             var s0 = Vector256.Load((short*)(p + 2048 + 64 * v));
             var s1 = Vector256.Load((short*)(p + 2048 + 64 * v + 32));
-            var a = Avx2.MultiplyAddAdjacent(Vector256.Load(c), Vector256.Create(xv[0]).AsSByte())
-                + Avx2.MultiplyAddAdjacent(Vector256.Load(c + 32), Vector256.Create(xv[1]).AsSByte());
-            var b = Avx2.MultiplyAddAdjacent(Vector256.Load(c + 64), Vector256.Create(xv[2]).AsSByte())
-                + Avx2.MultiplyAddAdjacent(Vector256.Load(c + 96), Vector256.Create(xv[3]).AsSByte());
-            var e = Avx2.MultiplyAddAdjacent(Vector256.Load(c + 128), Vector256.Create(xv[4]).AsSByte())
-                + Avx2.MultiplyAddAdjacent(Vector256.Load(c + 160), Vector256.Create(xv[5]).AsSByte());
-            var f = Avx2.MultiplyAddAdjacent(Vector256.Load(c + 192), Vector256.Create(xv[6]).AsSByte())
-                + Avx2.MultiplyAddAdjacent(Vector256.Load(c + 224), Vector256.Create(xv[7]).AsSByte());
-            dots += Avx2.MultiplyAddAdjacent(a, s0) + Avx2.MultiplyAddAdjacent(b, s0)
-                + Avx2.MultiplyAddAdjacent(e, s1) + Avx2.MultiplyAddAdjacent(f, s1);
+            d0 += Q6_KDots(c0, c1, c2, c3, c4, c5, c6, c7, s0, s1, (int*)(x0 + 32 * v));
+            d1 += Q6_KDots(c0, c1, c2, c3, c4, c5, c6, c7, s0, s1, (int*)(x1 + 32 * v));
+            d2 += Q6_KDots(c0, c1, c2, c3, c4, c5, c6, c7, s0, s1, (int*)(x2 + 32 * v));
+            d3 += Q6_KDots(c0, c1, c2, c3, c4, c5, c6, c7, s0, s1, (int*)(x3 + 32 * v));
         }
+        acc[0] += Q6_KFinish(p, d0, bsums[0] + 16 * b, dx[0][b]);
+        acc[1] += Q6_KFinish(p, d1, bsums[1] + 16 * b, dx[1][b]);
+        acc[2] += Q6_KFinish(p, d2, bsums[2] + 16 * b, dx[2][b]);
+        acc[3] += Q6_KFinish(p, d3, bsums[3] + 16 * b, dx[3][b]);
+    }
+
+    /// <summary>The term of one super-block given its Σ sc q x per row (dots): minus 32 Σ sc bsums, then the float step.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q6_KFinish(byte* p, Vector256<int> dots, short* bsums, float dx)
+    {
         int* pairs = (int*)bsums;
         byte* sp = p + 2048 + 512;
         var offset = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)sp), Vector256.Create(pairs[0]).AsInt16());
