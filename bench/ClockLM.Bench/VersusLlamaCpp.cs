@@ -17,7 +17,10 @@ namespace ClockLM.Bench;
 /// library's), llama.cpp as one batch with n_batch = n_ubatch = N. With --batch B a row tgNxB has B sequences
 /// generating N tokens each together (aggregate tokens/s): ClockLM through BatchDecoder, llama.cpp as one llama_batch
 /// of B tokens with sequence ids 0..B-1 per step; a line after it gives ClockLM's batched/single-sequence ratio.
-/// Usage: --model M [-p 128] [-n 64] [-t 1,2] [-r 3] [--ubatch 32] [--batch B] [--json FILE] --vs-llamacpp
+/// Every timed repetition starts after a pause (--settle, default 250 ms): an engine's worker threads keep polling
+/// for work for a while after its run (llama.cpp's OpenMP threads for milliseconds), and without the pause they could
+/// take a core from the other engine's next repetition.
+/// Usage: --model M [-p 128] [-n 64] [-t 1,2] [-r 3] [--ubatch 32] [--batch B] [--settle MS] [--json FILE] --vs-llamacpp
 /// </summary>
 public static class VersusLlamaCpp
 {
@@ -29,7 +32,7 @@ public static class VersusLlamaCpp
     public static int Run(string[] args)
     {
         string? model = null, json = null;
-        int prompt = 128, gen = 64, reps = 3, batch = 0;
+        int prompt = 128, gen = 64, reps = 3, batch = 0, settle = 250;
         int? ubatch = null;
         int[] threads = [1, 2];
         try
@@ -47,6 +50,7 @@ public static class VersusLlamaCpp
                     case "--json": json = Next(); break;
                     case "--ubatch": ubatch = int.Parse(Next()); break;
                     case "--batch": batch = int.Parse(Next()); break;
+                    case "--settle": settle = int.Parse(Next()); break;
                     case "--vs-llamacpp": break;
                     default: throw new ArgumentException($"unknown argument '{args[i]}'");
                 }
@@ -91,7 +95,9 @@ public static class VersusLlamaCpp
                 var b = new double[reps];
                 for (int r = 0; r < reps; r++)
                 {
+                    Thread.Sleep(settle);
                     a[r] = Throughput.Run(transformer, isPrompt, count);
+                    Thread.Sleep(settle);
                     b[r] = LlamaCppRun(context0, ids, isPrompt);
                 }
                 var row = new Row(name, type, t, (isPrompt ? "pp" : "tg") + count, Throughput.Median(a), Throughput.Median(b));
@@ -101,7 +107,7 @@ public static class VersusLlamaCpp
         }
         if (batch > 0)
             foreach (int t in threads)
-                rows.Add(BatchRow(model, clockModel, name, type, t, batch, gen > 0 ? gen : 32, reps));
+                rows.Add(BatchRow(model, clockModel, name, type, t, batch, gen > 0 ? gen : 32, reps, settle));
         if (json is not null)
         {
             var output = rows.Select(r => new { model = r.Model, type = r.Type, threads = r.Threads, test = r.Test, clocklm_tps = r.ClockLM, llamacpp_tps = r.LlamaCpp, ratio = r.Ratio });
@@ -111,7 +117,7 @@ public static class VersusLlamaCpp
     }
 
     /// <summary>B sequences generating n tokens each together, on both engines; then ClockLM's single-sequence speed.</summary>
-    private static Row BatchRow(string model, Model clockModel, string name, string type, int t, int batch, int n, int reps)
+    private static Row BatchRow(string model, Model clockModel, string name, string type, int t, int batch, int n, int reps, int settle)
     {
         using var pool = new WorkerPool(t - 1);
         var decoder = new BatchDecoder(clockModel.Config, clockModel.Weights, pool);
@@ -134,8 +140,11 @@ public static class VersusLlamaCpp
         var c = new double[reps];
         for (int r = 0; r < reps; r++)
         {
+            Thread.Sleep(settle);
             a[r] = Throughput.BatchGenerationTokensPerSecond(decoder, sequences, n);
+            Thread.Sleep(settle);
             b[r] = LlamaCppBatchRun(llama, ids, batch, n);
+            Thread.Sleep(settle);
             c[r] = Throughput.Run(single, false, n);
         }
         var row = new Row(name, type, t, $"tg{n}x{batch}", Throughput.Median(a), Throughput.Median(b));

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ClockLM.Clock;
 using ClockLM.Tensors;
 
@@ -75,7 +76,10 @@ public sealed partial class Transformer
     /// attention buffers, residual stream and logits) through every cycle, all rows together. Rows of one sequence
     /// must come in position order. Rows from <paramref name="logitsFrom"/> on get logits, in their sequence's
     /// <see cref="Logits"/>; every sequence is left as if its last row had run through <see cref="Forward"/>.
+    /// Compiled fully optimized at once: it runs once per prompt chunk or batched step, too rarely for tiered
+    /// compilation to promote it from its first, unoptimized code within a short prompt.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void ForwardRows(BatchBuffers b, ReadOnlySpan<Transformer> rows, ReadOnlySpan<int> tokens,
         ReadOnlySpan<int> positions, int logitsFrom, WorkerPool? pool)
     {
@@ -108,8 +112,8 @@ public sealed partial class Transformer
             // Decode: norm, q/k/v projections for all rows, then per row biases, head norms and RoPE.
             for (int i = 0; i < n; i++) m.Normalize(b.XB.AsSpan(i * dim, dim), b.X.AsSpan(i * dim, dim), w.AttnNorm, w.AttnNormBias);
             Multiply(w.Wq, b.XB, b.Q, n, pool);
-            Multiply(w.Wk, b.XB, b.K, n, pool);
-            Multiply(w.Wv, b.XB, b.V, n, pool);
+            Tensors.MatMul.MultiplySameInput(w.Wk, b.XB, b.K, n, pool);
+            Tensors.MatMul.MultiplySameInput(w.Wv, b.XB, b.V, n, pool);
             for (int i = 0; i < n; i++)
             {
                 Span<float> q = b.Q.AsSpan(i * qDim, qDim), k = b.K.AsSpan(i * kvDim, kvDim), v = b.V.AsSpan(i * kvDim, kvDim);
@@ -155,7 +159,7 @@ public sealed partial class Transformer
             else
             {
                 Multiply(w.W1, b.XB, b.HB, n, pool);
-                Multiply(w.W3, b.XB, b.HB2, n, pool);
+                Tensors.MatMul.MultiplySameInput(w.W3, b.XB, b.HB2, n, pool);
             }
             // The activation, row by row (element-wise, so split across the pool it is the same arithmetic).
             var activation = new ActivationJob { Kind = c.FeedForward, Gate = b.HB, Up = b.HB2, Width = hidden };

@@ -28,7 +28,23 @@ public static class MatMul
         Multiply(w, x, y, count, pool, KernelPaths.Best);
 
     /// <summary>Y = X Wᵀ on a chosen kernel path (tests compare it with <see cref="MatVec"/> on the same path).</summary>
-    internal static unsafe void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y, int count, WorkerPool? pool, KernelPath path)
+    internal static void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y, int count, WorkerPool? pool, KernelPath path) =>
+        Multiply(w, x, y, count, pool, path, sameInput: false);
+
+    /// <summary>
+    /// Y = X Wᵀ where X is the same as in the calling thread's previous product (q, k and v read one normalized input,
+    /// gate and up another): the 8-bit blocks that product quantized are used again when their block size, vector count
+    /// and length match, and X is quantized otherwise. The caller must not have changed X since.
+    /// </summary>
+    internal static void MultiplySameInput(in TensorView w, ReadOnlySpan<float> x, Span<float> y, int count, WorkerPool? pool) =>
+        Multiply(w, x, y, count, pool, KernelPaths.Best, sameInput: true);
+
+    /// <summary>What the calling thread's <see cref="ActivationSets"/> hold: the block size, vector count and length
+    /// of the last product's quantized X (block size 0: nothing reusable), and whether the four-vector layout of
+    /// packed products holds them too.</summary>
+    [ThreadStatic] private static (int BlockSize, int Count, int Cols, bool Quad) _quantized;
+
+    private static unsafe void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y, int count, WorkerPool? pool, KernelPath path, bool sameInput)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         if (x.Length < (long)count * w.Cols || y.Length < (long)count * w.Rows)
@@ -57,23 +73,33 @@ public static class MatMul
 
         ActivationBlocks[]? activations = null;
         int blockSize = GgmlTypeInfo.BlockSize(w.Type);
+        bool reuse = false;
         if (blockSize is 32 or 256)
         {
             activations = ActivationSets.ForThread(count);
-            for (int t = 0; t < count; t++)
+            reuse = sameInput && _quantized.BlockSize == blockSize && _quantized.Count == count && _quantized.Cols == w.Cols;
+            if (!reuse)
             {
-                var xt = x.Slice(t * w.Cols, w.Cols);
-                if (blockSize == 32) activations[t].Quantize32(xt, avx2: path >= KernelPath.Vector256);
-                else activations[t].Quantize256(xt, avx2: path >= KernelPath.Vector256);
+                _quantized = default;
+                fixed (float* px = x)
+                {
+                    var quantize = new QuantizeJob { X = px, Cols = w.Cols, BlockSize = blockSize, Avx2 = path >= KernelPath.Vector256, Activations = activations };
+                    // Each vector is quantized on its own: many vectors are shared out like rows.
+                    if (pool != null && count >= 8) pool.Run(quantize, count);
+                    else quantize.Execute(0, count);
+                }
+                _quantized = (blockSize, count, w.Cols, false);
             }
         }
+        else _quantized = default;
 
         fixed (float* px = x)
         fixed (float* py = y)
         {
             if (packed)
             {
-                PackedRows.Multiply(w, activations!, py, count, pool);
+                PackedRows.Multiply(w, activations!, py, count, pool, laidOut: reuse && _quantized.Quad);
+                _quantized.Quad = count >= 4;
                 return;
             }
             var job = new MatMulJob
@@ -86,6 +112,25 @@ public static class MatMul
                 pool.Run(job, w.Rows);
             else
                 job.Execute(0, w.Rows);
+        }
+    }
+}
+
+/// <summary>Vectors [start, end) of X quantized to 8-bit blocks of 32 or 256 values.</summary>
+internal unsafe struct QuantizeJob : IRowRangeJob
+{
+    public float* X;
+    public int Cols, BlockSize;
+    public bool Avx2;
+    public ActivationBlocks[] Activations;
+
+    public readonly void Execute(int start, int end)
+    {
+        for (int t = start; t < end; t++)
+        {
+            var xt = new ReadOnlySpan<float>(X + (long)t * Cols, Cols);
+            if (BlockSize == 32) Activations[t].Quantize32(xt, Avx2);
+            else Activations[t].Quantize256(xt, Avx2);
         }
     }
 }

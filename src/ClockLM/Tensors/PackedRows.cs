@@ -51,14 +51,16 @@ internal static unsafe class PackedRows
     }
 
     /// <summary>Y = X Wᵀ for <paramref name="count"/> vectors (already quantized into <paramref name="activations"/>)
-    /// with packed weights, the octets split across <paramref name="pool"/>.</summary>
-    public static void Multiply(in TensorView w, ActivationBlocks[] activations, float* y, int count, WorkerPool? pool)
+    /// with packed weights, the octets split across <paramref name="pool"/>. With <paramref name="laidOut"/> the
+    /// calling thread's four-vector layout already holds these activations (the previous product had the same input).</summary>
+    public static void Multiply(in TensorView w, ActivationBlocks[] activations, float* y, int count, WorkerPool? pool, bool laidOut = false)
     {
         // Four vectors at a time read their activations laid out together, once per product for every thread's share.
+        int quads = count / 4, blocks = w.Cols / 32;
         var job = new PackedJob
         {
             Type = w.Type, Packed = w.Packed, Cols = w.Cols, Rows = w.Rows, Count = count, Y = y, Activations = activations,
-            QuadActs = count >= 4 ? QuadActivations(activations, count / 4, w.Cols / 32) : null,
+            QuadActs = quads == 0 ? null : laidOut ? QuadBuffer(quads * blocks * QuadBlockBytes) : QuadActivations(activations, quads, blocks),
         };
         if (pool != null && w.ByteCount * count >= 256 * 1024)
             pool.Run(job, w.Rows / 8);
@@ -118,11 +120,7 @@ internal static unsafe class PackedRows
     /// <see cref="QuadBlockBytes"/>, in the calling thread's buffer: one pointer then reaches everything a block needs.</summary>
     private static byte* QuadActivations(ActivationBlocks[] activations, int quads, int blocks)
     {
-        int bytes = quads * blocks * QuadBlockBytes;
-        var buffer = _quadActs;
-        if (buffer is null || buffer.Length < bytes)
-            _quadActs = buffer = GC.AllocateUninitializedArray<byte>(bytes, pinned: true);
-        byte* start = (byte*)Unsafe.AsPointer(ref buffer[0]), p = start;
+        byte* start = QuadBuffer(quads * blocks * QuadBlockBytes), p = start;
         for (int q = 0; q < quads; q++)
             for (int b = 0; b < blocks; b++, p += QuadBlockBytes)
                 for (int v = 0; v < 4; v++)
@@ -133,6 +131,15 @@ internal static unsafe class PackedRows
                     ((int*)(p + 144))[v] = a.Sum[b] << 3;
                 }
         return start;
+    }
+
+    /// <summary>The calling thread's buffer for four-vector activations, at least <paramref name="bytes"/> long.</summary>
+    private static byte* QuadBuffer(int bytes)
+    {
+        var buffer = _quadActs;
+        if (buffer is null || buffer.Length < bytes)
+            _quadActs = buffer = GC.AllocateUninitializedArray<byte>(bytes, pinned: true);
+        return (byte*)Unsafe.AsPointer(ref buffer[0]);
     }
 
     /// <summary>A packed block-octet format.</summary>

@@ -52,6 +52,56 @@ public class MatMulTests
                     AssertEqualsMatVec(type, rows, cols, count, seed: rows * 31 + count, path, pool: null);
     }
 
+    /// <summary>
+    /// Products that read the same input one after another (q, k, v; gate, up) quantize it once: each product after the
+    /// first reuses the previous product's 8-bit blocks, and four-vector layout, when block size, vector count and length
+    /// match, and quantizes afresh when they do not. Every product must equal its own MatVec bit for bit, whatever ran
+    /// before it; a stale reuse (another input's blocks) would not.
+    /// </summary>
+    [Fact]
+    public unsafe void SameInputProductsEqualMatVecBitForBit()
+    {
+        const int cols = 512, rows = 24;
+        var steps = new (GgmlType Type, int Count, bool Packed)[]
+        {
+            (GgmlType.Q4_0, 4, true), (GgmlType.Q8_0, 4, true), (GgmlType.Q4_0, 4, false), (GgmlType.Q4_K, 4, false),
+            (GgmlType.Q6_K, 4, false), (GgmlType.Q8_0, 4, true), (GgmlType.Q8_0, 9, true), (GgmlType.Q4_0, 9, true),
+            (GgmlType.Q4_0, 5, true), (GgmlType.F16, 5, false), (GgmlType.Q4_0, 5, true), (GgmlType.Q4_1, 5, false),
+        };
+        var x = TestVectors.Gaussian(9 * cols, 5);
+        var other = TestVectors.Gaussian(9 * cols, 6);
+        using var pool = new WorkerPool(1);
+        for (int i = 0; i < steps.Length; i++)
+        {
+            var (type, count, packed) = steps[i];
+            byte[] w = Quantize.Matrix(type, TestVectors.Gaussian(rows * cols, 100 + i, scale: 0.05f), rows, cols);
+            var y = new float[count * rows];
+            var expected = new float[rows];
+            fixed (byte* p = w)
+            {
+                var view = new TensorView(type, rows, cols, p);
+                byte[]? storage = null;
+                if (packed) (view, storage) = PackedRows.Pack(view);
+                if (i == 6)
+                {
+                    // Another input in between: the next same-input product must not see its blocks.
+                    MatMul.Multiply(view, other, new float[9 * rows], 9, pool);
+                    MatMul.Multiply(view, x, y, count, pool);
+                }
+                else if (i == 0) MatMul.Multiply(view, x, y, count, pool);
+                else MatMul.MultiplySameInput(view, x, y, count, pool);
+                for (int t = 0; t < count; t++)
+                {
+                    MatVec.Multiply(view, x.AsSpan(t * cols, cols), expected, null, KernelPaths.Best);
+                    for (int r = 0; r < rows; r++)
+                        Assert.True(BitConverter.SingleToInt32Bits(expected[r]) == BitConverter.SingleToInt32Bits(y[t * rows + r]),
+                            $"step {i} ({type} x{count}, packed {packed}): vector {t} row {r}: {y[t * rows + r]} vs matvec {expected[r]}");
+                }
+                GC.KeepAlive(storage);
+            }
+        }
+    }
+
     [Theory]
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.Q8_0)]
