@@ -53,8 +53,8 @@ internal static unsafe class FloatDots
     // subnormal); infinities and NaNs (exponent 31) keep all-ones exponents; the sign moves to bit 31.
     private const uint Scale2Pow112 = 0x77800000;
 
-    /// <summary>How far ahead of the F16 row loop the weights are prefetched: 2 KB, a few rows of 64-byte lines in flight.</summary>
-    private const int PrefetchHalves = 1024;
+    /// <summary>How far ahead of the F16 row loop the weights are prefetched: 4 KB (on an AVX-512 EPYC one core decoded F16 about 5 % faster than with 2 KB).</summary>
+    private const int PrefetchHalves = 2048;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<float> Widen(Vector128<uint> h, bool bf16)
@@ -233,7 +233,7 @@ internal static unsafe class FloatDots
     /// <paramref name="prescaled"/> (the product is the same exact real). Infinities and NaNs (exponent 31) would come
     /// out finite, so the loop keeps the largest (h + h) it saw and reports them through <paramref name="infNan"/> for
     /// the caller to take the general path; the summation order is that of <see cref="Half16x256"/>'s general loop, and
-    /// the scalar tail reads x. The weights are prefetched 2 KB ahead (past the row's end that is the next row): one
+    /// the scalar tail reads x. The weights are prefetched 4 KB ahead (past the row's end that is the next row): one
     /// core alone keeps too few lines in flight otherwise.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

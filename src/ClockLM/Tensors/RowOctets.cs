@@ -107,7 +107,7 @@ internal static unsafe class RowOctets
 
     /// <summary>Eight interleaved rows times one vector; row j's result into y[j]: block b's term into accumulator
     /// b mod 4 in block order, then (a0 + a1) + (a2 + a3). With <paramref name="prefetch"/> (octets streamed from
-    /// memory rather than from a cache-resident buffer) the loop asks for the bytes 2 KB ahead.</summary>
+    /// memory rather than from a cache-resident buffer) the loop asks for the bytes 4 KB ahead.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Octet<TFormat>(byte* packed, int blocks, in RowDots.Act32 a, float* y, bool prefetch) where TFormat : struct, ITerm
     {
@@ -118,7 +118,7 @@ internal static unsafe class RowOctets
         {
             byte* p = packed + (long)b * size;
             if (prefetch)
-                for (int line = 0; line < 4 * size; line += 64) Sse.Prefetch0(p + 2048 + line);
+                for (int line = 0; line < 4 * size; line += 64) Sse.Prefetch0(p + 4096 + line);
             a0 += TFormat.Term(p, a, b);
             a1 += TFormat.Term(p + size, a, b + 1);
             a2 += TFormat.Term(p + 2 * size, a, b + 2);
