@@ -216,6 +216,9 @@ internal static unsafe class PackedRows
             for (int b = 0; b < blocks; b++)
             {
                 byte* p = octet + (long)b * BlockBytes, a = quadActs + (long)b * QuadBlockBytes;
+                Sse.Prefetch0(p + 4096);
+                Sse.Prefetch0(p + 4096 + 64);
+                Sse.Prefetch0(p + 4096 + 128);
                 var (p0, p1, p2, p3) = (Vector256.Load(p), Vector256.Load(p + 32), Vector256.Load(p + 64), Vector256.Load(p + 96));
                 var (l0, l1, l2, l3) = (Q4_0Octets.Low(p0), Q4_0Octets.Low(p1), Q4_0Octets.Low(p2), Q4_0Octets.Low(p3));
                 var (h0, h1, h2, h3) = (Q4_0Octets.High(p0), Q4_0Octets.High(p1), Q4_0Octets.High(p2), Q4_0Octets.High(p3));
@@ -283,6 +286,7 @@ internal static unsafe class PackedRows
             for (int b = 0; b < blocks; b++)
             {
                 byte* p = octet + (long)b * BlockBytes, a = quadActs + (long)b * QuadBlockBytes;
+                for (int line = 0; line < BlockBytes; line += 64) Sse.Prefetch0(p + 4096 + line);
                 var m0 = Avx2.Abs(Vector256.Load((sbyte*)p)); var m1 = Avx2.Abs(Vector256.Load((sbyte*)p + 32));
                 var m2 = Avx2.Abs(Vector256.Load((sbyte*)p + 64)); var m3 = Avx2.Abs(Vector256.Load((sbyte*)p + 96));
                 var m4 = Avx2.Abs(Vector256.Load((sbyte*)p + 128)); var m5 = Avx2.Abs(Vector256.Load((sbyte*)p + 160));
