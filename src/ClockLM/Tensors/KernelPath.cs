@@ -22,7 +22,7 @@ public static class KernelPaths
     /// <summary>
     /// Chosen once at startup: <see cref="KernelPath.Vector256"/> wherever AVX2 and FMA run, also on AVX-512 machines,
     /// because the packed integer kernels, the matrix-matrix tiles and the streaming F32/F16 rows are 256-bit (on an
-    /// AVX-512 EPYC the 512-bit path decodes tinyllama Q4_0 at 40 tokens/s against 58, and reads prompts 3× slower).
+    /// AVX-512 EPYC the 512-bit path decodes tinyllama Q4_0 at 40 tokens/s against 58, and reads prompts 2.9× slower).
     /// The environment variable <c>CLOCKLM_KERNELS</c> (Scalar, Vector128, Vector256 or Vector512) overrides it, for
     /// comparisons.
     /// </summary>
