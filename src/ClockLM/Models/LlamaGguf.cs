@@ -234,6 +234,7 @@ public static class LlamaGguf
             int step = Math.Max(1, (4 << 20) / octetBytes);
             if (_buffer.Length < Math.Min(step, octets) * octetBytes)
                 _buffer = GC.AllocateUninitializedArray<byte>(Math.Min(step, octets) * octetBytes, pinned: true);
+            bool finite = true;
             fixed (byte* buffer = _buffer)
             fixed (byte* destination = packed)
             {
@@ -249,9 +250,11 @@ public static class LlamaGguf
                             throw new GgufFormatException(file.Path, $"tensor '{t.Name}': the file ended at byte {at + done} while reading its data");
                         done += read;
                     }
-                    PackedRows.PackOctets(view.Type, view.Cols, buffer, o, n, destination);
+                    finite &= PackedRows.PackOctets(view.Type, view.Cols, buffer, o, n, destination);
                 }
             }
+            // A matrix with an infinite or NaN block scale stays in its file layout (the packed kernels assume finite ones).
+            if (!finite) return view;
             storage.Add(packed);
             return view.WithPacked((byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref packed[0]));
         }

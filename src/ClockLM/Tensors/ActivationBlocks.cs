@@ -25,6 +25,7 @@ internal sealed unsafe class ActivationBlocks
 
     private sbyte[] _qs = [];
     private float[] _d = [];
+    private float[] _dUp = [];
     private int[] _sum = [];
     private float[] _s = [];
     private short[] _bsums = [];
@@ -32,6 +33,11 @@ internal sealed unsafe class ActivationBlocks
     public int Count { get; private set; }
     public sbyte* Qs => (sbyte*)Unsafe.AsPointer(ref _qs[0]);
     public float* D => (float*)Unsafe.AsPointer(ref _d[0]);
+
+    /// <summary>The 32-value blocks' scales times 2^112 (exact: they are f16 values, at most 65504): multiplied with
+    /// f16 weight scales widened without their exponent rebias (worth 2^-112), they give the same rounded products as
+    /// D with the exact scales, which packed rows use to widen their scales in three operations.</summary>
+    public float* DUp => (float*)Unsafe.AsPointer(ref _dUp[0]);
     public int* Sum => (int*)Unsafe.AsPointer(ref _sum[0]);
     public float* S => (float*)Unsafe.AsPointer(ref _s[0]);
     public short* BSums => (short*)Unsafe.AsPointer(ref _bsums[0]);
@@ -43,6 +49,7 @@ internal sealed unsafe class ActivationBlocks
         int n = Math.Max(count, 256);
         _qs = GC.AllocateUninitializedArray<sbyte>(n, pinned: true);
         _d = GC.AllocateUninitializedArray<float>(n / 32 + 1, pinned: true);
+        _dUp = GC.AllocateUninitializedArray<float>(n / 32 + 1, pinned: true);
         _sum = GC.AllocateUninitializedArray<int>(n / 32 + 1, pinned: true);
         _s = GC.AllocateUninitializedArray<float>(n / 32 + 1, pinned: true);
         _bsums = GC.AllocateUninitializedArray<short>(n / 16 + 1, pinned: true);
@@ -81,6 +88,7 @@ internal sealed unsafe class ActivationBlocks
             }
             float d16 = RoundToHalf(d);
             _d[b] = d16;
+            _dUp[b] = d16 * TwoPow112;
             _sum[b] = sum;
             _s[b] = RoundToHalf(d * sum);
         }
@@ -125,9 +133,13 @@ internal sealed unsafe class ActivationBlocks
         int sum = Vector256.Sum((q0 + q1) + (q2 + q3));
         float d16 = RoundToHalf(d);
         _d[b] = d16;
+        _dUp[b] = d16 * TwoPow112;
         _sum[b] = sum;
         _s[b] = RoundToHalf(d * sum);
     }
+
+    /// <summary>2^112.</summary>
+    private static readonly float TwoPow112 = BitConverter.UInt32BitsToSingle(0x77800000);
 
     /// <summary>
     /// Quantizes x (a multiple of 256 values) as ggml's quantize_row_q8_K_ref does. With <paramref name="avx2"/> (and

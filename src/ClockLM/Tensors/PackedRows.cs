@@ -27,18 +27,28 @@ internal static unsafe class PackedRows
     public static int BlockBytes(GgmlType type) => type == GgmlType.Q4_0 ? Q4_0Packed.BlockBytes : Q8_0Packed.BlockBytes;
 
     /// <summary>Packs rows [8 first, 8 (first + octets)) given in their file layout at <paramref name="rows"/> into
-    /// <paramref name="packed"/> (the packed tensor's start; octet o lands at its own place).</summary>
-    public static void PackOctets(GgmlType type, int cols, byte* rows, int first, int octets, byte* packed)
+    /// <paramref name="packed"/> (the packed tensor's start; octet o lands at its own place). False when some block
+    /// scale is infinite or NaN: the packed kernels widen scales assuming finite ones, so such a matrix must stay in
+    /// its file layout.</summary>
+    public static bool PackOctets(GgmlType type, int cols, byte* rows, int first, int octets, byte* packed)
     {
         int rowBytes = (int)GgmlTypeInfo.RowBytes(type, cols), blocks = cols / 32;
         long octetBytes = (long)blocks * BlockBytes(type);
+        int scaleAt = type == GgmlType.Q4_0 ? 128 : 256;
+        bool finite = true;
         for (int o = 0; o < octets; o++)
         {
             byte* src = rows + (long)o * 8 * rowBytes;
             byte* dst = packed + (first + o) * octetBytes;
             if (type == GgmlType.Q4_0) Q4_0Packed.Pack(src, rowBytes, blocks, dst);
             else Q8_0Packed.Pack(src, rowBytes, blocks, dst);
+            for (int b = 0; b < blocks; b++)
+            {
+                ushort* scales = (ushort*)(dst + (long)b * BlockBytes(type) + scaleAt);
+                for (int j = 0; j < 8; j++) finite &= (scales[j] & 0x7C00) != 0x7C00;
+            }
         }
+        return finite;
     }
 
     /// <summary>A packed copy of <paramref name="w"/> in pinned memory, and the view that uses it.</summary>
@@ -46,7 +56,9 @@ internal static unsafe class PackedRows
     {
         if (!CanPack(w)) throw new ArgumentException($"a {w.Rows}x{w.Cols} {w.Type} matrix cannot be packed");
         var storage = GC.AllocateUninitializedArray<byte>(checked((int)w.ByteCount), pinned: true);
-        fixed (byte* p = storage) PackOctets(w.Type, w.Cols, w.Data, 0, w.Rows / 8, p);
+        fixed (byte* p = storage)
+            if (!PackOctets(w.Type, w.Cols, w.Data, 0, w.Rows / 8, p))
+                throw new ArgumentException($"a {w.Rows}x{w.Cols} {w.Type} matrix with an infinite or NaN block scale cannot be packed");
         return (w.WithPacked((byte*)Unsafe.AsPointer(ref storage[0])), storage);
     }
 
@@ -97,7 +109,7 @@ internal static unsafe class PackedRows
     {
         int blocks = job.Cols / 32, count = job.Count, quads = count / 4, rest = 4 * quads;
         var acts = stackalloc RowDots.Act32[count];
-        for (int t = 0; t < count; t++) acts[t] = new RowDots.Act32(job.Activations[t]);
+        for (int t = 0; t < count; t++) acts[t] = new RowDots.Act32(job.Activations[t], scaledUp: true);
         long octetBytes = (long)blocks * TPacked.BlockBytes;
         for (int o = start; o < end; o++)
         {
@@ -125,7 +137,7 @@ internal static unsafe class PackedRows
             for (int b = 0; b < blocks; b++, p += QuadBlockBytes)
                 for (int v = 0; v < 4; v++)
                 {
-                    var a = new RowDots.Act32(activations[4 * q + v]);
+                    var a = new RowDots.Act32(activations[4 * q + v], scaledUp: true);
                     Vector256.Load(a.Qs + 32 * b).Store((sbyte*)p + 32 * v);
                     ((float*)(p + 128))[v] = a.D[b];
                     ((int*)(p + 144))[v] = a.Sum[b] << 3;
@@ -168,10 +180,17 @@ internal static unsafe class PackedRows
             ((acc[4 * t] + acc[4 * t + 1]) + (acc[4 * t + 2] + acc[4 * t + 3])).Store(y + (long)t * yStride);
     }
 
-    /// <summary>The eight f16 scales at p as floats (exact).</summary>
+    /// <summary>
+    /// The eight f16 scales at p as floats times 2^-112, exactly, in three operations: sign-extended to 32 bits and
+    /// shifted left 13, a half has its sign in bit 31 and its exponent and mantissa in bits 13..27 (bits 28..30, copies
+    /// of the sign, are masked off), which as a float is its value times 2^-112, subnormals included. The activations'
+    /// scales come times 2^112 (<see cref="ActivationBlocks.DUp"/>), so every product of the two is the exact product of
+    /// the true scales, rounded once, as in <see cref="MatVec"/>. Infinite and NaN scales would come out finite: matrices
+    /// with such scales are not packed (<see cref="PackOctets"/>).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Scales(byte* p) =>
-        HalfWidening.Widen(Avx2.ConvertToVector256Int32(Vector128.Load((ushort*)p)).AsUInt32());
+        (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13) & Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle();
 
     /// <summary>The f16 scales of the eight rows' blocks at w, w + rowBytes, ... into p.</summary>
     private static void PackScales(byte* w, int rowBytes, byte* p)

@@ -69,10 +69,11 @@ internal static unsafe class RowDots
     }
 
     /// <summary>Pointers into the 32-value activation blocks, read once per row.</summary>
-    public readonly struct Act32(ActivationBlocks a)
+    public readonly struct Act32(ActivationBlocks a, bool scaledUp = false)
     {
         public readonly sbyte* Qs = a.Qs;
-        public readonly float* D = a.D;
+        /// <summary>The block scales, or with scaledUp their values times 2^112 (<see cref="ActivationBlocks.DUp"/>).</summary>
+        public readonly float* D = scaledUp ? a.DUp : a.D;
         public readonly int* Sum = a.Sum;
         public readonly float* S = a.S;
     }

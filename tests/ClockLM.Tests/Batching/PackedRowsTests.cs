@@ -1,3 +1,4 @@
+using ClockLM.Gguf;
 using ClockLM.Models;
 using ClockLM.Tensors;
 using ClockLM.Tests.Tensors;
@@ -50,6 +51,70 @@ public class PackedRowsTests
                 AssertPackedEqualsUnpacked(type, rows, cols, count, seed: rows + count, pool: null);
     }
 
+    /// <summary>
+    /// Packed kernels widen the weights' f16 scales without their exponent rebias and take the activations' scales
+    /// times 2^112: every product of the two must still round like the true scales' product. Block scales at the edges
+    /// of f16 (the smallest subnormal, subnormals, the smallest normal, 65504, zero, negative) meet activation vectors
+    /// from 1e-5 to 8.3e6 in magnitude (block scales from f16 subnormals to near 65504), for one vector and for four and
+    /// five. Infinite and NaN scales cannot be packed.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q8_0)]
+    public unsafe void ExtremeScalesGiveTheFileLayoutsProductsBitForBit(GgmlType type)
+    {
+        if (!KernelPaths.CanRun(KernelPath.Vector256)) return;
+        const int rows = 16, cols = 8 * 32;
+        int blockBytes = type == GgmlType.Q4_0 ? 18 : 34, rowBytes = cols / 32 * blockBytes;
+        byte[] w = Quantize.Matrix(type, TestVectors.Gaussian(rows * cols, 9, scale: 0.05f), rows, cols);
+        ushort[] edges = [0x0001, 0x0003, 0x03FF, 0x0400, 0x7BFF, 0x0000, 0x8001, 0xFBFF, 0x3C00, 0xBC00, 0x0200];
+        for (int r = 0; r < rows; r++)
+            for (int b = 0; b < cols / 32; b++)
+                BitConverter.TryWriteBytes(w.AsSpan(r * rowBytes + b * blockBytes, 2), edges[(r * 3 + b) % edges.Length]);
+        foreach (int count in new[] { 1, 4, 5 })
+        {
+            var x = TestVectors.Gaussian(count * cols, count);
+            float[] magnitudes = [1e-5f, 1e-3f, 1f, 300f, 7e4f, 8.3e6f];
+            for (int t = 0; t < count; t++)
+            {
+                Span<float> xt = x.AsSpan(t * cols, cols);
+                float m = magnitudes[(t + 2 * count) % magnitudes.Length];
+                for (int i = 0; i < cols; i++) xt[i] = Math.Clamp(xt[i], -2.5f, 2.5f) * m / 2.5f;
+            }
+            var y = new float[count * rows];
+            var expected = new float[rows];
+            fixed (byte* p = w)
+            {
+                var view = new TensorView(type, rows, cols, p);
+                var (packed, storage) = PackedRows.Pack(view);
+                if (count == 1) MatVec.Multiply(packed, x, y, null, KernelPath.Vector256);
+                else MatMul.Multiply(packed, x, y, count, null, KernelPath.Vector256);
+                for (int t = 0; t < count; t++)
+                {
+                    MatVec.Multiply(view, x.AsSpan(t * cols, cols), expected, null, KernelPath.Vector256);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        Assert.True(float.IsFinite(expected[r]), $"{type} x{count}: vector {t} row {r} is {expected[r]}");
+                        Assert.True(BitConverter.SingleToInt32Bits(expected[r]) == BitConverter.SingleToInt32Bits(y[t * rows + r]),
+                            $"{type} x{count}: vector {t} row {r}: packed {y[t * rows + r]} vs {expected[r]}");
+                    }
+                }
+                GC.KeepAlive(storage);
+            }
+        }
+        foreach (ushort bad in new ushort[] { 0x7C00, 0xFC00, 0x7E00 })
+        {
+            var copy = (byte[])w.Clone();
+            BitConverter.TryWriteBytes(copy.AsSpan(5 * rowBytes + 2 * blockBytes, 2), bad);
+            fixed (byte* p = copy)
+            {
+                var view = new TensorView(type, rows, cols, p);
+                var error = Assert.Throws<ArgumentException>(() => PackedRows.Pack(view));
+                Assert.Contains("infinite or NaN", error.Message);
+            }
+        }
+    }
+
     [Theory]
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.Q8_0)]
@@ -96,6 +161,39 @@ public class PackedRowsTests
             Assert.Equal(expected, actual);
         }
         Assert.Equal(scheme == "Q4_K_M" ? 0 : matrices.Count, packed);
+    }
+
+    /// <summary>A Q4_0 matrix whose file holds an infinite block scale loads in its file layout (the packed kernels
+    /// assume finite scales); the model's other matrices are packed, and its products are those of the file bytes.</summary>
+    [Fact]
+    public unsafe void AMatrixWithAnInfiniteScaleStaysInItsFileLayout()
+    {
+        if (!KernelPaths.CanRun(KernelPath.Vector256)) return;
+        using var dir = new TempDir();
+        string path = dir.File("m.gguf");
+        var config = new LlamaConfig(Dim: 320, HiddenDim: 640, Layers: 2, Heads: 4, KvHeads: 2, VocabSize: 304, ContextLength: 32);
+        TestModels.WriteRandomLlama(path, config, TestModels.SmallVocabulary(304), QuantizationScheme.Parse("Q4_0"), std: 0.05f);
+        long at;
+        using (var file = GgufFile.Open(path))
+        {
+            var info = file.Tensors.Single(t => t.Name == "blk.1.ffn_down.weight");
+            Assert.Equal(GgmlType.Q4_0, info.Type);
+            at = file.DataOffset + info.Offset + 3 * 18; // row 0, block 3: its f16 scale
+        }
+        using (var stream = new FileStream(path, FileMode.Open, FileAccess.Write))
+        {
+            stream.Position = at;
+            stream.Write([0x00, 0x7C]); // +infinity
+        }
+        using var model = Model.Load(path);
+        var down = model.Weights.Layers[1].W2;
+        Assert.True(down.Packed == null, "the matrix with an infinite scale was packed");
+        Assert.True(model.Weights.Layers[1].W1.Packed != null && model.Weights.Layers[0].W2.Packed != null);
+        var x = TestVectors.Gaussian(down.Cols, seed: 4);
+        var y = new float[down.Rows];
+        MatVec.Multiply(down, x, y, null, KernelPath.Vector256);
+        Assert.True(float.IsInfinity(y[0]) || float.IsNaN(y[0]), $"row 0 holds an infinite scale but gave {y[0]}");
+        Assert.True(y.Skip(1).All(float.IsFinite));
     }
 
     [Fact]
