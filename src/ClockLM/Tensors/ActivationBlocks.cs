@@ -138,8 +138,7 @@ internal sealed unsafe class ActivationBlocks
         _s[b] = RoundToHalf(d * sum);
     }
 
-    /// <summary>2^112.</summary>
-    private static readonly float TwoPow112 = BitConverter.UInt32BitsToSingle(0x77800000);
+    private static readonly float TwoPow112 = BitConverter.UInt32BitsToSingle(HalfWidening.TwoPow112Bits);
 
     /// <summary>
     /// Quantizes x (a multiple of 256 values) as ggml's quantize_row_q8_K_ref does. With <paramref name="avx2"/> (and

@@ -51,7 +51,7 @@ internal static unsafe class FloatDots
 
     // ---- widening halves: bits (h & 0x7fff) << 13 as a float, times 2^112, is the half's magnitude (normal or
     // subnormal); infinities and NaNs (exponent 31) keep all-ones exponents; the sign moves to bit 31.
-    private const uint Scale2Pow112 = 0x77800000;
+    private const uint Scale2Pow112 = HalfWidening.TwoPow112Bits;
 
     /// <summary>How far ahead of the F16 row loop the weights are prefetched: 4 KB (on an AVX-512 EPYC one core decoded F16 about 5 % faster than with 2 KB).</summary>
     private const int PrefetchHalves = 2048;
@@ -239,7 +239,7 @@ internal static unsafe class FloatDots
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float F16Avx2(ushort* w, float* xv, float* x, int n, bool prescaled, out bool infNan)
     {
-        var mask = Vector256.Create(unchecked((int)0x8FFFE000));
+        var mask = HalfWidening.FiniteMask;
         var scale = Vector256.Create(Scale2Pow112).AsSingle();
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         Vector256<ushort> top = default;
@@ -269,7 +269,7 @@ internal static unsafe class FloatDots
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> WidenFinite(ushort* p, Vector256<int> mask, Vector256<float> scale, bool prescaled)
     {
-        var scaled = (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13) & mask).AsSingle();
+        var scaled = HalfWidening.WidenFiniteUnscaled(p, mask);
         return prescaled ? scaled : scaled * scale;
     }
 

@@ -34,7 +34,7 @@ internal static unsafe class PackedRows
     {
         int rowBytes = (int)GgmlTypeInfo.RowBytes(type, cols), blocks = cols / 32;
         long octetBytes = (long)blocks * BlockBytes(type);
-        int scaleAt = type == GgmlType.Q4_0 ? 128 : 256;
+        int scaleAt = type == GgmlType.Q4_0 ? 128 : 256, blockBytes = BlockBytes(type);
         bool finite = true;
         for (int o = 0; o < octets; o++)
         {
@@ -44,7 +44,7 @@ internal static unsafe class PackedRows
             else Q8_0Packed.Pack(src, rowBytes, blocks, dst);
             for (int b = 0; b < blocks; b++)
             {
-                ushort* scales = (ushort*)(dst + (long)b * BlockBytes(type) + scaleAt);
+                ushort* scales = (ushort*)(dst + (long)b * blockBytes + scaleAt);
                 for (int j = 0; j < 8; j++) finite &= (scales[j] & 0x7C00) != 0x7C00;
             }
         }
@@ -123,7 +123,8 @@ internal static unsafe class PackedRows
     }
 
     /// <summary>Bytes of one block of four vectors' activations as <see cref="Q4_0Packed.Quad"/> reads them: the four
-    /// vectors' 32 codes, then their four scales, then their four code sums times 8.</summary>
+    /// vectors' 32 codes, then their four scales (times 2^112, <see cref="ActivationBlocks.DUp"/>), then their four code
+    /// sums times 8.</summary>
     private const int QuadBlockBytes = 4 * 32 + 16 + 16;
 
     [ThreadStatic] private static byte[]? _quadActs;
@@ -181,16 +182,13 @@ internal static unsafe class PackedRows
     }
 
     /// <summary>
-    /// The eight f16 scales at p as floats times 2^-112, exactly, in three operations: sign-extended to 32 bits and
-    /// shifted left 13, a half has its sign in bit 31 and its exponent and mantissa in bits 13..27 (bits 28..30, copies
-    /// of the sign, are masked off), which as a float is its value times 2^-112, subnormals included. The activations'
-    /// scales come times 2^112 (<see cref="ActivationBlocks.DUp"/>), so every product of the two is the exact product of
-    /// the true scales, rounded once, as in <see cref="MatVec"/>. Infinite and NaN scales would come out finite: matrices
-    /// with such scales are not packed (<see cref="PackOctets"/>).
+    /// The eight f16 scales at p as floats times 2^-112 (<see cref="HalfWidening.WidenFiniteUnscaled"/>, three
+    /// operations). The activations' scales come times 2^112 (<see cref="ActivationBlocks.DUp"/>), so every product of
+    /// the two is the exact product of the true scales, rounded once, as in <see cref="MatVec"/>. Infinite and NaN scales
+    /// would come out finite: matrices with such scales are not packed (<see cref="PackOctets"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Scales(byte* p) =>
-        (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13) & Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle();
+    private static Vector256<float> Scales(byte* p) => HalfWidening.WidenFiniteUnscaled((ushort*)p, HalfWidening.FiniteMask);
 
     /// <summary>The f16 scales of the eight rows' blocks at w, w + rowBytes, ... into p.</summary>
     private static void PackScales(byte* w, int rowBytes, byte* p)
