@@ -104,7 +104,7 @@ public static class LlamaGguf
 
     /// <summary>
     /// Whether <see cref="ReadWeights"/> keeps a copy of the Q4_0 and Q8_0 weight matrices packed eight rows at a time
-    /// for the AVX2 products (the same number of bytes; the file's own pages of those matrices are then not read
+    /// for the AVX2 and AVX-512 products (the same number of bytes, give or take one block per eight rows; the file's own pages of those matrices are then not read
     /// again). True unless the environment variable <c>CLOCKLM_NO_PACKING</c> is set; the results are identical either way.
     /// </summary>
     public static bool PackWeights { get; set; } = Environment.GetEnvironmentVariable("CLOCKLM_NO_PACKING") is null;
@@ -229,7 +229,7 @@ public static class LlamaGguf
 
         public unsafe TensorView Pack(GgufTensorInfo t, in TensorView view, List<byte[]> storage)
         {
-            var packed = GC.AllocateUninitializedArray<byte>(checked((int)view.ByteCount), pinned: true);
+            var packed = GC.AllocateUninitializedArray<byte>(checked((int)PackedRows.PackedBytes(view)), pinned: true);
             int octetBytes = 8 * view.RowBytes, octets = view.Rows / 8;
             int step = Math.Max(1, (4 << 20) / octetBytes);
             if (_buffer.Length < Math.Min(step, octets) * octetBytes)
@@ -250,7 +250,7 @@ public static class LlamaGguf
                             throw new GgufFormatException(file.Path, $"tensor '{t.Name}': the file ended at byte {at + done} while reading its data");
                         done += read;
                     }
-                    finite &= PackedRows.PackOctets(view.Type, view.Cols, buffer, o, n, destination);
+                    finite &= PackedRows.PackOctets(view.Type, view.Cols, buffer, o, n, octets, destination);
                 }
             }
             // A matrix with an infinite or NaN block scale stays in its file layout (the packed kernels assume finite ones).

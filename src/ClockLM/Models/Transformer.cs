@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.Intrinsics;
 using ClockLM.Clock;
 using ClockLM.Tensors;
 
@@ -442,12 +443,34 @@ public sealed partial class Transformer
     /// the same scale to the last bit keeps 8-bit activation rounding the same in both engines.</summary>
     public static void RmsNorm(Span<float> output, ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps)
     {
-        double sum = 0;
-        foreach (float v in x) sum += v * v;
-        float mean = (float)(sum / x.Length);
+        float mean = (float)(SumOfSquares(x) / x.Length);
         float scale = 1.0f / MathF.Sqrt(mean + eps);
-        for (int i = 0; i < x.Length; i++)
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i + 8 <= x.Length; i += 8)
+                (Vector256.Create(x.Slice(i, 8)) * scale * Vector256.Create(weight.Slice(i, 8))).CopyTo(output.Slice(i, 8));
+        for (; i < x.Length; i++)
             output[i] = x[i] * scale * weight[i];
+    }
+
+    /// <summary>Σ x², each square taken in float and summed in double (eight lanes of partial sums, then the rest).</summary>
+    private static double SumOfSquares(ReadOnlySpan<float> x)
+    {
+        double sum = 0;
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<double> low = default, high = default;
+            for (; i + 8 <= x.Length; i += 8)
+            {
+                var v = Vector256.Create(x.Slice(i, 8));
+                var (l, h) = Vector256.Widen(v * v);
+                (low, high) = (low + l, high + h);
+            }
+            sum = Vector256.Sum(low + high);
+        }
+        for (; i < x.Length; i++) sum += x[i] * x[i];
+        return sum;
     }
 
     /// <summary>In-place softmax, subtracting the maximum for stability.</summary>
@@ -491,6 +514,10 @@ public sealed partial class Transformer
 
     private static void Add(Span<float> x, ReadOnlySpan<float> y)
     {
-        for (int i = 0; i < x.Length; i++) x[i] += y[i];
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i + 8 <= x.Length; i += 8)
+                (Vector256.Create(x.Slice(i, 8)) + Vector256.Create(y.Slice(i, 8))).CopyTo(x.Slice(i, 8));
+        for (; i < x.Length; i++) x[i] += y[i];
     }
 }

@@ -40,9 +40,9 @@ public static class MatMul
         Multiply(w, x, y, count, pool, KernelPaths.Best, sameInput: true);
 
     /// <summary>What the calling thread's <see cref="ActivationSets"/> hold: the block size, vector count and length
-    /// of the last product's quantized X (block size 0: nothing reusable), and whether the four-vector layout of
-    /// packed products holds them too.</summary>
-    [ThreadStatic] private static (int BlockSize, int Count, int Cols, bool Quad) _quantized;
+    /// of the last product's quantized X (block size 0: nothing reusable), and how the laid-out activations of packed
+    /// products hold them too.</summary>
+    [ThreadStatic] private static (int BlockSize, int Count, int Cols, ActivationLayout Layout) _quantized;
 
     private static unsafe void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y, int count, WorkerPool? pool, KernelPath path, bool sameInput)
     {
@@ -88,7 +88,7 @@ public static class MatMul
                     if (pool != null && count >= 8) pool.Run(quantize, count);
                     else quantize.Execute(0, count);
                 }
-                _quantized = (blockSize, count, w.Cols, false);
+                _quantized = (blockSize, count, w.Cols, ActivationLayout.None);
             }
         }
         else _quantized = default;
@@ -98,8 +98,9 @@ public static class MatMul
         {
             if (packed)
             {
-                PackedRows.Multiply(w, activations!, py, count, pool, laidOut: reuse && _quantized.Quad);
-                _quantized.Quad = count >= 4;
+                var layout = PackedRows.LayoutAfter(w.Type, count);
+                PackedRows.Multiply(w, activations!, py, count, pool, laidOut: reuse && layout != ActivationLayout.None && _quantized.Layout == layout);
+                _quantized.Layout = layout;
                 return;
             }
             var job = new MatMulJob

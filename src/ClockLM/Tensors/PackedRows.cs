@@ -4,14 +4,17 @@ using System.Runtime.Intrinsics.X86;
 
 namespace ClockLM.Tensors;
 
+/// <summary>How a thread's buffer holds the activations of the last packed product.</summary>
+internal enum ActivationLayout { None, Quads, Q4_0Pairs }
+
 /// <summary>
 /// Q4_0 and Q8_0 weights stored eight rows at a time, laid out once when a model loads, so that matrix products read
-/// them in the order the AVX2 kernels consume them (as <see cref="RowOctets"/> lays them out per product, but
-/// persistently). A packed block octet holds, for one 32-value block of eight rows, the words of the rows' codes
-/// interleaved (register k: word k of row 0, row 1, ..., row 7) followed by the eight f16 scales: 128 + 16 bytes for
-/// Q4_0 (the nibbles stay packed; the low nibbles of word k are codes 4k..4k+3, the high ones codes 16+4k..16+4k+3)
-/// and 256 + 16 for Q8_0, exactly the bytes of the eight rows. Octet o's blocks follow each other, octets follow
-/// each other. Every (row, vector) result is the same float computation as <see cref="MatVec"/> on the unpacked rows.
+/// them in the order their kernels consume them (as <see cref="RowOctets"/> lays them out per product, but
+/// persistently). Q4_0 is packed in block pairs (<see cref="Q4_0Pairs"/>). A packed Q8_0 block octet holds, for one
+/// 32-value block of eight rows, the words of the rows' codes interleaved (register k: word k of row 0, row 1, ...,
+/// row 7) followed by the eight f16 scales: 256 + 16 bytes, exactly the bytes of the eight rows. Octet o's blocks
+/// follow each other, octets follow each other. Every (row, vector) result is the same float computation as
+/// <see cref="MatVec"/> on the unpacked rows.
 /// </summary>
 internal static unsafe class PackedRows
 {
@@ -23,31 +26,52 @@ internal static unsafe class PackedRows
     /// <summary>True when products of <paramref name="w"/> on <paramref name="path"/> use its packed rows.</summary>
     public static bool Used(in TensorView w, KernelPath path) => w.Packed != null && path == KernelPath.Vector256;
 
-    /// <summary>Bytes one packed block octet takes for <paramref name="type"/>.</summary>
-    public static int BlockBytes(GgmlType type) => type == GgmlType.Q4_0 ? Q4_0Packed.BlockBytes : Q8_0Packed.BlockBytes;
+    /// <summary>Bytes of one packed octet of rows of <paramref name="cols"/> values.</summary>
+    public static long OctetBytes(GgmlType type, int cols) =>
+        type == GgmlType.Q4_0 ? Q4_0Pairs.OctetBytes(cols) : (long)(cols / 32) * Q8_0Packed.BlockBytes;
+
+    /// <summary>Bytes of the packed copy of <paramref name="w"/> (Q4_0 rows of an odd number of blocks take one more
+    /// block per octet than the file).</summary>
+    public static long PackedBytes(in TensorView w) => w.Rows / 8 * OctetBytes(w.Type, w.Cols);
 
     /// <summary>Packs rows [8 first, 8 (first + octets)) given in their file layout at <paramref name="rows"/> into
     /// <paramref name="packed"/> (the packed tensor's start; octet o lands at its own place). False when some block
     /// scale is infinite or NaN: the packed kernels widen scales assuming finite ones, so such a matrix must stay in
     /// its file layout.</summary>
-    public static bool PackOctets(GgmlType type, int cols, byte* rows, int first, int octets, byte* packed)
+    public static bool PackOctets(GgmlType type, int cols, byte* rows, int first, int octets, int totalOctets, byte* packed)
     {
         int rowBytes = (int)GgmlTypeInfo.RowBytes(type, cols), blocks = cols / 32;
-        long octetBytes = (long)blocks * BlockBytes(type);
-        int scaleAt = type == GgmlType.Q4_0 ? 128 : 256, blockBytes = BlockBytes(type);
+        long octetBytes = OctetBytes(type, cols);
         bool finite = true;
         for (int o = 0; o < octets; o++)
         {
             byte* src = rows + (long)o * 8 * rowBytes;
-            byte* dst = packed + (first + o) * octetBytes;
-            if (type == GgmlType.Q4_0) Q4_0Packed.Pack(src, rowBytes, blocks, dst);
-            else Q8_0Packed.Pack(src, rowBytes, blocks, dst);
-            for (int b = 0; b < blocks; b++)
+            if (type == GgmlType.Q4_0)
             {
-                ushort* scales = (ushort*)(dst + (long)b * blockBytes + scaleAt);
-                for (int j = 0; j < 8; j++) finite &= (scales[j] & 0x7C00) != 0x7C00;
+                Q4_0Pairs.Pack(src, rowBytes, cols, packed, first + o, totalOctets);
+                for (int panel = 0; panel < Q4_0Pairs.Panels(cols); panel++)
+                {
+                    byte* pairs = Q4_0Pairs.At(packed, cols, totalOctets, panel, first + o);
+                    for (int q = 0; q < Q4_0Pairs.PairsIn(cols, panel); q++)
+                        finite &= AllFinite((ushort*)(pairs + (long)q * Q4_0Pairs.PairBytes + 256), 16);
+                }
+            }
+            else
+            {
+                byte* dst = packed + (first + o) * octetBytes;
+                Q8_0Packed.Pack(src, rowBytes, blocks, dst);
+                for (int b = 0; b < blocks; b++)
+                    finite &= AllFinite((ushort*)(dst + (long)b * Q8_0Packed.BlockBytes + 256), 8);
             }
         }
+        return finite;
+    }
+
+    /// <summary>True when none of the n f16 values at p is infinite or NaN.</summary>
+    private static bool AllFinite(ushort* p, int n)
+    {
+        bool finite = true;
+        for (int j = 0; j < n; j++) finite &= (p[j] & 0x7C00) != 0x7C00;
         return finite;
     }
 
@@ -55,25 +79,37 @@ internal static unsafe class PackedRows
     public static (TensorView View, byte[] Storage) Pack(in TensorView w)
     {
         if (!CanPack(w)) throw new ArgumentException($"a {w.Rows}x{w.Cols} {w.Type} matrix cannot be packed");
-        var storage = GC.AllocateUninitializedArray<byte>(checked((int)w.ByteCount), pinned: true);
+        var storage = GC.AllocateUninitializedArray<byte>(checked((int)PackedBytes(w)), pinned: true);
         fixed (byte* p = storage)
-            if (!PackOctets(w.Type, w.Cols, w.Data, 0, w.Rows / 8, p))
+            if (!PackOctets(w.Type, w.Cols, w.Data, 0, w.Rows / 8, w.Rows / 8, p))
                 throw new ArgumentException($"a {w.Rows}x{w.Cols} {w.Type} matrix with an infinite or NaN block scale cannot be packed");
         return (w.WithPacked((byte*)Unsafe.AsPointer(ref storage[0])), storage);
     }
 
+    /// <summary>How the calling thread's buffer holds activations after a packed product of <paramref name="count"/>
+    /// vectors with <paramref name="type"/> weights: <see cref="Q4_0Pairs.LayOut"/>, the four-vector layout of the
+    /// Q8_0 kernels, or nothing.</summary>
+    public static ActivationLayout LayoutAfter(GgmlType type, int count) =>
+        type == GgmlType.Q4_0 ? ActivationLayout.Q4_0Pairs : count >= 4 ? ActivationLayout.Quads : ActivationLayout.None;
+
     /// <summary>Y = X Wᵀ for <paramref name="count"/> vectors (already quantized into <paramref name="activations"/>)
     /// with packed weights, the octets split across <paramref name="pool"/>. With <paramref name="laidOut"/> the
-    /// calling thread's four-vector layout already holds these activations (the previous product had the same input).</summary>
+    /// calling thread's buffer already holds these activations in the layout this product reads
+    /// (<see cref="LayoutAfter"/>; the previous product had the same input).</summary>
     public static void Multiply(in TensorView w, ActivationBlocks[] activations, float* y, int count, WorkerPool? pool, bool laidOut = false)
     {
-        // Four vectors at a time read their activations laid out together, once per product for every thread's share.
+        // The activations are laid out once per product for every thread's share: for Q4_0 all of them, in block
+        // pairs; for Q8_0 every four vectors together.
         int quads = count / 4, blocks = w.Cols / 32;
-        var job = new PackedJob
+        byte* laid;
+        if (w.Type == GgmlType.Q4_0)
         {
-            Type = w.Type, Packed = w.Packed, Cols = w.Cols, Rows = w.Rows, Count = count, Y = y, Activations = activations,
-            QuadActs = quads == 0 ? null : laidOut ? QuadBuffer(quads * blocks * QuadBlockBytes) : QuadActivations(activations, quads, blocks),
-        };
+            laid = ActivationBuffer(Q4_0Pairs.LaidOutBytes(count, w.Cols));
+            if (!laidOut) Q4_0Pairs.LayOut(activations, count, w.Cols, laid);
+        }
+        else
+            laid = quads == 0 ? null : laidOut ? ActivationBuffer((long)quads * blocks * QuadBlockBytes) : QuadActivations(activations, quads, blocks);
+        var job = new PackedJob { Type = w.Type, Packed = w.Packed, Cols = w.Cols, Rows = w.Rows, Count = count, Y = y, Activations = activations, LaidOut = laid };
         if (pool != null && w.ByteCount * count >= 256 * 1024)
             pool.Run(job, w.Rows / 8);
         else
@@ -91,49 +127,85 @@ internal static unsafe class PackedRows
         public int Count;
         public float* Y;
         public ActivationBlocks[] Activations;
-        public byte* QuadActs;
+        public byte* LaidOut;
 
         public readonly void Execute(int start, int end)
         {
-            if (Type == GgmlType.Q4_0) Octets<Q4_0Packed>(this, start, end);
-            else Octets<Q8_0Packed>(this, start, end);
+            if (Type == GgmlType.Q4_0) Q4_0Rows(this, start, end);
+            else Q8_0Rows(this, start, end);
         }
     }
 
+    /// <summary>Octets taken together through the column panels of a Q4_0 product: their weights of one panel stream
+    /// past while the panel's activations stay cached.</summary>
+    private const int Q4_0Tile = 16;
+
+    /// <summary>Octets [start, end) of a Q4_0 product: tiles of <see cref="Q4_0Tile"/> octets, each panel by panel,
+    /// each octet times every group of up to four vectors, the accumulators carried in the calling thread's buffer.</summary>
+    private static void Q4_0Rows(in PackedJob job, int start, int end)
+    {
+        int pairs = Q4_0Pairs.Pairs(job.Cols), panels = Q4_0Pairs.Panels(job.Cols), octets = job.Rows / 8, groups = (job.Count + 3) / 4;
+        long groupBytes = (long)pairs * 4 * Q4_0Pairs.ActBytes;
+        byte* state = StateBuffer(Q4_0Tile * groups * Q4_0Pairs.StateBytes);
+        for (int tile = start; tile < end; tile += Q4_0Tile)
+            for (int panel = 0; panel < panels; panel++)
+                for (int o = tile; o < Math.Min(end, tile + Q4_0Tile); o++)
+                    for (int g = 0; g < groups; g++)
+                    {
+                        int n = Math.Min(4, job.Count - 4 * g);
+                        byte* acts = job.LaidOut + g * groupBytes + (long)panel * Q4_0Pairs.PanelPairs * n * Q4_0Pairs.ActBytes;
+                        Q4_0Pairs.Panel(Q4_0Pairs.At(job.Packed, job.Cols, octets, panel, o), Q4_0Pairs.PairsIn(job.Cols, panel), acts, n,
+                            state + ((o - tile) * groups + g) * Q4_0Pairs.StateBytes, panel == 0, panel == panels - 1,
+                            job.Y + 8 * o + 4L * g * job.Rows, job.Rows);
+                    }
+    }
+
+    [ThreadStatic] private static byte[]? _state;
+
+    /// <summary>The calling thread's buffer for carried accumulators, at least <paramref name="bytes"/> long (aligned to 64).</summary>
+    private static byte* StateBuffer(int bytes)
+    {
+        var buffer = _state;
+        if (buffer is null || buffer.Length < bytes + 64)
+            _state = buffer = GC.AllocateUninitializedArray<byte>(bytes + 64, pinned: true);
+        byte* p = (byte*)Unsafe.AsPointer(ref buffer[0]);
+        return (byte*)(((nint)p + 63) & ~(nint)63);
+    }
+
     /// <summary>
-    /// Octets [start, end): every four vectors together (<see cref="IPackedFormat.Quad"/>, on the activations
-    /// <see cref="Multiply"/> laid out), the last one to three in pairs and alone (<see cref="RowOctets.Vectors"/>),
-    /// all reading the packed octets directly.
+    /// Octets [start, end) of a Q8_0 product: every four vectors together (<see cref="Q8_0Packed.Quad"/>, on the
+    /// activations <see cref="Multiply"/> laid out), the last one to three in pairs and alone
+    /// (<see cref="RowOctets.Vectors"/>), all reading the packed octets directly.
     /// </summary>
-    private static void Octets<TPacked>(in PackedJob job, int start, int end) where TPacked : struct, IPackedFormat
+    private static void Q8_0Rows(in PackedJob job, int start, int end)
     {
         int blocks = job.Cols / 32, count = job.Count, quads = count / 4, rest = 4 * quads;
         var acts = stackalloc RowDots.Act32[count];
         for (int t = 0; t < count; t++) acts[t] = new RowDots.Act32(job.Activations[t], scaledUp: true);
-        long octetBytes = (long)blocks * TPacked.BlockBytes;
+        long octetBytes = (long)blocks * Q8_0Packed.BlockBytes;
         for (int o = start; o < end; o++)
         {
             byte* octet = job.Packed + o * octetBytes;
             float* y = job.Y + 8 * o;
             for (int q = 0; q < quads; q++)
-                TPacked.Quad(octet, blocks, job.QuadActs + (long)q * blocks * QuadBlockBytes, y + 4L * q * job.Rows, job.Rows);
+                Q8_0Packed.Quad(octet, blocks, job.LaidOut + (long)q * blocks * QuadBlockBytes, y + 4L * q * job.Rows, job.Rows);
             if (rest < count)
-                RowOctets.Vectors<TPacked>(octet, blocks, acts + rest, count - rest, y + (long)rest * job.Rows, job.Rows, prefetch: count == 1);
+                RowOctets.Vectors<Q8_0Packed>(octet, blocks, acts + rest, count - rest, y + (long)rest * job.Rows, job.Rows, prefetch: count == 1);
         }
     }
 
-    /// <summary>Bytes of one block of four vectors' activations as <see cref="Q4_0Packed.Quad"/> reads them: the four
+    /// <summary>Bytes of one block of four vectors' activations as <see cref="Q8_0Packed.Quad"/> reads them: the four
     /// vectors' 32 codes, then their four scales (times 2^112, <see cref="ActivationBlocks.DUp"/>), then their four code
     /// sums times 8.</summary>
     private const int QuadBlockBytes = 4 * 32 + 16 + 16;
 
-    [ThreadStatic] private static byte[]? _quadActs;
+    [ThreadStatic] private static byte[]? _laidOut;
 
     /// <summary>Vectors 4q..4q+3 for each of <paramref name="quads"/> groups, block by block, in the layout of
     /// <see cref="QuadBlockBytes"/>, in the calling thread's buffer: one pointer then reaches everything a block needs.</summary>
     private static byte* QuadActivations(ActivationBlocks[] activations, int quads, int blocks)
     {
-        byte* start = QuadBuffer(quads * blocks * QuadBlockBytes), p = start;
+        byte* start = ActivationBuffer((long)quads * blocks * QuadBlockBytes), p = start;
         for (int q = 0; q < quads; q++)
             for (int b = 0; b < blocks; b++, p += QuadBlockBytes)
                 for (int v = 0; v < 4; v++)
@@ -146,24 +218,13 @@ internal static unsafe class PackedRows
         return start;
     }
 
-    /// <summary>The calling thread's buffer for four-vector activations, at least <paramref name="bytes"/> long.</summary>
-    private static byte* QuadBuffer(int bytes)
+    /// <summary>The calling thread's buffer for laid-out activations, at least <paramref name="bytes"/> long.</summary>
+    private static byte* ActivationBuffer(long bytes)
     {
-        var buffer = _quadActs;
+        var buffer = _laidOut;
         if (buffer is null || buffer.Length < bytes)
-            _quadActs = buffer = GC.AllocateUninitializedArray<byte>(bytes, pinned: true);
+            _laidOut = buffer = GC.AllocateUninitializedArray<byte>(checked((int)bytes), pinned: true);
         return (byte*)Unsafe.AsPointer(ref buffer[0]);
-    }
-
-    /// <summary>A packed block-octet format.</summary>
-    public interface IPackedFormat : RowOctets.IPair
-    {
-        /// <summary>Packs eight rows at w, w + rowBytes, ... block by block into packed.</summary>
-        static abstract void Pack(byte* w, int rowBytes, int blocks, byte* packed);
-
-        /// <summary>One packed octet times four vectors (their activations at quadActs, see <see cref="QuadActivations"/>);
-        /// vector t's eight results into y + t * yStride, each the float computation of <see cref="RowOctets.Octet"/>.</summary>
-        static abstract void Quad(byte* octet, int blocks, byte* quadActs, float* y, int yStride);
     }
 
     /// <summary>The sixteen accumulators of a four-vector product (vector t, block b mod 4 at 4 t + b mod 4), zeroed.</summary>
@@ -196,83 +257,8 @@ internal static unsafe class PackedRows
         for (int j = 0; j < 8; j++) ((ushort*)p)[j] = *(ushort*)(w + (long)j * rowBytes);
     }
 
-    /// <summary>Q4_0: four registers of packed nibbles (register m: word m of the 16 code bytes of rows 0..7), then the scales.</summary>
-    public readonly struct Q4_0Packed : IPackedFormat
-    {
-        public static int BlockBytes => 128 + 16;
-
-        public static void Pack(byte* w, int rowBytes, int blocks, byte* packed)
-        {
-            for (int b = 0; b < blocks; b++, w += 18, packed += BlockBytes)
-            {
-                Q4_0Octets.TransposeCodes(w, rowBytes, packed);
-                PackScales(w, rowBytes, packed + 128);
-            }
-        }
-
-        /// <summary>The terms of block b for vectors a and c, which share the unpacked codes.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static (Vector256<float>, Vector256<float>) Terms(byte* p, in RowDots.Act32 a, in RowDots.Act32 c, int b)
-        {
-            var (p0, p1, p2, p3) = (Vector256.Load(p), Vector256.Load(p + 32), Vector256.Load(p + 64), Vector256.Load(p + 96));
-            return Q4_0Octets.Terms(Q4_0Octets.Low(p0), Q4_0Octets.Low(p1), Q4_0Octets.Low(p2), Q4_0Octets.Low(p3),
-                Q4_0Octets.High(p0), Q4_0Octets.High(p1), Q4_0Octets.High(p2), Q4_0Octets.High(p3), Scales(p + 128), a, c, b);
-        }
-
-        /// <summary>
-        /// One packed octet times four vectors (their activations at quadActs, see <see cref="QuadActivations"/>), which
-        /// share the unpacked codes and scales of each block; vector t's eight results into y + t * yStride. The sixteen
-        /// accumulators (vector t, block b mod 4) live in memory, the eight code registers in registers; every
-        /// (row, vector) is the float computation of <see cref="RowOctets.Octet"/>.
-        /// </summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public static void Quad(byte* octet, int blocks, byte* quadActs, float* y, int yStride)
-        {
-            var acc = stackalloc Vector256<float>[16];
-            ClearAccumulators(acc);
-            for (int b = 0; b < blocks; b++)
-            {
-                byte* p = octet + (long)b * BlockBytes, a = quadActs + (long)b * QuadBlockBytes;
-                Sse.Prefetch0(p + 4096);
-                Sse.Prefetch0(p + 4096 + 64);
-                Sse.Prefetch0(p + 4096 + 128);
-                var (p0, p1, p2, p3) = (Vector256.Load(p), Vector256.Load(p + 32), Vector256.Load(p + 64), Vector256.Load(p + 96));
-                var (l0, l1, l2, l3) = (Q4_0Octets.Low(p0), Q4_0Octets.Low(p1), Q4_0Octets.Low(p2), Q4_0Octets.Low(p3));
-                var (h0, h1, h2, h3) = (Q4_0Octets.High(p0), Q4_0Octets.High(p1), Q4_0Octets.High(p2), Q4_0Octets.High(p3));
-                var scales = Scales(p + 128);
-                var slot = acc + (b & 3);
-                slot[0] += QuadTerm(l0, l1, l2, l3, h0, h1, h2, h3, scales, a, 0);
-                slot[4] += QuadTerm(l0, l1, l2, l3, h0, h1, h2, h3, scales, a, 1);
-                slot[8] += QuadTerm(l0, l1, l2, l3, h0, h1, h2, h3, scales, a, 2);
-                slot[12] += QuadTerm(l0, l1, l2, l3, h0, h1, h2, h3, scales, a, 3);
-            }
-            StoreAccumulators(acc, y, yStride);
-        }
-
-        /// <summary>Vector v's term of a block (its activations at a, laid out as <see cref="QuadBlockBytes"/> says):
-        /// the integers and float operations of <see cref="Q4_0Octets.Term(Vector256{short}, Vector256{float}, in RowDots.Act32, int)"/>.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<float> QuadTerm(Vector256<byte> l0, Vector256<byte> l1, Vector256<byte> l2, Vector256<byte> l3,
-            Vector256<byte> h0, Vector256<byte> h1, Vector256<byte> h2, Vector256<byte> h3, Vector256<float> scales, byte* a, int v)
-        {
-            var sums = RowOctets.CodeSums(l0, l1, l2, l3, h0, h1, h2, h3, (int*)(a + 32 * v));
-            var isum = Avx2.MultiplyAddAdjacent(sums, Vector256.Create((short)1)) - Vector256.Create(((int*)(a + 144))[v]);
-            return scales * Vector256.Create(((float*)(a + 128))[v]) * Vector256.ConvertToSingle(isum);
-        }
-
-        /// <summary>Lane j: (dw_j * dx) * (Σ q x - 8 Σ x) of block b, as <see cref="Q4_0Octets.Term(byte*, in RowDots.Act32, int)"/> on the per-product octet.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Term(byte* p, in RowDots.Act32 a, int b)
-        {
-            var (p0, p1, p2, p3) = (Vector256.Load(p), Vector256.Load(p + 32), Vector256.Load(p + 64), Vector256.Load(p + 96));
-            var sums = RowOctets.CodeSums(Q4_0Octets.Low(p0), Q4_0Octets.Low(p1), Q4_0Octets.Low(p2), Q4_0Octets.Low(p3),
-                Q4_0Octets.High(p0), Q4_0Octets.High(p1), Q4_0Octets.High(p2), Q4_0Octets.High(p3), (int*)(a.Qs + 32 * b));
-            return Q4_0Octets.Term(sums, Scales(p + 128), a, b);
-        }
-    }
-
     /// <summary>Q8_0: eight registers of bytes (register k: word k of the 32 code bytes of rows 0..7), then the scales.</summary>
-    public readonly struct Q8_0Packed : IPackedFormat
+    public readonly struct Q8_0Packed : RowOctets.IPair
     {
         public static int BlockBytes => 256 + 16;
 

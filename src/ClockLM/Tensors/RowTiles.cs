@@ -295,7 +295,10 @@ internal static class HalfWidening
         (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13) & mask).AsSingle();
 
     /// <summary>The bits <see cref="WidenFiniteUnscaled"/> keeps: the sign (31), exponent and mantissa (13..27).</summary>
-    public static Vector256<int> FiniteMask => Vector256.Create(unchecked((int)0x8FFFE000));
+    public const int FiniteBits = unchecked((int)0x8FFFE000);
+
+    /// <summary><see cref="FiniteBits"/> in every lane.</summary>
+    public static Vector256<int> FiniteMask => Vector256.Create(FiniteBits);
 
     /// <summary><see cref="ToSingle(ushort)"/> of the half at p.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
