@@ -229,14 +229,13 @@ public static class LlamaGguf
 
         public unsafe TensorView Pack(GgufTensorInfo t, in TensorView view, List<byte[]> storage)
         {
-            var packed = GC.AllocateUninitializedArray<byte>(checked((int)PackedRows.PackedBytes(view)), pinned: true);
+            var packed = PackedRows.Allocate(PackedRows.PackedBytes(view), out byte* destination);
             int octetBytes = 8 * view.RowBytes, octets = view.Rows / 8;
             int step = Math.Max(1, (4 << 20) / octetBytes);
             if (_buffer.Length < Math.Min(step, octets) * octetBytes)
                 _buffer = GC.AllocateUninitializedArray<byte>(Math.Min(step, octets) * octetBytes, pinned: true);
             bool finite = true;
             fixed (byte* buffer = _buffer)
-            fixed (byte* destination = packed)
             {
                 for (int o = 0; o < octets; o += step)
                 {
@@ -256,7 +255,7 @@ public static class LlamaGguf
             // A matrix with an infinite or NaN block scale stays in its file layout (the packed kernels assume finite ones).
             if (!finite) return view;
             storage.Add(packed);
-            return view.WithPacked((byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref packed[0]));
+            return view.WithPacked(destination);
         }
 
         public void Dispose() => _handle.Dispose();

@@ -79,11 +79,19 @@ internal static unsafe class PackedRows
     public static (TensorView View, byte[] Storage) Pack(in TensorView w)
     {
         if (!CanPack(w)) throw new ArgumentException($"a {w.Rows}x{w.Cols} {w.Type} matrix cannot be packed");
-        var storage = GC.AllocateUninitializedArray<byte>(checked((int)PackedBytes(w)), pinned: true);
-        fixed (byte* p = storage)
-            if (!PackOctets(w.Type, w.Cols, w.Data, 0, w.Rows / 8, w.Rows / 8, p))
-                throw new ArgumentException($"a {w.Rows}x{w.Cols} {w.Type} matrix with an infinite or NaN block scale cannot be packed");
-        return (w.WithPacked((byte*)Unsafe.AsPointer(ref storage[0])), storage);
+        var storage = Allocate(PackedBytes(w), out byte* p);
+        if (!PackOctets(w.Type, w.Cols, w.Data, 0, w.Rows / 8, w.Rows / 8, p))
+            throw new ArgumentException($"a {w.Rows}x{w.Cols} {w.Type} matrix with an infinite or NaN block scale cannot be packed");
+        return (w.WithPacked(p), storage);
+    }
+
+    /// <summary>Pinned storage for a packed matrix of <paramref name="bytes"/> bytes, and where in it the matrix starts
+    /// at a multiple of 64, so that no 64-byte load of the 512-bit kernels spans two cache lines.</summary>
+    public static byte[] Allocate(long bytes, out byte* start)
+    {
+        var storage = GC.AllocateUninitializedArray<byte>(checked((int)(bytes + 63)), pinned: true);
+        start = (byte*)(((nint)Unsafe.AsPointer(ref storage[0]) + 63) & ~(nint)63);
+        return storage;
     }
 
     /// <summary>How the calling thread's buffer holds activations after a packed product of <paramref name="count"/>
@@ -161,15 +169,14 @@ internal static unsafe class PackedRows
     }
 
     [ThreadStatic] private static byte[]? _state;
+    [ThreadStatic] private static byte* _stateStart;
 
     /// <summary>The calling thread's buffer for carried accumulators, at least <paramref name="bytes"/> long (aligned to 64).</summary>
     private static byte* StateBuffer(int bytes)
     {
-        var buffer = _state;
-        if (buffer is null || buffer.Length < bytes + 64)
-            _state = buffer = GC.AllocateUninitializedArray<byte>(bytes + 64, pinned: true);
-        byte* p = (byte*)Unsafe.AsPointer(ref buffer[0]);
-        return (byte*)(((nint)p + 63) & ~(nint)63);
+        if (_state is null || _state.Length < bytes + 63)
+            _state = Allocate(bytes, out _stateStart);
+        return _stateStart;
     }
 
     /// <summary>

@@ -193,10 +193,22 @@ internal static unsafe class Q4_0Pairs
         // The sixteen f16 scales times 2^-112, as HalfWidening.WidenFiniteUnscaled does eight (packed scales are finite).
         var scales = (Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)(p + 256))), 13)
             & Vector512.Create(HalfWidening.FiniteBits)).AsSingle();
-        s0 += Term512(l0, l1, l2, l3, h0, h1, h2, h3, scales, (long*)a);
-        if (n > 1) s1 += Term512(l0, l1, l2, l3, h0, h1, h2, h3, scales, (long*)(a + ActBytes));
-        if (n > 2) s2 += Term512(l0, l1, l2, l3, h0, h1, h2, h3, scales, (long*)(a + 2 * ActBytes));
-        if (n > 3) s3 += Term512(l0, l1, l2, l3, h0, h1, h2, h3, scales, (long*)(a + 3 * ActBytes));
+        if (n == 4)
+        {
+            // All four vectors' integer sums first, then their float steps: more independent work in flight.
+            var i0 = Sum512(l0, l1, l2, l3, h0, h1, h2, h3, (long*)a);
+            var i1 = Sum512(l0, l1, l2, l3, h0, h1, h2, h3, (long*)(a + ActBytes));
+            var i2 = Sum512(l0, l1, l2, l3, h0, h1, h2, h3, (long*)(a + 2 * ActBytes));
+            var i3 = Sum512(l0, l1, l2, l3, h0, h1, h2, h3, (long*)(a + 3 * ActBytes));
+            s0 += Scaled512(i0, scales, (long*)a);
+            s1 += Scaled512(i1, scales, (long*)(a + ActBytes));
+            s2 += Scaled512(i2, scales, (long*)(a + 2 * ActBytes));
+            s3 += Scaled512(i3, scales, (long*)(a + 3 * ActBytes));
+            return;
+        }
+        s0 += Scaled512(Sum512(l0, l1, l2, l3, h0, h1, h2, h3, (long*)a), scales, (long*)a);
+        if (n > 1) s1 += Scaled512(Sum512(l0, l1, l2, l3, h0, h1, h2, h3, (long*)(a + ActBytes)), scales, (long*)(a + ActBytes));
+        if (n > 2) s2 += Scaled512(Sum512(l0, l1, l2, l3, h0, h1, h2, h3, (long*)(a + 2 * ActBytes)), scales, (long*)(a + 2 * ActBytes));
     }
 
     /// <summary>The high nibble of every byte: one affine transformation over GF(2) that shifts each byte right by 4
@@ -217,18 +229,22 @@ internal static unsafe class Q4_0Pairs
         Sse.Prefetch0(p + 256);
     }
 
-    /// <summary>Lane 2j + h: row j's term of block 2P + h for the vector whose pair activations are at x.</summary>
+    /// <summary>Lane 2j + h: row j's integer sum Σ q x - 8 Σ x of block 2P + h for the vector whose pair activations are at x.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Term512(Vector512<byte> l0, Vector512<byte> l1, Vector512<byte> l2, Vector512<byte> l3,
-        Vector512<byte> h0, Vector512<byte> h1, Vector512<byte> h2, Vector512<byte> h3, Vector512<float> scales, long* x)
+    private static Vector512<int> Sum512(Vector512<byte> l0, Vector512<byte> l1, Vector512<byte> l2, Vector512<byte> l3,
+        Vector512<byte> h0, Vector512<byte> h1, Vector512<byte> h2, Vector512<byte> h3, long* x)
     {
         var sums = ((Avx512BW.MultiplyAddAdjacent(l0, Vector512.Create(x[0]).AsSByte()) + Avx512BW.MultiplyAddAdjacent(l1, Vector512.Create(x[1]).AsSByte()))
             + (Avx512BW.MultiplyAddAdjacent(l2, Vector512.Create(x[2]).AsSByte()) + Avx512BW.MultiplyAddAdjacent(l3, Vector512.Create(x[3]).AsSByte())))
             + ((Avx512BW.MultiplyAddAdjacent(h0, Vector512.Create(x[4]).AsSByte()) + Avx512BW.MultiplyAddAdjacent(h1, Vector512.Create(x[5]).AsSByte()))
             + (Avx512BW.MultiplyAddAdjacent(h2, Vector512.Create(x[6]).AsSByte()) + Avx512BW.MultiplyAddAdjacent(h3, Vector512.Create(x[7]).AsSByte())));
-        var isum = Avx512BW.MultiplyAddAdjacent(sums, Vector512.Create((short)1)) - Vector512.Create(x[9]).AsInt32();
-        return scales * Vector512.Create(x[8]).AsSingle() * Vector512.ConvertToSingle(isum);
+        return Avx512BW.MultiplyAddAdjacent(sums, Vector512.Create((short)1)) - Vector512.Create(x[9]).AsInt32();
     }
+
+    /// <summary>Lane 2j + h: the term (dw * dx) * isum of block 2P + h, the vector's scales at x + 8.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Scaled512(Vector512<int> isum, Vector512<float> scales, long* x) =>
+        scales * Vector512.Create(x[8]).AsSingle() * Vector512.ConvertToSingle(isum);
 
     /// <summary>Rows 0..7 of one vector from its two accumulators: lanes 2j, 2j + 1 of each are row j's a0, a1 (a2, a3).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -275,7 +291,7 @@ internal static unsafe class Q4_0Pairs
             }
     }
 
-    /// <summary><see cref="Term512"/> on one 256-bit half: lane 2j + h, row 4 half + j's term of block 2P + h.</summary>
+    /// <summary>On one 256-bit half, lane 2j + h: row 4 half + j's term (dw * dx) * (Σ q x - 8 Σ x) of block 2P + h.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Term256(Vector256<byte> l0, Vector256<byte> l1, Vector256<byte> l2, Vector256<byte> l3,
         Vector256<byte> h0, Vector256<byte> h1, Vector256<byte> h2, Vector256<byte> h3, Vector256<float> scales, long* x)
