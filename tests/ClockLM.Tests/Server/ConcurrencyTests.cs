@@ -28,7 +28,11 @@ public sealed class ConcurrencyTests
             Assert.Equal(alone, answers[i]);
         }
         Assert.Equal(32, host.Scheduler.Stats.Completed);
-        Assert.True(host.Scheduler.Stats.BatchedTokens > 0, "no decoding step ran several slots together");
+        long batched = host.Scheduler.Stats.BatchedTokens;
+        Assert.True(batched > 0, "no decoding step ran several slots together");
+        // /metrics reports the same count (nothing runs any more).
+        string metrics = await host.Http.GetStringAsync("/metrics");
+        Assert.Contains($"clocklm_batched_tokens_total {batched}\n", metrics);
     }
 
     /// <summary>Reads an SSE stream of text completion chunks and joins their text.</summary>
