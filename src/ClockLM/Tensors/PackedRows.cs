@@ -46,32 +46,21 @@ internal static unsafe class PackedRows
         for (int o = 0; o < octets; o++)
         {
             byte* src = rows + (long)o * 8 * rowBytes;
-            if (type == GgmlType.Q4_0)
-            {
-                Q4_0Pairs.Pack(src, rowBytes, cols, packed, first + o, totalOctets);
-                for (int panel = 0; panel < Q4_0Pairs.Panels(cols); panel++)
-                {
-                    byte* pairs = Q4_0Pairs.At(packed, cols, totalOctets, panel, first + o);
-                    for (int q = 0; q < Q4_0Pairs.PairsIn(cols, panel); q++)
-                        finite &= AllFinite((ushort*)(pairs + (long)q * Q4_0Pairs.PairBytes + 256), 16);
-                }
-            }
-            else
-            {
-                byte* dst = packed + (first + o) * octetBytes;
-                Q8_0Packed.Pack(src, rowBytes, blocks, dst);
-                for (int b = 0; b < blocks; b++)
-                    finite &= AllFinite((ushort*)(dst + (long)b * Q8_0Packed.BlockBytes + 256), 8);
-            }
+            finite &= ScalesFinite(src, rowBytes, blocks, (int)GgmlTypeInfo.RowBytes(type, 32));
+            if (type == GgmlType.Q4_0) Q4_0Pairs.Pack(src, rowBytes, cols, packed, first + o, totalOctets);
+            else Q8_0Packed.Pack(src, rowBytes, blocks, packed + (first + o) * octetBytes);
         }
         return finite;
     }
 
-    /// <summary>True when none of the n f16 values at p is infinite or NaN.</summary>
-    private static bool AllFinite(ushort* p, int n)
+    /// <summary>True when no block scale (the f16 value that starts each block of <paramref name="blockBytes"/>) of the
+    /// eight rows at w, w + rowBytes, ... is infinite or NaN.</summary>
+    private static bool ScalesFinite(byte* w, int rowBytes, int blocks, int blockBytes)
     {
         bool finite = true;
-        for (int j = 0; j < n; j++) finite &= (p[j] & 0x7C00) != 0x7C00;
+        for (int j = 0; j < 8; j++)
+            for (int b = 0; b < blocks; b++)
+                finite &= (*(ushort*)(w + (long)j * rowBytes + (long)b * blockBytes) & 0x7C00) != 0x7C00;
         return finite;
     }
 

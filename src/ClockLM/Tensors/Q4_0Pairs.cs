@@ -69,33 +69,31 @@ internal static unsafe class Q4_0Pairs
     public static byte* At(byte* packed, int cols, int octets, int panel, int octet) =>
         packed + ((long)panel * PanelPairs * octets + (long)octet * PairsIn(cols, panel)) * PairBytes;
 
+    /// <summary>Where pair <paramref name="pair"/> of octet <paramref name="octet"/> lies, in a packed matrix of
+    /// <paramref name="octets"/> octets.</summary>
+    private static byte* PairAt(byte* packed, int cols, int octets, int octet, int pair)
+    {
+        int panel = pair / PanelPairs;
+        return At(packed, cols, octets, panel, octet) + (long)(pair - panel * PanelPairs) * PairBytes;
+    }
+
     /// <summary>Packs eight rows in their file layout at w, w + rowBytes, ... as octet <paramref name="octet"/> of the
-    /// packed matrix of <paramref name="octets"/> octets at packed.</summary>
+    /// packed matrix of <paramref name="octets"/> octets at packed; the missing second block of an odd count is zeros.</summary>
     public static void Pack(byte* w, int rowBytes, int cols, byte* packed, int octet, int octets)
     {
         int blocks = cols / 32;
         var words = stackalloc uint[32];
-        for (int b = 0; b < blocks; b++)
+        for (int b = 0; b < 2 * Pairs(cols); b++)
         {
-            int panel = b / (2 * PanelPairs);
-            byte* pair = At(packed, cols, octets, panel, octet) + (long)(b / 2 - panel * PanelPairs) * PairBytes;
+            byte* pair = PairAt(packed, cols, octets, octet, b / 2);
             int h = b & 1;
-            Q4_0Octets.TransposeCodes(w + 18L * b, rowBytes, (byte*)words); // register k, lane j: word k of row j
+            if (b < blocks) Q4_0Octets.TransposeCodes(w + 18L * b, rowBytes, (byte*)words); // register k, lane j: word k of row j
+            else new Span<uint>(words, 32).Clear();
             for (int k = 0; k < 4; k++)
                 for (int j = 0; j < 8; j++)
                     ((uint*)(pair + 64 * k))[2 * j + h] = words[8 * k + j];
             for (int j = 0; j < 8; j++)
-                ((ushort*)(pair + 256))[2 * j + h] = *(ushort*)(w + (long)j * rowBytes + 18L * b);
-        }
-        if ((blocks & 1) != 0)
-        {
-            int panel = blocks / 2 / PanelPairs;
-            byte* pair = At(packed, cols, octets, panel, octet) + (long)(blocks / 2 - panel * PanelPairs) * PairBytes;
-            for (int k = 0; k < 4; k++)
-                for (int j = 0; j < 8; j++)
-                    ((uint*)(pair + 64 * k))[2 * j + 1] = 0;
-            for (int j = 0; j < 8; j++)
-                ((ushort*)(pair + 256))[2 * j + 1] = 0;
+                ((ushort*)(pair + 256))[2 * j + h] = b < blocks ? *(ushort*)(w + (long)j * rowBytes + 18L * b) : (ushort)0;
         }
     }
 
