@@ -8,8 +8,6 @@ internal sealed class ModelOptions
 {
     public Option<string?> Model { get; } = new("--model", "-m") { Description = "Model file: GGUF or llama2.c .bin (default: the built-in model, models/clocklm-kjv.gguf)" };
 
-    /// <summary>The model ClockLM trained itself and ships beside the command (see models/README.md).</summary>
-    public static string BuiltInModelPath => System.IO.Path.Combine(AppContext.BaseDirectory, "models", "clocklm-kjv.gguf");
     public Option<string?> Tokenizer { get; } = new("--tokenizer") { Description = "Tokenizer file for llama2.c checkpoints (tokenizer.bin)" };
     public Option<int> Threads { get; } = new("--threads", "-t") { Description = "Worker threads", DefaultValueFactory = _ => Environment.ProcessorCount };
 
@@ -23,7 +21,7 @@ internal sealed class ModelOptions
     /// <summary>Opens the model named by --model, or the built-in model.</summary>
     public ClockLM.Models.Model Load(ParseResult result)
     {
-        string path = result.GetValue(Model) ?? BuiltInModelPath;
+        string path = result.GetValue(Model) ?? BuiltInModel.Path;
         return ClockLM.Models.Model.Load(path, result.GetValue(Tokenizer));
     }
 
