@@ -8,11 +8,11 @@ using TemplateMessage = ClockLM.Tokenizers.ChatTemplates.ChatMessage;
 
 namespace ClockLM.Server;
 
-/// <summary>The request handlers: OpenAI's request fields in, OpenAI's response shapes out.</summary>
-internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, Embedder embedder)
+/// <summary>The request handlers of one model: OpenAI's request fields in, OpenAI's response shapes out.
+/// <paramref name="answers"/> tells the names (and aliases) that mean this model.</summary>
+internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, Embedder embedder, Func<string, bool> answers)
 {
     private readonly ChatPrompt _chatPrompt = new(scheduler.Model);
-    private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
     private enum Kind { Chat, Text }
 
@@ -76,16 +76,6 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
         }, context.RequestAborted);
     }
 
-    public Task ModelsAsync(HttpContext context) =>
-        context.Response.WriteAsJsonAsync(new JsonObject { ["object"] = "list", ["data"] = new JsonArray(ModelJson()) });
-
-    public Task ModelAsync(HttpContext context)
-    {
-        string id = (string)context.Request.RouteValues["id"]!;
-        if (!IsThisModel(id)) throw ModelNotFound(id);
-        return context.Response.WriteAsJsonAsync(ModelJson());
-    }
-
     public async Task TokenizeAsync(HttpContext context)
     {
         var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
@@ -108,23 +98,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
         await context.Response.WriteAsJsonAsync(new JsonObject { ["content"] = text }, context.RequestAborted);
     }
 
-    private JsonObject ModelJson() => new()
-    {
-        ["id"] = modelId,
-        ["object"] = "model",
-        ["created"] = _created,
-        ["owned_by"] = "clocklm",
-        ["meta"] = new JsonObject
-        {
-            ["n_ctx"] = scheduler.ContextLength,
-            ["n_vocab"] = scheduler.Model.Config.VocabSize,
-            ["n_embd"] = scheduler.Model.Config.Dim,
-            ["n_layer"] = scheduler.Model.Config.Layers,
-            ["slots"] = scheduler.Slots,
-        },
-    };
-
-    private bool IsThisModel(string? id) => string.IsNullOrEmpty(id) || string.Equals(id, modelId, StringComparison.OrdinalIgnoreCase);
+    private bool IsThisModel(string? id) => string.IsNullOrEmpty(id) || answers(id);
 
     private void CheckModel(JsonRequest body)
     {
