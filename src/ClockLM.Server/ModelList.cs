@@ -23,7 +23,7 @@ internal static class ModelList
     private static JsonObject ModelJson(ModelRegistry registry, ModelEntry entry)
     {
         var summary = registry.Summary(entry);
-        var loaded = registry.Loaded.FirstOrDefault(m => m.Entry == entry);
+        var loaded = registry.Loaded.FirstOrDefault(m => m.Entry.Path == entry.Path);
         return new JsonObject
         {
             ["id"] = entry.Name,

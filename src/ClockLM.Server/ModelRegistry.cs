@@ -80,7 +80,7 @@ public sealed class ModelRegistry : IDisposable
 
     private readonly List<ModelEntry> _entries;
     private readonly ModelFolderOptions _options;
-    private readonly Dictionary<ModelEntry, LoadedModel> _loaded = [];
+    private readonly Dictionary<string, LoadedModel> _loaded = []; // by file: an alias shares its file's loaded model
     private readonly Dictionary<(string Path, long Length, DateTime Modified), ModelSummary> _summaries = [];
     private readonly Lock _gate = new();
     private readonly Lock _loading = new();
@@ -114,7 +114,7 @@ public sealed class ModelRegistry : IDisposable
         ArgumentNullException.ThrowIfNull(scheduler);
         var entry = new ModelEntry(name, scheduler.Model.Path);
         var registry = new ModelRegistry([entry], new ModelFolderOptions { KeepAlive = Timeout.InfiniteTimeSpan }, expire: false);
-        registry._loaded[entry] = new LoadedModel(entry, scheduler.Model, scheduler, pool: null, owned: false, TimeSpan.Zero, 0)
+        registry._loaded[entry.Path] = new LoadedModel(entry, entry.Answers, scheduler.Model, scheduler, pool: null, owned: false, TimeSpan.Zero, 0)
         {
             Pinned = true,
         };
@@ -193,7 +193,7 @@ public sealed class ModelRegistry : IDisposable
         {
             if (_entries.Count == 1) return _entries[0];
             lock (_gate)
-                if (_loaded.Count == 1) return _loaded.Keys.First();
+                if (_loaded.Count == 1) return _loaded.Values.First().Entry;
             throw ApiException.BadRequest($"model is required: this server runs {Available()}", "model");
         }
         return _entries.FirstOrDefault(e => e.Answers(name))
@@ -210,7 +210,7 @@ public sealed class ModelRegistry : IDisposable
     internal ModelSummary Summary(ModelEntry entry)
     {
         lock (_gate)
-            if (_loaded.TryGetValue(entry, out var loaded)) return loaded.Summary;
+            if (_loaded.TryGetValue(entry.Path, out var loaded)) return loaded.Summary;
         var file = new FileInfo(entry.Path);
         var key = (entry.Path, file.Exists ? file.Length : -1, file.Exists ? file.LastWriteTimeUtc : default);
         lock (_gate)
@@ -267,11 +267,13 @@ public sealed class ModelRegistry : IDisposable
             {
                 model = Model.Load(entry.Path);
                 var scheduler = new SlotScheduler(model, _options.Scheduler with { Pool = pool });
-                var loaded = new LoadedModel(entry, model, scheduler, pool, owned: true, Stopwatch.GetElapsedTime(start), bytes);
+                var primary = PrimaryEntry(entry);
+                bool Answers(string name) => _entries.Any(e => e.Path == entry.Path && e.Answers(name));
+                var loaded = new LoadedModel(primary, Answers, model, scheduler, pool, owned: true, Stopwatch.GetElapsedTime(start), bytes);
                 lock (_gate)
                 {
                     ObjectDisposedException.ThrowIf(_disposed, this);
-                    _loaded[entry] = loaded;
+                    _loaded[entry.Path] = loaded;
                     return Lease(loaded, keepAlive, loaded.LoadDuration);
                 }
             }
@@ -290,7 +292,7 @@ public sealed class ModelRegistry : IDisposable
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            return _loaded.TryGetValue(entry, out var loaded) ? Lease(loaded, keepAlive, TimeSpan.Zero) : null;
+            return _loaded.TryGetValue(entry.Path, out var loaded) ? Lease(loaded, keepAlive, TimeSpan.Zero) : null;
         }
     }
 
@@ -311,7 +313,7 @@ public sealed class ModelRegistry : IDisposable
             loaded.Leases--;
             loaded.LastUsed = DateTime.UtcNow;
             if (loaded.Leases > 0 || loaded.Pinned) return;
-            if (keepAlive == TimeSpan.Zero && _loaded.Remove(loaded.Entry)) unload = loaded;
+            if (keepAlive == TimeSpan.Zero && _loaded.Remove(loaded.Entry.Path)) unload = loaded;
             else loaded.ExpiresAt = keepAlive < TimeSpan.Zero ? DateTime.MaxValue : loaded.LastUsed + keepAlive;
         }
         if (unload is not null) Retire(unload);
@@ -323,12 +325,16 @@ public sealed class ModelRegistry : IDisposable
         LoadedModel? unload;
         lock (_gate)
         {
-            if (!_loaded.TryGetValue(entry, out unload) || unload.Leases > 0 || unload.Pinned) return false;
-            _loaded.Remove(entry);
+            if (!_loaded.TryGetValue(entry.Path, out unload) || unload.Leases > 0 || unload.Pinned) return false;
+            _loaded.Remove(entry.Path);
         }
         Retire(unload);
         return true;
     }
+
+    /// <summary>The entry named after the file <paramref name="entry"/> runs (an alias's file), or the entry itself.</summary>
+    private ModelEntry PrimaryEntry(ModelEntry entry) =>
+        _entries.FirstOrDefault(e => e.Path == entry.Path && e.Name.Equals(Path.GetFileNameWithoutExtension(e.Path), StringComparison.OrdinalIgnoreCase)) ?? entry;
 
     /// <summary>The memory a model is expected to take once loaded: its file (mapped) plus every slot's KV cache.</summary>
     private long EstimateBytes(ModelEntry entry)
@@ -352,14 +358,14 @@ public sealed class ModelRegistry : IDisposable
             foreach (var idle in _loaded.Values.Where(m => m.Leases == 0 && !m.Pinned).OrderBy(m => m.LastUsed).ToList())
             {
                 if (used + bytes <= budget) break;
-                _loaded.Remove(idle.Entry);
+                _loaded.Remove(idle.Entry.Path);
                 evicted.Add(idle);
                 used -= idle.Bytes;
             }
             if (used + bytes > budget)
             {
-                foreach (var m in evicted) _loaded[m.Entry] = m; // nothing is unloaded for a load that cannot happen
-                throw new ApiException(503, $"model '{entry.Name}' needs about {bytes} bytes but the models in use ({string.Join(", ", _loaded.Keys.Select(e => e.Name))}) leave {budget - used} of --max-loaded-bytes {budget}; try again when they finish",
+                foreach (var m in evicted) _loaded[m.Entry.Path] = m; // nothing is unloaded for a load that cannot happen
+                throw new ApiException(503, $"model '{entry.Name}' needs about {bytes} bytes but the models in use ({string.Join(", ", _loaded.Values.Select(m => m.Entry.Name))}) leave {budget - used} of --max-loaded-bytes {budget}; try again when they finish",
                     "server_busy", "model", "insufficient_memory");
             }
         }
@@ -374,7 +380,7 @@ public sealed class ModelRegistry : IDisposable
             if (_disposed) return;
             var now = DateTime.UtcNow;
             expired = _loaded.Values.Where(m => m.Leases == 0 && !m.Pinned && m.ExpiresAt <= now).ToList();
-            foreach (var m in expired) _loaded.Remove(m.Entry);
+            foreach (var m in expired) _loaded.Remove(m.Entry.Path);
         }
         foreach (var m in expired) Retire(m);
     }
@@ -418,7 +424,7 @@ internal sealed class LoadedModel : IDisposable
     private readonly WorkerPool? _pool;
     private readonly bool _owned;
 
-    public LoadedModel(ModelEntry entry, Model model, SlotScheduler scheduler, WorkerPool? pool, bool owned, TimeSpan loadDuration, long bytes)
+    public LoadedModel(ModelEntry entry, Func<string, bool> answers, Model model, SlotScheduler scheduler, WorkerPool? pool, bool owned, TimeSpan loadDuration, long bytes)
     {
         Entry = entry;
         Model = model;
@@ -429,10 +435,11 @@ internal sealed class LoadedModel : IDisposable
         Bytes = bytes;
         Prompt = new ChatPrompt(model);
         Embedder = new Embedder(model, scheduler.ContextLength);
-        OpenAi = new OpenAiEndpoints(scheduler, entry.Name, Embedder, entry.Answers);
+        OpenAi = new OpenAiEndpoints(scheduler, entry.Name, Embedder, answers);
         Summary = ModelSummary.Of(model);
     }
 
+    /// <summary>The entry named after the file (aliases share the loaded model).</summary>
     public ModelEntry Entry { get; }
     public Model Model { get; }
     public SlotScheduler Scheduler { get; }

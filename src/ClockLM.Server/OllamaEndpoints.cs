@@ -17,7 +17,9 @@ namespace ClockLM.Server;
 /// Ollama's API over a <see cref="ModelRegistry"/>, for the clients that speak it (OllamaSharp, Open WebUI, Continue,
 /// LangChain's Ollama classes): chat and generate (NDJSON streams by default, one object with <c>stream: false</c>),
 /// embed, tags, show, ps and version, with Ollama's field names and units (durations in nanoseconds). Errors are
-/// <c>{"error": "..."}</c>. A field Ollama defines but ClockLM cannot honour is a 400 naming it.
+/// <c>{"error": "..."}</c>. A field of Ollama's API that ClockLM cannot honour (format, tools, images, suffix, an
+/// option such as mirostat) is a 400 naming it. Fields outside Ollama's API are ignored, as Ollama ignores them:
+/// clients send their own (OllamaSharp 5.5 sends <c>CustomHeaders</c> in every body).
 /// </summary>
 internal sealed class OllamaEndpoints(ModelRegistry registry)
 {
@@ -55,11 +57,11 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
     {
         long start = Stopwatch.GetTimestamp();
         var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
-        CheckFields(body, "", ["model", "messages", "stream", "format", "options", "keep_alive", "tools", "think"]);
         var entry = registry.Find(RequiredModel(body));
         var keepAlive = ReadKeepAlive(body);
         if (body.Get("tools") is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
             throw ApiException.BadRequest("tools is not supported: ClockLM does not call tools yet", "tools");
+        if (body.String("template") is { Length: > 0 }) throw ApiException.BadRequest("template is not supported: the model's own chat template is used", "template");
         RejectThinking(body);
         ReadFormat(body);
         var messages = ReadMessages(body);
@@ -73,7 +75,7 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
         int[] prompt = model.Prompt.Encode(messages);
         var request = ReadOptions(body, prompt, model);
         request = request with { Stop = [.. model.Prompt.TemplateStops, .. request.Stop] };
-        await RunAsync(context, body, lease, request, start, chat: true);
+        await RunAsync(context, body, entry.Name, lease, request, start, chat: true);
     }
 
     // ---- POST /api/generate ----
@@ -82,13 +84,16 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
     {
         long start = Stopwatch.GetTimestamp();
         var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
-        CheckFields(body, "", ["model", "prompt", "suffix", "system", "template", "context", "stream", "raw", "format", "images", "options", "keep_alive", "think"]);
         var entry = registry.Find(RequiredModel(body));
         var keepAlive = ReadKeepAlive(body);
         if (body.String("suffix") is { Length: > 0 }) throw ApiException.BadRequest("suffix is not supported: ClockLM does not fill in the middle", "suffix");
         if (body.String("template") is { Length: > 0 }) throw ApiException.BadRequest("template is not supported: the model's own chat template is used (or raw: true for none)", "template");
         if (body.Get("images") is { ValueKind: JsonValueKind.Array } images && images.GetArrayLength() > 0)
             throw ApiException.BadRequest("images is not supported: ClockLM's models read text only", "images");
+        if (body.Bool("logprobs") == true || body.Integer("top_logprobs", 0, int.MaxValue) > 0)
+            throw ApiException.BadRequest("logprobs is not supported on /api/generate; /v1/completions reports them", "logprobs");
+        foreach (string image in new[] { "width", "height", "steps" })
+            if (body.Get(image) is not null) throw ApiException.BadRequest($"{image} is not supported: ClockLM does not generate images", image);
         RejectThinking(body);
         ReadFormat(body);
         string text = body.String("prompt") ?? "";
@@ -124,16 +129,15 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
         int[] prompt = [.. context0, .. added];
         var request = ReadOptions(body, prompt, model);
         if (!raw) request = request with { Stop = [.. model.Prompt.TemplateStops, .. request.Stop] };
-        await RunAsync(context, body, lease, request, start, chat: false);
+        await RunAsync(context, body, entry.Name, lease, request, start, chat: false);
     }
 
     /// <summary>Runs the generation and answers it: NDJSON lines as tokens come (the default), or one object.</summary>
-    private static async Task RunAsync(HttpContext context, JsonRequest body, ModelLease lease, CompletionRequest request, long start, bool chat)
+    private static async Task RunAsync(HttpContext context, JsonRequest body, string name, ModelLease lease, CompletionRequest request, long start, bool chat)
     {
         bool stream = body.Bool("stream") ?? true;
         var model = lease.Model;
         var job = model.Scheduler.Submit(request, context.RequestAborted);
-        string name = model.Entry.Name;
         JsonObject Piece(string text)
         {
             var piece = new JsonObject { ["model"] = name, ["created_at"] = Now() };
@@ -205,7 +209,6 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
     {
         long start = Stopwatch.GetTimestamp();
         var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
-        CheckFields(body, "", ["model", "input", "truncate", "options", "keep_alive", "dimensions"]);
         var entry = registry.Find(RequiredModel(body));
         var keepAlive = ReadKeepAlive(body);
         CheckOptionsForEmbedding(body);
@@ -242,7 +245,6 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
     private async Task EmbeddingsAsync(HttpContext context)
     {
         var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
-        CheckFields(body, "", ["model", "prompt", "options", "keep_alive"]);
         var entry = registry.Find(RequiredModel(body));
         var keepAlive = ReadKeepAlive(body);
         CheckOptionsForEmbedding(body);
@@ -297,7 +299,6 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
     private async Task ShowAsync(HttpContext context)
     {
         var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
-        CheckFields(body, "", ["model", "name", "verbose"]);
         var entry = registry.Find(body.String("model") ?? body.String("name") ?? throw ApiException.BadRequest("model is required", "model"));
         var summary = registry.Summary(entry);
         var c = summary.Config;
@@ -372,8 +373,8 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
     private static string RequiredModel(JsonRequest body) =>
         body.String("model") is { Length: > 0 } model ? model : throw ApiException.BadRequest("model is required", "model");
 
-    /// <summary>Every field of <paramref name="body"/> must be one of <paramref name="known"/>: a field Ollama clients
-    /// could send but ClockLM does not know is a 400, not silently dropped.</summary>
+    /// <summary>Every field of <paramref name="body"/> must be one of <paramref name="known"/> (for <c>options</c>, whose
+    /// names Ollama defines: one ClockLM does not read is a 400, not silently dropped).</summary>
     private static void CheckFields(JsonRequest body, string prefix, string[] known)
     {
         foreach (var property in body.Root.EnumerateObject())
@@ -465,7 +466,6 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
             string at = $"messages[{i++}]";
             if (item.ValueKind != JsonValueKind.Object) throw JsonRequest.WrongType(at, "an object", item);
             var m = new JsonRequest(item);
-            CheckFields(m, at + ".", ["role", "content", "images", "tool_calls", "tool_name", "thinking"]);
             string role = m.String("role") ?? throw ApiException.BadRequest($"{at}.role is required", $"{at}.role");
             if (role is not ("system" or "user" or "assistant" or "tool"))
                 throw ApiException.BadRequest($"{at}.role is '{role}'; expected system, user, assistant or tool", $"{at}.role");
@@ -500,15 +500,18 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
 
     private static long Nanoseconds(TimeSpan time) => time.Ticks * 100;
 
+    /// <summary>Text as written, not as HTML-safe escapes: templates and generated text stay readable.</summary>
+    private static readonly JsonSerializerOptions Output = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     private static Task WriteAsync(HttpContext context, JsonObject answer)
     {
         context.Response.ContentType = "application/json; charset=utf-8";
-        return context.Response.WriteAsync(answer.ToJsonString(), context.RequestAborted);
+        return context.Response.WriteAsync(answer.ToJsonString(Output), context.RequestAborted);
     }
 
     private static async Task WriteLineAsync(HttpResponse response, JsonObject line, CancellationToken cancel)
     {
-        await response.WriteAsync(line.ToJsonString() + "\n", cancel);
+        await response.WriteAsync(line.ToJsonString(Output) + "\n", cancel);
         await response.Body.FlushAsync(cancel);
     }
 }
