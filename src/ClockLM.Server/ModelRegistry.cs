@@ -140,7 +140,7 @@ public sealed class ModelRegistry : IDisposable
         if (File.Exists(aliasPath)) entries.AddRange(ReadAliases(aliasPath, directory, entries));
         if (entries.Count == 0) throw new ArgumentException($"{directory}: no .gguf model files in the folder");
         var byName = entries.GroupBy(e => e.Name, StringComparer.OrdinalIgnoreCase).FirstOrDefault(g => g.Count() > 1);
-        if (byName is not null) throw new ArgumentException($"{aliasPath}: the name '{byName.Key}' is taken twice (names ignore case)");
+        if (byName is not null) throw new ArgumentException($"{aliasPath}: the name '{byName.Last().Name}' is taken twice (names ignore case): {string.Join(" and ", byName.Select(e => Path.GetFileName(e.Path)))}");
         entries.Sort((a, b) => string.Compare(a.Name, b.Name, StringComparison.OrdinalIgnoreCase));
         return new ModelRegistry(entries, options, expire: true);
     }
