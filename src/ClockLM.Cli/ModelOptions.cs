@@ -18,10 +18,17 @@ internal sealed class ModelOptions
         command.Options.Add(Threads);
     }
 
-    /// <summary>Opens the model named by --model, or the built-in model.</summary>
+    /// <summary>Opens the model named by --model, or the built-in model. A large file is first read through with a
+    /// progress bar when stderr is a terminal, so a cold multi-GB file fills the page cache visibly instead of
+    /// stalling the first token on page faults.</summary>
     public ClockLM.Models.Model Load(ParseResult result)
     {
         string path = result.GetValue(Model) ?? BuiltInModel.Path;
+        if (!Console.IsErrorRedirected && File.Exists(path) && new FileInfo(path).Length >= PageCache.LargeFileBytes)
+        {
+            using var bar = new ProgressBar($"reading {System.IO.Path.GetFileName(path)}");
+            PageCache.Fill(path, bar);
+        }
         return ClockLM.Models.Model.Load(path, result.GetValue(Tokenizer));
     }
 

@@ -129,20 +129,30 @@ public sealed class ModelRegistry : IDisposable
     /// <exception cref="ArgumentException">models.json is malformed, names a missing file, or a name is taken twice; or the folder has no model.</exception>
     public static ModelRegistry FromFolder(string directory, ModelFolderOptions? options = null)
     {
-        if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: no such models folder");
         options ??= new ModelFolderOptions();
         if (options.Threads < 1) throw new ArgumentOutOfRangeException(nameof(options), options.Threads, "threads must be 1 or more");
         if (options.MaxLoadedBytes is <= 0) throw new ArgumentOutOfRangeException(nameof(options), options.MaxLoadedBytes, "the memory budget must be positive");
+        var entries = ReadFolder(directory);
+        if (entries.Count == 0) throw new ArgumentException($"{directory}: no .gguf model files in the folder");
+        return new ModelRegistry(entries, options, expire: true);
+    }
+
+    /// <summary>The models of a folder, in name order: every <c>*.gguf</c> file named by file name without extension,
+    /// plus the aliases of <c>models.json</c> when present. Reads no model.</summary>
+    /// <exception cref="DirectoryNotFoundException">No such folder.</exception>
+    /// <exception cref="ArgumentException">models.json is malformed, names a missing file, or a name is taken twice.</exception>
+    public static List<ModelEntry> ReadFolder(string directory)
+    {
+        if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: no such models folder");
         var entries = Directory.EnumerateFiles(directory, "*.gguf")
             .Select(f => new ModelEntry(Path.GetFileNameWithoutExtension(f), Path.GetFullPath(f)))
             .ToList();
         string aliasPath = Path.Combine(directory, AliasFile);
         if (File.Exists(aliasPath)) entries.AddRange(ReadAliases(aliasPath, directory, entries));
-        if (entries.Count == 0) throw new ArgumentException($"{directory}: no .gguf model files in the folder");
         var byName = entries.GroupBy(e => e.Name, StringComparer.OrdinalIgnoreCase).FirstOrDefault(g => g.Count() > 1);
         if (byName is not null) throw new ArgumentException($"{aliasPath}: the name '{byName.Last().Name}' is taken twice (names ignore case): {string.Join(" and ", byName.Select(e => Path.GetFileName(e.Path)))}");
         entries.Sort((a, b) => string.Compare(a.Name, b.Name, StringComparison.OrdinalIgnoreCase));
-        return new ModelRegistry(entries, options, expire: true);
+        return entries;
     }
 
     private static IEnumerable<ModelEntry> ReadAliases(string path, string directory, List<ModelEntry> files)
