@@ -108,7 +108,7 @@ public sealed class ClockLMServer : IAsyncDisposable
         app.MapPost("/tokenize", context => ForModelAsync(context, m => m.TokenizeAsync));
         app.MapPost("/detokenize", context => ForModelAsync(context, m => m.DetokenizeAsync));
         _ollama.Map(app);
-        app.MapGet("/health", context => context.Response.WriteAsJsonAsync(new JsonObject { ["status"] = "ok" }));
+        app.MapGet("/health", context => context.Response.WriteJsonAsync(new JsonObject { ["status"] = "ok" }));
         app.MapGet("/metrics", context =>
         {
             context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
@@ -155,7 +155,7 @@ public sealed class ClockLMServer : IAsyncDisposable
             if (error is null) return; // the client went away
             if (error.Status == 503) context.Response.Headers.RetryAfter = _options.RetryAfterSeconds.ToString();
             context.Response.StatusCode = error.Status;
-            await context.Response.WriteAsJsonAsync(OllamaEndpoints.Serves(context) ? error.ToOllamaJson() : error.ToJson(), context.RequestAborted);
+            await context.Response.WriteJsonAsync(OllamaEndpoints.Serves(context) ? error.ToOllamaJson() : error.ToJson(), context.RequestAborted);
         }
         catch (Exception) when (context.Response.HasStarted)
         {

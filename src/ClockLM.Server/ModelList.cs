@@ -10,14 +10,14 @@ internal static class ModelList
     public static Task ListAsync(HttpContext context, ModelRegistry registry)
     {
         var data = new JsonArray();
-        foreach (var entry in registry.Models) data.Add(ModelJson(registry, entry));
-        return context.Response.WriteAsJsonAsync(new JsonObject { ["object"] = "list", ["data"] = data }, context.RequestAborted);
+        foreach (var entry in registry.Models) data.Add((JsonNode)ModelJson(registry, entry));
+        return context.Response.WriteJsonAsync(new JsonObject { ["object"] = "list", ["data"] = data }, context.RequestAborted);
     }
 
     public static Task GetAsync(HttpContext context, ModelRegistry registry)
     {
         string id = (string)context.Request.RouteValues["id"]!;
-        return context.Response.WriteAsJsonAsync(ModelJson(registry, registry.Find(id)), context.RequestAborted);
+        return context.Response.WriteJsonAsync(ModelJson(registry, registry.Find(id)), context.RequestAborted);
     }
 
     private static JsonObject ModelJson(ModelRegistry registry, ModelEntry entry)

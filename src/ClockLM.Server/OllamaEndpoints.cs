@@ -230,7 +230,7 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
         for (int i = 0; i < inputs.Count; i++)
         {
             float[] vector = await EmbedOneAsync(lease.Model, inputs[i], truncate, $"input {i}", context.RequestAborted, ref tokens);
-            embeddings.Add(new JsonArray([.. vector.Select(v => (JsonNode)v)]));
+            embeddings.Add((JsonNode)new JsonArray([.. vector.Select(v => (JsonNode)v)]));
         }
         await WriteAsync(context, new JsonObject
         {
@@ -283,7 +283,7 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
         foreach (var entry in registry.Models)
         {
             var summary = registry.Summary(entry);
-            models.Add(new JsonObject
+            models.Add((JsonNode)new JsonObject
             {
                 ["name"] = entry.Name,
                 ["model"] = entry.Name,
@@ -336,7 +336,7 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
             var summary = loaded.Summary;
             // A model in use expires its keep-alive after its requests end: shown from now.
             var expires = loaded.ExpiresAt ?? DateTime.UtcNow + registry.KeepAlive;
-            models.Add(new JsonObject
+            models.Add((JsonNode)new JsonObject
             {
                 ["name"] = loaded.Entry.Name,
                 ["model"] = loaded.Entry.Name,

@@ -65,9 +65,9 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
             JsonNode embedding = format == "base64"
                 ? Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(vector.AsSpan()))
                 : new JsonArray(vector.Select(v => (JsonNode)JsonValue.Create(v)).ToArray());
-            data.Add(new JsonObject { ["object"] = "embedding", ["index"] = i, ["embedding"] = embedding });
+            data.Add((JsonNode)new JsonObject { ["object"] = "embedding", ["index"] = i, ["embedding"] = embedding });
         }
-        await context.Response.WriteAsJsonAsync(new JsonObject
+        await context.Response.WriteJsonAsync(new JsonObject
         {
             ["object"] = "list",
             ["data"] = data,
@@ -87,7 +87,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
         var tokens = new JsonArray();
         foreach (int id in ids)
             tokens.Add(withPieces ? new JsonObject { ["id"] = id, ["piece"] = tokenizer.GetPiece(id) } : JsonValue.Create(id));
-        await context.Response.WriteAsJsonAsync(new JsonObject { ["tokens"] = tokens }, context.RequestAborted);
+        await context.Response.WriteJsonAsync(new JsonObject { ["tokens"] = tokens }, context.RequestAborted);
     }
 
     public async Task DetokenizeAsync(HttpContext context)
@@ -95,7 +95,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
         var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
         var ids = body.Get("tokens") is { } t ? ReadIds(t, "tokens") : throw ApiException.BadRequest("tokens is required: an array of token ids", "tokens");
         string text = scheduler.Model.Tokenizer.Decode(ids);
-        await context.Response.WriteAsJsonAsync(new JsonObject { ["content"] = text }, context.RequestAborted);
+        await context.Response.WriteJsonAsync(new JsonObject { ["content"] = text }, context.RequestAborted);
     }
 
     private bool IsThisModel(string? id) => string.IsNullOrEmpty(id) || answers(id);
@@ -265,7 +265,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
             ["usage"] = UsageJson(result),
         };
         if (result.Clock is { } clock) answer["clocklm"] = ClockJson(clock);
-        await context.Response.WriteAsJsonAsync(answer, context.RequestAborted);
+        await context.Response.WriteJsonAsync(answer, context.RequestAborted);
     }
 
     private async Task StreamAsync(HttpContext context, CompletionJob job, Kind kind, string id, long created, bool includeUsage)
@@ -362,7 +362,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
             {
                 var entry = Entry(t);
                 entry["top_logprobs"] = new JsonArray(t.Top.Select(a => (JsonNode)Entry(a)).ToArray());
-                content.Add(entry);
+                content.Add((JsonNode)entry);
             }
             return new JsonObject { ["content"] = content };
         }

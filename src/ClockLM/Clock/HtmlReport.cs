@@ -1,4 +1,4 @@
-using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace ClockLM.Clock;
 
@@ -18,27 +18,29 @@ public static class HtmlReport
     public static string Render(ClockTrace trace, Func<int, string> tokenText, string title)
     {
         var c = trace.Config;
-        var data = new
+        // Built as JSON nodes rather than serialized from anonymous objects, so the report needs no reflection (native AOT).
+        static JsonArray Array<T>(IEnumerable<T> items, Func<T, JsonNode?> node) => new([.. items.Select(node)]);
+        var data = new JsonObject
         {
-            title,
-            layers = c.Layers,
-            heads = c.Heads,
-            stages = StageNames.All.Select(s => s.Name()).ToArray(),
-            tokens = trace.Tokens.Select(t => new
+            ["title"] = title,
+            ["layers"] = c.Layers,
+            ["heads"] = c.Heads,
+            ["stages"] = Array(StageNames.All, s => s.Name()),
+            ["tokens"] = Array(trace.Tokens, t => new JsonObject
             {
-                position = t.Position,
-                id = t.Token,
-                text = tokenText(t.Token),
-                generated = t.Generated,
-                micros = t.Timing.Seconds * 1e6,
-                embedMicros = t.Timing.EmbeddingTicks * 1e6 / System.Diagnostics.Stopwatch.Frequency,
-                commitMicros = t.Timing.CommitTicks * 1e6 / System.Diagnostics.Stopwatch.Frequency,
-                cycles = t.Cycles.Select(cy => cy.StageSeconds.Select(s => s * 1e6).ToArray()).ToArray(),
-                lens = t.Lens.Select(row => row.Length == 0 ? null : new { text = tokenText(row[0].Token), p = row[0].Probability }).ToArray(),
-                attention = t.Attention.Select(layer => layer.Select(h => h.Weights).ToArray()).ToArray(),
-            }).ToArray(),
+                ["position"] = t.Position,
+                ["id"] = t.Token,
+                ["text"] = tokenText(t.Token),
+                ["generated"] = t.Generated,
+                ["micros"] = t.Timing.Seconds * 1e6,
+                ["embedMicros"] = t.Timing.EmbeddingTicks * 1e6 / System.Diagnostics.Stopwatch.Frequency,
+                ["commitMicros"] = t.Timing.CommitTicks * 1e6 / System.Diagnostics.Stopwatch.Frequency,
+                ["cycles"] = Array(t.Cycles, cy => Array(cy.StageSeconds, s => s * 1e6)),
+                ["lens"] = Array(t.Lens, row => row.Length == 0 ? null : new JsonObject { ["text"] = tokenText(row[0].Token), ["p"] = row[0].Probability }),
+                ["attention"] = Array(t.Attention, layer => Array(layer, h => Array(h.Weights, w => w))),
+            }),
         };
-        string json = JsonSerializer.Serialize(data); // the default encoder escapes '<', '>' and '&', so it is safe inside <script>
+        string json = data.ToJsonString(); // the default encoder escapes '<', '>' and '&', so it is safe inside <script>
         return Template.Replace("__TITLE__", System.Net.WebUtility.HtmlEncode(title)).Replace("__DATA__", json);
     }
 
