@@ -247,6 +247,16 @@ public sealed class ModelRegistry : IDisposable
         }
     }
 
+    /// <summary>The loaded models with when each unloads if it stays idle (read together, under the lock): null while
+    /// in use, DateTime.MaxValue for never.</summary>
+    internal IReadOnlyList<(LoadedModel Model, DateTime? ExpiresAt)> Expiries
+    {
+        get
+        {
+            lock (_gate) return _loaded.Values.OrderByDescending(m => m.LastUsed).Select(m => (m, m.Pinned ? DateTime.MaxValue : m.ExpiresAt)).ToList();
+        }
+    }
+
     /// <summary>Counters and load of every loaded model's scheduler, plus the counters of those unloaded.</summary>
     public SchedulerStats Stats
     {

@@ -331,11 +331,11 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
     private Task RunningAsync(HttpContext context)
     {
         var models = new JsonArray();
-        foreach (var loaded in registry.Loaded)
+        foreach (var (loaded, expiresAt) in registry.Expiries)
         {
             var summary = loaded.Summary;
-            // A model in use expires its keep-alive after its requests end: shown from now.
-            var expires = loaded.ExpiresAt ?? DateTime.UtcNow + registry.KeepAlive;
+            // A model in use starts its keep-alive when its requests end: shown from now.
+            var expires = expiresAt ?? (registry.KeepAlive < TimeSpan.Zero ? DateTime.MaxValue : DateTime.UtcNow + registry.KeepAlive);
             models.Add((JsonNode)new JsonObject
             {
                 ["name"] = loaded.Entry.Name,
@@ -343,7 +343,7 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
                 ["size"] = loaded.Bytes,
                 ["digest"] = Digest(summary),
                 ["details"] = Details(summary),
-                ["expires_at"] = Time(loaded.Pinned || registry.KeepAlive < TimeSpan.Zero && loaded.ExpiresAt is null ? DateTime.MaxValue : expires),
+                ["expires_at"] = Time(expires),
                 ["size_vram"] = 0,
                 ["context_length"] = loaded.Scheduler.ContextLength,
             });
