@@ -111,9 +111,10 @@ public sealed partial class Transformer
 
             // Decode: norm, q/k/v projections for all rows, then per row biases, head norms and RoPE.
             for (int i = 0; i < n; i++) m.Normalize(b.XB.AsSpan(i * dim, dim), b.X.AsSpan(i * dim, dim), w.AttnNorm, w.AttnNormBias);
-            Multiply(w.Wq, b.XB, b.Q, n, pool);
-            Tensors.MatMul.MultiplySameInput(w.Wk, b.XB, b.K, n, pool);
-            Tensors.MatMul.MultiplySameInput(w.Wv, b.XB, b.V, n, pool);
+            var normed = b.Normed(n);
+            Tensors.MatMul.Multiply(w.Wq, normed, b.Q, pool);
+            Tensors.MatMul.Multiply(w.Wk, normed, b.K, pool);
+            Tensors.MatMul.Multiply(w.Wv, normed, b.V, pool);
             for (int i = 0; i < n; i++)
             {
                 Span<float> q = b.Q.AsSpan(i * qDim, qDim), k = b.K.AsSpan(i * kvDim, kvDim), v = b.V.AsSpan(i * kvDim, kvDim);
@@ -158,8 +159,9 @@ public sealed partial class Transformer
             }
             else
             {
-                Multiply(w.W1, b.XB, b.HB, n, pool);
-                Tensors.MatMul.MultiplySameInput(w.W3, b.XB, b.HB2, n, pool);
+                var ffnInput = b.Normed(n);
+                Tensors.MatMul.Multiply(w.W1, ffnInput, b.HB, pool);
+                Tensors.MatMul.Multiply(w.W3, ffnInput, b.HB2, pool);
             }
             // The activation, row by row (element-wise, so split across the pool it is the same arithmetic).
             var activation = new ActivationJob { Kind = c.FeedForward, Gate = b.HB, Up = b.HB2, Width = hidden };
@@ -280,7 +282,7 @@ internal sealed class BatchBuffers(LlamaConfig config, int capacity)
         rows = Math.Max(rows, capacity);
         var c = _config;
         X = new float[rows * c.Dim];
-        XB = new float[rows * Math.Max(c.Dim, 1)];
+        XB = GC.AllocateArray<float>(rows * c.Dim, pinned: true);
         XB2 = new float[rows * c.Dim];
         Q = new float[rows * c.QDim];
         K = new float[rows * c.KvDim];
@@ -291,6 +293,15 @@ internal sealed class BatchBuffers(LlamaConfig config, int capacity)
         Sequences = new Transformer[rows];
         Positions = new int[rows];
         Capacity = rows;
+    }
+
+    private readonly ProductInput _normed = new();
+
+    /// <summary>XB's first <paramref name="rows"/> rows as the input of the products that share it (q, k and v; gate and
+    /// up), loaded afresh: call once XB holds them.</summary>
+    public unsafe ProductInput Normed(int rows)
+    {
+        fixed (float* xb = XB) return _normed.Load(xb, rows, _config.Dim); // XB is pinned
     }
 
     /// <summary>Room for the logits of <paramref name="rows"/> rows (rows, vocab).</summary>
