@@ -4,11 +4,11 @@ namespace ClockLM.Tensors;
 
 /// <summary>
 /// X of matrix products: <see cref="Count"/> vectors of <see cref="Cols"/> values one after another, together with the
-/// forms of it the quantized kernels read, each made on first use and kept until the next <see cref="Load"/>: 8-bit
+/// forms of it the quantized kernels read, each made on first use and kept until the next <c>Load</c>: 8-bit
 /// blocks of 32 or 256 values per vector (<see cref="ActivationBlocks"/>) and the packed kernels' layouts of the
 /// 32-value blocks. Products that read one input (q, k and v read the normalized residual; gate and up the normalized
 /// mid-layer residual) are given the same ProductInput, so it is quantized once for all of them. What the forms were
-/// made from is this object's state alone: whoever writes X calls <see cref="Load"/> again, and nothing carries over
+/// made from is this object's state alone: whoever writes X calls <c>Load</c> again, and nothing carries over
 /// from one input to the next.
 /// </summary>
 internal sealed unsafe class ProductInput
@@ -43,6 +43,14 @@ internal sealed unsafe class ProductInput
         _layout = ActivationLayout.None;
         _loads++;
         return this;
+    }
+
+    /// <summary>Loads rows [first, first + rows) of <paramref name="pinned"/>, a pinned (rows, cols) buffer.</summary>
+    public ProductInput Load(float[] pinned, int first, int rows, int cols)
+    {
+        if ((long)(first + rows) * cols > pinned.Length)
+            throw new ArgumentOutOfRangeException(nameof(rows), $"rows [{first}, {first + rows}) of {cols} values lie outside a buffer of {pinned.Length}");
+        fixed (float* p = pinned) return Load(p + (long)first * cols, rows, cols); // pinned: the pointer stays valid
     }
 
     /// <summary>
@@ -85,7 +93,7 @@ internal sealed unsafe class ProductInput
     }
 
     /// <summary>Slice <paramref name="index"/> of a product taken in slices: vectors [first, first + count) as an input
-    /// of their own, loaded once per <see cref="Load"/>, so products sharing this input share the slices' forms too.</summary>
+    /// of their own, loaded once per <c>Load</c>, so products sharing this input share the slices' forms too.</summary>
     public ProductInput Slice(int index, int first, int count)
     {
         if (_slices.Length <= index) Array.Resize(ref _slices, index + 1);
