@@ -420,6 +420,7 @@ public sealed class ModelRegistry : IDisposable
         a.KvCacheCapacity + b.KvCacheCapacity, a.BusyTime + b.BusyTime)
     {
         BatchedTokens = a.BatchedTokens + b.BatchedTokens,
+        BatchFallbacks = a.BatchFallbacks + b.BatchFallbacks,
     };
 
     /// <summary>Unloads every model this registry loaded.</summary>
