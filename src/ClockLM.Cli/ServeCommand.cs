@@ -60,6 +60,7 @@ internal static class ServeCommand
                 using var registry = ModelRegistry.FromFolder(dir, new ModelFolderOptions
                 {
                     Scheduler = schedulerOptions,
+                    Loading = ModelOptions.Options(result, model.Kernels),
                     Threads = threads,
                     KeepAlive = keepTime,
                     MaxLoadedBytes = budget,

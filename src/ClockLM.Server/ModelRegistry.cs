@@ -13,6 +13,9 @@ public sealed record ModelFolderOptions
     /// <summary>Slots, context length and queue of each loaded model's scheduler (its worker pool comes from <see cref="Threads"/>).</summary>
     public SlotSchedulerOptions Scheduler { get; init; } = new();
 
+    /// <summary>How each model is loaded: its kernels, and where its fallbacks are logged.</summary>
+    public ModelOptions Loading { get; init; } = ModelOptions.Default;
+
     /// <summary>Threads each loaded model's matrix products use (a pool of Threads - 1 workers per model).</summary>
     public int Threads { get; init; } = 1;
 
@@ -257,6 +260,15 @@ public sealed class ModelRegistry : IDisposable
         }
     }
 
+    /// <summary>Fast paths the loaded models run without (each model's <see cref="LlamaWeights.KernelFallbacks"/>), added up.</summary>
+    internal int KernelFallbacks
+    {
+        get
+        {
+            lock (_gate) return _loaded.Values.Sum(m => m.Model.Weights.KernelFallbacks.Count);
+        }
+    }
+
     /// <summary>Counters and load of every loaded model's scheduler, plus the counters of those unloaded.</summary>
     public SchedulerStats Stats
     {
@@ -285,7 +297,7 @@ public sealed class ModelRegistry : IDisposable
             Model? model = null;
             try
             {
-                model = Model.Load(entry.Path);
+                model = Model.Load(entry.Path, tokenizerPath: null, _options.Loading);
                 var scheduler = new SlotScheduler(model, _options.Scheduler with { Pool = pool });
                 var primary = PrimaryEntry(entry);
                 bool Answers(string name) => _entries.Any(e => e.Path == entry.Path && e.Answers(name));
