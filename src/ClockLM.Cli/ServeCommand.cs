@@ -10,7 +10,9 @@ internal static class ServeCommand
     public static Command Create()
     {
         var model = new ModelOptions();
-        var host = new Option<string>("--host") { Description = "Address to listen on (loopback by default)", DefaultValueFactory = _ => "127.0.0.1" };
+        var host = new Option<string>("--host") { Description = "Address to listen on: an IP address or localhost (loopback by default; 0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
+        var allowedHosts = new Option<string?>("--allowed-hosts") { Description = "Comma-separated names the Host header may carry, or * for any (default: the bound host, localhost and loopback)" };
+        var cors = new Option<string?>("--cors") { Description = "Let web pages from ORIGIN (e.g. http://localhost:3000, or *) call the server from a browser; off by default" };
         var port = new Option<int>("--port") { Description = "TCP port (0 picks a free one)", DefaultValueFactory = _ => 8080 };
         var parallel = new Option<int>("--parallel", "-np") { Description = "Slots: requests generated at once", DefaultValueFactory = _ => 4 };
         var queue = new Option<int>("--queue") { Description = "Requests that may wait for a slot before 503", DefaultValueFactory = _ => 64 };
@@ -21,7 +23,7 @@ internal static class ServeCommand
 
         var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API");
         model.AddTo(command);
-        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log })
+        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log, allowedHosts, cors })
             command.Options.Add(o);
         command.SetAction(result => CommandErrors.Run(() =>
         {
@@ -35,6 +37,16 @@ internal static class ServeCommand
             if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
             long bodyLimit = result.GetValue(maxBody);
             if (bodyLimit < 1) throw new UsageException($"--max-body is {bodyLimit}, expected a positive number of bytes");
+            string hostName = result.GetValue(host)!;
+            if (ServerOptions.CheckHost(hostName) is { } badHost) throw new UsageException($"--host: {badHost}");
+            string? key = result.GetValue(apiKey);
+            if (!ServerOptions.IsLoopback(hostName) && string.IsNullOrEmpty(key))
+                Console.Error.WriteLine($"warning: listening on {hostName}, which other machines can reach, without --api-key: anyone on the network can use the model");
+            var hostNames = result.GetValue(allowedHosts)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            if (hostNames is { Length: 0 }) throw new UsageException("--allowed-hosts is empty; expected names separated by commas, or *");
+            string? corsOrigin = result.GetValue(cors);
+            if (corsOrigin is not null && corsOrigin != "*" && !(Uri.TryCreate(corsOrigin, UriKind.Absolute, out var originUri) && originUri.Scheme is "http" or "https" && originUri.PathAndQuery == "/" && !corsOrigin.EndsWith('/')))
+                throw new UsageException($"--cors is '{corsOrigin}'; expected an origin such as http://localhost:3000 (scheme, host and port, no path), or *");
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
@@ -47,9 +59,11 @@ internal static class ServeCommand
             });
             var server = new ClockLMServer(scheduler, new ServerOptions
             {
-                Host = result.GetValue(host)!,
+                Host = hostName,
                 Port = p,
-                ApiKey = result.GetValue(apiKey),
+                ApiKey = key,
+                AllowedHosts = hostNames,
+                CorsOrigin = corsOrigin,
                 MaxRequestBodyBytes = bodyLimit,
                 ConsoleLogging = result.GetValue(log),
             });

@@ -26,6 +26,8 @@ public sealed class ClockLMServer : IAsyncDisposable
     private readonly ServerOptions _options;
     private readonly ServerMetrics _metrics = new();
     private readonly OpenAiEndpoints _endpoints;
+    private readonly HashSet<string> _allowedHosts;
+    private readonly List<(string Method, string Path)> _routes = [];
 
     /// <summary>Builds the server (not yet listening: call <see cref="StartAsync"/>). The caller keeps ownership of the scheduler.</summary>
     public ClockLMServer(SlotScheduler scheduler, ServerOptions? options = null)
@@ -37,6 +39,9 @@ public sealed class ClockLMServer : IAsyncDisposable
             throw new ArgumentOutOfRangeException(nameof(options), _options.Port, "port must be 0 to 65535");
         if (_options.MaxRequestBodyBytes < 1)
             throw new ArgumentOutOfRangeException(nameof(options), _options.MaxRequestBodyBytes, "the body limit must be positive");
+        if (ServerOptions.CheckHost(_options.Host) is { } badHost)
+            throw new ArgumentException(badHost, nameof(options));
+        _allowedHosts = _options.AllowedHosts is { } hosts ? new HashSet<string>(hosts.Select(BareHost), StringComparer.OrdinalIgnoreCase) : DefaultAllowedHosts(_options.Host);
         ModelId = _options.ModelId ?? Path.GetFileNameWithoutExtension(scheduler.Model.Path);
         _endpoints = new OpenAiEndpoints(scheduler, ModelId, new Embedder(scheduler.Model, scheduler.ContextLength));
 
@@ -46,12 +51,17 @@ public sealed class ClockLMServer : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = _options.MaxRequestBodyBytes;
+            // A body that trickles in slower than this is cut off with 408, so slow clients cannot hold connections.
+            k.Limits.MinRequestBodyDataRate = new(_options.MinBodyBytesPerSecond, _options.BodyGracePeriod);
             k.AddServerHeader = false;
         });
         builder.WebHost.UseUrls($"http://{FormatHost(_options.Host)}:{_options.Port}");
         _app = builder.Build();
         _app.Use(HandleErrorsAsync);
+        _app.Use(CheckHostAsync);
+        _app.Use(ApplyCorsAsync);
         _app.Use(CheckApiKeyAsync);
+        _app.Use(CheckContentTypeAsync);
         Map(_app);
     }
 
@@ -83,20 +93,48 @@ public sealed class ClockLMServer : IAsyncDisposable
 
     private void Map(WebApplication app)
     {
-        app.MapPost("/v1/chat/completions", _endpoints.ChatCompletionsAsync);
-        app.MapPost("/v1/completions", _endpoints.CompletionsAsync);
-        app.MapPost("/v1/embeddings", _endpoints.EmbeddingsAsync);
-        app.MapGet("/v1/models", _endpoints.ModelsAsync);
-        app.MapGet("/v1/models/{id}", _endpoints.ModelAsync);
-        app.MapPost("/tokenize", _endpoints.TokenizeAsync);
-        app.MapPost("/detokenize", _endpoints.DetokenizeAsync);
-        app.MapGet("/health", context => context.Response.WriteAsJsonAsync(new JsonObject { ["status"] = "ok" }));
-        app.MapGet("/metrics", context =>
+        void Post(string path, RequestDelegate handler)
+        {
+            app.MapPost(path, handler);
+            _routes.Add(("POST", path));
+        }
+        void Get(string path, RequestDelegate handler)
+        {
+            app.MapMethods(path, ["GET", "HEAD"], handler); // HEAD: the same answer without its body
+            _routes.Add(("GET", path));
+            _routes.Add(("HEAD", path));
+        }
+        Post("/v1/chat/completions", _endpoints.ChatCompletionsAsync);
+        Post("/v1/completions", _endpoints.CompletionsAsync);
+        Post("/v1/embeddings", _endpoints.EmbeddingsAsync);
+        Get("/v1/models", _endpoints.ModelsAsync);
+        Get("/v1/models/{id}", _endpoints.ModelAsync);
+        Post("/tokenize", _endpoints.TokenizeAsync);
+        Post("/detokenize", _endpoints.DetokenizeAsync);
+        Get("/health", context => context.Response.WriteAsJsonAsync(new JsonObject { ["status"] = "ok" }));
+        Get("/metrics", context =>
         {
             context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
             return context.Response.WriteAsync(_metrics.Render(_scheduler.Stats));
         });
-        app.MapFallback(context => throw new ApiException(404, $"no endpoint {context.Request.Method} {context.Request.Path}", "not_found_error", code: "unknown_url"));
+        app.MapFallback(context =>
+        {
+            string path = context.Request.Path.Value ?? "";
+            var methods = _routes.Where(r => RouteMatches(r.Path, path)).Select(r => r.Method).ToList();
+            if (methods.Count == 0)
+                throw new ApiException(404, $"no endpoint {context.Request.Method} {path}", "not_found_error", code: "unknown_url");
+            context.Response.Headers.Allow = string.Join(", ", methods);
+            throw new ApiException(405, $"{path} does not take {context.Request.Method}; it takes {string.Join(" or ", methods)}",
+                code: "method_not_allowed");
+        });
+    }
+
+    // "/v1/models/{id}" matches "/v1/models/" followed by one segment; other routes match exactly.
+    private static bool RouteMatches(string route, string path)
+    {
+        int brace = route.IndexOf('{');
+        if (brace < 0) return string.Equals(route, path, StringComparison.OrdinalIgnoreCase);
+        return path.StartsWith(route[..brace], StringComparison.OrdinalIgnoreCase) && path.Length > brace && path.IndexOf('/', brace) < 0;
     }
 
     private async Task HandleErrorsAsync(HttpContext context, RequestDelegate next)
@@ -136,6 +174,53 @@ public sealed class ClockLMServer : IAsyncDisposable
         }
     }
 
+    // DNS rebinding: a web page on evil.example whose name is made to resolve to 127.0.0.1 reaches this server from the
+    // user's browser, but its requests carry "Host: evil.example".
+    private Task CheckHostAsync(HttpContext context, RequestDelegate next)
+    {
+        string host = context.Request.Host.Host;
+        if (_allowedHosts.Contains("*") || _allowedHosts.Contains(BareHost(host))) return next(context);
+        throw new ApiException(403,
+            $"the Host header is '{context.Request.Host}'; this server answers to {string.Join(", ", _allowedHosts.Order(StringComparer.Ordinal))} (start it with --allowed-hosts to add names)",
+            "permission_error", code: "host_not_allowed");
+    }
+
+    // CORS is off unless an origin was given: browsers then refuse to let other sites' pages read the answers.
+    private Task ApplyCorsAsync(HttpContext context, RequestDelegate next)
+    {
+        if (_options.CorsOrigin is not { } allowed) return next(context);
+        string origin = context.Request.Headers.Origin.ToString();
+        if (origin.Length == 0 || (allowed != "*" && !string.Equals(origin, allowed, StringComparison.OrdinalIgnoreCase)))
+            return next(context);
+        var headers = context.Response.Headers;
+        headers.AccessControlAllowOrigin = allowed == "*" ? "*" : origin;
+        headers.Vary = "Origin";
+        if (HttpMethods.IsOptions(context.Request.Method) && context.Request.Headers.AccessControlRequestMethod.Count > 0)
+        {
+            headers.AccessControlAllowMethods = "GET, HEAD, POST";
+            headers.AccessControlAllowHeaders = "Authorization, Content-Type";
+            headers.AccessControlMaxAge = "600";
+            context.Response.StatusCode = 204;
+            return Task.CompletedTask;
+        }
+        return next(context);
+    }
+
+    // A POST whose body is not declared JSON is refused: a cross-site form or text/plain POST (which browsers send
+    // without asking) cannot reach the endpoints.
+    private static Task CheckContentTypeAsync(HttpContext context, RequestDelegate next)
+    {
+        if (!HttpMethods.IsPost(context.Request.Method)) return next(context);
+        string type = context.Request.ContentType ?? "";
+        if (Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(type, out var media)
+            && string.Equals(media.MediaType.Value, "application/json", StringComparison.OrdinalIgnoreCase)
+            && (media.Charset.Value is null || string.Equals(media.Charset.Value, "utf-8", StringComparison.OrdinalIgnoreCase)))
+            return next(context);
+        throw new ApiException(415,
+            type.Length == 0 ? "the request has no Content-Type; expected application/json" : $"the Content-Type is '{type}'; expected application/json (UTF-8)",
+            code: "unsupported_media_type");
+    }
+
     private Task CheckApiKeyAsync(HttpContext context, RequestDelegate next)
     {
         if (_options.ApiKey is not { Length: > 0 } key) return next(context);
@@ -166,6 +251,23 @@ public sealed class ClockLMServer : IAsyncDisposable
             _ when path.StartsWith("/v1/models/", StringComparison.Ordinal) => "/v1/models/{id}",
             _ => "other",
         };
+    }
+
+    private static string BareHost(string host) => host.StartsWith('[') && host.EndsWith(']') ? host[1..^1] : host;
+
+    /// <summary>The bound host and every loopback name; when bound to every interface, also the machine's name and addresses.</summary>
+    private static HashSet<string> DefaultAllowedHosts(string host)
+    {
+        var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { "localhost", "127.0.0.1", "::1", BareHost(host) };
+        if (System.Net.IPAddress.TryParse(BareHost(host), out var address)
+            && (address.Equals(System.Net.IPAddress.Any) || address.Equals(System.Net.IPAddress.IPv6Any)))
+        {
+            names.Add(System.Net.Dns.GetHostName());
+            foreach (var nic in System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces())
+                foreach (var unicast in nic.GetIPProperties().UnicastAddresses)
+                    names.Add(unicast.Address.ToString());
+        }
+        return names;
     }
 
     private static string FormatHost(string host) => host.Contains(':') && !host.StartsWith('[') ? $"[{host}]" : host;

@@ -31,7 +31,23 @@ internal sealed class JsonRequest(JsonElement root)
     {
         if (Get(name) is not { } v) return null;
         if (v.ValueKind != JsonValueKind.String) throw WrongType(name, "a string", v);
-        return v.GetString();
+        return Text(v, name);
+    }
+
+    /// <summary>A JSON string's text. One that holds a lone surrogate (<c>"\ud800"</c>) or bytes that are not UTF-8 has no
+    /// text: a 400 naming the field.</summary>
+    public static string Text(JsonElement v, string name)
+    {
+        try
+        {
+            return v.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            throw ApiException.BadRequest(
+                $"{name} is not valid text: it holds a lone UTF-16 surrogate (an escape in \\ud800-\\udfff without its pair) or bytes that are not UTF-8",
+                name, "invalid_text");
+        }
     }
 
     public bool? Bool(string name)
@@ -45,7 +61,7 @@ internal sealed class JsonRequest(JsonElement root)
     {
         if (Get(name) is not { } v) return null;
         if (v.ValueKind != JsonValueKind.Number) throw WrongType(name, "a number", v);
-        double d = v.GetDouble();
+        if (!v.TryGetDouble(out double d)) throw ApiException.BadRequest($"{name} is {v.GetRawText()}, beyond the range of a number; expected a number from {min} to {max}", name);
         if (!(d >= min && d <= max)) throw ApiException.BadRequest($"{name} is {d}; expected a number from {min} to {max}", name);
         return d;
     }
@@ -62,13 +78,13 @@ internal sealed class JsonRequest(JsonElement root)
     public List<string> Stops(string name)
     {
         if (Get(name) is not { } v) return [];
-        if (v.ValueKind == JsonValueKind.String) return [v.GetString()!];
+        if (v.ValueKind == JsonValueKind.String) return [Text(v, name)];
         if (v.ValueKind != JsonValueKind.Array) throw WrongType(name, "a string or an array of strings", v);
         var stops = new List<string>();
         foreach (var item in v.EnumerateArray())
         {
             if (item.ValueKind != JsonValueKind.String) throw WrongType(name, "an array of strings", item);
-            stops.Add(item.GetString()!);
+            stops.Add(Text(item, name));
         }
         if (stops.Count > 16) throw ApiException.BadRequest($"{name} has {stops.Count} sequences; at most 16 are accepted", name);
         return stops;

@@ -163,7 +163,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
     private static string ReadContent(JsonRequest m, string at)
     {
         if (m.Get("content") is not { } content) return "";
-        if (content.ValueKind == JsonValueKind.String) return content.GetString()!;
+        if (content.ValueKind == JsonValueKind.String) return JsonRequest.Text(content, $"{at}.content");
         if (content.ValueKind != JsonValueKind.Array) throw JsonRequest.WrongType($"{at}.content", "a string or an array of parts", content);
         var text = new StringBuilder();
         foreach (var part in content.EnumerateArray())
@@ -190,13 +190,14 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
         if (body.Get(name) is not { } v) throw ApiException.BadRequest($"{name} is required", name);
         var tokenizer = scheduler.Model.Tokenizer;
         int[] Encode(string text) => tokenizer.Encode(text, addSpecial: true).ToArray();
-        if (v.ValueKind == JsonValueKind.String) return [Encode(v.GetString()!)];
+        if (v.ValueKind == JsonValueKind.String) return [Encode(JsonRequest.Text(v, name))];
         if (v.ValueKind != JsonValueKind.Array) throw JsonRequest.WrongType(name, "a string or an array", v);
-        if (v.GetArrayLength() > 0 && v[0].ValueKind == JsonValueKind.Number) return [ReadIds(v, name)];
+        if (v.GetArrayLength() == 0) throw ApiException.BadRequest($"{name} is an empty array; expected at least one input", name);
+        if (v[0].ValueKind == JsonValueKind.Number) return [ReadIds(v, name)];
         var inputs = new List<int[]>();
         foreach (var item in v.EnumerateArray())
         {
-            if (item.ValueKind == JsonValueKind.String) inputs.Add(Encode(item.GetString()!));
+            if (item.ValueKind == JsonValueKind.String) inputs.Add(Encode(JsonRequest.Text(item, name)));
             else if (item.ValueKind == JsonValueKind.Array) inputs.Add(ReadIds(item, name));
             else throw JsonRequest.WrongType(name, "an array of strings or of token arrays", item);
         }
