@@ -20,6 +20,13 @@ internal sealed class ModelOptions
         command.Options.Add(Threads);
     }
 
+    /// <summary>Warns when <paramref name="contextLength"/> is longer than the context <paramref name="model"/> was trained on.</summary>
+    public static void WarnAboveTrainedContext(ClockLM.Models.Model model, int? contextLength)
+    {
+        if (contextLength > model.Config.ContextLength)
+            Console.Error.WriteLine($"warning: --ctx is {contextLength}, longer than the {model.Config.ContextLength} positions the model was trained on: text past that is unreliable");
+    }
+
     /// <summary>Opens the model named by --model, or the built-in model.</summary>
     public ClockLM.Models.Model Load(ParseResult result)
     {
@@ -32,6 +39,8 @@ internal sealed class ModelOptions
     {
         int threads = result.GetValue(Threads);
         if (threads < 1 || threads > 1024) throw new UsageException($"--threads is {threads}, expected 1 to 1024");
+        if (threads > Environment.ProcessorCount)
+            Console.Error.WriteLine($"warning: --threads is {threads}, more than this machine's {Environment.ProcessorCount} cores: the extra threads only wait for each other");
         return new ClockLM.Tensors.WorkerPool(threads - 1);
     }
 }

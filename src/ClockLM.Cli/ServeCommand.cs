@@ -50,6 +50,7 @@ internal static class ServeCommand
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
+            ModelOptions.WarnAboveTrainedContext(m, contextLength);
             using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions
             {
                 Slots = slots,

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
 using ClockLM.Chat;
+using ClockLM.Models;
 using ClockLM.Tokenizers.ChatTemplates;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -43,7 +44,7 @@ public sealed class ClockLMServer : IAsyncDisposable
             throw new ArgumentException(badHost, nameof(options));
         _allowedHosts = _options.AllowedHosts is { } hosts ? new HashSet<string>(hosts.Select(BareHost), StringComparer.OrdinalIgnoreCase) : DefaultAllowedHosts(_options.Host);
         ModelId = _options.ModelId ?? Path.GetFileNameWithoutExtension(scheduler.Model.Path);
-        _endpoints = new OpenAiEndpoints(scheduler, ModelId, new Embedder(scheduler.Model, scheduler.ContextLength));
+        _endpoints = new OpenAiEndpoints(scheduler, ModelId);
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -155,6 +156,7 @@ public sealed class ClockLMServer : IAsyncDisposable
                 CompletionRequestException c => ApiException.BadRequest(c.Message, c.Parameter, c.Message.Contains("the context holds", StringComparison.Ordinal) ? "context_length_exceeded" : null),
                 QueueFullException q => new ApiException(503, q.Message, "server_busy", code: "queue_full"),
                 ChatTemplateException t => ApiException.BadRequest($"the chat template rejected the messages: {t.Message}", "messages"),
+                NonFiniteOutputException n => new ApiException(500, n.Message, "server_error", code: "non_finite_output"),
                 OperationCanceledException when context.RequestAborted.IsCancellationRequested => null,
                 _ => new ApiException(500, $"internal error: {e.GetType().Name}: {e.Message}", "server_error"),
             };

@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using ClockLM.Chat;
+using ClockLM.Models;
 using ClockLM.Sampling;
 using Microsoft.AspNetCore.Http;
 using TemplateMessage = ClockLM.Tokenizers.ChatTemplates.ChatMessage;
@@ -9,7 +10,7 @@ using TemplateMessage = ClockLM.Tokenizers.ChatTemplates.ChatMessage;
 namespace ClockLM.Server;
 
 /// <summary>The request handlers: OpenAI's request fields in, OpenAI's response shapes out.</summary>
-internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, Embedder embedder)
+internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId)
 {
     private readonly ChatPrompt _chatPrompt = new(scheduler.Model);
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -57,10 +58,14 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
         {
             int[] ids = inputs[i];
             if (ids.Length == 0) throw ApiException.BadRequest($"input {i} is empty", "input");
-            if (ids.Length > embedder.ContextLength)
-                throw ApiException.BadRequest($"input {i} is {ids.Length} tokens but the context holds {embedder.ContextLength}", "input", "context_length_exceeded");
+            if (ids.Length > scheduler.ContextLength)
+                throw ApiException.BadRequest($"input {i} is {ids.Length} tokens but the context holds {scheduler.ContextLength}", "input", "context_length_exceeded");
+            // A slot of the scheduler reads the input a chunk per round, beside the generations: the queue limit holds,
+            // and a client that goes away frees the slot within one chunk.
+            var job = scheduler.Submit(new CompletionRequest { PromptIds = ids, Embed = true }, context.RequestAborted);
+            var result = await job.Result;
             context.RequestAborted.ThrowIfCancellationRequested();
-            float[] vector = await Task.Run(() => embedder.Embed(ids), context.RequestAborted);
+            float[] vector = result.Embedding!;
             tokens += ids.Length;
             JsonNode embedding = format == "base64"
                 ? Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(vector.AsSpan()))
@@ -332,14 +337,24 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
             await SendAsync(response, Chunk(first), cancel);
         }
         var pending = new List<TokenLogprob>();
-        await foreach (var update in job.Updates.ReadAllAsync(CancellationToken.None))
+        CompletionResult result;
+        try
         {
-            if (update.Logprob is { } lp) pending.Add(lp);
-            if (update.Text.Length == 0) continue;
-            await SendAsync(response, Chunk(Choice(update.Text, pending, null)), cancel);
-            pending = [];
+            await foreach (var update in job.Updates.ReadAllAsync(CancellationToken.None))
+            {
+                if (update.Logprob is { } lp) pending.Add(lp);
+                if (update.Text.Length == 0) continue;
+                await SendAsync(response, Chunk(Choice(update.Text, pending, null)), cancel);
+                pending = [];
+            }
+            result = await job.Result;
         }
-        var result = await job.Result;
+        catch (NonFiniteOutputException e)
+        {
+            // The headers are sent: the error goes in the stream, as OpenAI streams errors, and the stream ends.
+            await SendAsync(response, new ApiException(500, e.Message, "server_error", code: "non_finite_output").ToJson(), cancel);
+            return;
+        }
         cancel.ThrowIfCancellationRequested();
         var last = Chunk(Choice(kind == Kind.Chat ? null : "", pending, FinishName(result.Finish)));
         if (result.Clock is { } clock) last["clocklm"] = ClockJson(clock);
