@@ -10,6 +10,7 @@ internal static class Commands
         RunCommand.Create(),
         InspectCommand.Create(),
         TokenizeCommand.Create(),
+        DetokenizeCommand.Create(),
         ConvertCommand.Create(),
         SynthCommand.Create(),
         QuantizeCommand.Create(),

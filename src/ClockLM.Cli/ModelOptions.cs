@@ -31,7 +31,22 @@ internal sealed class ModelOptions
     public ClockLM.Models.Model Load(ParseResult result)
     {
         string path = result.GetValue(Model) ?? BuiltInModelPath;
-        return ClockLM.Models.Model.Load(path, result.GetValue(Tokenizer));
+        var model = ClockLM.Models.Model.Load(path, result.GetValue(Tokenizer));
+        PrintWarnings(model.Tokenizer);
+        return model;
+    }
+
+    /// <summary>Opens only the tokenizer of --model (vocabulary-only GGUF files included), or the built-in model's.</summary>
+    public ClockLM.Tokenizers.Tokenizer LoadTokenizer(ParseResult result)
+    {
+        var tokenizer = ClockLM.Models.Model.LoadTokenizer(result.GetValue(Model) ?? BuiltInModelPath, result.GetValue(Tokenizer));
+        PrintWarnings(tokenizer);
+        return tokenizer;
+    }
+
+    private static void PrintWarnings(ClockLM.Tokenizers.Tokenizer tokenizer)
+    {
+        foreach (string warning in tokenizer.LoadWarnings) Console.Error.WriteLine($"warning: {warning}");
     }
 
     /// <summary>A worker pool for --threads N: N-1 workers beside the calling thread.</summary>

@@ -48,6 +48,25 @@ internal static class ServeCommand
             if (corsOrigin is not null && corsOrigin != "*" && !(Uri.TryCreate(corsOrigin, UriKind.Absolute, out var originUri) && originUri.Scheme is "http" or "https" && originUri.PathAndQuery == "/" && !corsOrigin.EndsWith('/')))
                 throw new UsageException($"--cors is '{corsOrigin}'; expected an origin such as http://localhost:3000 (scheme, host and port, no path), or *");
 
+            var serverOptions = new ServerOptions
+            {
+                Host = hostName,
+                Port = p,
+                ApiKey = key,
+                AllowedHosts = hostNames,
+                CorsOrigin = corsOrigin,
+                MaxRequestBodyBytes = bodyLimit,
+                ConsoleLogging = result.GetValue(log),
+            };
+            string modelPath = result.GetValue(model.Model) ?? ModelOptions.BuiltInModelPath;
+            if (ClockLM.Models.Model.IsVocabularyOnly(modelPath))
+            {
+                // llama.cpp's ggml-vocab-*.gguf files: tokenize and detokenize only.
+                var vocabularyServer = new ClockLMServer(model.LoadTokenizer(result), modelPath, serverOptions);
+                Serve(vocabularyServer, hostName, p, $"vocabulary of {vocabularyServer.ModelId} only: /tokenize and /detokenize");
+                return 0;
+            }
+
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
             ModelOptions.WarnAboveTrainedContext(m, contextLength);
@@ -58,33 +77,30 @@ internal static class ServeCommand
                 ContextLength = contextLength,
                 Pool = pool,
             });
-            var server = new ClockLMServer(scheduler, new ServerOptions
-            {
-                Host = hostName,
-                Port = p,
-                ApiKey = key,
-                AllowedHosts = hostNames,
-                CorsOrigin = corsOrigin,
-                MaxRequestBodyBytes = bodyLimit,
-                ConsoleLogging = result.GetValue(log),
-            });
-            using var stop = new CancellationTokenSource();
-            Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
-            try
-            {
-                server.StartAsync().GetAwaiter().GetResult();
-            }
-            catch (IOException e)
-            {
-                throw new UsageException($"cannot listen on {result.GetValue(host)}:{p}: {e.Message}");
-            }
-            // The first line names the address, so scripts (and tests) can find the port when 0 was asked for.
-            Console.WriteLine($"listening on {server.Address} (model {server.ModelId}, {slots} slots, context {scheduler.ContextLength})");
-            Console.Out.Flush();
-            server.WaitForShutdownAsync(stop.Token).GetAwaiter().GetResult();
-            server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            var server = new ClockLMServer(scheduler, serverOptions);
+            Serve(server, hostName, p, $"model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}");
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>Listens until Ctrl+C. The first line names the address, so scripts (and tests) can find the port when 0
+    /// was asked for.</summary>
+    private static void Serve(ClockLMServer server, string host, int port, string what)
+    {
+        using var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+        try
+        {
+            server.StartAsync().GetAwaiter().GetResult();
+        }
+        catch (IOException e)
+        {
+            throw new UsageException($"cannot listen on {host}:{port}: {e.Message}");
+        }
+        Console.WriteLine($"listening on {server.Address} ({what})");
+        Console.Out.Flush();
+        server.WaitForShutdownAsync(stop.Token).GetAwaiter().GetResult();
+        server.DisposeAsync().AsTask().GetAwaiter().GetResult();
     }
 }

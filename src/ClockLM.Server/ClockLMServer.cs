@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using ClockLM.Chat;
 using ClockLM.Models;
+using ClockLM.Tokenizers;
 using ClockLM.Tokenizers.ChatTemplates;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -23,17 +24,29 @@ namespace ClockLM.Server;
 public sealed class ClockLMServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
-    private readonly SlotScheduler _scheduler;
+    private readonly SlotScheduler? _scheduler;
     private readonly ServerOptions _options;
     private readonly ServerMetrics _metrics = new();
-    private readonly OpenAiEndpoints _endpoints;
+    private readonly OpenAiEndpoints? _endpoints;
+    private readonly TokenizerEndpoints _tokenizerEndpoints;
     private readonly HashSet<string> _allowedHosts;
     private readonly List<(string Method, string Path)> _routes = [];
 
     /// <summary>Builds the server (not yet listening: call <see cref="StartAsync"/>). The caller keeps ownership of the scheduler.</summary>
     public ClockLMServer(SlotScheduler scheduler, ServerOptions? options = null)
+        : this(scheduler ?? throw new ArgumentNullException(nameof(scheduler)), scheduler.Model.Tokenizer, scheduler.Model.Path, options)
     {
-        ArgumentNullException.ThrowIfNull(scheduler);
+    }
+
+    /// <summary>A server over a vocabulary alone (e.g. llama.cpp's vocabulary-only <c>ggml-vocab-*.gguf</c> files):
+    /// /tokenize, /detokenize, /health and /metrics answer; the model endpoints answer 501.</summary>
+    public ClockLMServer(Tokenizer vocabulary, string path, ServerOptions? options = null)
+        : this(null, vocabulary ?? throw new ArgumentNullException(nameof(vocabulary)), path, options)
+    {
+    }
+
+    private ClockLMServer(SlotScheduler? scheduler, Tokenizer tokenizer, string path, ServerOptions? options)
+    {
         _scheduler = scheduler;
         _options = options ?? new ServerOptions();
         if (_options.Port is < 0 or > 65535)
@@ -43,8 +56,9 @@ public sealed class ClockLMServer : IAsyncDisposable
         if (ServerOptions.CheckHost(_options.Host) is { } badHost)
             throw new ArgumentException(badHost, nameof(options));
         _allowedHosts = _options.AllowedHosts is { } hosts ? new HashSet<string>(hosts.Select(BareHost), StringComparer.OrdinalIgnoreCase) : DefaultAllowedHosts(_options.Host);
-        ModelId = _options.ModelId ?? Path.GetFileNameWithoutExtension(scheduler.Model.Path);
-        _endpoints = new OpenAiEndpoints(scheduler, ModelId);
+        ModelId = _options.ModelId ?? Path.GetFileNameWithoutExtension(path);
+        _endpoints = scheduler is null ? null : new OpenAiEndpoints(scheduler, ModelId);
+        _tokenizerEndpoints = new TokenizerEndpoints(tokenizer);
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -105,18 +119,22 @@ public sealed class ClockLMServer : IAsyncDisposable
             _routes.Add(("GET", path));
             _routes.Add(("HEAD", path));
         }
-        Post("/v1/chat/completions", _endpoints.ChatCompletionsAsync);
-        Post("/v1/completions", _endpoints.CompletionsAsync);
-        Post("/v1/embeddings", _endpoints.EmbeddingsAsync);
-        Get("/v1/models", _endpoints.ModelsAsync);
-        Get("/v1/models/{id}", _endpoints.ModelAsync);
-        Post("/tokenize", _endpoints.TokenizeAsync);
-        Post("/detokenize", _endpoints.DetokenizeAsync);
+        RequestDelegate NoWeights = _ => throw new ApiException(501,
+            $"this server holds the vocabulary of '{ModelId}' and no weights: only /tokenize, /detokenize, /health and /metrics answer",
+            code: "vocabulary_only");
+        Post("/v1/chat/completions", _endpoints is null ? NoWeights : _endpoints.ChatCompletionsAsync);
+        Post("/v1/completions", _endpoints is null ? NoWeights : _endpoints.CompletionsAsync);
+        Post("/v1/embeddings", _endpoints is null ? NoWeights : _endpoints.EmbeddingsAsync);
+        Get("/v1/models", _endpoints is null ? NoWeights : _endpoints.ModelsAsync);
+        Get("/v1/models/{id}", _endpoints is null ? NoWeights : _endpoints.ModelAsync);
+        Post("/tokenize", _tokenizerEndpoints.TokenizeAsync);
+        Post("/detokenize", _tokenizerEndpoints.DetokenizeAsync);
         Get("/health", context => context.Response.WriteAsJsonAsync(new JsonObject { ["status"] = "ok" }));
         Get("/metrics", context =>
         {
             context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-            return context.Response.WriteAsync(_metrics.Render(_scheduler.Stats));
+            var idle = new SchedulerStats(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, TimeSpan.Zero);
+            return context.Response.WriteAsync(_metrics.Render(_scheduler?.Stats ?? idle));
         });
         app.MapFallback(context =>
         {

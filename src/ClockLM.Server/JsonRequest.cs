@@ -98,6 +98,21 @@ internal sealed class JsonRequest(JsonElement root)
         return new JsonRequest(v);
     }
 
+    /// <summary>An array of token ids, each below <paramref name="vocabSize"/>.</summary>
+    public static int[] TokenIds(JsonElement array, string name, int vocabSize)
+    {
+        if (array.ValueKind != JsonValueKind.Array) throw WrongType(name, "an array of token ids", array);
+        var ids = new int[array.GetArrayLength()];
+        int i = 0;
+        foreach (var item in array.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt32(out int id)) throw WrongType(name, "an array of token ids", item);
+            if ((uint)id >= (uint)vocabSize) throw ApiException.BadRequest($"{name} holds token id {id}; expected 0 to {vocabSize - 1}", name);
+            ids[i++] = id;
+        }
+        return ids;
+    }
+
     public static ApiException WrongType(string name, string expected, JsonElement value) =>
         ApiException.BadRequest($"{name} must be {expected}, not {Describe(value)}", name);
 

@@ -91,28 +91,6 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId)
         return context.Response.WriteAsJsonAsync(ModelJson());
     }
 
-    public async Task TokenizeAsync(HttpContext context)
-    {
-        var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
-        string content = body.String("content") ?? throw ApiException.BadRequest("content is required: the text to tokenize", "content");
-        bool addSpecial = body.Bool("add_special") ?? false;
-        bool withPieces = body.Bool("with_pieces") ?? false;
-        var tokenizer = scheduler.Model.Tokenizer;
-        var ids = tokenizer.Encode(content, addSpecial, parseSpecial: body.Bool("parse_special") ?? false);
-        var tokens = new JsonArray();
-        foreach (int id in ids)
-            tokens.Add(withPieces ? new JsonObject { ["id"] = id, ["piece"] = tokenizer.GetPiece(id) } : JsonValue.Create(id));
-        await context.Response.WriteAsJsonAsync(new JsonObject { ["tokens"] = tokens }, context.RequestAborted);
-    }
-
-    public async Task DetokenizeAsync(HttpContext context)
-    {
-        var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
-        var ids = body.Get("tokens") is { } t ? ReadIds(t, "tokens") : throw ApiException.BadRequest("tokens is required: an array of token ids", "tokens");
-        string text = scheduler.Model.Tokenizer.Decode(ids);
-        await context.Response.WriteAsJsonAsync(new JsonObject { ["content"] = text }, context.RequestAborted);
-    }
-
     private JsonObject ModelJson() => new()
     {
         ["id"] = modelId,
@@ -210,19 +188,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId)
         return inputs;
     }
 
-    private int[] ReadIds(JsonElement array, string name)
-    {
-        if (array.ValueKind != JsonValueKind.Array) throw JsonRequest.WrongType(name, "an array of token ids", array);
-        int vocab = scheduler.Model.Config.VocabSize;
-        var ids = new List<int>();
-        foreach (var item in array.EnumerateArray())
-        {
-            if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt32(out int id)) throw JsonRequest.WrongType(name, "an array of token ids", item);
-            if ((uint)id >= (uint)vocab) throw ApiException.BadRequest($"{name} holds token id {id}; expected 0 to {vocab - 1}", name);
-            ids.Add(id);
-        }
-        return ids.ToArray();
-    }
+    private int[] ReadIds(JsonElement array, string name) => JsonRequest.TokenIds(array, name, scheduler.Model.Config.VocabSize);
 
     /// <summary>The fields chat and text completions share.</summary>
     private static CompletionRequest ReadCompletion(JsonRequest body, int[] prompt, bool logprobs, int topLogprobs)

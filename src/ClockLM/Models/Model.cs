@@ -47,6 +47,8 @@ public sealed class Model : IDisposable
             var file = GgufFile.Open(path);
             try
             {
+                if (file.Tensors.Count == 0 && file.Has("tokenizer.ggml.tokens"))
+                    throw new GgufFormatException(path, "the file holds a vocabulary and no weights: it can tokenize and detokenize (clocklm tokenize, detokenize, and serve's /tokenize and /detokenize), not run");
                 var config = LlamaGguf.ReadConfig(file);
                 var weights = LlamaGguf.ReadWeights(file, config);
                 var tokenizer = tokenizerPath is null ? Tokenizer.Load(file) : LoadTokenizerFile(tokenizerPath, config.VocabSize);
@@ -73,6 +75,31 @@ public sealed class Model : IDisposable
             checkpoint.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Reads only the tokenizer of a model file: a GGUF file's vocabulary (llama.cpp's vocabulary-only
+    /// <c>ggml-vocab-*.gguf</c> files, which hold no weights, included), or a llama2.c checkpoint's tokenizer.bin.
+    /// </summary>
+    public static Tokenizer LoadTokenizer(string path, string? tokenizerPath = null)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such model file", path);
+        if (tokenizerPath is null && (IsGguf(path) || path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)))
+        {
+            using var file = GgufFile.Open(path);
+            return Tokenizer.Load(file);
+        }
+        using var model = Load(path, tokenizerPath); // a llama2.c tokenizer.bin needs the vocabulary size in the checkpoint
+        return model.Tokenizer;
+    }
+
+    /// <summary>True when <paramref name="path"/> is a GGUF file with a vocabulary and no tensors, as llama.cpp's
+    /// <c>ggml-vocab-*.gguf</c> test files are.</summary>
+    public static bool IsVocabularyOnly(string path)
+    {
+        if (!File.Exists(path) || !IsGguf(path)) return false;
+        using var file = GgufFile.Open(path);
+        return file.Tensors.Count == 0 && file.Has("tokenizer.ggml.tokens");
     }
 
     /// <summary>A processor (forward pass with its own KV cache) for this model.</summary>
