@@ -93,12 +93,9 @@ public sealed class GgufWriter
     public GgufWriter AddTensor(string name, long[] dims, ReadOnlySpan<float> values) =>
         AddTensor(name, GgmlType.F32, dims, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values).ToArray());
 
-    /// <summary>Writes the file.</summary>
-    public void Write(string path)
-    {
-        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
-        Write(stream);
-    }
+    /// <summary>Writes the file atomically (<see cref="AtomicFile"/>): a failure leaves what was at
+    /// <paramref name="path"/> untouched.</summary>
+    public void Write(string path) => AtomicFile.Write(path, Write);
 
     /// <summary>Writes the file to a stream.</summary>
     public void Write(Stream stream)

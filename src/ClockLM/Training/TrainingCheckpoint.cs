@@ -1,3 +1,4 @@
+using ClockLM.Gguf;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
@@ -51,12 +52,11 @@ public sealed class TrainingCheckpoint
     /// <summary>Steps taken by the optimiser (Adam's t).</summary>
     public required long OptimizerIterations { get; init; }
 
-    /// <summary>Writes the checkpoint to <paramref name="path"/> (atomically: a temporary file, then a rename).</summary>
-    public void Save(string path)
+    /// <summary>Writes the checkpoint to <paramref name="path"/> atomically (<see cref="AtomicFile"/>: a temporary file
+    /// flushed to disk, then a rename).</summary>
+    public void Save(string path) => AtomicFile.Write(path, stream =>
     {
-        string temporary = path + ".tmp";
-        using (var stream = File.Create(temporary))
-        using (var writer = new BinaryWriter(stream, Encoding.UTF8))
+        using (var writer = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true))
         {
             writer.Write(Magic);
             writer.Write(JsonSerializer.Serialize(Options));
@@ -86,8 +86,7 @@ public sealed class TrainingCheckpoint
             }
             writer.Write(OptimizerIterations);
         }
-        File.Move(temporary, path, overwrite: true);
-    }
+    });
 
     /// <summary>Reads a checkpoint written by <see cref="Save"/>.</summary>
     /// <exception cref="CheckpointFormatException">The file is not a checkpoint or is damaged.</exception>
