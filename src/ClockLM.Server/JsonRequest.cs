@@ -21,7 +21,42 @@ internal sealed class JsonRequest(JsonElement root)
         }
         if (document.RootElement.ValueKind != JsonValueKind.Object)
             throw ApiException.BadRequest($"the request body must be a JSON object, not {Describe(document.RootElement)}", code: "invalid_json");
+        CheckText(document.RootElement, "");
         return new JsonRequest(document.RootElement);
+    }
+
+    /// <summary>Every key and string in the body must be text: no bytes that are not UTF-8 (the JSON reader lets them
+    /// through inside strings) and no lone surrogate escapes. A 400 names the first that is not, by its path
+    /// (e.g. <c>messages[0].content</c>). The walk is bounded by the body's size and its nesting limit.</summary>
+    private static void CheckText(JsonElement value, string path)
+    {
+        switch (value.ValueKind)
+        {
+            case JsonValueKind.String:
+                Text(value, path.Length == 0 ? "the body" : path);
+                break;
+            case JsonValueKind.Array:
+                int i = 0;
+                foreach (var item in value.EnumerateArray()) CheckText(item, $"{path}[{i++}]");
+                break;
+            case JsonValueKind.Object:
+                foreach (var property in value.EnumerateObject())
+                {
+                    string name;
+                    try
+                    {
+                        name = property.Name;
+                    }
+                    catch (InvalidOperationException)
+                    {
+                        throw ApiException.BadRequest(
+                            $"a key in {(path.Length == 0 ? "the body" : path)} is not valid text: it holds a lone UTF-16 surrogate or bytes that are not UTF-8",
+                            path.Length == 0 ? null : path, "invalid_text");
+                    }
+                    CheckText(property.Value, path.Length == 0 ? name : $"{path}.{name}");
+                }
+                break;
+        }
     }
 
     public JsonElement? Get(string name) =>

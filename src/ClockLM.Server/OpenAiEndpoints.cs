@@ -52,12 +52,18 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId)
         if (body.Get("dimensions") is not null)
             throw ApiException.BadRequest($"dimensions is not supported: embeddings have the model's width, {scheduler.Model.Config.Dim}", "dimensions");
         var inputs = ReadInputs(body, "input");
+        // An empty string would be embedded as its BOS alone; OpenAI refuses it.
+        var raw = body.Get("input")!.Value;
+        bool[] emptyText = raw.ValueKind == JsonValueKind.String
+            ? [raw.GetString()!.Length == 0]
+            : raw.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.String && e.GetString()!.Length == 0).ToArray();
+        if (emptyText.Length != inputs.Count) emptyText = new bool[inputs.Count]; // an array of token ids is one input
         var data = new JsonArray();
         int tokens = 0;
         for (int i = 0; i < inputs.Count; i++)
         {
             int[] ids = inputs[i];
-            if (ids.Length == 0) throw ApiException.BadRequest($"input {i} is empty", "input");
+            if (ids.Length == 0 || emptyText[i]) throw ApiException.BadRequest($"input {i} is empty; expected text or token ids to embed", "input");
             if (ids.Length > scheduler.ContextLength)
                 throw ApiException.BadRequest($"input {i} is {ids.Length} tokens but the context holds {scheduler.ContextLength}", "input", "context_length_exceeded");
             // A slot of the scheduler reads the input a chunk per round, beside the generations: the queue limit holds,
