@@ -16,14 +16,18 @@ internal static class CommandErrors
         {
             return body();
         }
-        catch (Exception e) when (e is GgufFormatException or ModelFormatException or FileNotFoundException
-            or DirectoryNotFoundException or UnauthorizedAccessException or ArgumentException or UsageException
-            or IOException or ChatTemplateException or OverflowException or OutOfMemoryException or NonFiniteOutputException)
+        catch (Exception e) when (IsUserError(e))
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 1;
         }
     }
+
+    /// <summary>Errors a user can cause (a file, an argument, a template, a model's numbers, the machine's memory),
+    /// reported as one line; anything else is a bug in ClockLM and keeps its stack trace.</summary>
+    public static bool IsUserError(Exception e) => e is GgufFormatException or ModelFormatException or FileNotFoundException
+        or DirectoryNotFoundException or UnauthorizedAccessException or ArgumentException or UsageException
+        or IOException or ChatTemplateException or OverflowException or OutOfMemoryException or NonFiniteOutputException;
 }
 
 /// <summary>A bad command-line value; the message says which option and what was expected.</summary>

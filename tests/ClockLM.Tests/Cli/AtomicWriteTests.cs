@@ -68,8 +68,7 @@ public sealed class AtomicWriteTests
         Assert.Contains("is the tokenizer beside the checkpoint", besides.StdErr);
         Assert.Equal(tokenizer, File.ReadAllBytes(tok));
 
-        Assert.Equal(1, ClockLMProcess.Run("convert", bin, bin).ExitCode);
-        Assert.Equal(0, ClockLMProcess.Run("convert", bin, gguf).ExitCode);
+        TestModels.WriteSmallLlama(gguf);
 
         string link = dir.File("link.gguf");
         File.CreateSymbolicLink(link, gguf);
