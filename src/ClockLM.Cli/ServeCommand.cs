@@ -10,7 +10,9 @@ internal static class ServeCommand
     public static Command Create()
     {
         var model = new ModelOptions();
-        var host = new Option<string>("--host") { Description = "Address to listen on (loopback by default)", DefaultValueFactory = _ => "127.0.0.1" };
+        var host = new Option<string>("--host") { Description = "Address to listen on: an IP address or localhost (loopback by default; 0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
+        var allowedHosts = new Option<string?>("--allowed-hosts") { Description = "Comma-separated names the Host header may carry, or * for any (default: the bound host, localhost and loopback)" };
+        var cors = new Option<string?>("--cors") { Description = "Let web pages from ORIGIN (e.g. http://localhost:3000, or *) call the server from a browser; off by default" };
         var port = new Option<int>("--port") { Description = "TCP port (0 picks a free one)", DefaultValueFactory = _ => 8080 };
         var parallel = new Option<int>("--parallel", "-np") { Description = "Slots: requests generated at once", DefaultValueFactory = _ => 4 };
         var queue = new Option<int>("--queue") { Description = "Requests that may wait for a slot before 503", DefaultValueFactory = _ => 64 };
@@ -24,7 +26,7 @@ internal static class ServeCommand
 
         var command = new Command("serve", "Serve models over OpenAI- and Ollama-compatible HTTP APIs");
         model.AddTo(command);
-        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log, modelsDir, keepAlive, maxLoaded })
+        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log, allowedHosts, cors, modelsDir, keepAlive, maxLoaded })
             command.Options.Add(o);
         command.SetAction(result => CommandErrors.Run(() =>
         {
@@ -38,15 +40,35 @@ internal static class ServeCommand
             if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
             long bodyLimit = result.GetValue(maxBody);
             if (bodyLimit < 1) throw new UsageException($"--max-body is {bodyLimit}, expected a positive number of bytes");
+            string hostName = result.GetValue(host)!;
+            if (ServerOptions.CheckHost(hostName) is { } badHost) throw new UsageException($"--host: {badHost}");
+            string? key = result.GetValue(apiKey);
+            if (!ServerOptions.IsLoopback(hostName) && string.IsNullOrEmpty(key))
+                Console.Error.WriteLine($"warning: listening on {hostName}, which other machines can reach, without --api-key: anyone on the network can use the model");
+            var hostNames = result.GetValue(allowedHosts)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            if (hostNames is { Length: 0 }) throw new UsageException("--allowed-hosts is empty; expected names separated by commas, or *");
+            string? corsOrigin = result.GetValue(cors);
+            if (corsOrigin is not null && corsOrigin != "*" && !(Uri.TryCreate(corsOrigin, UriKind.Absolute, out var originUri) && originUri.Scheme is "http" or "https" && originUri.PathAndQuery == "/" && !corsOrigin.EndsWith('/')))
+                throw new UsageException($"--cors is '{corsOrigin}'; expected an origin such as http://localhost:3000 (scheme, host and port, no path), or *");
 
             var serverOptions = new ServerOptions
             {
-                Host = result.GetValue(host)!,
+                Host = hostName,
                 Port = p,
-                ApiKey = result.GetValue(apiKey),
+                ApiKey = key,
+                AllowedHosts = hostNames,
+                CorsOrigin = corsOrigin,
                 MaxRequestBodyBytes = bodyLimit,
                 ConsoleLogging = result.GetValue(log),
             };
+            string modelPath = result.GetValue(model.Model) ?? ClockLM.Models.BuiltInModel.Path;
+            if (ClockLM.Models.Model.IsVocabularyOnly(modelPath))
+            {
+                // llama.cpp's ggml-vocab-*.gguf files: tokenize and detokenize only.
+                var vocabularyServer = new ClockLMServer(model.LoadTokenizer(result), modelPath, serverOptions);
+                return Serve(vocabularyServer, hostName, p, $"vocabulary of {vocabularyServer.ModelId} only: /tokenize and /detokenize");
+            }
+
             var schedulerOptions = new SlotSchedulerOptions { Slots = slots, QueueCapacity = queueCapacity, ContextLength = contextLength };
             if (result.GetValue(modelsDir) is { } dir)
             {
@@ -65,21 +87,24 @@ internal static class ServeCommand
                     KeepAlive = keepTime,
                     MaxLoadedBytes = budget,
                 });
-                return Serve(new ClockLMServer(registry, serverOptions),
-                    $"{registry.Models.Count} models in {dir}: {string.Join(", ", registry.Models.Select(e => e.Name))}; {slots} slots each, loaded on first use", result.GetValue(host)!, p);
+                return Serve(new ClockLMServer(registry, serverOptions), hostName, p,
+                    $"{registry.Models.Count} models in {dir}: {string.Join(", ", registry.Models.Select(e => e.Name))}; {slots} slots each, loaded on first use");
             }
             if (result.GetValue(keepAlive) != "5m" || result.GetValue(maxLoaded) is not null)
                 throw new UsageException("--keep-alive and --max-loaded-bytes apply to --models-dir; a model named with --model stays loaded");
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
+            ModelOptions.WarnAboveTrainedContext(m, contextLength);
             using var scheduler = new SlotScheduler(m, schedulerOptions with { Pool = pool });
             var server = new ClockLMServer(scheduler, serverOptions);
-            return Serve(server, $"model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}", result.GetValue(host)!, p);
+            return Serve(server, hostName, p, $"model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}");
         }));
         return command;
     }
 
-    private static int Serve(ClockLMServer server, string what, string host, int port)
+    /// <summary>Listens until Ctrl+C. The first line names the address, so scripts (and tests) can find the port when 0
+    /// was asked for.</summary>
+    private static int Serve(ClockLMServer server, string host, int port, string what)
     {
         using var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
@@ -91,7 +116,6 @@ internal static class ServeCommand
         {
             throw new UsageException($"cannot listen on {host}:{port}: {e.Message}");
         }
-        // The first line names the address, so scripts (and tests) can find the port when 0 was asked for.
         Console.WriteLine($"listening on {server.Address} ({what})");
         Console.Out.Flush();
         server.WaitForShutdownAsync(stop.Token).GetAwaiter().GetResult();
