@@ -4,34 +4,80 @@ namespace ClockLM.Sampling;
 /// Chooses the next token from logits. The chain runs as llama.cpp's default one does:
 /// repetition penalty, top-k, top-p, min-p, temperature, then a draw from the remaining distribution.
 /// Buffers are allocated once; sampling a token allocates nothing.
+/// <para>
+/// With a <see cref="TokenConstraint"/> (a grammar, a JSON schema) the sampler first chooses as if unconstrained and
+/// keeps that token when the constraint allows it, as llama.cpp's sampler does: for greedy decoding and for a plain draw
+/// this is exactly the choice from the allowed tokens alone (a draw from p accepted when allowed, else redrawn from p
+/// restricted to the allowed set, gives p(y) / p(allowed)), and it spares computing the allowed set when the model
+/// already follows the grammar. Otherwise the logits of the tokens it forbids become -infinity and the chain runs again.
+/// </para>
 /// </summary>
 public sealed class Sampler
 {
     private readonly SamplerOptions _options;
     private readonly (float Logit, int Id)[] _candidates;
     private readonly float[] _probs;
+    private readonly TokenConstraint? _constraint;
+    private float[]? _masked;
     private ulong _rng;
 
-    /// <summary>Creates a sampler for a vocabulary of <paramref name="vocabSize"/> tokens.</summary>
-    public Sampler(int vocabSize, SamplerOptions options)
+    /// <summary>Creates a sampler for a vocabulary of <paramref name="vocabSize"/> tokens, choosing only tokens that
+    /// <paramref name="constraint"/> allows when one is given (and telling it each token chosen).</summary>
+    public Sampler(int vocabSize, SamplerOptions options, TokenConstraint? constraint = null)
     {
         if (options.Validate() is { } problem) throw new ArgumentException(problem, nameof(options));
         _options = options;
         _candidates = new (float, int)[vocabSize];
         _probs = new float[vocabSize];
         _rng = options.Seed == 0 ? 0x9E3779B97F4A7C15UL : options.Seed;
+        _constraint = constraint;
     }
 
     /// <summary>The options in use.</summary>
     public SamplerOptions Options => _options;
 
+    /// <summary>The constraint consulted at every step, if any.</summary>
+    public TokenConstraint? Constraint => _constraint;
+
+    /// <summary>Tokens whose unconstrained choice the constraint refused, so the allowed set was applied.</summary>
+    public long ConstrainedRedraws { get; private set; }
+
     /// <summary>Picks the next token. <paramref name="recent"/> are the tokens seen so far (for the repetition penalty).</summary>
     public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> recent = default)
+    {
+        int id = SampleUnconstrained(logits, recent);
+        if (_constraint is null) return id;
+        if (!_constraint.Allows(id))
+        {
+            ConstrainedRedraws++;
+            id = SampleUnconstrained(Mask(logits, _constraint.AllowedTokens()), recent);
+        }
+        _constraint.Accept(id);
+        return id;
+    }
+
+    private int SampleUnconstrained(ReadOnlySpan<float> logits, ReadOnlySpan<int> recent)
     {
         bool penalty = _options.RepeatPenalty != 1.0f && _options.RepeatLastN > 0;
         // Greedy without a penalty needs no candidate list: the first id of the largest logit. (The chain is a method
         // of its own, so greedy decoding does not wait for it to be compiled.)
         return _options.Temperature <= 0 && !penalty ? ArgMax(logits) : SampleChain(logits, recent, penalty);
+    }
+
+    /// <summary>The logits with every token the bit set does not allow at -infinity.</summary>
+    private float[] Mask(ReadOnlySpan<float> logits, ReadOnlySpan<ulong> allowed)
+    {
+        var masked = _masked ??= new float[logits.Length];
+        masked.AsSpan().Fill(float.NegativeInfinity);
+        for (int w = 0; w < allowed.Length; w++)
+        {
+            for (ulong bits = allowed[w]; bits != 0; bits &= bits - 1)
+            {
+                int id = w * 64 + System.Numerics.BitOperations.TrailingZeroCount(bits);
+                if (id < logits.Length) masked[id] = logits[id];
+            }
+        }
+        return masked;
     }
 
     /// <summary>The whole chain: penalty, truncations, temperature, draw.</summary>
