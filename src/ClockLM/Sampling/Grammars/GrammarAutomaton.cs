@@ -43,11 +43,13 @@ internal sealed class GrammarAutomaton
     public GrammarAutomaton(Grammar grammar)
     {
         _grammar = grammar;
-        Start = Reset(null);
+        InternFrame(-1, Bottom); // frame 0: the accept frame
+        foreach (int start in _grammar.AlternativesOf(_grammar.RootRule)) Expand(start, Bottom);
+        Start = _reached.Count == 0 ? Dead : Intern();
     }
 
     /// <summary>The state before any input.</summary>
-    public int Start { get; private set; }
+    public int Start { get; }
 
     /// <summary>States interned so far.</summary>
     public int StateCount => _states;
@@ -106,48 +108,24 @@ internal sealed class GrammarAutomaton
     }
 
     /// <summary>
-    /// Forgets every state and frame (a bound on memory for very long generations) and returns the id that
-    /// <paramref name="keep"/>'s stacks have afterwards (or the start state when null). Frames are re-interned from
-    /// the positions their stacks hold, so matching goes on exactly where it was.
+    /// The id here of the state <paramref name="state"/> of another automaton of the same grammar: its stacks are
+    /// re-interned from the element positions they hold, so matching goes on exactly where it was. A sequence whose
+    /// shared tables have grown too large moves to fresh ones this way.
     /// </summary>
-    public int Reset(int? keep)
+    public int Adopt(GrammarAutomaton source, int state)
     {
-        List<int[]>? kept = null;
-        if (keep is { } k)
-        {
-            kept = [];
-            foreach (int frame in _stacks[k])
-            {
-                var positions = new List<int>();
-                for (int f = frame; f != Bottom; f = _frameParent[f]) positions.Add(_framePosition[f]);
-                kept.Add(positions.ToArray());
-            }
-        }
-        _frames = 0;
-        _frameIds.Clear();
-        _states = 0;
-        _stateIds.Clear();
-        Array.Clear(_next);
-        InternFrame(-1, Bottom); // frame 0: the accept frame
+        if (source._grammar != _grammar) throw new ArgumentException("the automata follow different grammars", nameof(source));
         _reached.Clear();
-        _expanded.Clear();
-        if (kept is null)
+        foreach (int top in source._stacks[state])
         {
-            foreach (int start in _grammar.AlternativesOf(_grammar.RootRule)) Expand(start, Bottom);
-            return Start = _reached.Count == 0 ? Dead : Intern();
-        }
-        foreach (var positions in kept)
-        {
-            if (positions is [-1]) { _reached.Add(AcceptFrame); continue; }
+            if (top == AcceptFrame) { _reached.Add(AcceptFrame); continue; }
+            var positions = new List<int>();
+            for (int f = top; f != Bottom; f = source._frameParent[f]) positions.Add(source._framePosition[f]);
             int frame = Bottom;
-            for (int i = positions.Length - 1; i >= 0; i--) frame = InternFrame(positions[i], frame);
+            for (int i = positions.Count - 1; i >= 0; i--) frame = InternFrame(positions[i], frame);
             _reached.Add(frame);
         }
-        int state = Intern();
-        _reached.Clear();
-        foreach (int start in _grammar.AlternativesOf(_grammar.RootRule)) Expand(start, Bottom);
-        Start = Intern();
-        return state;
+        return Intern();
     }
 
     /// <summary>Adds to <c>_reached</c> every stack that matching from element <paramref name="position"/> (with

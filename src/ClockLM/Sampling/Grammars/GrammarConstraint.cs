@@ -5,7 +5,7 @@ namespace ClockLM.Sampling.Grammars;
 /// <param name="MaskCacheHits">Allowed-token sets found in the cache (the state was seen before).</param>
 /// <param name="TrieNodesVisited">Trie nodes the walks visited.</param>
 /// <param name="States">Grammar states interned.</param>
-/// <param name="Resets">Times the state tables were cleared to bound memory.</param>
+/// <param name="Resets">Times the sequence moved to fresh state tables because the shared ones had grown too large.</param>
 public sealed record GrammarConstraintStats(long MaskComputations, long MaskCacheHits, long TrieNodesVisited, int States, int Resets);
 
 /// <summary>
@@ -13,18 +13,14 @@ public sealed record GrammarConstraintStats(long MaskComputations, long MaskCach
 /// vocabulary's <see cref="TokenTrie"/> together with the grammar's automaton: one step per trie node, and a prefix
 /// the grammar rejects skips every token that starts with it. The result is cached per grammar state, and states
 /// repeat (inside a JSON string every ordinary character leads back to the same state), so most steps cost one lookup.
+/// Sequences that follow the same grammar object over the same vocabulary share these caches.
 /// </summary>
 public sealed class GrammarConstraint : TokenConstraint
 {
-    /// <summary>States above which the automaton's tables are cleared (their memory is about 1 KB per stepped state).</summary>
-    public const int MaxStates = 65_536;
-
-    private readonly GrammarAutomaton _automaton;
+    private GrammarTables _tables;
     private readonly TokenTrie _trie;
     private readonly int _words;
-    private readonly Dictionary<int, ulong[]> _masks = new();
-    private readonly int _maxMasks;
-    private int[] _walkStates;
+    private readonly int[] _walkStates;
     private int _state;
     private bool _ended;
     private long _computed, _hits, _visited;
@@ -36,24 +32,24 @@ public sealed class GrammarConstraint : TokenConstraint
         ArgumentNullException.ThrowIfNull(grammar);
         ArgumentNullException.ThrowIfNull(vocabulary);
         Grammar = grammar;
-        _automaton = new GrammarAutomaton(grammar);
         _trie = vocabulary;
+        _tables = GrammarTables.For(grammar, vocabulary);
         _words = (vocabulary.VocabSize + 63) / 64;
-        // Keep at most 32 MB of cached masks.
-        _maxMasks = Math.Max(16, (32 << 20) / (_words * 8));
         _walkStates = new int[vocabulary.MaxDepth + 1];
-        _state = _automaton.Start;
-        if (_state < 0) throw new ArgumentException("the grammar matches nothing", nameof(grammar));
+        _state = _tables.Automaton.Start;
     }
 
     /// <summary>The grammar in force.</summary>
     public Grammar Grammar { get; }
 
     /// <inheritdoc/>
-    public override bool IsComplete => _automaton.Accepts(_state);
+    public override bool IsComplete
+    {
+        get { lock (_tables.Gate) return _tables.Automaton.Accepts(_state); }
+    }
 
-    /// <summary>The work done so far.</summary>
-    public GrammarConstraintStats Stats => new(_computed, _hits, _visited, _automaton.StateCount, _resets);
+    /// <summary>The work done so far for this sequence (States: the shared automaton's).</summary>
+    public GrammarConstraintStats Stats => new(_computed, _hits, _visited, _tables.Automaton.StateCount, _resets);
 
     /// <inheritdoc/>
     public override bool Allows(int token)
@@ -61,26 +57,33 @@ public sealed class GrammarConstraint : TokenConstraint
         if ((uint)token >= (uint)_trie.VocabSize) return false;
         var bytes = _trie.TokenBytes(token);
         if (bytes.Length == 0) return IsAllowedBit(token);
-        return !_ended && _automaton.Step(_state, bytes) >= 0;
+        if (_ended) return false;
+        lock (_tables.Gate) return _tables.Automaton.Step(_state, bytes) >= 0;
     }
 
     /// <inheritdoc/>
     public override ReadOnlySpan<ulong> AllowedTokens()
     {
-        if (_masks.TryGetValue(_state, out var cached))
+        lock (_tables.Gate)
         {
-            _hits++;
-            return cached;
+            if (!_ended && _tables.Masks.TryGetValue(_state, out var cached))
+            {
+                _hits++;
+                return cached;
+            }
+            var mask = new ulong[_words];
+            if (!_ended) Walk(mask);
+            bool any = mask.AsSpan().ContainsAnyExcept(0UL);
+            if (_ended || _tables.Automaton.Accepts(_state) || !any)
+                foreach (int id in _trie.EndOfGenerationIds) mask[id >> 6] |= 1UL << (id & 63);
+            if (!_ended)
+            {
+                if (_tables.Masks.Count >= _tables.MaxMasks) _tables.Masks.Clear();
+                _tables.Masks[_state] = mask;
+            }
+            _computed++;
+            return mask;
         }
-        var mask = new ulong[_words];
-        if (!_ended) Walk(mask);
-        bool any = mask.AsSpan().ContainsAnyExcept(0UL);
-        if (IsComplete || !any)
-            foreach (int id in _trie.EndOfGenerationIds) mask[id >> 6] |= 1UL << (id & 63);
-        if (_masks.Count >= _maxMasks) _masks.Clear();
-        _masks[_state] = mask;
-        _computed++;
-        return mask;
     }
 
     /// <inheritdoc/>
@@ -90,20 +93,24 @@ public sealed class GrammarConstraint : TokenConstraint
         var bytes = _trie.TokenBytes(token);
         if (bytes.Length == 0)
         {
-            if (!IsAllowedBit(token))
-                throw new InvalidOperationException($"token {token} is not allowed by the grammar here");
+            if (!IsAllowedBit(token)) throw new InvalidOperationException($"token {token} is not allowed by the grammar here");
             _ended = true;
             return;
         }
-        int next = _ended ? GrammarAutomaton.Dead : _automaton.Step(_state, bytes);
-        if (next < 0) throw new InvalidOperationException($"token {token} is not allowed by the grammar here");
-        _state = next;
-        if (_automaton.StateCount > MaxStates)
+        lock (_tables.Gate)
         {
-            _state = _automaton.Reset(_state);
-            _masks.Clear();
-            _resets++;
+            int next = _ended ? GrammarAutomaton.Dead : _tables.Automaton.Step(_state, bytes);
+            if (next < 0) throw new InvalidOperationException($"token {token} is not allowed by the grammar here");
+            _state = next;
+            if (!_tables.IsFull) return;
         }
+        // The shared tables have grown too large: carry on with fresh ones.
+        var fresh = GrammarTables.For(Grammar, _trie);
+        lock (_tables.Gate)
+            lock (fresh.Gate)
+                _state = fresh.Automaton.Adopt(_tables.Automaton, _state);
+        _tables = fresh;
+        _resets++;
     }
 
     /// <summary>Whether the token's bit is set in the allowed set (end-of-generation tokens: when the text is complete,
@@ -113,6 +120,7 @@ public sealed class GrammarConstraint : TokenConstraint
     /// <summary>Sets the bit of every token whose bytes the grammar can match from the current state.</summary>
     private void Walk(ulong[] mask)
     {
+        var automaton = _tables.Automaton;
         var nodeBytes = _trie.NodeBytes;
         var depths = _trie.NodeDepths;
         var ends = _trie.SubtreeEnds;
@@ -125,7 +133,7 @@ public sealed class GrammarConstraint : TokenConstraint
         {
             visited++;
             int depth = depths[i];
-            int next = _automaton.Step(states[depth - 1], nodeBytes[i]);
+            int next = automaton.Step(states[depth - 1], nodeBytes[i]);
             if (next < 0)
             {
                 i = ends[i]; // no token below this prefix can match
