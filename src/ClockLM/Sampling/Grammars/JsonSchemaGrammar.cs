@@ -38,20 +38,28 @@ public sealed class JsonSchemaGrammar
     private static readonly JsonSerializerOptions LiteralJson = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     private readonly JsonElement _root;
-    private readonly GbnfText _text = new();
+    private readonly GbnfText _text;
     private readonly Dictionary<string, string> _refRules = new();
 
-    private JsonSchemaGrammar(JsonElement root) => _root = root;
+    private JsonSchemaGrammar(JsonElement root, GbnfText text)
+    {
+        _root = root;
+        _text = text;
+    }
 
     /// <summary>The GBNF grammar of <paramref name="schema"/>'s JSON texts (rule <c>root</c>).</summary>
     /// <exception cref="JsonSchemaException">A keyword is not supported, or a value is not what the keyword expects.</exception>
     public static string ToGbnf(JsonElement schema)
     {
-        var converter = new JsonSchemaGrammar(schema);
-        string body = converter.Visit(schema, "#", "root");
-        converter._text.Set("root", body);
-        return converter._text.ToString();
+        var text = new GbnfText();
+        text.Set("root", AddTo(text, schema, "root"));
+        return text.ToString();
     }
+
+    /// <summary>Adds the rules of <paramref name="schema"/> to <paramref name="text"/> (names seeded by
+    /// <paramref name="name"/>, shared primitives added once) and returns the expression of one valid value.</summary>
+    internal static string AddTo(GbnfText text, JsonElement schema, string name) =>
+        new JsonSchemaGrammar(schema, text).Visit(schema, "#", name);
 
     /// <summary>Parses <paramref name="schemaJson"/> and converts it.</summary>
     /// <exception cref="JsonSchemaException">The text is not JSON, or the schema cannot be converted.</exception>
