@@ -12,11 +12,6 @@ namespace ClockLM.Server;
 /// </summary>
 internal sealed class StructuredRequest
 {
-    /// <summary>Compiled grammars by source text: requests with the same schema share the grammar, and so its cached
-    /// allowed-token sets.</summary>
-    private static readonly Dictionary<string, Grammar> Compiled = new();
-    private const int MaxCompiled = 64;
-
     /// <summary>The grammar the output must follow, or null.</summary>
     public Grammar? Grammar { get; private init; }
 
@@ -68,23 +63,14 @@ internal sealed class StructuredRequest
 
     private static Grammar Compile(string source, string field)
     {
-        lock (Compiled)
-            if (Compiled.TryGetValue(source, out var known)) return known;
-        Grammar grammar;
         try
         {
-            grammar = Grammar.Parse(source);
+            return GrammarCache.Get(source);
         }
         catch (GrammarException e)
         {
             throw ApiException.BadRequest($"{field}: {e.Message}", field, "invalid_grammar");
         }
-        lock (Compiled)
-        {
-            if (Compiled.Count >= MaxCompiled) Compiled.Clear();
-            Compiled[source] = grammar;
-        }
-        return grammar;
     }
 
     /// <summary>OpenAI's <c>response_format</c>: text (no constraint), json_object, or json_schema with its schema.</summary>

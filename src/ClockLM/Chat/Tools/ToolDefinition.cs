@@ -14,6 +14,35 @@ public sealed record ToolDefinition(string Name, string? Description, JsonElemen
 
     private static readonly JsonElement EmptyObjectSchema = JsonDocument.Parse("""{"type": "object", "properties": {}}""").RootElement;
 
+    /// <summary>
+    /// Reads tools written as OpenAI's request writes them: an array of <c>{"type": "function", "function": {"name",
+    /// "description", "parameters"}}</c> (bare <c>{"name", ...}</c> objects are accepted too), or an object holding such
+    /// an array under <c>tools</c>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The JSON is not a list of tools; the message names the entry and field.</exception>
+    public static List<ToolDefinition> ParseList(string json)
+    {
+        JsonNode? root;
+        try { root = JsonNode.Parse(json); }
+        catch (JsonException e) { throw new ArgumentException($"the tools are not valid JSON: {e.Message}"); }
+        if (root is JsonObject holder && holder["tools"] is JsonArray inner) root = inner;
+        if (root is not JsonArray list) throw new ArgumentException("the tools must be a JSON array (or an object with a 'tools' array)");
+        var tools = new List<ToolDefinition>();
+        for (int i = 0; i < list.Count; i++)
+        {
+            if (list[i] is not JsonObject entry) throw new ArgumentException($"tools[{i}] is not an object");
+            var function = entry["function"] as JsonObject ?? entry;
+            if (entry["type"] is { } type && type.ToString() != "function") throw new ArgumentException($"tools[{i}].type is '{type}'; only functions are supported");
+            if (function["name"] is not JsonValue name || name.GetValueKind() != JsonValueKind.String || name.GetValue<string>().Length == 0)
+                throw new ArgumentException($"tools[{i}] has no function name");
+            var parameters = function["parameters"];
+            if (parameters is not null and not JsonObject) throw new ArgumentException($"tools[{i}].parameters must be a JSON schema object");
+            tools.Add(new ToolDefinition(name.GetValue<string>(), function["description"]?.ToString(),
+                parameters is null ? null : JsonDocument.Parse(parameters.ToJsonString()).RootElement.Clone()));
+        }
+        return tools;
+    }
+
     /// <summary>The OpenAI shape chat templates expect in <c>tools</c>:
     /// <c>{"type": "function", "function": {"name", "description", "parameters"}}</c>.</summary>
     public JsonObject ToTemplateJson()
