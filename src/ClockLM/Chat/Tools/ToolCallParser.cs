@@ -21,7 +21,7 @@ public sealed record ToolCallEvent(int Index, ParsedToolCall Call) : ToolStreamE
 /// </summary>
 public sealed class ToolCallParser
 {
-    private enum Mode { Text, AfterMarker, LeadingJson }
+    private enum Mode { Text, AfterMarker, LeadingJson, AfterJsonCall }
 
     private readonly ToolCallFormat _format;
     private readonly StringBuilder _buffer = new();
@@ -89,6 +89,10 @@ public sealed class ToolCallParser
                     if (!_textSeen && _format.Family != ToolCallFamily.Hermes)
                     {
                         int first = FirstNonBlank(buffer);
+                        // The answer may still be opening with the marker (e.g. "[TOOL_CALLS]" read so far as "[TOO").
+                        if (first >= 0 && marker is not null && !final && buffer.Length - first < marker.Length
+                            && marker.StartsWith(buffer[first..], StringComparison.Ordinal))
+                            return events;
                         if (first >= 0 && buffer[first] is '{' or '[' && (at < 0 || first < at))
                         {
                             Take(first);
@@ -145,12 +149,22 @@ public sealed class ToolCallParser
                     Take(json.Length);
                     bool wasMarker = _mode == Mode.AfterMarker;
                     if (!AddCalls(events, json)) Emit(events, (wasMarker ? _format.Marker : "") + json);
-                    // Llama 3.2 separates several calls with ';'.
-                    string rest = _buffer.ToString();
-                    int next = FirstNonBlank(rest);
-                    if (_calls.Count > 0 && next >= 0 && rest[next] == ';') { Take(next + 1); _mode = Mode.LeadingJson; continue; }
+                    _mode = _calls.Count > 0 ? Mode.AfterJsonCall : Mode.Text;
+                    continue;
+                }
+                case Mode.AfterJsonCall:
+                {
+                    // Llama 3.2 separates several calls with ';'; anything else after a call is text.
+                    int next = FirstNonBlank(buffer);
+                    if (next < 0 && !final) return events;
+                    if (next >= 0 && buffer[next] == ';')
+                    {
+                        Take(next + 1);
+                        _mode = Mode.LeadingJson;
+                        continue;
+                    }
+                    _textSeen = true;
                     _mode = Mode.Text;
-                    if (_calls.Count > 0) _textSeen = true;
                     continue;
                 }
             }
