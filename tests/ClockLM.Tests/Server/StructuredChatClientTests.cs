@@ -97,7 +97,7 @@ public sealed class StructuredChatClientTests
         using IChatClient client = new ClockLMChatClient(model, LongContext);
         var add = AIFunctionFactory.Create((int a, int b) => a + b, "add");
         var updates = new List<ChatResponseUpdate>();
-        await foreach (var u in client.GetStreamingResponseAsync("Add", new ChatOptions { Tools = [add], ToolMode = ChatToolMode.RequireSpecific("add"), Seed = 2, MaxOutputTokens = 150 }))
+        await foreach (var u in client.GetStreamingResponseAsync("Add", new ChatOptions { Tools = [add], ToolMode = ChatToolMode.RequireSpecific("add"), AllowMultipleToolCalls = false, Seed = 2, MaxOutputTokens = 150 }))
             updates.Add(u);
         var calls = updates.SelectMany(u => u.Contents).OfType<FunctionCallContent>().ToList();
         Assert.NotEmpty(calls);
