@@ -226,10 +226,9 @@ internal sealed class GbnfParser
             int at = _pos;
             int low = ParseChar();
             int high = low;
-            if (Peek() == '-' && Peek(1) != ']')
+            if (Peek() == '-' && Peek(1) is not (']' or '\n' or '\r' or '\0'))
             {
                 _pos++;
-                if (AtEnd) throw Error(line, column, "unterminated character class: expected ']' on the same line");
                 high = ParseChar();
                 if (high < low) throw Error(at, $"range {Describe(low)}-{Describe(high)} ends below its start");
             }
