@@ -17,8 +17,9 @@ namespace ClockLM.Chat;
 /// Supported <see cref="ChatOptions"/>: Temperature, TopP, TopK, MaxOutputTokens, StopSequences, Seed, Instructions,
 /// ResponseFormat (JSON, with or without a schema: the output is grammar-constrained, so <c>GetResponseAsync&lt;T&gt;</c>
 /// parses), Tools (functions), ToolMode and AllowMultipleToolCalls. Calls come back as <see cref="FunctionCallContent"/>
-/// and their results go in as <see cref="FunctionResultContent"/>, so <c>UseFunctionInvocation()</c> works. Other
-/// options are refused with an <see cref="ArgumentException"/> naming them.
+/// and their results go in as <see cref="FunctionResultContent"/>, so <c>UseFunctionInvocation()</c> works.
+/// FrequencyPenalty or PresencePenalty other than 0, tools that are not functions, and response formats or schemas
+/// ClockLM cannot constrain are refused with an <see cref="ArgumentException"/> naming them.
 /// </summary>
 public sealed class ClockLMChatClient : IChatClient
 {
