@@ -52,7 +52,9 @@ public sealed class Sampler
         {
             ConstrainedRedraws++;
             bool penalty = _options.RepeatPenalty != 1.0f && _options.RepeatLastN > 0;
-            id = SampleChain(logits, recent, penalty, _constraint.AllowedTokens());
+            id = _options.Temperature <= 0 && !penalty
+                ? ArgMax(logits, _constraint.AllowedTokens())
+                : SampleChain(logits, recent, penalty, _constraint.AllowedTokens());
         }
         _constraint.Accept(id);
         return id;
@@ -160,6 +162,21 @@ public sealed class Sampler
         int best = 0;
         for (int i = 1; i < logits.Length; i++)
             if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+
+    /// <summary>The first id of the largest logit among the tokens whose bit is set (the chain's greedy choice over them).</summary>
+    private static int ArgMax(ReadOnlySpan<float> logits, ReadOnlySpan<ulong> allowed)
+    {
+        int best = -1;
+        float bestLogit = float.NegativeInfinity;
+        for (int w = 0; w < allowed.Length; w++)
+            for (ulong bits = allowed[w]; bits != 0; bits &= bits - 1)
+            {
+                int id = w * 64 + System.Numerics.BitOperations.TrailingZeroCount(bits);
+                if (id >= logits.Length) break;
+                if (best < 0 || logits[id] > bestLogit) (best, bestLogit) = (id, logits[id]);
+            }
         return best;
     }
 
