@@ -20,10 +20,11 @@ internal static class BenchCommand
         var json = new Option<string?>("--json") { Description = "Also write the rows as JSON to this file" };
         var ubatch = new Option<int?>("--ubatch", "-ub") { Description = "Prompt tokens run through the layers together (default 128; 1 = token by token)" };
         var batch = new Option<int>("--batch", "-b") { Description = "Also measure this many sequences generating -n tokens each together (0 = off)", DefaultValueFactory = _ => 0 };
+        var kernels = ModelOptions.KernelsOption();
         var grammar = new Option<string?>("--grammar") { Description = "Also measure greedy decoding with and without this GBNF grammar (rows tgN-greedy and tgN-grammar)" };
         var jsonSchema = new Option<string?>("--json-schema") { Description = "As --grammar, with the grammar of this JSON schema (a file, or the schema itself)" };
         var command = new Command("bench", "Measure prompt (pp) and generation (tg) speed, like llama-bench");
-        foreach (var o in new Option[] { model, tokenizer, prompt, gen, threads, reps, ubatch, batch, grammar, jsonSchema, json }) command.Options.Add(o);
+        foreach (var o in new Option[] { model, tokenizer, prompt, gen, threads, reps, ubatch, batch, kernels, grammar, jsonSchema, json }) command.Options.Add(o);
         command.SetAction(result => CommandErrors.Run(() =>
         {
             int[] threadCounts = ParseThreads(result.GetValue(threads)!);
@@ -38,7 +39,8 @@ internal static class BenchCommand
             var constraint = OutputGrammar.Read(result.GetValue(grammar), result.GetValue(jsonSchema));
             if (constraint is not null && n == 0) throw new UsageException("--grammar and --json-schema need -n tokens to generate");
             string path = result.GetValue(model)!;
-            using var m = Model.Load(path, result.GetValue(tokenizer));
+            using var m = Model.Load(path, result.GetValue(tokenizer), ModelOptions.Options(result, kernels));
+            Console.Error.WriteLine($"kernels: {m.Weights.Kernels.Describe()}");
             string type = m.Weights.Layers[0].Wq.Type.ToString();
             string size = $"{m.FileBytes / 1048576.0:F2} MiB";
             var rows = new List<object>();
@@ -52,7 +54,7 @@ internal static class BenchCommand
                     var row = sequences > 0 ? Throughput.MeasureBatch(m, sequences, count, t, r) : Throughput.Measure(m, isPrompt, count, t, r, ub);
                     string name = Path.GetFileName(path);
                     Console.Out.WriteLine($"| {name,-28} | {size,12} | {type,6} | {t,7} | {row.Test,13} | {row.Mean,10:F2} ± {row.StandardDeviation,7:F2} |");
-                    rows.Add(new { model = name, size_bytes = m.FileBytes, type, threads = t, test = row.Test, tps_mean = row.Mean, tps_median = row.Median, tps_sd = row.StandardDeviation, samples = row.Samples });
+                    rows.Add(new { model = name, size_bytes = m.FileBytes, type, kernels = m.Weights.Kernels.ToString(), threads = t, test = row.Test, tps_mean = row.Mean, tps_median = row.Median, tps_sd = row.StandardDeviation, samples = row.Samples });
                 }
                 if (constraint is not null)
                 {
@@ -61,7 +63,7 @@ internal static class BenchCommand
                     foreach (var row in new[] { plain, constrained })
                     {
                         Console.Out.WriteLine($"| {name,-28} | {size,12} | {type,6} | {t,7} | {row.Test,13} | {row.Mean,10:F2} ± {row.StandardDeviation,7:F2} |");
-                        rows.Add(new { model = name, size_bytes = m.FileBytes, type, threads = t, test = row.Test, tps_mean = row.Mean, tps_median = row.Median, tps_sd = row.StandardDeviation, samples = row.Samples });
+                        rows.Add(new { model = name, size_bytes = m.FileBytes, type, kernels = m.Weights.Kernels.ToString(), threads = t, test = row.Test, tps_mean = row.Mean, tps_median = row.Median, tps_sd = row.StandardDeviation, samples = row.Samples });
                     }
                     Console.Out.WriteLine($"  grammar/plain (medians): {constrained.Median / plain.Median:F3}; last run: {stats.MaskComputations} allowed sets walked " +
                         $"({stats.TrieNodesVisited} trie nodes), {stats.MaskCacheHits} from the cache, {stats.States} grammar states");

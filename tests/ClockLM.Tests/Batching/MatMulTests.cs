@@ -13,7 +13,7 @@ public class MatMulTests
     };
 
     /// <summary>Paths to compare: the one this machine uses, and the scalar reference.</summary>
-    private static IEnumerable<KernelPath> Paths() => new[] { KernelPaths.Best, KernelPath.Scalar }.Distinct();
+    private static IEnumerable<KernelPath> Paths() => new[] { KernelOptions.BestPath, KernelPath.Scalar }.Distinct();
 
     private static unsafe void AssertEqualsMatVec(GgmlType type, int rows, int cols, int count, int seed, KernelPath path, WorkerPool? pool)
     {
@@ -27,10 +27,11 @@ public class MatMulTests
         fixed (byte* p = w)
         {
             var view = new TensorView(type, rows, cols, p);
-            MatMul.Multiply(view, x, y, count, pool, path);
+            var kernels = new KernelOptions { Path = path };
+            MatMul.Multiply(view, x, y, count, pool, kernels);
             for (int t = 0; t < count; t++)
             {
-                MatVec.Multiply(view, x.AsSpan(t * cols, cols), expected, null, path);
+                MatVec.Multiply(view, x.AsSpan(t * cols, cols), expected, null, kernels);
                 for (int r = 0; r < rows; r++)
                     Assert.True(BitConverter.SingleToInt32Bits(expected[r]) == BitConverter.SingleToInt32Bits(y[t * rows + r]),
                         $"{type} {rows}x{cols} x{count} {path} pool {pool is not null}: vector {t} row {r}: {y[t * rows + r]} vs matvec {expected[r]}");
@@ -53,13 +54,14 @@ public class MatMulTests
     }
 
     /// <summary>
-    /// Products that read the same input one after another (q, k, v; gate, up) quantize it once: each product after the
-    /// first reuses the previous product's 8-bit blocks, and four-vector layout, when block size, vector count and length
-    /// match, and quantizes afresh when they do not. Every product must equal its own MatVec bit for bit, whatever ran
-    /// before it; a stale reuse (another input's blocks) would not.
+    /// Products that read one <see cref="ProductInput"/> one after another (q, k, v; gate, up) quantize it once: each
+    /// product after the first reuses the 8-bit blocks, and the packed layouts, that an earlier product of the input
+    /// made, of whatever type, packed or not; loading another input forgets them. Every product must equal its own
+    /// MatVec bit for bit, whatever ran before it; a stale reuse (another input's blocks) would not. Counts above
+    /// <see cref="MatMul.MaxVectors"/> run in slices that keep their own forms.
     /// </summary>
     [Fact]
-    public unsafe void SameInputProductsEqualMatVecBitForBit()
+    public unsafe void SharedInputProductsEqualMatVecBitForBit()
     {
         const int cols = 512, rows = 24;
         var steps = new (GgmlType Type, int Count, bool Packed)[]
@@ -68,42 +70,46 @@ public class MatMulTests
             (GgmlType.Q6_K, 4, false), (GgmlType.Q8_0, 4, true), (GgmlType.Q8_0, 9, true), (GgmlType.Q4_0, 9, true),
             (GgmlType.Q4_0, 5, true), (GgmlType.F16, 5, false), (GgmlType.Q4_0, 5, true), (GgmlType.Q4_1, 5, false),
             (GgmlType.Q8_0, 4, true), (GgmlType.Q4_0, 4, true), (GgmlType.Q4_0, 4, true), (GgmlType.Q8_0, 4, true),
-            (GgmlType.Q4_0, 1, true), (GgmlType.Q4_0, 1, true), (GgmlType.Q8_0, 1, true), (GgmlType.Q4_0, 1, true),
+            (GgmlType.Q5_0, 1, false), (GgmlType.Q5_0, 1, false), (GgmlType.Q8_0, 1, true), (GgmlType.Q4_0, 1, true),
+            (GgmlType.Q8_0, 1, true), (GgmlType.Q8_0, 300, true), (GgmlType.Q4_K, 300, false), (GgmlType.Q4_0, 300, true),
         };
-        var x = TestVectors.Gaussian(9 * cols, 5);
-        var other = TestVectors.Gaussian(9 * cols, 6);
+        const int most = 300;
+        var x = TestVectors.Gaussian(most * cols, 5);
+        var other = TestVectors.Gaussian(most * cols, 6);
         using var pool = new WorkerPool(1);
-        for (int i = 0; i < steps.Length; i++)
-        {
-            var (type, count, packed) = steps[i];
-            byte[] w = Quantize.Matrix(type, TestVectors.Gaussian(rows * cols, 100 + i, scale: 0.05f), rows, cols);
-            var y = new float[count * rows];
-            var expected = new float[rows];
-            fixed (byte* p = w)
+        var input = new ProductInput();
+        fixed (float* px = x)
+        fixed (float* pOther = other)
+            for (int i = 0; i < steps.Length; i++)
             {
-                var fileLayout = new TensorView(type, rows, cols, p);
-                var view = fileLayout;
-                byte[]? storage = null;
-                if (packed) (view, storage) = PackedRows.Pack(view);
-                if (i == 6)
+                var (type, count, packed) = steps[i];
+                byte[] w = Quantize.Matrix(type, TestVectors.Gaussian(rows * cols, 100 + i, scale: 0.05f), rows, cols);
+                var y = new float[count * rows];
+                var expected = new float[rows];
+                fixed (byte* p = w)
                 {
-                    // Another input in between: the next same-input product must not see its blocks.
-                    MatMul.Multiply(view, other, new float[9 * rows], 9, pool);
-                    MatMul.Multiply(view, x, y, count, pool);
+                    var fileLayout = new TensorView(type, rows, cols, p);
+                    var view = fileLayout;
+                    byte[]? storage = null;
+                    if (packed) (view, storage) = PackedRows.Pack(view);
+                    if (i == 6 || i == 18)
+                    {
+                        // Another input in between, through the same object: the next products must not see its forms.
+                        MatMul.Multiply(view, input.Load(pOther, count, cols), new float[count * rows], pool, KernelOptions.Best);
+                        input.Load(px, count, cols);
+                    }
+                    else if (i == 0 || count != steps[i - 1].Count) input.Load(px, count, cols);
+                    MatMul.Multiply(view, input, y, pool, KernelOptions.Best);
+                    for (int t = 0; t < count; t++)
+                    {
+                        MatVec.Multiply(fileLayout, x.AsSpan(t * cols, cols), expected, null, KernelOptions.Best);
+                        for (int r = 0; r < rows; r++)
+                            Assert.True(BitConverter.SingleToInt32Bits(expected[r]) == BitConverter.SingleToInt32Bits(y[t * rows + r]),
+                                $"step {i} ({type} x{count}, packed {packed}): vector {t} row {r}: {y[t * rows + r]} vs matvec {expected[r]}");
+                    }
+                    GC.KeepAlive(storage);
                 }
-                else if (i == 0) MatMul.Multiply(view, x, y, count, pool);
-                else MatMul.MultiplySameInput(view, x, y, count, pool);
-                for (int t = 0; t < count; t++)
-                {
-                    // On the file layout: a packed MatVec would itself be a product that resets what the next one may reuse.
-                    MatVec.Multiply(fileLayout, x.AsSpan(t * cols, cols), expected, null, KernelPaths.Best);
-                    for (int r = 0; r < rows; r++)
-                        Assert.True(BitConverter.SingleToInt32Bits(expected[r]) == BitConverter.SingleToInt32Bits(y[t * rows + r]),
-                            $"step {i} ({type} x{count}, packed {packed}): vector {t} row {r}: {y[t * rows + r]} vs matvec {expected[r]}");
-                }
-                GC.KeepAlive(storage);
             }
-        }
     }
 
     [Theory]
@@ -119,14 +125,14 @@ public class MatMulTests
         int cols = GgmlTypeInfo.BlockSize(type) == 256 ? 512 : 320;
         // Large enough for the pool to split the rows (at least 256 KB of weight bytes times vectors).
         foreach (int count in new[] { 2, 7, 12 })
-            AssertEqualsMatVec(type, 301, cols, count, seed: count, KernelPaths.Best, pool);
+            AssertEqualsMatVec(type, 301, cols, count, seed: count, KernelOptions.BestPath, pool);
     }
 
     [Theory]
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.F16)]
     public void MoreVectorsThanOnePassEqualMatVec(GgmlType type) =>
-        AssertEqualsMatVec(type, 9, 256, MatMul.MaxVectors + 3, seed: 5, KernelPaths.Best, pool: null);
+        AssertEqualsMatVec(type, 9, 256, MatMul.MaxVectors + 3, seed: 5, KernelOptions.BestPath, pool: null);
 
     /// <summary>
     /// K-quant super-blocks written byte by byte, so the extremes the eight-row kernels must sum without overflow occur:
@@ -176,10 +182,11 @@ public class MatMulTests
             var view = new TensorView(type, rows, cols, p);
             foreach (var path in Paths())
             {
-                MatMul.Multiply(view, x, y, count, null, path);
+                var kernels = new KernelOptions { Path = path };
+                MatMul.Multiply(view, x, y, count, null, kernels);
                 for (int t = 0; t < count; t++)
                 {
-                    MatVec.Multiply(view, x.AsSpan(t * cols, cols), expected, null, path);
+                    MatVec.Multiply(view, x.AsSpan(t * cols, cols), expected, null, kernels);
                     for (int r = 0; r < rows; r++)
                         Assert.True(BitConverter.SingleToInt32Bits(expected[r]) == BitConverter.SingleToInt32Bits(y[t * rows + r]),
                             $"{type} {path}: vector {t} row {r}: {y[t * rows + r]} vs matvec {expected[r]}");
