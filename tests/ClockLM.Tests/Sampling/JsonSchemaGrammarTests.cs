@@ -34,6 +34,10 @@ public sealed class JsonSchemaGrammarTests
     [InlineData("""{"type": "array", "items": {"type": "integer"}, "maxItems": 2}""", "[]|[5]|[5,6]", "[5,6,7]")]
     [InlineData("""{"prefixItems": [{"type": "string"}, {"type": "integer"}]}""", "[\"a\",1]", "[\"a\"]|[1,\"a\"]|[\"a\",1,2]")]
     [InlineData("""{"prefixItems": [{"type": "string"}], "items": {"type": "boolean"}}""", "[\"a\"]|[\"a\",true,false]", "[\"a\",1]|[]")]
+    [InlineData("""{"items": [{"format": "date"}, {"format": "uuid"}]}""", "[\"2024-01-31\",\"123e4567-e89b-12d3-a456-426614174000\"]", "[\"2024-01-31\"]|[1,2]")]
+    [InlineData("""{"type": "array", "prefixItems": {"type": "string"}}""", "[]|[\"a\",\"b\"]", "[1]")]
+    [InlineData("""{"anyOf": [{"$ref": "#/definitions/foo"}, {"$ref": "#/definitions/bar"}], "definitions": {"foo": {"properties": {"a": {"type": "number"}}}, "bar": {"properties": {"b": {"type": "number"}}}}, "type": "object"}""",
+        "{}|{\"a\":1}|{\"b\":2.5}", "{\"a\":\"x\"}|[]")]
     [InlineData("""{"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}, "required": ["a"]}""",
         "{\"a\":1}|{\"a\":1,\"b\":\"x\"}|{ \"a\": 1, \"b\": \"x\" }", "{}|{\"b\":\"x\"}|{\"a\":1,\"c\":2}|{\"b\":\"x\",\"a\":1}")]
     [InlineData("""{"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}, "c": {"type": "integer"}}}""",
@@ -142,6 +146,7 @@ public sealed class JsonSchemaGrammarTests
     [InlineData("""{"type": "strange"}""", "type", "#")]
     [InlineData("""{"type": "array", "items": {"type": "object", "dependentRequired": {}}}""", "dependentRequired", "#/items")]
     [InlineData("""{"anyOf": [{"type": "string"}], "type": "object"}""", "type", "#")]
+    [InlineData("""{"allOf": [{"properties": {"a": {}}}], "type": "object"}""", "type", "#")]
     [InlineData("""false""", "false", "#")]
     public void UnsupportedKeywordsAreNamed(string schema, string keyword, string path)
     {

@@ -109,8 +109,9 @@ public sealed class JsonSchemaGrammar
         foreach (string keyword in new[] { "anyOf", "oneOf" })
             if (schema.TryGetProperty(keyword, out var branches))
             {
-                CheckAlone(schema, path, keyword, ["$defs", "definitions"]);
+                CheckAlone(schema, path, keyword, ["$defs", "definitions", "type"]);
                 var list = Array(branches, path, keyword);
+                if (schema.TryGetProperty("type", out _)) list = WithType(list, schema, path, keyword);
                 return "(" + string.Join(" | ", list.Select((b, i) => Visit(b, $"{path}/{keyword}/{i}", $"{name}-{i}"))) + ")";
             }
         if (schema.TryGetProperty("allOf", out var all)) return AllOf(schema, all, path, name);
@@ -247,8 +248,18 @@ public sealed class JsonSchemaGrammar
         int min = (int)Math.Min(Count(schema, "minItems", path) ?? 0, int.MaxValue);
         long? max = Count(schema, "maxItems", path);
         if (max < min) throw new JsonSchemaException(path, "maxItems", $"maxItems {max} is below minItems {min}");
+        // The tuple: prefixItems, or items as an array (drafts before 2020-12). prefixItems as one schema is read as
+        // items, as llama.cpp reads it.
+        bool hasPrefix = schema.TryGetProperty("prefixItems", out var tuple);
+        bool hasItems = schema.TryGetProperty("items", out var items);
+        if (hasPrefix && tuple.ValueKind != JsonValueKind.Array && !hasItems) (hasPrefix, hasItems, items) = (false, true, tuple);
+        if (hasItems && items.ValueKind == JsonValueKind.Array)
+        {
+            if (hasPrefix) throw new JsonSchemaException(path, "items", "items as an array beside prefixItems is not supported");
+            (hasPrefix, hasItems, tuple) = (true, false, items);
+        }
         var prefix = new List<string>();
-        if (schema.TryGetProperty("prefixItems", out var tuple))
+        if (hasPrefix)
         {
             var list = Array(tuple, path, "prefixItems");
             for (int i = 0; i < list.Count && (max is null || i < max); i++)
@@ -259,7 +270,7 @@ public sealed class JsonSchemaGrammar
         int tailMin = Math.Max(0, min - prefix.Count);
         long? tailMax = max is { } m ? m - prefix.Count : null;
         string? item;
-        if (schema.TryGetProperty("items", out var items))
+        if (hasItems)
         {
             item = items.ValueKind == JsonValueKind.False ? null : Visit(items, $"{path}/items", $"{name}-item");
             if (item is null) tailMax = 0;
@@ -396,6 +407,26 @@ public sealed class JsonSchemaGrammar
             if (!properties.Any(p => p.Key == r)) properties.Add((r, TrueSchema));
         // Only the declared properties are generated: valid whatever each part says of additional ones.
         return ObjectBody(properties, required, additional: null, path, name);
+    }
+
+    /// <summary>
+    /// The branches of an <c>anyOf</c> that has a <c>type</c> beside it, each with that type added: allowed when every
+    /// branch (its <c>$ref</c>s followed) is an object schema with no type of its own or only types the outer one allows.
+    /// </summary>
+    private List<JsonElement> WithType(List<JsonElement> branches, JsonElement schema, string path, string keyword)
+    {
+        var outer = Types(schema, path);
+        var result = new List<JsonElement>();
+        for (int i = 0; i < branches.Count; i++)
+        {
+            var branch = Resolve(branches[i], $"{path}/{keyword}/{i}");
+            if (branch.ValueKind != JsonValueKind.Object || (branch.TryGetProperty("type", out _) && !Types(branch, path).All(outer.Contains)))
+                throw new JsonSchemaException(path, "type", $"'type' beside '{keyword}' is supported only when each branch allows no other type");
+            var merged = System.Text.Json.Nodes.JsonNode.Parse(branch.GetRawText())!.AsObject();
+            if (!merged.ContainsKey("type")) merged["type"] = System.Text.Json.Nodes.JsonNode.Parse(schema.GetProperty("type").GetRawText());
+            result.Add(JsonDocument.Parse(merged.ToJsonString()).RootElement);
+        }
+        return result;
     }
 
     /// <summary>Follows <c>$ref</c>s until a schema that is not one.</summary>
