@@ -143,6 +143,13 @@ internal sealed class ForwardPass
             if (w.BiasV is not null) Ops.Add(v, w.BiasV);
             if (w.QNorm is not null) RmsNormHeads(q, w.QNorm);
             if (w.KNorm is not null) RmsNormHeads(k, w.KNorm);
+            if (b.Hooked && b.Sequences[i].Hook is { } hook)
+            {
+                // Per head, before RoPE (TransformerLens's hook_q, hook_k, hook_v).
+                hook(ActivationPoint.AttnQ, layer, b.Positions[i], q);
+                hook(ActivationPoint.AttnK, layer, b.Positions[i], k);
+                hook(ActivationPoint.AttnV, layer, b.Positions[i], v);
+            }
             if (_c.Rope == RopeStyle.None) continue;
             ReadOnlySpan<float> rowCos = TokenBatch.Row(cos, i, half), rowSin = TokenBatch.Row(sin, i, half);
             Ops.Rope(q, _c.HeadSize, _c.Rope, rowCos, rowSin);
@@ -164,6 +171,7 @@ internal sealed class ForwardPass
             TokenBatch.Row(b.V, i, kvDim).CopyTo(cache.Value(layer, b.Positions[i]));
         }
         Attend(b, layer, pool);
+        if (b.Hooked) Hook(b, ActivationPoint.AttnZ, layer, b.Heads, _c.QDim);
         MatMul.Multiply(w.Wo, Load(b.HeadsInput, b.Heads, n, _c.QDim), b.AttnOut, pool);
         for (int i = 0; i < n; i++)
         {
@@ -200,6 +208,7 @@ internal sealed class ForwardPass
         var activation = new ActivationJob { Kind = _c.FeedForward, Gate = b.HB, Up = b.HB2, Width = hidden };
         if (pool is null || n < 2) activation.Execute(0, n);
         else pool.Run(activation, n);
+        if (b.Hooked) Hook(b, ActivationPoint.MlpPost, layer, b.HB, hidden);
         MatMul.Multiply(w.W2, Load(b.Hidden, b.HB, n, hidden), b.FfnOut, pool);
         for (int i = 0; i < n; i++)
         {
