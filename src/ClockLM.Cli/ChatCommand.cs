@@ -13,6 +13,7 @@ internal static class ChatCommand
     public static Command Create()
     {
         var model = new ModelOptions();
+        var steering = new SteeringOptions();
         var maxNew = new Option<int>("-n", "--max-new-tokens") { Description = "Most tokens per answer", DefaultValueFactory = _ => 256 };
         var temp = new Option<float>("--temp") { Description = "Temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f };
         var seed = new Option<ulong>("--seed", "-s") { Description = "Random seed", DefaultValueFactory = _ => 0x5EEDUL };
@@ -21,6 +22,7 @@ internal static class ChatCommand
 
         var command = new Command("chat", "Chat with a model in the terminal");
         model.AddTo(command);
+        steering.AddTo(command);
         foreach (var o in new Option[] { maxNew, temp, seed, ctx, system })
             command.Options.Add(o);
         command.SetAction(result => CommandErrors.Run(() =>
@@ -34,6 +36,7 @@ internal static class ChatCommand
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
+            var steer = steering.Build(result, m);
             using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions { Slots = 1, ContextLength = contextLength, Pool = pool });
             var prompt = new ChatPrompt(m);
             var stdout = Console.Out;
@@ -95,6 +98,7 @@ internal static class ChatCommand
                     // Each turn its own seed, so a repeated question need not get the same answer.
                     Sampler = sampler with { Seed = sampler.Seed + (ulong)turn++ },
                     Stop = prompt.TemplateStops,
+                    Steering = steer,
                 }, answering.Token);
                 var reading = Task.Run(async () =>
                 {

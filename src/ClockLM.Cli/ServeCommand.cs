@@ -10,6 +10,8 @@ internal static class ServeCommand
     public static Command Create()
     {
         var model = new ModelOptions();
+        var steering = new SteeringOptions();
+        var steerDir = new Option<string?>("--steer-dir") { Description = "Load every control vector (.gguf) in this directory; requests steer by file name in clocklm.steer", HelpName = "DIR" };
         var host = new Option<string>("--host") { Description = "Address to listen on (loopback by default)", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "TCP port (0 picks a free one)", DefaultValueFactory = _ => 8080 };
         var parallel = new Option<int>("--parallel", "-np") { Description = "Slots: requests generated at once", DefaultValueFactory = _ => 4 };
@@ -21,7 +23,8 @@ internal static class ServeCommand
 
         var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API");
         model.AddTo(command);
-        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log })
+        steering.AddTo(command);
+        foreach (var o in new Option[] { steerDir, host, port, parallel, queue, ctx, apiKey, maxBody, log })
             command.Options.Add(o);
         command.SetAction(result => CommandErrors.Run(() =>
         {
@@ -38,6 +41,8 @@ internal static class ServeCommand
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
+            var serverSteering = steering.Terms(result, m);
+            var steeringVectors = result.GetValue(steerDir) is { } dir ? SteeringOptions.LoadDirectory(dir, m) : [];
             using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions
             {
                 Slots = slots,
@@ -52,6 +57,8 @@ internal static class ServeCommand
                 ApiKey = result.GetValue(apiKey),
                 MaxRequestBodyBytes = bodyLimit,
                 ConsoleLogging = result.GetValue(log),
+                Steering = serverSteering,
+                SteeringVectors = steeringVectors,
             });
             using var stop = new CancellationTokenSource();
             Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };

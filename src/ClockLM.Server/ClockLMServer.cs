@@ -38,7 +38,8 @@ public sealed class ClockLMServer : IAsyncDisposable
         if (_options.MaxRequestBodyBytes < 1)
             throw new ArgumentOutOfRangeException(nameof(options), _options.MaxRequestBodyBytes, "the body limit must be positive");
         ModelId = _options.ModelId ?? Path.GetFileNameWithoutExtension(scheduler.Model.Path);
-        _endpoints = new OpenAiEndpoints(scheduler, ModelId, new Embedder(scheduler.Model, scheduler.ContextLength));
+        _endpoints = new OpenAiEndpoints(scheduler, ModelId, new Embedder(scheduler.Model, scheduler.ContextLength),
+            new SteeringRequest(scheduler.Model.Config, _options.SteeringVectors, _options.Steering));
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();

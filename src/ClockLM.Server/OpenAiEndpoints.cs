@@ -9,7 +9,7 @@ using TemplateMessage = ClockLM.Tokenizers.ChatTemplates.ChatMessage;
 namespace ClockLM.Server;
 
 /// <summary>The request handlers: OpenAI's request fields in, OpenAI's response shapes out.</summary>
-internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, Embedder embedder)
+internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, Embedder embedder, SteeringRequest steering)
 {
     private readonly ChatPrompt _chatPrompt = new(scheduler.Model);
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -249,6 +249,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
 
     private async Task RunAsync(HttpContext context, JsonRequest body, CompletionRequest request, Kind kind)
     {
+        request = request with { Steering = steering.Read(body) };
         bool stream = body.Bool("stream") ?? false;
         bool includeUsage = body.Object("stream_options")?.Bool("include_usage") ?? false;
         if (request.MaxTokens is null && body.Get("max_tokens") is null && body.Get("max_completion_tokens") is null)

@@ -147,6 +147,9 @@ public sealed class SlotScheduler : IDisposable
             throw new CompletionRequestException("top_logprobs", $"top_logprobs is {request.TopLogprobs}; expected 0 to {CompletionRequest.MaxTopLogprobs}");
         if (request.ClockSummaryTopK is < 1 or > 100)
             throw new CompletionRequestException("clocklm.top_k", $"the clock summary's top_k is {request.ClockSummaryTopK}; expected 1 to 100");
+        if (request.Steering is { } steering && (steering.Layers != _model.Config.Layers || steering.Dim != _model.Config.Dim))
+            throw new CompletionRequestException("clocklm.steer",
+                $"the steering is for {steering.Layers} layers of width {steering.Dim}; the model has {_model.Config.Layers} of width {_model.Config.Dim}");
         int room = ContextLength - prompt;
         if (request.MaxTokens is not { } max) return room;
         if (max < 1)
@@ -486,6 +489,7 @@ public sealed class SlotScheduler : IDisposable
             Detokenizer.Flush();
             StopFilter = new StopSequenceFilter(job.Request.Stop);
             if (job.Request.ClockSummary) StartObserving(model.Config.Layers, model.Config.Dim);
+            Transformer.Steering = job.Request.Steering;
             History.Clear();
             History.AddRange(Prompt);
             Generated.Clear();

@@ -20,7 +20,7 @@ namespace ClockLM.Models;
 /// decode:     h = norm(x); q, k, v = Wq h, Wk h, Wv h (+ biases; per-head norms); rotate q, k by position (RoPE)
 /// memory:     store k, v in the cache at the row's position; attend over the cache; a = Wo attention (+ bias, norm)
 /// execute:    m = x + a (forwarded, hook_resid_mid); f = W2 act(W1 norm(m)) * W3 norm(m) (or W2 gelu(W3 norm(m) + b) + b)
-/// write-back: x = m + f
+/// write-back: x = m + f (+ the sequence's steering direction of this layer, if any)
 /// </code>
 /// <para>Families differ only by data: the config's options (<see cref="LlamaConfig"/>: norm, RoPE style, activation,
 /// scales, soft-caps, sliding windows) and the weights' optional parts (<see cref="LlamaLayerWeights"/>: biases, head
@@ -219,11 +219,17 @@ internal sealed class ForwardPass
         if (b.Hooked) Hook(b, ActivationPoint.MlpOut, layer, b.FfnOut, dim);
     }
 
-    // Write-back: the residual stream takes the attention and feed-forward outputs, x = (x + a) + f.
+    // Write-back: the residual stream takes the attention and feed-forward outputs, x = (x + a) + f, and then the row's
+    // sequence's steering direction for this layer if it has one, x += d (where llama.cpp adds a control vector).
     private void WriteBack(TokenBatch b, int layer)
     {
         int dim = _c.Dim;
-        for (int i = 0; i < b.Count; i++) Ops.Sum(TokenBatch.Row(b.X, i, dim), TokenBatch.Row(b.Mid, i, dim), TokenBatch.Row(b.FfnOut, i, dim));
+        for (int i = 0; i < b.Count; i++)
+        {
+            Span<float> x = TokenBatch.Row(b.X, i, dim);
+            Ops.Sum(x, TokenBatch.Row(b.Mid, i, dim), TokenBatch.Row(b.FfnOut, i, dim));
+            if (b.Sequences[i].Steering?.Direction(layer) is { } direction) Ops.Add(x, direction);
+        }
         if (b.Hooked) Hook(b, ActivationPoint.ResidPost, layer, b.X, dim);
     }
 
