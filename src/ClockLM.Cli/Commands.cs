@@ -20,6 +20,7 @@ internal static class Commands
         TraceCommand.Create(),
         RooflineCommand.Create(),
         ProbeCommand.Create(),
+        CvectorCommand.Create(),
         TrainCommand.Create(),
     ];
 }

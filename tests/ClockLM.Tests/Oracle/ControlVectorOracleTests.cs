@@ -80,6 +80,39 @@ public class ControlVectorOracleTests(ITestOutputHelper output)
         Assert.Equal(vector.Directions[1].Concat(vector.Directions[2]), loaded.Data);
     }
 
+    [Fact]
+    public void AVectorMadeByClocklmCvectorSteersLlamaCppAsItSteersClocklmRun()
+    {
+        // The built-in model (F32 llama) and a "blessed vs cursed" vector, as in docs/steering.md.
+        using var dir = new TempDir();
+        string model = Path.Combine(SharedData.RepoRoot, "models", "clocklm-kjv.gguf"), vector = dir.File("kjv.gguf");
+        File.WriteAllLines(dir.File("pos.txt"), ["And God saw that it was good, and he blessed them.", "The people rejoiced with great joy."]);
+        File.WriteAllLines(dir.File("neg.txt"), ["And God saw that it was evil, and he cursed them.", "The people mourned with great sorrow."]);
+        var made = Cli.ClockLMProcess.Run("cvector", "-m", model, "--positive", dir.File("pos.txt"), "--negative", dir.File("neg.txt"),
+            "--out", vector, "--method", "pca", "--layers", "2-4");
+        Assert.True(made.ExitCode == 0, made.StdErr);
+        Assert.Contains("3 directions (layers 2-4, 128 values each, pca of 2 prompt pairs)", made.StdOut);
+        var run = Cli.ClockLMProcess.Run("run", "-m", model, "--temp", "0", "-n", "12", "--json", "--control-vector-scaled", vector, "-3",
+            "--control-vector-scaled", vector, "-1", "And the people");
+        Assert.True(run.ExitCode == 0, run.StdErr);
+        using var json = System.Text.Json.JsonDocument.Parse(run.StdOut);
+        int[] promptIds = json.RootElement.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        int[] generated = json.RootElement.GetProperty("generated_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+
+        using var m = Model.Load(model);
+        var steered = m.CreateTransformer(64);
+        steered.Steering = ResidualSteering.Create(m.Config, [new SteeringTerm(ControlVector.Load(vector).Directions, -4f)]);
+        float[] ours = steered.Evaluate(promptIds, 0).ToArray();
+        using var oracle = new LlamaCppOracle(model, contextSize: 64);
+        var loaded = LlamaCppControlVector.Load((vector, -3f), (vector, -1f));
+        oracle.SetControlVector(loaded.Data, loaded.NEmbd, 1, m.Config.Layers - 1);
+        float[] theirs = oracle.PromptLogits(promptIds);
+        double ratio = MaxDiff(ours, theirs) / StandardDeviation(theirs);
+        Assert.True(ratio <= FamilyOracle.Tolerance, $"prompt logits differ by {ratio:E3} of std");
+        Assert.Equal(oracle.Greedy(promptIds, generated.Length), generated);
+        output.WriteLine($"prompt logits agree to {ratio:E2} x std; {generated.Length} greedy tokens equal: {m.Tokenizer.Decode(generated)}");
+    }
+
     /// <summary>Directions N(0, 0.3) for the given layers: strong enough to move the logits of these models.</summary>
     public static ControlVector RandomVector(LlamaConfig c, IEnumerable<int> layers, ulong seed, string hint)
     {
