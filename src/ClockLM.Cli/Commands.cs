@@ -21,6 +21,7 @@ internal static class Commands
         RooflineCommand.Create(),
         ProbeCommand.Create(),
         CvectorCommand.Create(),
+        CaptureCommand.Create(),
         TrainCommand.Create(),
     ];
 }

@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
 using ClockLM.Models;
 using ClockLM.Steering;
 
@@ -40,8 +39,8 @@ internal static class CvectorCommand
                     var other => throw new UsageException($"--method is '{other}', expected mean or pca"),
                 },
             };
-            var pos = ReadPrompts(positivePath);
-            var neg = ReadPrompts(negativePath);
+            var pos = PromptFile.Read(positivePath).ToList();
+            var neg = PromptFile.Read(negativePath).ToList();
             if (pos.Count != neg.Count)
                 throw new UsageException($"{positivePath} has {pos.Count} prompts but {negativePath} has {neg.Count}; they go in pairs, line by line");
             if (pos.Count == 0) throw new UsageException($"{positivePath} has no prompts (empty lines are skipped)");
@@ -66,35 +65,5 @@ internal static class CvectorCommand
             return 0;
         }));
         return command;
-    }
-
-    /// <summary>The file's non-empty lines, escapes (\n, \t, \r, \\, \", \', \xNN) turned into characters.</summary>
-    public static List<string> ReadPrompts(string path)
-    {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such prompt file", path);
-        return File.ReadLines(path).Where(line => line.Length > 0).Select(Unescape).ToList();
-    }
-
-    private static string Unescape(string line)
-    {
-        var text = new StringBuilder(line.Length);
-        for (int i = 0; i < line.Length; i++)
-        {
-            if (line[i] != '\\' || i + 1 == line.Length) { text.Append(line[i]); continue; }
-            char next = line[++i];
-            switch (next)
-            {
-                case 'n': text.Append('\n'); break;
-                case 't': text.Append('\t'); break;
-                case 'r': text.Append('\r'); break;
-                case '\\' or '"' or '\'': text.Append(next); break;
-                case 'x' when i + 2 < line.Length && byte.TryParse(line.AsSpan(i + 1, 2), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out byte b):
-                    text.Append((char)b);
-                    i += 2;
-                    break;
-                default: text.Append('\\').Append(next); break;
-            }
-        }
-        return text.ToString();
     }
 }
