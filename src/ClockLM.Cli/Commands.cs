@@ -22,6 +22,7 @@ internal static class Commands
         ProbeCommand.Create(),
         CvectorCommand.Create(),
         CaptureCommand.Create(),
+        SaeCommand.Create(),
         TrainCommand.Create(),
     ];
 }

@@ -38,16 +38,16 @@ public static class ActivationExport
     {
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("safetensors files are little-endian; this machine is big-endian");
         var c = transformer.Config;
-        if (points.Count == 0) throw new ArgumentException("no activation points to capture", nameof(points));
+        if (points.Count == 0) throw new ArgumentException("no activation points to capture");
         var widths = new int[points.Count];
         for (int p = 0; p < points.Count; p++)
         {
             var (point, layer) = points[p];
             string name = ActivationPoints.Name(point, layer);
-            if (layer >= c.Layers) throw new ArgumentException($"{name}: the model has layers 0..{c.Layers - 1}", nameof(points));
+            if (layer >= c.Layers) throw new ArgumentException($"{name}: the model has layers 0..{c.Layers - 1}");
             if (point == ActivationPoint.AttentionPattern)
-                throw new ArgumentException($"{name} has a width that grows with the position; capture per-head points (attn.hook_z) instead", nameof(points));
-            if (points.Take(p).Contains(points[p])) throw new ArgumentException($"{name} is named twice", nameof(points));
+                throw new ArgumentException($"{name} has a width that grows with the position; capture per-head points (attn.hook_z) instead");
+            if (points.Take(p).Contains(points[p])) throw new ArgumentException($"{name} is named twice");
             widths[p] = ActivationPoints.Width(point, c);
         }
 
@@ -55,12 +55,12 @@ public static class ActivationExport
         var lengths = new List<int>();
         foreach (int[] ids in prompts())
         {
-            if (ids.Length == 0) throw new ArgumentException($"prompt {lengths.Count + 1} has no tokens", nameof(prompts));
+            if (ids.Length == 0) throw new ArgumentException($"prompt {lengths.Count + 1} has no tokens");
             if (ids.Length > transformer.ContextLength)
-                throw new ArgumentException($"prompt {lengths.Count + 1} is {ids.Length} tokens but the context holds {transformer.ContextLength}", nameof(prompts));
+                throw new ArgumentException($"prompt {lengths.Count + 1} is {ids.Length} tokens but the context holds {transformer.ContextLength}");
             lengths.Add(ids.Length);
         }
-        if (lengths.Count == 0) throw new ArgumentException("no prompts", nameof(prompts));
+        if (lengths.Count == 0) throw new ArgumentException("no prompts");
         long positions = lengths.Sum(n => (long)n);
 
         // The header: the points' tensors, then token_ids and prompt_offsets, back to back from offset 0.

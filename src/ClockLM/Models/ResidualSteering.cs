@@ -52,13 +52,13 @@ public sealed class ResidualSteering
         var sums = new float[]?[config.Layers];
         foreach (var term in terms)
         {
-            if (!float.IsFinite(term.Scale)) throw new ArgumentException($"steering scale {term.Scale} is not a finite number", nameof(terms));
+            if (!float.IsFinite(term.Scale)) throw new ArgumentException($"steering scale {term.Scale} is not a finite number");
             foreach (var (layer, direction) in term.Directions)
             {
                 if (direction.Length != config.Dim)
-                    throw new ArgumentException($"the direction of layer {layer} has {direction.Length} values; the model's residual stream has {config.Dim}", nameof(terms));
+                    throw new ArgumentException($"the direction of layer {layer} has {direction.Length} values; the model's residual stream has {config.Dim}");
                 if (layer < 0 || layer >= config.Layers)
-                    throw new ArgumentException($"a direction of layer {layer} cannot steer a model of {config.Layers} layers (0..{config.Layers - 1})", nameof(terms));
+                    throw new ArgumentException($"a direction of layer {layer} cannot steer a model of {config.Layers} layers (0..{config.Layers - 1})");
                 if (layer < term.FirstLayer || layer > term.LastLayer) continue;
                 var sum = sums[layer] ??= new float[config.Dim];
                 for (int i = 0; i < sum.Length; i++) sum[i] += direction[i] * term.Scale;
