@@ -36,8 +36,7 @@ internal static class ChatCommand
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
-            var steer = steering.Build(result, m);
-            using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions { Slots = 1, ContextLength = contextLength, Pool = pool });
+            using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions { Slots = 1, ContextLength = contextLength, Pool = pool, Steering = steering.Build(result, m) });
             var prompt = new ChatPrompt(m);
             var stdout = Console.Out;
 
@@ -98,7 +97,6 @@ internal static class ChatCommand
                     // Each turn its own seed, so a repeated question need not get the same answer.
                     Sampler = sampler with { Seed = sampler.Seed + (ulong)turn++ },
                     Stop = prompt.TemplateStops,
-                    Steering = steer,
                 }, answering.Token);
                 var reading = Task.Run(async () =>
                 {

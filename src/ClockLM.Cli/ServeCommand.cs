@@ -4,7 +4,7 @@ using ClockLM.Server;
 
 namespace ClockLM.Cli;
 
-/// <summary>`clocklm serve`: an OpenAI-compatible HTTP server over a model.</summary>
+/// <summary>`clocklm serve`: an OpenAI- and Ollama-compatible HTTP server over a model, or over a folder of models.</summary>
 internal static class ServeCommand
 {
     public static Command Create()
@@ -20,11 +20,14 @@ internal static class ServeCommand
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on every request" };
         var maxBody = new Option<long>("--max-body") { Description = "Largest request body in bytes", DefaultValueFactory = _ => 1 << 20 };
         var log = new Option<bool>("--log") { Description = "Log requests to the console" };
+        var modelsDir = new Option<string?>("--models-dir") { Description = "Serve every .gguf file in this folder (names from file names, aliases from models.json); the request's model picks one" };
+        var keepAlive = new Option<string>("--keep-alive") { Description = "With --models-dir: how long a model stays loaded after its last request (5m, 1h, 0, -1 = forever)", DefaultValueFactory = _ => "5m" };
+        var maxLoaded = new Option<long?>("--max-loaded-bytes") { Description = "With --models-dir: most bytes the loaded models may take (file and KV caches); least recently used ones are unloaded for room" };
 
-        var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API");
+        var command = new Command("serve", "Serve models over OpenAI- and Ollama-compatible HTTP APIs");
         model.AddTo(command);
         steering.AddTo(command);
-        foreach (var o in new Option[] { steerDir, host, port, parallel, queue, ctx, apiKey, maxBody, log })
+        foreach (var o in new Option[] { steerDir, host, port, parallel, queue, ctx, apiKey, maxBody, log, modelsDir, keepAlive, maxLoaded })
             command.Options.Add(o);
         command.SetAction(result => CommandErrors.Run(() =>
         {
@@ -39,44 +42,66 @@ internal static class ServeCommand
             long bodyLimit = result.GetValue(maxBody);
             if (bodyLimit < 1) throw new UsageException($"--max-body is {bodyLimit}, expected a positive number of bytes");
 
-            using var pool = model.CreatePool(result);
-            using var m = model.Load(result);
-            var serverSteering = steering.Terms(result, m);
-            var steeringVectors = result.GetValue(steerDir) is { } dir ? SteeringOptions.LoadDirectory(dir, m) : [];
-            using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions
-            {
-                Slots = slots,
-                QueueCapacity = queueCapacity,
-                ContextLength = contextLength,
-                Pool = pool,
-            });
-            var server = new ClockLMServer(scheduler, new ServerOptions
+            var serverOptions = new ServerOptions
             {
                 Host = result.GetValue(host)!,
                 Port = p,
                 ApiKey = result.GetValue(apiKey),
                 MaxRequestBodyBytes = bodyLimit,
                 ConsoleLogging = result.GetValue(log),
-                Steering = serverSteering,
-                SteeringVectors = steeringVectors,
-            });
-            using var stop = new CancellationTokenSource();
-            Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
-            try
+            };
+            var schedulerOptions = new SlotSchedulerOptions { Slots = slots, QueueCapacity = queueCapacity, ContextLength = contextLength };
+            if (result.GetValue(modelsDir) is { } dir)
             {
-                server.StartAsync().GetAwaiter().GetResult();
+                if (result.GetValue(model.Model) is not null) throw new UsageException("--model and --models-dir exclude each other: name one model, or a folder of them");
+                if (steering.Files(result).Count > 0 || result.GetValue(steerDir) is not null)
+                    throw new UsageException("control vectors and --steer-dir are made for one model's width; serve them with --model, not --models-dir");
+                string keep = result.GetValue(keepAlive)!;
+                var keepTime = ModelFolderOptions.ParseKeepAlive(keep) ?? throw new UsageException($"--keep-alive is '{keep}', expected a duration such as 5m, 1h30m, 0 or -1");
+                long? budget = result.GetValue(maxLoaded);
+                if (budget is <= 0) throw new UsageException($"--max-loaded-bytes is {budget}, expected a positive number of bytes");
+                int threads = result.GetValue(model.Threads);
+                if (threads is < 1 or > 1024) throw new UsageException($"--threads is {threads}, expected 1 to 1024");
+                using var registry = ModelRegistry.FromFolder(dir, new ModelFolderOptions
+                {
+                    Scheduler = schedulerOptions,
+                    Loading = ModelOptions.Options(result, model.Kernels),
+                    Threads = threads,
+                    KeepAlive = keepTime,
+                    MaxLoadedBytes = budget,
+                });
+                return Serve(new ClockLMServer(registry, serverOptions),
+                    $"{registry.Models.Count} models in {dir}: {string.Join(", ", registry.Models.Select(e => e.Name))}; {slots} slots each, loaded on first use", result.GetValue(host)!, p);
             }
-            catch (IOException e)
-            {
-                throw new UsageException($"cannot listen on {result.GetValue(host)}:{p}: {e.Message}");
-            }
-            // The first line names the address, so scripts (and tests) can find the port when 0 was asked for.
-            Console.WriteLine($"listening on {server.Address} (model {server.ModelId}, {slots} slots, context {scheduler.ContextLength})");
-            Console.Out.Flush();
-            server.WaitForShutdownAsync(stop.Token).GetAwaiter().GetResult();
-            server.DisposeAsync().AsTask().GetAwaiter().GetResult();
-            return 0;
+            if (result.GetValue(keepAlive) != "5m" || result.GetValue(maxLoaded) is not null)
+                throw new UsageException("--keep-alive and --max-loaded-bytes apply to --models-dir; a model named with --model stays loaded");
+            using var pool = model.CreatePool(result);
+            using var m = model.Load(result);
+            var steeringVectors = result.GetValue(steerDir) is { } vectors ? SteeringOptions.LoadDirectory(vectors, m) : [];
+            using var scheduler = new SlotScheduler(m, schedulerOptions with { Pool = pool, Steering = steering.Build(result, m) });
+            var server = new ClockLMServer(scheduler, serverOptions with { SteeringVectors = steeringVectors });
+            return Serve(server, $"model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}", result.GetValue(host)!, p);
         }));
         return command;
+    }
+
+    private static int Serve(ClockLMServer server, string what, string host, int port)
+    {
+        using var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+        try
+        {
+            server.StartAsync().GetAwaiter().GetResult();
+        }
+        catch (IOException e)
+        {
+            throw new UsageException($"cannot listen on {host}:{port}: {e.Message}");
+        }
+        // The first line names the address, so scripts (and tests) can find the port when 0 was asked for.
+        Console.WriteLine($"listening on {server.Address} ({what})");
+        Console.Out.Flush();
+        server.WaitForShutdownAsync(stop.Token).GetAwaiter().GetResult();
+        server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        return 0;
     }
 }

@@ -24,10 +24,9 @@ public sealed record ServerOptions
     /// <summary>Write ASP.NET Core's request log to the console.</summary>
     public bool ConsoleLogging { get; init; }
 
-    /// <summary>Control vectors requests may name in <c>clocklm.steer</c>, by name (<c>--steer-dir</c>).</summary>
+    /// <summary>Control vectors requests may name in <c>clocklm.steer</c>, by name (<c>--steer-dir</c>); the steering
+    /// of requests that name none is the scheduler's (<see cref="ClockLM.Chat.SlotSchedulerOptions.Steering"/>).</summary>
     public IReadOnlyDictionary<string, ClockLM.Models.ControlVector> SteeringVectors { get; init; } =
         new Dictionary<string, ClockLM.Models.ControlVector>();
 
-    /// <summary>Steering every request gets before its own (<c>--control-vector</c>); none when empty.</summary>
-    public IReadOnlyList<ClockLM.Models.SteeringTerm> Steering { get; init; } = [];
 }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using ClockLM.Chat;
 using ClockLM.Models;
 
 namespace ClockLM.Server;
@@ -7,9 +8,9 @@ namespace ClockLM.Server;
 /// Reads a completion request's steering, ClockLM's extension field
 /// <c>"clocklm": {"steer": [{"vector": "NAME", "scale": 4, "layers": [A, B]}, ...]}</c>: each entry adds a control
 /// vector the server loaded at start (<c>--steer-dir</c>; requests name vectors, never files), times its scale (default
-/// 1), to the residual stream after layers A to B (inclusive; default every layer the vector has). The server's own
-/// vectors (<c>--control-vector</c>) come first. The result belongs to the request alone: requests steered differently
-/// run side by side, in the same batched steps, without affecting each other.
+/// 1), to the residual stream after layers A to B (inclusive; default every layer the vector has), on top of the
+/// server's own vectors (<c>--control-vector</c>, the scheduler's steering). The result belongs to the request alone:
+/// requests steered differently run side by side, in the same batched steps, without affecting each other.
 /// </summary>
 internal sealed class SteeringRequest
 {
@@ -21,27 +22,30 @@ internal sealed class SteeringRequest
 
     private readonly LlamaConfig _config;
     private readonly IReadOnlyDictionary<string, ControlVector> _vectors;
-    private readonly IReadOnlyList<SteeringTerm> _serverTerms;
-    private readonly ResidualSteering? _serverSteering; // what a request without steer gets, made once
+    private readonly SteeringTerm? _serverTerm;
 
-    public SteeringRequest(LlamaConfig config, IReadOnlyDictionary<string, ControlVector> vectors, IReadOnlyList<SteeringTerm> serverTerms)
+    /// <summary>A reader of requests to a model of <paramref name="config"/>'s shape, which may name
+    /// <paramref name="vectors"/>; <paramref name="serverSteering"/> is what its scheduler steers every request by
+    /// (<see cref="SlotSchedulerOptions.Steering"/>), which a request's own steering adds to.</summary>
+    public SteeringRequest(LlamaConfig config, IReadOnlyDictionary<string, ControlVector> vectors, ResidualSteering? serverSteering)
     {
         _config = config;
         _vectors = vectors;
-        _serverTerms = serverTerms;
-        _serverSteering = serverTerms.Count == 0 ? null : ResidualSteering.Create(config, serverTerms);
+        _serverTerm = serverSteering?.AsTerm();
     }
 
-    /// <summary>The steering of <paramref name="body"/>: the server's, plus the request's <c>clocklm.steer</c> entries.</summary>
+    /// <summary>The steering of <paramref name="body"/>: null when it has no <c>clocklm.steer</c> (the scheduler's
+    /// steering applies), else the server's plus the request's entries.</summary>
     /// <exception cref="ApiException">400 naming the entry's field when an entry is malformed or names an unknown vector.</exception>
     public ResidualSteering? Read(JsonRequest body)
     {
-        if (body.Object("clocklm")?.Get("steer") is not { } steer) return _serverSteering;
+        if (body.Object("clocklm")?.Get("steer") is not { } steer) return null;
         const string at = "clocklm.steer";
         if (steer.ValueKind != JsonValueKind.Array) throw JsonRequest.WrongType(at, "an array of {vector, scale, layers}", steer);
         if (steer.GetArrayLength() > MaxEntries)
             throw ApiException.BadRequest($"{at} has {steer.GetArrayLength()} entries; at most {MaxEntries} are accepted", at);
-        var terms = new List<SteeringTerm>(_serverTerms);
+        var terms = new List<SteeringTerm>();
+        if (_serverTerm is { } server) terms.Add(server);
         int i = 0;
         foreach (var entry in steer.EnumerateArray())
             terms.Add(ReadEntry(entry, $"{at}[{i++}]"));

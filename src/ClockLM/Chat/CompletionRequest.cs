@@ -34,8 +34,8 @@ public sealed record CompletionRequest
     public int ClockSummaryTopK { get; init; } = 10;
 
     /// <summary>Directions added to the residual stream while this request runs (control vectors, feature steering);
-    /// none when null. Each request's slot is steered on its own, so requests steered differently may share a batched
-    /// step.</summary>
+    /// the scheduler's <see cref="SlotSchedulerOptions.Steering"/> when null. Each request's slot is steered on its own,
+    /// so requests steered differently may share a batched step.</summary>
     public ResidualSteering? Steering { get; init; }
 
     /// <summary>Most alternatives <see cref="TopLogprobs"/> may ask for.</summary>

@@ -46,6 +46,8 @@ public sealed class SlotScheduler : IDisposable
         for (int i = 0; i < _slots.Length; i++)
             _slots[i] = new Slot(i, model.CreateTransformer(options.ContextLength, options.Pool));
         ContextLength = _slots[0].Transformer.ContextLength;
+        if (options.Steering is { } steering && (steering.Layers != model.Config.Layers || steering.Dim != model.Config.Dim))
+            throw new ArgumentException($"the steering is for {steering.Layers} layers of width {steering.Dim}; the model has {model.Config.Layers} of width {model.Config.Dim}", nameof(options));
         _decoder = new BatchDecoder(model.Config, model.Weights, options.Pool);
         _thread = new Thread(Loop) { IsBackground = true, Name = "ClockLM scheduler" };
         _thread.Start();
@@ -56,6 +58,9 @@ public sealed class SlotScheduler : IDisposable
 
     /// <summary>Positions each slot holds: prompt plus generated tokens must fit.</summary>
     public int ContextLength { get; }
+
+    /// <summary>The steering of requests that bring none (<see cref="SlotSchedulerOptions.Steering"/>).</summary>
+    public ResidualSteering? Steering => _options.Steering;
 
     /// <summary>Number of slots.</summary>
     public int Slots => _slots.Length;
@@ -185,7 +190,7 @@ public sealed class SlotScheduler : IDisposable
                 {
                     var job = _queue.First!.Value;
                     _queue.RemoveFirst();
-                    free.Start(job, _model);
+                    free.Start(job, _model, _options.Steering);
                 }
                 active.Clear();
                 foreach (var s in _slots)
@@ -476,7 +481,7 @@ public sealed class SlotScheduler : IDisposable
             LensResiduals = null;
         }
 
-        public void Start(CompletionJob job, Model model)
+        public void Start(CompletionJob job, Model model, ResidualSteering? defaultSteering)
         {
             Job = job;
             Prompt = job.Request.PromptIds;
@@ -489,7 +494,7 @@ public sealed class SlotScheduler : IDisposable
             Detokenizer.Flush();
             StopFilter = new StopSequenceFilter(job.Request.Stop);
             if (job.Request.ClockSummary) StartObserving(model.Config.Layers, model.Config.Dim);
-            Transformer.Steering = job.Request.Steering;
+            Transformer.Steering = job.Request.Steering ?? defaultSteering;
             History.Clear();
             History.AddRange(Prompt);
             Generated.Clear();

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using System.Text;
-using System.Text.Json;
+using System.Text.Json.Nodes;
 using ClockLM.Models;
 
 namespace ClockLM.Clock;
@@ -64,26 +64,28 @@ public static class ActivationExport
         long positions = lengths.Sum(n => (long)n);
 
         // The header: the points' tensors, then token_ids and prompt_offsets, back to back from offset 0.
-        var header = new Dictionary<string, object>();
-        var meta = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>())
+        static JsonObject Tensor(string dtype, long[] shape, long begin, long end) => new()
         {
-            ["format"] = "clocklm.activations",
-            ["points"] = string.Join(",", points.Select(p => ActivationPoints.Name(p.Point, p.Layer))),
+            ["dtype"] = dtype,
+            ["shape"] = new JsonArray([.. shape.Select(d => (JsonNode)d)]),
+            ["data_offsets"] = new JsonArray(begin, end),
         };
-        header["__metadata__"] = meta;
+        var meta = new JsonObject { ["format"] = "clocklm.activations", ["points"] = string.Join(",", points.Select(p => ActivationPoints.Name(p.Point, p.Layer))) };
+        foreach (var (key, value) in metadata ?? new Dictionary<string, string>()) meta[key] = value;
+        var header = new JsonObject { ["__metadata__"] = meta };
         var starts = new long[points.Count];
         long offset = 0;
         for (int p = 0; p < points.Count; p++)
         {
             starts[p] = offset;
             long end = offset + positions * widths[p] * sizeof(float);
-            header[ActivationPoints.Name(points[p].Point, points[p].Layer)] = new { dtype = "F32", shape = new[] { positions, widths[p] }, data_offsets = new[] { offset, end } };
+            header[ActivationPoints.Name(points[p].Point, points[p].Layer)] = Tensor("F32", [positions, widths[p]], offset, end);
             offset = end;
         }
         long idsStart = offset, offsetsStart = idsStart + positions * sizeof(int), dataLength = offsetsStart + (lengths.Count + 1L) * sizeof(long);
-        header["token_ids"] = new { dtype = "I32", shape = new[] { positions }, data_offsets = new[] { idsStart, offsetsStart } };
-        header["prompt_offsets"] = new { dtype = "I64", shape = new[] { lengths.Count + 1L }, data_offsets = new[] { offsetsStart, dataLength } };
-        byte[] json = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header));
+        header["token_ids"] = Tensor("I32", [positions], idsStart, offsetsStart);
+        header["prompt_offsets"] = Tensor("I64", [lengths.Count + 1L], offsetsStart, dataLength);
+        byte[] json = Encoding.UTF8.GetBytes(header.ToJsonString());
         int headerLength = (json.Length + 7) / 8 * 8; // padded with spaces so the data starts 8-byte aligned
         long dataStart = 8 + headerLength;
 

@@ -39,6 +39,10 @@ public sealed class ResidualSteering
     /// <summary>The layers something is added after, in order.</summary>
     public IEnumerable<int> SteeredLayers => Enumerable.Range(0, Layers).Where(l => _directions[l] is not null);
 
+    /// <summary>This steering as one term (its directions at scale 1), to add more to it.</summary>
+    public SteeringTerm AsTerm() =>
+        new(SteeredLayers.ToDictionary(layer => layer, layer => _directions[layer]!), 1f);
+
     /// <summary>
     /// Sums the terms layer by layer, in order, in float (llama.cpp's sum of scaled directions: for directions a and b
     /// of one layer, scale_a·a + scale_b·b rounded as llama.cpp rounds it). A layer whose sum is all zeros (a scale of 0)

@@ -78,16 +78,34 @@ public sealed class ServerSteeringTests
     }
 
     [Fact]
-    public async Task TheServersOwnVectorSteersEveryRequestAndNamesNeedASteerDir()
+    public async Task TheServersOwnVectorSteersEveryRequestAndARequestsSteeringAddsToIt()
     {
-        var happy = Loaded.Value.Happy;
-        var serverTerm = new SteeringTerm(happy.Directions, 4, 3, 3); // clocklm serve --control-vector-scaled happy.gguf 4 --control-vector-layer-range 3 3
-        await using var host = await ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 1 }, new ServerOptions { Steering = [serverTerm] });
-        Assert.Equal(RunAlone(host.Model, ResidualSteering.Create(host.Model.Config, [serverTerm])), await CompleteAsync(host.Http, null));
-        string body = """{"prompt": "Once", "max_tokens": 2, "clocklm": {"steer": [{"vector": "happy"}]}}""";
-        using var response = await host.Http.PostAsync("/v1/completions", new StringContent(body, Encoding.UTF8, "application/json"));
-        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
-        Assert.Contains("none: start the server with --steer-dir DIR", await response.Content.ReadAsStringAsync());
+        var (vectors, happy) = Loaded.Value;
+        LlamaConfig config;
+        using (var m = Model.Load(SharedData.Stories260K)) config = m.Config;
+        // clocklm serve --control-vector-scaled happy.gguf 4 --control-vector-layer-range 3 3 --steer-dir ...
+        var serverTerm = new SteeringTerm(happy.Directions, 4, 3, 3);
+        var serverSteering = ResidualSteering.Create(config, [serverTerm]);
+        await using (var host = await ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 1, Steering = serverSteering }, new ServerOptions { SteeringVectors = vectors }))
+        {
+            string steered = RunAlone(host.Model, serverSteering);
+            Assert.Equal(steered, await CompleteAsync(host.Http, null));
+            Assert.Equal(RunAlone(host.Model, ResidualSteering.Create(config, [serverTerm, new SteeringTerm(vectors["noise"].Directions, 0.5f)])),
+                await CompleteAsync(host.Http, [new { vector = "noise", scale = 0.5 }]));
+            // Ollama's API runs on the same scheduler, so its requests are steered by the server's vector too.
+            string body = JsonSerializer.Serialize(new { model = "stories260K", prompt = Prompt, raw = true, stream = false, options = new { temperature = 0, num_predict = 20 } });
+            using var ollama = await host.Http.PostAsync("/api/generate", new StringContent(body, Encoding.UTF8, "application/json"));
+            string answer = await ollama.Content.ReadAsStringAsync();
+            Assert.True(ollama.IsSuccessStatusCode, answer);
+            Assert.Equal(steered, JsonDocument.Parse(answer).RootElement.GetProperty("response").GetString());
+        }
+        await using (var host = await ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 1 }))
+        {
+            string body = """{"prompt": "Once", "max_tokens": 2, "clocklm": {"steer": [{"vector": "happy"}]}}""";
+            using var response = await host.Http.PostAsync("/v1/completions", new StringContent(body, Encoding.UTF8, "application/json"));
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Contains("none: start the server with --steer-dir DIR", await response.Content.ReadAsStringAsync());
+        }
     }
 
     /// <summary>"happy" (the happy-vs-sad vector of stories260K) and "noise" (random directions of layers 1 and 2).</summary>
