@@ -16,6 +16,7 @@ internal static class ChatCommand
     public static Command Create()
     {
         var model = new ModelOptions();
+        var steering = new SteeringOptions();
         var maxNew = new Option<int>("-n", "--max-new-tokens") { Description = "Most tokens per answer", DefaultValueFactory = _ => 256 };
         var temp = new Option<float>("--temp") { Description = "Temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f };
         var seed = new Option<ulong>("--seed", "-s") { Description = "Random seed", DefaultValueFactory = _ => 0x5EEDUL };
@@ -26,6 +27,7 @@ internal static class ChatCommand
 
         var command = new Command("chat", "Chat with a model in the terminal");
         model.AddTo(command);
+        steering.AddTo(command);
         foreach (var o in new Option[] { maxNew, temp, seed, ctx, system, toolsFile, toolChoice })
             command.Options.Add(o);
         command.SetAction(result => CommandErrors.Run(() =>
@@ -58,7 +60,7 @@ internal static class ChatCommand
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
             ModelOptions.WarnAboveTrainedContext(m, contextLength);
-            using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions { Slots = 1, ContextLength = contextLength, Pool = pool });
+            using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions { Slots = 1, ContextLength = contextLength, Pool = pool, Steering = steering.Build(result, m) });
             var prompt = new ChatPrompt(m);
             var stdout = Console.Out;
             var offered = tools is { Mode: not ToolChoiceMode.None } ? tools : null;

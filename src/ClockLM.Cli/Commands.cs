@@ -23,6 +23,9 @@ internal static class Commands
         TraceCommand.Create(),
         RooflineCommand.Create(),
         ProbeCommand.Create(),
+        CvectorCommand.Create(),
+        CaptureCommand.Create(),
+        SaeCommand.Create(),
         TrainCommand.Create(),
     ];
 }

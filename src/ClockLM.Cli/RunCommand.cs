@@ -13,6 +13,7 @@ internal static class RunCommand
     public static Command Create()
     {
         var model = new ModelOptions();
+        var steering = new SteeringOptions();
         var prompt = new Argument<string>("prompt") { Description = "Text to continue" };
         var maxNew = new Option<int>("-n", "--max-new-tokens") { Description = "Most tokens to generate", DefaultValueFactory = _ => 128 };
         var temp = new Option<float>("--temp") { Description = "Temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f };
@@ -31,6 +32,7 @@ internal static class RunCommand
 
         var command = new Command("run", "Generate text from a prompt");
         model.AddTo(command);
+        steering.AddTo(command);
         foreach (var o in new Option[] { maxNew, temp, topK, topP, minP, repeat, seed, ctx, json, chat, system, ubatch, grammar, jsonSchema })
             command.Options.Add(o);
         command.Arguments.Add(prompt);
@@ -61,6 +63,7 @@ internal static class RunCommand
             var generator = new Generator(m, contextLength, pool);
             if (n > generator.Transformer.ContextLength)
                 Console.Error.WriteLine($"warning: -n is {n}, more than the context of {generator.Transformer.ContextLength} holds: generation stops when it is full");
+            generator.Transformer.Steering = steering.Build(result, m);
             if (result.GetValue(ubatch) is { } ub)
                 generator.Transformer.MicroBatch = ub >= 1 ? ub : throw new UsageException($"--ubatch is {ub}, expected at least 1");
             var options = new GenerationOptions { MaxNewTokens = n, Sampler = sampler, Grammar = constraint };

@@ -111,13 +111,13 @@ public sealed class ModelRegistry : IDisposable
     public IReadOnlyList<ModelEntry> Models => _entries;
 
     /// <summary>A registry of the one model <paramref name="scheduler"/> runs, always loaded; the caller keeps
-    /// ownership of the scheduler and its model.</summary>
-    public static ModelRegistry ForScheduler(SlotScheduler scheduler, string name)
+    /// ownership of the scheduler and its model. Requests may steer it with <paramref name="steeringVectors"/>, by name.</summary>
+    public static ModelRegistry ForScheduler(SlotScheduler scheduler, string name, IReadOnlyDictionary<string, ControlVector>? steeringVectors = null)
     {
         ArgumentNullException.ThrowIfNull(scheduler);
         var entry = new ModelEntry(name, scheduler.Model.Path);
         var registry = new ModelRegistry([entry], new ModelFolderOptions { KeepAlive = Timeout.InfiniteTimeSpan }, expire: false);
-        registry._loaded[entry.Path] = new LoadedModel(entry, entry.Answers, scheduler.Model, scheduler, pool: null, owned: false, TimeSpan.Zero, 0)
+        registry._loaded[entry.Path] = new LoadedModel(entry, entry.Answers, scheduler.Model, scheduler, pool: null, owned: false, TimeSpan.Zero, 0, steeringVectors)
         {
             Pinned = true,
         };
@@ -460,7 +460,8 @@ internal sealed class LoadedModel : IDisposable
     private readonly WorkerPool? _pool;
     private readonly bool _owned;
 
-    public LoadedModel(ModelEntry entry, Func<string, bool> answers, Model model, SlotScheduler scheduler, WorkerPool? pool, bool owned, TimeSpan loadDuration, long bytes)
+    public LoadedModel(ModelEntry entry, Func<string, bool> answers, Model model, SlotScheduler scheduler, WorkerPool? pool, bool owned, TimeSpan loadDuration, long bytes,
+        IReadOnlyDictionary<string, ControlVector>? steeringVectors = null)
     {
         Entry = entry;
         Model = model;
@@ -470,7 +471,8 @@ internal sealed class LoadedModel : IDisposable
         LoadDuration = loadDuration;
         Bytes = bytes;
         Prompt = new ChatPrompt(model);
-        OpenAi = new OpenAiEndpoints(scheduler, entry.Name, answers);
+        OpenAi = new OpenAiEndpoints(scheduler, entry.Name, answers,
+            new SteeringRequest(model.Config, steeringVectors ?? new Dictionary<string, ControlVector>(), scheduler.Steering));
         Summary = ModelSummary.Of(model);
     }
 

@@ -11,8 +11,9 @@ using TemplateMessage = ClockLM.Tokenizers.ChatTemplates.ChatMessage;
 namespace ClockLM.Server;
 
 /// <summary>The request handlers of one model: OpenAI's request fields in, OpenAI's response shapes out.
-/// <paramref name="answers"/> tells the names (and aliases) that mean this model.</summary>
-internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, Func<string, bool> answers)
+/// <paramref name="answers"/> tells the names (and aliases) that mean this model; <paramref name="steering"/> reads a
+/// request's <c>clocklm.steer</c>.</summary>
+internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, Func<string, bool> answers, SteeringRequest steering)
 {
     private readonly ChatPrompt _chatPrompt = new(scheduler.Model);
 
@@ -219,6 +220,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
 
     private async Task RunAsync(HttpContext context, JsonRequest body, CompletionRequest request, Kind kind, ToolOptions? tools)
     {
+        request = request with { Steering = steering.Read(body) };
         bool stream = body.Bool("stream") ?? false;
         var streamOptions = body.Object("stream_options");
         if (streamOptions is not null) RequestFields.StreamOptions.Check(streamOptions, "stream_options.");

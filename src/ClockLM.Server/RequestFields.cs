@@ -67,7 +67,7 @@ internal sealed class RequestFields
     public static readonly RequestFields StreamOptions = new("stream_options", ["include_usage"], []);
 
     /// <summary>The fields of the <c>clocklm</c> extension object.</summary>
-    public static readonly RequestFields Extension = new("clocklm", ["clock_summary", "top_k", "ignore_eos"], []);
+    public static readonly RequestFields Extension = new("clocklm", ["clock_summary", "top_k", "ignore_eos", "steer"], []);
 
     /// <summary>Throws a 400 naming the first field of <paramref name="body"/> this endpoint does not read (or reads
     /// only at a neutral value it does not have). <paramref name="prefix"/> names a nested object in the message.</summary>

@@ -1,3 +1,4 @@
+using ClockLM.Models;
 using ClockLM.Sampling;
 using ClockLM.Sampling.Grammars;
 
@@ -40,6 +41,11 @@ public sealed record CompletionRequest
 
     /// <summary>How many entries the clock summary's top-k holds.</summary>
     public int ClockSummaryTopK { get; init; } = 10;
+
+    /// <summary>Directions added to the residual stream while this request runs (control vectors, feature steering);
+    /// the scheduler's <see cref="SlotSchedulerOptions.Steering"/> when null. Each request's slot is steered on its own,
+    /// so requests steered differently may share a batched step.</summary>
+    public ResidualSteering? Steering { get; init; }
 
     /// <summary>Most alternatives <see cref="TopLogprobs"/> may ask for.</summary>
     public const int MaxTopLogprobs = 20;

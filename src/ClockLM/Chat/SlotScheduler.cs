@@ -49,6 +49,8 @@ public sealed class SlotScheduler : IDisposable
         for (int i = 0; i < _slots.Length; i++)
             _slots[i] = new Slot(i, model.CreateTransformer(options.ContextLength, options.Pool));
         ContextLength = _slots[0].Transformer.ContextLength;
+        if (options.Steering is { } steering && (steering.Layers != model.Config.Layers || steering.Dim != model.Config.Dim))
+            throw new ArgumentException($"the steering is for {steering.Layers} layers of width {steering.Dim}; the model has {model.Config.Layers} of width {model.Config.Dim}", nameof(options));
         _decoder = new BatchDecoder(model.Config, model.Weights, options.Pool);
         _thread = new Thread(Loop) { IsBackground = true, Name = "ClockLM scheduler" };
         _thread.Start();
@@ -59,6 +61,9 @@ public sealed class SlotScheduler : IDisposable
 
     /// <summary>Positions each slot holds: prompt plus generated tokens must fit.</summary>
     public int ContextLength { get; }
+
+    /// <summary>The steering of requests that bring none (<see cref="SlotSchedulerOptions.Steering"/>).</summary>
+    public ResidualSteering? Steering => _options.Steering;
 
     /// <summary>Number of slots.</summary>
     public int Slots => _slots.Length;
@@ -155,6 +160,9 @@ public sealed class SlotScheduler : IDisposable
         if (request.Grammar is not null) TokenTrie.For(_model.Tokenizer, _model.Config.VocabSize);
         if (request.ClockSummaryTopK is < 1 or > 100)
             throw new CompletionRequestException("clocklm.top_k", $"the clock summary's top_k is {request.ClockSummaryTopK}; expected 1 to 100");
+        if (request.Steering is { } steering && (steering.Layers != _model.Config.Layers || steering.Dim != _model.Config.Dim))
+            throw new CompletionRequestException("clocklm.steer",
+                $"the steering is for {steering.Layers} layers of width {steering.Dim}; the model has {_model.Config.Layers} of width {_model.Config.Dim}");
         int room = ContextLength - prompt;
         if (request.MaxTokens is not { } max) return room;
         if (max < 1)
@@ -190,7 +198,7 @@ public sealed class SlotScheduler : IDisposable
                 {
                     var job = _queue.First!.Value;
                     _queue.RemoveFirst();
-                    free.Start(job, _model);
+                    free.Start(job, _model, _options.Steering);
                 }
                 active.Clear();
                 foreach (var s in _slots)
@@ -497,7 +505,7 @@ public sealed class SlotScheduler : IDisposable
             };
         }
 
-        public void Start(CompletionJob job, Model model)
+        public void Start(CompletionJob job, Model model, ResidualSteering? defaultSteering)
         {
             Job = job;
             Prompt = job.Request.PromptIds;
@@ -514,6 +522,7 @@ public sealed class SlotScheduler : IDisposable
             StopFilter = new StopSequenceFilter(job.Request.Stop);
             if (job.Request.ClockSummary) StartObserving(model.Config.Layers, model.Config.Dim);
             if (job.Request.Embed) StartEmbedding(model);
+            Transformer.Steering = job.Request.Steering ?? defaultSteering;
             History.Clear();
             History.AddRange(Prompt);
             Generated.Clear();

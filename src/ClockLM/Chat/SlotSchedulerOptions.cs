@@ -1,3 +1,4 @@
+using ClockLM.Models;
 using ClockLM.Tensors;
 using Microsoft.Extensions.Logging;
 
@@ -17,6 +18,10 @@ public sealed record SlotSchedulerOptions
 
     /// <summary>Most prompt tokens one slot evaluates per round, so a long prompt does not stall the others.</summary>
     public int PrefillChunk { get; init; } = 64;
+
+    /// <summary>Steering of every request that brings none (<see cref="CompletionRequest.Steering"/>): a server's or a
+    /// chat's control vectors; none when null.</summary>
+    public ResidualSteering? Steering { get; init; }
 
     /// <summary>Threads for the matrix-vector products (used by the single scheduler thread only); none when null.</summary>
     public WorkerPool? Pool { get; init; }

@@ -20,7 +20,7 @@ namespace ClockLM.Models;
 /// decode:     h = norm(x); q, k, v = Wq h, Wk h, Wv h (+ biases; per-head norms); rotate q, k by position (RoPE)
 /// memory:     store k, v in the cache at the row's position; attend over the cache; a = Wo attention (+ bias, norm)
 /// execute:    m = x + a (forwarded, hook_resid_mid); f = W2 act(W1 norm(m)) * W3 norm(m) (or W2 gelu(W3 norm(m) + b) + b)
-/// write-back: x = m + f
+/// write-back: x = m + f (+ the sequence's steering direction of this layer, if any)
 /// </code>
 /// <para>Families differ only by data: the config's options (<see cref="LlamaConfig"/>: norm, RoPE style, activation,
 /// scales, soft-caps, sliding windows) and the weights' optional parts (<see cref="LlamaLayerWeights"/>: biases, head
@@ -145,6 +145,13 @@ internal sealed class ForwardPass
             if (w.BiasV is not null) Ops.Add(v, w.BiasV);
             if (w.QNorm is not null) RmsNormHeads(q, w.QNorm);
             if (w.KNorm is not null) RmsNormHeads(k, w.KNorm);
+            if (b.Hooked && b.Sequences[i].Hook is { } hook)
+            {
+                // Per head, before RoPE (TransformerLens's hook_q, hook_k, hook_v).
+                hook(ActivationPoint.AttnQ, layer, b.Positions[i], q);
+                hook(ActivationPoint.AttnK, layer, b.Positions[i], k);
+                hook(ActivationPoint.AttnV, layer, b.Positions[i], v);
+            }
             if (_c.Rope == RopeStyle.None) continue;
             ReadOnlySpan<float> rowCos = TokenBatch.Row(cos, i, half), rowSin = TokenBatch.Row(sin, i, half);
             Ops.Rope(q, _c.HeadSize, _c.Rope, rowCos, rowSin);
@@ -166,6 +173,7 @@ internal sealed class ForwardPass
             TokenBatch.Row(b.V, i, kvDim).CopyTo(cache.Value(layer, b.Positions[i]));
         }
         Attend(b, layer, pool);
+        if (b.Hooked) Hook(b, ActivationPoint.AttnZ, layer, b.Heads, _c.QDim);
         MatMul.Multiply(w.Wo, Load(b.HeadsInput, b.Heads, n, _c.QDim), b.AttnOut, pool, _kernels);
         for (int i = 0; i < n; i++)
         {
@@ -202,6 +210,7 @@ internal sealed class ForwardPass
         var activation = new ActivationJob { Kind = _c.FeedForward, Gate = b.HB, Up = b.HB2, Width = hidden, Path = _kernels.Path };
         if (pool is null || n < 2) activation.Execute(0, n);
         else pool.Run(activation, n);
+        if (b.Hooked) Hook(b, ActivationPoint.MlpPost, layer, b.HB, hidden);
         MatMul.Multiply(w.W2, Load(b.Hidden, b.HB, n, hidden), b.FfnOut, pool, _kernels);
         for (int i = 0; i < n; i++)
         {
@@ -212,11 +221,17 @@ internal sealed class ForwardPass
         if (b.Hooked) Hook(b, ActivationPoint.MlpOut, layer, b.FfnOut, dim);
     }
 
-    // Write-back: the residual stream takes the attention and feed-forward outputs, x = (x + a) + f.
+    // Write-back: the residual stream takes the attention and feed-forward outputs, x = (x + a) + f, and then the row's
+    // sequence's steering direction for this layer if it has one, x += d (where llama.cpp adds a control vector).
     private void WriteBack(TokenBatch b, int layer)
     {
         int dim = _c.Dim;
-        for (int i = 0; i < b.Count; i++) Ops.Sum(TokenBatch.Row(b.X, i, dim), TokenBatch.Row(b.Mid, i, dim), TokenBatch.Row(b.FfnOut, i, dim));
+        for (int i = 0; i < b.Count; i++)
+        {
+            Span<float> x = TokenBatch.Row(b.X, i, dim);
+            Ops.Sum(x, TokenBatch.Row(b.Mid, i, dim), TokenBatch.Row(b.FfnOut, i, dim));
+            if (b.Sequences[i].Steering?.Direction(layer) is { } direction) Ops.Add(x, direction);
+        }
         if (b.Hooked) Hook(b, ActivationPoint.ResidPost, layer, b.X, dim);
     }
 

@@ -27,6 +27,7 @@ public sealed class Transformer
     private readonly float[] _logits;  // logits of the last token that computed them (vocab)
     private int _pos, _microBatch = 128;
     private bool _inFlight;            // between BeginToken and Commit
+    private ResidualSteering? _steering;
 
     /// <summary>Creates a processor for <paramref name="weights"/> with a KV cache of <paramref name="contextLength"/> positions.
     /// Matrix products are split across <paramref name="pool"/>'s threads when one is given.</summary>
@@ -68,6 +69,21 @@ public sealed class Transformer
     /// <summary>Called at every <see cref="ActivationPoint"/> of every cycle, for every token of this sequence; may
     /// replace the activation.</summary>
     public ActivationHook? Hook { get; set; }
+
+    /// <summary>Directions added to this sequence's residual stream after chosen cycles (control vectors, feature
+    /// steering), in the write-back stage; none when null. Every row of this sequence is steered, in whatever batch it
+    /// runs.</summary>
+    /// <exception cref="ArgumentException">The steering is for a model of another depth or width.</exception>
+    public ResidualSteering? Steering
+    {
+        get => _steering;
+        set
+        {
+            if (value is not null && (value.Layers != Config.Layers || value.Dim != Config.Dim))
+                throw new ArgumentException($"the steering is for {value.Layers} layers of width {value.Dim}; this model has {Config.Layers} of width {Config.Dim}", nameof(value));
+            _steering = value;
+        }
+    }
 
     /// <summary>Position of the token in flight (or the last one run).</summary>
     public int Position => _pos;
