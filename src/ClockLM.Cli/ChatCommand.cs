@@ -17,6 +17,7 @@ internal static class ChatCommand
     {
         var model = new ModelOptions();
         var steering = new SteeringOptions();
+        var lora = new LoraOptions();
         var maxNew = new Option<int>("-n", "--max-new-tokens") { Description = "Most tokens per answer", DefaultValueFactory = _ => 256 };
         var temp = new Option<float>("--temp") { Description = "Temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f };
         var seed = new Option<ulong>("--seed", "-s") { Description = "Random seed", DefaultValueFactory = _ => 0x5EEDUL };
@@ -28,6 +29,7 @@ internal static class ChatCommand
         var command = new Command("chat", "Chat with a model in the terminal");
         model.AddTo(command);
         steering.AddTo(command);
+        lora.AddTo(command);
         foreach (var o in new Option[] { maxNew, temp, seed, ctx, system, toolsFile, toolChoice })
             command.Options.Add(o);
         command.SetAction(result => CommandErrors.Run(() =>
@@ -59,6 +61,7 @@ internal static class ChatCommand
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
+            lora.Apply(result, m);
             ModelOptions.WarnAboveTrainedContext(m, contextLength);
             using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions { Slots = 1, ContextLength = contextLength, Pool = pool, Steering = steering.Build(result, m) });
             var prompt = new ChatPrompt(m);
