@@ -55,6 +55,33 @@ public class LoraOracleTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void AnAdapterMadeByFinetuneGivesLlamaCppClockLMsLogits()
+    {
+        // The built-in model (F32 llama, tied output) adapted on a small text, written as finetune writes it.
+        using var dir = new TempDir();
+        using var model = Model.Load(BuiltInModel.Path);
+        var options = new ClockLM.Training.FinetuneOptions
+        {
+            Rank = 4, Alpha = 8, Targets = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"],
+            ContextLength = 24, Batch = 2, Steps = 4, LearningRate = 2e-2, WarmupSteps = 1, EvalEvery = 0, EvalBatches = 1,
+        };
+        var trained = ClockLM.Training.LoraFinetuner.Train(model, ClockLM.Tests.Training.TinyCorpus.Text(), options);
+        string path = dir.File("adapter.gguf");
+        trained.Model.ToAdapter(model.Architecture).Save(path);
+        var prompt = trained.Corpus.Validation.Take(16).Prepend(model.Tokenizer.BosId).ToArray();
+        float[] plain = model.CreateTransformer(64).Evaluate(prompt, 0).ToArray();
+        model.UseLora([new ScaledLora(LoraAdapter.Load(path), 1f)]);
+        float[] ours = model.CreateTransformer(64).Evaluate(prompt, 0).ToArray();
+        using var oracle = new LlamaCppOracle(BuiltInModel.Path, contextSize: 64);
+        oracle.SetLora((path, 1f));
+        float[] theirs = oracle.PromptLogits(prompt);
+        double std = StandardDeviation(theirs), effect = MaxDiff(plain, theirs) / std, worst = MaxDiff(ours, theirs) / std;
+        output.WriteLine($"the trained adapter moves the logits by {effect:E2} x std; |ClockLM - llama.cpp| {worst:E2} x std");
+        Assert.True(effect > 1e-3, $"the adapter moves the logits by only {effect:E2} of std");
+        Assert.True(worst <= FamilyOracle.Tolerance, $"max |logit difference| is {worst:E3} of std");
+    }
+
+    [Fact]
     public void LlamaCppRefusesWhatClockLMRefuses()
     {
         // An adapter for another base (a layer the model does not have) fails in both engines.
