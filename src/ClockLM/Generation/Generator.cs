@@ -58,11 +58,12 @@ public sealed class Generator
     private readonly Transformer _transformer;
 
     /// <summary>A generator over <paramref name="model"/> with a KV cache of <paramref name="contextLength"/> positions
-    /// (the model's context length when null), using <paramref name="pool"/>'s threads when given.</summary>
-    public Generator(Model model, int? contextLength = null, WorkerPool? pool = null)
+    /// (the model's context length when null) of the types <paramref name="cache"/> gives (F16 when null), using
+    /// <paramref name="pool"/>'s threads when given.</summary>
+    public Generator(Model model, int? contextLength = null, WorkerPool? pool = null, KvCacheOptions? cache = null)
     {
         _model = model;
-        _transformer = model.CreateTransformer(contextLength, pool);
+        _transformer = model.CreateTransformer(contextLength, pool, cache);
     }
 
     /// <summary>The processor that runs the forward pass.</summary>

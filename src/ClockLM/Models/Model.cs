@@ -79,11 +79,12 @@ public sealed class Model : IDisposable
     /// <summary>A processor (forward pass with its own KV cache) for this model.</summary>
     /// <param name="contextLength">Positions to hold; the model's own context length when null.</param>
     /// <param name="pool">Threads for the matrix-vector products; the calling thread alone when null.</param>
-    public Transformer CreateTransformer(int? contextLength = null, WorkerPool? pool = null)
+    /// <param name="cache">The KV cache's types; F16 keys and values (<see cref="KvCacheOptions.Default"/>) when null.</param>
+    public Transformer CreateTransformer(int? contextLength = null, WorkerPool? pool = null, KvCacheOptions? cache = null)
     {
         int ctx = contextLength ?? Config.ContextLength;
         if (ctx <= 0) throw new ArgumentOutOfRangeException(nameof(contextLength), ctx, "context length must be positive");
-        return new Transformer(Config, Weights, ctx, pool);
+        return new Transformer(Config, Weights, ctx, pool, cache);
     }
 
     private static bool IsGguf(string path)

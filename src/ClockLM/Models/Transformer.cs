@@ -28,21 +28,22 @@ public sealed class Transformer
     private int _pos, _microBatch = 128;
     private bool _inFlight;            // between BeginToken and Commit
 
-    /// <summary>Creates a processor for <paramref name="weights"/> with a KV cache of <paramref name="contextLength"/> positions.
-    /// Matrix products are split across <paramref name="pool"/>'s threads when one is given.</summary>
-    public Transformer(LlamaConfig config, LlamaWeights weights, int contextLength, WorkerPool? pool = null)
-        : this(config, weights, contextLength, pool, new ForwardPass(config, weights))
+    /// <summary>Creates a processor for <paramref name="weights"/> with a KV cache of <paramref name="contextLength"/> positions
+    /// of the types <paramref name="cache"/> gives (F16 keys and values when null). Matrix products are split across
+    /// <paramref name="pool"/>'s threads when one is given.</summary>
+    public Transformer(LlamaConfig config, LlamaWeights weights, int contextLength, WorkerPool? pool = null, KvCacheOptions? cache = null)
+        : this(config, weights, contextLength, pool, new ForwardPass(config, weights), cache)
     {
     }
 
     /// <summary>A sequence that runs <paramref name="pass"/> (shared by the sequences of a <see cref="BatchDecoder"/>).</summary>
-    internal Transformer(LlamaConfig config, LlamaWeights weights, int contextLength, WorkerPool? pool, ForwardPass pass)
+    internal Transformer(LlamaConfig config, LlamaWeights weights, int contextLength, WorkerPool? pool, ForwardPass pass, KvCacheOptions? cache)
     {
         Config = config;
         Weights = weights;
         _pool = pool;
         _pass = pass;
-        Cache = new KvCache(config, contextLength);
+        Cache = new KvCache(config, contextLength, cache);
         _x = new float[config.Dim];
         _logits = new float[config.VocabSize];
     }
@@ -209,6 +210,7 @@ public sealed class Transformer
     {
         residual.CopyTo(_x);
         (_pos, _inFlight) = (pos, false);
+        Cache.Length = pos + 1;
     }
 
     internal void CheckTokenAndPosition(int token, int pos)
