@@ -49,6 +49,10 @@ internal sealed class ForwardPass
     /// <summary>Bytes and operations of every stage, for observers.</summary>
     public StageCosts Costs { get; }
 
+    /// <summary>The RoPE frequencies theta_i of <paramref name="layer"/> (head_size / 2): its keys were rotated by
+    /// position * theta_i.</summary>
+    public ReadOnlySpan<float> RopeFrequencies(int layer) => _c.IsSliding(layer) ? _thetaSliding : _theta;
+
     // theta_i = base^(-2i / head_size), divided by the model's frequency factor when it has them (Llama 3.1)
     private static float[] RopeFrequencies(float ropeBase, int headSize, float[]? factors)
     {

@@ -171,6 +171,26 @@ public sealed class Transformer
         }
     }
 
+    /// <summary>
+    /// Context shift: keeps the cached positions [0, <paramref name="keep"/>), drops the next <paramref name="discard"/>,
+    /// and moves the later ones down, their keys re-rotated for their new positions in whatever type the cache stores
+    /// (<see cref="KvCache"/>; see llama.cpp's context shift). The sequence then continues at
+    /// <see cref="Position"/> + 1, which has moved down by <paramref name="discard"/> as well.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The model has learned absolute positions (GPT-2), not RoPE.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The positions to drop are not all in the cache.</exception>
+    /// <exception cref="InvalidOperationException">A stepped token is in flight.</exception>
+    public void ShiftContext(int keep, int discard)
+    {
+        if (_inFlight) throw new InvalidOperationException("a stepped token is in flight; finish it with Commit first");
+        if (Config.Rope == RopeStyle.None)
+            throw new NotSupportedException("this model has learned absolute position embeddings, not RoPE: its cached keys cannot be moved to other positions");
+        if (keep < 0 || discard < 1 || keep + discard > Cache.Length)
+            throw new ArgumentOutOfRangeException(nameof(discard), discard, $"dropping {discard} positions after {keep} needs them in the cache, which holds {Cache.Length}");
+        ContextShift.Apply(Cache, _pass, Config, keep, discard);
+        _pos = Cache.Length - 1;
+    }
+
     /// <summary>Instruction fetch: puts token <paramref name="token"/>'s embedding at position <paramref name="pos"/> into the
     /// residual stream. Then call <see cref="Step"/> until <see cref="Layer"/> reaches the layer count, then <see cref="Commit"/>.</summary>
     public void BeginToken(int token, int pos)
