@@ -1,7 +1,4 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 
 namespace ClockLM.Tensors;
 
@@ -53,53 +50,4 @@ internal readonly ref struct CacheRows(ReadOnlySpan<byte> bytes, GgmlType type, 
     }
 
     private static int RoundUp(int n, int block) => (n + block - 1) / block * block;
-}
-
-/// <summary>How the attention kernels read one KV-cache row format: value i, or values i..i+7 (i a multiple of 8, so
-/// that in Q8_0 the eight lie in one block). Every value comes out as the exact float the row stands for.</summary>
-internal unsafe interface ICacheRowFormat
-{
-    static abstract float Load(byte* row, int i);
-    static abstract Vector256<float> Load8(byte* row, int i);
-}
-
-/// <summary>Floats.</summary>
-internal unsafe struct F32CacheRows : ICacheRowFormat
-{
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Load(byte* row, int i) => ((float*)row)[i];
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Load8(byte* row, int i) => Vector256.Load((float*)row + i);
-}
-
-/// <summary>Halves, widened exactly (infinities and NaNs included); eight at a time needs AVX2.</summary>
-internal unsafe struct F16CacheRows : ICacheRowFormat
-{
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Load(byte* row, int i) => HalfWidening.ToSingle(((ushort*)row)[i]);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Load8(byte* row, int i) =>
-        HalfWidening.Widen(Avx2.ConvertToVector256Int32((ushort*)row + i).AsUInt32());
-}
-
-/// <summary>Q8_0 blocks of 34 bytes (an f16 scale d, then 32 signed codes q): value d · q, exact in float (an 11-bit
-/// significand times 7 bits), as <see cref="Dequantize"/> gives it. Eight at a time needs AVX2.</summary>
-internal unsafe struct Q8_0CacheRows : ICacheRowFormat
-{
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Load(byte* row, int i)
-    {
-        byte* block = row + i / 32 * 34;
-        return HalfWidening.ToSingle(*(ushort*)block) * ((sbyte*)block)[2 + i % 32];
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Load8(byte* row, int i)
-    {
-        byte* block = row + i / 32 * 34;
-        var codes = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32((sbyte*)block + 2 + i % 32));
-        return codes * Vector256.Create(HalfWidening.ToSingle(*(ushort*)block));
-    }
 }
