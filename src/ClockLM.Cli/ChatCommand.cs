@@ -18,11 +18,14 @@ internal static class ChatCommand
         var seed = new Option<ulong>("--seed", "-s") { Description = "Random seed", DefaultValueFactory = _ => 0x5EEDUL };
         var ctx = new Option<int?>("--ctx", "-c") { Description = "Context length (default: the model's)" };
         var system = new Option<string?>("--system") { Description = "System prompt" };
+        var cacheTypes = new CacheTypeOptions();
+        var contextShift = new Option<bool>("--context-shift") { Description = "When an answer fills the context, drop half of it (after the system prompt) and go on" };
 
         var command = new Command("chat", "Chat with a model in the terminal");
         model.AddTo(command);
-        foreach (var o in new Option[] { maxNew, temp, seed, ctx, system })
+        foreach (var o in new Option[] { maxNew, temp, seed, ctx, system, contextShift })
             command.Options.Add(o);
+        cacheTypes.AddTo(command);
         command.SetAction(result => CommandErrors.Run(() =>
         {
             int n = result.GetValue(maxNew);
@@ -32,9 +35,13 @@ internal static class ChatCommand
             var sampler = new SamplerOptions { Temperature = result.GetValue(temp), Seed = result.GetValue(seed) };
             if (sampler.Validate() is { } problem) throw new UsageException(problem);
 
+            var cache = cacheTypes.Read(result);
+            bool shift = result.GetValue(contextShift);
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
-            using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions { Slots = 1, ContextLength = contextLength, Pool = pool });
+            if (shift && m.Config.Rope == ClockLM.Models.RopeStyle.None)
+                throw new UsageException($"--context-shift: {Path.GetFileName(m.Path)} has learned absolute positions, not RoPE, so its context cannot shift");
+            using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions { Slots = 1, ContextLength = contextLength, Pool = pool, KvCache = cache, ContextShift = shift });
             var prompt = new ChatPrompt(m);
             var stdout = Console.Out;
 
@@ -91,7 +98,9 @@ internal static class ChatCommand
                 var job = scheduler.Submit(new CompletionRequest
                 {
                     PromptIds = ids,
-                    MaxTokens = Math.Min(n, room),
+                    // With a context shift the answer may outgrow the context; the shift keeps the system prompt.
+                    MaxTokens = shift ? n : Math.Min(n, room),
+                    KeepTokens = prompt.SystemPromptTokens(conversation, ids),
                     // Each turn its own seed, so a repeated question need not get the same answer.
                     Sampler = sampler with { Seed = sampler.Seed + (ulong)turn++ },
                     Stop = prompt.TemplateStops,

@@ -26,11 +26,15 @@ internal static class RunCommand
         var chat = new Option<bool>("--chat") { Description = "Send the prompt as a user message through the model's chat template (ChatML when the file has none)" };
         var system = new Option<string?>("--system") { Description = "With --chat: a system message before the prompt" };
         var ubatch = new Option<int?>("--ubatch", "-ub") { Description = "Prompt tokens run through the layers together (default 128; 1 = token by token)" };
+        var cacheTypes = new CacheTypeOptions();
+        var contextShift = new Option<bool>("--context-shift") { Description = "When the context is full, drop half of it (after --keep tokens) and go on" };
+        var keep = new Option<int>("--keep") { Description = "Prompt tokens a context shift keeps after BOS (-1: the whole prompt)", DefaultValueFactory = _ => 0 };
 
         var command = new Command("run", "Generate text from a prompt");
         model.AddTo(command);
-        foreach (var o in new Option[] { maxNew, temp, topK, topP, minP, repeat, seed, ctx, json, chat, system, ubatch })
+        foreach (var o in new Option[] { maxNew, temp, topK, topP, minP, repeat, seed, ctx, json, chat, system, ubatch, contextShift, keep })
             command.Options.Add(o);
+        cacheTypes.AddTo(command);
         command.Arguments.Add(prompt);
         command.SetAction(result => CommandErrors.Run(() =>
         {
@@ -51,10 +55,15 @@ internal static class RunCommand
             using var m = model.Load(result);
             int? contextLength = result.GetValue(ctx);
             if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
-            var generator = new Generator(m, contextLength, pool);
+            var cache = cacheTypes.Read(result);
+            int kept = result.GetValue(keep);
+            if (kept < -1) throw new UsageException($"--keep is {kept}, expected -1 (the whole prompt) or a count of tokens");
+            var generator = new Generator(m, contextLength, pool, cache);
+            if (result.GetValue(contextShift) && !generator.Transformer.CanShiftContext)
+                throw new UsageException($"--context-shift: {Path.GetFileName(m.Path)} has learned absolute positions, not RoPE, so its context cannot shift");
             if (result.GetValue(ubatch) is { } ub)
                 generator.Transformer.MicroBatch = ub >= 1 ? ub : throw new UsageException($"--ubatch is {ub}, expected at least 1");
-            var options = new GenerationOptions { MaxNewTokens = n, Sampler = sampler };
+            var options = new GenerationOptions { MaxNewTokens = n, Sampler = sampler, ContextShift = result.GetValue(contextShift), KeepTokens = kept };
             bool asJson = result.GetValue(json);
             var stdout = Console.Out;
             string text = result.GetValue(prompt)!;

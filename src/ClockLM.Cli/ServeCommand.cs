@@ -18,11 +18,14 @@ internal static class ServeCommand
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on every request" };
         var maxBody = new Option<long>("--max-body") { Description = "Largest request body in bytes", DefaultValueFactory = _ => 1 << 20 };
         var log = new Option<bool>("--log") { Description = "Log requests to the console" };
+        var cacheTypes = new CacheTypeOptions();
+        var contextShift = new Option<bool>("--context-shift") { Description = "When a generation fills its context, drop half of it (after n_keep tokens) and go on" };
 
         var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API");
         model.AddTo(command);
-        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log })
+        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log, contextShift })
             command.Options.Add(o);
+        cacheTypes.AddTo(command);
         command.SetAction(result => CommandErrors.Run(() =>
         {
             int slots = result.GetValue(parallel);
@@ -36,14 +39,19 @@ internal static class ServeCommand
             long bodyLimit = result.GetValue(maxBody);
             if (bodyLimit < 1) throw new UsageException($"--max-body is {bodyLimit}, expected a positive number of bytes");
 
+            var cache = cacheTypes.Read(result);
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
+            if (result.GetValue(contextShift) && m.Config.Rope == ClockLM.Models.RopeStyle.None)
+                throw new UsageException($"--context-shift: {Path.GetFileName(m.Path)} has learned absolute positions, not RoPE, so its context cannot shift");
             using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions
             {
                 Slots = slots,
                 QueueCapacity = queueCapacity,
                 ContextLength = contextLength,
                 Pool = pool,
+                KvCache = cache,
+                ContextShift = result.GetValue(contextShift),
             });
             var server = new ClockLMServer(scheduler, new ServerOptions
             {
@@ -64,7 +72,7 @@ internal static class ServeCommand
                 throw new UsageException($"cannot listen on {result.GetValue(host)}:{p}: {e.Message}");
             }
             // The first line names the address, so scripts (and tests) can find the port when 0 was asked for.
-            Console.WriteLine($"listening on {server.Address} (model {server.ModelId}, {slots} slots, context {scheduler.ContextLength})");
+            Console.WriteLine($"listening on {server.Address} (model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}, KV cache {cache})");
             Console.Out.Flush();
             server.WaitForShutdownAsync(stop.Token).GetAwaiter().GetResult();
             server.DisposeAsync().AsTask().GetAwaiter().GetResult();

@@ -27,6 +27,8 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
         int top = (int)(body.Integer("top_logprobs", 0, CompletionRequest.MaxTopLogprobs) ?? 0);
         if (top > 0 && !logprobs) throw ApiException.BadRequest("top_logprobs needs logprobs set to true", "top_logprobs");
         var request = ReadCompletion(body, prompt, logprobs, top) with { Stop = [.. _chatPrompt.TemplateStops, .. body.Stops("stop")] };
+        // A context shift keeps the system prompt unless n_keep says otherwise.
+        if (request.KeepTokens is null) request = request with { KeepTokens = _chatPrompt.SystemPromptTokens(messages, prompt) };
         await RunAsync(context, body, request, Kind.Chat);
     }
 
@@ -244,6 +246,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
             ClockSummary = extension?.Bool("clock_summary") ?? false,
             ClockSummaryTopK = (int)(extension?.Integer("top_k", 1, 100) ?? 10),
             IgnoreEndOfGeneration = extension?.Bool("ignore_eos") ?? false,
+            KeepTokens = (int?)body.Integer("n_keep", -1, int.MaxValue),
         };
     }
 

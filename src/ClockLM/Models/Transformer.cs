@@ -171,6 +171,10 @@ public sealed class Transformer
         }
     }
 
+    /// <summary>True when the model's positions are RoPE rotations, which <see cref="ShiftContext"/> can redo (not learned
+    /// absolute positions, as GPT-2's).</summary>
+    public bool CanShiftContext => Config.Rope != RopeStyle.None;
+
     /// <summary>
     /// Context shift: keeps the cached positions [0, <paramref name="keep"/>), drops the next <paramref name="discard"/>,
     /// and moves the later ones down, their keys re-rotated for their new positions in whatever type the cache stores
@@ -183,7 +187,7 @@ public sealed class Transformer
     public void ShiftContext(int keep, int discard)
     {
         if (_inFlight) throw new InvalidOperationException("a stepped token is in flight; finish it with Commit first");
-        if (Config.Rope == RopeStyle.None)
+        if (!CanShiftContext)
             throw new NotSupportedException("this model has learned absolute position embeddings, not RoPE: its cached keys cannot be moved to other positions");
         if (keep < 0 || discard < 1 || keep + discard > Cache.Length)
             throw new ArgumentOutOfRangeException(nameof(discard), discard, $"dropping {discard} positions after {keep} needs them in the cache, which holds {Cache.Length}");

@@ -12,6 +12,10 @@ public class CommandLineTests
     [InlineData("unknown quant type", new[] { "quantize", "@stories", "/tmp/x.gguf", "Q9_9" }, "unknown type 'Q9_9'")]
     [InlineData("unknown shape", new[] { "synth", "--shape", "huge", "/tmp/x.gguf" }, "unknown shape 'huge'")]
     [InlineData("inspect a non-GGUF", new[] { "inspect", "@stories" }, "not a GGUF file")]
+    [InlineData("unknown cache type", new[] { "run", "-m", "@stories", "--cache-type-k", "q4_0", "hello" }, "--cache-type-k is 'q4_0', expected f32, f16 or q8_0")]
+    [InlineData("unknown value cache type", new[] { "serve", "-m", "@stories", "--cache-type-v", "bf16" }, "--cache-type-v is 'bf16'")]
+    [InlineData("bad keep", new[] { "run", "-m", "@stories", "--context-shift", "--keep", "-2", "hello" }, "--keep is -2")]
+    [InlineData("bad depth", new[] { "bench", "-m", "@stories", "-d", "0,-5" }, "--depth value '-5'")]
     public void BadInputGivesOneClearError(string what, string[] args, string expected)
     {
         var result = ClockLMProcess.Run(args.Select(a => a == "@stories" ? SharedData.Stories260K : a).ToArray());
