@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using ClockLM.Generation;
 using ClockLM.Models;
 
@@ -22,9 +23,10 @@ internal static class BenchCommand
         var ubatch = new Option<int?>("--ubatch", "-ub") { Description = "Prompt tokens run through the layers together (default 128; 1 = token by token)" };
         var batch = new Option<int>("--batch", "-b") { Description = "Also measure this many sequences generating -n tokens each together (0 = off)", DefaultValueFactory = _ => 0 };
         var depth = new Option<string>("--depth", "-d") { Description = "Cached tokens before each test, comma-separated (llama-bench's -d)", DefaultValueFactory = _ => "0" };
+        var kernels = ModelOptions.KernelsOption();
         var cacheTypes = new CacheTypeOptions();
         var command = new Command("bench", "Measure prompt (pp) and generation (tg) speed, like llama-bench");
-        foreach (var o in new Option[] { model, tokenizer, prompt, gen, threads, reps, ubatch, batch, depth, json }) command.Options.Add(o);
+        foreach (var o in new Option[] { model, tokenizer, prompt, gen, threads, reps, ubatch, batch, depth, kernels, json }) command.Options.Add(o);
         cacheTypes.AddTo(command);
         command.SetAction(result => CommandErrors.Run(() =>
         {
@@ -40,10 +42,11 @@ internal static class BenchCommand
             int[] depths = ParseCounts(result.GetValue(depth)!, "--depth", min: 0);
             var cache = cacheTypes.Read(result);
             string path = result.GetValue(model)!;
-            using var m = Model.Load(path, result.GetValue(tokenizer));
+            using var m = Model.Load(path, result.GetValue(tokenizer), ModelOptions.Options(result, kernels));
+            Console.Error.WriteLine($"kernels: {m.Weights.Kernels.Describe()}");
             string type = m.Weights.Layers[0].Wq.Type.ToString();
             string size = $"{m.FileBytes / 1048576.0:F2} MiB";
-            var rows = new List<object>();
+            var rows = new JsonArray();
             string typeK = KvCacheOptions.Name(cache.KeyType), typeV = KvCacheOptions.Name(cache.ValueType);
             Console.Out.WriteLine($"| {"model",-28} | {"size",12} | {"type",6} | {"threads",7} | {"type_k",6} | {"type_v",6} | {"test",14} | {"t/s",20} |");
             Console.Out.WriteLine($"| {new string('-', 28)} | {new string('-', 12)} | {new string('-', 6)} | {new string('-', 7)} | {new string('-', 6)} | {new string('-', 6)} | {new string('-', 14)} | {new string('-', 20)} |");
@@ -56,15 +59,17 @@ internal static class BenchCommand
                         var row = sequences > 0 ? Throughput.MeasureBatch(m, sequences, count, t, r, cache) : Throughput.Measure(m, isPrompt, count, t, r, ub, d, cache);
                         string name = Path.GetFileName(path);
                         Console.Out.WriteLine($"| {name,-28} | {size,12} | {type,6} | {t,7} | {typeK,6} | {typeV,6} | {row.Test,14} | {row.Mean,10:F2} ± {row.StandardDeviation,7:F2} |");
-                        rows.Add(new
+                        rows.Add((JsonNode)new JsonObject
                         {
-                            model = name, size_bytes = m.FileBytes, type, threads = t, type_k = typeK, type_v = typeV, n_depth = d, test = row.Test,
-                            tps_mean = row.Mean, tps_median = row.Median, tps_sd = row.StandardDeviation, samples = row.Samples,
+                            ["model"] = name, ["size_bytes"] = m.FileBytes, ["type"] = type, ["kernels"] = m.Weights.Kernels.ToString(),
+                            ["threads"] = t, ["type_k"] = typeK, ["type_v"] = typeV, ["n_depth"] = d, ["test"] = row.Test,
+                            ["tps_mean"] = row.Mean, ["tps_median"] = row.Median, ["tps_sd"] = row.StandardDeviation,
+                            ["samples"] = new JsonArray([.. row.Samples.Select(v => (JsonNode)v)]),
                         });
                     }
             }
             if (result.GetValue(json) is { } jsonPath)
-                File.WriteAllText(jsonPath, JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
+                File.WriteAllText(jsonPath, rows.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             return 0;
         }));
         return command;

@@ -4,7 +4,7 @@ using ClockLM.Server;
 
 namespace ClockLM.Cli;
 
-/// <summary>`clocklm serve`: an OpenAI-compatible HTTP server over a model.</summary>
+/// <summary>`clocklm serve`: an OpenAI- and Ollama-compatible HTTP server over a model, or over a folder of models.</summary>
 internal static class ServeCommand
 {
     public static Command Create()
@@ -18,12 +18,15 @@ internal static class ServeCommand
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on every request" };
         var maxBody = new Option<long>("--max-body") { Description = "Largest request body in bytes", DefaultValueFactory = _ => 1 << 20 };
         var log = new Option<bool>("--log") { Description = "Log requests to the console" };
+        var modelsDir = new Option<string?>("--models-dir") { Description = "Serve every .gguf file in this folder (names from file names, aliases from models.json); the request's model picks one" };
+        var keepAlive = new Option<string>("--keep-alive") { Description = "With --models-dir: how long a model stays loaded after its last request (5m, 1h, 0, -1 = forever)", DefaultValueFactory = _ => "5m" };
+        var maxLoaded = new Option<long?>("--max-loaded-bytes") { Description = "With --models-dir: most bytes the loaded models may take (file and KV caches); least recently used ones are unloaded for room" };
         var cacheTypes = new CacheTypeOptions();
         var contextShift = new Option<bool>("--context-shift") { Description = "When a generation fills its context, drop half of it (after n_keep tokens) and go on" };
 
-        var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API");
+        var command = new Command("serve", "Serve models over OpenAI- and Ollama-compatible HTTP APIs");
         model.AddTo(command);
-        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log, contextShift })
+        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log, modelsDir, keepAlive, maxLoaded, contextShift })
             command.Options.Add(o);
         cacheTypes.AddTo(command);
         command.SetAction(result => CommandErrors.Run(() =>
@@ -39,45 +42,69 @@ internal static class ServeCommand
             long bodyLimit = result.GetValue(maxBody);
             if (bodyLimit < 1) throw new UsageException($"--max-body is {bodyLimit}, expected a positive number of bytes");
 
-            var cache = cacheTypes.Read(result);
-            using var pool = model.CreatePool(result);
-            using var m = model.Load(result);
-            if (result.GetValue(contextShift) && m.Config.Rope == ClockLM.Models.RopeStyle.None)
-                throw new UsageException($"--context-shift: {Path.GetFileName(m.Path)} has learned absolute positions, not RoPE, so its context cannot shift");
-            using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions
-            {
-                Slots = slots,
-                QueueCapacity = queueCapacity,
-                ContextLength = contextLength,
-                Pool = pool,
-                KvCache = cache,
-                ContextShift = result.GetValue(contextShift),
-            });
-            var server = new ClockLMServer(scheduler, new ServerOptions
+            var serverOptions = new ServerOptions
             {
                 Host = result.GetValue(host)!,
                 Port = p,
                 ApiKey = result.GetValue(apiKey),
                 MaxRequestBodyBytes = bodyLimit,
                 ConsoleLogging = result.GetValue(log),
-            });
-            using var stop = new CancellationTokenSource();
-            Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
-            try
+            };
+            bool shift = result.GetValue(contextShift);
+            var schedulerOptions = new SlotSchedulerOptions
             {
-                server.StartAsync().GetAwaiter().GetResult();
-            }
-            catch (IOException e)
+                Slots = slots, QueueCapacity = queueCapacity, ContextLength = contextLength, KvCache = cacheTypes.Read(result), ContextShift = shift,
+            };
+            if (result.GetValue(modelsDir) is { } dir)
             {
-                throw new UsageException($"cannot listen on {result.GetValue(host)}:{p}: {e.Message}");
+                if (result.GetValue(model.Model) is not null) throw new UsageException("--model and --models-dir exclude each other: name one model, or a folder of them");
+                string keep = result.GetValue(keepAlive)!;
+                var keepTime = ModelFolderOptions.ParseKeepAlive(keep) ?? throw new UsageException($"--keep-alive is '{keep}', expected a duration such as 5m, 1h30m, 0 or -1");
+                long? budget = result.GetValue(maxLoaded);
+                if (budget is <= 0) throw new UsageException($"--max-loaded-bytes is {budget}, expected a positive number of bytes");
+                int threads = result.GetValue(model.Threads);
+                if (threads is < 1 or > 1024) throw new UsageException($"--threads is {threads}, expected 1 to 1024");
+                using var registry = ModelRegistry.FromFolder(dir, new ModelFolderOptions
+                {
+                    Scheduler = schedulerOptions,
+                    Loading = ModelOptions.Options(result, model.Kernels),
+                    Threads = threads,
+                    KeepAlive = keepTime,
+                    MaxLoadedBytes = budget,
+                });
+                return Serve(new ClockLMServer(registry, serverOptions),
+                    $"{registry.Models.Count} models in {dir}: {string.Join(", ", registry.Models.Select(e => e.Name))}; {slots} slots each, loaded on first use", result.GetValue(host)!, p);
             }
-            // The first line names the address, so scripts (and tests) can find the port when 0 was asked for.
-            Console.WriteLine($"listening on {server.Address} (model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}, KV cache {cache})");
-            Console.Out.Flush();
-            server.WaitForShutdownAsync(stop.Token).GetAwaiter().GetResult();
-            server.DisposeAsync().AsTask().GetAwaiter().GetResult();
-            return 0;
+            if (result.GetValue(keepAlive) != "5m" || result.GetValue(maxLoaded) is not null)
+                throw new UsageException("--keep-alive and --max-loaded-bytes apply to --models-dir; a model named with --model stays loaded");
+            using var pool = model.CreatePool(result);
+            using var m = model.Load(result);
+            if (shift && m.Config.Rope == ClockLM.Models.RopeStyle.None)
+                throw new UsageException($"--context-shift: {Path.GetFileName(m.Path)} has learned absolute positions, not RoPE, so its context cannot shift");
+            using var scheduler = new SlotScheduler(m, schedulerOptions with { Pool = pool });
+            var server = new ClockLMServer(scheduler, serverOptions);
+            return Serve(server, $"model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}, KV cache {schedulerOptions.KvCache}", result.GetValue(host)!, p);
         }));
         return command;
+    }
+
+    private static int Serve(ClockLMServer server, string what, string host, int port)
+    {
+        using var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+        try
+        {
+            server.StartAsync().GetAwaiter().GetResult();
+        }
+        catch (IOException e)
+        {
+            throw new UsageException($"cannot listen on {host}:{port}: {e.Message}");
+        }
+        // The first line names the address, so scripts (and tests) can find the port when 0 was asked for.
+        Console.WriteLine($"listening on {server.Address} ({what})");
+        Console.Out.Flush();
+        server.WaitForShutdownAsync(stop.Token).GetAwaiter().GetResult();
+        server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        return 0;
     }
 }

@@ -36,7 +36,7 @@ public static class AttentionQuick
         var values = Random(depth * kvDim);
         var output = new float[heads * headSize];
         var scores = new float[group * depth];
-        Console.WriteLine($"attention of {heads} heads over {kvHeads} key/value heads of {headSize}, {depth} positions, one thread ({KernelPaths.Best})");
+        Console.WriteLine($"attention of {heads} heads over {kvHeads} key/value heads of {headSize}, {depth} positions, one thread ({KernelOptions.BestPath})");
         Console.WriteLine($"| {"cache",6} | {"kernel",-22} | {"µs per layer",12} | {"cache GB/s",10} |");
 
         Measure("f32", "one query at a time", depth * kvDim * 8L, () =>

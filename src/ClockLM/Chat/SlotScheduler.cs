@@ -47,7 +47,7 @@ public sealed class SlotScheduler : IDisposable
             _slots[i] = new Slot(i, model.CreateTransformer(options.ContextLength, options.Pool, options.KvCache));
         ContextLength = _slots[0].Transformer.ContextLength;
         if (options.ContextShift && !_slots[0].Transformer.CanShiftContext)
-            throw new ArgumentException("this model has learned absolute positions, not RoPE: its context cannot shift", nameof(options));
+            options.Logger?.LogWarning("context shift is on, but {Model} has learned absolute positions, not RoPE: its generations end where the context does", model.Path);
         _decoder = new BatchDecoder(model.Config, model.Weights, options.Pool);
         _thread = new Thread(Loop) { IsBackground = true, Name = "ClockLM scheduler" };
         _thread.Start();
@@ -310,7 +310,7 @@ public sealed class SlotScheduler : IDisposable
     /// </summary>
     private bool ShiftContext(Slot slot)
     {
-        if (!_options.ContextShift) return false;
+        if (!_options.ContextShift || !slot.Transformer.CanShiftContext) return false;
         var prompt = slot.Prompt;
         int bos = prompt.Length > 0 && prompt[0] == _model.Tokenizer.BosId ? 1 : 0;
         int keep = slot.Job!.Request.KeepTokens switch

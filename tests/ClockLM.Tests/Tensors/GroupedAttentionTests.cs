@@ -36,7 +36,7 @@ public class GroupedAttentionTests
 
     private static int Gcd(int a, int b) => b == 0 ? a : Gcd(b, a % b);
 
-    private static IEnumerable<KernelPath> Paths => KernelPaths.Best == KernelPath.Scalar ? [KernelPath.Scalar] : [KernelPath.Scalar, KernelPaths.Best];
+    private static IEnumerable<KernelPath> Paths => KernelOptions.BestPath == KernelPath.Scalar ? [KernelPath.Scalar] : [KernelPath.Scalar, KernelOptions.BestPath];
 
     [Theory, MemberData(nameof(Types))]
     public void ScoresEqualTheFloatKernelOverTheConvertedRows(GgmlType type)

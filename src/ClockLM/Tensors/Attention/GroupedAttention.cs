@@ -25,7 +25,7 @@ internal static unsafe class GroupedAttention
     /// row t of <paramref name="keys"/>.
     /// </summary>
     public static void Scores(ReadOnlySpan<float> queries, int headSize, CacheRows keys, float scale, Span<float> scores, int scoreStride) =>
-        Scores(queries, headSize, keys, scale, scores, scoreStride, KernelPaths.Best);
+        Scores(queries, headSize, keys, scale, scores, scoreStride, KernelOptions.BestPath);
 
     /// <summary><see cref="Scores(ReadOnlySpan{float}, int, CacheRows, float, Span{float}, int)"/> on a chosen path.</summary>
     internal static void Scores(ReadOnlySpan<float> queries, int headSize, CacheRows keys, float scale, Span<float> scores, int scoreStride, KernelPath path)
@@ -55,7 +55,7 @@ internal static unsafe class GroupedAttention
     /// over the rows of <paramref name="values"/>.
     /// </summary>
     public static void WeightedSums(ReadOnlySpan<float> weights, int weightStride, CacheRows values, Span<float> output, int headSize) =>
-        WeightedSums(weights, weightStride, values, output, headSize, KernelPaths.Best);
+        WeightedSums(weights, weightStride, values, output, headSize, KernelOptions.BestPath);
 
     /// <summary><see cref="WeightedSums(ReadOnlySpan{float}, int, CacheRows, Span{float}, int)"/> on a chosen path.</summary>
     internal static void WeightedSums(ReadOnlySpan<float> weights, int weightStride, CacheRows values, Span<float> output, int headSize, KernelPath path)
