@@ -59,6 +59,9 @@ public sealed class SlotScheduler : IDisposable
     /// <summary>Positions each slot holds: prompt plus generated tokens must fit.</summary>
     public int ContextLength { get; }
 
+    /// <summary>True when a generation that fills its context shifts it and goes on (<see cref="SlotSchedulerOptions.ContextShift"/>).</summary>
+    public bool ContextShift => _options.ContextShift && _slots[0].Transformer.CanShiftContext;
+
     /// <summary>Number of slots.</summary>
     public int Slots => _slots.Length;
 
