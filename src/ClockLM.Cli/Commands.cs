@@ -17,6 +17,7 @@ internal static class Commands
         SynthCommand.Create(),
         QuantizeCommand.Create(),
         BenchCommand.Create(),
+        PerplexityCommand.Create(),
         NnCommand.Create(),
         ServeCommand.Create(),
         ChatCommand.Create(),

@@ -26,13 +26,16 @@ internal static class ServeCommand
         var modelsDir = new Option<string?>("--models-dir") { Description = "Serve every .gguf file in this folder (names from file names, aliases from models.json); the request's model picks one" };
         var keepAlive = new Option<string>("--keep-alive") { Description = "With --models-dir: how long a model stays loaded after its last request (5m, 1h, 0, -1 = forever)", DefaultValueFactory = _ => "5m" };
         var maxLoaded = new Option<long?>("--max-loaded-bytes") { Description = "With --models-dir: most bytes the loaded models may take (file and KV caches); least recently used ones are unloaded for room" };
+        var cacheTypes = new CacheTypeOptions();
+        var contextShift = new Option<bool>("--context-shift") { Description = "When a generation fills its context, drop half of it (after n_keep tokens) and go on" };
 
         var command = new Command("serve", "Serve models over OpenAI- and Ollama-compatible HTTP APIs");
         model.AddTo(command);
         steering.AddTo(command);
         lora.AddTo(command);
-        foreach (var o in new Option[] { steerDir, host, port, parallel, queue, ctx, apiKey, maxBody, log, allowedHosts, cors, modelsDir, keepAlive, maxLoaded })
+        foreach (var o in new Option[] { steerDir, host, port, parallel, queue, ctx, apiKey, maxBody, log, allowedHosts, cors, modelsDir, keepAlive, maxLoaded, contextShift })
             command.Options.Add(o);
+        cacheTypes.AddTo(command);
         command.SetAction(result => CommandErrors.Run(() =>
         {
             int slots = result.GetValue(parallel);
@@ -74,7 +77,11 @@ internal static class ServeCommand
                 return Serve(vocabularyServer, hostName, p, $"vocabulary of {vocabularyServer.ModelId} only: /tokenize and /detokenize");
             }
 
-            var schedulerOptions = new SlotSchedulerOptions { Slots = slots, QueueCapacity = queueCapacity, ContextLength = contextLength };
+            bool shift = result.GetValue(contextShift);
+            var schedulerOptions = new SlotSchedulerOptions
+            {
+                Slots = slots, QueueCapacity = queueCapacity, ContextLength = contextLength, KvCache = cacheTypes.Read(result), ContextShift = shift,
+            };
             if (result.GetValue(modelsDir) is { } dir)
             {
                 if (result.GetValue(model.Model) is not null) throw new UsageException("--model and --models-dir exclude each other: name one model, or a folder of them");
@@ -105,10 +112,12 @@ internal static class ServeCommand
             using var m = model.Load(result);
             lora.Apply(result, m);
             ModelOptions.WarnAboveTrainedContext(m, contextLength);
+            if (shift && m.Config.Rope == ClockLM.Models.RopeStyle.None)
+                throw new UsageException($"--context-shift: {Path.GetFileName(m.Path)} has learned absolute positions, not RoPE, so its context cannot shift");
             var steeringVectors = result.GetValue(steerDir) is { } vectors ? SteeringOptions.LoadDirectory(vectors, m) : [];
             using var scheduler = new SlotScheduler(m, schedulerOptions with { Pool = pool, Steering = steering.Build(result, m) });
             var server = new ClockLMServer(scheduler, serverOptions with { SteeringVectors = steeringVectors });
-            return Serve(server, hostName, p, $"model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}");
+            return Serve(server, hostName, p, $"model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}, KV cache {schedulerOptions.KvCache}");
         }));
         return command;
     }

@@ -377,7 +377,9 @@ public sealed class ModelRegistry : IDisposable
         var summary = Summary(entry);
         var c = summary.Config;
         long context = _options.Scheduler.ContextLength ?? c.ContextLength;
-        return summary.FileBytes + _options.Scheduler.Slots * context * c.Layers * 2L * c.KvDim * sizeof(float);
+        var cache = _options.Scheduler.KvCache ?? KvCacheOptions.Default; // a key and a value row per position and layer
+        long perPosition = c.Layers * (GgmlTypeInfo.RowBytes(cache.KeyType, c.KvDim) + GgmlTypeInfo.RowBytes(cache.ValueType, c.KvDim));
+        return summary.FileBytes + _options.Scheduler.Slots * context * perPosition;
     }
 
     private void MakeRoom(ModelEntry entry, long bytes)
@@ -436,6 +438,7 @@ public sealed class ModelRegistry : IDisposable
     {
         BatchedTokens = a.BatchedTokens + b.BatchedTokens,
         BatchFallbacks = a.BatchFallbacks + b.BatchFallbacks,
+        ContextShifts = a.ContextShifts + b.ContextShifts,
     };
 
     /// <summary>Unloads every model this registry loaded.</summary>

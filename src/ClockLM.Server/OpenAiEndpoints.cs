@@ -37,6 +37,8 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
             Stop = [.. _chatPrompt.TemplateStops, .. body.Stops("stop")],
             Grammar = structured.Grammar,
         };
+        // A context shift keeps the system prompt unless n_keep says otherwise.
+        if (request.KeepTokens is null) request = request with { KeepTokens = _chatPrompt.SystemPromptTokens(messages, prompt) };
         await RunAsync(context, body, request, Kind.Chat, tools);
     }
 
@@ -215,6 +217,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
             ClockSummary = extension?.Bool("clock_summary") ?? false,
             ClockSummaryTopK = (int)(extension?.Integer("top_k", 1, 100) ?? 10),
             IgnoreEndOfGeneration = extension?.Bool("ignore_eos") ?? false,
+            KeepTokens = (int?)body.Integer("n_keep", -1, int.MaxValue),
         };
     }
 

@@ -29,6 +29,10 @@ public sealed record CompletionRequest
     /// <summary>How many most likely alternatives to report beside each token (0 to 20).</summary>
     public int TopLogprobs { get; init; }
 
+    /// <summary>Prompt tokens a context shift keeps, after BOS (which is always kept), as llama.cpp's <c>n_keep</c>: -1 the
+    /// whole prompt; null none beyond BOS. Used only when the scheduler shifts contexts.</summary>
+    public int? KeepTokens { get; init; }
+
     /// <summary>Keep generating past end-of-generation tokens (until MaxTokens or the context is full).</summary>
     public bool IgnoreEndOfGeneration { get; init; }
 

@@ -41,7 +41,7 @@ public class HeadHookTests
     {
         using var model = Model.Load(SharedData.Stories260K);
         var c = model.Config;
-        var capture = ActivationCapture.Run(model.CreateTransformer(16), Prompt);
+        var capture = ActivationCapture.Run(model.CreateTransformer(16, cache: KvCacheOptions.F32), Prompt); // values stored exactly as hook_v
         int group = c.Heads / c.KvHeads, hs = c.HeadSize;
         for (int layer = 0; layer < c.Layers; layer++)
             for (int pos = 0; pos < Prompt.Length; pos++)

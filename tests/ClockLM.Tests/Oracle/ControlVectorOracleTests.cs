@@ -34,8 +34,8 @@ public class ControlVectorOracleTests(ITestOutputHelper output)
         Assert.Equal(Enumerable.Range(firstLayer, lastLayer - firstLayer + 1), steering.SteeredLayers);
         int vocab = c.VocabSize;
         var prompt = Enumerable.Range(0, 20).Select(i => 3 + (i * 53) % (vocab - 3)).ToArray();
-        var plain = model.CreateTransformer(128);
-        var steered = model.CreateTransformer(128);
+        var plain = model.CreateTransformer(128, cache: KvCacheOptions.F32); // as the oracle's cache
+        var steered = model.CreateTransformer(128, cache: KvCacheOptions.F32);
         steered.Steering = steering;
 
         using var oracle = new LlamaCppOracle(path, contextSize: 128);
@@ -100,7 +100,7 @@ public class ControlVectorOracleTests(ITestOutputHelper output)
         int[] generated = json.RootElement.GetProperty("generated_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
 
         using var m = Model.Load(model);
-        var steered = m.CreateTransformer(64);
+        var steered = m.CreateTransformer(64, cache: KvCacheOptions.F32); // as the oracle's cache
         steered.Steering = ResidualSteering.Create(m.Config, [new SteeringTerm(ControlVector.Load(vector).Directions, -4f)]);
         float[] ours = steered.Evaluate(promptIds, 0).ToArray();
         using var oracle = new LlamaCppOracle(model, contextSize: 64);

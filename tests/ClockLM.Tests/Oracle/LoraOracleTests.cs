@@ -30,9 +30,9 @@ public class LoraOracleTests(ITestOutputHelper output)
 
         int vocab = model.Config.VocabSize;
         var prompt = Enumerable.Range(0, 20).Select(i => 3 + (i * 53) % (vocab - 3)).ToArray();
-        float[] plain = model.CreateTransformer(128).Evaluate(prompt, 0).ToArray();
+        float[] plain = model.CreateTransformer(128, cache: KvCacheOptions.F32).Evaluate(prompt, 0).ToArray();
         model.UseLora(files.Select(f => new ScaledLora(LoraAdapter.Load(f.Item1), f.Item2)));
-        var adapted = model.CreateTransformer(128);
+        var adapted = model.CreateTransformer(128, cache: KvCacheOptions.F32); // as the oracle's cache
 
         using var oracle = new LlamaCppOracle(path, contextSize: 128);
         oracle.SetLora(files);
@@ -69,9 +69,9 @@ public class LoraOracleTests(ITestOutputHelper output)
         string path = dir.File("adapter.gguf");
         trained.Model.ToAdapter(model.Architecture).Save(path);
         var prompt = trained.Corpus.Validation.Take(16).Prepend(model.Tokenizer.BosId).ToArray();
-        float[] plain = model.CreateTransformer(64).Evaluate(prompt, 0).ToArray();
+        float[] plain = model.CreateTransformer(64, cache: KvCacheOptions.F32).Evaluate(prompt, 0).ToArray();
         model.UseLora([new ScaledLora(LoraAdapter.Load(path), 1f)]);
-        float[] ours = model.CreateTransformer(64).Evaluate(prompt, 0).ToArray();
+        float[] ours = model.CreateTransformer(64, cache: KvCacheOptions.F32).Evaluate(prompt, 0).ToArray();
         using var oracle = new LlamaCppOracle(BuiltInModel.Path, contextSize: 64);
         oracle.SetLora((path, 1f));
         float[] theirs = oracle.PromptLogits(prompt);
