@@ -168,6 +168,23 @@ public class LoraAdapterTests
         Assert.Null(model.Lora);
     }
 
+    [Theory]
+    [InlineData("chat", new[] { "chat", "-m", "@stories", "--lora", "/nonexistent.gguf" }, "/nonexistent.gguf: no such LoRA adapter file")]
+    [InlineData("serve", new[] { "serve", "-m", "@stories", "--lora-scaled", "@model", "1" }, "general.type is missing; a LoRA adapter has 'adapter'")]
+    [InlineData("folder", new[] { "serve", "--models-dir", "@dir", "--lora", "@model" }, "a LoRA adapter is made for one base model; serve it with --model")]
+    [InlineData("scale", new[] { "run", "-m", "@stories", "--lora-scaled", "@model", "much", "hi" }, "--lora-scaled")]
+    public void ChatAndServeReadTheOptionsAndRefuseBadOnesInOneLine(string what, string[] args, string expected)
+    {
+        using var dir = new TempDir();
+        string model = dir.File("llama.gguf");
+        FamilyModels.WriteArchitecture(model, "llama", 16);
+        string Resolve(string a) => a switch { "@stories" => SharedData.Stories260K, "@model" => model, "@dir" => dir.Path, _ => a };
+        var result = ClockLMProcess.RunWithInput("", TimeSpan.FromMinutes(2), args.Select(Resolve).ToArray());
+        Assert.True(result.ExitCode == 1, $"{what}: exit code {result.ExitCode}, stderr {result.StdErr}");
+        Assert.Contains(expected, result.StdErr);
+        Assert.DoesNotContain("   at ", result.StdErr);
+    }
+
     [Fact]
     public void RunWithLoraGeneratesTheAdaptedModelsGreedyTokens()
     {
