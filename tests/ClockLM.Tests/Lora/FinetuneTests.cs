@@ -69,6 +69,22 @@ public class FinetuneTests
     }
 
     [Fact]
+    public void AQuantizedBaseTrainsOnItsDequantizedValues()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("q8_0.gguf");
+        ModelQuantizer.Quantize(BuiltInModel.Path, path, QuantizationScheme.Parse("Q8_0"));
+        using var model = Model.Load(path);
+        Assert.Equal(ClockLM.Tensors.GgmlType.Q8_0, model.Weights.Layers[0].Wq.Type);
+        var tensors = LoraTrainingModel<float>.BaseTensors(model);
+        var row = new float[model.Config.Dim];
+        model.Weights.Layers[1].Wv.DequantizeRow(3, row);
+        Assert.Equal(row, tensors["blk.1.attn_v.weight"].Data.AsSpan(3 * model.Config.Dim, model.Config.Dim).ToArray());
+        var trained = LoraFinetuner.Train(model, TinyCorpus.Text(), Small);
+        Assert.True(trained.ValidationLoss < trained.BaseValidationLoss, $"validation loss {trained.BaseValidationLoss} -> {trained.ValidationLoss}");
+    }
+
+    [Fact]
     public void ResumeContinuesBitForBitAndWritesTheSameAdapter()
     {
         using var dir = new TempDir();

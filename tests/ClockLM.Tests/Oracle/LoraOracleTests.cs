@@ -82,6 +82,32 @@ public class LoraOracleTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void AdaptedQuantizedBaseEqualsLlamaCpps()
+    {
+        // A Q6_K base (K-quant products agree with llama.cpp to about 1e-6 of std, see QuantizedLogitsTests), adapted by
+        // an F32 adapter: the low-rank terms read the products' float inputs in both engines.
+        var shape = new LlamaConfig(Dim: 256, HiddenDim: 512, Layers: 2, Heads: 4, KvHeads: 2, VocabSize: 400, ContextLength: 64);
+        using var dir = new TempDir();
+        string f32 = dir.File("f32.gguf"), path = dir.File("q6_k.gguf"), adapterPath = dir.File("a.gguf");
+        TestModels.WriteRandomLlama(f32, shape, TestModels.SmallVocabulary(shape.VocabSize), ClockLM.Tensors.GgmlType.F32, seed: 11, std: 0.05f);
+        ModelQuantizer.Quantize(f32, path, QuantizationScheme.Parse("Q6_K"));
+        using var model = Model.Load(path);
+        Assert.Equal(ClockLM.Tensors.GgmlType.Q6_K, model.Weights.Layers[0].Wq.Type);
+        LoraTestAdapters.Random(model, rank: 4, alpha: 4, seed: 12, std: 0.1f).Save(adapterPath);
+        var prompt = Enumerable.Range(0, 16).Select(i => 1 + (i * 53) % (shape.VocabSize - 1)).ToArray();
+        float[] plain = model.CreateTransformer(64, cache: KvCacheOptions.F32).Evaluate(prompt, 0).ToArray();
+        model.UseLora([new ScaledLora(LoraAdapter.Load(adapterPath), 1f)]);
+        float[] ours = model.CreateTransformer(64, cache: KvCacheOptions.F32).Evaluate(prompt, 0).ToArray();
+        using var oracle = new LlamaCppOracle(path, contextSize: 64);
+        oracle.SetLora((adapterPath, 1f));
+        float[] theirs = oracle.PromptLogits(prompt);
+        double std = StandardDeviation(theirs), effect = MaxDiff(plain, theirs) / std, worst = MaxDiff(ours, theirs) / std;
+        output.WriteLine($"Q6_K base: the adapter moves the logits by {effect:E2} x std; |ClockLM - llama.cpp| {worst:E2} x std");
+        Assert.True(effect > 0.1, $"the adapter moves the logits by only {effect:E2} of std");
+        Assert.True(worst <= 2e-5, $"max |logit difference| is {worst:E3} of std");
+    }
+
+    [Fact]
     public void LlamaCppRefusesWhatClockLMRefuses()
     {
         // An adapter for another base (a layer the model does not have) fails in both engines.
