@@ -17,6 +17,9 @@ public sealed record GenerationOptions
 
     /// <summary>Add BOS before the prompt when the tokenizer asks for it.</summary>
     public bool AddSpecial { get; init; } = true;
+
+    /// <summary>Speculative decoding: drafted tokens verified several at once (the same output, sooner); null for none.</summary>
+    public SpeculativeOptions? Speculative { get; init; }
 }
 
 /// <summary>Why generation ended.</summary>
@@ -46,6 +49,9 @@ public sealed record GenerationResult(
 
     /// <summary>Generated tokens per second (each needs one forward pass after the first).</summary>
     public double DecodeTokensPerSecond => GeneratedIds.Length / Math.Max(DecodeTime.TotalSeconds, 1e-9);
+
+    /// <summary>Verification passes, drafted and accepted tokens, when speculative decoding ran.</summary>
+    public SpeculativeStats? Speculative { get; init; }
 }
 
 /// <summary>
@@ -56,12 +62,15 @@ public sealed class Generator
 {
     private readonly Model _model;
     private readonly Transformer _transformer;
+    private readonly WorkerPool? _pool;
+    private (SpeculativeOptions Options, IDrafter Drafter)? _drafter; // kept from one generation to the next
 
     /// <summary>A generator over <paramref name="model"/> with a KV cache of <paramref name="contextLength"/> positions
     /// (the model's context length when null), using <paramref name="pool"/>'s threads when given.</summary>
     public Generator(Model model, int? contextLength = null, WorkerPool? pool = null)
     {
         _model = model;
+        _pool = pool;
         _transformer = model.CreateTransformer(contextLength, pool);
     }
 
@@ -107,8 +116,15 @@ public sealed class Generator
         }
         if (!echoPrompt) detokenizer.Flush();
 
+        SpeculativeDecoder? speculative = null;
+        if (options.Speculative is { } drafting)
+        {
+            if (_drafter?.Options != drafting) _drafter = (drafting, drafting.CreateDrafter(_model, _transformer.ContextLength, _pool));
+            speculative = new SpeculativeDecoder(_transformer, _drafter.Value.Drafter, drafting);
+        }
+
         var clock = Stopwatch.StartNew();
-        var logits = _transformer.Evaluate(promptIds, 0);
+        var logits = speculative is null ? _transformer.Evaluate(promptIds, 0) : speculative.Evaluate(promptIds, 0);
         var promptTime = clock.Elapsed;
         clock.Restart();
 
@@ -129,9 +145,13 @@ public sealed class Generator
             Emit(detokenizer.Append(next));
             if (generated.Count == options.MaxNewTokens) break;
             if (pos >= _transformer.ContextLength) { stop = StopReason.ContextFull; break; }
-            logits = _transformer.Forward(next, pos++);
+            // With drafts: no more than the tokens still wanted after this one.
+            logits = speculative is null ? _transformer.Forward(next, pos++) : speculative.Forward(next, pos++, options.MaxNewTokens - generated.Count - 1);
         }
         Emit(detokenizer.Flush());
-        return new GenerationResult(promptIds, generated.ToArray(), text.ToString(), stop, promptTime, clock.Elapsed);
+        return new GenerationResult(promptIds, generated.ToArray(), text.ToString(), stop, promptTime, clock.Elapsed)
+        {
+            Speculative = speculative?.Stats,
+        };
     }
 }
