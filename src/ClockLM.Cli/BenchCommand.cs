@@ -21,8 +21,12 @@ internal static class BenchCommand
         var ubatch = new Option<int?>("--ubatch", "-ub") { Description = "Prompt tokens run through the layers together (default 128; 1 = token by token)" };
         var batch = new Option<int>("--batch", "-b") { Description = "Also measure this many sequences generating -n tokens each together (0 = off)", DefaultValueFactory = _ => 0 };
         var kernels = ModelOptions.KernelsOption();
+        var text = new Option<string?>("--prompt") { Description = "With --model-draft or --lookup: the text to continue greedily, with and without drafts (default: the pp and tg rows' random tokens are no use to drafts)" };
+        var textFile = new Option<string?>("--prompt-file") { Description = "As --prompt, read from this file (UTF-8)" };
+        var speculative = new SpeculativeArguments();
         var command = new Command("bench", "Measure prompt (pp) and generation (tg) speed, like llama-bench");
-        foreach (var o in new Option[] { model, tokenizer, prompt, gen, threads, reps, ubatch, batch, kernels, json }) command.Options.Add(o);
+        foreach (var o in new Option[] { model, tokenizer, prompt, gen, threads, reps, ubatch, batch, kernels, json, text, textFile }) command.Options.Add(o);
+        speculative.AddTo(command);
         command.SetAction(result => CommandErrors.Run(() =>
         {
             int[] threadCounts = ParseThreads(result.GetValue(threads)!);
@@ -35,7 +39,12 @@ internal static class BenchCommand
             if (b < 0) throw new UsageException($"--batch is {b}, expected 0 (off) or more sequences");
             if (b > 0 && n == 0) throw new UsageException("--batch needs -n tokens to generate per sequence");
             string path = result.GetValue(model)!;
-            using var m = Model.Load(path, result.GetValue(tokenizer), ModelOptions.Options(result, kernels));
+            var loadOptions = ModelOptions.Options(result, kernels);
+            using var m = Model.Load(path, result.GetValue(tokenizer), loadOptions);
+            var drafting = speculative.Create(result, m, loadOptions, out var draftModel);
+            using var draftFile = draftModel;
+            int[]? draftPrompt = DraftPrompt(result, text, textFile, m, drafting);
+            if (drafting is not null && n == 0) throw new UsageException("--model-draft and --lookup need -n tokens to generate");
             Console.Error.WriteLine($"kernels: {m.Weights.Kernels.Describe()}");
             string type = m.Weights.Layers[0].Wq.Type.ToString();
             string size = $"{m.FileBytes / 1048576.0:F2} MiB";
@@ -52,12 +61,39 @@ internal static class BenchCommand
                     Console.Out.WriteLine($"| {name,-28} | {size,12} | {type,6} | {t,7} | {row.Test,8} | {row.Mean,10:F2} ± {row.StandardDeviation,7:F2} |");
                     rows.Add(new { model = name, size_bytes = m.FileBytes, type, kernels = m.Weights.Kernels.ToString(), threads = t, test = row.Test, tps_mean = row.Mean, tps_median = row.Median, tps_sd = row.StandardDeviation, samples = row.Samples });
                 }
+                if (drafting is null) continue;
+                // Greedy decoding of a real prompt without and with drafts (the same tokens, checked), alternating.
+                var spec = SpeculativeThroughput.Measure(m, drafting, draftPrompt!, n, t, r);
+                string name2 = Path.GetFileName(path);
+                foreach (var row in new[] { spec.Plain, spec.Drafted })
+                {
+                    Console.Out.WriteLine($"| {name2,-28} | {size,12} | {type,6} | {t,7} | {row.Test,8} | {row.Mean,10:F2} ± {row.StandardDeviation,7:F2} |");
+                    rows.Add(new { model = name2, size_bytes = m.FileBytes, type, kernels = m.Weights.Kernels.ToString(), threads = t, test = row.Test, tps_mean = row.Mean, tps_median = row.Median, tps_sd = row.StandardDeviation, samples = row.Samples });
+                }
+                Console.Error.WriteLine($"speculative, {t} threads: {spec.Tokens} tokens per run, {spec.Speedup:F2}x the plain median; " +
+                    $"drafted {spec.Stats.Drafted} tokens in {spec.Stats.Passes} passes, accepted {spec.Stats.Accepted} ({spec.Stats.AcceptanceRate:P1}); same tokens as without drafts");
             }
             if (result.GetValue(json) is { } jsonPath)
                 File.WriteAllText(jsonPath, JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>The prompt speculative rows continue: --prompt or --prompt-file, tokenized; null without drafting.</summary>
+    private static int[]? DraftPrompt(ParseResult result, Option<string?> text, Option<string?> file, Model m, ClockLM.Generation.SpeculativeOptions? drafting)
+    {
+        string? given = result.GetValue(text), path = result.GetValue(file);
+        if (given is not null && path is not null) throw new UsageException("--prompt and --prompt-file cannot be combined");
+        if (drafting is null)
+        {
+            if (given is not null || path is not null) throw new UsageException("--prompt and --prompt-file are for --model-draft or --lookup rows");
+            return null;
+        }
+        string prompt = path is not null ? File.ReadAllText(path) : given ?? throw new UsageException("--model-draft and --lookup rows need --prompt TEXT or --prompt-file FILE to continue");
+        var ids = m.Tokenizer.Encode(prompt).ToArray();
+        if (ids.Length == 0) throw new UsageException("the prompt has no tokens");
+        return ids;
     }
 
     /// <summary>"1,2" → [1, 2]; anything else is a usage error.</summary>

@@ -20,7 +20,9 @@ internal static class ChatCommand
         var system = new Option<string?>("--system") { Description = "System prompt" };
 
         var command = new Command("chat", "Chat with a model in the terminal");
+        var speculative = new SpeculativeArguments();
         model.AddTo(command);
+        speculative.AddTo(command);
         foreach (var o in new Option[] { maxNew, temp, seed, ctx, system })
             command.Options.Add(o);
         command.SetAction(result => CommandErrors.Run(() =>
@@ -34,7 +36,9 @@ internal static class ChatCommand
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
-            using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions { Slots = 1, ContextLength = contextLength, Pool = pool });
+            var drafting = speculative.Create(result, m, ModelOptions.Options(result, model.Kernels), out var draftModel);
+            using var draftFile = draftModel;
+            using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions { Slots = 1, ContextLength = contextLength, Pool = pool, Speculative = drafting });
             var prompt = new ChatPrompt(m);
             var stdout = Console.Out;
 

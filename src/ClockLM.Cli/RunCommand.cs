@@ -28,7 +28,9 @@ internal static class RunCommand
         var ubatch = new Option<int?>("--ubatch", "-ub") { Description = "Prompt tokens run through the layers together (default 128; 1 = token by token)" };
 
         var command = new Command("run", "Generate text from a prompt");
+        var speculative = new SpeculativeArguments();
         model.AddTo(command);
+        speculative.AddTo(command);
         foreach (var o in new Option[] { maxNew, temp, topK, topP, minP, repeat, seed, ctx, json, chat, system, ubatch })
             command.Options.Add(o);
         command.Arguments.Add(prompt);
@@ -49,12 +51,14 @@ internal static class RunCommand
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
+            var drafting = speculative.Create(result, m, ModelOptions.Options(result, model.Kernels), out var draftModel);
+            using var draftFile = draftModel;
             int? contextLength = result.GetValue(ctx);
             if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
             var generator = new Generator(m, contextLength, pool);
             if (result.GetValue(ubatch) is { } ub)
                 generator.Transformer.MicroBatch = ub >= 1 ? ub : throw new UsageException($"--ubatch is {ub}, expected at least 1");
-            var options = new GenerationOptions { MaxNewTokens = n, Sampler = sampler };
+            var options = new GenerationOptions { MaxNewTokens = n, Sampler = sampler, Speculative = drafting };
             bool asJson = result.GetValue(json);
             var stdout = Console.Out;
             string text = result.GetValue(prompt)!;
@@ -99,6 +103,9 @@ internal static class RunCommand
                         decode_ms = output.DecodeTime.TotalMilliseconds,
                         decode_tokens_per_second = output.DecodeTokensPerSecond,
                     },
+                    speculative = output.Speculative is { } stats
+                        ? new { passes = stats.Passes, drafted = stats.Drafted, accepted = stats.Accepted, acceptance = stats.AcceptanceRate }
+                        : null,
                 }));
             }
             else
@@ -107,7 +114,10 @@ internal static class RunCommand
             }
             Console.Error.WriteLine(
                 $"prompt: {output.PromptIds.Length} tokens, {output.PromptTokensPerSecond:F1} tokens/s; " +
-                $"decode: {output.GeneratedIds.Length} tokens, {output.DecodeTokensPerSecond:F1} tokens/s");
+                $"decode: {output.GeneratedIds.Length} tokens, {output.DecodeTokensPerSecond:F1} tokens/s" +
+                (output.Speculative is { } drafted
+                    ? $"; drafted {drafted.Drafted} tokens in {drafted.Passes} passes, accepted {drafted.Accepted} ({drafted.AcceptanceRate:P1})"
+                    : ""));
             return 0;
         }));
         return command;

@@ -20,7 +20,9 @@ internal static class ServeCommand
         var log = new Option<bool>("--log") { Description = "Log requests to the console" };
 
         var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API");
+        var speculative = new SpeculativeArguments();
         model.AddTo(command);
+        speculative.AddTo(command);
         foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log })
             command.Options.Add(o);
         command.SetAction(result => CommandErrors.Run(() =>
@@ -38,8 +40,11 @@ internal static class ServeCommand
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
+            var drafting = speculative.Create(result, m, ModelOptions.Options(result, model.Kernels), out var draftModel);
+            using var draftFile = draftModel;
             using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions
             {
+                Speculative = drafting,
                 Slots = slots,
                 QueueCapacity = queueCapacity,
                 ContextLength = contextLength,
