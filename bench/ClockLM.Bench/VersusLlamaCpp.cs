@@ -12,29 +12,45 @@ namespace ClockLM.Bench;
 /// <summary>
 /// `--vs-llamacpp`: runs the same model file through ClockLM and llama.cpp (LLamaSharp's native build) in one
 /// process, alternating A and B repetitions so both see the same machine conditions, and prints per row both speeds
-/// and the ClockLM/llama.cpp ratio of the medians.
+/// (medians), the ClockLM/llama.cpp ratio of the medians, and the spread of the ratios of the A/B pairs (lowest and
+/// highest). Each engine runs one discarded warm-up repetition per row (JIT, page-in, the pool's threads); then pairs
+/// run until each engine has spent --min-seconds (default 2) timed in the row and at least -r pairs (default 3) ran, at
+/// most --max-reps (default 40): short rows repeat more, as llama-bench's repetitions would need to.
 /// Prompt rows (ppN) evaluate N tokens from an empty cache: ClockLM in chunks of --ubatch tokens (default: the
-/// library's), llama.cpp as one batch with n_batch = n_ubatch = N. With --batch B a row tgNxB has B sequences
-/// generating N tokens each together (aggregate tokens/s): ClockLM through BatchDecoder, llama.cpp as one llama_batch
-/// of B tokens with sequence ids 0..B-1 per step; a line after it gives ClockLM's batched/single-sequence ratio.
+/// library's), llama.cpp as one batch with n_batch = n_ubatch = N. Generation rows (tgN) run N tokens one at a time.
+/// With --depth D (a comma-separated list) rows "ppN@dD" and "tgN@dD" start after D cached tokens, as llama-bench's -d:
+/// the cache is filled once per engine and thread count, and each repetition goes back to its first D positions.
+/// --cache-type sets llama.cpp's KV cache type (f32, f16 or q8_0; default f32, the type ClockLM's cache holds).
+/// With --batch B a row tgNxB has B sequences generating N tokens each together (aggregate tokens/s): ClockLM through
+/// BatchDecoder, llama.cpp as one llama_batch of B tokens with sequence ids 0..B-1 per step; a line after it gives
+/// ClockLM's batched/single-sequence ratio.
 /// Every timed repetition starts after a pause (--settle, default 250 ms): an engine's worker threads keep polling
 /// for work for a while after its run (llama.cpp's OpenMP threads for milliseconds), and without the pause they could
 /// take a core from the other engine's next repetition.
-/// Usage: --model M [-p 128] [-n 64] [-t 1,2] [-r 3] [--ubatch 32] [--batch B] [--settle MS] [--json FILE] --vs-llamacpp
+/// Run the built harness (bench/ClockLM.Bench/bin/Release/net10.0/ClockLM.Bench), not `dotnet run`: the SDK's build
+/// server is still busy while the first repetitions run and takes a core from them.
+/// Usage: --model M [-p 128] [-n 64] [-t 1,2] [-r 3] [--min-seconds S] [--max-reps R] [--depth D[,D...]]
+/// [--cache-type T] [--ubatch 32] [--batch B] [--settle MS] [--json FILE] --vs-llamacpp
 /// </summary>
 public static class VersusLlamaCpp
 {
-    private sealed record Row(string Model, string Type, int Threads, string Test, double ClockLM, double LlamaCpp)
+    private sealed record Row(string Model, string Type, int Threads, string Test, double ClockLM, double LlamaCpp, double RatioLow, double RatioHigh, int Reps)
     {
         public double Ratio => ClockLM / LlamaCpp;
     }
 
+    /// <summary>How long and how often each row repeats.</summary>
+    private sealed record Repetition(int MinReps, int MaxReps, double MinSeconds, int Settle);
+
     public static int Run(string[] args)
     {
         string? model = null, json = null;
-        int prompt = 128, gen = 64, reps = 3, batch = 0, settle = 250;
+        int prompt = 128, gen = 64, reps = 3, batch = 0, settle = 250, maxReps = 40;
+        double minSeconds = 2;
         int? ubatch = null;
         int[] threads = [1, 2];
+        int[] depths = [];
+        var cacheType = GGMLType.GGML_TYPE_F32;
         try
         {
             for (int i = 0; i < args.Length; i++)
@@ -51,12 +67,25 @@ public static class VersusLlamaCpp
                     case "--ubatch": ubatch = int.Parse(Next()); break;
                     case "--batch": batch = int.Parse(Next()); break;
                     case "--settle": settle = int.Parse(Next()); break;
+                    case "--min-seconds": minSeconds = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                    case "--max-reps": maxReps = int.Parse(Next()); break;
+                    case "--depth": depths = Next().Split(',').Select(int.Parse).ToArray(); break;
+                    case "--cache-type":
+                        cacheType = Next() switch
+                        {
+                            "f32" => GGMLType.GGML_TYPE_F32,
+                            "f16" => GGMLType.GGML_TYPE_F16,
+                            "q8_0" => GGMLType.GGML_TYPE_Q8_0,
+                            var other => throw new ArgumentException($"--cache-type '{other}': expected f32, f16 or q8_0"),
+                        };
+                        break;
                     case "--vs-llamacpp": break;
                     default: throw new ArgumentException($"unknown argument '{args[i]}'");
                 }
             }
             if (model is null) throw new ArgumentException("--model is required");
-            if (prompt < 0 || gen < 0 || reps < 1 || threads.Any(t => t < 1) || ubatch < 1 || batch < 0) throw new ArgumentException("counts must be positive");
+            if (prompt < 0 || gen < 0 || reps < 1 || maxReps < reps || minSeconds < 0 || threads.Any(t => t < 1) || ubatch < 1 || batch < 0 || depths.Any(d => d < 1))
+                throw new ArgumentException("counts must be positive, and --max-reps at least -r");
         }
         catch (Exception e) when (e is ArgumentException or FormatException)
         {
@@ -68,56 +97,101 @@ public static class VersusLlamaCpp
         using var clockModel = Model.Load(model);
         string type = clockModel.Weights.Layers[0].Wq.Type.ToString();
         string name = Path.GetFileName(model);
+        var repetition = new Repetition(reps, maxReps, minSeconds, settle);
         var rows = new List<Row>();
-        Console.WriteLine($"| {"model",-28} | {"type",6} | {"threads",7} | {"test",7} | {"ClockLM t/s",12} | {"llama.cpp t/s",14} | {"ratio",6} |");
-        Console.WriteLine($"| {new string('-', 28)} | {new string('-', 6)} | {new string('-', 7)} | {new string('-', 7)} | {new string('-', 12)} | {new string('-', 14)} | {new string('-', 6)} |");
+        Console.WriteLine($"| {"model",-28} | {"type",6} | {"threads",7} | {"test",11} | {"ClockLM t/s",12} | {"llama.cpp t/s",14} | {"ratio",6} | {"pairs' ratios",13} | {"reps",4} |");
+        Console.WriteLine($"| {new string('-', 28)} | {new string('-', 6)} | {new string('-', 7)} | {new string('-', 11)} | {new string('-', 12)} | {new string('-', 14)} | {new string('-', 6)} | {new string('-', 13)} | {new string('-', 4)} |");
         foreach (int t in threads)
-        {
-            int context = Math.Max(prompt, gen) + 8;
-            using var pool = new WorkerPool(t - 1);
-            var transformer = clockModel.CreateTransformer(Math.Min(clockModel.Config.ContextLength, context), pool);
-            if (ubatch is { } ub) transformer.MicroBatch = ub;
-            var parameters = new ModelParams(model)
+            foreach (int depth in new[] { 0 }.Concat(depths))
             {
-                ContextSize = (uint)context, BatchSize = (uint)Math.Max(prompt, 1), UBatchSize = (uint)Math.Max(prompt, 1),
-                GpuLayerCount = 0, Threads = t, BatchThreads = t,
-            };
-            using var weights = LLamaWeights.LoadFromFile(parameters);
-            using var context0 = weights.CreateContext(parameters);
-            foreach (var (isPrompt, count) in new[] { (true, prompt), (false, gen) })
-            {
-                if (count == 0) continue;
-                var ids = Throughput.Ids(count, clockModel.Config.VocabSize);
-                // Warm-up both, then alternate A and B.
-                Throughput.Run(transformer, isPrompt, count);
-                LlamaCppRun(context0, ids, isPrompt);
-                var a = new double[reps];
-                var b = new double[reps];
-                for (int r = 0; r < reps; r++)
+                int context = depth + Math.Max(prompt, gen) + 8;
+                using var pool = new WorkerPool(t - 1);
+                var transformer = clockModel.CreateTransformer(depth == 0 ? Math.Min(clockModel.Config.ContextLength, context) : context, pool);
+                if (ubatch is { } ub) transformer.MicroBatch = ub;
+                var parameters = new ModelParams(model)
                 {
-                    Thread.Sleep(settle);
-                    a[r] = Throughput.Run(transformer, isPrompt, count);
-                    Thread.Sleep(settle);
-                    b[r] = LlamaCppRun(context0, ids, isPrompt);
+                    ContextSize = (uint)context, BatchSize = (uint)Math.Max(prompt, 1), UBatchSize = (uint)Math.Max(prompt, 1),
+                    GpuLayerCount = 0, Threads = t, BatchThreads = t, TypeK = cacheType, TypeV = cacheType,
+                };
+                using var weights = LLamaWeights.LoadFromFile(parameters);
+                using var llama = weights.CreateContext(parameters);
+                // The cached tokens every repetition of this depth starts after, filled once per engine.
+                var cached = Throughput.Ids(depth, clockModel.Config.VocabSize);
+                if (depth > 0)
+                {
+                    transformer.Evaluate(cached, 0);
+                    LlamaCppFill(llama, cached, Math.Max(prompt, 1));
                 }
-                var row = new Row(name, type, t, (isPrompt ? "pp" : "tg") + count, Throughput.Median(a), Throughput.Median(b));
-                rows.Add(row);
-                Console.WriteLine($"| {name,-28} | {type,6} | {t,7} | {row.Test,7} | {row.ClockLM,12:F2} | {row.LlamaCpp,14:F2} | {row.Ratio,6:F2} |");
+                foreach (var (isPrompt, count) in new[] { (true, prompt), (false, gen) })
+                {
+                    if (count == 0) continue;
+                    var ids = Throughput.Ids(count, clockModel.Config.VocabSize);
+                    string test = (isPrompt ? "pp" : "tg") + count + (depth > 0 ? $"@d{depth}" : "");
+                    var (a, b, _) = Measure(repetition,
+                        () => ClockLMRun(transformer, ids, depth, isPrompt),
+                        () => LlamaCppRun(llama, ids, depth, isPrompt));
+                    rows.Add(Report(name, type, t, test, a, b));
+                }
             }
-        }
         if (batch > 0)
             foreach (int t in threads)
-                rows.Add(BatchRow(model, clockModel, name, type, t, batch, gen > 0 ? gen : 32, reps, settle));
+                rows.Add(BatchRow(model, clockModel, name, type, t, batch, gen > 0 ? gen : 32, repetition));
         if (json is not null)
         {
-            var output = rows.Select(r => new { model = r.Model, type = r.Type, threads = r.Threads, test = r.Test, clocklm_tps = r.ClockLM, llamacpp_tps = r.LlamaCpp, ratio = r.Ratio });
+            var output = rows.Select(r => new
+            {
+                model = r.Model, type = r.Type, threads = r.Threads, test = r.Test, clocklm_tps = r.ClockLM, llamacpp_tps = r.LlamaCpp,
+                ratio = r.Ratio, ratio_low = r.RatioLow, ratio_high = r.RatioHigh, reps = r.Reps,
+            });
             File.WriteAllText(json, JsonSerializer.Serialize(output, new JsonSerializerOptions { WriteIndented = true }));
         }
         return 0;
     }
 
+    /// <summary>
+    /// One discarded warm-up of each engine, then rounds of one timed repetition of each in turn (each after the settle
+    /// pause) until every engine has spent the minimum time and the minimum rounds ran, or the most rounds did.
+    /// Returns each engine's tokens/s per round (engine 0 is A, 1 is B, 2 an optional third).
+    /// </summary>
+    private static (double[] A, double[] B, double[] C) Measure(Repetition r, params Func<double>[] engines)
+    {
+        foreach (var run in engines) run();
+        var samples = engines.Select(_ => new List<double>()).ToArray();
+        var spent = new double[engines.Length];
+        while (samples[0].Count < r.MaxReps && (samples[0].Count < r.MinReps || spent.Any(s => s < r.MinSeconds)))
+            for (int e = 0; e < engines.Length; e++)
+            {
+                Thread.Sleep(r.Settle);
+                long start = Stopwatch.GetTimestamp();
+                samples[e].Add(engines[e]());
+                spent[e] += Stopwatch.GetElapsedTime(start).TotalSeconds;
+            }
+        return (samples[0].ToArray(), samples[1].ToArray(), engines.Length > 2 ? samples[2].ToArray() : []);
+    }
+
+    /// <summary>A row of medians, its ratio and the lowest and highest ratio of one round's pair; printed.</summary>
+    private static Row Report(string name, string type, int t, string test, double[] a, double[] b)
+    {
+        var ratios = a.Zip(b, (x, y) => x / y).ToArray();
+        var row = new Row(name, type, t, test, Throughput.Median(a), Throughput.Median(b), ratios.Min(), ratios.Max(), a.Length);
+        string spread = $"{row.RatioLow:F2}-{row.RatioHigh:F2}";
+        Console.WriteLine($"| {name,-28} | {type,6} | {t,7} | {row.Test,11} | {row.ClockLM,12:F2} | {row.LlamaCpp,14:F2} | {row.Ratio,6:F2} | {spread,13} | {row.Reps,4} |");
+        return row;
+    }
+
+    /// <summary>One ClockLM repetition after <paramref name="depth"/> cached tokens: the prompt in chunks, or its tokens
+    /// one at a time; tokens per second.</summary>
+    private static double ClockLMRun(Transformer transformer, int[] ids, int depth, bool prompt)
+    {
+        var clock = Stopwatch.StartNew();
+        if (prompt) transformer.Evaluate(ids, depth);
+        else
+            for (int i = 0; i < ids.Length; i++) transformer.Forward(ids[i], depth + i);
+        return ids.Length / clock.Elapsed.TotalSeconds;
+    }
+
     /// <summary>B sequences generating n tokens each together, on both engines; then ClockLM's single-sequence speed.</summary>
-    private static Row BatchRow(string model, Model clockModel, string name, string type, int t, int batch, int n, int reps, int settle)
+    private static Row BatchRow(string model, Model clockModel, string name, string type, int t, int batch, int n, Repetition repetition)
     {
         using var pool = new WorkerPool(t - 1);
         var decoder = new BatchDecoder(clockModel.Config, clockModel.Weights, pool);
@@ -132,24 +206,13 @@ public static class VersusLlamaCpp
         using var weights = LLamaWeights.LoadFromFile(parameters);
         using var llama = weights.CreateContext(parameters);
         var ids = Throughput.Ids(n + batch, clockModel.Config.VocabSize);
-        Throughput.BatchGenerationTokensPerSecond(decoder, sequences, n);
-        LlamaCppBatchRun(llama, ids, batch, n);
-        Throughput.Run(single, false, n);
-        var a = new double[reps];
-        var b = new double[reps];
-        var c = new double[reps];
-        for (int r = 0; r < reps; r++)
-        {
-            Thread.Sleep(settle);
-            a[r] = Throughput.BatchGenerationTokensPerSecond(decoder, sequences, n);
-            Thread.Sleep(settle);
-            b[r] = LlamaCppBatchRun(llama, ids, batch, n);
-            Thread.Sleep(settle);
-            c[r] = Throughput.Run(single, false, n);
-        }
-        var row = new Row(name, type, t, $"tg{n}x{batch}", Throughput.Median(a), Throughput.Median(b));
-        Console.WriteLine($"| {name,-28} | {type,6} | {t,7} | {row.Test,7} | {row.ClockLM,12:F2} | {row.LlamaCpp,14:F2} | {row.Ratio,6:F2} |");
-        Console.WriteLine($"  ClockLM {batch} sequences together vs one alone (tg{n}, {Throughput.Median(c):F2} t/s): {row.ClockLM / Throughput.Median(c):F2}x aggregate");
+        var (a, b, c) = Measure(repetition,
+            () => Throughput.BatchGenerationTokensPerSecond(decoder, sequences, n),
+            () => LlamaCppBatchRun(llama, ids, batch, n),
+            () => Throughput.Run(single, false, n));
+        var row = Report(name, type, t, $"tg{n}x{batch}", a, b);
+        var gains = a.Zip(c, (x, y) => x / y).ToArray();
+        Console.WriteLine($"  ClockLM {batch} sequences together vs one alone (tg{n}, {Throughput.Median(c):F2} t/s): {row.ClockLM / Throughput.Median(c):F2}x aggregate (pairs {gains.Min():F2}-{gains.Max():F2})");
         return row;
     }
 
@@ -168,24 +231,38 @@ public static class VersusLlamaCpp
         return (double)batch * n / clock.Elapsed.TotalSeconds;
     }
 
-    /// <summary>One llama.cpp repetition from an empty cache: the whole prompt as one batch, or tokens one at a time.</summary>
-    private static double LlamaCppRun(LLamaContext context, int[] ids, bool prompt)
+    /// <summary>Fills llama.cpp's cache with <paramref name="ids"/> at positions 0.. in batches of at most <paramref name="batch"/>.</summary>
+    private static void LlamaCppFill(LLamaContext context, int[] ids, int batch)
     {
         context.NativeHandle.MemoryClear();
+        var step = new LLamaBatch();
+        for (int start = 0; start < ids.Length; start += batch)
+        {
+            step.Clear();
+            for (int i = start; i < Math.Min(ids.Length, start + batch); i++) step.Add((LLamaToken)ids[i], (LLamaPos)i, LLamaSeqId.Zero, false);
+            Check(context.NativeHandle.Decode(step));
+        }
+    }
+
+    /// <summary>One llama.cpp repetition after the first <paramref name="depth"/> cached positions (the later ones are
+    /// removed first): the whole prompt as one batch, or its tokens one at a time; tokens per second.</summary>
+    private static double LlamaCppRun(LLamaContext context, int[] ids, int depth, bool prompt)
+    {
+        if (depth == 0) context.NativeHandle.MemoryClear();
+        else context.NativeHandle.MemorySequenceRemove(LLamaSeqId.Zero, (LLamaPos)depth, (LLamaPos)(-1));
         var clock = Stopwatch.StartNew();
+        var batch = new LLamaBatch();
         if (prompt)
         {
-            var batch = new LLamaBatch();
-            for (int i = 0; i < ids.Length; i++) batch.Add((LLamaToken)ids[i], (LLamaPos)i, LLamaSeqId.Zero, i == ids.Length - 1);
+            for (int i = 0; i < ids.Length; i++) batch.Add((LLamaToken)ids[i], (LLamaPos)(depth + i), LLamaSeqId.Zero, i == ids.Length - 1);
             Check(context.NativeHandle.Decode(batch));
         }
         else
         {
-            var batch = new LLamaBatch();
             for (int i = 0; i < ids.Length; i++)
             {
                 batch.Clear();
-                batch.Add((LLamaToken)ids[i], (LLamaPos)i, LLamaSeqId.Zero, true);
+                batch.Add((LLamaToken)ids[i], (LLamaPos)(depth + i), LLamaSeqId.Zero, true);
                 Check(context.NativeHandle.Decode(batch));
             }
         }
