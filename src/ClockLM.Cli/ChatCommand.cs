@@ -36,6 +36,7 @@ internal static class ChatCommand
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
+            ModelOptions.WarnAboveTrainedContext(m, contextLength);
             var drafting = speculative.Create(result, m, ModelOptions.Options(result, model.Kernels), out var draftModel);
             using var draftFile = draftModel;
             using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions { Slots = 1, ContextLength = contextLength, Pool = pool, Speculative = drafting });

@@ -23,8 +23,9 @@ internal sealed class SpeculativeArguments
 
     /// <summary>The options the command line asks for, null when neither --model-draft nor --lookup is given; a draft
     /// model is loaded on the kernels of <paramref name="options"/> into <paramref name="draftModel"/> (the caller disposes
-    /// it), and checked against <paramref name="target"/>'s vocabulary.</summary>
-    public SpeculativeOptions? Create(ParseResult result, ClockLM.Models.Model target, ClockLM.Models.ModelOptions options, out ClockLM.Models.Model? draftModel)
+    /// it), and checked against <paramref name="target"/>'s vocabulary (null: several models are served, and only lookup
+    /// drafting, which needs no second model, can serve them all).</summary>
+    public SpeculativeOptions? Create(ParseResult result, ClockLM.Models.Model? target, ClockLM.Models.ModelOptions options, out ClockLM.Models.Model? draftModel)
     {
         draftModel = null;
         if (!Requested(result))
@@ -48,6 +49,7 @@ internal sealed class SpeculativeArguments
             throw new UsageException(problem);
         if (result.GetValue(DraftModel) is { } draftPath)
         {
+            if (target is null) throw new UsageException("--model-draft drafts for one --model; with --models-dir use --lookup");
             draftModel = ClockLM.Models.Model.Load(draftPath, null, options);
             try
             {

@@ -39,7 +39,7 @@ internal sealed class ServerMetrics
         Metric("clocklm_drafted_tokens_total", "counter", "Speculative decoding: tokens drafted.", s.DraftedTokens);
         Metric("clocklm_draft_accepted_tokens_total", "counter", "Speculative decoding: drafted tokens the model chose too.", s.AcceptedDraftTokens);
         Metric("clocklm_draft_fallbacks_total", "counter", "Speculative decoding: drafts that failed, after which the token ran without drafts.", s.DraftFallbacks);
-        Metric("clocklm_kernel_fallbacks", "gauge", "Fast paths the served model runs without: matrices packing had to leave in their file layout, kernels below the fast path (logged when it loaded).", kernelFallbacks);
+        Metric("clocklm_kernel_fallbacks", "gauge", "Fast paths the served models run without: matrices packing had to leave in their file layout, kernels below the fast path (logged when it loaded).", kernelFallbacks);
         Metric("clocklm_generated_tokens_per_second", "gauge", "Generated tokens per second of scheduler busy time.", s.GeneratedTokensPerSecond);
         Metric("clocklm_busy_seconds_total", "counter", "Time the scheduler spent running decode rounds.", s.BusyTime.TotalSeconds);
         Metric("clocklm_queue_depth", "gauge", "Requests waiting for a slot.", s.QueueDepth);

@@ -68,7 +68,7 @@ public static class ServerLoadTest
             Console.WriteLine($"ClockLM server {server.Address}, model {Path.GetFileName(model)}, {slots} slots, {threads} threads" +
                 (speculative is null ? "" : draft is not null ? $", draft model {Path.GetFileName(draft.Path)}" : $", lookup {speculative.Lookup}"));
             var check = new Checker(m);
-            return RunAsync(server.Address!, server.ModelId, check, clients, TimeSpan.FromSeconds(seconds), maxTokens).GetAwaiter().GetResult();
+            return RunAsync(server.Address!, server.ModelId!, check, clients, TimeSpan.FromSeconds(seconds), maxTokens).GetAwaiter().GetResult();
         }
         finally
         {
