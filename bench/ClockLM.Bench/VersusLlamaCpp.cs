@@ -29,8 +29,13 @@ namespace ClockLM.Bench;
 /// take a core from the other engine's next repetition.
 /// Run the built harness (bench/ClockLM.Bench/bin/Release/net10.0/ClockLM.Bench), not `dotnet run`: the SDK's build
 /// server is still busy while the first repetitions run and takes a core from them.
+/// With --grammar FILE.gbnf (or --json-schema FILE.json, converted by ClockLM) two rows more per thread count:
+/// tgN-greedy, N tokens chosen greedily from the logits by each engine's sampler, and tgN-grammar, the same under the
+/// grammar (llama.cpp: LLamaSharp's DefaultSamplingPipeline with the grammar and its Basic optimization, which tries
+/// the unconstrained choice first, as llama.cpp's server does). Each constrained repetition starts from a fresh
+/// grammar on both engines, as a new request does; a grammar that completes starts again on the same sequence.
 /// Usage: --model M [-p 128] [-n 64] [-t 1,2] [-r 3] [--min-seconds S] [--max-reps R] [--depth D[,D...]]
-/// [--cache-type T] [--ubatch 32] [--batch B] [--settle MS] [--json FILE] --vs-llamacpp
+/// [--cache-type T] [--ubatch 32] [--batch B] [--grammar F | --json-schema F] [--settle MS] [--json FILE] --vs-llamacpp
 /// </summary>
 public static class VersusLlamaCpp
 {
@@ -44,7 +49,7 @@ public static class VersusLlamaCpp
 
     public static int Run(string[] args)
     {
-        string? model = null, json = null;
+        string? model = null, json = null, gbnf = null;
         int prompt = 128, gen = 64, reps = 3, batch = 0, settle = 250, maxReps = 40;
         double minSeconds = 2;
         int? ubatch = null;
@@ -79,6 +84,8 @@ public static class VersusLlamaCpp
                             var other => throw new ArgumentException($"--cache-type '{other}': expected f32, f16 or q8_0"),
                         };
                         break;
+                    case "--grammar": gbnf = File.ReadAllText(Next()); break;
+                    case "--json-schema": gbnf = ClockLM.Sampling.Grammars.JsonSchemaGrammar.ToGbnf(File.ReadAllText(Next())); break;
                     case "--vs-llamacpp": break;
                     default: throw new ArgumentException($"unknown argument '{args[i]}'");
                 }
@@ -87,7 +94,7 @@ public static class VersusLlamaCpp
             if (prompt < 0 || gen < 0 || reps < 1 || maxReps < reps || minSeconds < 0 || threads.Any(t => t < 1) || ubatch < 1 || batch < 0 || depths.Any(d => d < 1))
                 throw new ArgumentException("counts must be positive, and --max-reps at least -r");
         }
-        catch (Exception e) when (e is ArgumentException or FormatException)
+        catch (Exception e) when (e is ArgumentException or FormatException or IOException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 2;
@@ -133,6 +140,9 @@ public static class VersusLlamaCpp
                     rows.Add(Report(name, type, t, test, a, b));
                 }
             }
+        if (gbnf is not null)
+            foreach (int t in threads)
+                rows.AddRange(GrammarRows(model, clockModel, name, type, t, gbnf, gen > 0 ? gen : 64, repetition));
         if (batch > 0)
             foreach (int t in threads)
                 rows.Add(BatchRow(model, clockModel, name, type, t, batch, gen > 0 ? gen : 32, repetition));
@@ -214,6 +224,60 @@ public static class VersusLlamaCpp
         var gains = a.Zip(c, (x, y) => x / y).ToArray();
         Console.WriteLine($"  ClockLM {batch} sequences together vs one alone (tg{n}, {Throughput.Median(c):F2} t/s): {row.ClockLM / Throughput.Median(c):F2}x aggregate (pairs {gains.Min():F2}-{gains.Max():F2})");
         return row;
+    }
+
+    /// <summary>Greedy decoding through each engine's sampler, without and with the grammar.</summary>
+    private static List<Row> GrammarRows(string model, Model clockModel, string name, string type, int t, string gbnf, int n, Repetition repetition)
+    {
+        using var pool = new WorkerPool(t - 1);
+        var transformer = clockModel.CreateTransformer(Math.Min(clockModel.Config.ContextLength, n + 8), pool);
+        var parameters = new ModelParams(model) { ContextSize = (uint)(n + 8), BatchSize = 8, UBatchSize = 8, GpuLayerCount = 0, Threads = t, BatchThreads = t };
+        using var weights = LLamaWeights.LoadFromFile(parameters);
+        using var llama = weights.CreateContext(parameters);
+        int bos = clockModel.Tokenizer.BosId >= 0 ? clockModel.Tokenizer.BosId : 0;
+        var rows = new List<Row>();
+        foreach (bool constrained in new[] { false, true })
+        {
+            double ClockRun() => Throughput.SampledGenerationTokensPerSecond(transformer, clockModel, n,
+                constrained ? ClockLM.Sampling.Grammars.Grammar.Parse(gbnf) : null, out _);
+            double LlamaRun() => LlamaCppSampledRun(llama, bos, n, constrained ? gbnf : null);
+            var (a, b, _) = Measure(repetition, ClockRun, LlamaRun);
+            rows.Add(Report(name, type, t, $"tg{n}-{(constrained ? "grammar" : "greedy")}", a, b));
+        }
+        Console.WriteLine($"  grammar/greedy: ClockLM {rows[1].ClockLM / rows[0].ClockLM:F3}, llama.cpp {rows[1].LlamaCpp / rows[0].LlamaCpp:F3}");
+        return rows;
+    }
+
+    /// <summary>One llama.cpp repetition of n tokens from BOS, each chosen greedily by LLamaSharp's sampling pipeline
+    /// (under <paramref name="gbnf"/> when given; a completed grammar starts again).</summary>
+    private static double LlamaCppSampledRun(LLamaContext context, int bos, int n, string? gbnf)
+    {
+        context.NativeHandle.MemoryClear();
+        var pipeline = new LLama.Sampling.DefaultSamplingPipeline
+        {
+            Temperature = 0,
+            Grammar = gbnf is null ? null : new LLama.Sampling.Grammar(gbnf, "root"),
+            GrammarOptimization = LLama.Sampling.DefaultSamplingPipeline.GrammarOptimizationMode.Basic,
+        };
+        var vocab = context.NativeHandle.ModelHandle.Vocab;
+        var batch = new LLamaBatch();
+        var token = (LLamaToken)bos;
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < n; i++)
+        {
+            batch.Clear();
+            batch.Add(token, (LLamaPos)i, LLamaSeqId.Zero, true);
+            Check(context.NativeHandle.Decode(batch));
+            token = pipeline.Sample(context.NativeHandle, 0);
+            if (gbnf is not null && token.IsEndOfGeneration(vocab))
+            {
+                pipeline.Reset();
+                token = pipeline.Sample(context.NativeHandle, 0);
+            }
+        }
+        double perSecond = n / clock.Elapsed.TotalSeconds;
+        pipeline.Dispose();
+        return perSecond;
     }
 
     /// <summary>One llama.cpp repetition of <paramref name="batch"/> sequences (ids 0..B-1) decoding n tokens each in one batch per step.</summary>
