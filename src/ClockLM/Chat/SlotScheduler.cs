@@ -277,7 +277,7 @@ public sealed class SlotScheduler : IDisposable
             {
                 // Drafts for the tokens still wanted after this one, within the context; a drafter that fails costs only
                 // its drafts.
-                int max = Math.Min(Math.Min(_speculative!.DraftMax, slot.Job.MaxTokens - slot.Generated.Count - 1), ContextLength - 1 - slot.Position);
+                int max = Math.Min(Math.Min(slot.DraftLength.Next(_speculative!.DraftMax), slot.Job.MaxTokens - slot.Generated.Count - 1), ContextLength - 1 - slot.Position);
                 if (max < Math.Max(1, _speculative.DraftMin)) continue;
                 try
                 {
@@ -357,6 +357,7 @@ public sealed class SlotScheduler : IDisposable
             accepted++;
         }
         if (slot.DraftCount == 0) return;
+        slot.DraftLength.Record(slot.DraftCount, accepted);
         lock (_gate)
         {
             _draftPasses++;
@@ -533,6 +534,7 @@ public sealed class SlotScheduler : IDisposable
         public int Prefilled, Position, LastToken;
         public IDrafter? Drafter;      // proposes tokens after the last one when speculative decoding is on
         public int[] Draft = [];       // (draft max) this round's drafted tokens
+        public DraftLength DraftLength; // drafts per round, following acceptance
         public int ChunkRows, DraftCount, LogitsRow; // this round: prompt tokens run, tokens drafted, the first row with logits
 
         /// <summary>True while the prompt is being read (no token sampled yet).</summary>
@@ -589,6 +591,7 @@ public sealed class SlotScheduler : IDisposable
             Job = job;
             Prompt = job.Request.PromptIds;
             Prefilled = Position = 0;
+            DraftLength = default;
             LastToken = -1;
             var constraint = job.Request.Grammar is { } grammar
                 ? new GrammarConstraint(grammar, TokenTrie.For(model.Tokenizer, model.Config.VocabSize))

@@ -9,7 +9,8 @@ namespace ClockLM.Generation;
 /// <see cref="Transformer.Evaluate(ReadOnlySpan{int}, int, Span{float})"/>, every row with its logits). The caller samples
 /// from row 0 as always; when the token it chose is d1, the logits after d1 are row 1, already computed, and so on. At
 /// the first token that differs from the draft the later rows are dropped — the KV cache is rolled back to that point —
-/// and the next call runs a new pass from there.
+/// and the next call runs a new pass from there. How many tokens a pass drafts follows how many were accepted
+/// (<see cref="DraftLength"/>).
 /// </summary>
 /// <remarks>
 /// <para>The sampler never sees a draft: every token is chosen, as without drafts, from the logits after the tokens
@@ -31,6 +32,7 @@ public sealed class SpeculativeDecoder
     private float[] _logits = [];            // the last pass's logits (rows, vocab)
     private int _rowCount, _passStart, _next; // rows of the last pass, its first position, and the row served next
     private long _passes, _drafted, _accepted;
+    private DraftLength _length;             // drafts per pass, following acceptance
 
     /// <summary>A decoder for <paramref name="target"/>'s sequence, drafting with <paramref name="drafter"/>.</summary>
     public SpeculativeDecoder(Transformer target, IDrafter drafter, SpeculativeOptions options)
@@ -80,9 +82,10 @@ public sealed class SpeculativeDecoder
         }
 
         _target.CheckTokenAndPosition(token, pos);
+        if (_rowCount > 1) _length.Record(_rowCount - 1, _next - 1);
         Place(pos);
         _tokens.Add(token);
-        int k = Math.Min(Math.Min(_options.DraftMax, maxDraft), _target.ContextLength - 1 - pos);
+        int k = Math.Min(Math.Min(_length.Next(_options.DraftMax), maxDraft), _target.ContextLength - 1 - pos);
         if (k > 0) k = _drafter.Draft(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_tokens), _rows.AsSpan(1, k));
         if (k < Math.Max(1, _options.DraftMin))
         {
