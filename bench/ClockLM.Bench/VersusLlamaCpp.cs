@@ -12,18 +12,14 @@ namespace ClockLM.Bench;
 /// <summary>
 /// `--vs-llamacpp`: runs the same model file through ClockLM and llama.cpp (LLamaSharp's native build) in one
 /// process, alternating A and B repetitions so both see the same machine conditions, and prints per row both speeds
-/// (medians), the ClockLM/llama.cpp ratio of the medians, and the spread of the ratios of the A/B pairs (lowest and
-/// highest). Each engine runs one discarded warm-up repetition per row (JIT, page-in, the pool's threads); then pairs
-/// run until each engine has spent --min-seconds (default 2) timed in the row and at least -r pairs (default 3) ran, at
-/// most --max-reps (default 40): short rows repeat more, as llama-bench's repetitions would need to.
+/// and the ClockLM/llama.cpp ratio of the medians.
 /// Prompt rows (ppN) evaluate N tokens from an empty cache: ClockLM in chunks of --ubatch tokens (default: the
-/// library's), llama.cpp as one batch with n_batch = n_ubatch = N. Generation rows (tgN) run N tokens one at a time.
-/// With --depth D (a comma-separated list) rows "ppN@dD" and "tgN@dD" start after D cached tokens, as llama-bench's -d:
-/// the cache is filled once per engine and thread count, and each repetition goes back to its first D positions.
-/// --cache-type sets llama.cpp's KV cache type (f32, f16 or q8_0; default f32, the type ClockLM's cache holds).
-/// With --batch B a row tgNxB has B sequences generating N tokens each together (aggregate tokens/s): ClockLM through
-/// BatchDecoder, llama.cpp as one llama_batch of B tokens with sequence ids 0..B-1 per step; a line after it gives
-/// ClockLM's batched/single-sequence ratio.
+/// library's), llama.cpp as one batch with n_batch = n_ubatch = N. With --batch B a row tgNxB has B sequences
+/// generating N tokens each together (aggregate tokens/s): ClockLM through BatchDecoder, llama.cpp as one llama_batch
+/// of B tokens with sequence ids 0..B-1 per step; a line after it gives ClockLM's batched/single-sequence ratio.
+/// Each row runs one discarded warm-up repetition per engine, then A/B pairs until both engines have spent
+/// --min-seconds (default 2) timed in the row and at least -r pairs ran (at most --max-reps, default 40), as llama-bench
+/// repeats to a minimum time; the row prints the ratio of the medians and the lowest and highest ratio of its pairs.
 /// Every timed repetition starts after a pause (--settle, default 250 ms): an engine's worker threads keep polling
 /// for work for a while after its run (llama.cpp's OpenMP threads for milliseconds), and without the pause they could
 /// take a core from the other engine's next repetition.
@@ -34,14 +30,22 @@ namespace ClockLM.Bench;
 /// grammar (llama.cpp: LLamaSharp's DefaultSamplingPipeline with the grammar and its Basic optimization, which tries
 /// the unconstrained choice first, as llama.cpp's server does). Each constrained repetition starts from a fresh
 /// grammar on both engines, as a new request does; a grammar that completes starts again on the same sequence.
-/// Usage: --model M [-p 128] [-n 64] [-t 1,2] [-r 3] [--min-seconds S] [--max-reps R] [--depth D[,D...]]
-/// [--cache-type T] [--ubatch 32] [--batch B] [--grammar F | --json-schema F] [--settle MS] [--json FILE] --vs-llamacpp
+/// Both engines keep keys and values in the same KV cache types (--cache-type-k/-v f32|f16|q8_0, default f16 as in
+/// both); llama.cpp runs its flash-attention kernel where --flash-attn says (default: only when the value cache is
+/// quantized, which it requires). With --depth D (llama-bench's -d; several, comma-separated) the rows ppN @ dD and
+/// tgN @ dD run after D cached tokens: each engine fills its cache once, untimed, and every repetition continues from
+/// position D (llama.cpp's cache is cut back to D positions before each).
+/// Usage: --model M [-p 128] [-n 64] [-t 1,2] [-r 3] [--min-seconds S] [--max-reps R] [-d 0,2048] [--ubatch 32]
+/// [--batch B] [--cache-type-k T] [--cache-type-v T] [--flash-attn on|off] [--grammar F | --json-schema F] [--settle MS] [--json FILE] --vs-llamacpp
 /// </summary>
 public static class VersusLlamaCpp
 {
     private sealed record Row(string Model, string Type, int Threads, string Test, double ClockLM, double LlamaCpp, double RatioLow, double RatioHigh, int Reps)
     {
         public double Ratio => ClockLM / LlamaCpp;
+        public string TypeK { get; init; } = "f16";
+        public string TypeV { get; init; } = "f16";
+        public int Depth { get; init; }
     }
 
     /// <summary>How long and how often each row repeats.</summary>
@@ -53,9 +57,9 @@ public static class VersusLlamaCpp
         int prompt = 128, gen = 64, reps = 3, batch = 0, settle = 250, maxReps = 40;
         double minSeconds = 2;
         int? ubatch = null;
-        int[] threads = [1, 2];
-        int[] depths = [];
-        var cacheType = GGMLType.GGML_TYPE_F32;
+        int[] threads = [1, 2], depths = [0];
+        var cache = KvCacheOptions.Default;
+        bool? flashAttention = null;
         try
         {
             for (int i = 0; i < args.Length; i++)
@@ -74,25 +78,24 @@ public static class VersusLlamaCpp
                     case "--settle": settle = int.Parse(Next()); break;
                     case "--min-seconds": minSeconds = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                     case "--max-reps": maxReps = int.Parse(Next()); break;
-                    case "--depth": depths = Next().Split(',').Select(int.Parse).ToArray(); break;
-                    case "--cache-type":
-                        cacheType = Next() switch
-                        {
-                            "f32" => GGMLType.GGML_TYPE_F32,
-                            "f16" => GGMLType.GGML_TYPE_F16,
-                            "q8_0" => GGMLType.GGML_TYPE_Q8_0,
-                            var other => throw new ArgumentException($"--cache-type '{other}': expected f32, f16 or q8_0"),
-                        };
-                        break;
                     case "--grammar": gbnf = File.ReadAllText(Next()); break;
                     case "--json-schema": gbnf = ClockLM.Sampling.Grammars.JsonSchemaGrammar.ToGbnf(File.ReadAllText(Next())); break;
+                    case "-d" or "--depth": depths = Next().Split(',').Select(int.Parse).ToArray(); break;
+                    case "--cache-type-k" or "-ctk": cache = cache with { KeyType = KvCacheOptions.ParseType(Next()) }; break;
+                    case "--cache-type-v" or "-ctv": cache = cache with { ValueType = KvCacheOptions.ParseType(Next()) }; break;
+                    case "--flash-attn" or "-fa":
+                        string onOff = Next();
+                        flashAttention = onOff is "on" or "1" ? true : onOff is "off" or "0" ? false : throw new ArgumentException($"--flash-attn is '{onOff}', expected on or off");
+                        break;
                     case "--vs-llamacpp": break;
                     default: throw new ArgumentException($"unknown argument '{args[i]}'");
                 }
             }
             if (model is null) throw new ArgumentException("--model is required");
-            if (prompt < 0 || gen < 0 || reps < 1 || maxReps < reps || minSeconds < 0 || threads.Any(t => t < 1) || ubatch < 1 || batch < 0 || depths.Any(d => d < 1))
+            if (prompt < 0 || gen < 0 || reps < 1 || maxReps < reps || minSeconds < 0 || threads.Any(t => t < 1) || ubatch < 1 || batch < 0 || depths.Any(d => d < 0))
                 throw new ArgumentException("counts must be positive, and --max-reps at least -r");
+            if (flashAttention == false && cache.ValueType != GgmlType.F16 && cache.ValueType != GgmlType.F32)
+                throw new ArgumentException("llama.cpp needs --flash-attn on for a quantized value cache");
         }
         catch (Exception e) when (e is ArgumentException or FormatException or IOException)
         {
@@ -106,38 +109,38 @@ public static class VersusLlamaCpp
         string name = Path.GetFileName(model);
         var repetition = new Repetition(reps, maxReps, minSeconds, settle);
         var rows = new List<Row>();
-        Console.WriteLine($"| {"model",-28} | {"type",6} | {"threads",7} | {"test",11} | {"ClockLM t/s",12} | {"llama.cpp t/s",14} | {"ratio",6} | {"pairs' ratios",13} | {"reps",4} |");
-        Console.WriteLine($"| {new string('-', 28)} | {new string('-', 6)} | {new string('-', 7)} | {new string('-', 11)} | {new string('-', 12)} | {new string('-', 14)} | {new string('-', 6)} | {new string('-', 13)} | {new string('-', 4)} |");
+        bool fa = flashAttention ?? (cache.ValueType is not (GgmlType.F16 or GgmlType.F32));
+        string typeK = KvCacheOptions.Name(cache.KeyType), typeV = KvCacheOptions.Name(cache.ValueType);
+        Console.WriteLine($"KV cache: keys {typeK}, values {typeV} in both; llama.cpp flash attention {(fa ? "on" : "off")}");
+        Console.WriteLine($"| {"model",-28} | {"type",6} | {"threads",7} | {"test",14} | {"ClockLM t/s",12} | {"llama.cpp t/s",14} | {"ratio",6} | {"pairs' ratios",13} | {"reps",4} |");
+        Console.WriteLine($"| {new string('-', 28)} | {new string('-', 6)} | {new string('-', 7)} | {new string('-', 14)} | {new string('-', 12)} | {new string('-', 14)} | {new string('-', 6)} | {new string('-', 13)} | {new string('-', 4)} |");
         foreach (int t in threads)
-            foreach (int depth in new[] { 0 }.Concat(depths))
+            foreach (int depth in depths)
             {
                 int context = depth + Math.Max(prompt, gen) + 8;
                 using var pool = new WorkerPool(t - 1);
-                var transformer = clockModel.CreateTransformer(depth == 0 ? Math.Min(clockModel.Config.ContextLength, context) : context, pool);
+                var transformer = clockModel.CreateTransformer(Throughput.ContextFor(clockModel, context - depth, depth), pool, cache);
                 if (ubatch is { } ub) transformer.MicroBatch = ub;
+                uint batchSize = (uint)Math.Max(Math.Max(prompt, 1), depth > 0 ? 512 : 1);
                 var parameters = new ModelParams(model)
                 {
-                    ContextSize = (uint)context, BatchSize = (uint)Math.Max(prompt, 1), UBatchSize = (uint)Math.Max(prompt, 1),
-                    GpuLayerCount = 0, Threads = t, BatchThreads = t, TypeK = cacheType, TypeV = cacheType,
+                    ContextSize = (uint)context, BatchSize = batchSize, UBatchSize = batchSize,
+                    GpuLayerCount = 0, Threads = t, BatchThreads = t,
+                    TypeK = LlamaCppType(cache.KeyType), TypeV = LlamaCppType(cache.ValueType), FlashAttention = fa,
                 };
                 using var weights = LLamaWeights.LoadFromFile(parameters);
-                using var llama = weights.CreateContext(parameters);
-                // The cached tokens every repetition of this depth starts after, filled once per engine.
-                var cached = Throughput.Ids(depth, clockModel.Config.VocabSize);
-                if (depth > 0)
-                {
-                    transformer.Evaluate(cached, 0);
-                    LlamaCppFill(llama, cached, Math.Max(prompt, 1));
-                }
+                using var context0 = weights.CreateContext(parameters);
+                // The context both run after: filled once, untimed.
+                Throughput.FillContext(transformer, depth);
+                LlamaCppFill(context0, Throughput.DepthIds(depth, clockModel.Config.VocabSize), (int)batchSize);
                 foreach (var (isPrompt, count) in new[] { (true, prompt), (false, gen) })
                 {
                     if (count == 0) continue;
                     var ids = Throughput.Ids(count, clockModel.Config.VocabSize);
-                    string test = (isPrompt ? "pp" : "tg") + count + (depth > 0 ? $"@d{depth}" : "");
                     var (a, b, _) = Measure(repetition,
-                        () => ClockLMRun(transformer, ids, depth, isPrompt),
-                        () => LlamaCppRun(llama, ids, depth, isPrompt));
-                    rows.Add(Report(name, type, t, test, a, b));
+                        () => Throughput.Run(transformer, isPrompt, count, depth),
+                        () => LlamaCppRun(context0, ids, isPrompt, depth));
+                    rows.Add(Report(name, type, t, Throughput.TestName(isPrompt, count, depth), a, b) with { TypeK = typeK, TypeV = typeV, Depth = depth });
                 }
             }
         if (gbnf is not null)
@@ -145,13 +148,13 @@ public static class VersusLlamaCpp
                 rows.AddRange(GrammarRows(model, clockModel, name, type, t, gbnf, gen > 0 ? gen : 64, repetition));
         if (batch > 0)
             foreach (int t in threads)
-                rows.Add(BatchRow(model, clockModel, name, type, t, batch, gen > 0 ? gen : 32, repetition));
+                rows.Add(BatchRow(model, clockModel, name, type, t, batch, gen > 0 ? gen : 32, repetition, cache, fa));
         if (json is not null)
         {
             var output = rows.Select(r => new
             {
-                model = r.Model, type = r.Type, threads = r.Threads, test = r.Test, clocklm_tps = r.ClockLM, llamacpp_tps = r.LlamaCpp,
-                ratio = r.Ratio, ratio_low = r.RatioLow, ratio_high = r.RatioHigh, reps = r.Reps,
+                model = r.Model, type = r.Type, threads = r.Threads, type_k = r.TypeK, type_v = r.TypeV, n_depth = r.Depth, test = r.Test,
+                clocklm_tps = r.ClockLM, llamacpp_tps = r.LlamaCpp, ratio = r.Ratio, ratio_low = r.RatioLow, ratio_high = r.RatioHigh, reps = r.Reps,
             });
             File.WriteAllText(json, JsonSerializer.Serialize(output, new JsonSerializerOptions { WriteIndented = true }));
         }
@@ -185,33 +188,24 @@ public static class VersusLlamaCpp
         var ratios = a.Zip(b, (x, y) => x / y).ToArray();
         var row = new Row(name, type, t, test, Throughput.Median(a), Throughput.Median(b), ratios.Min(), ratios.Max(), a.Length);
         string spread = $"{row.RatioLow:F2}-{row.RatioHigh:F2}";
-        Console.WriteLine($"| {name,-28} | {type,6} | {t,7} | {row.Test,11} | {row.ClockLM,12:F2} | {row.LlamaCpp,14:F2} | {row.Ratio,6:F2} | {spread,13} | {row.Reps,4} |");
+        Console.WriteLine($"| {name,-28} | {type,6} | {t,7} | {row.Test,14} | {row.ClockLM,12:F2} | {row.LlamaCpp,14:F2} | {row.Ratio,6:F2} | {spread,13} | {row.Reps,4} |");
         return row;
     }
 
-    /// <summary>One ClockLM repetition after <paramref name="depth"/> cached tokens: the prompt in chunks, or its tokens
-    /// one at a time; tokens per second.</summary>
-    private static double ClockLMRun(Transformer transformer, int[] ids, int depth, bool prompt)
-    {
-        var clock = Stopwatch.StartNew();
-        if (prompt) transformer.Evaluate(ids, depth);
-        else
-            for (int i = 0; i < ids.Length; i++) transformer.Forward(ids[i], depth + i);
-        return ids.Length / clock.Elapsed.TotalSeconds;
-    }
-
     /// <summary>B sequences generating n tokens each together, on both engines; then ClockLM's single-sequence speed.</summary>
-    private static Row BatchRow(string model, Model clockModel, string name, string type, int t, int batch, int n, Repetition repetition)
+    private static Row BatchRow(string model, Model clockModel, string name, string type, int t, int batch, int n, Repetition repetition,
+        KvCacheOptions cache, bool flashAttention)
     {
         using var pool = new WorkerPool(t - 1);
         var decoder = new BatchDecoder(clockModel.Config, clockModel.Weights, pool);
         int context = Math.Min(clockModel.Config.ContextLength, n + 8);
-        var sequences = Enumerable.Range(0, batch).Select(_ => decoder.CreateSequence(context)).ToArray();
-        var single = clockModel.CreateTransformer(context, pool);
+        var sequences = Enumerable.Range(0, batch).Select(_ => decoder.CreateSequence(context, cache)).ToArray();
+        var single = clockModel.CreateTransformer(context, pool, cache);
         var parameters = new ModelParams(model)
         {
             ContextSize = (uint)(batch * (n + 8)), BatchSize = (uint)Math.Max(batch, 8), UBatchSize = (uint)Math.Max(batch, 8),
             SeqMax = (uint)batch, GpuLayerCount = 0, Threads = t, BatchThreads = t,
+            TypeK = LlamaCppType(cache.KeyType), TypeV = LlamaCppType(cache.ValueType), FlashAttention = flashAttention,
         };
         using var weights = LLamaWeights.LoadFromFile(parameters);
         using var llama = weights.CreateContext(parameters);
@@ -220,7 +214,7 @@ public static class VersusLlamaCpp
             () => Throughput.BatchGenerationTokensPerSecond(decoder, sequences, n),
             () => LlamaCppBatchRun(llama, ids, batch, n),
             () => Throughput.Run(single, false, n));
-        var row = Report(name, type, t, $"tg{n}x{batch}", a, b);
+        var row = Report(name, type, t, $"tg{n}x{batch}", a, b) with { TypeK = KvCacheOptions.Name(cache.KeyType), TypeV = KvCacheOptions.Name(cache.ValueType) };
         var gains = a.Zip(c, (x, y) => x / y).ToArray();
         Console.WriteLine($"  ClockLM {batch} sequences together vs one alone (tg{n}, {Throughput.Median(c):F2} t/s): {row.ClockLM / Throughput.Median(c):F2}x aggregate (pairs {gains.Min():F2}-{gains.Max():F2})");
         return row;
@@ -295,34 +289,22 @@ public static class VersusLlamaCpp
         return (double)batch * n / clock.Elapsed.TotalSeconds;
     }
 
-    /// <summary>Fills llama.cpp's cache with <paramref name="ids"/> at positions 0.. in batches of at most <paramref name="batch"/>.</summary>
-    private static void LlamaCppFill(LLamaContext context, int[] ids, int batch)
-    {
-        context.NativeHandle.MemoryClear();
-        var step = new LLamaBatch();
-        for (int start = 0; start < ids.Length; start += batch)
-        {
-            step.Clear();
-            for (int i = start; i < Math.Min(ids.Length, start + batch); i++) step.Add((LLamaToken)ids[i], (LLamaPos)i, LLamaSeqId.Zero, false);
-            Check(context.NativeHandle.Decode(step));
-        }
-    }
-
-    /// <summary>One llama.cpp repetition after the first <paramref name="depth"/> cached positions (the later ones are
-    /// removed first): the whole prompt as one batch, or its tokens one at a time; tokens per second.</summary>
-    private static double LlamaCppRun(LLamaContext context, int[] ids, int depth, bool prompt)
+    /// <summary>One llama.cpp repetition after the first <paramref name="depth"/> cached positions (the rest of the cache
+    /// removed first): the whole prompt as one batch, or tokens one at a time.</summary>
+    private static double LlamaCppRun(LLamaContext context, int[] ids, bool prompt, int depth)
     {
         if (depth == 0) context.NativeHandle.MemoryClear();
         else context.NativeHandle.MemorySequenceRemove(LLamaSeqId.Zero, (LLamaPos)depth, (LLamaPos)(-1));
         var clock = Stopwatch.StartNew();
-        var batch = new LLamaBatch();
         if (prompt)
         {
+            var batch = new LLamaBatch();
             for (int i = 0; i < ids.Length; i++) batch.Add((LLamaToken)ids[i], (LLamaPos)(depth + i), LLamaSeqId.Zero, i == ids.Length - 1);
             Check(context.NativeHandle.Decode(batch));
         }
         else
         {
+            var batch = new LLamaBatch();
             for (int i = 0; i < ids.Length; i++)
             {
                 batch.Clear();
@@ -332,6 +314,29 @@ public static class VersusLlamaCpp
         }
         return ids.Length / clock.Elapsed.TotalSeconds;
     }
+
+    /// <summary>Fills llama.cpp's cache with <paramref name="ids"/> at positions 0.. in batches of <paramref name="batchSize"/>.</summary>
+    private static void LlamaCppFill(LLamaContext context, int[] ids, int batchSize)
+    {
+        context.NativeHandle.MemoryClear();
+        var batch = new LLamaBatch();
+        for (int start = 0; start < ids.Length; start += batchSize)
+        {
+            batch.Clear();
+            int n = Math.Min(batchSize, ids.Length - start);
+            for (int i = 0; i < n; i++) batch.Add((LLamaToken)ids[start + i], (LLamaPos)(start + i), LLamaSeqId.Zero, start + i == ids.Length - 1);
+            Check(context.NativeHandle.Decode(batch));
+        }
+    }
+
+    /// <summary>llama.cpp's name for a KV cache type.</summary>
+    private static GGMLType LlamaCppType(GgmlType type) => type switch
+    {
+        GgmlType.F32 => GGMLType.GGML_TYPE_F32,
+        GgmlType.F16 => GGMLType.GGML_TYPE_F16,
+        GgmlType.Q8_0 => GGMLType.GGML_TYPE_Q8_0,
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, "a KV cache is F32, F16 or Q8_0"),
+    };
 
     private static void Check(DecodeResult result)
     {

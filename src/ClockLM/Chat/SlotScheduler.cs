@@ -32,7 +32,7 @@ public sealed class SlotScheduler : IDisposable
     private bool _disposed;
 
     // Counters (written by the scheduler thread or under _gate, read by Stats).
-    private long _completed, _cancelled, _failed, _rejected, _promptTokens, _generatedTokens, _busyTicks, _batchedTokens, _batchFallbacks;
+    private long _completed, _cancelled, _failed, _rejected, _promptTokens, _generatedTokens, _busyTicks, _batchedTokens, _batchFallbacks, _contextShifts;
     private long _draftPasses, _draftedTokens, _acceptedTokens, _draftFallbacks;
     private readonly SpeculativeOptions? _speculative;
 
@@ -46,16 +46,20 @@ public sealed class SlotScheduler : IDisposable
         if (options.PrefillChunk < 1) throw new ArgumentOutOfRangeException(nameof(options), options.PrefillChunk, "prefill chunk must be 1 or more");
         _model = model;
         _options = options;
-        model.CheckMemoryFor(options.ContextLength ?? model.Config.ContextLength, options.Slots);
+        model.CheckMemoryFor(options.ContextLength ?? model.Config.ContextLength, options.Slots, options.KvCache);
         if (options.Speculative?.Validate() is { } problem) throw new ArgumentException(problem, nameof(options));
         _speculative = options.Speculative;
-        _decoder = new BatchDecoder(model.Config, model.Weights, options.Pool);
         _slots = new Slot[options.Slots];
         for (int i = 0; i < _slots.Length; i++)
-            _slots[i] = new Slot(i, model.CreateTransformer(options.ContextLength, options.Pool));
+            _slots[i] = new Slot(i, model.CreateTransformer(options.ContextLength, options.Pool, options.KvCache));
         ContextLength = _slots[0].Transformer.ContextLength;
         foreach (var slot in _slots)
             (slot.Drafter, slot.Draft) = (_speculative?.CreateDrafter(model, ContextLength, options.Pool), new int[_speculative?.DraftMax ?? 0]);
+        if (options.Steering is { } steering && (steering.Layers != model.Config.Layers || steering.Dim != model.Config.Dim))
+            throw new ArgumentException($"the steering is for {steering.Layers} layers of width {steering.Dim}; the model has {model.Config.Layers} of width {model.Config.Dim}", nameof(options));
+        if (options.ContextShift && !_slots[0].Transformer.CanShiftContext)
+            options.Logger?.LogWarning("context shift is on, but {Model} has learned absolute positions, not RoPE: its generations end where the context does", model.Path);
+        _decoder = new BatchDecoder(model.Config, model.Weights, options.Pool);
         _thread = new Thread(Loop) { IsBackground = true, Name = "ClockLM scheduler" };
         _thread.Start();
     }
@@ -65,6 +69,11 @@ public sealed class SlotScheduler : IDisposable
 
     /// <summary>Positions each slot holds: prompt plus generated tokens must fit.</summary>
     public int ContextLength { get; }
+
+    /// <summary>The steering of requests that bring none (<see cref="SlotSchedulerOptions.Steering"/>).</summary>
+    public ResidualSteering? Steering => _options.Steering;
+    /// <summary>True when a generation that fills its context shifts it and goes on (<see cref="SlotSchedulerOptions.ContextShift"/>).</summary>
+    public bool ContextShift => _options.ContextShift && _slots[0].Transformer.CanShiftContext;
 
     /// <summary>Number of slots.</summary>
     public int Slots => _slots.Length;
@@ -137,6 +146,7 @@ public sealed class SlotScheduler : IDisposable
                     DraftedTokens = _draftedTokens,
                     AcceptedDraftTokens = _acceptedTokens,
                     DraftFallbacks = _draftFallbacks,
+                    ContextShifts = _contextShifts,
                 };
             }
         }
@@ -165,13 +175,16 @@ public sealed class SlotScheduler : IDisposable
         if (request.Grammar is not null) TokenTrie.For(_model.Tokenizer, _model.Config.VocabSize);
         if (request.ClockSummaryTopK is < 1 or > 100)
             throw new CompletionRequestException("clocklm.top_k", $"the clock summary's top_k is {request.ClockSummaryTopK}; expected 1 to 100");
-        int room = ContextLength - prompt;
-        if (request.MaxTokens is not { } max) return room;
+        if (request.Steering is { } steering && (steering.Layers != _model.Config.Layers || steering.Dim != _model.Config.Dim))
+            throw new CompletionRequestException("clocklm.steer",
+                $"the steering is for {steering.Layers} layers of width {steering.Dim}; the model has {_model.Config.Layers} of width {_model.Config.Dim}");
+        if (request.KeepTokens is < -1)
+            throw new CompletionRequestException("n_keep", $"n_keep is {request.KeepTokens}; expected -1 (the whole prompt) or a count of tokens");
+        // Without a max, the generation fills the context once (and ends there, or shifts once and stops after as many
+        // tokens); past the context, it ends with Length unless the context shifts.
+        if (request.MaxTokens is not { } max) return ContextLength - prompt;
         if (max < 1)
             throw new CompletionRequestException("max_tokens", $"max_tokens is {max}; expected 1 or more");
-        if (max > room)
-            throw new CompletionRequestException("max_tokens",
-                $"the context holds {ContextLength} tokens, but {prompt + max} were requested ({prompt} in the prompt, {max} for the completion); lower max_tokens to {room} or less");
         return max;
     }
 
@@ -200,7 +213,7 @@ public sealed class SlotScheduler : IDisposable
                 {
                     var job = _queue.First!.Value;
                     _queue.RemoveFirst();
-                    free.Start(job, _model);
+                    free.Start(job, _model, _options.Steering);
                 }
                 active.Clear();
                 foreach (var s in _slots)
@@ -357,6 +370,8 @@ public sealed class SlotScheduler : IDisposable
             accepted++;
         }
         if (slot.DraftCount == 0) return;
+        // The rows after the first rejected draft leave the KV cache: the next token runs where they began.
+        if (slot.Job is not null && accepted < slot.DraftCount) slot.Transformer.Cache.Truncate(slot.Position);
         slot.DraftLength.Record(slot.DraftCount, accepted);
         lock (_gate)
         {
@@ -388,7 +403,32 @@ public sealed class SlotScheduler : IDisposable
         job.Publish(new CompletionUpdate(next, text, logprob));
         slot.LastToken = next;
         if (slot.StopFilter.Stopped) Finish(slot, FinishReason.Stop);
-        else if (slot.Generated.Count >= job.MaxTokens || slot.Position >= slot.Transformer.ContextLength) Finish(slot, FinishReason.Length);
+        else if (slot.Generated.Count >= job.MaxTokens) Finish(slot, FinishReason.Length);
+        else if (slot.Position >= slot.Transformer.ContextLength && !ShiftContext(slot)) Finish(slot, FinishReason.Length);
+    }
+
+    /// <summary>
+    /// The slot's context is full: with <see cref="SlotSchedulerOptions.ContextShift"/>, keep BOS and the request's
+    /// n_keep prompt tokens, drop half of the positions after them (as llama.cpp: n_discard = (n_past - n_keep) / 2) and
+    /// go on. False, with the slot as it was, when shifting is off or nothing can be dropped.
+    /// </summary>
+    private bool ShiftContext(Slot slot)
+    {
+        if (!_options.ContextShift || !slot.Transformer.CanShiftContext) return false;
+        var prompt = slot.Prompt;
+        int bos = prompt.Length > 0 && prompt[0] == _model.Tokenizer.BosId ? 1 : 0;
+        int keep = slot.Job!.Request.KeepTokens switch
+        {
+            null => bos,
+            -1 => prompt.Length,
+            int n => Math.Min(prompt.Length, n + bos),
+        };
+        int discard = (slot.Position - keep) / 2;
+        if (discard < 1) return false;
+        slot.Transformer.ShiftContext(keep, discard);
+        slot.Position -= discard;
+        lock (_gate) _contextShifts++;
+        return true;
     }
 
     private void Guard(Slot slot, Action step)
@@ -586,7 +626,7 @@ public sealed class SlotScheduler : IDisposable
             };
         }
 
-        public void Start(CompletionJob job, Model model)
+        public void Start(CompletionJob job, Model model, ResidualSteering? defaultSteering)
         {
             Job = job;
             Prompt = job.Request.PromptIds;
@@ -604,6 +644,7 @@ public sealed class SlotScheduler : IDisposable
             StopFilter = new StopSequenceFilter(job.Request.Stop);
             if (job.Request.ClockSummary) StartObserving(model.Config.Layers, model.Config.Dim);
             if (job.Request.Embed) StartEmbedding(model);
+            Transformer.Steering = job.Request.Steering ?? defaultSteering;
             History.Clear();
             History.AddRange(Prompt);
             Generated.Clear();
@@ -652,6 +693,9 @@ public sealed record SchedulerStats(int Slots, int ActiveSlots, int QueueDepth, 
 
     /// <summary>Speculative decoding: drafts that failed, after which the slot's token ran without drafts.</summary>
     public long DraftFallbacks { get; init; }
+
+    /// <summary>Context shifts: generations that filled their context and went on after dropping half of it.</summary>
+    public long ContextShifts { get; init; }
 
     /// <summary>Generated tokens per second of busy time.</summary>
     public double GeneratedTokensPerSecond => GeneratedTokens / Math.Max(BusyTime.TotalSeconds, 1e-9);

@@ -1,4 +1,5 @@
 using ClockLM.Generation;
+using ClockLM.Models;
 using ClockLM.Tensors;
 using Microsoft.Extensions.Logging;
 
@@ -20,12 +21,24 @@ public sealed record SlotSchedulerOptions
     /// stall the slots that are decoding.</summary>
     public int PrefillChunk { get; init; } = 64;
 
+    /// <summary>Steering of every request that brings none (<see cref="CompletionRequest.Steering"/>): a server's or a
+    /// chat's control vectors; none when null.</summary>
+    public ResidualSteering? Steering { get; init; }
+
     /// <summary>Threads for the matrix-vector products (used by the single scheduler thread only); none when null.</summary>
     public WorkerPool? Pool { get; init; }
 
     /// <summary>Speculative decoding in every slot: each drafts tokens after its last one, verified in the round's pass
     /// (the same output, more tokens per pass); null for none.</summary>
     public SpeculativeOptions? Speculative { get; init; }
+
+    /// <summary>How each slot's KV cache stores keys and values (F16 when null).</summary>
+    public KvCacheOptions? KvCache { get; init; }
+
+    /// <summary>When a generation fills its slot's context, keep the first tokens (<see cref="CompletionRequest.KeepTokens"/>),
+    /// drop half of the rest and go on (<see cref="Transformer.ShiftContext"/>), as llama.cpp's <c>--context-shift</c>;
+    /// otherwise the generation ends there with <see cref="FinishReason.Length"/>. Default false.</summary>
+    public bool ContextShift { get; init; }
 
     /// <summary>Where the scheduler reports what it falls back from (a batched step that failed); nowhere when null.
     /// Every fallback is counted in <see cref="SchedulerStats"/> too.</summary>

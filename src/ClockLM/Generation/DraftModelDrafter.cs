@@ -54,6 +54,7 @@ public sealed class DraftModelDrafter : IDrafter
         // Run the tokens from where the draft's cache and the sequence part; at least the last, for its logits.
         int common = Math.Min(_cached.Count, n - 1);
         common = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_cached)[..common].CommonPrefixLength(tokens[..common]);
+        _draft.Cache.Truncate(common);
         var logits = _draft.Evaluate(tokens[common..], common);
         _cached.RemoveRange(common, _cached.Count - common);
         foreach (int id in tokens[common..]) _cached.Add(id);

@@ -102,11 +102,26 @@ public sealed class SpeculativeDecoder
         return _logits.AsSpan(0, vocab);
     }
 
-    /// <summary>The next token runs at <paramref name="pos"/>: the sequence keeps its tokens before it.</summary>
+    /// <summary>
+    /// Context shift (<see cref="Transformer.ShiftContext"/>): keeps positions [0, <paramref name="keep"/>), drops the next
+    /// <paramref name="discard"/> and moves the later ones down, in the KV cache and in the tokens drafts are made from.
+    /// The rows of the last pass are dropped (their positions have moved).
+    /// </summary>
+    public void ShiftContext(int keep, int discard)
+    {
+        _target.Cache.Truncate(_tokens.Count);
+        _target.ShiftContext(keep, discard);
+        _tokens.RemoveRange(keep, discard);
+        _rowCount = 0;
+    }
+
+    /// <summary>The next token runs at <paramref name="pos"/>: the sequence keeps its tokens before it, and the KV cache
+    /// is rolled back to them (<see cref="KvCache.Truncate"/>), dropping the rows of rejected drafts.</summary>
     private void Place(int pos)
     {
         if ((uint)pos > (uint)_tokens.Count)
             throw new ArgumentOutOfRangeException(nameof(pos), pos, $"the sequence holds {_tokens.Count} tokens; the next runs at {_tokens.Count} or before");
         _tokens.RemoveRange(pos, _tokens.Count - pos);
+        _target.Cache.Truncate(pos);
     }
 }

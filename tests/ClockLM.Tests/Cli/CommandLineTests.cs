@@ -19,6 +19,10 @@ public class CommandLineTests
     [InlineData("bad draft-max", new[] { "run", "-m", "@stories", "--lookup", "2", "--draft-max", "0", "hello" }, "draft-max is 0, expected 1 to 256")]
     [InlineData("draft of another vocabulary", new[] { "run", "--model-draft", "@stories", "hello" }, "its vocabulary has 512 tokens, the target's 1024")]
     [InlineData("bench drafts without a prompt", new[] { "bench", "-m", "@stories", "--lookup", "2" }, "need --prompt TEXT or --prompt-file FILE")]
+    [InlineData("unknown cache type", new[] { "run", "-m", "@stories", "--cache-type-k", "q4_0", "hello" }, "--cache-type-k is 'q4_0', expected f32, f16 or q8_0")]
+    [InlineData("unknown value cache type", new[] { "serve", "-m", "@stories", "--cache-type-v", "bf16" }, "--cache-type-v is 'bf16'")]
+    [InlineData("bad keep", new[] { "run", "-m", "@stories", "--context-shift", "--keep", "-2", "hello" }, "--keep is -2")]
+    [InlineData("bad depth", new[] { "bench", "-m", "@stories", "-d", "0,-5" }, "--depth value '-5'")]
     public void BadInputGivesOneClearError(string what, string[] args, string expected)
     {
         var result = ClockLMProcess.Run(args.Select(a => a == "@stories" ? SharedData.Stories260K : a).ToArray());

@@ -66,6 +66,31 @@ public sealed class SpeculativeDecodingTests : IClassFixture<SpeculativeDecoding
         Assert.True(stats.Accepted < stats.Drafted, $"every draft was accepted: {stats}");
     }
 
+    /// <summary>Drafts and their roll backs in a KV cache of each type, and a context that fills and shifts twice: the
+    /// tokens after each shift still follow the tokens decoding without drafts gives.</summary>
+    [Theory]
+    [InlineData("lookup", "f16")]
+    [InlineData("lookup", "q8_0")]
+    [InlineData("model", "f32")]
+    [InlineData("model", "q8_0")]
+    public void GreedyOutputIsTheSameThroughCacheTypesAndContextShifts(string kind, string cacheType)
+    {
+        var type = KvCacheOptions.ParseType(cacheType);
+        var cache = new KvCacheOptions { KeyType = type, ValueType = type };
+        var generator = new Generator(_m.Target, contextLength: 40, cache: cache);
+        var stats = new SpeculativeStats();
+        foreach (string prompt in Prompts[..2])
+        {
+            var options = new GenerationOptions { MaxNewTokens = 90, Sampler = SamplerOptions.Greedy, ContextShift = true, KeepTokens = 2 };
+            var plain = generator.Generate(prompt, options);
+            var drafted = generator.Generate(prompt, options with { Speculative = Options(kind, 6) });
+            Assert.Equal(90, plain.GeneratedIds.Length);
+            Assert.Equal(plain.GeneratedIds, drafted.GeneratedIds);
+            stats += drafted.Speculative!.Value;
+        }
+        Assert.True(stats.Accepted > 0 && stats.Accepted < stats.Drafted, $"expected some drafts accepted and some rejected: {stats}");
+    }
+
     [Theory]
     [InlineData("lookup")]
     [InlineData("model")]
