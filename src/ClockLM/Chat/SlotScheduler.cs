@@ -290,7 +290,7 @@ public sealed class SlotScheduler : IDisposable
             {
                 // Drafts for the tokens still wanted after this one, within the context; a drafter that fails costs only
                 // its drafts.
-                int max = Math.Min(Math.Min(slot.DraftLength.Next(_speculative!.DraftMax), slot.Job.MaxTokens - slot.Generated.Count - 1), ContextLength - 1 - slot.Position);
+                int max = Math.Min(Math.Min(slot.DraftLength.Next(_speculative!.DraftMin, _speculative.DraftMax), slot.Job.MaxTokens - slot.Generated.Count - 1), ContextLength - 1 - slot.Position);
                 if (max < Math.Max(1, _speculative.DraftMin)) continue;
                 try
                 {

@@ -11,8 +11,9 @@ public struct DraftLength
 {
     private int _length; // 0: no pass recorded yet, draft-max
 
-    /// <summary>The tokens to draft now: at most <paramref name="max"/>.</summary>
-    public readonly int Next(int max) => _length == 0 ? max : Math.Min(_length, max);
+    /// <summary>The tokens to draft now: from <paramref name="min"/> (draft-min, at least 1: a shorter draft would not
+    /// run, and so never teach the length anything) to <paramref name="max"/> (draft-max).</summary>
+    public readonly int Next(int min, int max) => _length == 0 ? max : Math.Clamp(_length, Math.Min(Math.Max(min, 1), max), max);
 
     /// <summary>Records a pass that verified <paramref name="drafted"/> tokens, of which the first
     /// <paramref name="accepted"/> were the model's own choice.</summary>

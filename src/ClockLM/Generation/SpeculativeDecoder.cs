@@ -85,7 +85,7 @@ public sealed class SpeculativeDecoder
         if (_rowCount > 1) _length.Record(_rowCount - 1, _next - 1);
         Place(pos);
         _tokens.Add(token);
-        int k = Math.Min(Math.Min(_length.Next(_options.DraftMax), maxDraft), _target.ContextLength - 1 - pos);
+        int k = Math.Min(Math.Min(_length.Next(_options.DraftMin, _options.DraftMax), maxDraft), _target.ContextLength - 1 - pos);
         if (k > 0) k = _drafter.Draft(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_tokens), _rows.AsSpan(1, k));
         if (k < Math.Max(1, _options.DraftMin))
         {
