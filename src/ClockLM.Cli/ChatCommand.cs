@@ -75,6 +75,7 @@ internal static class ChatCommand
             using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions
             {
                 Slots = 1, ContextLength = contextLength, Pool = pool, Steering = steering.Build(result, m), KvCache = cache, ContextShift = shift, Speculative = drafting,
+                Logger = new StderrLogger(Microsoft.Extensions.Logging.LogLevel.Warning),
             });
             var prompt = new ChatPrompt(m);
             var stdout = Console.Out;

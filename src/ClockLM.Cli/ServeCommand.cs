@@ -81,6 +81,7 @@ internal static class ServeCommand
             var schedulerOptions = new SlotSchedulerOptions
             {
                 Slots = slots, QueueCapacity = queueCapacity, ContextLength = contextLength, KvCache = cacheTypes.Read(result), ContextShift = shift,
+                Logger = new StderrLogger(Microsoft.Extensions.Logging.LogLevel.Warning),
             };
             if (result.GetValue(modelsDir) is { } dir)
             {
