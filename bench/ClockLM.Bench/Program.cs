@@ -3,6 +3,9 @@ using BenchmarkDotNet.Running;
 // `--vs-llamacpp` runs the ClockLM vs llama.cpp comparison harness; anything else goes to BenchmarkDotNet.
 if (args.Contains("--vs-llamacpp"))
     return ClockLM.Bench.VersusLlamaCpp.Run(args);
+// `--speculative-vs-llamacpp` times greedy decoding without and with drafts on both engines.
+if (args.Contains("--speculative-vs-llamacpp"))
+    return ClockLM.Bench.SpeculativeVersusLlamaCpp.Run(args);
 // `--matvec-quick` times one matrix-vector product per weight type with a stopwatch (quick A/B between builds).
 if (args.Contains("--matvec-quick"))
     return ClockLM.Bench.Kernels.MatVecQuick.Run(args);

@@ -17,9 +17,14 @@ namespace ClockLM.Bench;
 /// library's), llama.cpp as one batch with n_batch = n_ubatch = N. With --batch B a row tgNxB has B sequences
 /// generating N tokens each together (aggregate tokens/s): ClockLM through BatchDecoder, llama.cpp as one llama_batch
 /// of B tokens with sequence ids 0..B-1 per step; a line after it gives ClockLM's batched/single-sequence ratio.
+/// Each row runs one discarded warm-up repetition per engine, then A/B pairs until both engines have spent
+/// --min-seconds (default 2) timed in the row and at least -r pairs ran (at most --max-reps, default 40), as llama-bench
+/// repeats to a minimum time; the row prints the ratio of the medians and the lowest and highest ratio of its pairs.
 /// Every timed repetition starts after a pause (--settle, default 250 ms): an engine's worker threads keep polling
 /// for work for a while after its run (llama.cpp's OpenMP threads for milliseconds), and without the pause they could
 /// take a core from the other engine's next repetition.
+/// Run the built harness (bench/ClockLM.Bench/bin/Release/net10.0/ClockLM.Bench), not `dotnet run`: the SDK's build
+/// server is still busy while the first repetitions run and takes a core from them.
 /// With --grammar FILE.gbnf (or --json-schema FILE.json, converted by ClockLM) two rows more per thread count:
 /// tgN-greedy, N tokens chosen greedily from the logits by each engine's sampler, and tgN-grammar, the same under the
 /// grammar (llama.cpp: LLamaSharp's DefaultSamplingPipeline with the grammar and its Basic optimization, which tries
@@ -30,20 +35,27 @@ namespace ClockLM.Bench;
 /// quantized, which it requires). With --depth D (llama-bench's -d; several, comma-separated) the rows ppN @ dD and
 /// tgN @ dD run after D cached tokens: each engine fills its cache once, untimed, and every repetition continues from
 /// position D (llama.cpp's cache is cut back to D positions before each).
-/// Usage: --model M [-p 128] [-n 64] [-t 1,2] [-r 3] [-d 0,2048] [--ubatch 32] [--batch B] [--cache-type-k T]
-/// [--cache-type-v T] [--flash-attn on|off] [--grammar F | --json-schema F] [--settle MS] [--json FILE] --vs-llamacpp
+/// Usage: --model M [-p 128] [-n 64] [-t 1,2] [-r 3] [--min-seconds S] [--max-reps R] [-d 0,2048] [--ubatch 32]
+/// [--batch B] [--cache-type-k T] [--cache-type-v T] [--flash-attn on|off] [--grammar F | --json-schema F] [--settle MS] [--json FILE] --vs-llamacpp
 /// </summary>
 public static class VersusLlamaCpp
 {
-    private sealed record Row(string Model, string Type, int Threads, string Test, double ClockLM, double LlamaCpp, string TypeK = "f16", string TypeV = "f16", int Depth = 0)
+    private sealed record Row(string Model, string Type, int Threads, string Test, double ClockLM, double LlamaCpp, double RatioLow, double RatioHigh, int Reps)
     {
         public double Ratio => ClockLM / LlamaCpp;
+        public string TypeK { get; init; } = "f16";
+        public string TypeV { get; init; } = "f16";
+        public int Depth { get; init; }
     }
+
+    /// <summary>How long and how often each row repeats.</summary>
+    private sealed record Repetition(int MinReps, int MaxReps, double MinSeconds, int Settle);
 
     public static int Run(string[] args)
     {
         string? model = null, json = null, gbnf = null;
-        int prompt = 128, gen = 64, reps = 3, batch = 0, settle = 250;
+        int prompt = 128, gen = 64, reps = 3, batch = 0, settle = 250, maxReps = 40;
+        double minSeconds = 2;
         int? ubatch = null;
         int[] threads = [1, 2], depths = [0];
         var cache = KvCacheOptions.Default;
@@ -64,6 +76,8 @@ public static class VersusLlamaCpp
                     case "--ubatch": ubatch = int.Parse(Next()); break;
                     case "--batch": batch = int.Parse(Next()); break;
                     case "--settle": settle = int.Parse(Next()); break;
+                    case "--min-seconds": minSeconds = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                    case "--max-reps": maxReps = int.Parse(Next()); break;
                     case "--grammar": gbnf = File.ReadAllText(Next()); break;
                     case "--json-schema": gbnf = ClockLM.Sampling.Grammars.JsonSchemaGrammar.ToGbnf(File.ReadAllText(Next())); break;
                     case "-d" or "--depth": depths = Next().Split(',').Select(int.Parse).ToArray(); break;
@@ -78,7 +92,8 @@ public static class VersusLlamaCpp
                 }
             }
             if (model is null) throw new ArgumentException("--model is required");
-            if (prompt < 0 || gen < 0 || reps < 1 || threads.Any(t => t < 1) || ubatch < 1 || batch < 0 || depths.Any(d => d < 0)) throw new ArgumentException("counts must be positive");
+            if (prompt < 0 || gen < 0 || reps < 1 || maxReps < reps || minSeconds < 0 || threads.Any(t => t < 1) || ubatch < 1 || batch < 0 || depths.Any(d => d < 0))
+                throw new ArgumentException("counts must be positive, and --max-reps at least -r");
             if (flashAttention == false && cache.ValueType != GgmlType.F16 && cache.ValueType != GgmlType.F32)
                 throw new ArgumentException("llama.cpp needs --flash-attn on for a quantized value cache");
         }
@@ -92,12 +107,13 @@ public static class VersusLlamaCpp
         using var clockModel = Model.Load(model);
         string type = clockModel.Weights.Layers[0].Wq.Type.ToString();
         string name = Path.GetFileName(model);
+        var repetition = new Repetition(reps, maxReps, minSeconds, settle);
         var rows = new List<Row>();
         bool fa = flashAttention ?? (cache.ValueType is not (GgmlType.F16 or GgmlType.F32));
         string typeK = KvCacheOptions.Name(cache.KeyType), typeV = KvCacheOptions.Name(cache.ValueType);
         Console.WriteLine($"KV cache: keys {typeK}, values {typeV} in both; llama.cpp flash attention {(fa ? "on" : "off")}");
-        Console.WriteLine($"| {"model",-28} | {"type",6} | {"threads",7} | {"test",14} | {"ClockLM t/s",12} | {"llama.cpp t/s",14} | {"ratio",6} |");
-        Console.WriteLine($"| {new string('-', 28)} | {new string('-', 6)} | {new string('-', 7)} | {new string('-', 14)} | {new string('-', 12)} | {new string('-', 14)} | {new string('-', 6)} |");
+        Console.WriteLine($"| {"model",-28} | {"type",6} | {"threads",7} | {"test",14} | {"ClockLM t/s",12} | {"llama.cpp t/s",14} | {"ratio",6} | {"pairs' ratios",13} | {"reps",4} |");
+        Console.WriteLine($"| {new string('-', 28)} | {new string('-', 6)} | {new string('-', 7)} | {new string('-', 14)} | {new string('-', 12)} | {new string('-', 14)} | {new string('-', 6)} | {new string('-', 13)} | {new string('-', 4)} |");
         foreach (int t in threads)
             foreach (int depth in depths)
             {
@@ -121,43 +137,63 @@ public static class VersusLlamaCpp
                 {
                     if (count == 0) continue;
                     var ids = Throughput.Ids(count, clockModel.Config.VocabSize);
-                    // Warm-up both, then alternate A and B.
-                    Throughput.Run(transformer, isPrompt, count, depth);
-                    LlamaCppRun(context0, ids, isPrompt, depth);
-                    var a = new double[reps];
-                    var b = new double[reps];
-                    for (int r = 0; r < reps; r++)
-                    {
-                        Thread.Sleep(settle);
-                        a[r] = Throughput.Run(transformer, isPrompt, count, depth);
-                        Thread.Sleep(settle);
-                        b[r] = LlamaCppRun(context0, ids, isPrompt, depth);
-                    }
-                    var row = new Row(name, type, t, Throughput.TestName(isPrompt, count, depth), Throughput.Median(a), Throughput.Median(b), typeK, typeV, depth);
-                    rows.Add(row);
-                    Console.WriteLine($"| {name,-28} | {type,6} | {t,7} | {row.Test,14} | {row.ClockLM,12:F2} | {row.LlamaCpp,14:F2} | {row.Ratio,6:F2} |");
+                    var (a, b, _) = Measure(repetition,
+                        () => Throughput.Run(transformer, isPrompt, count, depth),
+                        () => LlamaCppRun(context0, ids, isPrompt, depth));
+                    rows.Add(Report(name, type, t, Throughput.TestName(isPrompt, count, depth), a, b) with { TypeK = typeK, TypeV = typeV, Depth = depth });
                 }
             }
         if (gbnf is not null)
             foreach (int t in threads)
-                rows.AddRange(GrammarRows(model, clockModel, name, type, t, gbnf, gen > 0 ? gen : 64, reps, settle));
+                rows.AddRange(GrammarRows(model, clockModel, name, type, t, gbnf, gen > 0 ? gen : 64, repetition));
         if (batch > 0)
             foreach (int t in threads)
-                rows.Add(BatchRow(model, clockModel, name, type, t, batch, gen > 0 ? gen : 32, reps, settle, cache, fa));
+                rows.Add(BatchRow(model, clockModel, name, type, t, batch, gen > 0 ? gen : 32, repetition, cache, fa));
         if (json is not null)
         {
             var output = rows.Select(r => new
             {
                 model = r.Model, type = r.Type, threads = r.Threads, type_k = r.TypeK, type_v = r.TypeV, n_depth = r.Depth, test = r.Test,
-                clocklm_tps = r.ClockLM, llamacpp_tps = r.LlamaCpp, ratio = r.Ratio,
+                clocklm_tps = r.ClockLM, llamacpp_tps = r.LlamaCpp, ratio = r.Ratio, ratio_low = r.RatioLow, ratio_high = r.RatioHigh, reps = r.Reps,
             });
             File.WriteAllText(json, JsonSerializer.Serialize(output, new JsonSerializerOptions { WriteIndented = true }));
         }
         return 0;
     }
 
+    /// <summary>
+    /// One discarded warm-up of each engine, then rounds of one timed repetition of each in turn (each after the settle
+    /// pause) until every engine has spent the minimum time and the minimum rounds ran, or the most rounds did.
+    /// Returns each engine's tokens/s per round (engine 0 is A, 1 is B, 2 an optional third).
+    /// </summary>
+    private static (double[] A, double[] B, double[] C) Measure(Repetition r, params Func<double>[] engines)
+    {
+        foreach (var run in engines) run();
+        var samples = engines.Select(_ => new List<double>()).ToArray();
+        var spent = new double[engines.Length];
+        while (samples[0].Count < r.MaxReps && (samples[0].Count < r.MinReps || spent.Any(s => s < r.MinSeconds)))
+            for (int e = 0; e < engines.Length; e++)
+            {
+                Thread.Sleep(r.Settle);
+                long start = Stopwatch.GetTimestamp();
+                samples[e].Add(engines[e]());
+                spent[e] += Stopwatch.GetElapsedTime(start).TotalSeconds;
+            }
+        return (samples[0].ToArray(), samples[1].ToArray(), engines.Length > 2 ? samples[2].ToArray() : []);
+    }
+
+    /// <summary>A row of medians, its ratio and the lowest and highest ratio of one round's pair; printed.</summary>
+    private static Row Report(string name, string type, int t, string test, double[] a, double[] b)
+    {
+        var ratios = a.Zip(b, (x, y) => x / y).ToArray();
+        var row = new Row(name, type, t, test, Throughput.Median(a), Throughput.Median(b), ratios.Min(), ratios.Max(), a.Length);
+        string spread = $"{row.RatioLow:F2}-{row.RatioHigh:F2}";
+        Console.WriteLine($"| {name,-28} | {type,6} | {t,7} | {row.Test,14} | {row.ClockLM,12:F2} | {row.LlamaCpp,14:F2} | {row.Ratio,6:F2} | {spread,13} | {row.Reps,4} |");
+        return row;
+    }
+
     /// <summary>B sequences generating n tokens each together, on both engines; then ClockLM's single-sequence speed.</summary>
-    private static Row BatchRow(string model, Model clockModel, string name, string type, int t, int batch, int n, int reps, int settle,
+    private static Row BatchRow(string model, Model clockModel, string name, string type, int t, int batch, int n, Repetition repetition,
         KvCacheOptions cache, bool flashAttention)
     {
         using var pool = new WorkerPool(t - 1);
@@ -174,29 +210,18 @@ public static class VersusLlamaCpp
         using var weights = LLamaWeights.LoadFromFile(parameters);
         using var llama = weights.CreateContext(parameters);
         var ids = Throughput.Ids(n + batch, clockModel.Config.VocabSize);
-        Throughput.BatchGenerationTokensPerSecond(decoder, sequences, n);
-        LlamaCppBatchRun(llama, ids, batch, n);
-        Throughput.Run(single, false, n);
-        var a = new double[reps];
-        var b = new double[reps];
-        var c = new double[reps];
-        for (int r = 0; r < reps; r++)
-        {
-            Thread.Sleep(settle);
-            a[r] = Throughput.BatchGenerationTokensPerSecond(decoder, sequences, n);
-            Thread.Sleep(settle);
-            b[r] = LlamaCppBatchRun(llama, ids, batch, n);
-            Thread.Sleep(settle);
-            c[r] = Throughput.Run(single, false, n);
-        }
-        var row = new Row(name, type, t, $"tg{n}x{batch}", Throughput.Median(a), Throughput.Median(b), KvCacheOptions.Name(cache.KeyType), KvCacheOptions.Name(cache.ValueType));
-        Console.WriteLine($"| {name,-28} | {type,6} | {t,7} | {row.Test,14} | {row.ClockLM,12:F2} | {row.LlamaCpp,14:F2} | {row.Ratio,6:F2} |");
-        Console.WriteLine($"  ClockLM {batch} sequences together vs one alone (tg{n}, {Throughput.Median(c):F2} t/s): {row.ClockLM / Throughput.Median(c):F2}x aggregate");
+        var (a, b, c) = Measure(repetition,
+            () => Throughput.BatchGenerationTokensPerSecond(decoder, sequences, n),
+            () => LlamaCppBatchRun(llama, ids, batch, n),
+            () => Throughput.Run(single, false, n));
+        var row = Report(name, type, t, $"tg{n}x{batch}", a, b) with { TypeK = KvCacheOptions.Name(cache.KeyType), TypeV = KvCacheOptions.Name(cache.ValueType) };
+        var gains = a.Zip(c, (x, y) => x / y).ToArray();
+        Console.WriteLine($"  ClockLM {batch} sequences together vs one alone (tg{n}, {Throughput.Median(c):F2} t/s): {row.ClockLM / Throughput.Median(c):F2}x aggregate (pairs {gains.Min():F2}-{gains.Max():F2})");
         return row;
     }
 
     /// <summary>Greedy decoding through each engine's sampler, without and with the grammar.</summary>
-    private static List<Row> GrammarRows(string model, Model clockModel, string name, string type, int t, string gbnf, int n, int reps, int settle)
+    private static List<Row> GrammarRows(string model, Model clockModel, string name, string type, int t, string gbnf, int n, Repetition repetition)
     {
         using var pool = new WorkerPool(t - 1);
         var transformer = clockModel.CreateTransformer(Math.Min(clockModel.Config.ContextLength, n + 8), pool);
@@ -210,20 +235,8 @@ public static class VersusLlamaCpp
             double ClockRun() => Throughput.SampledGenerationTokensPerSecond(transformer, clockModel, n,
                 constrained ? ClockLM.Sampling.Grammars.Grammar.Parse(gbnf) : null, out _);
             double LlamaRun() => LlamaCppSampledRun(llama, bos, n, constrained ? gbnf : null);
-            ClockRun();
-            LlamaRun();
-            var a = new double[reps];
-            var b = new double[reps];
-            for (int r = 0; r < reps; r++)
-            {
-                Thread.Sleep(settle);
-                a[r] = ClockRun();
-                Thread.Sleep(settle);
-                b[r] = LlamaRun();
-            }
-            var row = new Row(name, type, t, $"tg{n}-{(constrained ? "grammar" : "greedy")}", Throughput.Median(a), Throughput.Median(b));
-            rows.Add(row);
-            Console.WriteLine($"| {name,-28} | {type,6} | {t,7} | {row.Test,7} | {row.ClockLM,12:F2} | {row.LlamaCpp,14:F2} | {row.Ratio,6:F2} |");
+            var (a, b, _) = Measure(repetition, ClockRun, LlamaRun);
+            rows.Add(Report(name, type, t, $"tg{n}-{(constrained ? "grammar" : "greedy")}", a, b));
         }
         Console.WriteLine($"  grammar/greedy: ClockLM {rows[1].ClockLM / rows[0].ClockLM:F3}, llama.cpp {rows[1].LlamaCpp / rows[0].LlamaCpp:F3}");
         return rows;

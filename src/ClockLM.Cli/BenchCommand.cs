@@ -26,10 +26,14 @@ internal static class BenchCommand
         var kernels = ModelOptions.KernelsOption();
         var grammar = new Option<string?>("--grammar") { Description = "Also measure greedy decoding with and without this GBNF grammar (rows tgN-greedy and tgN-grammar)" };
         var jsonSchema = new Option<string?>("--json-schema") { Description = "As --grammar, with the grammar of this JSON schema (a file, or the schema itself)" };
+        var text = new Option<string?>("--prompt") { Description = "With --model-draft or --lookup: the text to continue greedily, with and without drafts (default: the pp and tg rows' random tokens are no use to drafts)" };
+        var textFile = new Option<string?>("--prompt-file") { Description = "As --prompt, read from this file (UTF-8)" };
+        var speculative = new SpeculativeArguments();
         var cacheTypes = new CacheTypeOptions();
         var command = new Command("bench", "Measure prompt (pp) and generation (tg) speed, like llama-bench");
-        foreach (var o in new Option[] { model, tokenizer, prompt, gen, threads, reps, ubatch, batch, depth, kernels, grammar, jsonSchema, json }) command.Options.Add(o);
+        foreach (var o in new Option[] { model, tokenizer, prompt, gen, threads, reps, ubatch, batch, depth, kernels, grammar, jsonSchema, json, text, textFile }) command.Options.Add(o);
         cacheTypes.AddTo(command);
+        speculative.AddTo(command);
         command.SetAction(result => CommandErrors.Run(() =>
         {
             int[] threadCounts = ParseThreads(result.GetValue(threads)!);
@@ -46,7 +50,12 @@ internal static class BenchCommand
             int[] depths = ParseCounts(result.GetValue(depth)!, "--depth", min: 0);
             var cache = cacheTypes.Read(result);
             string path = result.GetValue(model)!;
-            using var m = Model.Load(path, result.GetValue(tokenizer), ModelOptions.Options(result, kernels));
+            var loadOptions = ModelOptions.Options(result, kernels);
+            using var m = Model.Load(path, result.GetValue(tokenizer), loadOptions);
+            var drafting = speculative.Create(result, m, loadOptions, out var draftModel);
+            using var draftFile = draftModel;
+            int[]? draftPrompt = DraftPrompt(result, text, textFile, m, drafting);
+            if (drafting is not null && n == 0) throw new UsageException("--model-draft and --lookup need -n tokens to generate");
             Console.Error.WriteLine($"kernels: {m.Weights.Kernels.Describe()}");
             string type = m.Weights.Layers[0].Wq.Type.ToString();
             string size = $"{m.FileBytes / 1048576.0:F2} MiB";
@@ -76,12 +85,35 @@ internal static class BenchCommand
                     Console.Out.WriteLine($"  grammar/plain (medians): {constrained.Median / plain.Median:F3}; last run: {stats.MaskComputations} allowed sets walked " +
                         $"({stats.TrieNodesVisited} trie nodes), {stats.MaskCacheHits} from the cache, {stats.States} grammar states");
                 }
+                if (drafting is null) continue;
+                // Greedy decoding of a real prompt without and with drafts (the same tokens, checked), alternating.
+                var spec = SpeculativeThroughput.Measure(m, drafting, draftPrompt!, n, t, r);
+                Print(t, 0, spec.Plain);
+                Print(t, 0, spec.Drafted);
+                Console.Error.WriteLine($"speculative, {t} threads: {spec.Tokens} tokens per run, {spec.Speedup:F2}x the plain median; " +
+                    $"drafted {spec.Stats.Drafted} tokens in {spec.Stats.Passes} passes, accepted {spec.Stats.Accepted} ({spec.Stats.AcceptanceRate:P1}); same tokens as without drafts");
             }
             if (result.GetValue(json) is { } jsonPath)
                 File.WriteAllText(jsonPath, rows.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>The prompt speculative rows continue: --prompt or --prompt-file, tokenized; null without drafting.</summary>
+    private static int[]? DraftPrompt(ParseResult result, Option<string?> text, Option<string?> file, Model m, ClockLM.Generation.SpeculativeOptions? drafting)
+    {
+        string? given = result.GetValue(text), path = result.GetValue(file);
+        if (given is not null && path is not null) throw new UsageException("--prompt and --prompt-file cannot be combined");
+        if (drafting is null)
+        {
+            if (given is not null || path is not null) throw new UsageException("--prompt and --prompt-file are for --model-draft or --lookup rows");
+            return null;
+        }
+        string prompt = path is not null ? File.ReadAllText(path) : given ?? throw new UsageException("--model-draft and --lookup rows need --prompt TEXT or --prompt-file FILE to continue");
+        var ids = m.Tokenizer.Encode(prompt).ToArray();
+        if (ids.Length == 0) throw new UsageException("the prompt has no tokens");
+        return ids;
     }
 
     /// <summary>"0,2048" → [0, 2048]: counts of at least <paramref name="min"/>; anything else is a usage error naming

@@ -30,7 +30,9 @@ internal static class ChatCommand
         var contextShift = new Option<bool>("--context-shift") { Description = "When an answer fills the context, drop half of it (after the system prompt) and go on" };
 
         var command = new Command("chat", "Chat with a model in the terminal");
+        var speculative = new SpeculativeArguments();
         model.AddTo(command);
+        speculative.AddTo(command);
         steering.AddTo(command);
         lora.AddTo(command);
         foreach (var o in new Option[] { maxNew, temp, seed, ctx, system, toolsFile, toolChoice, contextShift })
@@ -69,11 +71,13 @@ internal static class ChatCommand
             using var m = model.Load(result);
             lora.Apply(result, m);
             ModelOptions.WarnAboveTrainedContext(m, contextLength);
+            var drafting = speculative.Create(result, m, ModelOptions.Options(result, model.Kernels), out var draftModel);
+            using var draftFile = draftModel;
             if (shift && m.Config.Rope == ClockLM.Models.RopeStyle.None)
                 throw new UsageException($"--context-shift: {Path.GetFileName(m.Path)} has learned absolute positions, not RoPE, so its context cannot shift");
             using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions
             {
-                Slots = 1, ContextLength = contextLength, Pool = pool, Steering = steering.Build(result, m), KvCache = cache, ContextShift = shift,
+                Slots = 1, ContextLength = contextLength, Pool = pool, Steering = steering.Build(result, m), KvCache = cache, ContextShift = shift, Speculative = drafting,
                 Logger = new StderrLogger(Microsoft.Extensions.Logging.LogLevel.Warning),
             });
             var prompt = new ChatPrompt(m);

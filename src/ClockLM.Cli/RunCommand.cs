@@ -35,7 +35,9 @@ internal static class RunCommand
         var keep = new Option<int>("--keep") { Description = "Prompt tokens a context shift keeps after BOS (-1: the whole prompt)", DefaultValueFactory = _ => 0 };
 
         var command = new Command("run", "Generate text from a prompt");
+        var speculative = new SpeculativeArguments();
         model.AddTo(command);
+        speculative.AddTo(command);
         steering.AddTo(command);
         lora.AddTo(command);
         foreach (var o in new Option[] { maxNew, temp, topK, topP, minP, repeat, seed, ctx, json, chat, system, ubatch, grammar, jsonSchema, contextShift, keep })
@@ -66,6 +68,8 @@ internal static class RunCommand
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
             lora.Apply(result, m);
+            var drafting = speculative.Create(result, m, ModelOptions.Options(result, model.Kernels), out var draftModel);
+            using var draftFile = draftModel;
             ModelOptions.WarnAboveTrainedContext(m, contextLength);
             var cache = cacheTypes.Read(result);
             int kept = result.GetValue(keep);
@@ -79,7 +83,7 @@ internal static class RunCommand
             generator.Transformer.Steering = steering.Build(result, m);
             if (result.GetValue(ubatch) is { } ub)
                 generator.Transformer.MicroBatch = ub >= 1 ? ub : throw new UsageException($"--ubatch is {ub}, expected at least 1");
-            var options = new GenerationOptions { MaxNewTokens = n, Sampler = sampler, Grammar = constraint, ContextShift = shift, KeepTokens = kept };
+            var options = new GenerationOptions { MaxNewTokens = n, Sampler = sampler, Grammar = constraint, ContextShift = shift, KeepTokens = kept, Speculative = drafting };
             bool asJson = result.GetValue(json);
             var stdout = Console.Out;
             if (result.GetValue(system) is not null && !result.GetValue(chat))
@@ -125,6 +129,9 @@ internal static class RunCommand
                         ["decode_ms"] = output.DecodeTime.TotalMilliseconds,
                         ["decode_tokens_per_second"] = output.DecodeTokensPerSecond,
                     },
+                    ["speculative"] = output.Speculative is { } stats
+                        ? new JsonObject { ["passes"] = stats.Passes, ["drafted"] = stats.Drafted, ["accepted"] = stats.Accepted, ["acceptance"] = stats.AcceptanceRate }
+                        : null,
                 }.ToJsonString());
             }
             else
@@ -133,7 +140,10 @@ internal static class RunCommand
             }
             Console.Error.WriteLine(
                 $"prompt: {output.PromptIds.Length} tokens, {output.PromptTokensPerSecond:F1} tokens/s; " +
-                $"decode: {output.GeneratedIds.Length} tokens, {output.DecodeTokensPerSecond:F1} tokens/s");
+                $"decode: {output.GeneratedIds.Length} tokens, {output.DecodeTokensPerSecond:F1} tokens/s" +
+                (output.Speculative is { } drafted
+                    ? $"; drafted {drafted.Drafted} tokens in {drafted.Passes} passes, accepted {drafted.Accepted} ({drafted.AcceptanceRate:P1})"
+                    : ""));
             return 0;
         }));
         return command;

@@ -30,7 +30,9 @@ internal static class ServeCommand
         var contextShift = new Option<bool>("--context-shift") { Description = "When a generation fills its context, drop half of it (after n_keep tokens) and go on" };
 
         var command = new Command("serve", "Serve models over OpenAI- and Ollama-compatible HTTP APIs");
+        var speculative = new SpeculativeArguments();
         model.AddTo(command);
+        speculative.AddTo(command);
         steering.AddTo(command);
         lora.AddTo(command);
         foreach (var o in new Option[] { steerDir, host, port, parallel, queue, ctx, apiKey, maxBody, log, allowedHosts, cors, modelsDir, keepAlive, maxLoaded, contextShift })
@@ -96,6 +98,7 @@ internal static class ServeCommand
                 if (budget is <= 0) throw new UsageException($"--max-loaded-bytes is {budget}, expected a positive number of bytes");
                 int threads = result.GetValue(model.Threads);
                 if (threads is < 1 or > 1024) throw new UsageException($"--threads is {threads}, expected 1 to 1024");
+                schedulerOptions = schedulerOptions with { Speculative = speculative.Create(result, null, ModelOptions.Options(result, model.Kernels), out _) };
                 using var registry = ModelRegistry.FromFolder(dir, new ModelFolderOptions
                 {
                     Scheduler = schedulerOptions,
@@ -113,10 +116,12 @@ internal static class ServeCommand
             using var m = model.Load(result);
             lora.Apply(result, m);
             ModelOptions.WarnAboveTrainedContext(m, contextLength);
+            var drafting = speculative.Create(result, m, ModelOptions.Options(result, model.Kernels), out var draftModel);
+            using var draftFile = draftModel;
             if (shift && m.Config.Rope == ClockLM.Models.RopeStyle.None)
                 throw new UsageException($"--context-shift: {Path.GetFileName(m.Path)} has learned absolute positions, not RoPE, so its context cannot shift");
             var steeringVectors = result.GetValue(steerDir) is { } vectors ? SteeringOptions.LoadDirectory(vectors, m) : [];
-            using var scheduler = new SlotScheduler(m, schedulerOptions with { Pool = pool, Steering = steering.Build(result, m) });
+            using var scheduler = new SlotScheduler(m, schedulerOptions with { Pool = pool, Steering = steering.Build(result, m), Speculative = drafting });
             var server = new ClockLMServer(scheduler, serverOptions with { SteeringVectors = steeringVectors });
             return Serve(server, hostName, p, $"model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}, KV cache {schedulerOptions.KvCache}");
         }));

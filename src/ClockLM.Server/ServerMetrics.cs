@@ -35,6 +35,10 @@ internal sealed class ServerMetrics
         Metric("clocklm_generated_tokens_total", "counter", "Tokens generated.", s.GeneratedTokens);
         Metric("clocklm_batched_tokens_total", "counter", "Tokens decoded in steps that ran several slots in one pass over the weights.", s.BatchedTokens);
         Metric("clocklm_batch_fallbacks_total", "counter", "Batched steps that failed, after which their slots ran one by one.", s.BatchFallbacks);
+        Metric("clocklm_draft_passes_total", "counter", "Speculative decoding: slot steps that verified drafted tokens.", s.DraftPasses);
+        Metric("clocklm_drafted_tokens_total", "counter", "Speculative decoding: tokens drafted.", s.DraftedTokens);
+        Metric("clocklm_draft_accepted_tokens_total", "counter", "Speculative decoding: drafted tokens the model chose too.", s.AcceptedDraftTokens);
+        Metric("clocklm_draft_fallbacks_total", "counter", "Speculative decoding: drafts that failed, after which the token ran without drafts.", s.DraftFallbacks);
         Metric("clocklm_kernel_fallbacks", "gauge", "Fast paths the served models run without: matrices packing had to leave in their file layout, kernels below the fast path (logged when it loaded).", kernelFallbacks);
         Metric("clocklm_context_shifts_total", "counter", "Generations that filled their context and went on after dropping half of it.", s.ContextShifts);
         Metric("clocklm_generated_tokens_per_second", "gauge", "Generated tokens per second of scheduler busy time.", s.GeneratedTokensPerSecond);

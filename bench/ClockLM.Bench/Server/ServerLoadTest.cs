@@ -7,18 +7,24 @@ using ClockLM.Generation;
 using ClockLM.Models;
 using ClockLM.Sampling;
 using ClockLM.Server;
+using ClockLM.Tensors;
 
 namespace ClockLM.Bench.Server;
 
 /// <summary>
-/// Load test of the HTTP server: N concurrent streaming clients for a fixed time against a server on 127.0.0.1, then
-/// every answer is checked against the same request run alone (same prompt, settings and seed) by the engine's plain
-/// generation loop. Reports time to first token (p50/p99), aggregate generated tokens/s, failures and mismatches.
-/// Usage: <c>ClockLM.Bench --serve-load [--model M] [--clients 16] [--seconds 60] [--slots 16]</c>.
+/// Load test of an OpenAI-compatible server: N concurrent streaming clients send completions for a fixed time, each
+/// client one request after another; reports aggregate generated tokens/s, time to first token (p50/p99) and the
+/// time between streamed tokens (p50/p99). By default the server is ClockLM's own, started in this process on
+/// 127.0.0.1 with --slots slots on --threads threads, and every answer is then checked against the same request run
+/// alone (same prompt, settings and seed) by the plain generation loop. With --url the same load goes to any
+/// OpenAI-compatible server (`clocklm serve`, llama.cpp's llama-server, ...), naming --api-model in the requests (by
+/// default the first model its /v1/models lists); nothing is checked then.
+/// Usage: <c>ClockLM.Bench --serve-load [--model M | --url URL [--api-model NAME]] [--clients 8] [--seconds 60]
+/// [--max-tokens 64] [--slots N] [--threads T] [--lookup N | --model-draft M] [--draft-max K]</c>.
 /// </summary>
 public static class ServerLoadTest
 {
-    private sealed record Sample(string Prompt, ulong Seed, int MaxTokens, string Text, int Tokens, double TtftMs, string? Error);
+    private sealed record Sample(string Prompt, ulong Seed, int MaxTokens, string Text, int Tokens, double TtftMs, double[] GapsMs, string? Error);
 
     private static readonly string[] Prompts =
     [
@@ -28,22 +34,69 @@ public static class ServerLoadTest
 
     public static int Run(string[] args)
     {
-        string model = Option(args, "--model") ?? DefaultModel();
-        int clients = int.Parse(Option(args, "--clients") ?? "16", CultureInfo.InvariantCulture);
-        int seconds = int.Parse(Option(args, "--seconds") ?? "60", CultureInfo.InvariantCulture);
-        int slots = int.Parse(Option(args, "--slots") ?? clients.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
-        return RunAsync(model, clients, TimeSpan.FromSeconds(seconds), slots).GetAwaiter().GetResult();
+        string? url = Option(args, "--url");
+        string model = Option(args, "--model") ?? (url is null ? DefaultModel() : "");
+        int clients = Int(args, "--clients", 8);
+        int seconds = Int(args, "--seconds", 60);
+        int maxTokens = Int(args, "--max-tokens", 64);
+        int slots = Int(args, "--slots", clients);
+        int threads = Int(args, "--threads", Environment.ProcessorCount);
+        string? apiModel = Option(args, "--api-model");
+        if (clients < 1 || seconds < 1 || maxTokens < 1 || slots < 1 || threads < 1)
+        {
+            Console.Error.WriteLine("error: --clients, --seconds, --max-tokens, --slots and --threads must be 1 or more");
+            return 2;
+        }
+        if (url is not null)
+        {
+            var address = new Uri(url);
+            apiModel ??= FirstModel(address);
+            return RunAsync(address, apiModel, null, clients, TimeSpan.FromSeconds(seconds), maxTokens).GetAwaiter().GetResult();
+        }
+
+        using var m = Model.Load(model);
+        using var draft = Option(args, "--model-draft") is { } draftPath ? Model.Load(draftPath) : null;
+        SpeculativeOptions? speculative = null;
+        if (draft is not null || Option(args, "--lookup") is not null)
+            speculative = new SpeculativeOptions { DraftModel = draft, Lookup = Int(args, "--lookup", 0), DraftMax = Int(args, "--draft-max", 16) };
+        using var pool = new WorkerPool(threads - 1);
+        using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions { Slots = slots, QueueCapacity = clients * 2, Pool = pool, Speculative = speculative });
+        var server = new ClockLMServer(scheduler, new ServerOptions { Host = "127.0.0.1", Port = 0 });
+        server.StartAsync().GetAwaiter().GetResult();
+        try
+        {
+            Console.WriteLine($"ClockLM server {server.Address}, model {Path.GetFileName(model)}, {slots} slots, {threads} threads" +
+                (speculative is null ? "" : draft is not null ? $", draft model {Path.GetFileName(draft.Path)}" : $", lookup {speculative.Lookup}"));
+            var check = new Checker(m);
+            return RunAsync(server.Address!, server.ModelId!, check, clients, TimeSpan.FromSeconds(seconds), maxTokens).GetAwaiter().GetResult();
+        }
+        finally
+        {
+            var stats = scheduler.Stats;
+            Console.WriteLine($"scheduler: busy {stats.BusyTime.TotalSeconds:F1} s, {stats.GeneratedTokensPerSecond:F1} tokens/s busy, " +
+                $"{stats.BatchedTokens} tokens in steps of several slots" +
+                (stats.DraftedTokens > 0 ? $", drafted {stats.DraftedTokens}, accepted {stats.AcceptedDraftTokens}" : ""));
+            server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
     }
 
-    private static async Task<int> RunAsync(string modelPath, int clients, TimeSpan duration, int slots)
+    /// <summary>Checks answers against the same request run alone by the plain generation loop.</summary>
+    private sealed class Checker(Model model)
     {
-        using var model = Model.Load(modelPath);
-        using var scheduler = new SlotScheduler(model, new SlotSchedulerOptions { Slots = slots, QueueCapacity = clients * 2 });
-        var server = new ClockLMServer(scheduler, new ServerOptions { Host = "127.0.0.1", Port = 0 });
-        await server.StartAsync();
-        Console.WriteLine($"server {server.Address}, model {server.ModelId}, {slots} slots, {clients} clients, {duration.TotalSeconds} s");
+        private readonly Generator _generator = new(model);
 
-        using var http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromMinutes(5) };
+        public bool Matches(Sample s)
+        {
+            var alone = _generator.Generate(model.Tokenizer.Encode(s.Prompt).ToArray(),
+                new GenerationOptions { MaxNewTokens = s.MaxTokens, Sampler = new SamplerOptions { Temperature = 1.0f, Seed = s.Seed } });
+            return alone.Text == s.Text && alone.GeneratedIds.Length == s.Tokens;
+        }
+    }
+
+    private static async Task<int> RunAsync(Uri address, string apiModel, Checker? check, int clients, TimeSpan duration, int maxTokens)
+    {
+        Console.WriteLine($"{clients} streaming clients, {maxTokens}-token completions, {duration.TotalSeconds} s against {address}");
+        using var http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromMinutes(5) };
         var samples = new System.Collections.Concurrent.ConcurrentBag<Sample>();
         long nextSeed = 0;
         var clock = Stopwatch.StartNew();
@@ -54,56 +107,53 @@ public static class ServerLoadTest
             {
                 ulong seed = (ulong)Interlocked.Increment(ref nextSeed);
                 string prompt = Prompts[rng.Next(Prompts.Length)];
-                int max = rng.Next(16, 97);
-                samples.Add(await StreamAsync(http, prompt, seed, max));
+                samples.Add(await StreamAsync(http, apiModel, prompt, seed, maxTokens));
             }
         }));
         var wall = clock.Elapsed;
-        var stats = scheduler.Stats;
-        await server.DisposeAsync();
 
         var all = samples.ToList();
         var failed = all.Where(s => s.Error is not null).ToList();
         var ok = all.Where(s => s.Error is null).ToList();
-        Console.WriteLine($"{all.Count} requests in {wall.TotalSeconds:F1} s; checking each against the same request run alone...");
-
         int mismatches = 0;
-        var generator = new Generator(model);
-        foreach (var s in ok)
+        if (check is not null)
         {
-            var alone = generator.Generate(model.Tokenizer.Encode(s.Prompt).ToArray(),
-                new GenerationOptions { MaxNewTokens = s.MaxTokens, Sampler = new SamplerOptions { Temperature = 1.0f, Seed = s.Seed } });
-            if (alone.Text != s.Text || alone.GeneratedIds.Length != s.Tokens)
-            {
-                if (mismatches++ < 5) Console.WriteLine($"MISMATCH seed {s.Seed}: '{s.Text}' vs alone '{alone.Text}'");
-            }
+            Console.WriteLine($"{all.Count} requests in {wall.TotalSeconds:F1} s; checking each against the same request run alone...");
+            foreach (var s in ok)
+                if (!check.Matches(s) && mismatches++ < 5)
+                    Console.WriteLine($"MISMATCH seed {s.Seed}: '{s.Text}'");
         }
 
         var ttft = ok.Select(s => s.TtftMs).Order().ToArray();
+        var gaps = ok.SelectMany(s => s.GapsMs).Order().ToArray();
         long tokens = ok.Sum(s => (long)s.Tokens);
-        Console.WriteLine($"requests: {all.Count}, failed: {failed.Count}, mismatched: {mismatches}");
+        Console.WriteLine($"requests: {all.Count}, failed: {failed.Count}" + (check is null ? "" : $", mismatched: {mismatches}"));
         foreach (var f in failed.Take(5)) Console.WriteLine($"FAILED: {f.Error}");
         if (ttft.Length > 0)
             Console.WriteLine($"time to first token: p50 {Percentile(ttft, 0.50):F1} ms, p99 {Percentile(ttft, 0.99):F1} ms, max {ttft[^1]:F1} ms");
-        Console.WriteLine($"generated tokens: {tokens}, aggregate {tokens / wall.TotalSeconds:F1} tokens/s over {wall.TotalSeconds:F1} s " +
-                          $"(scheduler busy {stats.BusyTime.TotalSeconds:F1} s, {stats.GeneratedTokensPerSecond:F1} tokens/s busy)");
+        if (gaps.Length > 0)
+            Console.WriteLine($"between tokens: p50 {Percentile(gaps, 0.50):F1} ms, p99 {Percentile(gaps, 0.99):F1} ms");
+        Console.WriteLine($"generated tokens: {tokens}, aggregate {tokens / wall.TotalSeconds:F1} tokens/s over {wall.TotalSeconds:F1} s");
         return failed.Count == 0 && mismatches == 0 ? 0 : 1;
     }
 
-    private static async Task<Sample> StreamAsync(HttpClient http, string prompt, ulong seed, int max)
+    /// <summary>One streamed completion. Tokens are the usage's completion_tokens when the server reports it, else the
+    /// streamed pieces; the gaps are the times between pieces after the first.</summary>
+    private static async Task<Sample> StreamAsync(HttpClient http, string apiModel, string prompt, ulong seed, int max)
     {
         var started = Stopwatch.StartNew();
-        double ttft = -1;
+        double ttft = -1, last = 0;
+        var gaps = new List<double>();
         try
         {
-            string body = JsonSerializer.Serialize(new { prompt, seed, max_tokens = max, temperature = 1.0, stream = true, stream_options = new { include_usage = true } });
+            string body = JsonSerializer.Serialize(new { model = apiModel, prompt, seed, max_tokens = max, temperature = 1.0, stream = true, stream_options = new { include_usage = true } });
             using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
             using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
             if (!response.IsSuccessStatusCode)
-                return new Sample(prompt, seed, max, "", 0, 0, $"HTTP {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
+                return new Sample(prompt, seed, max, "", 0, 0, [], $"HTTP {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
             var text = new StringBuilder();
-            int tokens = -1;
+            int tokens = -1, pieces = 0;
             bool done = false;
             while (await reader.ReadLineAsync() is { } line)
             {
@@ -111,21 +161,35 @@ public static class ServerLoadTest
                 string data = line[6..];
                 if (data == "[DONE]") { done = true; break; }
                 var root = JsonDocument.Parse(data).RootElement;
-                var choices = root.GetProperty("choices");
-                if (choices.GetArrayLength() > 0 && choices[0].GetProperty("text").GetString() is { Length: > 0 } piece)
+                if (root.TryGetProperty("choices", out var choices) && choices.GetArrayLength() > 0
+                    && choices[0].TryGetProperty("text", out var t) && t.GetString() is { Length: > 0 } piece)
                 {
-                    if (ttft < 0) ttft = started.Elapsed.TotalMilliseconds;
+                    double now = started.Elapsed.TotalMilliseconds;
+                    if (ttft < 0) ttft = now;
+                    else gaps.Add(now - last);
+                    last = now;
+                    pieces++;
                     text.Append(piece);
                 }
-                if (root.TryGetProperty("usage", out var usage)) tokens = usage.GetProperty("completion_tokens").GetInt32();
+                if (root.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object)
+                    tokens = usage.GetProperty("completion_tokens").GetInt32();
             }
-            if (!done || tokens < 0) return new Sample(prompt, seed, max, text.ToString(), 0, ttft, "stream ended without usage and [DONE]");
-            return new Sample(prompt, seed, max, text.ToString(), tokens, ttft < 0 ? started.Elapsed.TotalMilliseconds : ttft, null);
+            if (!done) return new Sample(prompt, seed, max, text.ToString(), 0, ttft, [], "stream ended without [DONE]");
+            return new Sample(prompt, seed, max, text.ToString(), tokens >= 0 ? tokens : pieces,
+                ttft < 0 ? started.Elapsed.TotalMilliseconds : ttft, gaps.ToArray(), null);
         }
-        catch (Exception e) when (e is HttpRequestException or IOException or JsonException or TaskCanceledException)
+        catch (Exception e) when (e is HttpRequestException or IOException or JsonException or TaskCanceledException or KeyNotFoundException)
         {
-            return new Sample(prompt, seed, max, "", 0, 0, e.Message);
+            return new Sample(prompt, seed, max, "", 0, 0, [], e.Message);
         }
+    }
+
+    /// <summary>The id of the first model the server's /v1/models lists.</summary>
+    private static string FirstModel(Uri address)
+    {
+        using var http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(30) };
+        string json = http.GetStringAsync("/v1/models").GetAwaiter().GetResult();
+        return JsonDocument.Parse(json).RootElement.GetProperty("data")[0].GetProperty("id").GetString()!;
     }
 
     private static double Percentile(double[] sorted, double p) => sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p * sorted.Length) - 1)];
@@ -135,6 +199,9 @@ public static class ServerLoadTest
         int i = Array.IndexOf(args, name);
         return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
     }
+
+    private static int Int(string[] args, string name, int fallback) =>
+        Option(args, name) is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
 
     private static string DefaultModel()
     {

@@ -33,6 +33,8 @@ public sealed class SlotScheduler : IDisposable
 
     // Counters (written by the scheduler thread or under _gate, read by Stats).
     private long _completed, _cancelled, _failed, _rejected, _promptTokens, _generatedTokens, _busyTicks, _batchedTokens, _batchFallbacks, _contextShifts;
+    private long _draftPasses, _draftedTokens, _acceptedTokens, _draftFallbacks;
+    private readonly SpeculativeOptions? _speculative;
 
     /// <summary>Creates the slots and starts the scheduler thread.</summary>
     public SlotScheduler(Model model, SlotSchedulerOptions? options = null)
@@ -45,10 +47,14 @@ public sealed class SlotScheduler : IDisposable
         _model = model;
         _options = options;
         model.CheckMemoryFor(options.ContextLength ?? model.Config.ContextLength, options.Slots, options.KvCache);
+        if (options.Speculative?.Validate() is { } problem) throw new ArgumentException(problem, nameof(options));
+        _speculative = options.Speculative;
         _slots = new Slot[options.Slots];
         for (int i = 0; i < _slots.Length; i++)
             _slots[i] = new Slot(i, model.CreateTransformer(options.ContextLength, options.Pool, options.KvCache));
         ContextLength = _slots[0].Transformer.ContextLength;
+        foreach (var slot in _slots)
+            (slot.Drafter, slot.Draft) = (_speculative?.CreateDrafter(model, ContextLength, options.Pool), new int[_speculative?.DraftMax ?? 0]);
         if (options.Steering is { } steering && (steering.Layers != model.Config.Layers || steering.Dim != model.Config.Dim))
             throw new ArgumentException($"the steering is for {steering.Layers} layers of width {steering.Dim}; the model has {model.Config.Layers} of width {model.Config.Dim}", nameof(options));
         if (options.ContextShift && !_slots[0].Transformer.CanShiftContext)
@@ -136,6 +142,10 @@ public sealed class SlotScheduler : IDisposable
                 {
                     BatchedTokens = _batchedTokens,
                     BatchFallbacks = _batchFallbacks,
+                    DraftPasses = _draftPasses,
+                    DraftedTokens = _draftedTokens,
+                    AcceptedDraftTokens = _acceptedTokens,
+                    DraftFallbacks = _draftFallbacks,
                     ContextShifts = _contextShifts,
                 };
             }
@@ -222,79 +232,153 @@ public sealed class SlotScheduler : IDisposable
     }
 
     /// <summary>
-    /// One round: every active slot advances one step. Prompts are evaluated in chunks; then the decoding slots advance
-    /// one token together, in one pass over the weights (<see cref="BatchDecoder"/>).
+    /// One round: every active slot advances one step, all of them in one pass over the weights
+    /// (<see cref="BatchDecoder.Run"/>): the next chunks of the prompts being read (at most
+    /// <see cref="SlotSchedulerOptions.PrefillChunk"/> prompt tokens in all, the earliest request first), and every
+    /// decoding slot's last token with the tokens drafted after it. Each slot then samples from its own rows' logits,
+    /// which are bit-identical to running the slot alone.
     /// </summary>
     private void Round(List<Slot> active)
     {
-        var decoding = new List<Slot>(active.Count);
+        var stepping = new List<Slot>(active.Count);
         foreach (var slot in active)
         {
-            if (slot.Job!.Cancellation.IsCancellationRequested) { Finish(slot, FinishReason.Cancelled); continue; }
-            if (slot.Prefilled < slot.Prompt.Length) Guard(slot, () => Prefill(slot));
-            else decoding.Add(slot);
+            if (slot.Job!.Cancellation.IsCancellationRequested) Finish(slot, FinishReason.Cancelled);
+            else stepping.Add(slot);
         }
-        DecodeAll(decoding);
-    }
-
-    private void Prefill(Slot slot)
-    {
-        int n = Math.Min(_options.PrefillChunk, slot.Prompt.Length - slot.Prefilled);
-        var logits = slot.Transformer.Evaluate(slot.Prompt.AsSpan(slot.Prefilled, n), slot.Prefilled);
-        slot.Prefilled += n;
-        slot.Position = slot.Prefilled;
-        if (slot.Prefilled < slot.Prompt.Length) return;
-        slot.PromptTime = Stopwatch.GetElapsedTime(slot.StartedAt);
-        slot.DecodeStartedAt = Stopwatch.GetTimestamp();
-        lock (_gate) _promptTokens += slot.Prompt.Length;
-        if (slot.Embedding is not null) Finish(slot, FinishReason.Stop);
-        else Commit(slot, logits);
-    }
-
-    private void DecodeAll(List<Slot> decoding)
-    {
-        if (decoding.Count >= 2 && TryDecodeTogether(decoding)) return;
-        foreach (var slot in decoding)
-            Guard(slot, () =>
-            {
-                var logits = slot.Transformer.Forward(slot.LastToken, slot.Position);
-                slot.Position++;
-                Commit(slot, logits);
-            });
-    }
-
-    /// <summary>One batched step for all decoding slots, each then sampled from its own logits (bit-identical to a
-    /// forward pass per slot). False, with no slot advanced, when the step fails: the failure is logged and counted
-    /// (<see cref="SchedulerStats.BatchFallbacks"/>), and the slots then run one by one, where a slot's own error ends
-    /// its request only.</summary>
-    private bool TryDecodeTogether(List<Slot> decoding)
-    {
-        int n = decoding.Count;
-        if (_batch.Length < n) (_batch, _batchTokens, _batchPositions) = (new Transformer[n], new int[n], new int[n]);
-        for (int i = 0; i < n; i++)
-            (_batch[i], _batchTokens[i], _batchPositions[i]) = (decoding[i].Transformer, decoding[i].LastToken, decoding[i].Position);
+        if (stepping.Count == 0) return;
+        Plan(stepping);
+        if (stepping.Count == 1)
+        {
+            Guard(stepping[0], () => { RunRows(stepping); Advance(stepping[0]); });
+            return;
+        }
         try
         {
-            _decoder.Step(_batch.AsSpan(0, n), _batchTokens.AsSpan(0, n), _batchPositions.AsSpan(0, n));
+            RunRows(stepping);
         }
         catch (Exception e)
         {
             lock (_gate) _batchFallbacks++;
-            _options.Logger?.LogWarning(e, "a batched decoding step of {Slots} slots failed; the slots run one by one", n);
-            return false;
+            _options.Logger?.LogWarning(e, "a batched step of {Slots} slots failed; the slots run one by one", stepping.Count);
+            foreach (var slot in stepping)
+                Guard(slot, () => { RunRows([slot]); Advance(slot); });
+            return;
+        }
+        foreach (var slot in stepping)
+        {
+            long before = slot.Generated.Count;
+            Guard(slot, () => Advance(slot));
+            lock (_gate) _batchedTokens += slot.Generated.Count - before;
+        }
+    }
+
+    /// <summary>What each slot runs this round: the prompt tokens of its next chunk, or the tokens drafted after its last
+    /// token.</summary>
+    private void Plan(List<Slot> stepping)
+    {
+        int budget = _options.PrefillChunk;
+        foreach (var slot in stepping.OrderBy(s => s.StartedAt))
+        {
+            (slot.ChunkRows, slot.DraftCount) = (0, 0);
+            if (slot.Reading)
+            {
+                slot.ChunkRows = Math.Min(budget, slot.Prompt.Length - slot.Prefilled);
+                budget -= slot.ChunkRows;
+            }
+            else if (slot.Drafter is { } drafter && !slot.Job!.Request.ClockSummary)
+            {
+                // Drafts for the tokens still wanted after this one, within the context; a drafter that fails costs only
+                // its drafts.
+                int max = Math.Min(Math.Min(slot.DraftLength.Next(_speculative!.DraftMin, _speculative.DraftMax), slot.Job.MaxTokens - slot.Generated.Count - 1), ContextLength - 1 - slot.Position);
+                if (max < Math.Max(1, _speculative.DraftMin)) continue;
+                try
+                {
+                    int k = drafter.Draft(CollectionsMarshal.AsSpan(slot.History), slot.Draft.AsSpan(0, max));
+                    slot.DraftCount = k >= _speculative.DraftMin ? k : 0;
+                }
+                catch (Exception e)
+                {
+                    lock (_gate) _draftFallbacks++;
+                    _options.Logger?.LogWarning(e, "drafting for slot {Slot} failed; its token runs without drafts", slot.Index);
+                }
+            }
+        }
+    }
+
+    /// <summary>Runs the slots' rows in one pass: first the prompt tokens whose logits nobody reads, then the rows whose
+    /// logits are sampled (a prompt's last token; a decoding slot's token and its drafts).</summary>
+    private void RunRows(List<Slot> slots)
+    {
+        int rows = 0;
+        foreach (var slot in slots) rows += slot.Reading ? slot.ChunkRows : 1 + slot.DraftCount;
+        if (_batch.Length < rows) (_batch, _batchTokens, _batchPositions) = (new Transformer[rows], new int[rows], new int[rows]);
+        int row = 0;
+        void Add(Slot slot, int token, int position) => (_batch[row], _batchTokens[row], _batchPositions[row++]) = (slot.Transformer, token, position);
+        foreach (var slot in slots)
+        {
+            bool last = slot.Prefilled + slot.ChunkRows == slot.Prompt.Length;
+            for (int i = 0; i < slot.ChunkRows - (last ? 1 : 0); i++) Add(slot, slot.Prompt[slot.Prefilled + i], slot.Prefilled + i);
+        }
+        int logitsFrom = row;
+        foreach (var slot in slots)
+        {
+            slot.LogitsRow = row;
+            if (slot.Reading)
+            {
+                int end = slot.Prefilled + slot.ChunkRows;
+                if (end == slot.Prompt.Length) Add(slot, slot.Prompt[end - 1], end - 1);
+                continue;
+            }
+            Add(slot, slot.LastToken, slot.Position);
+            for (int i = 0; i < slot.DraftCount; i++) Add(slot, slot.Draft[i], slot.Position + 1 + i);
+        }
+        try
+        {
+            _decoder.Run(_batch.AsSpan(0, rows), _batchTokens.AsSpan(0, rows), _batchPositions.AsSpan(0, rows), logitsFrom);
         }
         finally
         {
             Array.Clear(_batch);
         }
-        lock (_gate) _batchedTokens += n;
-        foreach (var slot in decoding)
-            Guard(slot, () =>
-            {
-                slot.Position++;
-                Commit(slot, slot.Transformer.Logits);
-            });
-        return true;
+    }
+
+    /// <summary>A slot's step after its rows ran: its prompt read on, or its tokens sampled, the token after each accepted
+    /// draft from the next row, until a sampled token differs from the draft (the rows after it are dropped: the next
+    /// token runs there) or the job ends.</summary>
+    private void Advance(Slot slot)
+    {
+        if (slot.Reading)
+        {
+            if (slot.ChunkRows == 0) return; // its prompt waits for the next round
+            slot.Prefilled += slot.ChunkRows;
+            slot.Position = slot.Prefilled;
+            if (slot.Prefilled < slot.Prompt.Length) return;
+            slot.PromptTime = Stopwatch.GetElapsedTime(slot.StartedAt);
+            slot.DecodeStartedAt = Stopwatch.GetTimestamp();
+            lock (_gate) _promptTokens += slot.Prompt.Length;
+            if (slot.Embedding is not null) Finish(slot, FinishReason.Stop);
+            else Commit(slot, _decoder.RowLogits(slot.LogitsRow));
+            return;
+        }
+        int accepted = 0;
+        for (int j = 0; ; j++)
+        {
+            slot.Position++;
+            Commit(slot, _decoder.RowLogits(slot.LogitsRow + j));
+            if (slot.Job is null || j == slot.DraftCount || slot.LastToken != slot.Draft[j]) break;
+            accepted++;
+        }
+        if (slot.DraftCount == 0) return;
+        // The rows after the first rejected draft leave the KV cache: the next token runs where they began.
+        if (slot.Job is not null && accepted < slot.DraftCount) slot.Transformer.Cache.Truncate(slot.Position);
+        slot.DraftLength.Record(slot.DraftCount, accepted);
+        lock (_gate)
+        {
+            _draftPasses++;
+            _draftedTokens += slot.DraftCount;
+            _acceptedTokens += accepted;
+        }
     }
 
     /// <summary>Samples the next token from <paramref name="logits"/>, streams its text, and ends the job on a stop.</summary>
@@ -488,6 +572,13 @@ public sealed class SlotScheduler : IDisposable
         public CompletionJob? Job;
         public int[] Prompt = [];
         public int Prefilled, Position, LastToken;
+        public IDrafter? Drafter;      // proposes tokens after the last one when speculative decoding is on
+        public int[] Draft = [];       // (draft max) this round's drafted tokens
+        public DraftLength DraftLength; // drafts per round, following acceptance
+        public int ChunkRows, DraftCount, LogitsRow; // this round: prompt tokens run, tokens drafted, the first row with logits
+
+        /// <summary>True while the prompt is being read (no token sampled yet).</summary>
+        public bool Reading => Prefilled < Prompt.Length;
         public Sampler? Sampler;
         public StreamingDetokenizer? Detokenizer;
         public StopSequenceFilter? StopFilter;
@@ -540,6 +631,7 @@ public sealed class SlotScheduler : IDisposable
             Job = job;
             Prompt = job.Request.PromptIds;
             Prefilled = Position = 0;
+            DraftLength = default;
             LastToken = -1;
             var constraint = job.Request.Grammar is { } grammar
                 ? new GrammarConstraint(grammar, TokenTrie.For(model.Tokenizer, model.Config.VocabSize))
@@ -589,6 +681,18 @@ public sealed record SchedulerStats(int Slots, int ActiveSlots, int QueueDepth, 
 
     /// <summary>Batched steps that failed, after which their slots ran one by one.</summary>
     public long BatchFallbacks { get; init; }
+
+    /// <summary>Speculative decoding: slot steps that verified drafted tokens.</summary>
+    public long DraftPasses { get; init; }
+
+    /// <summary>Speculative decoding: tokens drafted into those steps.</summary>
+    public long DraftedTokens { get; init; }
+
+    /// <summary>Speculative decoding: drafted tokens the model chose too, whose rows were used.</summary>
+    public long AcceptedDraftTokens { get; init; }
+
+    /// <summary>Speculative decoding: drafts that failed, after which the slot's token ran without drafts.</summary>
+    public long DraftFallbacks { get; init; }
 
     /// <summary>Context shifts: generations that filled their context and went on after dropping half of it.</summary>
     public long ContextShifts { get; init; }

@@ -1,3 +1,4 @@
+using ClockLM.Generation;
 using ClockLM.Models;
 using ClockLM.Tensors;
 using Microsoft.Extensions.Logging;
@@ -16,7 +17,8 @@ public sealed record SlotSchedulerOptions
     /// <summary>Requests that may wait for a slot; beyond that <see cref="SlotScheduler.Submit"/> throws <see cref="QueueFullException"/>.</summary>
     public int QueueCapacity { get; init; } = 64;
 
-    /// <summary>Most prompt tokens one slot evaluates per round, so a long prompt does not stall the others.</summary>
+    /// <summary>Most prompt tokens evaluated per round, in all (the earliest request's first), so a long prompt does not
+    /// stall the slots that are decoding.</summary>
     public int PrefillChunk { get; init; } = 64;
 
     /// <summary>Steering of every request that brings none (<see cref="CompletionRequest.Steering"/>): a server's or a
@@ -25,6 +27,10 @@ public sealed record SlotSchedulerOptions
 
     /// <summary>Threads for the matrix-vector products (used by the single scheduler thread only); none when null.</summary>
     public WorkerPool? Pool { get; init; }
+
+    /// <summary>Speculative decoding in every slot: each drafts tokens after its last one, verified in the round's pass
+    /// (the same output, more tokens per pass); null for none.</summary>
+    public SpeculativeOptions? Speculative { get; init; }
 
     /// <summary>How each slot's KV cache stores keys and values (F16 when null).</summary>
     public KvCacheOptions? KvCache { get; init; }

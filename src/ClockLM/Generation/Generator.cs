@@ -22,6 +22,9 @@ public sealed record GenerationOptions
     /// <summary>Add BOS before the prompt when the tokenizer asks for it.</summary>
     public bool AddSpecial { get; init; } = true;
 
+    /// <summary>Speculative decoding: drafted tokens verified several at once (the same output, sooner); null for none.</summary>
+    public SpeculativeOptions? Speculative { get; init; }
+
     /// <summary>When the context is full, keep BOS and <see cref="KeepTokens"/> prompt tokens, drop half of the rest and
     /// go on (<see cref="Transformer.ShiftContext"/>), as llama.cpp's <c>--context-shift</c>; otherwise stop with
     /// <see cref="StopReason.ContextFull"/>. Default false.</summary>
@@ -65,6 +68,9 @@ public sealed record GenerationResult(
 
     /// <summary>Generated tokens per second (each needs one forward pass after the first).</summary>
     public double DecodeTokensPerSecond => GeneratedIds.Length / Math.Max(DecodeTime.TotalSeconds, 1e-9);
+
+    /// <summary>Verification passes, drafted and accepted tokens, when speculative decoding ran.</summary>
+    public SpeculativeStats? Speculative { get; init; }
 }
 
 /// <summary>
@@ -75,6 +81,8 @@ public sealed class Generator
 {
     private readonly Model _model;
     private readonly Transformer _transformer;
+    private readonly WorkerPool? _pool;
+    private (SpeculativeOptions Options, IDrafter Drafter)? _drafter; // kept from one generation to the next
 
     /// <summary>A generator over <paramref name="model"/> with a KV cache of <paramref name="contextLength"/> positions
     /// (the model's context length when null) of the types <paramref name="cache"/> gives (F16 when null), using
@@ -82,6 +90,7 @@ public sealed class Generator
     public Generator(Model model, int? contextLength = null, WorkerPool? pool = null, KvCacheOptions? cache = null)
     {
         _model = model;
+        _pool = pool;
         _transformer = model.CreateTransformer(contextLength, pool, cache);
     }
 
@@ -132,8 +141,15 @@ public sealed class Generator
         }
         if (!echoPrompt) detokenizer.Flush();
 
+        SpeculativeDecoder? speculative = null;
+        if (options.Speculative is { } drafting)
+        {
+            if (_drafter?.Options != drafting) _drafter = (drafting, drafting.CreateDrafter(_model, _transformer.ContextLength, _pool));
+            speculative = new SpeculativeDecoder(_transformer, _drafter.Value.Drafter, drafting);
+        }
+
         var clock = Stopwatch.StartNew();
-        var logits = _transformer.Evaluate(promptIds, 0);
+        var logits = speculative is null ? _transformer.Evaluate(promptIds, 0) : speculative.Evaluate(promptIds, 0);
         var promptTime = clock.Elapsed;
         clock.Restart();
 
@@ -159,14 +175,17 @@ public sealed class Generator
                 // llama.cpp's shift: keep the first tokens, drop half of the rest (n_discard = (n_past - n_keep) / 2).
                 int keep = Kept(promptIds, options.KeepTokens), discard = options.ContextShift ? (pos - keep) / 2 : 0;
                 if (discard < 1) { stop = StopReason.ContextFull; break; }
-                _transformer.ShiftContext(keep, discard);
+                if (speculative is null) _transformer.ShiftContext(keep, discard);
+                else speculative.ShiftContext(keep, discard);
                 pos -= discard;
             }
-            logits = _transformer.Forward(next, pos++);
+            // With drafts: no more than the tokens still wanted after this one.
+            logits = speculative is null ? _transformer.Forward(next, pos++) : speculative.Forward(next, pos++, options.MaxNewTokens - generated.Count - 1);
         }
         Emit(detokenizer.Flush());
         return new GenerationResult(promptIds, generated.ToArray(), text.ToString(), stop, promptTime, clock.Elapsed)
         {
+            Speculative = speculative?.Stats,
             GrammarStats = constraint?.Stats,
         };
     }

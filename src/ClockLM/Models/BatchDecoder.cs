@@ -82,4 +82,70 @@ public sealed class BatchDecoder
             _batch.Release(); // hold no sequence beyond the step
         }
     }
+
+    /// <summary>
+    /// Runs rows of several sequences in one pass over the weights: row i is tokens[i] at positions[i] of
+    /// sequences[i]. A sequence may have several rows — a prompt chunk, a token and the drafts after it — at consecutive
+    /// positions in the order given (its cache must hold the positions before its first row). Rows from
+    /// <paramref name="logitsFrom"/> on get logits, read with <see cref="RowLogits"/>; each row's are bit-identical to
+    /// running its sequence alone. A sequence is left as after its last row.
+    /// </summary>
+    /// <exception cref="ArgumentException">The spans differ in length, a sequence's rows are not at consecutive positions,
+    /// or a sequence does not share this decoder's weights.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A token or position is outside the vocabulary or the sequence's context,
+    /// or <paramref name="logitsFrom"/> is outside 0..rows.</exception>
+    /// <exception cref="InvalidOperationException">A sequence has a token in flight (stepped by <see cref="Transformer.Step"/>).</exception>
+    public void Run(ReadOnlySpan<Transformer> sequences, ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, int logitsFrom)
+    {
+        if (tokens.Length != sequences.Length || positions.Length != sequences.Length)
+            throw new ArgumentException($"{sequences.Length} rows need as many tokens and positions, got {tokens.Length} tokens and {positions.Length} positions");
+        if ((uint)logitsFrom > (uint)sequences.Length)
+            throw new ArgumentOutOfRangeException(nameof(logitsFrom), logitsFrom, $"expected 0 to the {sequences.Length} rows");
+        _logitRows = 0;
+        if (sequences.IsEmpty) return;
+        for (int i = 0; i < sequences.Length; i++)
+        {
+            var s = sequences[i];
+            if (!ReferenceEquals(s.Weights, Weights))
+                throw new ArgumentException($"row {i}'s sequence runs other weights than this decoder's", nameof(sequences));
+            if (s.TokenInFlight)
+                throw new InvalidOperationException($"row {i}'s sequence has a token in flight; finish it with Commit first");
+            if ((uint)tokens[i] >= (uint)Config.VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(tokens), tokens[i], $"row {i}: token id outside the vocabulary (0..{Config.VocabSize - 1})");
+            if ((uint)positions[i] >= (uint)s.ContextLength)
+                throw new ArgumentOutOfRangeException(nameof(positions), positions[i], $"row {i}: position outside its sequence's context (0..{s.ContextLength - 1})");
+            for (int j = i - 1; j >= 0; j--)
+                if (ReferenceEquals(sequences[j], s))
+                {
+                    if (positions[j] != positions[i] - 1)
+                        throw new ArgumentException($"rows {j} and {i} of one sequence are at positions {positions[j]} and {positions[i]}; its rows must be at consecutive positions in order", nameof(positions));
+                    break;
+                }
+        }
+        _batch.Load(sequences, tokens, positions, logitsFrom);
+        try
+        {
+            _pass.Run(_batch, _pool);
+            _logitRows = sequences.Length - logitsFrom;
+            // One row's logits went straight to its sequence.
+            _singleRowLogits = _logitRows == 1 ? sequences[logitsFrom].LogitsBuffer : null;
+        }
+        finally
+        {
+            _batch.Release();
+        }
+    }
+
+    private int _logitRows;            // rows of the last Run that have logits
+    private float[]? _singleRowLogits; // where they are when there is one
+
+    /// <summary>The logits of row <paramref name="row"/> of the last <see cref="Run"/> (vocab), for rows from its
+    /// logitsFrom on; overwritten by the next call.</summary>
+    public ReadOnlySpan<float> RowLogits(int row)
+    {
+        int first = _batch.Count - _logitRows;
+        if (row < first || row >= _batch.Count)
+            throw new ArgumentOutOfRangeException(nameof(row), row, _logitRows == 0 ? "the last run computed no logits" : $"rows {first} to {_batch.Count - 1} have logits");
+        return _singleRowLogits ?? _pass.RowLogits(_batch, row);
+    }
 }

@@ -9,6 +9,7 @@ public readonly unsafe struct TensorView
 {
     private readonly byte* _data;
     private readonly byte* _packed;
+    private readonly FiniteHalves? _halves;
 
     /// <summary>Creates a view over <paramref name="data"/>, which must hold rows*rowBytes bytes and outlive the view.</summary>
     public TensorView(GgmlType type, int rows, int cols, byte* data)
@@ -19,6 +20,7 @@ public readonly unsafe struct TensorView
         Rows = rows;
         Cols = cols;
         _data = data;
+        _halves = type == GgmlType.F16 ? new FiniteHalves() : null;
     }
 
     private TensorView(in TensorView view, byte* packed)
@@ -33,6 +35,9 @@ public readonly unsafe struct TensorView
 
     /// <summary>The rows packed eight at a time for the AVX2 products (<see cref="PackedRows"/>), or null.</summary>
     internal byte* Packed => _packed;
+
+    /// <summary>For F16 views: whether every value is finite, once a product has found out (shared by copies of the view).</summary>
+    internal FiniteHalves? Halves => _halves;
 
     /// <summary>True when the products read a packed copy of the rows rather than <see cref="Data"/>.</summary>
     internal bool IsPacked => _packed != null;

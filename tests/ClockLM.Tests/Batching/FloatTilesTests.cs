@@ -7,11 +7,12 @@ namespace ClockLM.Tests.Batching;
 /// The F16 and BF16 tiles take rows in pairs and vectors in threes over blocks of 512 columns, keeping their
 /// accumulators in memory between blocks: rows long enough for several blocks, a partial block, 8-value steps and a
 /// scalar tail, with row and vector counts that leave single rows and vectors over, must still give every vector
-/// exactly what MatVec gives it.
+/// exactly what MatVec gives it. Where AVX-512 runs, the eight-row tiles (512-bit accumulators, 1024 columns a block)
+/// are held to the same bits, over the same shapes and a single row.
 /// </summary>
 public class FloatTilesTests
 {
-    private static unsafe void AssertEqualsMatVec(GgmlType type, int rows, int cols, int count, WorkerPool? pool)
+    private static unsafe void AssertEqualsMatVec(GgmlType type, int rows, int cols, int count, WorkerPool? pool, KernelOptions? kernels = null)
     {
         var w = Quantize.Matrix(type, TestVectors.Gaussian(rows * cols, rows + cols, scale: 0.05f), rows, cols);
         var x = TestVectors.Gaussian(count * cols, count);
@@ -21,14 +22,13 @@ public class FloatTilesTests
         fixed (byte* p = w)
         {
             var view = new TensorView(type, rows, cols, p);
-            if (pool is null) MatMul.Multiply(view, x, y, count);
-            else MatMul.Multiply(view, x, y, count, pool);
+            MatMul.Multiply(view, x, y, count, pool, kernels ?? KernelOptions.Best);
             for (int t = 0; t < count; t++)
             {
                 MatVec.Multiply(view, x.AsSpan(t * cols, cols), expected);
                 for (int r = 0; r < rows; r++)
                     Assert.True(BitConverter.SingleToInt32Bits(expected[r]) == BitConverter.SingleToInt32Bits(y[t * rows + r]),
-                        $"{type} {rows}x{cols} x{count}: vector {t} row {r}: {y[t * rows + r]} vs matvec {expected[r]}");
+                        $"{type} {rows}x{cols} x{count} on {kernels ?? KernelOptions.Best}: vector {t} row {r}: {y[t * rows + r]} vs matvec {expected[r]}");
             }
         }
     }
@@ -50,5 +50,34 @@ public class FloatTilesTests
     {
         using var pool = new WorkerPool(2);
         AssertEqualsMatVec(GgmlType.F16, 157, 1195, 8, pool);
+    }
+
+    [TheoryNeeds(Cpu.Avx2)]
+    [InlineData(GgmlType.F16, 256)]
+    [InlineData(GgmlType.BF16, 256)]
+    public void OddWidthsAndOneRow_EqualMatVecBitForBit(GgmlType type, int width) => OddWidthsAndOneRow(type, width);
+
+    [TheoryNeeds(Cpu.Avx512BW)]
+    [InlineData(GgmlType.F16, 512)]
+    [InlineData(GgmlType.BF16, 512)]
+    public void EightRowTiles_OddWidthsAndOneRow_EqualMatVecBitForBit(GgmlType type, int width) => OddWidthsAndOneRow(type, width);
+
+    [FactNeeds(Cpu.Avx512BW)]
+    public void EightRowTiles_RowsSplitAcrossThreads_EqualMatVecBitForBit()
+    {
+        using var pool = new WorkerPool(2);
+        AssertEqualsMatVec(GgmlType.F16, 157, 2100, 8, pool, new KernelOptions { PackedWidth = 512 });
+    }
+
+    private static void OddWidthsAndOneRow(GgmlType type, int width)
+    {
+        var kernels = new KernelOptions { PackedWidth = width };
+        // 7: no 32-value step; 47: one step, one 8-value step, seven scalars; 1195: one whole 1024-column block and a
+        // partial one; 2100: two whole blocks, 8-value steps and a tail. 1 row: a block of one row, repeated to fill;
+        // 9 rows: a full block and one row; 2 vectors: one group with a repeat; 4: one full group and one of one.
+        foreach (int cols in new[] { 7, 47, 1195, 2100 })
+            foreach (int rows in new[] { 1, 9 })
+                foreach (int count in new[] { 2, 4 })
+                    AssertEqualsMatVec(type, rows, cols, count, pool: null, kernels);
     }
 }

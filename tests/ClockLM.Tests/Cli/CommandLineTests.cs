@@ -14,6 +14,11 @@ public class CommandLineTests
     [InlineData("inspect a non-GGUF", new[] { "inspect", "@stories" }, "not a GGUF file")]
     [InlineData("unknown kernels", new[] { "run", "-m", "@stories", "--kernels", "avx9", "hello" }, "--kernels: kernels 'avx9': expected best, scalar")]
     [InlineData("bad kernel width", new[] { "bench", "-m", "@stories", "--kernels", "vector256/128" }, "the packed kernels' width after '/' is 256 or 512, not '128'")]
+    [InlineData("draft-max alone", new[] { "run", "-m", "@stories", "--draft-max", "4", "hello" }, "--draft-max needs --model-draft or --lookup")]
+    [InlineData("both drafters", new[] { "run", "-m", "@stories", "--lookup", "2", "--model-draft", "@stories", "hello" }, "--model-draft and --lookup cannot be combined")]
+    [InlineData("bad draft-max", new[] { "run", "-m", "@stories", "--lookup", "2", "--draft-max", "0", "hello" }, "draft-max is 0, expected 1 to 256")]
+    [InlineData("draft of another vocabulary", new[] { "run", "--model-draft", "@stories", "hello" }, "its vocabulary has 512 tokens, the target's 1024")]
+    [InlineData("bench drafts without a prompt", new[] { "bench", "-m", "@stories", "--lookup", "2" }, "need --prompt TEXT or --prompt-file FILE")]
     [InlineData("unknown cache type", new[] { "run", "-m", "@stories", "--cache-type-k", "q4_0", "hello" }, "--cache-type-k is 'q4_0', expected f32, f16 or q8_0")]
     [InlineData("unknown value cache type", new[] { "serve", "-m", "@stories", "--cache-type-v", "bf16" }, "--cache-type-v is 'bf16'")]
     [InlineData("bad keep", new[] { "run", "-m", "@stories", "--context-shift", "--keep", "-2", "hello" }, "--keep is -2")]
@@ -24,6 +29,20 @@ public class CommandLineTests
         Assert.True(result.ExitCode == 1, $"{what}: exit code {result.ExitCode}, stderr {result.StdErr}");
         Assert.Contains(expected, result.StdErr);
         Assert.DoesNotContain("   at ", result.StdErr); // no stack trace
+    }
+
+    [Fact]
+    public void RunWithDraftsPrintsTheSameTokensAndTheAcceptance()
+    {
+        var plain = ClockLMProcess.Run("run", "--temp", "0", "-n", "40", "--json", "In the beginning");
+        var drafted = ClockLMProcess.Run("run", "--temp", "0", "-n", "40", "--json", "--lookup", "3", "--draft-max", "4", "In the beginning");
+        Assert.Equal(0, drafted.ExitCode);
+        var json = System.Text.Json.JsonDocument.Parse(drafted.StdOut).RootElement;
+        string Ids(string text) => System.Text.Json.JsonDocument.Parse(text).RootElement.GetProperty("generated_ids").GetRawText();
+        Assert.Equal(Ids(plain.StdOut), Ids(drafted.StdOut));
+        var speculative = json.GetProperty("speculative");
+        Assert.True(speculative.GetProperty("accepted").GetInt32() > 0, drafted.StdOut);
+        Assert.Contains("accepted", drafted.StdErr);
     }
 
     [Fact]

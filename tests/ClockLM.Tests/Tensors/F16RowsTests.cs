@@ -79,4 +79,54 @@ public class F16RowsTests
         // The scaled copy is per call: a product with large x must not leave a later one unscaled or wrong.
         for (int r = 0; r < rows; r++) Assert.Equal(RowDot(halves, r, cols, x), y[r]);
     }
+
+    /// <summary>Products of one view, the first watching for infinities and NaNs and the later ones (the matrix then
+    /// known finite) not; every row must equal the per-row dot product bit for bit each time.</summary>
+    private static unsafe void AssertEveryProductEqualsRowDots(ushort[] halves, int rows, int cols, float[] x, bool finite)
+    {
+        var kernels = new KernelOptions { Path = KernelPath.Vector256 };
+        fixed (ushort* p = halves)
+        {
+            var view = new TensorView(GgmlType.F16, rows, cols, (byte*)p);
+            Assert.False(view.Halves!.Known);
+            for (int product = 0; product < 3; product++)
+            {
+                var y = new float[rows];
+                MatVec.Multiply(view, x, y, null, kernels);
+                Assert.True(view.Halves.Known);
+                Assert.Equal(finite, view.Halves.AllFinite);
+                for (int r = 0; r < rows; r++)
+                {
+                    float expected = RowDot(halves, r, cols, x);
+                    Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(y[r]),
+                        $"product {product}, row {r}: {y[r]} vs row dot {expected}");
+                }
+            }
+        }
+    }
+
+    [FactNeeds(Cpu.Avx2)]
+    public void AMatrixFoundFiniteRunsTheKernelThatDoesNotWatch_WithTheSameBits()
+    {
+        const int rows = 11, cols = 1195;
+        var halves = FiniteHalves(rows * cols, seed: 9);
+        var x = TestVectors.Gaussian(cols, 10);
+        AssertEveryProductEqualsRowDots(halves, rows, cols, x, finite: true);
+        // x too large to scale by 2^112: the widened halves are scaled instead.
+        x[3] = 70000f;
+        AssertEveryProductEqualsRowDots(halves, rows, cols, x, finite: true);
+    }
+
+    [FactNeeds(Cpu.Avx2)]
+    public void AMatrixWithAnInfinityOrNaNKeepsWatching()
+    {
+        const int rows = 6, cols = 96;
+        var x = TestVectors.Gaussian(cols, 12);
+        foreach (ushort special in new ushort[] { 0x7c00, 0xfc00, 0x7e00 })
+        {
+            var halves = FiniteHalves(rows * cols, seed: 11);
+            halves[4 * cols + 50] = special;
+            AssertEveryProductEqualsRowDots(halves, rows, cols, x, finite: false);
+        }
+    }
 }

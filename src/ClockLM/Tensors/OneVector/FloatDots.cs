@@ -188,14 +188,16 @@ internal static unsafe class FloatDots
     /// Each row's result is that of <see cref="Half16x256"/>; the loop saves the widening's multiplication by 2^112 by
     /// folding it into <paramref name="xs"/>, the copy of x that <see cref="ScaledForHalves"/> made once per product
     /// (null when x has values too large for it): the products are exact either way, so the fused multiply-adds round
-    /// the same sums.
+    /// the same sums. A row with an infinity or NaN is told to <paramref name="halves"/> (which then knows the matrix is
+    /// not all finite) and runs the general loop.
     /// </summary>
-    public static void F16Rows(byte* weights, int rowBytes, int n, float* x, float* xs, float* y, int start, int end)
+    public static void F16Rows(byte* weights, int rowBytes, int n, float* x, float* xs, float* y, int start, int end, FiniteHalves? halves = null)
     {
         for (int r = start; r < end; r++)
         {
             var w = (ushort*)(weights + (long)r * rowBytes);
             float s = xs != null ? F16Avx2(w, xs, x, n, prescaled: true, out bool infNan) : F16Avx2(w, x, x, n, prescaled: false, out infNan);
+            if (infNan) halves?.SawNonFinite();
             y[r] = infNan ? Half16x256(w, x, n, bf16: false) : s;
         }
     }

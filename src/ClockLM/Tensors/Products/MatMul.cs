@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics.X86;
+
 namespace ClockLM.Tensors;
 
 /// <summary>
@@ -83,6 +85,7 @@ public static class MatMul
             {
                 Type = w.Type, Path = path, Weights = w.Data, RowBytes = w.RowBytes, Cols = w.Cols, Rows = w.Rows,
                 Count = count, X = input.X, Y = py, Activations = activations,
+                Wide = kernels.PackedWidth == 512 && Avx512F.IsSupported,
             };
             // The same threshold as MatVec, on the work of all vectors together.
             if (pool != null && w.ByteCount * count >= 256 * 1024)

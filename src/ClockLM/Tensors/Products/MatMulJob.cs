@@ -34,6 +34,7 @@ internal unsafe struct MatMulJob : IRowRangeJob
     public float* X;      // (Count, Cols)
     public float* Y;      // (Count, Rows)
     public ActivationBlocks[]? Activations;
+    public bool Wide;     // F16/BF16 tiles of 512-bit registers (FloatTiles), where AVX-512 runs and the options ask for it
 
     public readonly void Execute(int start, int end)
     {

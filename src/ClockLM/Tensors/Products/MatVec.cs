@@ -54,13 +54,20 @@ public static class MatVec
                 Type = w.Type, Path = path, Weights = w.Data, RowBytes = w.RowBytes, Cols = w.Cols,
                 X = input.X, Y = py, Activations = activations,
             };
-            // F16 rows read x scaled for the halves' widening, made once here rather than in every thread's share.
-            if (job.UsesF16Rows) job.ScaledX = FloatDots.ScaledForHalves(input.X, w.Cols);
+            // F16 rows read x scaled for the halves' widening, made once here rather than in every thread's share; a
+            // matrix known to be finite runs the kernel that does not watch for infinities and NaNs, and the first
+            // product of one not known yet finds out.
+            if (job.UsesF16Rows)
+            {
+                job.ScaledX = FloatDots.ScaledForHalves(input.X, w.Cols);
+                (job.Halves, job.KnownFinite) = (w.Halves, w.Halves?.AllFinite == true);
+            }
             // Splitting pays only when each thread gets enough bytes to amortise waking it (a few microseconds).
             if (pool != null && w.ByteCount >= 256 * 1024)
                 pool.Run(job, w.Rows);
             else
                 job.Execute(0, w.Rows);
+            if (job.UsesF16Rows && !job.KnownFinite) w.Halves?.Checked();
         }
     }
 

@@ -14,6 +14,8 @@ internal unsafe struct MatVecJob : IRowRangeJob
     public float* Y;
     public ActivationBlocks? Activations;
     public float* ScaledX;
+    public FiniteHalves? Halves;  // F16 rows: told of any infinity or NaN the watching kernel meets
+    public bool KnownFinite;      // F16 rows: every value known finite, so the kernel need not watch (F16MatVec)
 
     /// <summary>True when the rows go through <see cref="FloatDots.F16Rows"/>, which reads <see cref="ScaledX"/>.</summary>
     public readonly bool UsesF16Rows => Path == KernelPath.Vector256 && Type == GgmlType.F16 && Fma.IsSupported;
@@ -23,7 +25,8 @@ internal unsafe struct MatVecJob : IRowRangeJob
         switch (Path)
         {
             case KernelPath.Vector256 when Type == GgmlType.F32: F32MatVec.Rows(Weights, RowBytes, Cols, X, Y, start, end); break;
-            case KernelPath.Vector256 when UsesF16Rows: FloatDots.F16Rows(Weights, RowBytes, Cols, X, ScaledX, Y, start, end); break;
+            case KernelPath.Vector256 when UsesF16Rows && KnownFinite: F16MatVec.Rows(Weights, RowBytes, Cols, X, ScaledX, Y, start, end); break;
+            case KernelPath.Vector256 when UsesF16Rows: FloatDots.F16Rows(Weights, RowBytes, Cols, X, ScaledX, Y, start, end, Halves); break;
             case KernelPath.Scalar: RowDots.Rows<ScalarDots>(this, start, end); break;
             case KernelPath.Vector128: RowDots.Rows<Vector128Dots>(this, start, end); break;
             default: RowDots.Rows<Avx2Dots>(this, start, end); break;

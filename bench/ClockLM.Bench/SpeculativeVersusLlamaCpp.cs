@@ -1,0 +1,237 @@
+using System.Diagnostics;
+using ClockLM.Generation;
+using ClockLM.Models;
+using LLama;
+using LLama.Common;
+using LLama.Native;
+
+namespace ClockLM.Bench;
+
+/// <summary>
+/// `--speculative-vs-llamacpp`: greedy decoding of a real prompt, without and with drafts, on ClockLM and on llama.cpp
+/// (LLamaSharp's native build) in one process, alternating. LLamaSharp exposes no speculative decoding of its own, so
+/// llama.cpp's side is llama-speculative's loop written here over its native calls: the same drafter proposes tokens
+/// (prompt lookup, or the draft model run by llama.cpp in a context of its own), llama.cpp verifies the token and its
+/// drafts in one llama_decode with logits for every row, keeps the drafts its greedy choice agrees with, and removes the
+/// rows after the first rejection from its KV cache (llama_memory_seq_rm). Both engines draft as many tokens per pass
+/// as <see cref="DraftLength"/> says. Each drafted run must give the engine's own plain tokens. Prints decode tokens/s
+/// per engine with and without drafts, the speed-ups and the acceptance.
+/// Usage: --model M (--lookup N | --model-draft D) (--prompt TEXT | --prompt-file F) [-n 64] [-t 1,2] [-r 3]
+/// [--draft-max 16] [--draft-p-min 0.75] [--settle MS] --speculative-vs-llamacpp
+/// </summary>
+public static class SpeculativeVersusLlamaCpp
+{
+    public static int Run(string[] args)
+    {
+        string? model = null, draftPath = null, text = null;
+        int lookup = 0, n = 64, reps = 3, draftMax = 16, settle = 250;
+        float pMin = 0.75f;
+        int[] threads = [1, 2];
+        try
+        {
+            for (int i = 0; i < args.Length; i++)
+            {
+                string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+                switch (args[i])
+                {
+                    case "--model" or "-m": model = Next(); break;
+                    case "--model-draft" or "-md": draftPath = Next(); break;
+                    case "--lookup": lookup = int.Parse(Next()); break;
+                    case "--prompt": text = Next(); break;
+                    case "--prompt-file": text = File.ReadAllText(Next()); break;
+                    case "-n": n = int.Parse(Next()); break;
+                    case "-t": threads = Next().Split(',').Select(int.Parse).ToArray(); break;
+                    case "-r": reps = int.Parse(Next()); break;
+                    case "--draft-max": draftMax = int.Parse(Next()); break;
+                    case "--draft-p-min": pMin = float.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
+                    case "--settle": settle = int.Parse(Next()); break;
+                    case "--speculative-vs-llamacpp": break;
+                    default: throw new ArgumentException($"unknown argument '{args[i]}'");
+                }
+            }
+            if (model is null || text is null) throw new ArgumentException("--model and --prompt (or --prompt-file) are required");
+            if ((draftPath is null) == (lookup == 0)) throw new ArgumentException("give one of --lookup N and --model-draft D");
+            if (n < 2 || reps < 1 || draftMax < 1 || threads.Any(t => t < 1)) throw new ArgumentException("counts must be positive (-n at least 2)");
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or IOException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 2;
+        }
+
+        NativeLogConfig.llama_log_set((level, message) => { });
+        using var target = Model.Load(model);
+        using var draft = draftPath is null ? null : Model.Load(draftPath);
+        var speculative = new SpeculativeOptions { Lookup = lookup, DraftModel = draft, DraftMax = draftMax, DraftPMin = pMin };
+        int[] prompt = target.Tokenizer.Encode(text).ToArray();
+        int context = prompt.Length + n + draftMax + 8;
+        Console.WriteLine($"{Path.GetFileName(model)}, drafts by {(draft is null ? $"prompt lookup (n-gram {lookup})" : $"draft model {Path.GetFileName(draftPath)} (p-min {pMin})")}, draft-max {draftMax}, prompt {prompt.Length} tokens, {n} generated");
+        Console.WriteLine($"| {"engine",-9} | {"threads",7} | {"plain t/s",10} | {"drafted t/s",11} | {"speed-up",8} | {"acceptance",10} | {"passes",6} |");
+        Console.WriteLine($"| {new string('-', 9)} | {new string('-', 7)} | {new string('-', 10)} | {new string('-', 11)} | {new string('-', 8)} | {new string('-', 10)} | {new string('-', 6)} |");
+        foreach (int t in threads)
+        {
+            var parameters = new ModelParams(model)
+            {
+                ContextSize = (uint)context, BatchSize = (uint)Math.Max(prompt.Length, draftMax + 1), UBatchSize = (uint)Math.Max(prompt.Length, draftMax + 1),
+                GpuLayerCount = 0, Threads = t, BatchThreads = t,
+            };
+            using var weights = LLamaWeights.LoadFromFile(parameters);
+            using var llama = weights.CreateContext(parameters);
+            LLamaWeights? draftWeights = null;
+            LLamaContext? draftContext = null;
+            if (draftPath is not null)
+            {
+                var draftParameters = new ModelParams(draftPath)
+                {
+                    ContextSize = (uint)context, BatchSize = (uint)(Math.Max(prompt.Length, draftMax + 1) + 8), UBatchSize = (uint)(Math.Max(prompt.Length, draftMax + 1) + 8),
+                    GpuLayerCount = 0, Threads = t, BatchThreads = t,
+                };
+                draftWeights = LLamaWeights.LoadFromFile(draftParameters);
+                draftContext = draftWeights.CreateContext(draftParameters);
+            }
+            try
+            {
+                IDrafter NewDrafter() => draftContext is null ? new PromptLookupDrafter(lookup) : new LlamaCppDraftModel(draftContext, pMin);
+                var clock = SpeculativeThroughput.Measure(target, speculative, prompt, n, t, reps);
+                var expected = LlamaCppGreedy(llama, prompt, n, null, draftMax, out _).Tokens;
+                var plain = new double[reps];
+                var drafted = new double[reps];
+                var stats = new SpeculativeStats();
+                LlamaCppGreedy(llama, prompt, n, NewDrafter(), draftMax, out _); // warm-up
+                for (int r = 0; r < reps; r++)
+                {
+                    Thread.Sleep(settle);
+                    plain[r] = Rate(LlamaCppGreedy(llama, prompt, n, null, draftMax, out _), expected, n, "plain");
+                    Thread.Sleep(settle);
+                    var run = LlamaCppGreedy(llama, prompt, n, NewDrafter(), draftMax, out var runStats);
+                    drafted[r] = Rate(run, expected, n, "drafted");
+                    stats += runStats;
+                }
+                Print("ClockLM", t, clock.Plain.Median, clock.Drafted.Median, clock.Stats);
+                Print("llama.cpp", t, Throughput.Median(plain), Throughput.Median(drafted), stats);
+            }
+            finally
+            {
+                draftContext?.Dispose();
+                draftWeights?.Dispose();
+            }
+        }
+        return 0;
+    }
+
+    private static void Print(string engine, int t, double plain, double drafted, SpeculativeStats stats) =>
+        Console.WriteLine($"| {engine,-9} | {t,7} | {plain,10:F2} | {drafted,11:F2} | {drafted / plain,8:F2} | {stats.AcceptanceRate,10:P1} | {stats.Passes,6} |");
+
+    /// <summary>Tokens per second of a run, after checking its tokens are the plain run's.</summary>
+    private static double Rate((int[] Tokens, double Seconds) run, int[] expected, int n, string what) =>
+        run.Tokens.AsSpan().SequenceEqual(expected) ? n / run.Seconds
+        : throw new InvalidOperationException($"llama.cpp's {what} run gave other tokens than its first plain run (first difference at {run.Tokens.AsSpan().CommonPrefixLength(expected)})");
+
+    /// <summary>
+    /// n tokens chosen greedily by llama.cpp after <paramref name="prompt"/>, and the seconds they took after the prompt:
+    /// one token per llama_decode without a drafter; with one, the token and its drafts per llama_decode (every row's
+    /// logits), the rows after the first rejection removed from the cache.
+    /// </summary>
+    private static (int[] Tokens, double Seconds) LlamaCppGreedy(LLamaContext context, int[] prompt, int n, IDrafter? drafter, int draftMax, out SpeculativeStats stats)
+    {
+        var ctx = context.NativeHandle;
+        ctx.MemoryClear();
+        var batch = new LLamaBatch();
+        for (int i = 0; i < prompt.Length; i++) batch.Add((LLamaToken)prompt[i], (LLamaPos)i, LLamaSeqId.Zero, i == prompt.Length - 1);
+        Check(ctx.Decode(batch));
+        int next = ArgMax(ctx.GetLogitsIth(prompt.Length - 1), out _);
+        var history = new List<int>(prompt) { next };
+        var generated = new List<int> { next };
+        var drafts = new int[draftMax];
+        var length = new DraftLength();
+        long passes = 0, drafted = 0, accepted = 0;
+        int pos = prompt.Length; // where `next` runs
+        var clock = Stopwatch.StartNew();
+        while (generated.Count < n)
+        {
+            int k = 0;
+            if (drafter is not null)
+            {
+                int max = Math.Min(length.Next(0, draftMax), n - generated.Count - 1);
+                if (max > 0) k = drafter.Draft(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history), drafts.AsSpan(0, max));
+            }
+            batch.Clear();
+            batch.Add((LLamaToken)next, (LLamaPos)pos, LLamaSeqId.Zero, true);
+            for (int i = 0; i < k; i++) batch.Add((LLamaToken)drafts[i], (LLamaPos)(pos + 1 + i), LLamaSeqId.Zero, true);
+            Check(ctx.Decode(batch));
+            int row = 0;
+            while (true)
+            {
+                next = ArgMax(ctx.GetLogitsIth(row), out _);
+                generated.Add(next);
+                history.Add(next);
+                if (generated.Count == n || row == k || next != drafts[row]) break;
+                row++;
+            }
+            if (k > 0)
+            {
+                (passes, drafted, accepted) = (passes + 1, drafted + k, accepted + row);
+                length.Record(k, row);
+            }
+            pos += row + 1;
+            // The rows after the last kept one (drafts the model did not choose) leave the cache.
+            if (row < k) ctx.MemorySequenceRemove(LLamaSeqId.Zero, (LLamaPos)pos, (LLamaPos)(-1));
+        }
+        double seconds = clock.Elapsed.TotalSeconds;
+        stats = new SpeculativeStats(passes, drafted, accepted);
+        return (generated.ToArray(), seconds);
+    }
+
+    /// <summary>A draft model run by llama.cpp: greedy, in a context of its own, caught up from where its tokens and the
+    /// sequence part (the later rows removed), stopping at a token it gives less than p-min (as DraftModelDrafter).</summary>
+    private sealed class LlamaCppDraftModel(LLamaContext context, float pMin) : IDrafter
+    {
+        private readonly List<int> _cached = [];
+        private readonly LLamaBatch _batch = new();
+
+        public int Draft(ReadOnlySpan<int> tokens, Span<int> draft)
+        {
+            var ctx = context.NativeHandle;
+            int n = tokens.Length;
+            int common = Math.Min(_cached.Count, n - 1);
+            common = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_cached)[..common].CommonPrefixLength(tokens[..common]);
+            ctx.MemorySequenceRemove(LLamaSeqId.Zero, (LLamaPos)common, (LLamaPos)(-1));
+            _cached.RemoveRange(common, _cached.Count - common);
+            _batch.Clear();
+            for (int i = common; i < n; i++) _batch.Add((LLamaToken)tokens[i], (LLamaPos)i, LLamaSeqId.Zero, i == n - 1);
+            Check(ctx.Decode(_batch));
+            foreach (int id in tokens[common..]) _cached.Add(id);
+            int logitsRow = n - 1 - common, k = 0;
+            while (true)
+            {
+                int next = ArgMax(ctx.GetLogitsIth(logitsRow), out float p);
+                if (p < pMin) break;
+                draft[k++] = next;
+                if (k == draft.Length) break;
+                _batch.Clear();
+                _batch.Add((LLamaToken)next, (LLamaPos)(n + k - 1), LLamaSeqId.Zero, true);
+                Check(ctx.Decode(_batch));
+                _cached.Add(next);
+                logitsRow = 0;
+            }
+            return k;
+        }
+    }
+
+    /// <summary>The first id of the largest logit and its probability.</summary>
+    private static int ArgMax(ReadOnlySpan<float> logits, out float probability)
+    {
+        int best = 0;
+        for (int i = 1; i < logits.Length; i++)
+            if (logits[i] > logits[best]) best = i;
+        double sum = 0;
+        for (int i = 0; i < logits.Length; i++) sum += Math.Exp(logits[i] - logits[best]);
+        probability = (float)(1 / sum);
+        return best;
+    }
+
+    private static void Check(DecodeResult result)
+    {
+        if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama_decode failed: {result}");
+    }
+}
