@@ -244,6 +244,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
             ClockSummary = extension?.Bool("clock_summary") ?? false,
             ClockSummaryTopK = (int)(extension?.Integer("top_k", 1, 100) ?? 10),
             IgnoreEndOfGeneration = extension?.Bool("ignore_eos") ?? false,
+            CachePrompt = body.Bool("cache_prompt") ?? true,
         };
     }
 
@@ -371,6 +372,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
         ["prompt_tokens"] = r.PromptTokens,
         ["completion_tokens"] = r.CompletionTokens,
         ["total_tokens"] = r.PromptTokens + r.CompletionTokens,
+        ["prompt_tokens_details"] = new JsonObject { ["cached_tokens"] = r.CachedTokens },
     };
 
     private static JsonNode LogprobsJson(Kind kind, List<TokenLogprob> tokens)

@@ -15,6 +15,15 @@ namespace ClockLM.Chat;
 /// and a cancelled request leaves its slot at the next round. A request's output depends only on its prompt, settings and
 /// seed: each has its own sampler and its own KV cache, so it is the same whatever runs beside it.
 /// </summary>
+/// <remarks>
+/// A slot keeps its KV cache when its request ends: the next request that starts with the same tokens (the next turn of
+/// a conversation, the same system prompt) takes that prefix's keys and values and evaluates only the rest
+/// (<see cref="CompletionRequest.CachePrompt"/>). A waiting request goes to the idle slot whose cached tokens share the
+/// longest prefix with its prompt, counting only slots that would keep at least half of what they hold (a slot that
+/// shares a template header with a long other conversation is not worth overwriting); ties, and prompts no slot
+/// matches, go to the slot least recently used. Every row of the forward pass gives the same bits whichever batch it
+/// ran in, so an answer is bit-identical with the cache on and off.
+/// </remarks>
 public sealed class SlotScheduler : IDisposable
 {
     private readonly Model _model;
@@ -30,7 +39,8 @@ public sealed class SlotScheduler : IDisposable
     private bool _disposed;
 
     // Counters (written by the scheduler thread or under _gate, read by Stats).
-    private long _completed, _cancelled, _failed, _rejected, _promptTokens, _generatedTokens, _busyTicks, _batchedTokens, _batchFallbacks;
+    private long _completed, _cancelled, _failed, _rejected, _promptTokens, _cachedPromptTokens, _generatedTokens, _busyTicks, _batchedTokens, _batchFallbacks;
+    private long _admissions; // slots' last-use stamps
 
     /// <summary>Creates the slots and starts the scheduler thread.</summary>
     public SlotScheduler(Model model, SlotSchedulerOptions? options = null)
@@ -122,6 +132,7 @@ public sealed class SlotScheduler : IDisposable
                     _completed, _cancelled, _failed, _rejected, _promptTokens, _generatedTokens,
                     used, (long)_slots.Length * ContextLength, TimeSpan.FromTicks(Interlocked.Read(ref _busyTicks)))
                 {
+                    CachedPromptTokens = _cachedPromptTokens,
                     BatchedTokens = _batchedTokens,
                     BatchFallbacks = _batchFallbacks,
                 };
@@ -178,11 +189,11 @@ public sealed class SlotScheduler : IDisposable
             lock (_gate)
             {
                 // Admission: between rounds, waiting requests join the running batch.
-                while (!_paused && _queue.Count > 0 && Array.Find(_slots, s => s.Job is null) is { } free)
+                while (!_paused && _queue.Count > 0 && ChooseSlot(_queue.First!.Value.Request.PromptIds) is { } free)
                 {
                     var job = _queue.First!.Value;
                     _queue.RemoveFirst();
-                    free.Start(job, _model);
+                    free.Start(job, _model, ++_admissions);
                 }
                 active.Clear();
                 foreach (var s in _slots)
@@ -198,6 +209,27 @@ public sealed class SlotScheduler : IDisposable
             Round(active);
             Interlocked.Add(ref _busyTicks, Stopwatch.GetElapsedTime(start).Ticks);
         }
+    }
+
+    /// <summary>
+    /// The idle slot for <paramref name="prompt"/>, or null when every slot is busy: the one whose cached tokens share the
+    /// longest prefix with it, among slots that would keep at least half of their cache; otherwise, and among equals,
+    /// the least recently used (slots never used first).
+    /// </summary>
+    private Slot? ChooseSlot(int[] prompt)
+    {
+        Slot? best = null, leastRecent = null;
+        int bestPrefix = 0;
+        foreach (var slot in _slots)
+        {
+            if (slot.Job is not null) continue;
+            if (leastRecent is null || slot.LastUsed < leastRecent.LastUsed) leastRecent = slot;
+            int prefix = slot.CommonPrefix(prompt);
+            if (prefix == 0 || 2 * prefix < slot.CachedLength) continue;
+            if (best is null || prefix > bestPrefix || (prefix == bestPrefix && slot.LastUsed < best.LastUsed))
+                (best, bestPrefix) = (slot, prefix);
+        }
+        return best ?? leastRecent;
     }
 
     /// <summary>
@@ -225,7 +257,11 @@ public sealed class SlotScheduler : IDisposable
         if (slot.Prefilled < slot.Prompt.Length) return;
         slot.PromptTime = Stopwatch.GetElapsedTime(slot.StartedAt);
         slot.DecodeStartedAt = Stopwatch.GetTimestamp();
-        lock (_gate) _promptTokens += slot.Prompt.Length;
+        lock (_gate)
+        {
+            _promptTokens += slot.Prompt.Length - slot.Reused;
+            _cachedPromptTokens += slot.Reused;
+        }
         Commit(slot, logits);
     }
 
@@ -313,6 +349,7 @@ public sealed class SlotScheduler : IDisposable
             {
                 _failed++;
                 slot.Job = null;
+                slot.CachedLength = 0; // the step may have left its cache half written
             }
             slot.StopObserving();
             job.Fail(e);
@@ -337,19 +374,20 @@ public sealed class SlotScheduler : IDisposable
         ClockSummary? clock = null;
         if (job.Request.ClockSummary)
         {
-            long cycles = (long)(slot.Prefilled + Math.Max(0, slot.Generated.Count - 1)) * _model.Config.Layers;
+            long cycles = (long)(slot.Prefilled - slot.Reused + Math.Max(0, slot.Generated.Count - 1)) * _model.Config.Layers;
             var perCycle = cycles == 0 ? TimeSpan.Zero : (promptTime + decodeTime) / cycles;
             clock = new ClockSummary(_model.Config.Layers, promptTime, decodeTime, perCycle, slot.FinalTopK ?? [],
                 CycleSummaries(slot, job.Request.ClockSummaryTopK));
         }
         slot.StopObserving();
         var result = new CompletionResult(slot.Prompt.Length, slot.Generated.ToArray(), slot.Text.ToString(), reason,
-            slot.QueueTime, promptTime, decodeTime, clock);
+            slot.QueueTime, promptTime, decodeTime, clock) { CachedTokens = slot.Reused };
         lock (_gate)
         {
             if (reason == FinishReason.Cancelled) _cancelled++;
             else _completed++;
             slot.Job = null;
+            slot.CachedLength = slot.Position; // the next request may start from these tokens' keys and values
         }
         job.Complete(result);
     }
@@ -431,7 +469,7 @@ public sealed class SlotScheduler : IDisposable
         _thread.Join();
     }
 
-    /// <summary>One sequence's state: its processor and the job it runs.</summary>
+    /// <summary>One sequence's state: its processor, the job it runs, and what its KV cache holds between jobs.</summary>
     private sealed class Slot(int index, Transformer transformer)
     {
         public int Index { get; } = index;
@@ -439,6 +477,9 @@ public sealed class SlotScheduler : IDisposable
         public CompletionJob? Job;
         public int[] Prompt = [];
         public int Prefilled, Position, LastToken;
+        public int Reused;        // prompt tokens of the job taken from the cache: positions [0, Reused) were not evaluated
+        public int CachedLength;  // while idle: the KV cache holds History[0, CachedLength) at positions 0..CachedLength-1
+        public long LastUsed;     // admission stamp of the last job (0: never used)
         public Sampler? Sampler;
         public StreamingDetokenizer? Detokenizer;
         public StopSequenceFilter? StopFilter;
@@ -473,11 +514,22 @@ public sealed class SlotScheduler : IDisposable
             LensResiduals = null;
         }
 
-        public void Start(CompletionJob job, Model model)
+        /// <summary>How many leading tokens of <paramref name="prompt"/> the idle cache holds.</summary>
+        public int CommonPrefix(int[] prompt)
+        {
+            int n = Math.Min(CachedLength, prompt.Length);
+            return CollectionsMarshal.AsSpan(History)[..n].CommonPrefixLength(prompt.AsSpan(0, n));
+        }
+
+        public void Start(CompletionJob job, Model model, long stamp)
         {
             Job = job;
             Prompt = job.Request.PromptIds;
-            Prefilled = Position = 0;
+            // The cached prefix is kept; the last prompt token is always evaluated, for the logits of the first sample.
+            Reused = job.Request.CachePrompt ? Math.Min(CommonPrefix(Prompt), Prompt.Length - 1) : 0;
+            Prefilled = Position = Reused;
+            CachedLength = 0;
+            LastUsed = stamp;
             LastToken = -1;
             Sampler = new Sampler(model.Config.VocabSize, job.Request.Sampler);
             Detokenizer = new StreamingDetokenizer(model.Tokenizer);
@@ -508,7 +560,7 @@ public sealed class SlotScheduler : IDisposable
 /// <param name="Cancelled">Requests cancelled while queued or running.</param>
 /// <param name="Failed">Requests ended by an engine error.</param>
 /// <param name="Rejected">Requests refused because the queue was full.</param>
-/// <param name="PromptTokens">Prompt tokens evaluated.</param>
+/// <param name="PromptTokens">Prompt tokens evaluated (those taken from a slot's cache are <see cref="SchedulerStats.CachedPromptTokens"/>).</param>
 /// <param name="GeneratedTokens">Tokens generated.</param>
 /// <param name="KvCacheUsed">KV-cache positions in use across the slots.</param>
 /// <param name="KvCacheCapacity">KV-cache positions in all (slots × context length).</param>
@@ -517,6 +569,9 @@ public sealed record SchedulerStats(int Slots, int ActiveSlots, int QueueDepth, 
     long Completed, long Cancelled, long Failed, long Rejected, long PromptTokens, long GeneratedTokens,
     long KvCacheUsed, long KvCacheCapacity, TimeSpan BusyTime)
 {
+    /// <summary>Prompt tokens whose keys and values a slot's cache already held, so they were not evaluated.</summary>
+    public long CachedPromptTokens { get; init; }
+
     /// <summary>Tokens decoded in batched steps, several slots in one pass over the weights.</summary>
     public long BatchedTokens { get; init; }
 
