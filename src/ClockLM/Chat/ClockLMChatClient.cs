@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using ClockLM.Models;
 using ClockLM.Sampling;
 using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Logging;
 using TemplateMessage = ClockLM.Tokenizers.ChatTemplates.ChatMessage;
 
 namespace ClockLM.Chat;
@@ -11,12 +12,19 @@ namespace ClockLM.Chat;
 /// with a local model without a server. Calls may run concurrently; they share a <see cref="SlotScheduler"/>.
 /// Supported <see cref="ChatOptions"/>: Temperature, TopP, TopK, MaxOutputTokens, StopSequences, Seed; the others are ignored.
 /// </summary>
+/// <remarks>
+/// The next turn of a conversation evaluates only its new messages: its prompt extends the previous one, whose keys and
+/// values the scheduler's slot still holds (<see cref="ChatResponse.Usage"/>'s <c>CachedInputTokenCount</c>). When the
+/// template renders earlier turns differently, the conversation is read again from where it differs; such turns are
+/// counted in <see cref="Turns"/> and the first is logged to the scheduler's logger.
+/// </remarks>
 public sealed class ClockLMChatClient : IChatClient
 {
     private readonly SlotScheduler _scheduler;
     private readonly bool _ownsScheduler;
     private readonly ChatPrompt _prompt;
     private readonly ChatClientMetadata _metadata;
+    private int _rewriteLogged;
 
     /// <summary>A client with its own scheduler over <paramref name="model"/> (disposed with the client; the model is not).</summary>
     public ClockLMChatClient(Model model, SlotSchedulerOptions? options = null)
@@ -37,7 +45,11 @@ public sealed class ClockLMChatClient : IChatClient
         _prompt = new ChatPrompt(scheduler.Model);
         ModelId = Path.GetFileNameWithoutExtension(scheduler.Model.Path);
         _metadata = new ChatClientMetadata("clocklm", null, ModelId);
+        Turns = new ConversationPrompts(Math.Max(16, 2 * scheduler.Slots));
     }
+
+    /// <summary>How each call's prompt related to its conversation's previous one: extended it, or rewrote it (a re-read).</summary>
+    public ConversationPrompts Turns { get; }
 
     /// <summary>The model's name: its file name without extension.</summary>
     public string ModelId { get; }
@@ -111,9 +123,13 @@ public sealed class ClockLMChatClient : IChatClient
         if (options?.TopK is { } k) sampler = sampler with { TopK = k };
         if (options?.Seed is { } seed) sampler = sampler with { Seed = unchecked((ulong)seed) };
 
+        int[] ids = _prompt.Encode(conversation);
+        if (Turns.Add(conversation, ids) == TurnPrompt.Rewritten && Interlocked.Exchange(ref _rewriteLogged, 1) == 0)
+            _scheduler.Logger?.LogWarning("the chat template rendered an earlier turn differently, so the conversation is read again " +
+                "from where it changed; such turns are counted in ClockLMChatClient.Turns.Rewritten");
         var request = new CompletionRequest
         {
-            PromptIds = _prompt.Encode(conversation),
+            PromptIds = ids,
             MaxTokens = options?.MaxOutputTokens,
             Sampler = sampler,
             Stop = [.. _prompt.TemplateStops, .. options?.StopSequences ?? []],
@@ -133,5 +149,6 @@ public sealed class ClockLMChatClient : IChatClient
         InputTokenCount = result.PromptTokens,
         OutputTokenCount = result.CompletionTokens,
         TotalTokenCount = result.PromptTokens + result.CompletionTokens,
+        CachedInputTokenCount = result.CachedTokens,
     };
 }

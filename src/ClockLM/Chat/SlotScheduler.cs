@@ -70,6 +70,9 @@ public sealed class SlotScheduler : IDisposable
     /// <summary>Number of slots.</summary>
     public int Slots => _slots.Length;
 
+    /// <summary>Where the scheduler and its clients report fallbacks; nowhere when null.</summary>
+    internal ILogger? Logger => _options.Logger;
+
     /// <summary>
     /// Queues a generation. Returns at once; the job's <see cref="CompletionJob.Updates"/> stream its tokens.
     /// Cancelling <paramref name="cancellation"/> ends it within one round (or removes it from the queue).
