@@ -12,5 +12,8 @@ if (args.Contains("--matmul-kernels"))
 // `--serve-load` runs the HTTP server load test (concurrent streaming clients, answers checked against runs alone).
 if (args.Contains("--serve-load"))
     return ClockLM.Bench.Server.ServerLoadTest.Run(args);
+// `--conversation-ttft` times the first token of each turn of a scripted chat, prompt cache on and off.
+if (args.Contains("--conversation-ttft"))
+    return ClockLM.Bench.Server.ConversationTtft.Run(args);
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;

@@ -1,10 +1,12 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using ClockLM.Chat;
 using ClockLM.Server;
 
 namespace ClockLM.Cli;
 
-/// <summary>`clocklm serve`: an OpenAI-compatible HTTP server over a model.</summary>
+/// <summary>`clocklm serve`: an OpenAI-compatible HTTP server over a model. SIGTERM or Ctrl+C drains it: /health turns
+/// 503, new requests are refused, and the process exits once the requests in flight have ended (or --drain-timeout).</summary>
 internal static class ServeCommand
 {
     public static Command Create()
@@ -18,10 +20,11 @@ internal static class ServeCommand
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on every request" };
         var maxBody = new Option<long>("--max-body") { Description = "Largest request body in bytes", DefaultValueFactory = _ => 1 << 20 };
         var log = new Option<bool>("--log") { Description = "Log requests to the console" };
+        var drainTimeout = new Option<int>("--drain-timeout") { Description = "Seconds a stop (SIGTERM, Ctrl+C) waits for requests in flight", DefaultValueFactory = _ => 60 };
 
         var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API");
         model.AddTo(command);
-        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log })
+        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log, drainTimeout })
             command.Options.Add(o);
         command.SetAction(result => CommandErrors.Run(() =>
         {
@@ -35,6 +38,8 @@ internal static class ServeCommand
             if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
             long bodyLimit = result.GetValue(maxBody);
             if (bodyLimit < 1) throw new UsageException($"--max-body is {bodyLimit}, expected a positive number of bytes");
+            int drainSeconds = result.GetValue(drainTimeout);
+            if (drainSeconds < 0) throw new UsageException($"--drain-timeout is {drainSeconds}, expected 0 or more seconds");
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
@@ -55,6 +60,7 @@ internal static class ServeCommand
             });
             using var stop = new CancellationTokenSource();
             Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+            using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, signal => { signal.Cancel = true; stop.Cancel(); });
             try
             {
                 server.StartAsync().GetAwaiter().GetResult();
@@ -66,7 +72,10 @@ internal static class ServeCommand
             // The first line names the address, so scripts (and tests) can find the port when 0 was asked for.
             Console.WriteLine($"listening on {server.Address} (model {server.ModelId}, {slots} slots, context {scheduler.ContextLength})");
             Console.Out.Flush();
-            server.WaitForShutdownAsync(stop.Token).GetAwaiter().GetResult();
+            stop.Token.WaitHandle.WaitOne();
+            Console.Error.WriteLine("draining: /health answers 503 and new requests are refused; waiting for the requests in flight");
+            int left = server.DrainAsync(TimeSpan.FromSeconds(drainSeconds)).GetAwaiter().GetResult();
+            if (left > 0) Console.Error.WriteLine($"--drain-timeout of {drainSeconds} s passed with {left} requests still running; they are cut off");
             server.DisposeAsync().AsTask().GetAwaiter().GetResult();
             return 0;
         }));

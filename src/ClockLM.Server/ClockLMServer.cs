@@ -26,6 +26,7 @@ public sealed class ClockLMServer : IAsyncDisposable
     private readonly ServerOptions _options;
     private readonly ServerMetrics _metrics = new();
     private readonly OpenAiEndpoints _endpoints;
+    private readonly Readiness _readiness = new();
 
     /// <summary>Builds the server (not yet listening: call <see cref="StartAsync"/>). The caller keeps ownership of the scheduler.</summary>
     public ClockLMServer(SlotScheduler scheduler, ServerOptions? options = null)
@@ -42,6 +43,7 @@ public sealed class ClockLMServer : IAsyncDisposable
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
+        builder.Services.AddSingleton<IHostLifetime, EmbeddedLifetime>(); // signals belong to the program (see DrainAsync)
         if (_options.ConsoleLogging) builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
         builder.WebHost.ConfigureKestrel(k =>
         {
@@ -51,6 +53,7 @@ public sealed class ClockLMServer : IAsyncDisposable
         builder.WebHost.UseUrls($"http://{FormatHost(_options.Host)}:{_options.Port}");
         _app = builder.Build();
         _app.Use(HandleErrorsAsync);
+        _app.Use(_readiness.GateAsync);
         _app.Use(CheckApiKeyAsync);
         Map(_app);
     }
@@ -73,6 +76,14 @@ public sealed class ClockLMServer : IAsyncDisposable
     /// <summary>Waits until the server is stopped (by <paramref name="cancellation"/> or a host shutdown).</summary>
     public Task WaitForShutdownAsync(CancellationToken cancellation = default) => _app.WaitForShutdownAsync(cancellation);
 
+    /// <summary>
+    /// Drains the server before it stops: <c>/health</c> answers 503 from now on (a balancer takes this replica out),
+    /// new requests get 503 <c>server_draining</c>, and this waits until the requests in flight have ended, streams
+    /// included, or <paramref name="timeout"/> has passed. Returns how many were still running. <c>clocklm serve</c>
+    /// drains on SIGTERM and Ctrl+C; the server itself never handles the process's signals.
+    /// </summary>
+    public Task<int> DrainAsync(TimeSpan timeout) => _readiness.DrainAsync(timeout);
+
     /// <summary>Stops listening; requests in flight are given a moment to end.</summary>
     public async ValueTask DisposeAsync()
     {
@@ -90,7 +101,7 @@ public sealed class ClockLMServer : IAsyncDisposable
         app.MapGet("/v1/models/{id}", _endpoints.ModelAsync);
         app.MapPost("/tokenize", _endpoints.TokenizeAsync);
         app.MapPost("/detokenize", _endpoints.DetokenizeAsync);
-        app.MapGet("/health", context => context.Response.WriteAsJsonAsync(new JsonObject { ["status"] = "ok" }));
+        app.MapGet("/health", _readiness.HealthAsync);
         app.MapGet("/metrics", context =>
         {
             context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
