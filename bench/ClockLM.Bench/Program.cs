@@ -15,5 +15,8 @@ if (args.Contains("--serve-load"))
 // `--conversation-ttft` times the first token of each turn of a scripted chat, prompt cache on and off.
 if (args.Contains("--conversation-ttft"))
     return ClockLM.Bench.Server.ConversationTtft.Run(args);
+// `--first-token-cold` times load, prompt and first token with the model file dropped from the page cache.
+if (args.Contains("--first-token-cold"))
+    return ClockLM.Bench.Clock.FirstTokenCold.Run(args);
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;

@@ -15,6 +15,7 @@ internal sealed class WeightFetch : IDisposable
     private readonly TensorView[][] _regions; // per layer, then the output head: the matrices read from the file's pages
     private readonly int _depth;
     private readonly bool[] _asked;
+    private int _unasked;             // layers not asked for yet: once none are left and the queue is empty, the thread ends
     private readonly Queue<int> _queue = new();
     private Thread? _thread;
     private bool _stopped;
@@ -27,6 +28,7 @@ internal sealed class WeightFetch : IDisposable
         _regions = regions;
         _depth = depth;
         _asked = new bool[regions.Length];
+        _unasked = regions.Length;
     }
 
     /// <summary>Bytes of layer (or output head, at index layers) <paramref name="index"/> in mapped pages.</summary>
@@ -45,6 +47,7 @@ internal sealed class WeightFetch : IDisposable
                 if (_stopped) return bytes;
                 if (_asked[i]) continue;
                 _asked[i] = true;
+                _unasked--;
                 _queue.Enqueue(i);
                 Monitor.Pulse(_queue);
                 _thread ??= StartThread();
@@ -68,8 +71,8 @@ internal sealed class WeightFetch : IDisposable
             int index;
             lock (_queue)
             {
-                while (_queue.Count == 0 && !_stopped) Monitor.Wait(_queue);
-                if (_stopped) return;
+                while (_queue.Count == 0 && !_stopped && _unasked > 0) Monitor.Wait(_queue);
+                if (_stopped || _queue.Count == 0) return; // stopped, or every layer fetched
                 index = _queue.Dequeue();
             }
             foreach (var matrix in _regions[index]) _touched += matrix.TouchPages(ref _stopped);

@@ -5,104 +5,6 @@ using System.Runtime.Intrinsics.X86;
 namespace ClockLM.Tensors;
 
 /// <summary>
-/// The rows of one matrix-matrix product (<see cref="MatMul"/>), as a job a <see cref="WorkerPool"/> can split.
-/// Rows are taken <see cref="RowBlock"/> at a time and multiplied with the vectors a group at a time, so a block of
-/// weight rows and a group of activation vectors stay in the first-level cache together.
-/// </summary>
-internal unsafe struct MatMulJob : IRowRangeJob
-{
-    /// <summary>Weight rows per block.</summary>
-    public const int RowBlock = 8;
-
-    /// <summary>Vectors per group of the quantized tiles (their activation blocks share the cache with the rows).</summary>
-    public const int QuantizedGroup = 8;
-
-    /// <summary>Vectors from which Q4_0 rows are interleaved eight at a time (<see cref="RowOctets"/>).</summary>
-    public const int Q4_0OctetsFrom = 4;
-
-    /// <summary>Vectors from which Q8_0 rows are interleaved eight at a time.</summary>
-    public const int Q8_0OctetsFrom = 4;
-
-    /// <summary>Vectors from which Q4_K and Q6_K rows are interleaved eight at a time (<see cref="KQuantOctets"/>).</summary>
-    public const int KQuantOctetsFrom = 4;
-
-    public GgmlType Type;
-    public KernelPath Path;
-    public byte* Weights;
-    public int RowBytes;
-    public int Cols;
-    public int Rows;
-    public int Count;
-    public float* X;      // (Count, Cols)
-    public float* Y;      // (Count, Rows)
-    public ActivationBlocks[]? Activations;
-
-    public readonly void Execute(int start, int end)
-    {
-        bool avx2 = Path == KernelPath.Vector256 && Avx2.IsSupported && Fma.IsSupported;
-        if (avx2 && Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16)
-        {
-            FloatTiles.Rows(this, start, end);
-            return;
-        }
-        if (avx2 && Type == GgmlType.Q4_0 && Count >= Q4_0OctetsFrom)
-        {
-            RowOctets.Rows<Q4_0Octets>(this, start, end);
-            return;
-        }
-        if (avx2 && Type == GgmlType.Q8_0 && Count >= Q8_0OctetsFrom)
-        {
-            RowOctets.Rows<Q8_0Octets>(this, start, end);
-            return;
-        }
-        if (avx2 && Type == GgmlType.Q4_0 && Cols / 32 >= 8)
-        {
-            QuantizedTiles.Rows<QuantizedTiles.Q4_0Tile, RowDots.Q4_0Term>(this, start, end);
-            return;
-        }
-        if (avx2 && Type == GgmlType.Q8_0 && Cols / 32 >= 8)
-        {
-            QuantizedTiles.Rows<QuantizedTiles.Q8_0Tile, RowDots.Q8_0Term>(this, start, end);
-            return;
-        }
-        if (avx2 && Type == GgmlType.Q4_K && Count >= KQuantOctetsFrom)
-        {
-            KQuantOctets.Q4_KRows(this, start, end);
-            return;
-        }
-        if (avx2 && Type == GgmlType.Q6_K && Count >= KQuantOctetsFrom)
-        {
-            KQuantOctets.Q6_KRows(this, start, end);
-            return;
-        }
-        if (avx2 && Type == GgmlType.Q4_K)
-        {
-            KQuantTiles.Q4_KRows(this, start, end);
-            return;
-        }
-        if (avx2 && Type == GgmlType.Q6_K)
-        {
-            KQuantTiles.Q6_KRows(this, start, end);
-            return;
-        }
-        // Any other type or path: the one-vector row kernel for each vector, on a block of rows at a time.
-        for (int r0 = start; r0 < end; r0 += RowBlock)
-        {
-            int r1 = Math.Min(r0 + RowBlock, end);
-            for (int t = 0; t < Count; t++)
-                VectorJob(t).Execute(r0, r1);
-        }
-    }
-
-    /// <summary>The matrix-vector product of vector <paramref name="t"/>, whose rows are the same computation.</summary>
-    public readonly MatVecJob VectorJob(int t) => new()
-    {
-        Type = Type, Path = Path, Weights = Weights, RowBytes = RowBytes, Cols = Cols,
-        X = X + (long)t * Cols, Y = Y + (long)t * Rows, Activations = Activations?[t],
-    };
-}
-
-/// <summary>
 /// Tiles for 32-value quantized blocks on AVX2: one weight row times a group of vectors. For every (row, vector) the
 /// float operations are those of <see cref="RowDots.Blocks32{TTerm, T}"/> with <see cref="Avx2Dots"/>: eight block
 /// terms at once as (scale_w * scale_x) * isum, their two halves added into four accumulators, the remaining blocks
@@ -184,9 +86,9 @@ internal static unsafe class QuantizedTiles
         return HalfWidening.Widen(h);
     }
 
-    /// <summary>The 16 pair products q[2i] x[2i] + q[2i+1] x[2i+1] of a block of 4-bit codes (each at most 2 * 15 * 127 = 3810 in magnitude).</summary>
+    /// <summary>The 16 sums of adjacent products q[2i] x[2i] + q[2i+1] x[2i+1] of a block of 4-bit codes (each at most 2 * 15 * 127 = 3810 in magnitude).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> Pairs(Vector256<byte> codes, sbyte* x) => Avx2.MultiplyAddAdjacent(codes, Vector256.Load(x));
+    private static Vector256<short> AdjacentSums(Vector256<byte> codes, sbyte* x) => Avx2.MultiplyAddAdjacent(codes, Vector256.Load(x));
 
     /// <summary>
     /// Lane i: the total of block i's 16 pair sums, for eight blocks of 4-bit codes. Three rounds of 16-bit
@@ -222,8 +124,8 @@ internal static unsafe class QuantizedTiles
             Vector256<float> scales, in RowDots.Act32 a, int b)
         {
             sbyte* x = a.Qs + 32 * b;
-            var isum = Sums8U4(Pairs(n0, x), Pairs(n1, x + 32), Pairs(n2, x + 64), Pairs(n3, x + 96),
-                Pairs(n4, x + 128), Pairs(n5, x + 160), Pairs(n6, x + 192), Pairs(n7, x + 224))
+            var isum = Sums8U4(AdjacentSums(n0, x), AdjacentSums(n1, x + 32), AdjacentSums(n2, x + 64), AdjacentSums(n3, x + 96),
+                AdjacentSums(n4, x + 128), AdjacentSums(n5, x + 160), AdjacentSums(n6, x + 192), AdjacentSums(n7, x + 224))
                 - Vector256.ShiftLeft(Vector256.Load(a.Sum + b), 3);
             return scales * Vector256.Load(a.D + b) * Vector256.ConvertToSingle(isum);
         }
@@ -252,55 +154,4 @@ internal static unsafe class QuantizedTiles
             return scales * Vector256.Load(a.D + b) * Vector256.ConvertToSingle(isum);
         }
     }
-}
-
-/// <summary>Exact widening of IEEE half-precision bits to floats, eight at a time.</summary>
-internal static class HalfWidening
-{
-    /// <summary>The bits of the float 2^112, the factor between a half's exponent bias (15) and a float's (127).</summary>
-    public const uint TwoPow112Bits = 0x77800000;
-
-    /// <summary>Bits (h &amp; 0x7fff) &lt;&lt; 13 as a float, times 2^112, is the half's magnitude (normal or subnormal);
-    /// exponent 31 (infinity, NaN) gets an all-ones exponent; the sign moves to bit 31.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Widen(Vector256<uint> h)
-    {
-        var em = Vector256.ShiftLeft(h & Vector256.Create(0x7fffu), 13);
-        var mag = (em.AsSingle() * Vector256.Create(TwoPow112Bits).AsSingle()).AsUInt32();
-        var infNan = Vector256.GreaterThan(em.AsInt32(), Vector256.Create(0x0f7fffff)).AsUInt32();
-        return (mag | (infNan & Vector256.Create(0x7f800000u)) | Vector256.ShiftLeft(h & Vector256.Create(0x8000u), 16)).AsSingle();
-    }
-
-    /// <summary>One half's bits as a float, the same way as <see cref="Widen"/> (and equal to <c>(float)Half</c>).
-    /// Kernels use this rather than the runtime's precompiled <see cref="Half"/> conversion, which is slow to call
-    /// from between 256-bit loops.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float ToSingle(ushort h)
-    {
-        uint em = (uint)(h & 0x7fff) << 13;
-        uint mag = BitConverter.SingleToUInt32Bits(BitConverter.UInt32BitsToSingle(em) * BitConverter.UInt32BitsToSingle(TwoPow112Bits));
-        if (em > 0x0f7fffffu) mag |= 0x7f800000u;
-        return BitConverter.UInt32BitsToSingle(mag | (uint)(h & 0x8000) << 16);
-    }
-
-    /// <summary>
-    /// The eight halves at p, which must be finite, as floats times 2^-112, exactly, in three operations (AVX2):
-    /// sign-extended to 32 bits and shifted left 13, a half has its sign in bit 31 and its exponent and mantissa in bits
-    /// 13..27 (bits 28..30, copies of the sign, are masked off), which as a float is its value times 2^-112, subnormals
-    /// included. An infinite or NaN half comes out finite. Callers multiply by 2^112, or fold it into the other factor.
-    /// <paramref name="mask"/> is <see cref="FiniteMask"/>, a parameter so that loops can keep it in a register.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe Vector256<float> WidenFiniteUnscaled(ushort* p, Vector256<int> mask) =>
-        (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 13) & mask).AsSingle();
-
-    /// <summary>The bits <see cref="WidenFiniteUnscaled"/> keeps: the sign (31), exponent and mantissa (13..27).</summary>
-    public const int FiniteBits = unchecked((int)0x8FFFE000);
-
-    /// <summary><see cref="FiniteBits"/> in every lane.</summary>
-    public static Vector256<int> FiniteMask => Vector256.Create(FiniteBits);
-
-    /// <summary><see cref="ToSingle(ushort)"/> of the half at p.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe float ToSingle(byte* p) => ToSingle(Unsafe.ReadUnaligned<ushort>(p));
 }

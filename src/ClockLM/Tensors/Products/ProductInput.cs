@@ -77,17 +77,17 @@ internal sealed unsafe class ProductInput
 
     /// <summary>
     /// The 32-value blocks laid out as the packed kernels read them (<see cref="Q4_0Pairs.LayOut"/> for Q4_0, four
-    /// vectors per block for Q8_0: <see cref="PackedRows.LayOutQuads"/>), made now unless this input already is in
+    /// vectors per block for Q8_0: <see cref="Q8_0Packed.LayOutQuads"/>), made now unless this input already is in
     /// <paramref name="layout"/>. The blocks must have been made (<see cref="Blocks"/>).
     /// </summary>
     public byte* LaidOut(ActivationLayout layout)
     {
         if (_layout == layout) return _laidOutStart;
-        long bytes = layout == ActivationLayout.Q4_0Pairs ? Q4_0Pairs.LaidOutBytes(Count, Cols) : PackedRows.QuadBytes(Count, Cols);
+        long bytes = layout == ActivationLayout.Q4_0Pairs ? Q4_0Pairs.LaidOutBytes(Count, Cols) : Q8_0Packed.QuadBytes(Count, Cols);
         if (_laidOut is null || _laidOut.Length < bytes + 63)
             _laidOut = PackedRows.Allocate(bytes, out _laidOutStart);
         if (layout == ActivationLayout.Q4_0Pairs) Q4_0Pairs.LayOut(_blocks32, Count, Cols, _laidOutStart);
-        else PackedRows.LayOutQuads(_blocks32, Count, Cols, _laidOutStart);
+        else Q8_0Packed.LayOutQuads(_blocks32, Count, Cols, _laidOutStart);
         _layout = layout;
         return _laidOutStart;
     }
@@ -108,26 +108,4 @@ internal sealed unsafe class ProductInput
     /// <summary>The calling thread's input for a single product whose caller has no input of its own to share; it is
     /// loaded again by every such product, so nothing in it outlives one.</summary>
     public static ProductInput Scratch => _scratch ??= new ProductInput();
-}
-
-/// <summary>How a <see cref="ProductInput"/>'s laid-out activations are arranged.</summary>
-internal enum ActivationLayout { None, Quads, Q4_0Pairs }
-
-/// <summary>Vectors [start, end) of X quantized to 8-bit blocks of 32 or 256 values.</summary>
-internal unsafe struct QuantizeJob : IRowRangeJob
-{
-    public float* X;
-    public int Cols, BlockSize;
-    public bool Avx2;
-    public ActivationBlocks[] Activations;
-
-    public readonly void Execute(int start, int end)
-    {
-        for (int t = start; t < end; t++)
-        {
-            var xt = new ReadOnlySpan<float>(X + (long)t * Cols, Cols);
-            if (BlockSize == 32) Activations[t].Quantize32(xt, Avx2);
-            else Activations[t].Quantize256(xt, Avx2);
-        }
-    }
 }

@@ -2,13 +2,6 @@ using System.Runtime.InteropServices;
 
 namespace ClockLM.Tensors;
 
-/// <summary>A piece of work over a range of rows, run by <see cref="WorkerPool.Run{TJob}"/> on several threads at once.</summary>
-public interface IRowRangeJob
-{
-    /// <summary>Processes rows [start, end). Called concurrently with disjoint ranges, possibly several times per thread.</summary>
-    void Execute(int start, int end);
-}
-
 /// <summary>
 /// A fixed set of threads that share out row ranges, for the matrix-vector products of one token. The calling thread
 /// works too, so a pool of N threads keeps N+1 cores busy.
