@@ -19,9 +19,10 @@ namespace ClockLM.Chat;
 /// A slot keeps its KV cache when its request ends: the next request that starts with the same tokens (the next turn of
 /// a conversation, the same system prompt) takes that prefix's keys and values and evaluates only the rest
 /// (<see cref="CompletionRequest.CachePrompt"/>). A waiting request goes to the idle slot whose cached tokens share the
-/// longest prefix with its prompt, counting only slots that would keep at least half of what they hold (a slot that
-/// shares a template header with a long other conversation is not worth overwriting); ties, and prompts no slot
-/// matches, go to the slot least recently used. Every row of the forward pass gives the same bits whichever batch it
+/// longest prefix with its prompt, counting only slots whose last prompt it extends (the next turn of the conversation
+/// held there) or that would keep at least half of what they hold: a new conversation that shares a template header
+/// with another one's long history does not overwrite it. Ties, and prompts no slot matches, go to the slot least
+/// recently used. Every row of the forward pass gives the same bits whichever batch it
 /// ran in, so an answer is bit-identical with the cache on and off.
 /// </remarks>
 public sealed class SlotScheduler : IDisposable
@@ -216,8 +217,8 @@ public sealed class SlotScheduler : IDisposable
 
     /// <summary>
     /// The idle slot for <paramref name="prompt"/>, or null when every slot is busy: the one whose cached tokens share the
-    /// longest prefix with it, among slots that would keep at least half of their cache; otherwise, and among equals,
-    /// the least recently used (slots never used first).
+    /// longest prefix with it, among slots whose last prompt it extends or that would keep at least half of their cache;
+    /// otherwise, and among equals, the least recently used (slots never used first).
     /// </summary>
     private Slot? ChooseSlot(int[] prompt)
     {
@@ -228,7 +229,8 @@ public sealed class SlotScheduler : IDisposable
             if (slot.Job is not null) continue;
             if (leastRecent is null || slot.LastUsed < leastRecent.LastUsed) leastRecent = slot;
             int prefix = slot.CommonPrefix(prompt);
-            if (prefix == 0 || 2 * prefix < slot.CachedLength) continue;
+            bool extendsLastPrompt = prefix >= slot.Prompt.Length; // its reply's tokens may differ once sent back as text
+            if (prefix == 0 || !(extendsLastPrompt || 2 * prefix >= slot.CachedLength)) continue;
             if (best is null || prefix > bestPrefix || (prefix == bestPrefix && slot.LastUsed < best.LastUsed))
                 (best, bestPrefix) = (slot, prefix);
         }

@@ -139,6 +139,23 @@ public sealed class PromptCacheTests
     }
 
     [Fact]
+    public async Task ANextTurnWhoseReplyTokenizesDifferentlyStillReturnsToItsSlot()
+    {
+        await using var host = await ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 2 });
+        int[] x = Ids(host, "Tom had a red ball."), y = Ids(host, "The sun was hot and the grass was dry.");
+        await CompleteAsync(host.Http, y, 4, seed: 2);
+        await CompleteAsync(host.Http, x, 48, seed: 1); // x's slot holds x and 47 answer tokens; y's is the least recently used
+        // The reply comes back as other tokens than the model generated: the prompt extends x's last prompt only, which
+        // keeps less than half of that slot's cache, yet it is the next turn of the conversation held there.
+        int[] next = [.. x, .. Ids(host, " zzz qqq. Then he went home.", bos: false)];
+        var answer = await CompleteAsync(host.Http, next, 4, seed: 3);
+        Assert.InRange(answer.CachedTokens, x.Length, x.Length + 2);
+        Assert.True(2 * answer.CachedTokens < x.Length + 47);
+        // y's slot was left alone.
+        Assert.Equal(y.Length - 1, (await CompleteAsync(host.Http, y, 4, seed: 2)).CachedTokens);
+    }
+
+    [Fact]
     public async Task StreamedUsageReportsTheCachedTokens()
     {
         await using var host = await ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 1 });
