@@ -139,6 +139,35 @@ public sealed class ScaleTests(ITestOutputHelper output)
         }
     }
 
+    [OptInFact("CLOCKLM_SCALE_TEST", "the container build's publish step")]
+    public async Task ThePublishedImageContentsServeWithTheDockerfilesEntrypoint()
+    {
+        // What deploy/Dockerfile runs, without a container engine: its publish step (restored already here), then its
+        // entrypoint from the published folder, on loopback and a free port instead of 0.0.0.0:8080.
+        string dockerfile = File.ReadAllText(Path.Combine(SharedData.RepoRoot, "deploy", "Dockerfile"));
+        string publish = System.Text.RegularExpressions.Regex.Match(dockerfile, @"^RUN (dotnet publish .*) -o /app$", System.Text.RegularExpressions.RegexOptions.Multiline).Groups[1].Value;
+        string[] entrypoint = JsonSerializer.Deserialize<string[]>(System.Text.RegularExpressions.Regex.Match(dockerfile, @"^ENTRYPOINT (\[.*\])$", System.Text.RegularExpressions.RegexOptions.Multiline).Groups[1].Value)!;
+        using var dir = new TempDir();
+        var info = new ProcessStartInfo("dotnet") { WorkingDirectory = SharedData.RepoRoot, UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in publish.Split(' ')[1..]) info.ArgumentList.Add(a);
+        foreach (var a in new[] { "-o", dir.Path, "--no-restore" }) info.ArgumentList.Add(a);
+        using (var build = Process.Start(info)!)
+        {
+            var log = build.StandardOutput.ReadToEndAsync();
+            _ = build.StandardError.ReadToEndAsync();
+            await build.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(8));
+            Assert.True(build.ExitCode == 0, await log);
+        }
+        Assert.Equal(["dotnet", "/app/clocklm.dll", "serve", "--host", "0.0.0.0", "--port", "8080"], entrypoint);
+        string[] arguments = [.. entrypoint[2..^4], "--host", "127.0.0.1", "-m", SharedData.Stories260K, "-t", "1"];
+        await using var server = await ServeProcess.StartAsync(0, arguments, dll: Path.Combine(dir.Path, "clocklm.dll"));
+        using var http = new HttpClient { BaseAddress = server.Address };
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("health")).StatusCode);
+        using var answer = await http.PostAsync("v1/completions", new StringContent("""{"prompt":"Once upon a time","max_tokens":8}""", Encoding.UTF8, "application/json"));
+        Assert.True(answer.IsSuccessStatusCode, await answer.Content.ReadAsStringAsync());
+        Assert.True(File.Exists(Path.Combine(dir.Path, "models", "clocklm-kjv.gguf")), "the built-in model is not in the image");
+    }
+
     private static string Opening(int c) => $"Tell me about a {(c % 3 == 0 ? "cat" : c % 3 == 1 ? "dog" : "bird")} named {(char)('A' + c)}ob.";
 
     private static JsonObject Message(string role, string content) => new() { ["role"] = role, ["content"] = content };
