@@ -20,11 +20,12 @@ internal static class ServeCommand
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on every request" };
         var maxBody = new Option<long>("--max-body") { Description = "Largest request body in bytes", DefaultValueFactory = _ => 1 << 20 };
         var log = new Option<bool>("--log") { Description = "Log requests to the console" };
+        var slotSavePath = new Option<string?>("--slot-save-path") { Description = "Folder for POST /slots/{id}?action=save|restore (created if missing)" };
         var drainTimeout = new Option<int>("--drain-timeout") { Description = "Seconds a stop (SIGTERM, Ctrl+C) waits for requests in flight", DefaultValueFactory = _ => 60 };
 
         var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API");
         model.AddTo(command);
-        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log, drainTimeout })
+        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log, drainTimeout, slotSavePath })
             command.Options.Add(o);
         command.SetAction(result => CommandErrors.Run(() =>
         {
@@ -38,6 +39,18 @@ internal static class ServeCommand
             if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
             long bodyLimit = result.GetValue(maxBody);
             if (bodyLimit < 1) throw new UsageException($"--max-body is {bodyLimit}, expected a positive number of bytes");
+            string? slotFolder = result.GetValue(slotSavePath);
+            if (slotFolder is not null)
+            {
+                try
+                {
+                    Directory.CreateDirectory(slotFolder);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+                {
+                    throw new UsageException($"--slot-save-path {slotFolder}: cannot create the folder: {e.Message}");
+                }
+            }
             int drainSeconds = result.GetValue(drainTimeout);
             if (drainSeconds < 0) throw new UsageException($"--drain-timeout is {drainSeconds}, expected 0 or more seconds");
 
@@ -57,6 +70,7 @@ internal static class ServeCommand
                 ApiKey = result.GetValue(apiKey),
                 MaxRequestBodyBytes = bodyLimit,
                 ConsoleLogging = result.GetValue(log),
+                SlotSavePath = slotFolder,
             });
             using var stop = new CancellationTokenSource();
             Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };

@@ -27,6 +27,7 @@ public sealed class ClockLMServer : IAsyncDisposable
     private readonly ServerMetrics _metrics = new();
     private readonly OpenAiEndpoints _endpoints;
     private readonly Readiness _readiness = new();
+    private readonly SlotEndpoints _slots;
 
     /// <summary>Builds the server (not yet listening: call <see cref="StartAsync"/>). The caller keeps ownership of the scheduler.</summary>
     public ClockLMServer(SlotScheduler scheduler, ServerOptions? options = null)
@@ -40,6 +41,7 @@ public sealed class ClockLMServer : IAsyncDisposable
             throw new ArgumentOutOfRangeException(nameof(options), _options.MaxRequestBodyBytes, "the body limit must be positive");
         ModelId = _options.ModelId ?? Path.GetFileNameWithoutExtension(scheduler.Model.Path);
         _endpoints = new OpenAiEndpoints(scheduler, ModelId, new Embedder(scheduler.Model, scheduler.ContextLength));
+        _slots = new SlotEndpoints(scheduler, _options.SlotSavePath);
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -102,6 +104,8 @@ public sealed class ClockLMServer : IAsyncDisposable
         app.MapPost("/tokenize", _endpoints.TokenizeAsync);
         app.MapPost("/detokenize", _endpoints.DetokenizeAsync);
         app.MapGet("/health", _readiness.HealthAsync);
+        app.MapGet("/slots", _slots.ListAsync);
+        app.MapPost("/slots/{id}", _slots.ActionAsync);
         app.MapGet("/metrics", context =>
         {
             context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
@@ -175,6 +179,8 @@ public sealed class ClockLMServer : IAsyncDisposable
         {
             "/v1/chat/completions" or "/v1/completions" or "/v1/embeddings" or "/v1/models" or "/tokenize" or "/detokenize" or "/health" or "/metrics" => path,
             _ when path.StartsWith("/v1/models/", StringComparison.Ordinal) => "/v1/models/{id}",
+            "/slots" => path,
+            _ when path.StartsWith("/slots/", StringComparison.Ordinal) => "/slots/{id}",
             _ => "other",
         };
     }

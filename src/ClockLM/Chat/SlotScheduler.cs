@@ -25,7 +25,7 @@ namespace ClockLM.Chat;
 /// recently used. Every row of the forward pass gives the same bits whichever batch it
 /// ran in, so an answer is bit-identical with the cache on and off.
 /// </remarks>
-public sealed class SlotScheduler : IDisposable
+public sealed partial class SlotScheduler : IDisposable
 {
     private readonly Model _model;
     private readonly SlotSchedulerOptions _options;
@@ -87,7 +87,7 @@ public sealed class SlotScheduler : IDisposable
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            bool slotFree = !_paused && _slots.Count(s => s.Job is null) > _queue.Count;
+            bool slotFree = !_paused && _slots.Count(s => s.Job is null && !s.Reserved) > _queue.Count;
             if (!slotFree && _queue.Count >= _options.QueueCapacity)
             {
                 _rejected++;
@@ -226,7 +226,7 @@ public sealed class SlotScheduler : IDisposable
         int bestPrefix = 0;
         foreach (var slot in _slots)
         {
-            if (slot.Job is not null) continue;
+            if (slot.Job is not null || slot.Reserved) continue;
             if (leastRecent is null || slot.LastUsed < leastRecent.LastUsed) leastRecent = slot;
             int prefix = slot.CommonPrefix(prompt);
             bool extendsLastPrompt = prefix >= slot.Prompt.Length; // its reply's tokens may differ once sent back as text
@@ -485,6 +485,7 @@ public sealed class SlotScheduler : IDisposable
         public int Reused;        // prompt tokens of the job taken from the cache: positions [0, Reused) were not evaluated
         public int CachedLength;  // while idle: the KV cache holds History[0, CachedLength) at positions 0..CachedLength-1
         public long LastUsed;     // admission stamp of the last job (0: never used)
+        public bool Reserved;     // its cache is being saved, restored or erased: no job may start on it
         public Sampler? Sampler;
         public StreamingDetokenizer? Detokenizer;
         public StopSequenceFilter? StopFilter;
