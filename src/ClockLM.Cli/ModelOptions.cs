@@ -1,5 +1,7 @@
 using System.CommandLine;
 using ClockLM.Models;
+using ClockLM.Tensors;
+using Microsoft.Extensions.Logging;
 
 namespace ClockLM.Cli;
 
@@ -12,19 +14,43 @@ internal sealed class ModelOptions
     public static string BuiltInModelPath => System.IO.Path.Combine(AppContext.BaseDirectory, "models", "clocklm-kjv.gguf");
     public Option<string?> Tokenizer { get; } = new("--tokenizer") { Description = "Tokenizer file for llama2.c checkpoints (tokenizer.bin)" };
     public Option<int> Threads { get; } = new("--threads", "-t") { Description = "Worker threads", DefaultValueFactory = _ => Environment.ProcessorCount };
+    public Option<string?> Kernels { get; } = KernelsOption();
 
     public void AddTo(Command command)
     {
         command.Options.Add(Model);
         command.Options.Add(Tokenizer);
         command.Options.Add(Threads);
+        command.Options.Add(Kernels);
     }
 
-    /// <summary>Opens the model named by --model, or the built-in model.</summary>
+    /// <summary>Opens the model named by --model, or the built-in model, on the kernels --kernels names.</summary>
     public ClockLM.Models.Model Load(ParseResult result)
     {
         string path = result.GetValue(Model) ?? BuiltInModelPath;
-        return ClockLM.Models.Model.Load(path, result.GetValue(Tokenizer));
+        return ClockLM.Models.Model.Load(path, result.GetValue(Tokenizer), Options(result, Kernels));
+    }
+
+    /// <summary>--kernels: which kernels to run, for comparisons (docs/kernels.md).</summary>
+    public static Option<string?> KernelsOption() => new("--kernels")
+    {
+        Description = "Kernels, for comparisons: best (default), scalar, vector128, vector256 or vector512, optionally /256 or /512 (the packed Q4_0 kernel's width)",
+    };
+
+    /// <summary>How the command line loads models: on the kernels <paramref name="kernels"/> names, with every fast path
+    /// the model has to leave written to stderr once.</summary>
+    public static ClockLM.Models.ModelOptions Options(ParseResult result, Option<string?> kernels)
+    {
+        KernelOptions chosen;
+        try
+        {
+            chosen = result.GetValue(kernels) is { } text ? KernelOptions.Parse(text) : KernelOptions.Best;
+        }
+        catch (Exception e) when (e is FormatException or PlatformNotSupportedException)
+        {
+            throw new UsageException($"--kernels: {e.Message}");
+        }
+        return new ClockLM.Models.ModelOptions { Kernels = chosen, Logger = new StderrLogger(LogLevel.Warning) };
     }
 
     /// <summary>A worker pool for --threads N: N-1 workers beside the calling thread.</summary>

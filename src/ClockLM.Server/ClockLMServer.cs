@@ -109,7 +109,7 @@ public sealed class ClockLMServer : IAsyncDisposable
         app.MapGet("/metrics", context =>
         {
             context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-            return context.Response.WriteAsync(_metrics.Render(_scheduler.Stats));
+            return context.Response.WriteAsync(_metrics.Render(_scheduler.Stats, _scheduler.Model.Weights.KernelFallbacks.Count));
         });
         app.MapFallback(context => throw new ApiException(404, $"no endpoint {context.Request.Method} {context.Request.Path}", "not_found_error", code: "unknown_url"));
     }

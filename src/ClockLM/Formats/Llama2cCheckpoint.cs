@@ -31,8 +31,9 @@ public sealed class Llama2cCheckpoint : IDisposable
     /// <summary>The checkpoint's path.</summary>
     public string Path => _file.Path;
 
-    /// <summary>Opens a checkpoint; an invalid one is a <see cref="ModelFormatException"/>.</summary>
-    public static Llama2cCheckpoint Open(string path)
+    /// <summary>Opens a checkpoint, its weights to run on <paramref name="kernels"/> (<see cref="KernelOptions.Best"/>
+    /// when null); an invalid one is a <see cref="ModelFormatException"/>.</summary>
+    public static Llama2cCheckpoint Open(string path, KernelOptions? kernels = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);
         long length = new FileInfo(path).Length;
@@ -94,6 +95,7 @@ public sealed class Llama2cCheckpoint : IDisposable
                 }).ToArray(),
                 FinalNorm = finalNorm,
                 Output = output,
+                Kernels = kernels ?? KernelOptions.Best,
             };
             return new Llama2cCheckpoint(file, config, weights, shared);
         }

@@ -2,6 +2,7 @@ using ClockLM.Formats;
 using ClockLM.Gguf;
 using ClockLM.Tensors;
 using ClockLM.Tokenizers;
+using Microsoft.Extensions.Logging;
 
 namespace ClockLM.Models;
 
@@ -50,6 +51,7 @@ public sealed class Model : IDisposable
             {
                 var config = LlamaGguf.ReadConfig(file);
                 var weights = LlamaGguf.ReadWeights(file, config, options);
+                Report(path, weights, options);
                 var tokenizer = tokenizerPath is null ? Tokenizer.Load(file) : LoadTokenizerFile(tokenizerPath, config.VocabSize);
                 if (tokenizer.VocabSize != config.VocabSize)
                     throw new GgufFormatException(path, $"the tokenizer has {tokenizer.VocabSize} tokens but the embedding has {config.VocabSize} rows");
@@ -62,9 +64,10 @@ public sealed class Model : IDisposable
             }
         }
 
-        var checkpoint = Llama2cCheckpoint.Open(path);
+        var checkpoint = Llama2cCheckpoint.Open(path, options?.Kernels);
         try
         {
+            Report(path, checkpoint.Weights, options);
             string tokPath = tokenizerPath ?? FindLlama2cTokenizer(path, checkpoint.Config.VocabSize);
             var tokenizer = LoadTokenizerFile(tokPath, checkpoint.Config.VocabSize);
             return new Model(path, checkpoint, checkpoint.Config, checkpoint.Weights, tokenizer, gguf: null);
@@ -84,6 +87,20 @@ public sealed class Model : IDisposable
         int ctx = contextLength ?? Config.ContextLength;
         if (ctx <= 0) throw new ArgumentOutOfRangeException(nameof(contextLength), ctx, "context length must be positive");
         return new Transformer(Config, Weights, ctx, pool);
+    }
+
+    /// <summary>Logs, once per load, the kernels the weights run on and the fast paths they run without
+    /// (<see cref="LlamaWeights.KernelFallbacks"/>, which counts them).</summary>
+    private static void Report(string path, LlamaWeights weights, ModelOptions? options)
+    {
+        if (options?.Logger is not { } logger) return;
+        int packed = weights.PackedStorage?.Length ?? 0;
+        logger.LogInformation("{Model}: kernels {Kernels}, {Packed} matrices packed", path, weights.Kernels.Describe(), packed);
+        var fallbacks = weights.KernelFallbacks;
+        if (fallbacks.Count == 0) return;
+        const int shown = 4;
+        string more = fallbacks.Count > shown ? $"; and {fallbacks.Count - shown} more" : "";
+        logger.LogWarning("{Model}: {Count} fast paths do not apply: {Fallbacks}{More}", path, fallbacks.Count, string.Join("; ", fallbacks.Take(shown)), more);
     }
 
     private static bool IsGguf(string path)

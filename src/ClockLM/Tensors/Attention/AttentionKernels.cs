@@ -16,7 +16,7 @@ internal static unsafe class AttentionKernels
 {
     /// <summary>scores[t] = scale · (q · keys[t·stride .. t·stride + q.Length)) for every t of <paramref name="scores"/>.</summary>
     public static void Scores(ReadOnlySpan<float> q, ReadOnlySpan<float> keys, int stride, float scale, Span<float> scores) =>
-        Scores(q, keys, stride, scale, scores, KernelPaths.Best);
+        Scores(q, keys, stride, scale, scores, KernelOptions.BestPath);
 
     /// <summary><see cref="Scores(ReadOnlySpan{float}, ReadOnlySpan{float}, int, float, Span{float})"/> on a chosen path.</summary>
     internal static void Scores(ReadOnlySpan<float> q, ReadOnlySpan<float> keys, int stride, float scale, Span<float> scores, KernelPath path)
@@ -37,7 +37,7 @@ internal static unsafe class AttentionKernels
 
     /// <summary>output[i] = Σ_t weights[t] · values[t·stride + i] for every i of <paramref name="output"/> (which is overwritten).</summary>
     public static void WeightedSum(ReadOnlySpan<float> weights, ReadOnlySpan<float> values, int stride, Span<float> output) =>
-        WeightedSum(weights, values, stride, output, KernelPaths.Best);
+        WeightedSum(weights, values, stride, output, KernelOptions.BestPath);
 
     /// <summary><see cref="WeightedSum(ReadOnlySpan{float}, ReadOnlySpan{float}, int, Span{float})"/> on a chosen path.</summary>
     internal static void WeightedSum(ReadOnlySpan<float> weights, ReadOnlySpan<float> values, int stride, Span<float> output, KernelPath path)
@@ -58,7 +58,7 @@ internal static unsafe class AttentionKernels
     }
 
     /// <summary>In-place softmax, subtracting the maximum for stability, with <see cref="Exponential"/>.</summary>
-    public static void Softmax(Span<float> x) => Softmax(x, KernelPaths.Best);
+    public static void Softmax(Span<float> x) => Softmax(x, KernelOptions.BestPath);
 
     /// <summary><see cref="Softmax(Span{float})"/> on a chosen path.</summary>
     internal static void Softmax(Span<float> x, KernelPath path)

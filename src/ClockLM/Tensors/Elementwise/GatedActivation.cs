@@ -10,7 +10,7 @@ namespace ClockLM.Tensors;
 internal static unsafe class GatedActivation
 {
     /// <summary>gate = silu(gate) · up, silu(g) = g / (1 + e^-g).</summary>
-    public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up) => SwiGlu(gate, up, KernelPaths.Best);
+    public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up) => SwiGlu(gate, up, KernelOptions.BestPath);
 
     /// <summary><see cref="SwiGlu(Span{float}, ReadOnlySpan{float})"/> on a chosen path.</summary>
     internal static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up, KernelPath path)

@@ -13,11 +13,11 @@ internal static unsafe class PackedRows
 {
     /// <summary>True when <paramref name="w"/>'s type and shape can be packed and this machine runs the packed kernels.</summary>
     public static bool CanPack(in TensorView w) =>
-        KernelPaths.CanRun(KernelPath.Vector256) && w.Type is GgmlType.Q4_0 or GgmlType.Q8_0
+        KernelOptions.CanRun(KernelPath.Vector256) && w.Type is GgmlType.Q4_0 or GgmlType.Q8_0
         && w.Rows % 8 == 0 && w.Rows > 0 && w.Cols >= 32;
 
-    /// <summary>True when products of <paramref name="w"/> on <paramref name="path"/> use its packed rows.</summary>
-    public static bool Used(in TensorView w, KernelPath path) => w.Packed != null && path == KernelPath.Vector256;
+    /// <summary>True when products of <paramref name="w"/> on <paramref name="kernels"/> use its packed rows.</summary>
+    public static bool Used(in TensorView w, KernelOptions kernels) => w.Packed != null && kernels.UsesPacked;
 
     /// <summary>Bytes of one packed octet of rows of <paramref name="cols"/> values.</summary>
     public static long OctetBytes(GgmlType type, int cols) =>
@@ -78,14 +78,16 @@ internal static unsafe class PackedRows
 
     /// <summary>Y = X Wᵀ for the vectors of <paramref name="input"/> (their 32-value blocks already made) with packed
     /// weights, the octets split across <paramref name="pool"/>. The activations are laid out once per input for every
-    /// thread's share: for Q4_0 all of them, in block pairs; for Q8_0 every four vectors together.</summary>
-    public static void Multiply(in TensorView w, ProductInput input, float* y, WorkerPool? pool)
+    /// thread's share: for Q4_0 all of them, in block pairs; for Q8_0 every four vectors together. The Q4_0 kernel runs
+    /// as wide as <paramref name="kernels"/> say.</summary>
+    public static void Multiply(in TensorView w, ProductInput input, float* y, WorkerPool? pool, KernelOptions kernels)
     {
         int count = input.Count;
         var activations = input.Blocks(32, pool, avx2: true);
         byte* laid = w.Type == GgmlType.Q4_0 ? input.LaidOut(ActivationLayout.Q4_0Pairs)
             : count >= 4 ? input.LaidOut(ActivationLayout.Quads) : null;
-        var job = new PackedJob { Type = w.Type, Packed = w.Packed, Cols = w.Cols, Rows = w.Rows, Count = count, Y = y, Activations = activations, LaidOut = laid };
+        var job = new PackedJob { Type = w.Type, Packed = w.Packed, Cols = w.Cols, Rows = w.Rows, Count = count, Y = y, Activations = activations, LaidOut = laid,
+            Wide = kernels.PackedWidth == 512 };
         if (pool != null && w.ByteCount * count >= 256 * 1024)
             pool.Run(job, w.Rows / 8);
         else
@@ -104,6 +106,7 @@ internal static unsafe class PackedRows
         public float* Y;
         public ActivationBlocks[] Activations;
         public byte* LaidOut;
+        public bool Wide; // the Q4_0 kernel on 512-bit registers
 
         public readonly void Execute(int start, int end)
         {
@@ -132,7 +135,7 @@ internal static unsafe class PackedRows
                         byte* acts = job.LaidOut + g * groupBytes + (long)panel * Q4_0Pairs.PanelPairs * n * Q4_0Pairs.ActBytes;
                         Q4_0Pairs.Panel(Q4_0Pairs.At(job.Packed, job.Cols, octets, panel, o), Q4_0Pairs.PairsIn(job.Cols, panel), acts, n,
                             state + ((o - tile) * groups + g) * Q4_0Pairs.StateBytes, panel == 0, panel == panels - 1,
-                            job.Y + 8 * o + 4L * g * job.Rows, job.Rows);
+                            job.Y + 8 * o + 4L * g * job.Rows, job.Rows, job.Wide);
                     }
     }
 

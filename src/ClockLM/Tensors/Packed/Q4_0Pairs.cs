@@ -46,9 +46,6 @@ internal static unsafe class Q4_0Pairs
     /// <summary>Bytes of one vector's activations for one block pair: eight 64-bit words, two scales, two sums.</summary>
     public const int ActBytes = 8 * 8 + 8 + 8;
 
-    /// <summary>True when the kernels use 512-bit registers (tests set it to run the 256-bit ones too).</summary>
-    internal static bool Wide { get; set; } = Avx512BW.IsSupported;
-
     /// <summary>Block pairs of a row of <paramref name="cols"/> values.</summary>
     public static int Pairs(int cols) => (cols / 32 + 1) / 2;
 
@@ -143,11 +140,12 @@ internal static unsafe class Q4_0Pairs
     /// One octet's pairs of one panel (at w) times the <paramref name="n"/> (1 to 4) vectors of one group, whose
     /// activations for these pairs are at acts. The accumulators start at zero in the first panel and come from
     /// <paramref name="state"/> otherwise; after the last panel vector v's eight results go to y + v * yStride, after
-    /// the others the accumulators go back to <paramref name="state"/>.
+    /// the others the accumulators go back to <paramref name="state"/>. With <paramref name="wide"/> (which needs
+    /// AVX-512BW, <see cref="KernelOptions.PackedWidth"/>) on 512-bit registers, else on 256-bit halves.
     /// </summary>
-    public static void Panel(byte* w, int pairs, byte* acts, int n, byte* state, bool first, bool last, float* y, int yStride)
+    public static void Panel(byte* w, int pairs, byte* acts, int n, byte* state, bool first, bool last, float* y, int yStride, bool wide)
     {
-        if (Wide) Panel512(w, pairs, acts, n, (Vector512<float>*)state, first, last, y, yStride);
+        if (wide) Panel512(w, pairs, acts, n, (Vector512<float>*)state, first, last, y, yStride);
         else Panel256(w, pairs, acts, n, (Vector256<float>*)state, first, last, y, yStride);
     }
 

@@ -1,6 +1,8 @@
 namespace ClockLM.Tensors;
 
-/// <summary>Which implementation of the dot-product kernels runs. Every path computes the same result as <see cref="Scalar"/>.</summary>
+/// <summary>Which implementation of the kernels runs (chosen by <see cref="KernelOptions.Path"/>). On quantized weights
+/// every path computes the same bits as <see cref="Scalar"/>; on F32, F16 and BF16 weights, and in attention, the vector
+/// paths sum in another order and agree with it to float rounding.</summary>
 public enum KernelPath
 {
     /// <summary>Plain C#: the reference the others are tested against.</summary>

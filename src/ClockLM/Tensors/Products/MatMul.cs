@@ -22,43 +22,40 @@ public static class MatMul
     /// <summary>Y = X Wᵀ: X holds <paramref name="count"/> vectors of W.Cols values one after another, Y receives
     /// <paramref name="count"/> vectors of W.Rows values.</summary>
     public static void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y, int count) =>
-        Multiply(w, x, y, count, null, KernelPaths.Best);
+        Multiply(w, x, y, count, null, KernelOptions.Best);
 
     /// <summary>Y = X Wᵀ with the rows split across <paramref name="pool"/>'s threads and the caller.</summary>
     public static void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y, int count, WorkerPool pool) =>
-        Multiply(w, x, y, count, pool, KernelPaths.Best);
+        Multiply(w, x, y, count, pool, KernelOptions.Best);
 
-    /// <summary>Y = X Wᵀ on a chosen kernel path (tests compare it with <see cref="MatVec"/> on the same path).</summary>
-    internal static unsafe void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y, int count, WorkerPool? pool, KernelPath path)
+    /// <summary>Y = X Wᵀ on the chosen <paramref name="kernels"/>, the rows split across <paramref name="pool"/>'s
+    /// threads and the caller when there is one.</summary>
+    public static unsafe void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y, int count, WorkerPool? pool, KernelOptions kernels)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         if (x.Length < (long)count * w.Cols)
             throw new ArgumentException($"matmul shapes: W is {w.Rows}x{w.Cols} and {count} vectors, X has {x.Length} values, Y has {y.Length}");
         fixed (float* px = x)
-            Multiply(w, ProductInput.Scratch.Load(px, count, w.Cols), y, pool, path);
+            Multiply(w, ProductInput.Scratch.Load(px, count, w.Cols), y, pool, kernels);
     }
 
     /// <summary>
-    /// Y = X Wᵀ for the vectors of <paramref name="input"/>: the 8-bit forms of X it already holds (from an earlier
-    /// product of the same input, such as q before k and v) are used, the missing ones made and kept in it.
+    /// Y = X Wᵀ for the vectors of <paramref name="input"/> on the chosen <paramref name="kernels"/>: the 8-bit forms of
+    /// X it already holds (from an earlier product of the same input, such as q before k and v) are used, the missing
+    /// ones made and kept in it.
     /// </summary>
-    internal static void Multiply(in TensorView w, ProductInput input, Span<float> y, WorkerPool? pool) =>
-        Multiply(w, input, y, pool, KernelPaths.Best);
-
-    internal static unsafe void Multiply(in TensorView w, ProductInput input, Span<float> y, WorkerPool? pool, KernelPath path)
+    internal static unsafe void Multiply(in TensorView w, ProductInput input, Span<float> y, WorkerPool? pool, KernelOptions kernels)
     {
         int count = input.Count;
         if (input.Cols != w.Cols || y.Length < (long)count * w.Rows)
             throw new ArgumentException($"matmul shapes: W is {w.Rows}x{w.Cols}, X is {count}x{input.Cols}, Y has {y.Length} values");
         if (!MatVec.IsSupported(w.Type))
             throw new NotSupportedException($"matrix products with {w.Type} weights are not supported");
-        if (!KernelPaths.CanRun(path))
-            throw new PlatformNotSupportedException($"kernel path {path} needs AVX2");
         if (count == 0) return;
-        bool packed = PackedRows.Used(w, path);
+        bool packed = PackedRows.Used(w, kernels);
         if (count == 1 && !packed)
         {
-            MatVec.Multiply(w, input, y, pool, path);
+            MatVec.Multiply(w, input, y, pool, kernels);
             return;
         }
         if (count > MaxVectors)
@@ -67,18 +64,19 @@ public static class MatMul
             for (int t = 0, slice = 0; t < count; t += MaxVectors, slice++)
             {
                 int n = Math.Min(MaxVectors, count - t);
-                Multiply(w, input.Slice(slice, t, n), y.Slice(t * w.Rows, n * w.Rows), pool, path);
+                Multiply(w, input.Slice(slice, t, n), y.Slice(t * w.Rows, n * w.Rows), pool, kernels);
             }
             return;
         }
 
+        KernelPath path = kernels.Path;
         int blockSize = GgmlTypeInfo.BlockSize(w.Type);
         ActivationBlocks[]? activations = blockSize is 32 or 256 ? input.Blocks(blockSize, pool, avx2: path >= KernelPath.Vector256) : null;
         fixed (float* py = y)
         {
             if (packed)
             {
-                PackedRows.Multiply(w, input, py, pool);
+                PackedRows.Multiply(w, input, py, pool, kernels);
                 return;
             }
             var job = new MatMulJob

@@ -11,41 +11,40 @@ public static class MatVec
 {
     /// <summary>y = W x, with W (rows x cols) in any supported type, x of length cols, y of length rows.</summary>
     public static void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y) =>
-        Multiply(w, x, y, null, KernelPaths.Best);
+        Multiply(w, x, y, null, KernelOptions.Best);
 
     /// <summary>y = W x with the rows split across <paramref name="pool"/>'s threads and the caller.</summary>
     public static void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y, WorkerPool pool) =>
-        Multiply(w, x, y, pool, KernelPaths.Best);
+        Multiply(w, x, y, pool, KernelOptions.Best);
 
     /// <summary>True when <see cref="Multiply(in TensorView, ReadOnlySpan{float}, Span{float})"/> accepts weights of <paramref name="type"/>.</summary>
     public static bool IsSupported(GgmlType type) => Quantize.IsSupported(type);
 
-    /// <summary>y = W x on a chosen kernel path (tests compare paths; the public overloads use <see cref="KernelPaths.Best"/>).</summary>
-    internal static unsafe void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y, WorkerPool? pool, KernelPath path)
+    /// <summary>y = W x on the chosen <paramref name="kernels"/> (the overloads without them use
+    /// <see cref="KernelOptions.Best"/>), the rows split across <paramref name="pool"/> when there is one.</summary>
+    public static unsafe void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y, WorkerPool? pool, KernelOptions kernels)
     {
         if (x.Length < w.Cols)
             throw new ArgumentException($"matvec shapes: W is {w.Rows}x{w.Cols}, x has {x.Length}, y has {y.Length}");
         fixed (float* px = x)
-            Multiply(w, ProductInput.Scratch.Load(px, 1, w.Cols), y, pool, path);
+            Multiply(w, ProductInput.Scratch.Load(px, 1, w.Cols), y, pool, kernels);
     }
 
     /// <summary>y = W x for the one vector of <paramref name="input"/>, quantized by this product unless an earlier
     /// product of the same input already did.</summary>
-    internal static unsafe void Multiply(in TensorView w, ProductInput input, Span<float> y, WorkerPool? pool, KernelPath path)
+    internal static unsafe void Multiply(in TensorView w, ProductInput input, Span<float> y, WorkerPool? pool, KernelOptions kernels)
     {
         if (input.Count != 1 || input.Cols != w.Cols || y.Length < w.Rows)
             throw new ArgumentException($"matvec shapes: W is {w.Rows}x{w.Cols}, X is {input.Count}x{input.Cols}, y has {y.Length}");
         if (!IsSupported(w.Type))
             throw new NotSupportedException($"matrix-vector products with {w.Type} weights are not supported");
-        if (!KernelPaths.CanRun(path))
-            throw new PlatformNotSupportedException($"kernel path {path} needs AVX2");
-
-        if (PackedRows.Used(w, path))
+        if (PackedRows.Used(w, kernels))
         {
-            MatMul.Multiply(w, input, y, pool, path);
+            MatMul.Multiply(w, input, y, pool, kernels);
             return;
         }
 
+        KernelPath path = kernels.Path;
         int blockSize = GgmlTypeInfo.BlockSize(w.Type);
         ActivationBlocks? activations = blockSize is 32 or 256 ? input.Blocks(blockSize, pool, avx2: path >= KernelPath.Vector256)[0] : null;
         fixed (float* py = y)
@@ -70,6 +69,6 @@ public static class MatVec
     {
         int n = Math.Min(a.Length, b.Length);
         fixed (float* pa = a) fixed (float* pb = b)
-            return FloatDots.Dot(GgmlType.F32, KernelPaths.Best, (byte*)pa, pb, n);
+            return FloatDots.Dot(GgmlType.F32, KernelOptions.BestPath, (byte*)pa, pb, n);
     }
 }
