@@ -233,6 +233,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
             Seed = body.Integer("seed", long.MinValue, long.MaxValue) is { } seed ? unchecked((ulong)seed) : defaults.Seed,
         };
         long? maxTokens = body.Integer("max_completion_tokens", 1, int.MaxValue) ?? body.Integer("max_tokens", 1, int.MaxValue);
+        _ = body.String("user"); // OpenAI's end-user id: a balancer's routing key (docs/deploy.md); answers do not depend on it
         var extension = body.Object("clocklm");
         return new CompletionRequest
         {

@@ -11,7 +11,8 @@ namespace ClockLM.Tests.Deploy;
 
 /// <summary>
 /// Three replicas of `clocklm serve` behind HAProxy with deploy/haproxy/haproxy.cfg as shipped: twelve conversations
-/// run at once while one replica is restarted (SIGTERM mid-stream, drain, start again). Opt-in:
+/// run at once while one replica is restarted (SIGTERM mid-stream, drain, start again); half name their session in the
+/// X-Session-Id header, half in the OpenAI "user" field. Opt-in:
 /// <c>CLOCKLM_SCALE_TEST=1</c>; needs /usr/sbin/haproxy (Debian's haproxy package).
 /// </summary>
 public sealed class ScaleTests(ITestOutputHelper output)
@@ -185,11 +186,12 @@ public sealed class ScaleTests(ITestOutputHelper output)
             ["stream"] = true,
             ["stream_options"] = new JsonObject { ["include_usage"] = true },
         };
+        if (c % 2 == 1) body["user"] = $"conversation-{c}";
         using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions")
         {
             Content = new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"),
         };
-        request.Headers.Add("X-Session-Id", $"conversation-{c}");
+        if (c % 2 == 0) request.Headers.Add("X-Session-Id", $"conversation-{c}");
         string server = "";
         try
         {
