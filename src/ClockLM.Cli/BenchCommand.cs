@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using ClockLM.Generation;
 using ClockLM.Models;
 
@@ -39,7 +40,7 @@ internal static class BenchCommand
             Console.Error.WriteLine($"kernels: {m.Weights.Kernels.Describe()}");
             string type = m.Weights.Layers[0].Wq.Type.ToString();
             string size = $"{m.FileBytes / 1048576.0:F2} MiB";
-            var rows = new List<object>();
+            var rows = new JsonArray();
             Console.Out.WriteLine($"| {"model",-28} | {"size",12} | {"type",6} | {"threads",7} | {"test",8} | {"t/s",20} |");
             Console.Out.WriteLine($"| {new string('-', 28)} | {new string('-', 12)} | {new string('-', 6)} | {new string('-', 7)} | {new string('-', 8)} | {new string('-', 20)} |");
             foreach (int t in threadCounts)
@@ -50,11 +51,16 @@ internal static class BenchCommand
                     var row = sequences > 0 ? Throughput.MeasureBatch(m, sequences, count, t, r) : Throughput.Measure(m, isPrompt, count, t, r, ub);
                     string name = Path.GetFileName(path);
                     Console.Out.WriteLine($"| {name,-28} | {size,12} | {type,6} | {t,7} | {row.Test,8} | {row.Mean,10:F2} ± {row.StandardDeviation,7:F2} |");
-                    rows.Add(new { model = name, size_bytes = m.FileBytes, type, kernels = m.Weights.Kernels.ToString(), threads = t, test = row.Test, tps_mean = row.Mean, tps_median = row.Median, tps_sd = row.StandardDeviation, samples = row.Samples });
+                    rows.Add((JsonNode)new JsonObject
+                    {
+                        ["model"] = name, ["size_bytes"] = m.FileBytes, ["type"] = type, ["kernels"] = m.Weights.Kernels.ToString(),
+                        ["threads"] = t, ["test"] = row.Test, ["tps_mean"] = row.Mean, ["tps_median"] = row.Median,
+                        ["tps_sd"] = row.StandardDeviation, ["samples"] = new JsonArray([.. row.Samples.Select(v => (JsonNode)v)]),
+                    });
                 }
             }
             if (result.GetValue(json) is { } jsonPath)
-                File.WriteAllText(jsonPath, JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
+                File.WriteAllText(jsonPath, rows.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             return 0;
         }));
         return command;

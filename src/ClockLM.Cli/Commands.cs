@@ -9,6 +9,8 @@ internal static class Commands
     [
         RunCommand.Create(),
         InspectCommand.Create(),
+        ListCommand.Create(),
+        ShowCommand.Create(),
         TokenizeCommand.Create(),
         ConvertCommand.Create(),
         SynthCommand.Create(),

@@ -24,9 +24,10 @@ internal static class ConvertCommand
             using var model = Model.Load(inPath, result.GetValue(tokenizer));
             if (model.Gguf is not null) throw new UsageException($"{inPath} is already a GGUF file");
             var spm = (SentencePieceTokenizer)model.Tokenizer;
-            LlamaGgufExport.Write(outPath, Path.GetFileNameWithoutExtension(inPath), model.Config, spm,
-                separateOutput: !model.Weights.TiedOutput,
-                typeOf: _ => GgmlType.F32, LlamaGgufExport.FromWeights(model.Weights));
+            using (var bar = new ProgressBar($"converting {Path.GetFileName(inPath)}"))
+                LlamaGgufExport.Write(outPath, Path.GetFileNameWithoutExtension(inPath), model.Config, spm,
+                    separateOutput: !model.Weights.TiedOutput,
+                    typeOf: _ => GgmlType.F32, LlamaGgufExport.FromWeights(model.Weights), progress: bar);
             Console.Error.WriteLine($"wrote {outPath} ({new FileInfo(outPath).Length} bytes)");
             return 0;
         }));

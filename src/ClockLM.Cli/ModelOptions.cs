@@ -10,8 +10,6 @@ internal sealed class ModelOptions
 {
     public Option<string?> Model { get; } = new("--model", "-m") { Description = "Model file: GGUF or llama2.c .bin (default: the built-in model, models/clocklm-kjv.gguf)" };
 
-    /// <summary>The model ClockLM trained itself and ships beside the command (see models/README.md).</summary>
-    public static string BuiltInModelPath => System.IO.Path.Combine(AppContext.BaseDirectory, "models", "clocklm-kjv.gguf");
     public Option<string?> Tokenizer { get; } = new("--tokenizer") { Description = "Tokenizer file for llama2.c checkpoints (tokenizer.bin)" };
     public Option<int> Threads { get; } = new("--threads", "-t") { Description = "Worker threads", DefaultValueFactory = _ => Environment.ProcessorCount };
     public Option<string?> Kernels { get; } = KernelsOption();
@@ -24,10 +22,17 @@ internal sealed class ModelOptions
         command.Options.Add(Kernels);
     }
 
-    /// <summary>Opens the model named by --model, or the built-in model, on the kernels --kernels names.</summary>
+    /// <summary>Opens the model named by --model, or the built-in model, on the kernels --kernels names. A large file is
+    /// first read through with a progress bar when stderr is a terminal, so a cold multi-GB file fills the page cache
+    /// visibly instead of stalling the first token on page faults.</summary>
     public ClockLM.Models.Model Load(ParseResult result)
     {
-        string path = result.GetValue(Model) ?? BuiltInModelPath;
+        string path = result.GetValue(Model) ?? BuiltInModel.Path;
+        if (!Console.IsErrorRedirected && File.Exists(path) && new FileInfo(path).Length >= PageCache.LargeFileBytes)
+        {
+            using var bar = new ProgressBar($"reading {System.IO.Path.GetFileName(path)}");
+            PageCache.Fill(path, bar);
+        }
         return ClockLM.Models.Model.Load(path, result.GetValue(Tokenizer), Options(result, Kernels));
     }
 

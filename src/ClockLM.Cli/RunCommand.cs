@@ -1,5 +1,5 @@
 using System.CommandLine;
-using System.Text.Json;
+using System.Text.Json.Nodes;
 using ClockLM.Generation;
 using ClockLM.Sampling;
 using ClockLM.Chat;
@@ -86,20 +86,21 @@ internal static class RunCommand
             }
             if (asJson)
             {
-                stdout.WriteLine(JsonSerializer.Serialize(new
+                static JsonArray Ids(int[] ids) => new([.. ids.Select(id => (JsonNode)id)]);
+                stdout.WriteLine(new JsonObject
                 {
-                    prompt_ids = output.PromptIds,
-                    generated_ids = output.GeneratedIds,
-                    text = output.Text,
-                    stop_reason = output.StopReason.ToString(),
-                    timings = new
+                    ["prompt_ids"] = Ids(output.PromptIds),
+                    ["generated_ids"] = Ids(output.GeneratedIds),
+                    ["text"] = output.Text,
+                    ["stop_reason"] = output.StopReason.ToString(),
+                    ["timings"] = new JsonObject
                     {
-                        prompt_ms = output.PromptTime.TotalMilliseconds,
-                        prompt_tokens_per_second = output.PromptTokensPerSecond,
-                        decode_ms = output.DecodeTime.TotalMilliseconds,
-                        decode_tokens_per_second = output.DecodeTokensPerSecond,
+                        ["prompt_ms"] = output.PromptTime.TotalMilliseconds,
+                        ["prompt_tokens_per_second"] = output.PromptTokensPerSecond,
+                        ["decode_ms"] = output.DecodeTime.TotalMilliseconds,
+                        ["decode_tokens_per_second"] = output.DecodeTokensPerSecond,
                     },
-                }));
+                }.ToJsonString());
             }
             else
             {

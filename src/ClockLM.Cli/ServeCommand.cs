@@ -5,8 +5,9 @@ using ClockLM.Server;
 
 namespace ClockLM.Cli;
 
-/// <summary>`clocklm serve`: an OpenAI-compatible HTTP server over a model. SIGTERM or Ctrl+C drains it: /health turns
-/// 503, new requests are refused, and the process exits once the requests in flight have ended (or --drain-timeout).</summary>
+/// <summary>`clocklm serve`: an OpenAI- and Ollama-compatible HTTP server over a model, or over a folder of models.
+/// SIGTERM or Ctrl+C drains it: /health turns 503, new requests are refused, and the process exits once the requests in
+/// flight have ended (or --drain-timeout has passed).</summary>
 internal static class ServeCommand
 {
     public static Command Create()
@@ -20,12 +21,15 @@ internal static class ServeCommand
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on every request" };
         var maxBody = new Option<long>("--max-body") { Description = "Largest request body in bytes", DefaultValueFactory = _ => 1 << 20 };
         var log = new Option<bool>("--log") { Description = "Log requests to the console" };
+        var modelsDir = new Option<string?>("--models-dir") { Description = "Serve every .gguf file in this folder (names from file names, aliases from models.json); the request's model picks one" };
+        var keepAlive = new Option<string>("--keep-alive") { Description = "With --models-dir: how long a model stays loaded after its last request (5m, 1h, 0, -1 = forever)", DefaultValueFactory = _ => "5m" };
         var slotSavePath = new Option<string?>("--slot-save-path") { Description = "Folder for POST /slots/{id}?action=save|restore (created if missing)" };
         var drainTimeout = new Option<int>("--drain-timeout") { Description = "Seconds a stop (SIGTERM, Ctrl+C) waits for requests in flight", DefaultValueFactory = _ => 60 };
+        var maxLoaded = new Option<long?>("--max-loaded-bytes") { Description = "With --models-dir: most bytes the loaded models may take (file and KV caches); least recently used ones are unloaded for room" };
 
-        var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API");
+        var command = new Command("serve", "Serve models over OpenAI- and Ollama-compatible HTTP APIs");
         model.AddTo(command);
-        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log, drainTimeout, slotSavePath })
+        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log, modelsDir, keepAlive, maxLoaded, drainTimeout, slotSavePath })
             command.Options.Add(o);
         command.SetAction(result => CommandErrors.Run(() =>
         {
@@ -51,19 +55,10 @@ internal static class ServeCommand
                     throw new UsageException($"--slot-save-path {slotFolder}: cannot create the folder: {e.Message}");
                 }
             }
-            int drainSeconds = result.GetValue(drainTimeout);
-            if (drainSeconds < 0) throw new UsageException($"--drain-timeout is {drainSeconds}, expected 0 or more seconds");
+            var drain = TimeSpan.FromSeconds(result.GetValue(drainTimeout));
+            if (drain < TimeSpan.Zero) throw new UsageException($"--drain-timeout is {drain.TotalSeconds}, expected 0 or more seconds");
 
-            using var pool = model.CreatePool(result);
-            using var m = model.Load(result);
-            using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions
-            {
-                Slots = slots,
-                QueueCapacity = queueCapacity,
-                ContextLength = contextLength,
-                Pool = pool,
-            });
-            var server = new ClockLMServer(scheduler, new ServerOptions
+            var serverOptions = new ServerOptions
             {
                 Host = result.GetValue(host)!,
                 Port = p,
@@ -71,28 +66,60 @@ internal static class ServeCommand
                 MaxRequestBodyBytes = bodyLimit,
                 ConsoleLogging = result.GetValue(log),
                 SlotSavePath = slotFolder,
-            });
-            using var stop = new CancellationTokenSource();
-            Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
-            using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, signal => { signal.Cancel = true; stop.Cancel(); });
-            try
+            };
+            var schedulerOptions = new SlotSchedulerOptions { Slots = slots, QueueCapacity = queueCapacity, ContextLength = contextLength };
+            if (result.GetValue(modelsDir) is { } dir)
             {
-                server.StartAsync().GetAwaiter().GetResult();
+                if (result.GetValue(model.Model) is not null) throw new UsageException("--model and --models-dir exclude each other: name one model, or a folder of them");
+                string keep = result.GetValue(keepAlive)!;
+                var keepTime = ModelFolderOptions.ParseKeepAlive(keep) ?? throw new UsageException($"--keep-alive is '{keep}', expected a duration such as 5m, 1h30m, 0 or -1");
+                long? budget = result.GetValue(maxLoaded);
+                if (budget is <= 0) throw new UsageException($"--max-loaded-bytes is {budget}, expected a positive number of bytes");
+                int threads = result.GetValue(model.Threads);
+                if (threads is < 1 or > 1024) throw new UsageException($"--threads is {threads}, expected 1 to 1024");
+                using var registry = ModelRegistry.FromFolder(dir, new ModelFolderOptions
+                {
+                    Scheduler = schedulerOptions,
+                    Loading = ModelOptions.Options(result, model.Kernels),
+                    Threads = threads,
+                    KeepAlive = keepTime,
+                    MaxLoadedBytes = budget,
+                });
+                return Serve(new ClockLMServer(registry, serverOptions),
+                    $"{registry.Models.Count} models in {dir}: {string.Join(", ", registry.Models.Select(e => e.Name))}; {slots} slots each, loaded on first use", result.GetValue(host)!, p, drain);
             }
-            catch (IOException e)
-            {
-                throw new UsageException($"cannot listen on {result.GetValue(host)}:{p}: {e.Message}");
-            }
-            // The first line names the address, so scripts (and tests) can find the port when 0 was asked for.
-            Console.WriteLine($"listening on {server.Address} (model {server.ModelId}, {slots} slots, context {scheduler.ContextLength})");
-            Console.Out.Flush();
-            stop.Token.WaitHandle.WaitOne();
-            Console.Error.WriteLine("draining: /health answers 503 and new requests are refused; waiting for the requests in flight");
-            int left = server.DrainAsync(TimeSpan.FromSeconds(drainSeconds)).GetAwaiter().GetResult();
-            if (left > 0) Console.Error.WriteLine($"--drain-timeout of {drainSeconds} s passed with {left} requests still running; they are cut off");
-            server.DisposeAsync().AsTask().GetAwaiter().GetResult();
-            return 0;
+            if (result.GetValue(keepAlive) != "5m" || result.GetValue(maxLoaded) is not null)
+                throw new UsageException("--keep-alive and --max-loaded-bytes apply to --models-dir; a model named with --model stays loaded");
+            using var pool = model.CreatePool(result);
+            using var m = model.Load(result);
+            using var scheduler = new SlotScheduler(m, schedulerOptions with { Pool = pool });
+            var server = new ClockLMServer(scheduler, serverOptions);
+            return Serve(server, $"model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}", result.GetValue(host)!, p, drain);
         }));
         return command;
+    }
+
+    private static int Serve(ClockLMServer server, string what, string host, int port, TimeSpan drain)
+    {
+        using var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, signal => { signal.Cancel = true; stop.Cancel(); });
+        try
+        {
+            server.StartAsync().GetAwaiter().GetResult();
+        }
+        catch (IOException e)
+        {
+            throw new UsageException($"cannot listen on {host}:{port}: {e.Message}");
+        }
+        // The first line names the address, so scripts (and tests) can find the port when 0 was asked for.
+        Console.WriteLine($"listening on {server.Address} ({what})");
+        Console.Out.Flush();
+        stop.Token.WaitHandle.WaitOne();
+        Console.Error.WriteLine("draining: /health answers 503 and new requests are refused; waiting for the requests in flight");
+        int left = server.DrainAsync(drain).GetAwaiter().GetResult();
+        if (left > 0) Console.Error.WriteLine($"--drain-timeout of {drain.TotalSeconds} s passed with {left} requests still running; they are cut off");
+        server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        return 0;
     }
 }

@@ -15,33 +15,46 @@ using Microsoft.Extensions.Logging;
 namespace ClockLM.Server;
 
 /// <summary>
-/// An OpenAI-compatible HTTP server (ASP.NET Core, Kestrel) over a <see cref="SlotScheduler"/>: chat and text
-/// completions (streamed as Server-Sent Events), models, embeddings, tokenize/detokenize, health and Prometheus metrics.
-/// Every error is answered in OpenAI's JSON shape; no request can stop the server.
+/// An OpenAI- and Ollama-compatible HTTP server (ASP.NET Core, Kestrel) over one model's <see cref="SlotScheduler"/> or a
+/// <see cref="ModelRegistry"/> of several: chat and text completions (streamed as Server-Sent Events, or as Ollama's
+/// NDJSON under /api), models, embeddings, tokenize/detokenize, health and Prometheus metrics. The request's
+/// <c>model</c> picks the model. Every error is answered in the API's JSON shape; no request can stop the server.
 /// </summary>
 public sealed class ClockLMServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
-    private readonly SlotScheduler _scheduler;
+    private readonly ModelRegistry _registry;
+    private readonly bool _ownsRegistry;
     private readonly ServerOptions _options;
     private readonly ServerMetrics _metrics = new();
-    private readonly OpenAiEndpoints _endpoints;
+    private readonly OllamaEndpoints _ollama;
     private readonly Readiness _readiness = new();
     private readonly SlotEndpoints _slots;
 
-    /// <summary>Builds the server (not yet listening: call <see cref="StartAsync"/>). The caller keeps ownership of the scheduler.</summary>
+    /// <summary>Builds the server over one model (not yet listening: call <see cref="StartAsync"/>). The caller keeps ownership of the scheduler.</summary>
     public ClockLMServer(SlotScheduler scheduler, ServerOptions? options = null)
+        : this(ModelRegistry.ForScheduler(scheduler ?? throw new ArgumentNullException(nameof(scheduler)),
+            options?.ModelId ?? Path.GetFileNameWithoutExtension(scheduler.Model.Path)), options, ownsRegistry: true)
     {
-        ArgumentNullException.ThrowIfNull(scheduler);
-        _scheduler = scheduler;
+    }
+
+    /// <summary>Builds the server over the models of <paramref name="registry"/>, which the caller keeps and disposes.</summary>
+    public ClockLMServer(ModelRegistry registry, ServerOptions? options = null) : this(registry, options, ownsRegistry: false)
+    {
+    }
+
+    private ClockLMServer(ModelRegistry registry, ServerOptions? options, bool ownsRegistry)
+    {
+        ArgumentNullException.ThrowIfNull(registry);
+        _registry = registry;
+        _ownsRegistry = ownsRegistry;
         _options = options ?? new ServerOptions();
         if (_options.Port is < 0 or > 65535)
             throw new ArgumentOutOfRangeException(nameof(options), _options.Port, "port must be 0 to 65535");
         if (_options.MaxRequestBodyBytes < 1)
             throw new ArgumentOutOfRangeException(nameof(options), _options.MaxRequestBodyBytes, "the body limit must be positive");
-        ModelId = _options.ModelId ?? Path.GetFileNameWithoutExtension(scheduler.Model.Path);
-        _endpoints = new OpenAiEndpoints(scheduler, ModelId, new Embedder(scheduler.Model, scheduler.ContextLength));
-        _slots = new SlotEndpoints(scheduler, _options.SlotSavePath);
+        _ollama = new OllamaEndpoints(registry);
+        _slots = new SlotEndpoints(registry, _options.SlotSavePath);
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -60,8 +73,11 @@ public sealed class ClockLMServer : IAsyncDisposable
         Map(_app);
     }
 
-    /// <summary>The model's name in requests and in /v1/models.</summary>
-    public string ModelId { get; }
+    /// <summary>The model's name in requests and in /v1/models when the server runs one; null when it runs several.</summary>
+    public string? ModelId => _registry.Models.Count == 1 ? _registry.Models[0].Name : null;
+
+    /// <summary>The models the server runs.</summary>
+    public ModelRegistry Models => _registry;
 
     /// <summary>The address the server listens on (with the real port when 0 was asked for); null before <see cref="StartAsync"/>.</summary>
     public Uri? Address { get; private set; }
@@ -92,26 +108,42 @@ public sealed class ClockLMServer : IAsyncDisposable
         using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         await _app.StopAsync(grace.Token);
         await _app.DisposeAsync();
+        if (_ownsRegistry) _registry.Dispose();
     }
 
     private void Map(WebApplication app)
     {
-        app.MapPost("/v1/chat/completions", _endpoints.ChatCompletionsAsync);
-        app.MapPost("/v1/completions", _endpoints.CompletionsAsync);
-        app.MapPost("/v1/embeddings", _endpoints.EmbeddingsAsync);
-        app.MapGet("/v1/models", _endpoints.ModelsAsync);
-        app.MapGet("/v1/models/{id}", _endpoints.ModelAsync);
-        app.MapPost("/tokenize", _endpoints.TokenizeAsync);
-        app.MapPost("/detokenize", _endpoints.DetokenizeAsync);
+        app.MapPost("/v1/chat/completions", context => ForModelAsync(context, m => m.ChatCompletionsAsync));
+        app.MapPost("/v1/completions", context => ForModelAsync(context, m => m.CompletionsAsync));
+        app.MapPost("/v1/embeddings", context => ForModelAsync(context, m => m.EmbeddingsAsync));
+        app.MapGet("/v1/models", context => ModelList.ListAsync(context, _registry));
+        app.MapGet("/v1/models/{id}", context => ModelList.GetAsync(context, _registry));
+        app.MapPost("/tokenize", context => ForModelAsync(context, m => m.TokenizeAsync));
+        app.MapPost("/detokenize", context => ForModelAsync(context, m => m.DetokenizeAsync));
+        _ollama.Map(app);
         app.MapGet("/health", _readiness.HealthAsync);
         app.MapGet("/slots", _slots.ListAsync);
         app.MapPost("/slots/{id}", _slots.ActionAsync);
         app.MapGet("/metrics", context =>
         {
             context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-            return context.Response.WriteAsync(_metrics.Render(_scheduler.Stats, _scheduler.Model.Weights.KernelFallbacks.Count));
+            return context.Response.WriteAsync(_metrics.Render(_registry.Stats, _registry.KernelFallbacks));
         });
         app.MapFallback(context => throw new ApiException(404, $"no endpoint {context.Request.Method} {context.Request.Path}", "not_found_error", code: "unknown_url"));
+    }
+
+    /// <summary>
+    /// Runs an OpenAI handler on the model the request's <c>model</c> names, loading it when needed and keeping it loaded
+    /// until the handler ends. The body is read here for the name, then rewound for the handler.
+    /// </summary>
+    private async Task ForModelAsync(HttpContext context, Func<OpenAiEndpoints, RequestDelegate> handler)
+    {
+        context.Request.EnableBuffering();
+        var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
+        var entry = _registry.Find(body.String("model"));
+        context.Request.Body.Position = 0;
+        using var lease = await Task.Run(() => _registry.Acquire(entry, keepAlive: null), context.RequestAborted);
+        await handler(lease.Model.OpenAi)(context);
     }
 
     private async Task HandleErrorsAsync(HttpContext context, RequestDelegate next)
@@ -138,7 +170,7 @@ public sealed class ClockLMServer : IAsyncDisposable
             if (error is null) return; // the client went away
             if (error.Status == 503) context.Response.Headers.RetryAfter = _options.RetryAfterSeconds.ToString();
             context.Response.StatusCode = error.Status;
-            await context.Response.WriteAsJsonAsync(error.ToJson(), context.RequestAborted);
+            await context.Response.WriteJsonAsync(OllamaEndpoints.Serves(context) ? error.ToOllamaJson() : error.ToJson(), context.RequestAborted);
         }
         catch (Exception) when (context.Response.HasStarted)
         {
@@ -181,6 +213,7 @@ public sealed class ClockLMServer : IAsyncDisposable
             _ when path.StartsWith("/v1/models/", StringComparison.Ordinal) => "/v1/models/{id}",
             "/slots" => path,
             _ when path.StartsWith("/slots/", StringComparison.Ordinal) => "/slots/{id}",
+            _ when OllamaEndpoints.Paths.Contains(path) => path,
             _ => "other",
         };
     }

@@ -8,11 +8,11 @@ using TemplateMessage = ClockLM.Tokenizers.ChatTemplates.ChatMessage;
 
 namespace ClockLM.Server;
 
-/// <summary>The request handlers: OpenAI's request fields in, OpenAI's response shapes out.</summary>
-internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, Embedder embedder)
+/// <summary>The request handlers of one model: OpenAI's request fields in, OpenAI's response shapes out.
+/// <paramref name="answers"/> tells the names (and aliases) that mean this model.</summary>
+internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, Embedder embedder, Func<string, bool> answers)
 {
     private readonly ChatPrompt _chatPrompt = new(scheduler.Model);
-    private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
     private enum Kind { Chat, Text }
 
@@ -65,25 +65,15 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
             JsonNode embedding = format == "base64"
                 ? Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(vector.AsSpan()))
                 : new JsonArray(vector.Select(v => (JsonNode)JsonValue.Create(v)).ToArray());
-            data.Add(new JsonObject { ["object"] = "embedding", ["index"] = i, ["embedding"] = embedding });
+            data.Add((JsonNode)new JsonObject { ["object"] = "embedding", ["index"] = i, ["embedding"] = embedding });
         }
-        await context.Response.WriteAsJsonAsync(new JsonObject
+        await context.Response.WriteJsonAsync(new JsonObject
         {
             ["object"] = "list",
             ["data"] = data,
             ["model"] = modelId,
             ["usage"] = new JsonObject { ["prompt_tokens"] = tokens, ["total_tokens"] = tokens },
         }, context.RequestAborted);
-    }
-
-    public Task ModelsAsync(HttpContext context) =>
-        context.Response.WriteAsJsonAsync(new JsonObject { ["object"] = "list", ["data"] = new JsonArray(ModelJson()) });
-
-    public Task ModelAsync(HttpContext context)
-    {
-        string id = (string)context.Request.RouteValues["id"]!;
-        if (!IsThisModel(id)) throw ModelNotFound(id);
-        return context.Response.WriteAsJsonAsync(ModelJson());
     }
 
     public async Task TokenizeAsync(HttpContext context)
@@ -97,7 +87,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
         var tokens = new JsonArray();
         foreach (int id in ids)
             tokens.Add(withPieces ? new JsonObject { ["id"] = id, ["piece"] = tokenizer.GetPiece(id) } : JsonValue.Create(id));
-        await context.Response.WriteAsJsonAsync(new JsonObject { ["tokens"] = tokens }, context.RequestAborted);
+        await context.Response.WriteJsonAsync(new JsonObject { ["tokens"] = tokens }, context.RequestAborted);
     }
 
     public async Task DetokenizeAsync(HttpContext context)
@@ -105,26 +95,10 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
         var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
         var ids = body.Get("tokens") is { } t ? ReadIds(t, "tokens") : throw ApiException.BadRequest("tokens is required: an array of token ids", "tokens");
         string text = scheduler.Model.Tokenizer.Decode(ids);
-        await context.Response.WriteAsJsonAsync(new JsonObject { ["content"] = text }, context.RequestAborted);
+        await context.Response.WriteJsonAsync(new JsonObject { ["content"] = text }, context.RequestAborted);
     }
 
-    private JsonObject ModelJson() => new()
-    {
-        ["id"] = modelId,
-        ["object"] = "model",
-        ["created"] = _created,
-        ["owned_by"] = "clocklm",
-        ["meta"] = new JsonObject
-        {
-            ["n_ctx"] = scheduler.ContextLength,
-            ["n_vocab"] = scheduler.Model.Config.VocabSize,
-            ["n_embd"] = scheduler.Model.Config.Dim,
-            ["n_layer"] = scheduler.Model.Config.Layers,
-            ["slots"] = scheduler.Slots,
-        },
-    };
-
-    private bool IsThisModel(string? id) => string.IsNullOrEmpty(id) || string.Equals(id, modelId, StringComparison.OrdinalIgnoreCase);
+    private bool IsThisModel(string? id) => string.IsNullOrEmpty(id) || answers(id);
 
     private void CheckModel(JsonRequest body)
     {
@@ -293,7 +267,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
             ["usage"] = UsageJson(result),
         };
         if (result.Clock is { } clock) answer["clocklm"] = ClockJson(clock);
-        await context.Response.WriteAsJsonAsync(answer, context.RequestAborted);
+        await context.Response.WriteJsonAsync(answer, context.RequestAborted);
     }
 
     private async Task StreamAsync(HttpContext context, CompletionJob job, Kind kind, string id, long created, bool includeUsage)
@@ -391,7 +365,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
             {
                 var entry = Entry(t);
                 entry["top_logprobs"] = new JsonArray(t.Top.Select(a => (JsonNode)Entry(a)).ToArray());
-                content.Add(entry);
+                content.Add((JsonNode)entry);
             }
             return new JsonObject { ["content"] = content };
         }

@@ -26,7 +26,7 @@ internal sealed class Readiness
     {
         bool draining = Draining;
         if (draining) context.Response.StatusCode = 503;
-        return context.Response.WriteAsJsonAsync(new JsonObject { ["status"] = draining ? "draining" : "ok" });
+        return context.Response.WriteJsonAsync(new JsonObject { ["status"] = draining ? "draining" : "ok" });
     }
 
     /// <summary>Middleware: counts the requests in flight and, once draining, refuses new ones.</summary>

@@ -10,23 +10,29 @@ namespace ClockLM.Server;
 /// <summary>
 /// llama.cpp's slot API: <c>GET /slots</c> lists what each slot holds; <c>POST /slots/{id}?action=save|restore|erase</c>
 /// saves a slot's KV cache to a file in <see cref="ServerOptions.SlotSavePath"/>, restores one, or forgets it. File names
-/// are plain names inside that folder: no folders, no <c>..</c>, no absolute paths.
+/// are plain names inside that folder: no folders, no <c>..</c>, no absolute paths. A server of one model only (the
+/// slots of a folder's models come and go with them).
 /// </summary>
-internal sealed partial class SlotEndpoints(SlotScheduler scheduler, string? saveDirectory)
+internal sealed partial class SlotEndpoints(ModelRegistry registry, string? saveDirectory)
 {
     [GeneratedRegex(@"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")]
     private static partial Regex PlainFileName();
 
-    public Task ListAsync(HttpContext context)
+    public async Task ListAsync(HttpContext context)
     {
+        using var lease = await OneModelAsync(context);
         var slots = new JsonArray();
-        foreach (var s in scheduler.SlotStates)
-            slots.Add(new JsonObject { ["id"] = s.Id, ["n_ctx"] = s.ContextLength, ["is_processing"] = s.IsProcessing, ["n_tokens"] = s.CachedTokens });
-        return context.Response.WriteAsJsonAsync(slots, context.RequestAborted);
+        foreach (var s in lease.Model.Scheduler.SlotStates)
+            slots.Add((JsonNode)new JsonObject { ["id"] = s.Id, ["n_ctx"] = s.ContextLength, ["is_processing"] = s.IsProcessing, ["n_tokens"] = s.CachedTokens });
+        // llama.cpp answers with an array (ServerJson writes objects).
+        context.Response.ContentType = "application/json; charset=utf-8";
+        await context.Response.WriteAsync(slots.ToJsonString(), context.RequestAborted);
     }
 
     public async Task ActionAsync(HttpContext context)
     {
+        using var lease = await OneModelAsync(context);
+        var scheduler = lease.Model.Scheduler;
         string idText = (string)context.Request.RouteValues["id"]!;
         if (!int.TryParse(idText, NumberStyles.None, CultureInfo.InvariantCulture, out int id))
             throw ApiException.BadRequest($"the slot id is '{idText}'; expected a number from 0 to {scheduler.Slots - 1}", "id_slot");
@@ -88,7 +94,16 @@ internal sealed partial class SlotEndpoints(SlotScheduler scheduler, string? sav
         {
             throw ApiException.BadRequest(e.Message, "filename", "invalid_slot_file");
         }
-        await context.Response.WriteAsJsonAsync(answer, context.RequestAborted);
+        await context.Response.WriteJsonAsync(answer, context.RequestAborted);
+    }
+
+    /// <summary>The server's one model, held loaded while the request runs.</summary>
+    private async Task<ModelLease> OneModelAsync(HttpContext context)
+    {
+        if (registry.Models.Count != 1)
+            throw new ApiException(501, "slots are listed, saved and restored on a server of one model (--model); this one serves a folder of models",
+                "not_supported_error", code: "not_supported");
+        return await Task.Run(() => registry.Acquire(registry.Models[0], keepAlive: null), context.RequestAborted);
     }
 
     /// <summary>The request's <c>filename</c>: a plain name, and its path inside the save folder.</summary>

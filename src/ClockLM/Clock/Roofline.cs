@@ -130,7 +130,7 @@ public sealed record Roofline
         if (!File.Exists(path)) return null;
         try
         {
-            var roofline = JsonSerializer.Deserialize<Roofline>(File.ReadAllText(path), JsonOptions);
+            var roofline = JsonSerializer.Deserialize(File.ReadAllText(path), RooflineJson.Default.Roofline);
             if (roofline is null || roofline.Bandwidth.Length == 0 || roofline.PeakGflops <= 0)
                 throw new InvalidDataException($"{path}: not a roofline measurement (no bandwidth or peak rate); delete it or refresh it");
             return roofline;
@@ -145,7 +145,7 @@ public sealed record Roofline
     public void Save(string path)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        File.WriteAllText(path, JsonSerializer.Serialize(this, JsonOptions));
+        File.WriteAllText(path, JsonSerializer.Serialize(this, RooflineJson.Default.Roofline));
     }
 
     /// <summary>The cached measurement at <paramref name="path"/>, or a new one (saved there) when there is none, when
@@ -158,7 +158,6 @@ public sealed record Roofline
         return measured;
     }
 
-    private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
     /// <summary>GFLOP/s of <paramref name="threads"/> threads running independent fused multiply-add chains.</summary>
     private static double ArithmeticRate(int threads, double secondsPerPoint)
@@ -230,3 +229,8 @@ public sealed record Roofline
         return elapsed;
     }
 }
+
+/// <summary>The roofline cache's JSON (indented, snake_case), generated at build time: no reflection (native AOT).</summary>
+[JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
+[JsonSerializable(typeof(Roofline))]
+internal sealed partial class RooflineJson : JsonSerializerContext;

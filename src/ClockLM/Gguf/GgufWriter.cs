@@ -93,15 +93,29 @@ public sealed class GgufWriter
     public GgufWriter AddTensor(string name, long[] dims, ReadOnlySpan<float> values) =>
         AddTensor(name, GgmlType.F32, dims, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values).ToArray());
 
-    /// <summary>Writes the file.</summary>
-    public void Write(string path)
+    /// <summary>
+    /// Writes the file: to <c>PATH.partial</c> first, moved to <paramref name="path"/> once complete, so a failure
+    /// leaves no half-written model behind. <paramref name="progress"/> hears the fraction of tensor bytes written
+    /// (0 to 1), after each tensor.
+    /// </summary>
+    public void Write(string path, IProgress<double>? progress = null)
     {
-        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
-        Write(stream);
+        string partial = path + ".partial";
+        try
+        {
+            using (var stream = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+                Write(stream, progress);
+            File.Move(partial, path, overwrite: true);
+        }
+        catch
+        {
+            File.Delete(partial);
+            throw;
+        }
     }
 
-    /// <summary>Writes the file to a stream.</summary>
-    public void Write(Stream stream)
+    /// <summary>Writes the file to a stream; <paramref name="progress"/> hears the fraction of tensor bytes written.</summary>
+    public void Write(Stream stream, IProgress<double>? progress = null)
     {
         if (Alignment != GgufFile.DefaultAlignment)
             Set("general.alignment", (uint)Alignment);
@@ -129,6 +143,7 @@ public sealed class GgufWriter
         }
         Pad(w);
         w.Flush();
+        long written = 0, total = Math.Max(1, _tensors.Sum(t => t.Bytes));
         foreach (var t in _tensors)
         {
             long start = stream.Position;
@@ -136,6 +151,8 @@ public sealed class GgufWriter
             if (stream.Position - start != t.Bytes)
                 throw new InvalidOperationException($"tensor '{t.Name}': {stream.Position - start} bytes written, {t.Bytes} expected");
             Pad(w);
+            written += t.Bytes;
+            progress?.Report((double)written / total);
         }
     }
 

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using ClockLM.Tokenizers;
 
 namespace ClockLM.Training;
@@ -59,7 +60,7 @@ public sealed class TrainingCheckpoint
         using (var writer = new BinaryWriter(stream, Encoding.UTF8))
         {
             writer.Write(Magic);
-            writer.Write(JsonSerializer.Serialize(Options));
+            writer.Write(JsonSerializer.Serialize(Options, TrainingOptionsJson.Default.TrainingOptions));
             writer.Write(Step);
             writer.Write(TokensSeen);
             writer.Write(ElapsedSeconds);
@@ -99,7 +100,7 @@ public sealed class TrainingCheckpoint
             using var stream = File.OpenRead(path);
             using var reader = new BinaryReader(stream, Encoding.UTF8);
             if (reader.ReadString() != Magic) throw new CheckpointFormatException(path, "not a ClockLM training checkpoint");
-            var options = JsonSerializer.Deserialize<TrainingOptions>(reader.ReadString())
+            var options = JsonSerializer.Deserialize(reader.ReadString(), TrainingOptionsJson.Default.TrainingOptions)
                 ?? throw new CheckpointFormatException(path, "the options are missing");
             int step = reader.ReadInt32();
             long tokensSeen = reader.ReadInt64();
@@ -158,3 +159,7 @@ public sealed class TrainingCheckpoint
         return values;
     }
 }
+
+/// <summary>The checkpoint's training options as JSON, generated at build time: no reflection (native AOT).</summary>
+[JsonSerializable(typeof(TrainingOptions))]
+internal sealed partial class TrainingOptionsJson : JsonSerializerContext;
