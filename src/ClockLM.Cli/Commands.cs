@@ -12,6 +12,7 @@ internal static class Commands
         ListCommand.Create(),
         ShowCommand.Create(),
         TokenizeCommand.Create(),
+        DetokenizeCommand.Create(),
         ConvertCommand.Create(),
         SynthCommand.Create(),
         QuantizeCommand.Create(),

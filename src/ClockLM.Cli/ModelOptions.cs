@@ -22,6 +22,13 @@ internal sealed class ModelOptions
         command.Options.Add(Kernels);
     }
 
+    /// <summary>Warns when <paramref name="contextLength"/> is longer than the context <paramref name="model"/> was trained on.</summary>
+    public static void WarnAboveTrainedContext(ClockLM.Models.Model model, int? contextLength)
+    {
+        if (contextLength > model.Config.ContextLength)
+            Console.Error.WriteLine($"warning: --ctx is {contextLength}, longer than the {model.Config.ContextLength} positions the model was trained on: text past that is unreliable");
+    }
+
     /// <summary>Opens the model named by --model, or the built-in model, on the kernels --kernels names. A large file is
     /// first read through with a progress bar when stderr is a terminal, so a cold multi-GB file fills the page cache
     /// visibly instead of stalling the first token on page faults.</summary>
@@ -33,7 +40,9 @@ internal sealed class ModelOptions
             using var bar = new ProgressBar($"reading {System.IO.Path.GetFileName(path)}");
             PageCache.Fill(path, bar);
         }
-        return ClockLM.Models.Model.Load(path, result.GetValue(Tokenizer), Options(result, Kernels));
+        var model = ClockLM.Models.Model.Load(path, result.GetValue(Tokenizer), Options(result, Kernels));
+        PrintWarnings(model.Tokenizer);
+        return model;
     }
 
     /// <summary>--kernels: which kernels to run, for comparisons (docs/kernels.md).</summary>
@@ -58,11 +67,26 @@ internal sealed class ModelOptions
         return new ClockLM.Models.ModelOptions { Kernels = chosen, Logger = new StderrLogger(LogLevel.Warning) };
     }
 
+    /// <summary>Opens only the tokenizer of --model (vocabulary-only GGUF files included), or the built-in model's.</summary>
+    public ClockLM.Tokenizers.Tokenizer LoadTokenizer(ParseResult result)
+    {
+        var tokenizer = ClockLM.Models.Model.LoadTokenizer(result.GetValue(Model) ?? BuiltInModel.Path, result.GetValue(Tokenizer));
+        PrintWarnings(tokenizer);
+        return tokenizer;
+    }
+
+    private static void PrintWarnings(ClockLM.Tokenizers.Tokenizer tokenizer)
+    {
+        foreach (string warning in tokenizer.LoadWarnings) Console.Error.WriteLine($"warning: {warning}");
+    }
+
     /// <summary>A worker pool for --threads N: N-1 workers beside the calling thread.</summary>
     public ClockLM.Tensors.WorkerPool CreatePool(ParseResult result)
     {
         int threads = result.GetValue(Threads);
         if (threads < 1 || threads > 1024) throw new UsageException($"--threads is {threads}, expected 1 to 1024");
+        if (threads > Environment.ProcessorCount)
+            Console.Error.WriteLine($"warning: --threads is {threads}, more than this machine's {Environment.ProcessorCount} cores: the extra threads only wait for each other");
         return new ClockLM.Tensors.WorkerPool(threads - 1);
     }
 }

@@ -46,18 +46,23 @@ internal static class RunCommand
             if (sampler.Validate() is { } problem) throw new UsageException(problem);
             int n = result.GetValue(maxNew);
             if (n < 0) throw new UsageException($"-n is {n}, expected 0 or more");
+            string text = result.GetValue(prompt)!;
+            if (result.GetValue(model.Model) is null && IsModelFile(text))
+                throw new UsageException($"'{text}' is a model file, not a prompt: did you mean --model {text}?");
+            int? contextLength = result.GetValue(ctx);
+            if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
-            int? contextLength = result.GetValue(ctx);
-            if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
+            ModelOptions.WarnAboveTrainedContext(m, contextLength);
             var generator = new Generator(m, contextLength, pool);
+            if (n > generator.Transformer.ContextLength)
+                Console.Error.WriteLine($"warning: -n is {n}, more than the context of {generator.Transformer.ContextLength} holds: generation stops when it is full");
             if (result.GetValue(ubatch) is { } ub)
                 generator.Transformer.MicroBatch = ub >= 1 ? ub : throw new UsageException($"--ubatch is {ub}, expected at least 1");
             var options = new GenerationOptions { MaxNewTokens = n, Sampler = sampler };
             bool asJson = result.GetValue(json);
             var stdout = Console.Out;
-            string text = result.GetValue(prompt)!;
             if (result.GetValue(system) is not null && !result.GetValue(chat))
                 throw new UsageException("--system needs --chat");
             GenerationResult output;
@@ -112,5 +117,15 @@ internal static class RunCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>True when <paramref name="text"/> names an existing GGUF file or llama2.c checkpoint (.bin).</summary>
+    private static bool IsModelFile(string text)
+    {
+        if (text.Length > 4096 || text.Contains('\n') || !File.Exists(text)) return false;
+        if (text.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) || text.EndsWith(".bin", StringComparison.OrdinalIgnoreCase)) return true;
+        using var stream = File.OpenRead(text);
+        Span<byte> magic = stackalloc byte[4];
+        return stream.ReadAtLeast(magic, 4, throwOnEndOfStream: false) == 4 && magic.SequenceEqual("GGUF"u8);
     }
 }

@@ -13,7 +13,9 @@ internal static class ServeCommand
     public static Command Create()
     {
         var model = new ModelOptions();
-        var host = new Option<string>("--host") { Description = "Address to listen on (loopback by default)", DefaultValueFactory = _ => "127.0.0.1" };
+        var host = new Option<string>("--host") { Description = "Address to listen on: an IP address or localhost (loopback by default; 0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
+        var allowedHosts = new Option<string?>("--allowed-hosts") { Description = "Comma-separated names the Host header may carry, or * for any (default: the bound host, localhost and loopback)" };
+        var cors = new Option<string?>("--cors") { Description = "Let web pages from ORIGIN (e.g. http://localhost:3000, or *) call the server from a browser; off by default" };
         var port = new Option<int>("--port") { Description = "TCP port (0 picks a free one)", DefaultValueFactory = _ => 8080 };
         var parallel = new Option<int>("--parallel", "-np") { Description = "Slots: requests generated at once", DefaultValueFactory = _ => 4 };
         var queue = new Option<int>("--queue") { Description = "Requests that may wait for a slot before 503", DefaultValueFactory = _ => 64 };
@@ -29,7 +31,7 @@ internal static class ServeCommand
 
         var command = new Command("serve", "Serve models over OpenAI- and Ollama-compatible HTTP APIs");
         model.AddTo(command);
-        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log, modelsDir, keepAlive, maxLoaded, drainTimeout, slotSavePath })
+        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log, allowedHosts, cors, modelsDir, keepAlive, maxLoaded, drainTimeout, slotSavePath })
             command.Options.Add(o);
         command.SetAction(result => CommandErrors.Run(() =>
         {
@@ -57,16 +59,36 @@ internal static class ServeCommand
             }
             var drain = TimeSpan.FromSeconds(result.GetValue(drainTimeout));
             if (drain < TimeSpan.Zero) throw new UsageException($"--drain-timeout is {drain.TotalSeconds}, expected 0 or more seconds");
+            string hostName = result.GetValue(host)!;
+            if (ServerOptions.CheckHost(hostName) is { } badHost) throw new UsageException($"--host: {badHost}");
+            string? key = result.GetValue(apiKey);
+            if (!ServerOptions.IsLoopback(hostName) && string.IsNullOrEmpty(key))
+                Console.Error.WriteLine($"warning: listening on {hostName}, which other machines can reach, without --api-key: anyone on the network can use the model");
+            var hostNames = result.GetValue(allowedHosts)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            if (hostNames is { Length: 0 }) throw new UsageException("--allowed-hosts is empty; expected names separated by commas, or *");
+            string? corsOrigin = result.GetValue(cors);
+            if (corsOrigin is not null && corsOrigin != "*" && !(Uri.TryCreate(corsOrigin, UriKind.Absolute, out var originUri) && originUri.Scheme is "http" or "https" && originUri.PathAndQuery == "/" && !corsOrigin.EndsWith('/')))
+                throw new UsageException($"--cors is '{corsOrigin}'; expected an origin such as http://localhost:3000 (scheme, host and port, no path), or *");
 
             var serverOptions = new ServerOptions
             {
-                Host = result.GetValue(host)!,
+                Host = hostName,
                 Port = p,
-                ApiKey = result.GetValue(apiKey),
+                ApiKey = key,
+                AllowedHosts = hostNames,
+                CorsOrigin = corsOrigin,
                 MaxRequestBodyBytes = bodyLimit,
                 ConsoleLogging = result.GetValue(log),
                 SlotSavePath = slotFolder,
             };
+            string modelPath = result.GetValue(model.Model) ?? ClockLM.Models.BuiltInModel.Path;
+            if (ClockLM.Models.Model.IsVocabularyOnly(modelPath))
+            {
+                // llama.cpp's ggml-vocab-*.gguf files: tokenize and detokenize only.
+                var vocabularyServer = new ClockLMServer(model.LoadTokenizer(result), modelPath, serverOptions);
+                return Serve(vocabularyServer, hostName, p, $"vocabulary of {vocabularyServer.ModelId} only: /tokenize and /detokenize", drain);
+            }
+
             var schedulerOptions = new SlotSchedulerOptions { Slots = slots, QueueCapacity = queueCapacity, ContextLength = contextLength };
             if (result.GetValue(modelsDir) is { } dir)
             {
@@ -85,21 +107,24 @@ internal static class ServeCommand
                     KeepAlive = keepTime,
                     MaxLoadedBytes = budget,
                 });
-                return Serve(new ClockLMServer(registry, serverOptions),
-                    $"{registry.Models.Count} models in {dir}: {string.Join(", ", registry.Models.Select(e => e.Name))}; {slots} slots each, loaded on first use", result.GetValue(host)!, p, drain);
+                return Serve(new ClockLMServer(registry, serverOptions), hostName, p,
+                    $"{registry.Models.Count} models in {dir}: {string.Join(", ", registry.Models.Select(e => e.Name))}; {slots} slots each, loaded on first use", drain);
             }
             if (result.GetValue(keepAlive) != "5m" || result.GetValue(maxLoaded) is not null)
                 throw new UsageException("--keep-alive and --max-loaded-bytes apply to --models-dir; a model named with --model stays loaded");
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
+            ModelOptions.WarnAboveTrainedContext(m, contextLength);
             using var scheduler = new SlotScheduler(m, schedulerOptions with { Pool = pool });
             var server = new ClockLMServer(scheduler, serverOptions);
-            return Serve(server, $"model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}", result.GetValue(host)!, p, drain);
+            return Serve(server, hostName, p, $"model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}", drain);
         }));
         return command;
     }
 
-    private static int Serve(ClockLMServer server, string what, string host, int port, TimeSpan drain)
+    /// <summary>Listens until SIGTERM or Ctrl+C, then drains (see <see cref="ClockLMServer.DrainAsync"/>). The first line names the address, so scripts (and tests) can find the port when 0
+    /// was asked for.</summary>
+    private static int Serve(ClockLMServer server, string host, int port, string what, TimeSpan drain)
     {
         using var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
@@ -112,7 +137,6 @@ internal static class ServeCommand
         {
             throw new UsageException($"cannot listen on {host}:{port}: {e.Message}");
         }
-        // The first line names the address, so scripts (and tests) can find the port when 0 was asked for.
         Console.WriteLine($"listening on {server.Address} ({what})");
         Console.Out.Flush();
         stop.Token.WaitHandle.WaitOne();

@@ -51,6 +51,8 @@ internal static class TrainCommand
             if (options.Validate() is { } problem) throw new UsageException(problem);
             if (!File.Exists(dataPath)) throw new FileNotFoundException($"{dataPath}: no such training text", dataPath);
             string checkpointPath = result.GetValue(checkpoint) ?? outPath + ".ckpt";
+            OutputFile.CheckNotAnInput(outPath, (dataPath, "training text"), (checkpointPath, "checkpoint"));
+            OutputFile.CheckNotAnInput(checkpointPath, (dataPath, "training text"));
             bool resuming = result.GetValue(resume);
             if (resuming && !File.Exists(checkpointPath))
                 Console.Error.WriteLine($"no checkpoint at {checkpointPath}: starting from step 0");

@@ -2,6 +2,8 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
 using ClockLM.Chat;
+using ClockLM.Models;
+using ClockLM.Tokenizers;
 using ClockLM.Tokenizers.ChatTemplates;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -28,6 +30,10 @@ public sealed class ClockLMServer : IAsyncDisposable
     private readonly ServerOptions _options;
     private readonly ServerMetrics _metrics = new();
     private readonly OllamaEndpoints _ollama;
+    private readonly TokenizerEndpoints? _vocabulary; // a vocabulary-only server's tokenize and detokenize
+    private readonly string? _vocabularyName;
+    private readonly HashSet<string> _allowedHosts;
+    private readonly List<(string Method, string Path)> _routes = [];
     private readonly Readiness _readiness = new();
     private readonly SlotEndpoints _slots;
 
@@ -39,11 +45,23 @@ public sealed class ClockLMServer : IAsyncDisposable
     }
 
     /// <summary>Builds the server over the models of <paramref name="registry"/>, which the caller keeps and disposes.</summary>
-    public ClockLMServer(ModelRegistry registry, ServerOptions? options = null) : this(registry, options, ownsRegistry: false)
+    public ClockLMServer(ModelRegistry registry, ServerOptions? options = null) : this(registry, options, ownsRegistry: false, vocabulary: null, path: null)
+    {
+    }
+
+    /// <summary>A server over a vocabulary alone (e.g. llama.cpp's vocabulary-only <c>ggml-vocab-*.gguf</c> files):
+    /// /tokenize, /detokenize, /health and /metrics answer; the model endpoints answer 501.</summary>
+    public ClockLMServer(Tokenizer vocabulary, string path, ServerOptions? options = null)
+        : this(ModelRegistry.Empty(), options, ownsRegistry: true, vocabulary ?? throw new ArgumentNullException(nameof(vocabulary)), path)
     {
     }
 
     private ClockLMServer(ModelRegistry registry, ServerOptions? options, bool ownsRegistry)
+        : this(registry, options, ownsRegistry, vocabulary: null, path: null)
+    {
+    }
+
+    private ClockLMServer(ModelRegistry registry, ServerOptions? options, bool ownsRegistry, Tokenizer? vocabulary, string? path)
     {
         ArgumentNullException.ThrowIfNull(registry);
         _registry = registry;
@@ -53,8 +71,16 @@ public sealed class ClockLMServer : IAsyncDisposable
             throw new ArgumentOutOfRangeException(nameof(options), _options.Port, "port must be 0 to 65535");
         if (_options.MaxRequestBodyBytes < 1)
             throw new ArgumentOutOfRangeException(nameof(options), _options.MaxRequestBodyBytes, "the body limit must be positive");
+        if (ServerOptions.CheckHost(_options.Host) is { } badHost)
+            throw new ArgumentException(badHost, nameof(options));
+        _allowedHosts = _options.AllowedHosts is { } hosts ? new HashSet<string>(hosts.Select(BareHost), StringComparer.OrdinalIgnoreCase) : DefaultAllowedHosts(_options.Host);
         _ollama = new OllamaEndpoints(registry);
         _slots = new SlotEndpoints(registry, _options.SlotSavePath);
+        if (vocabulary is not null)
+        {
+            _vocabulary = new TokenizerEndpoints(vocabulary);
+            _vocabularyName = _options.ModelId ?? Path.GetFileNameWithoutExtension(path);
+        }
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -63,18 +89,24 @@ public sealed class ClockLMServer : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = _options.MaxRequestBodyBytes;
+            // A body that trickles in slower than this is cut off with 408, so slow clients cannot hold connections.
+            k.Limits.MinRequestBodyDataRate = new(_options.MinBodyBytesPerSecond, _options.BodyGracePeriod);
             k.AddServerHeader = false;
         });
         builder.WebHost.UseUrls($"http://{FormatHost(_options.Host)}:{_options.Port}");
         _app = builder.Build();
         _app.Use(HandleErrorsAsync);
         _app.Use(_readiness.GateAsync);
+        _app.Use(CheckHostAsync);
+        _app.Use(ApplyCorsAsync);
         _app.Use(CheckApiKeyAsync);
+        _app.Use(CheckContentTypeAsync);
         Map(_app);
     }
 
-    /// <summary>The model's name in requests and in /v1/models when the server runs one; null when it runs several.</summary>
-    public string? ModelId => _registry.Models.Count == 1 ? _registry.Models[0].Name : null;
+    /// <summary>The model's name in requests and in /v1/models when the server runs one (or the vocabulary's, for a
+    /// vocabulary-only server); null when it runs several.</summary>
+    public string? ModelId => _vocabularyName ?? (_registry.Models.Count == 1 ? _registry.Models[0].Name : null);
 
     /// <summary>The models the server runs.</summary>
     public ModelRegistry Models => _registry;
@@ -113,23 +145,57 @@ public sealed class ClockLMServer : IAsyncDisposable
 
     private void Map(WebApplication app)
     {
-        app.MapPost("/v1/chat/completions", context => ForModelAsync(context, m => m.ChatCompletionsAsync));
-        app.MapPost("/v1/completions", context => ForModelAsync(context, m => m.CompletionsAsync));
-        app.MapPost("/v1/embeddings", context => ForModelAsync(context, m => m.EmbeddingsAsync));
-        app.MapGet("/v1/models", context => ModelList.ListAsync(context, _registry));
-        app.MapGet("/v1/models/{id}", context => ModelList.GetAsync(context, _registry));
-        app.MapPost("/tokenize", context => ForModelAsync(context, m => m.TokenizeAsync));
-        app.MapPost("/detokenize", context => ForModelAsync(context, m => m.DetokenizeAsync));
-        _ollama.Map(app);
-        app.MapGet("/health", _readiness.HealthAsync);
-        app.MapGet("/slots", _slots.ListAsync);
-        app.MapPost("/slots/{id}", _slots.ActionAsync);
-        app.MapGet("/metrics", context =>
+        void Post(string path, RequestDelegate handler)
+        {
+            app.MapPost(path, handler);
+            _routes.Add(("POST", path));
+        }
+        void Get(string path, RequestDelegate handler)
+        {
+            app.MapMethods(path, ["GET", "HEAD"], handler); // HEAD: the same answer without its body
+            _routes.Add(("GET", path));
+            _routes.Add(("HEAD", path));
+        }
+        // A vocabulary-only server answers the model endpoints 501; its tokenize and detokenize use the vocabulary.
+        RequestDelegate NoWeights = _ => throw new ApiException(501,
+            $"this server holds the vocabulary of '{_vocabularyName}' and no weights: only /tokenize, /detokenize, /health and /metrics answer",
+            code: "vocabulary_only");
+        RequestDelegate ForModel(Func<OpenAiEndpoints, RequestDelegate> handler) =>
+            _vocabulary is null ? context => ForModelAsync(context, handler) : NoWeights;
+        Post("/v1/chat/completions", ForModel(m => m.ChatCompletionsAsync));
+        Post("/v1/completions", ForModel(m => m.CompletionsAsync));
+        Post("/v1/embeddings", ForModel(m => m.EmbeddingsAsync));
+        Get("/v1/models", _vocabulary is null ? context => ModelList.ListAsync(context, _registry) : NoWeights);
+        Get("/v1/models/{id}", _vocabulary is null ? context => ModelList.GetAsync(context, _registry) : NoWeights);
+        Post("/tokenize", _vocabulary is { } vocabulary ? vocabulary.TokenizeAsync : ForModel(m => m.Tokens.TokenizeAsync));
+        Post("/detokenize", _vocabulary is not null ? _vocabulary.DetokenizeAsync : ForModel(m => m.Tokens.DetokenizeAsync));
+        _ollama.Map(app, _routes);
+        Get("/health", _readiness.HealthAsync);
+        Get("/slots", _vocabulary is null ? _slots.ListAsync : NoWeights);
+        Post("/slots/{id}", _vocabulary is null ? _slots.ActionAsync : NoWeights);
+        Get("/metrics", context =>
         {
             context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
             return context.Response.WriteAsync(_metrics.Render(_registry.Stats, _registry.KernelFallbacks));
         });
-        app.MapFallback(context => throw new ApiException(404, $"no endpoint {context.Request.Method} {context.Request.Path}", "not_found_error", code: "unknown_url"));
+        app.MapFallback(context =>
+        {
+            string path = context.Request.Path.Value ?? "";
+            var methods = _routes.Where(r => RouteMatches(r.Path, path)).Select(r => r.Method).Distinct().ToList();
+            if (methods.Count == 0)
+                throw new ApiException(404, $"no endpoint {context.Request.Method} {path}", "not_found_error", code: "unknown_url");
+            context.Response.Headers.Allow = string.Join(", ", methods);
+            throw new ApiException(405, $"{path} does not take {context.Request.Method}; it takes {string.Join(" or ", methods)}",
+                code: "method_not_allowed");
+        });
+    }
+
+    // "/v1/models/{id}" matches "/v1/models/" followed by one segment; other routes match exactly.
+    private static bool RouteMatches(string route, string path)
+    {
+        int brace = route.IndexOf('{');
+        if (brace < 0) return string.Equals(route, path, StringComparison.OrdinalIgnoreCase);
+        return path.StartsWith(route[..brace], StringComparison.OrdinalIgnoreCase) && path.Length > brace && path.IndexOf('/', brace) < 0;
     }
 
     /// <summary>
@@ -164,6 +230,7 @@ public sealed class ClockLMServer : IAsyncDisposable
                 CompletionRequestException c => ApiException.BadRequest(c.Message, c.Parameter, c.Message.Contains("the context holds", StringComparison.Ordinal) ? "context_length_exceeded" : null),
                 QueueFullException q => new ApiException(503, q.Message, "server_busy", code: "queue_full"),
                 ChatTemplateException t => ApiException.BadRequest($"the chat template rejected the messages: {t.Message}", "messages"),
+                NonFiniteOutputException n => new ApiException(500, n.Message, "server_error", code: "non_finite_output"),
                 OperationCanceledException when context.RequestAborted.IsCancellationRequested => null,
                 _ => new ApiException(500, $"internal error: {e.GetType().Name}: {e.Message}", "server_error"),
             };
@@ -181,6 +248,53 @@ public sealed class ClockLMServer : IAsyncDisposable
         {
             _metrics.CountRequest(MetricPath(context), context.Response.StatusCode);
         }
+    }
+
+    // DNS rebinding: a web page on evil.example whose name is made to resolve to 127.0.0.1 reaches this server from the
+    // user's browser, but its requests carry "Host: evil.example".
+    private Task CheckHostAsync(HttpContext context, RequestDelegate next)
+    {
+        string host = context.Request.Host.Host;
+        if (_allowedHosts.Contains("*") || _allowedHosts.Contains(BareHost(host))) return next(context);
+        throw new ApiException(403,
+            $"the Host header is '{context.Request.Host}'; this server answers to {string.Join(", ", _allowedHosts.Order(StringComparer.Ordinal))} (start it with --allowed-hosts to add names)",
+            "permission_error", code: "host_not_allowed");
+    }
+
+    // CORS is off unless an origin was given: browsers then refuse to let other sites' pages read the answers.
+    private Task ApplyCorsAsync(HttpContext context, RequestDelegate next)
+    {
+        if (_options.CorsOrigin is not { } allowed) return next(context);
+        string origin = context.Request.Headers.Origin.ToString();
+        if (origin.Length == 0 || (allowed != "*" && !string.Equals(origin, allowed, StringComparison.OrdinalIgnoreCase)))
+            return next(context);
+        var headers = context.Response.Headers;
+        headers.AccessControlAllowOrigin = allowed == "*" ? "*" : origin;
+        headers.Vary = "Origin";
+        if (HttpMethods.IsOptions(context.Request.Method) && context.Request.Headers.AccessControlRequestMethod.Count > 0)
+        {
+            headers.AccessControlAllowMethods = "GET, HEAD, POST";
+            headers.AccessControlAllowHeaders = "Authorization, Content-Type";
+            headers.AccessControlMaxAge = "600";
+            context.Response.StatusCode = 204;
+            return Task.CompletedTask;
+        }
+        return next(context);
+    }
+
+    // A POST whose body is not declared JSON is refused: a cross-site form or text/plain POST (which browsers send
+    // without asking) cannot reach the endpoints.
+    private static Task CheckContentTypeAsync(HttpContext context, RequestDelegate next)
+    {
+        if (!HttpMethods.IsPost(context.Request.Method)) return next(context);
+        string type = context.Request.ContentType ?? "";
+        if (Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(type, out var media)
+            && string.Equals(media.MediaType.Value, "application/json", StringComparison.OrdinalIgnoreCase)
+            && (media.Charset.Value is null || string.Equals(media.Charset.Value, "utf-8", StringComparison.OrdinalIgnoreCase)))
+            return next(context);
+        throw new ApiException(415,
+            type.Length == 0 ? "the request has no Content-Type; expected application/json" : $"the Content-Type is '{type}'; expected application/json (UTF-8)",
+            code: "unsupported_media_type");
     }
 
     private Task CheckApiKeyAsync(HttpContext context, RequestDelegate next)
@@ -216,6 +330,23 @@ public sealed class ClockLMServer : IAsyncDisposable
             _ when OllamaEndpoints.Paths.Contains(path) => path,
             _ => "other",
         };
+    }
+
+    private static string BareHost(string host) => host.StartsWith('[') && host.EndsWith(']') ? host[1..^1] : host;
+
+    /// <summary>The bound host and every loopback name; when bound to every interface, also the machine's name and addresses.</summary>
+    private static HashSet<string> DefaultAllowedHosts(string host)
+    {
+        var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { "localhost", "127.0.0.1", "::1", BareHost(host) };
+        if (System.Net.IPAddress.TryParse(BareHost(host), out var address)
+            && (address.Equals(System.Net.IPAddress.Any) || address.Equals(System.Net.IPAddress.IPv6Any)))
+        {
+            names.Add(System.Net.Dns.GetHostName());
+            foreach (var nic in System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces())
+                foreach (var unicast in nic.GetIPProperties().UnicastAddresses)
+                    names.Add(unicast.Address.ToString());
+        }
+        return names;
     }
 
     private static string FormatHost(string host) => host.Contains(':') && !host.StartsWith('[') ? $"[{host}]" : host;

@@ -124,6 +124,9 @@ public sealed class ModelRegistry : IDisposable
         return registry;
     }
 
+    /// <summary>A registry of no model (a server that holds a vocabulary alone).</summary>
+    public static ModelRegistry Empty() => new([], new ModelFolderOptions { KeepAlive = Timeout.InfiniteTimeSpan }, expire: false);
+
     /// <summary>
     /// A registry of every <c>*.gguf</c> file in <paramref name="directory"/>, named by file name without extension,
     /// plus the aliases of <c>models.json</c> when present. Nothing is loaded yet.
@@ -452,7 +455,7 @@ public sealed class ModelRegistry : IDisposable
     }
 }
 
-/// <summary>A model in memory: its scheduler, embedder and request handlers.</summary>
+/// <summary>A model in memory: its scheduler and request handlers.</summary>
 internal sealed class LoadedModel : IDisposable
 {
     private readonly WorkerPool? _pool;
@@ -468,8 +471,7 @@ internal sealed class LoadedModel : IDisposable
         LoadDuration = loadDuration;
         Bytes = bytes;
         Prompt = new ChatPrompt(model);
-        Embedder = new Embedder(model, scheduler.ContextLength);
-        OpenAi = new OpenAiEndpoints(scheduler, entry.Name, Embedder, answers);
+        OpenAi = new OpenAiEndpoints(scheduler, entry.Name, answers);
         Summary = ModelSummary.Of(model);
     }
 
@@ -478,7 +480,6 @@ internal sealed class LoadedModel : IDisposable
     public Model Model { get; }
     public SlotScheduler Scheduler { get; }
     public ChatPrompt Prompt { get; }
-    public Embedder Embedder { get; }
     public OpenAiEndpoints OpenAi { get; }
     public ModelSummary Summary { get; }
     public TimeSpan LoadDuration { get; }

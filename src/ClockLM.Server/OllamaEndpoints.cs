@@ -34,18 +34,31 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
     private static readonly string[] KnownOptions =
         ["temperature", "top_k", "top_p", "min_p", "num_predict", "seed", "stop", "repeat_penalty", "repeat_last_n", "num_ctx"];
 
-    public void Map(WebApplication app)
+    /// <summary>Maps Ollama's routes, each added to <paramref name="routes"/> (method, path) so that a wrong method is
+    /// answered 405 with the right ones.</summary>
+    public void Map(WebApplication app, List<(string Method, string Path)> routes)
     {
-        app.MapPost("/api/chat", ChatAsync);
-        app.MapPost("/api/generate", GenerateAsync);
-        app.MapPost("/api/embed", EmbedAsync);
-        app.MapPost("/api/embeddings", EmbeddingsAsync);
-        app.MapGet("/api/tags", TagsAsync);
-        app.MapPost("/api/show", ShowAsync);
-        app.MapGet("/api/ps", RunningAsync);
-        app.MapGet("/api/version", context => WriteAsync(context, new JsonObject { ["version"] = Version }));
+        void Post(string path, RequestDelegate handler)
+        {
+            app.MapPost(path, handler);
+            routes.Add(("POST", path));
+        }
+        void Get(string path, RequestDelegate handler)
+        {
+            app.MapMethods(path, ["GET", "HEAD"], handler);
+            routes.Add(("GET", path));
+            routes.Add(("HEAD", path));
+        }
+        Post("/api/chat", ChatAsync);
+        Post("/api/generate", GenerateAsync);
+        Post("/api/embed", EmbedAsync);
+        Post("/api/embeddings", EmbeddingsAsync);
+        Get("/api/tags", TagsAsync);
+        Post("/api/show", ShowAsync);
+        Get("/api/ps", RunningAsync);
+        Get("/api/version", context => WriteAsync(context, new JsonObject { ["version"] = Version }));
         // Clients check that the server is up with GET / (and HEAD /), as Ollama answers it.
-        app.MapMethods("/", ["GET", "HEAD"], context => context.Response.WriteAsync("ClockLM is running (Ollama-compatible API under /api)"));
+        Get("/", context => context.Response.WriteAsync("ClockLM is running (Ollama-compatible API under /api)"));
     }
 
     /// <summary>ClockLM's version (three parts), answered as Ollama's.</summary>
@@ -229,7 +242,7 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
         int tokens = 0;
         for (int i = 0; i < inputs.Count; i++)
         {
-            float[] vector = await EmbedOneAsync(lease.Model, inputs[i], truncate, $"input {i}", context.RequestAborted, ref tokens);
+            float[] vector = await EmbedOneAsync(lease.Model, inputs[i], truncate, $"input {i}", context.RequestAborted, n => tokens += n);
             embeddings.Add((JsonNode)new JsonArray([.. vector.Select(v => (JsonNode)v)]));
         }
         await WriteAsync(context, new JsonObject
@@ -251,22 +264,25 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
         string prompt = body.String("prompt") ?? throw ApiException.BadRequest("prompt is required: the text to embed", "prompt");
         using var lease = await AcquireAsync(entry, keepAlive, context);
         int tokens = 0;
-        float[] vector = await EmbedOneAsync(lease.Model, prompt, truncate: false, "prompt", context.RequestAborted, ref tokens);
+        float[] vector = await EmbedOneAsync(lease.Model, prompt, truncate: false, "prompt", context.RequestAborted, n => tokens += n);
         await WriteAsync(context, new JsonObject { ["embedding"] = new JsonArray([.. vector.Select(v => (JsonNode)v)]) });
     }
 
-    private static Task<float[]> EmbedOneAsync(LoadedModel model, string text, bool truncate, string what, CancellationToken cancel, ref int tokens)
+    // A slot of the model's scheduler reads the text a chunk per round, beside the generations (as /v1/embeddings does).
+    private static async Task<float[]> EmbedOneAsync(LoadedModel model, string text, bool truncate, string what, CancellationToken cancel, Action<int> count)
     {
         int[] ids = model.Model.Tokenizer.Encode(text, addSpecial: true).ToArray();
         if (ids.Length == 0) throw ApiException.BadRequest($"{what} is empty and the tokenizer adds no BOS: nothing to embed", "input");
-        int room = model.Embedder.ContextLength;
+        int room = model.Scheduler.ContextLength;
         if (ids.Length > room)
         {
             if (!truncate) throw ApiException.BadRequest($"{what} is {ids.Length} tokens but the context holds {room}; send truncate: true to cut it", "input");
             ids = ids[..room];
         }
-        tokens += ids.Length;
-        return Task.Run(() => model.Embedder.Embed(ids), cancel);
+        count(ids.Length);
+        var result = await model.Scheduler.Submit(new CompletionRequest { PromptIds = ids, Embed = true }, cancel).Result;
+        cancel.ThrowIfCancellationRequested();
+        return result.Embedding!;
     }
 
     private static void CheckOptionsForEmbedding(JsonRequest body)

@@ -33,6 +33,10 @@ public sealed record CompletionRequest
     /// <summary>Return a <see cref="ClockSummary"/> with the result.</summary>
     public bool ClockSummary { get; init; }
 
+    /// <summary>Instead of generating, read the prompt and return its embedding (<see cref="CompletionResult.Embedding"/>):
+    /// the mean of the tokens' final hidden states, unit length. The prompt may then fill the whole context.</summary>
+    public bool Embed { get; init; }
+
     /// <summary>How many entries the clock summary's top-k holds.</summary>
     public int ClockSummaryTopK { get; init; } = 10;
 
@@ -79,6 +83,9 @@ public sealed record CompletionResult(
     /// <summary>Leading prompt tokens taken from the slot's KV cache instead of evaluated (OpenAI's
     /// <c>usage.prompt_tokens_details.cached_tokens</c>).</summary>
     public int CachedTokens { get; init; }
+
+    /// <summary>The prompt's embedding (dim) when the request asked for one (<see cref="CompletionRequest.Embed"/>).</summary>
+    public float[]? Embedding { get; init; }
 }
 
 /// <summary>

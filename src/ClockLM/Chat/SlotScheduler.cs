@@ -1,6 +1,7 @@
 using ClockLM.Clock;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using ClockLM.Generation;
 using ClockLM.Models;
 using Microsoft.Extensions.Logging;
 using ClockLM.Sampling;
@@ -53,6 +54,7 @@ public sealed partial class SlotScheduler : IDisposable
         if (options.PrefillChunk < 1) throw new ArgumentOutOfRangeException(nameof(options), options.PrefillChunk, "prefill chunk must be 1 or more");
         _model = model;
         _options = options;
+        model.CheckMemoryFor(options.ContextLength ?? model.Config.ContextLength, options.Slots);
         _slots = new Slot[options.Slots];
         for (int i = 0; i < _slots.Length; i++)
             _slots[i] = new Slot(i, model.CreateTransformer(options.ContextLength, options.Pool));
@@ -153,6 +155,9 @@ public sealed partial class SlotScheduler : IDisposable
         foreach (int id in request.PromptIds)
             if ((uint)id >= (uint)_model.Config.VocabSize)
                 throw new CompletionRequestException("prompt", $"token id {id} is outside the vocabulary (0..{_model.Config.VocabSize - 1})");
+        if (request.Embed)
+            return prompt <= ContextLength ? 0 : throw new CompletionRequestException("input",
+                $"the input is {prompt} tokens but the context holds {ContextLength}; shorten it or start the server with a larger --ctx");
         if (prompt >= ContextLength)
             throw new CompletionRequestException("prompt",
                 $"the prompt is {prompt} tokens but the context holds {ContextLength}; shorten the prompt or start the server with a larger --ctx");
@@ -267,7 +272,8 @@ public sealed partial class SlotScheduler : IDisposable
             _promptTokens += slot.Prompt.Length - slot.Reused;
             _cachedPromptTokens += slot.Reused;
         }
-        Commit(slot, logits);
+        if (slot.Embedding is not null) Finish(slot, FinishReason.Stop);
+        else Commit(slot, logits);
     }
 
     private void DecodeAll(List<Slot> decoding)
@@ -321,6 +327,7 @@ public sealed partial class SlotScheduler : IDisposable
     {
         var job = slot.Job!;
         var request = job.Request;
+        NonFiniteOutputException.ThrowIfBadLogits(logits, slot.Position - 1);
         int next = slot.Sampler!.Sample(logits, CollectionsMarshal.AsSpan(slot.History));
         if (request.ClockSummary) slot.FinalTopK = TopTokens(logits, request.ClockSummaryTopK);
         if (!request.IgnoreEndOfGeneration && _model.Tokenizer.IsEndOfGeneration(next))
@@ -384,9 +391,10 @@ public sealed partial class SlotScheduler : IDisposable
             clock = new ClockSummary(_model.Config.Layers, promptTime, decodeTime, perCycle, slot.FinalTopK ?? [],
                 CycleSummaries(slot, job.Request.ClockSummaryTopK));
         }
+        float[]? embedding = reason == FinishReason.Cancelled ? null : slot.Embedding?.ToVector();
         slot.StopObserving();
         var result = new CompletionResult(slot.Prompt.Length, slot.Generated.ToArray(), slot.Text.ToString(), reason,
-            slot.QueueTime, promptTime, decodeTime, clock) { CachedTokens = slot.Reused };
+            slot.QueueTime, promptTime, decodeTime, clock) { CachedTokens = slot.Reused, Embedding = embedding };
         lock (_gate)
         {
             if (reason == FinishReason.Cancelled) _cancelled++;
@@ -497,6 +505,7 @@ public sealed partial class SlotScheduler : IDisposable
         public List<TokenLogprob>? FinalTopK;
         public CycleTotals? Totals;
         public float[][]? LensResiduals;   // (layers, dim): resid_post of each cycle at the latest position
+        public MeanPooling? Embedding;
 
         /// <summary>Attaches the clock for a job that asked for the clock summary.</summary>
         public void StartObserving(int layers, int dim)
@@ -518,6 +527,18 @@ public sealed partial class SlotScheduler : IDisposable
             Transformer.Hook = null;
             Totals = null;
             LensResiduals = null;
+            Embedding = null;
+        }
+
+        /// <summary>Collects each prompt token's last hidden state for a job that asked for an embedding.</summary>
+        private void StartEmbedding(Model model)
+        {
+            var embedding = Embedding = new MeanPooling(model);
+            int last = model.Config.Layers - 1;
+            Transformer.Hook = (point, layer, position, activation) =>
+            {
+                if (point == ActivationPoint.ResidPost && layer == last) embedding.Add(activation, position);
+            };
         }
 
         /// <summary>How many leading tokens of <paramref name="prompt"/> the idle cache holds.</summary>
@@ -532,7 +553,8 @@ public sealed partial class SlotScheduler : IDisposable
             Job = job;
             Prompt = job.Request.PromptIds;
             // The cached prefix is kept; the last prompt token is always evaluated, for the logits of the first sample.
-            Reused = job.Request.CachePrompt ? Math.Min(CommonPrefix(Prompt), Prompt.Length - 1) : 0;
+            // An embedding averages every token's hidden state, which the cache does not hold: its prompt is read whole.
+            Reused = job.Request.CachePrompt && !job.Request.Embed ? Math.Min(CommonPrefix(Prompt), Prompt.Length - 1) : 0;
             Prefilled = Position = Reused;
             CachedLength = 0;
             LastUsed = stamp;
@@ -544,6 +566,7 @@ public sealed partial class SlotScheduler : IDisposable
             Detokenizer.Flush();
             StopFilter = new StopSequenceFilter(job.Request.Stop);
             if (job.Request.ClockSummary) StartObserving(model.Config.Layers, model.Config.Dim);
+            if (job.Request.Embed) StartEmbedding(model);
             History.Clear();
             History.AddRange(Prompt);
             Generated.Clear();

@@ -62,6 +62,10 @@ public sealed class Llama2cCheckpoint : IDisposable
                 + (shared ? 0 : 4 * vocabRows * d);
             if (length < expected)
                 throw new ModelFormatException(path, $"file is {length} bytes but its header (dim {dim}, layers {layers}, vocab {config.VocabSize}) needs {expected}: truncated?");
+            // Bytes past the weights mean the header does not describe the file (more layers than n_layers, say).
+            if (length > expected)
+                throw new ModelFormatException(path, $"file is {length} bytes but its header (dim {dim}, layers {layers}, vocab {config.VocabSize}, " +
+                    $"{(shared ? "shared" : "separate")} classifier) describes {expected}: {length - expected} bytes are not accounted for");
 
             TensorView Next(int rows, int cols)
             {

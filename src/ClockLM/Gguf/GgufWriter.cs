@@ -93,26 +93,10 @@ public sealed class GgufWriter
     public GgufWriter AddTensor(string name, long[] dims, ReadOnlySpan<float> values) =>
         AddTensor(name, GgmlType.F32, dims, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values).ToArray());
 
-    /// <summary>
-    /// Writes the file: to <c>PATH.partial</c> first, moved to <paramref name="path"/> once complete, so a failure
-    /// leaves no half-written model behind. <paramref name="progress"/> hears the fraction of tensor bytes written
-    /// (0 to 1), after each tensor.
-    /// </summary>
-    public void Write(string path, IProgress<double>? progress = null)
-    {
-        string partial = path + ".partial";
-        try
-        {
-            using (var stream = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
-                Write(stream, progress);
-            File.Move(partial, path, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(partial);
-            throw;
-        }
-    }
+    /// <summary>Writes the file atomically (<see cref="AtomicFile"/>): a failure leaves what was at
+    /// <paramref name="path"/> untouched. <paramref name="progress"/> hears the fraction of tensor bytes written (0 to
+    /// 1), after each tensor.</summary>
+    public void Write(string path, IProgress<double>? progress = null) => AtomicFile.Write(path, stream => Write(stream, progress));
 
     /// <summary>Writes the file to a stream; <paramref name="progress"/> hears the fraction of tensor bytes written.</summary>
     public void Write(Stream stream, IProgress<double>? progress = null)

@@ -34,6 +34,13 @@ public static class LlamaGguf
         int dim = Int($"{arch}.embedding_length");
         // llama.cpp reads the head width from attention.key_length for every architecture; only Qwen 3 sets it apart from dim / heads.
         int layers = Int($"{arch}.block_count");
+        // Tensors of a layer past block_count would be ignored: the file is inconsistent, and running it would not be
+        // the model it holds.
+        foreach (var tensor in file.Tensors)
+            if (tensor.Name.StartsWith("blk.", StringComparison.Ordinal)
+                && int.TryParse(tensor.Name.AsSpan(4, Math.Max(0, tensor.Name.IndexOf('.', 4) - 4)), out int layer) && layer >= layers)
+                throw new GgufFormatException(file.Path,
+                    $"tensor '{tensor.Name}' belongs to layer {layer}, but {arch}.block_count is {layers} (layers 0 to {layers - 1})");
         bool gemma = arch is "gemma2" or "gemma3";
         int? headDim = file.Has($"{arch}.attention.key_length") ? Int($"{arch}.attention.key_length") : null;
         if (headDim == dim / heads && dim % heads == 0) headDim = null;

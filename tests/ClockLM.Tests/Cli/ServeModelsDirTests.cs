@@ -23,7 +23,8 @@ public sealed class ServeModelsDirTests
             Assert.True(match.Success, firstLine);
             using var http = new HttpClient { BaseAddress = new Uri(match.Groups[1].Value), Timeout = TimeSpan.FromSeconds(60) };
             using var answer = await http.PostAsync("/api/generate", new StringContent(
-                """{"model": "kjv", "prompt": "In the beginning", "raw": true, "stream": false, "options": {"temperature": 0, "num_predict": 4}}"""));
+                """{"model": "kjv", "prompt": "In the beginning", "raw": true, "stream": false, "options": {"temperature": 0, "num_predict": 4}}""",
+                System.Text.Encoding.UTF8, "application/json"));
             Assert.Equal(System.Net.HttpStatusCode.OK, answer.StatusCode);
             using var json = JsonDocument.Parse(await answer.Content.ReadAsStringAsync());
             Assert.Equal(4, json.RootElement.GetProperty("eval_count").GetInt32());
