@@ -66,6 +66,8 @@ public sealed class ScaleTests(ITestOutputHelper output)
             async Task RestartOne()
             {
                 await Task.Run(() => firstTurns.Wait(TimeSpan.FromMinutes(2)));
+                if (turns.FirstOrDefault(x => x.Error is not null) is { } failed)
+                    throw new InvalidOperationException($"conversation {failed.Conversation} turn {failed.Index + 1} on {failed.Server}: {failed.Error}");
                 // The replica that serves the most conversations.
                 string chosen = turns.Where(x => x.Index == 0).GroupBy(x => x.Server).OrderByDescending(g => g.Count()).First().Key;
                 Volatile.Write(ref target, chosen);
