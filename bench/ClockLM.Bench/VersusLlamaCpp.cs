@@ -20,7 +20,12 @@ namespace ClockLM.Bench;
 /// Every timed repetition starts after a pause (--settle, default 250 ms): an engine's worker threads keep polling
 /// for work for a while after its run (llama.cpp's OpenMP threads for milliseconds), and without the pause they could
 /// take a core from the other engine's next repetition.
-/// Usage: --model M [-p 128] [-n 64] [-t 1,2] [-r 3] [--ubatch 32] [--batch B] [--settle MS] [--json FILE] --vs-llamacpp
+/// With --grammar FILE.gbnf (or --json-schema FILE.json, converted by ClockLM) two rows more per thread count:
+/// tgN-greedy, N tokens chosen greedily from the logits by each engine's sampler, and tgN-grammar, the same under the
+/// grammar (llama.cpp: LLamaSharp's DefaultSamplingPipeline with the grammar and its Basic optimization, which tries
+/// the unconstrained choice first, as llama.cpp's server does). Each constrained repetition starts from a fresh
+/// grammar on both engines, as a new request does; a grammar that completes starts again on the same sequence.
+/// Usage: --model M [-p 128] [-n 64] [-t 1,2] [-r 3] [--ubatch 32] [--batch B] [--grammar F | --json-schema F] [--settle MS] [--json FILE] --vs-llamacpp
 /// </summary>
 public static class VersusLlamaCpp
 {
@@ -31,7 +36,7 @@ public static class VersusLlamaCpp
 
     public static int Run(string[] args)
     {
-        string? model = null, json = null;
+        string? model = null, json = null, gbnf = null;
         int prompt = 128, gen = 64, reps = 3, batch = 0, settle = 250;
         int? ubatch = null;
         int[] threads = [1, 2];
@@ -51,6 +56,8 @@ public static class VersusLlamaCpp
                     case "--ubatch": ubatch = int.Parse(Next()); break;
                     case "--batch": batch = int.Parse(Next()); break;
                     case "--settle": settle = int.Parse(Next()); break;
+                    case "--grammar": gbnf = File.ReadAllText(Next()); break;
+                    case "--json-schema": gbnf = ClockLM.Sampling.Grammars.JsonSchemaGrammar.ToGbnf(File.ReadAllText(Next())); break;
                     case "--vs-llamacpp": break;
                     default: throw new ArgumentException($"unknown argument '{args[i]}'");
                 }
@@ -58,7 +65,7 @@ public static class VersusLlamaCpp
             if (model is null) throw new ArgumentException("--model is required");
             if (prompt < 0 || gen < 0 || reps < 1 || threads.Any(t => t < 1) || ubatch < 1 || batch < 0) throw new ArgumentException("counts must be positive");
         }
-        catch (Exception e) when (e is ArgumentException or FormatException)
+        catch (Exception e) when (e is ArgumentException or FormatException or IOException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 2;
@@ -105,6 +112,9 @@ public static class VersusLlamaCpp
                 Console.WriteLine($"| {name,-28} | {type,6} | {t,7} | {row.Test,7} | {row.ClockLM,12:F2} | {row.LlamaCpp,14:F2} | {row.Ratio,6:F2} |");
             }
         }
+        if (gbnf is not null)
+            foreach (int t in threads)
+                rows.AddRange(GrammarRows(model, clockModel, name, type, t, gbnf, gen > 0 ? gen : 64, reps, settle));
         if (batch > 0)
             foreach (int t in threads)
                 rows.Add(BatchRow(model, clockModel, name, type, t, batch, gen > 0 ? gen : 32, reps, settle));
@@ -151,6 +161,72 @@ public static class VersusLlamaCpp
         Console.WriteLine($"| {name,-28} | {type,6} | {t,7} | {row.Test,7} | {row.ClockLM,12:F2} | {row.LlamaCpp,14:F2} | {row.Ratio,6:F2} |");
         Console.WriteLine($"  ClockLM {batch} sequences together vs one alone (tg{n}, {Throughput.Median(c):F2} t/s): {row.ClockLM / Throughput.Median(c):F2}x aggregate");
         return row;
+    }
+
+    /// <summary>Greedy decoding through each engine's sampler, without and with the grammar.</summary>
+    private static List<Row> GrammarRows(string model, Model clockModel, string name, string type, int t, string gbnf, int n, int reps, int settle)
+    {
+        using var pool = new WorkerPool(t - 1);
+        var transformer = clockModel.CreateTransformer(Math.Min(clockModel.Config.ContextLength, n + 8), pool);
+        var parameters = new ModelParams(model) { ContextSize = (uint)(n + 8), BatchSize = 8, UBatchSize = 8, GpuLayerCount = 0, Threads = t, BatchThreads = t };
+        using var weights = LLamaWeights.LoadFromFile(parameters);
+        using var llama = weights.CreateContext(parameters);
+        int bos = clockModel.Tokenizer.BosId >= 0 ? clockModel.Tokenizer.BosId : 0;
+        var rows = new List<Row>();
+        foreach (bool constrained in new[] { false, true })
+        {
+            double ClockRun() => Throughput.SampledGenerationTokensPerSecond(transformer, clockModel, n,
+                constrained ? ClockLM.Sampling.Grammars.Grammar.Parse(gbnf) : null, out _);
+            double LlamaRun() => LlamaCppSampledRun(llama, bos, n, constrained ? gbnf : null);
+            ClockRun();
+            LlamaRun();
+            var a = new double[reps];
+            var b = new double[reps];
+            for (int r = 0; r < reps; r++)
+            {
+                Thread.Sleep(settle);
+                a[r] = ClockRun();
+                Thread.Sleep(settle);
+                b[r] = LlamaRun();
+            }
+            var row = new Row(name, type, t, $"tg{n}-{(constrained ? "grammar" : "greedy")}", Throughput.Median(a), Throughput.Median(b));
+            rows.Add(row);
+            Console.WriteLine($"| {name,-28} | {type,6} | {t,7} | {row.Test,7} | {row.ClockLM,12:F2} | {row.LlamaCpp,14:F2} | {row.Ratio,6:F2} |");
+        }
+        Console.WriteLine($"  grammar/greedy: ClockLM {rows[1].ClockLM / rows[0].ClockLM:F3}, llama.cpp {rows[1].LlamaCpp / rows[0].LlamaCpp:F3}");
+        return rows;
+    }
+
+    /// <summary>One llama.cpp repetition of n tokens from BOS, each chosen greedily by LLamaSharp's sampling pipeline
+    /// (under <paramref name="gbnf"/> when given; a completed grammar starts again).</summary>
+    private static double LlamaCppSampledRun(LLamaContext context, int bos, int n, string? gbnf)
+    {
+        context.NativeHandle.MemoryClear();
+        var pipeline = new LLama.Sampling.DefaultSamplingPipeline
+        {
+            Temperature = 0,
+            Grammar = gbnf is null ? null : new LLama.Sampling.Grammar(gbnf, "root"),
+            GrammarOptimization = LLama.Sampling.DefaultSamplingPipeline.GrammarOptimizationMode.Basic,
+        };
+        var vocab = context.NativeHandle.ModelHandle.Vocab;
+        var batch = new LLamaBatch();
+        var token = (LLamaToken)bos;
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < n; i++)
+        {
+            batch.Clear();
+            batch.Add(token, (LLamaPos)i, LLamaSeqId.Zero, true);
+            Check(context.NativeHandle.Decode(batch));
+            token = pipeline.Sample(context.NativeHandle, 0);
+            if (gbnf is not null && token.IsEndOfGeneration(vocab))
+            {
+                pipeline.Reset();
+                token = pipeline.Sample(context.NativeHandle, 0);
+            }
+        }
+        double perSecond = n / clock.Elapsed.TotalSeconds;
+        pipeline.Dispose();
+        return perSecond;
     }
 
     /// <summary>One llama.cpp repetition of <paramref name="batch"/> sequences (ids 0..B-1) decoding n tokens each in one batch per step.</summary>

@@ -22,8 +22,10 @@ internal static class BenchCommand
         var ubatch = new Option<int?>("--ubatch", "-ub") { Description = "Prompt tokens run through the layers together (default 128; 1 = token by token)" };
         var batch = new Option<int>("--batch", "-b") { Description = "Also measure this many sequences generating -n tokens each together (0 = off)", DefaultValueFactory = _ => 0 };
         var kernels = ModelOptions.KernelsOption();
+        var grammar = new Option<string?>("--grammar") { Description = "Also measure greedy decoding with and without this GBNF grammar (rows tgN-greedy and tgN-grammar)" };
+        var jsonSchema = new Option<string?>("--json-schema") { Description = "As --grammar, with the grammar of this JSON schema (a file, or the schema itself)" };
         var command = new Command("bench", "Measure prompt (pp) and generation (tg) speed, like llama-bench");
-        foreach (var o in new Option[] { model, tokenizer, prompt, gen, threads, reps, ubatch, batch, kernels, json }) command.Options.Add(o);
+        foreach (var o in new Option[] { model, tokenizer, prompt, gen, threads, reps, ubatch, batch, kernels, grammar, jsonSchema, json }) command.Options.Add(o);
         command.SetAction(result => CommandErrors.Run(() =>
         {
             int[] threadCounts = ParseThreads(result.GetValue(threads)!);
@@ -35,14 +37,16 @@ internal static class BenchCommand
             int b = result.GetValue(batch);
             if (b < 0) throw new UsageException($"--batch is {b}, expected 0 (off) or more sequences");
             if (b > 0 && n == 0) throw new UsageException("--batch needs -n tokens to generate per sequence");
+            var constraint = OutputGrammar.Read(result.GetValue(grammar), result.GetValue(jsonSchema));
+            if (constraint is not null && n == 0) throw new UsageException("--grammar and --json-schema need -n tokens to generate");
             string path = result.GetValue(model)!;
             using var m = Model.Load(path, result.GetValue(tokenizer), ModelOptions.Options(result, kernels));
             Console.Error.WriteLine($"kernels: {m.Weights.Kernels.Describe()}");
             string type = m.Weights.Layers[0].Wq.Type.ToString();
             string size = $"{m.FileBytes / 1048576.0:F2} MiB";
             var rows = new JsonArray();
-            Console.Out.WriteLine($"| {"model",-28} | {"size",12} | {"type",6} | {"threads",7} | {"test",8} | {"t/s",20} |");
-            Console.Out.WriteLine($"| {new string('-', 28)} | {new string('-', 12)} | {new string('-', 6)} | {new string('-', 7)} | {new string('-', 8)} | {new string('-', 20)} |");
+            Console.Out.WriteLine($"| {"model",-28} | {"size",12} | {"type",6} | {"threads",7} | {"test",13} | {"t/s",20} |");
+            Console.Out.WriteLine($"| {new string('-', 28)} | {new string('-', 12)} | {new string('-', 6)} | {new string('-', 7)} | {new string('-', 13)} | {new string('-', 20)} |");
             foreach (int t in threadCounts)
             {
                 foreach (var (isPrompt, count, sequences) in new[] { (true, p, 0), (false, n, 0), (false, b > 0 ? n : 0, b) })
@@ -50,13 +54,20 @@ internal static class BenchCommand
                     if (count == 0) continue;
                     var row = sequences > 0 ? Throughput.MeasureBatch(m, sequences, count, t, r) : Throughput.Measure(m, isPrompt, count, t, r, ub);
                     string name = Path.GetFileName(path);
-                    Console.Out.WriteLine($"| {name,-28} | {size,12} | {type,6} | {t,7} | {row.Test,8} | {row.Mean,10:F2} ± {row.StandardDeviation,7:F2} |");
-                    rows.Add((JsonNode)new JsonObject
+                    Console.Out.WriteLine($"| {name,-28} | {size,12} | {type,6} | {t,7} | {row.Test,13} | {row.Mean,10:F2} ± {row.StandardDeviation,7:F2} |");
+                    rows.Add((JsonNode)RowJson(name, m, type, t, row));
+                }
+                if (constraint is not null)
+                {
+                    var (plain, constrained, stats) = Throughput.MeasureGrammar(m, constraint.Source, n, t, r);
+                    string name = Path.GetFileName(path);
+                    foreach (var row in new[] { plain, constrained })
                     {
-                        ["model"] = name, ["size_bytes"] = m.FileBytes, ["type"] = type, ["kernels"] = m.Weights.Kernels.ToString(),
-                        ["threads"] = t, ["test"] = row.Test, ["tps_mean"] = row.Mean, ["tps_median"] = row.Median,
-                        ["tps_sd"] = row.StandardDeviation, ["samples"] = new JsonArray([.. row.Samples.Select(v => (JsonNode)v)]),
-                    });
+                        Console.Out.WriteLine($"| {name,-28} | {size,12} | {type,6} | {t,7} | {row.Test,13} | {row.Mean,10:F2} ± {row.StandardDeviation,7:F2} |");
+                        rows.Add((JsonNode)RowJson(name, m, type, t, row));
+                    }
+                    Console.Out.WriteLine($"  grammar/plain (medians): {constrained.Median / plain.Median:F3}; last run: {stats.MaskComputations} allowed sets walked " +
+                        $"({stats.TrieNodesVisited} trie nodes), {stats.MaskCacheHits} from the cache, {stats.States} grammar states");
                 }
             }
             if (result.GetValue(json) is { } jsonPath)
@@ -74,4 +85,12 @@ internal static class BenchCommand
         return parts.Select(s => int.TryParse(s, out int v) && v is >= 1 and <= 1024 ? v
             : throw new UsageException($"--threads value '{s}' is not a thread count from 1 to 1024")).ToArray();
     }
+
+    /// <summary>One row of --json output.</summary>
+    private static JsonObject RowJson(string name, ClockLM.Models.Model m, string type, int threads, ClockLM.Generation.ThroughputResult row) => new()
+    {
+        ["model"] = name, ["size_bytes"] = m.FileBytes, ["type"] = type, ["kernels"] = m.Weights.Kernels.ToString(),
+        ["threads"] = threads, ["test"] = row.Test, ["tps_mean"] = row.Mean, ["tps_median"] = row.Median,
+        ["tps_sd"] = row.StandardDeviation, ["samples"] = new JsonArray([.. row.Samples.Select(v => (JsonNode)v)]),
+    };
 }

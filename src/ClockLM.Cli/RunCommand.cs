@@ -26,10 +26,12 @@ internal static class RunCommand
         var chat = new Option<bool>("--chat") { Description = "Send the prompt as a user message through the model's chat template (ChatML when the file has none)" };
         var system = new Option<string?>("--system") { Description = "With --chat: a system message before the prompt" };
         var ubatch = new Option<int?>("--ubatch", "-ub") { Description = "Prompt tokens run through the layers together (default 128; 1 = token by token)" };
+        var grammar = new Option<string?>("--grammar") { Description = "GBNF grammar file the output must follow" };
+        var jsonSchema = new Option<string?>("--json-schema") { Description = "JSON schema the output must follow: a file, or the schema itself when it starts with '{'" };
 
         var command = new Command("run", "Generate text from a prompt");
         model.AddTo(command);
-        foreach (var o in new Option[] { maxNew, temp, topK, topP, minP, repeat, seed, ctx, json, chat, system, ubatch })
+        foreach (var o in new Option[] { maxNew, temp, topK, topP, minP, repeat, seed, ctx, json, chat, system, ubatch, grammar, jsonSchema })
             command.Options.Add(o);
         command.Arguments.Add(prompt);
         command.SetAction(result => CommandErrors.Run(() =>
@@ -51,6 +53,7 @@ internal static class RunCommand
                 throw new UsageException($"'{text}' is a model file, not a prompt: did you mean --model {text}?");
             int? contextLength = result.GetValue(ctx);
             if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
+            var constraint = OutputGrammar.Read(result.GetValue(grammar), result.GetValue(jsonSchema));
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
@@ -60,7 +63,7 @@ internal static class RunCommand
                 Console.Error.WriteLine($"warning: -n is {n}, more than the context of {generator.Transformer.ContextLength} holds: generation stops when it is full");
             if (result.GetValue(ubatch) is { } ub)
                 generator.Transformer.MicroBatch = ub >= 1 ? ub : throw new UsageException($"--ubatch is {ub}, expected at least 1");
-            var options = new GenerationOptions { MaxNewTokens = n, Sampler = sampler };
+            var options = new GenerationOptions { MaxNewTokens = n, Sampler = sampler, Grammar = constraint };
             bool asJson = result.GetValue(json);
             var stdout = Console.Out;
             if (result.GetValue(system) is not null && !result.GetValue(chat))
@@ -98,6 +101,7 @@ internal static class RunCommand
                     ["generated_ids"] = Ids(output.GeneratedIds),
                     ["text"] = output.Text,
                     ["stop_reason"] = output.StopReason.ToString(),
+                    ["grammar_complete"] = constraint is null ? null : output.StopReason == StopReason.EndOfSequence,
                     ["timings"] = new JsonObject
                     {
                         ["prompt_ms"] = output.PromptTime.TotalMilliseconds,

@@ -1,3 +1,5 @@
+using System.Text.Json.Nodes;
+using ClockLM.Chat.Tools;
 using ClockLM.Models;
 using ClockLM.Tokenizers.ChatTemplates;
 
@@ -26,10 +28,14 @@ public sealed class ChatPrompt
             string at = e.Line > 0 ? $" (line {e.Line}, column {e.Column})" : "";
             throw new ClockLM.Gguf.GgufFormatException(model.Path, $"tokenizer.chat_template cannot be used{at}: {e.Reason}");
         }
+        ToolFormat = ToolCallFormat.For(Template);
     }
 
     /// <summary>The template in use.</summary>
     public ChatTemplate Template { get; }
+
+    /// <summary>How this template's model writes tool calls.</summary>
+    public ToolCallFormat ToolFormat { get; }
 
     /// <summary>
     /// Stop texts the template implies: with the ChatML fallback, <c>&lt;|im_end|&gt;</c> and <c>&lt;|im_start|&gt;</c> (a model
@@ -41,9 +47,26 @@ public sealed class ChatPrompt
 
     /// <summary>Renders and tokenizes <paramref name="messages"/>, ending with the assistant's turn opened.</summary>
     /// <exception cref="ChatTemplateException">The template rejected the conversation.</exception>
-    public int[] Encode(IReadOnlyList<ChatMessage> messages)
+    public int[] Encode(IReadOnlyList<ChatMessage> messages) => Encode(messages, tools: null);
+
+    /// <summary>
+    /// Renders and tokenizes <paramref name="messages"/> with <paramref name="tools"/> offered: the template sees them
+    /// as <c>tools</c> (OpenAI's shape, as the published templates expect); a template that does not show tools gets
+    /// them described in a system message (<see cref="ToolCallFormat.ToolSystemMessage"/>).
+    /// </summary>
+    /// <exception cref="ChatTemplateException">The template rejected the conversation.</exception>
+    public int[] Encode(IReadOnlyList<ChatMessage> messages, IReadOnlyList<ToolDefinition>? tools)
     {
-        string text = Template.Render(messages, addGenerationPrompt: true);
+        Dictionary<string, object?>? extra = null;
+        if (tools is { Count: > 0 })
+        {
+            extra = new() { ["tools"] = new JsonArray(tools.Select(t => (JsonNode)t.ToTemplateJson()).ToArray()) };
+            if (ToolFormat.ToolSystemMessage(tools) is { } described)
+                messages = messages.Count > 0 && messages[0].Role == "system"
+                    ? [messages[0] with { Content = messages[0].Content + "\n\n" + described }, .. messages.Skip(1)]
+                    : [new ChatMessage("system", described), .. messages];
+        }
+        string text = Template.Render(messages, addGenerationPrompt: true, extra);
         var tokenizer = _model.Tokenizer;
         var ids = tokenizer.Encode(text, addSpecial: true, parseSpecial: true);
         // Templates that write the BOS text themselves would otherwise get BOS twice.

@@ -1,4 +1,5 @@
 using ClockLM.Sampling;
+using ClockLM.Sampling.Grammars;
 
 namespace ClockLM.Chat;
 
@@ -13,6 +14,10 @@ public sealed record CompletionRequest
 
     /// <summary>How tokens are chosen; the seed makes the output repeatable.</summary>
     public SamplerOptions Sampler { get; init; } = new();
+
+    /// <summary>A grammar every generated text must follow (GBNF, or a JSON schema converted by
+    /// <see cref="JsonSchemaGrammar"/>); the generation may end only where the grammar is complete. Null: free text.</summary>
+    public Grammar? Grammar { get; init; }
 
     /// <summary>Texts that end the generation when they appear; they are not part of the returned text.</summary>
     public IReadOnlyList<string> Stop { get; init; } = [];

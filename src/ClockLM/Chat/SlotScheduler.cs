@@ -5,6 +5,7 @@ using ClockLM.Generation;
 using ClockLM.Models;
 using Microsoft.Extensions.Logging;
 using ClockLM.Sampling;
+using ClockLM.Sampling.Grammars;
 using ClockLM.Tokenizers;
 
 namespace ClockLM.Chat;
@@ -165,6 +166,8 @@ public sealed partial class SlotScheduler : IDisposable
             throw new CompletionRequestException("sampler", problem);
         if (request.TopLogprobs is < 0 or > CompletionRequest.MaxTopLogprobs)
             throw new CompletionRequestException("top_logprobs", $"top_logprobs is {request.TopLogprobs}; expected 0 to {CompletionRequest.MaxTopLogprobs}");
+        // The vocabulary's trie is built once per model, here on the caller's thread rather than in a round.
+        if (request.Grammar is not null) TokenTrie.For(_model.Tokenizer, _model.Config.VocabSize);
         if (request.ClockSummaryTopK is < 1 or > 100)
             throw new CompletionRequestException("clocklm.top_k", $"the clock summary's top_k is {request.ClockSummaryTopK}; expected 1 to 100");
         int room = ContextLength - prompt;
@@ -559,7 +562,10 @@ public sealed partial class SlotScheduler : IDisposable
             CachedLength = 0;
             LastUsed = stamp;
             LastToken = -1;
-            Sampler = new Sampler(model.Config.VocabSize, job.Request.Sampler);
+            var constraint = job.Request.Grammar is { } grammar
+                ? new GrammarConstraint(grammar, TokenTrie.For(model.Tokenizer, model.Config.VocabSize))
+                : null;
+            Sampler = new Sampler(model.Config.VocabSize, job.Request.Sampler, constraint);
             Detokenizer = new StreamingDetokenizer(model.Tokenizer);
             // The prompt's ids prime the detokenizer, so the first generated piece is decoded after its real predecessor.
             foreach (int id in Prompt) Detokenizer.Append(id);

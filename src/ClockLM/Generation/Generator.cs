@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using ClockLM.Models;
 using ClockLM.Sampling;
+using ClockLM.Sampling.Grammars;
 using ClockLM.Tensors;
 using ClockLM.Tokenizers;
 
@@ -14,6 +15,9 @@ public sealed record GenerationOptions
 
     /// <summary>How tokens are chosen.</summary>
     public SamplerOptions Sampler { get; init; } = new();
+
+    /// <summary>A grammar the generated text must follow (GBNF or a converted JSON schema); null for free text.</summary>
+    public Grammar? Grammar { get; init; }
 
     /// <summary>Add BOS before the prompt when the tokenizer asks for it.</summary>
     public bool AddSpecial { get; init; } = true;
@@ -43,6 +47,9 @@ public sealed record GenerationResult(
 {
     /// <summary>Prompt tokens evaluated per second.</summary>
     public double PromptTokensPerSecond => PromptIds.Length / Math.Max(PromptTime.TotalSeconds, 1e-9);
+
+    /// <summary>The grammar constraint's work, when a grammar was given.</summary>
+    public GrammarConstraintStats? GrammarStats { get; init; }
 
     /// <summary>Generated tokens per second (each needs one forward pass after the first).</summary>
     public double DecodeTokensPerSecond => GeneratedIds.Length / Math.Max(DecodeTime.TotalSeconds, 1e-9);
@@ -89,7 +96,10 @@ public sealed class Generator
             throw new ArgumentOutOfRangeException(nameof(options), options.MaxNewTokens, "max new tokens must be 0 or more");
 
         var tokenizer = _model.Tokenizer;
-        var sampler = new Sampler(_model.Config.VocabSize, options.Sampler);
+        var constraint = options.Grammar is { } grammar
+            ? new GrammarConstraint(grammar, TokenTrie.For(tokenizer, _model.Config.VocabSize))
+            : null;
+        var sampler = new Sampler(_model.Config.VocabSize, options.Sampler, constraint);
         var detokenizer = new StreamingDetokenizer(tokenizer);
         var text = new System.Text.StringBuilder();
         void Emit(string s)
@@ -133,6 +143,9 @@ public sealed class Generator
             logits = _transformer.Forward(next, pos++);
         }
         Emit(detokenizer.Flush());
-        return new GenerationResult(promptIds, generated.ToArray(), text.ToString(), stop, promptTime, clock.Elapsed);
+        return new GenerationResult(promptIds, generated.ToArray(), text.ToString(), stop, promptTime, clock.Elapsed)
+        {
+            GrammarStats = constraint?.Stats,
+        };
     }
 }

@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using ClockLM.Models;
+using ClockLM.Sampling;
+using ClockLM.Sampling.Grammars;
 using ClockLM.Tensors;
 
 namespace ClockLM.Generation;
@@ -55,6 +57,79 @@ public static class Throughput
             decoder.Step(sequences, step, positions);
         }
         return (double)tokens * sequences.Length / clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>
+    /// Times greedy generation of <paramref name="tokens"/> tokens from BOS, each token chosen by a <see cref="Sampler"/>
+    /// from the logits (so the sampler's cost is in the figure), constrained by <paramref name="grammar"/> when given.
+    /// A grammar that completes starts again on the same sequence, so a run always makes <paramref name="tokens"/>
+    /// tokens. Pass a freshly parsed grammar for a cold run: its cached allowed-token sets start empty, as a new
+    /// request's do. <paramref name="stats"/> is the constraint's work (null without a grammar).
+    /// </summary>
+    public static double SampledGenerationTokensPerSecond(Transformer transformer, Model model, int tokens, Grammar? grammar,
+        out GrammarConstraintStats? stats)
+    {
+        int vocab = model.Config.VocabSize;
+        var trie = grammar is null ? null : TokenTrie.For(model.Tokenizer, vocab);
+        GrammarConstraint? constraint = grammar is null ? null : new GrammarConstraint(grammar, trie!);
+        var sampler = new Sampler(vocab, SamplerOptions.Greedy, constraint);
+        long masks = 0, hits = 0, visited = 0;
+        int token = model.Tokenizer.BosId >= 0 ? model.Tokenizer.BosId : 0;
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < tokens; i++)
+        {
+            var logits = transformer.Forward(token, i);
+            int next = sampler.Sample(logits);
+            if (constraint is not null && model.Tokenizer.IsEndOfGeneration(next))
+            {
+                // The text is complete: begin another one (counting the finished constraint's work).
+                masks += constraint.Stats.MaskComputations;
+                hits += constraint.Stats.MaskCacheHits;
+                visited += constraint.Stats.TrieNodesVisited;
+                constraint = new GrammarConstraint(grammar!, trie!);
+                sampler = new Sampler(vocab, SamplerOptions.Greedy, constraint);
+                next = sampler.Sample(logits);
+            }
+            token = next;
+        }
+        double perSecond = tokens / clock.Elapsed.TotalSeconds;
+        stats = constraint is null ? null : constraint.Stats with
+        {
+            MaskComputations = masks + constraint.Stats.MaskComputations,
+            MaskCacheHits = hits + constraint.Stats.MaskCacheHits,
+            TrieNodesVisited = visited + constraint.Stats.TrieNodesVisited,
+        };
+        return perSecond;
+    }
+
+    /// <summary>
+    /// Decode speed with and without a grammar: rows "tgN-greedy" (greedy through the sampler) and "tgN-grammar" (the same,
+    /// constrained), repetitions alternating so both see the same machine conditions; each constrained repetition
+    /// compiles <paramref name="gbnf"/> afresh, so it pays for every allowed-token set it needs, as one new request would.
+    /// </summary>
+    public static (ThroughputResult Plain, ThroughputResult Constrained, GrammarConstraintStats Stats) MeasureGrammar(
+        Model model, string gbnf, int tokens, int threads, int repetitions)
+    {
+        if (tokens < 1) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "need at least one token");
+        if (repetitions < 1) throw new ArgumentOutOfRangeException(nameof(repetitions), repetitions, "need at least one repetition");
+        Grammar.Parse(gbnf); // errors before any timing
+        using var pool = new WorkerPool(threads - 1);
+        var transformer = model.CreateTransformer(Math.Min(model.Config.ContextLength, Math.Max(tokens, 16)), pool);
+        if (tokens > transformer.ContextLength)
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"the model's context holds {transformer.ContextLength} tokens");
+        TokenTrie.For(model.Tokenizer, model.Config.VocabSize); // built once per model, outside the timings
+        SampledGenerationTokensPerSecond(transformer, model, tokens, null, out _); // warm-up
+        SampledGenerationTokensPerSecond(transformer, model, tokens, Grammar.Parse(gbnf), out _);
+        var plain = new double[repetitions];
+        var constrained = new double[repetitions];
+        GrammarConstraintStats? stats = null;
+        for (int r = 0; r < repetitions; r++)
+        {
+            plain[r] = SampledGenerationTokensPerSecond(transformer, model, tokens, null, out _);
+            var grammar = Grammar.Parse(gbnf);
+            constrained[r] = SampledGenerationTokensPerSecond(transformer, model, tokens, grammar, out stats);
+        }
+        return (new ThroughputResult($"tg{tokens}-greedy", threads, plain), new ThroughputResult($"tg{tokens}-grammar", threads, constrained), stats!);
     }
 
     /// <summary>Runs a test (after one warm-up run) <paramref name="repetitions"/> times on a fresh pool of <paramref name="threads"/>.</summary>
