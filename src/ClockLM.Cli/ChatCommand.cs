@@ -18,6 +18,7 @@ internal static class ChatCommand
     public static Command Create()
     {
         var model = new ModelOptions();
+        var steering = new SteeringOptions();
         var maxNew = new Option<int>("-n", "--max-new-tokens") { Description = "Most tokens per answer", DefaultValueFactory = _ => 256 };
         var temp = new Option<float>("--temp") { Description = "Temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f };
         var seed = new Option<ulong>("--seed", "-s") { Description = "Random seed", DefaultValueFactory = _ => 0x5EEDUL };
@@ -26,10 +27,15 @@ internal static class ChatCommand
         var toolsFile = new Option<string?>("--tools") { Description = "JSON file of tools the model may call (OpenAI's tools array); calls are shown, /result answers them" };
         var toolChoice = new Option<string>("--tool-choice") { Description = "With --tools: auto, required, none, or a function name to force", DefaultValueFactory = _ => "auto" };
 
+        var cacheTypes = new CacheTypeOptions();
+        var contextShift = new Option<bool>("--context-shift") { Description = "When an answer fills the context, drop half of it (after the system prompt) and go on" };
+
         var command = new Command("chat", "Chat with a model in the terminal");
         model.AddTo(command);
-        foreach (var o in new Option[] { maxNew, temp, seed, ctx, system, toolsFile, toolChoice })
+        steering.AddTo(command);
+        foreach (var o in new Option[] { maxNew, temp, seed, ctx, system, toolsFile, toolChoice, contextShift })
             command.Options.Add(o);
+        cacheTypes.AddTo(command);
         command.SetAction(result => CommandErrors.Run(() =>
         {
             int n = result.GetValue(maxNew);
@@ -57,10 +63,17 @@ internal static class ChatCommand
             }
             else if (result.GetValue(toolChoice) != "auto") throw new UsageException("--tool-choice needs --tools");
 
+            var cache = cacheTypes.Read(result);
+            bool shift = result.GetValue(contextShift);
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
             ModelOptions.WarnAboveTrainedContext(m, contextLength);
-            using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions { Slots = 1, ContextLength = contextLength, Pool = pool });
+            if (shift && m.Config.Rope == ClockLM.Models.RopeStyle.None)
+                throw new UsageException($"--context-shift: {Path.GetFileName(m.Path)} has learned absolute positions, not RoPE, so its context cannot shift");
+            using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions
+            {
+                Slots = 1, ContextLength = contextLength, Pool = pool, Steering = steering.Build(result, m), KvCache = cache, ContextShift = shift,
+            });
             var prompt = new ChatPrompt(m);
             var turns = new ConversationPrompts(1);
             var stdout = Console.Out;
@@ -142,7 +155,9 @@ internal static class ChatCommand
                 var job = scheduler.Submit(new CompletionRequest
                 {
                     PromptIds = ids,
-                    MaxTokens = Math.Min(n, room),
+                    // With a context shift the answer may outgrow the context; the shift keeps the system prompt.
+                    MaxTokens = shift ? n : Math.Min(n, room),
+                    KeepTokens = prompt.SystemPromptTokens(conversation, ids),
                     // Each turn its own seed, so a repeated question need not get the same answer.
                     Sampler = sampler with { Seed = sampler.Seed + (ulong)turn++ },
                     Stop = prompt.TemplateStops,

@@ -17,12 +17,16 @@ internal static class Commands
         SynthCommand.Create(),
         QuantizeCommand.Create(),
         BenchCommand.Create(),
+        PerplexityCommand.Create(),
         NnCommand.Create(),
         ServeCommand.Create(),
         ChatCommand.Create(),
         TraceCommand.Create(),
         RooflineCommand.Create(),
         ProbeCommand.Create(),
+        CvectorCommand.Create(),
+        CaptureCommand.Create(),
+        SaeCommand.Create(),
         TrainCommand.Create(),
     ];
 }

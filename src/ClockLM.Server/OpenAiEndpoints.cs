@@ -11,8 +11,9 @@ using TemplateMessage = ClockLM.Tokenizers.ChatTemplates.ChatMessage;
 namespace ClockLM.Server;
 
 /// <summary>The request handlers of one model: OpenAI's request fields in, OpenAI's response shapes out.
-/// <paramref name="answers"/> tells the names (and aliases) that mean this model.</summary>
-internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, Func<string, bool> answers)
+/// <paramref name="answers"/> tells the names (and aliases) that mean this model; <paramref name="steering"/> reads a
+/// request's <c>clocklm.steer</c>.</summary>
+internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, Func<string, bool> answers, SteeringRequest steering)
 {
     private readonly ChatPrompt _chatPrompt = new(scheduler.Model);
 
@@ -36,6 +37,8 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
             Stop = [.. _chatPrompt.TemplateStops, .. body.Stops("stop")],
             Grammar = structured.Grammar,
         };
+        // A context shift keeps the system prompt unless n_keep says otherwise.
+        if (request.KeepTokens is null) request = request with { KeepTokens = _chatPrompt.SystemPromptTokens(messages, prompt) };
         await RunAsync(context, body, request, Kind.Chat, tools);
     }
 
@@ -216,11 +219,13 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
             ClockSummaryTopK = (int)(extension?.Integer("top_k", 1, 100) ?? 10),
             IgnoreEndOfGeneration = extension?.Bool("ignore_eos") ?? false,
             CachePrompt = body.Bool("cache_prompt") ?? true,
+            KeepTokens = (int?)body.Integer("n_keep", -1, int.MaxValue),
         };
     }
 
     private async Task RunAsync(HttpContext context, JsonRequest body, CompletionRequest request, Kind kind, ToolOptions? tools)
     {
+        request = request with { Steering = steering.Read(body) };
         bool stream = body.Bool("stream") ?? false;
         var streamOptions = body.Object("stream_options");
         if (streamOptions is not null) RequestFields.StreamOptions.Check(streamOptions, "stream_options.");

@@ -23,7 +23,7 @@ internal sealed class RequestFields
     public string Endpoint { get; }
 
     private static readonly string[] Sampling = ["model", "max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed",
-        "stop", "stream", "stream_options", "logprobs", "n", "response_format", "grammar", "json_schema", "clocklm", "user", "cache_prompt"];
+        "stop", "stream", "stream_options", "logprobs", "n", "response_format", "grammar", "json_schema", "clocklm", "user", "n_keep", "cache_prompt"];
 
     private static bool IsZero(JsonElement v) => v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0;
     private static bool IsEmptyObject(JsonElement v) => v.ValueKind == JsonValueKind.Object && !v.EnumerateObject().Any();
@@ -67,7 +67,7 @@ internal sealed class RequestFields
     public static readonly RequestFields StreamOptions = new("stream_options", ["include_usage"], []);
 
     /// <summary>The fields of the <c>clocklm</c> extension object.</summary>
-    public static readonly RequestFields Extension = new("clocklm", ["clock_summary", "top_k", "ignore_eos"], []);
+    public static readonly RequestFields Extension = new("clocklm", ["clock_summary", "top_k", "ignore_eos", "steer"], []);
 
     /// <summary>Throws a 400 naming the first field of <paramref name="body"/> this endpoint does not read (or reads
     /// only at a neutral value it does not have). <paramref name="prefix"/> names a nested object in the message.</summary>

@@ -66,7 +66,37 @@ public sealed class ChatPrompt
                     ? [messages[0] with { Content = messages[0].Content + "\n\n" + described }, .. messages.Skip(1)]
                     : [new ChatMessage("system", described), .. messages];
         }
-        string text = Template.Render(messages, addGenerationPrompt: true, extra);
+        return Encode(Template.Render(messages, addGenerationPrompt: true, extra));
+    }
+
+    /// <summary>
+    /// How many tokens of <paramref name="prompt"/> (the encoding of <paramref name="messages"/>) after BOS hold the
+    /// leading system messages: what a context shift keeps by default. The system messages are rendered alone and the
+    /// tokens they share with the prompt counted, so a template that renders them otherwise on their own costs only
+    /// their differing tail; 0 without system messages or when the template refuses them alone.
+    /// </summary>
+    public int SystemPromptTokens(IReadOnlyList<ChatMessage> messages, ReadOnlySpan<int> prompt)
+    {
+        int count = 0;
+        while (count < messages.Count && messages[count].Role == "system") count++;
+        if (count == 0) return 0;
+        int[] system;
+        try
+        {
+            system = Encode(Template.Render(messages.Take(count).ToList(), addGenerationPrompt: false));
+        }
+        catch (ChatTemplateException)
+        {
+            return 0;
+        }
+        int common = 0;
+        while (common < system.Length && common < prompt.Length && system[common] == prompt[common]) common++;
+        bool bos = prompt.Length > 0 && prompt[0] == _model.Tokenizer.BosId;
+        return Math.Max(0, common - (bos ? 1 : 0));
+    }
+
+    private int[] Encode(string text)
+    {
         var tokenizer = _model.Tokenizer;
         var ids = tokenizer.Encode(text, addSpecial: true, parseSpecial: true);
         // Templates that write the BOS text themselves would otherwise get BOS twice.

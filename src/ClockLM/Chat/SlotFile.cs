@@ -10,13 +10,15 @@ namespace ClockLM.Chat;
 /// magic "CLMSLOT\0" (8 bytes), version (uint32) = 1
 /// model identity (32 bytes, <see cref="ModelIdentity"/>)
 /// token count n (int32), the n token ids (int32 each)
-/// the KV cache's positions [0, n): per layer, the n keys then the n values, kv_dim floats each
+/// the KV cache's positions [0, n) as <see cref="KvCache.Write"/> stores them: its header (shape, key and value types:
+/// F32, F16 or Q8_0), then per layer the n key rows and the n value rows, as stored
 /// </code>
+/// A file is restored only into a cache of the same model and the same key and value types.
 /// </summary>
 public static class SlotFile
 {
     /// <summary>The file format's version.</summary>
-    public const uint Version = 1;
+    public const uint Version = 2;
 
     private static ReadOnlySpan<byte> Magic => "CLMSLOT\0"u8;
 
@@ -31,21 +33,17 @@ public static class SlotFile
         writer.Write(modelIdentity);
         writer.Write(tokens.Length);
         writer.Write(MemoryMarshal.AsBytes(tokens));
-        for (int layer = 0; layer < cache.Layers; layer++)
-        {
-            writer.Write(MemoryMarshal.AsBytes(cache.Keys(layer, tokens.Length)));
-            writer.Write(MemoryMarshal.AsBytes(cache.Values(layer, tokens.Length)));
-        }
         writer.Flush();
+        cache.Write(stream, tokens.Length);
         return stream.Position - start;
     }
 
     /// <summary>Reads a slot file named <paramref name="name"/> into <paramref name="cache"/> and returns its tokens.
     /// Everything before the keys and values is checked first; the caller forgets the cache's old entries whatever
     /// happens, so a file that ends early leaves no half-restored slot behind.</summary>
-    /// <exception cref="InvalidDataException">Not a slot file, another version or model, too many tokens for the context,
-    /// a token outside the vocabulary, or a file that ends early; the message names the file, the field, its value and
-    /// what was expected.</exception>
+    /// <exception cref="InvalidDataException">Not a slot file, another version or model, other KV cache types, too many
+    /// tokens for the context, a token outside the vocabulary, or a file that ends early; the message names the file, the
+    /// field, its value and what was expected.</exception>
     public static int[] Read(Stream stream, string name, ReadOnlySpan<byte> modelIdentity, KvCache cache, int vocabSize)
     {
         using var reader = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
@@ -71,22 +69,21 @@ public static class SlotFile
         foreach (int id in tokens)
             if ((uint)id >= (uint)vocabSize)
                 throw new InvalidDataException($"{name}: token id {id} is outside the vocabulary (0..{vocabSize - 1})");
-        for (int layer = 0; layer < cache.Layers; layer++)
+        int positions;
+        try
         {
-            ReadRows(reader, cache, layer, count, keys: true, name);
-            ReadRows(reader, cache, layer, count, keys: false, name);
+            positions = cache.Read(stream);
+        }
+        catch (InvalidDataException e)
+        {
+            cache.Truncate(0);
+            throw new InvalidDataException($"{name}: {e.Message}", e);
+        }
+        if (positions != count)
+        {
+            cache.Truncate(0);
+            throw new InvalidDataException($"{name}: the slot holds {count} tokens but the keys and values of {positions} positions");
         }
         return tokens;
-    }
-
-    private static void ReadRows(BinaryReader reader, KvCache cache, int layer, int count, bool keys, string name)
-    {
-        for (int position = 0; position < count; position++)
-        {
-            Span<float> row = keys ? cache.Key(layer, position) : cache.Value(layer, position);
-            Span<byte> bytes = MemoryMarshal.AsBytes(row);
-            if (reader.Read(bytes) != bytes.Length)
-                throw new InvalidDataException($"{name}: the file ends inside the {(keys ? "keys" : "values")} of layer {layer}");
-        }
     }
 }

@@ -18,7 +18,7 @@ public sealed partial class SlotScheduler
         get
         {
             lock (_gate)
-                return [.. _slots.Select(s => new SlotState(s.Index, s.Job is not null, s.Job is null ? s.CachedLength : s.Position, ContextLength))];
+                return [.. _slots.Select(s => new SlotState(s.Index, s.Job is not null, s.Transformer.Cache.Length, ContextLength))];
         }
     }
 
@@ -28,7 +28,9 @@ public sealed partial class SlotScheduler
     /// <exception cref="SlotBusyException">The slot is running a request.</exception>
     public (int Tokens, long Bytes) SaveSlot(int id, Stream destination) => WithIdleSlot(id, slot =>
     {
-        var tokens = CollectionsMarshal.AsSpan(slot.History)[..slot.CachedLength];
+        if (!ReferenceEquals(slot.CacheSteering, _options.Steering))
+            throw new CompletionRequestException("id_slot", $"slot {id} holds keys and values computed with a request's own steering; only slots of the server's default steering are saved");
+        var tokens = CollectionsMarshal.AsSpan(slot.History)[..slot.Transformer.Cache.Length];
         return (tokens.Length, SlotFile.Write(destination, Identity, tokens, slot.Transformer.Cache));
     });
 
@@ -42,7 +44,7 @@ public sealed partial class SlotScheduler
         int[] tokens = SlotFile.Read(source, name, Identity, slot.Transformer.Cache, _model.Config.VocabSize);
         slot.History.AddRange(tokens);
         slot.Prompt = tokens; // a request that extends them is this conversation's next turn
-        slot.CachedLength = tokens.Length;
+        slot.CacheSteering = _options.Steering;
         lock (_gate) slot.LastUsed = ++_admissions;
         return tokens.Length;
     });
@@ -50,14 +52,14 @@ public sealed partial class SlotScheduler
     /// <summary>Forgets idle slot <paramref name="id"/>'s cached tokens; returns how many it held.</summary>
     public int EraseSlot(int id) => WithIdleSlot(id, slot =>
     {
-        int held = slot.CachedLength;
+        int held = slot.Transformer.Cache.Length;
         Forget(slot);
         return held;
     });
 
     private static void Forget(Slot slot)
     {
-        slot.CachedLength = 0;
+        slot.Transformer.Cache.Truncate(0);
         slot.History.Clear();
         slot.Prompt = [];
     }

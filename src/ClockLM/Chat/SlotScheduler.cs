@@ -42,7 +42,7 @@ public sealed partial class SlotScheduler : IDisposable
     private bool _disposed;
 
     // Counters (written by the scheduler thread or under _gate, read by Stats).
-    private long _completed, _cancelled, _failed, _rejected, _promptTokens, _cachedPromptTokens, _generatedTokens, _busyTicks, _batchedTokens, _batchFallbacks;
+    private long _completed, _cancelled, _failed, _rejected, _promptTokens, _cachedPromptTokens, _generatedTokens, _busyTicks, _batchedTokens, _batchFallbacks, _contextShifts;
     private long _admissions; // slots' last-use stamps
 
     /// <summary>Creates the slots and starts the scheduler thread.</summary>
@@ -55,11 +55,15 @@ public sealed partial class SlotScheduler : IDisposable
         if (options.PrefillChunk < 1) throw new ArgumentOutOfRangeException(nameof(options), options.PrefillChunk, "prefill chunk must be 1 or more");
         _model = model;
         _options = options;
-        model.CheckMemoryFor(options.ContextLength ?? model.Config.ContextLength, options.Slots);
+        model.CheckMemoryFor(options.ContextLength ?? model.Config.ContextLength, options.Slots, options.KvCache);
         _slots = new Slot[options.Slots];
         for (int i = 0; i < _slots.Length; i++)
-            _slots[i] = new Slot(i, model.CreateTransformer(options.ContextLength, options.Pool));
+            _slots[i] = new Slot(i, model.CreateTransformer(options.ContextLength, options.Pool, options.KvCache));
         ContextLength = _slots[0].Transformer.ContextLength;
+        if (options.Steering is { } steering && (steering.Layers != model.Config.Layers || steering.Dim != model.Config.Dim))
+            throw new ArgumentException($"the steering is for {steering.Layers} layers of width {steering.Dim}; the model has {model.Config.Layers} of width {model.Config.Dim}", nameof(options));
+        if (options.ContextShift && !_slots[0].Transformer.CanShiftContext)
+            options.Logger?.LogWarning("context shift is on, but {Model} has learned absolute positions, not RoPE: its generations end where the context does", model.Path);
         _decoder = new BatchDecoder(model.Config, model.Weights, options.Pool);
         _thread = new Thread(Loop) { IsBackground = true, Name = "ClockLM scheduler" };
         _thread.Start();
@@ -70,6 +74,11 @@ public sealed partial class SlotScheduler : IDisposable
 
     /// <summary>Positions each slot holds: prompt plus generated tokens must fit.</summary>
     public int ContextLength { get; }
+
+    /// <summary>The steering of requests that bring none (<see cref="SlotSchedulerOptions.Steering"/>).</summary>
+    public ResidualSteering? Steering => _options.Steering;
+    /// <summary>True when a generation that fills its context shifts it and goes on (<see cref="SlotSchedulerOptions.ContextShift"/>).</summary>
+    public bool ContextShift => _options.ContextShift && _slots[0].Transformer.CanShiftContext;
 
     /// <summary>Number of slots.</summary>
     public int Slots => _slots.Length;
@@ -142,6 +151,7 @@ public sealed partial class SlotScheduler : IDisposable
                     CachedPromptTokens = _cachedPromptTokens,
                     BatchedTokens = _batchedTokens,
                     BatchFallbacks = _batchFallbacks,
+                    ContextShifts = _contextShifts,
                 };
             }
         }
@@ -170,13 +180,16 @@ public sealed partial class SlotScheduler : IDisposable
         if (request.Grammar is not null) TokenTrie.For(_model.Tokenizer, _model.Config.VocabSize);
         if (request.ClockSummaryTopK is < 1 or > 100)
             throw new CompletionRequestException("clocklm.top_k", $"the clock summary's top_k is {request.ClockSummaryTopK}; expected 1 to 100");
-        int room = ContextLength - prompt;
-        if (request.MaxTokens is not { } max) return room;
+        if (request.Steering is { } steering && (steering.Layers != _model.Config.Layers || steering.Dim != _model.Config.Dim))
+            throw new CompletionRequestException("clocklm.steer",
+                $"the steering is for {steering.Layers} layers of width {steering.Dim}; the model has {_model.Config.Layers} of width {_model.Config.Dim}");
+        if (request.KeepTokens is < -1)
+            throw new CompletionRequestException("n_keep", $"n_keep is {request.KeepTokens}; expected -1 (the whole prompt) or a count of tokens");
+        // Without a max, the generation fills the context once (and ends there, or shifts once and stops after as many
+        // tokens); past the context, it ends with Length unless the context shifts.
+        if (request.MaxTokens is not { } max) return ContextLength - prompt;
         if (max < 1)
             throw new CompletionRequestException("max_tokens", $"max_tokens is {max}; expected 1 or more");
-        if (max > room)
-            throw new CompletionRequestException("max_tokens",
-                $"the context holds {ContextLength} tokens, but {prompt + max} were requested ({prompt} in the prompt, {max} for the completion); lower max_tokens to {room} or less");
         return max;
     }
 
@@ -201,11 +214,11 @@ public sealed partial class SlotScheduler : IDisposable
             lock (_gate)
             {
                 // Admission: between rounds, waiting requests join the running batch.
-                while (!_paused && _queue.Count > 0 && ChooseSlot(_queue.First!.Value.Request.PromptIds) is { } free)
+                while (!_paused && _queue.Count > 0 && ChooseSlot(_queue.First!.Value.Request) is { } free)
                 {
                     var job = _queue.First!.Value;
                     _queue.RemoveFirst();
-                    free.Start(job, _model, ++_admissions);
+                    free.Start(job, _model, _options.Steering, ++_admissions);
                 }
                 active.Clear();
                 foreach (var s in _slots)
@@ -224,21 +237,23 @@ public sealed partial class SlotScheduler : IDisposable
     }
 
     /// <summary>
-    /// The idle slot for <paramref name="prompt"/>, or null when every slot is busy: the one whose cached tokens share the
+    /// The idle slot for <paramref name="request"/>'s prompt, or null when every slot is busy: the one whose cached tokens share the
     /// longest prefix with it, among slots whose last prompt it extends or that would keep at least half of their cache;
     /// otherwise, and among equals, the least recently used (slots never used first).
     /// </summary>
-    private Slot? ChooseSlot(int[] prompt)
+    private Slot? ChooseSlot(CompletionRequest request)
     {
+        int[] prompt = request.PromptIds;
+        var steering = request.Steering ?? _options.Steering;
         Slot? best = null, leastRecent = null;
         int bestPrefix = 0;
         foreach (var slot in _slots)
         {
             if (slot.Job is not null || slot.Reserved) continue;
             if (leastRecent is null || slot.LastUsed < leastRecent.LastUsed) leastRecent = slot;
-            int prefix = slot.CommonPrefix(prompt);
+            int prefix = slot.CommonPrefix(prompt, steering);
             bool extendsLastPrompt = prefix >= slot.Prompt.Length; // its reply's tokens may differ once sent back as text
-            if (prefix == 0 || !(extendsLastPrompt || 2 * prefix >= slot.CachedLength)) continue;
+            if (prefix == 0 || !(extendsLastPrompt || 2 * prefix >= slot.Transformer.Cache.Length)) continue;
             if (best is null || prefix > bestPrefix || (prefix == bestPrefix && slot.LastUsed < best.LastUsed))
                 (best, bestPrefix) = (slot, prefix);
         }
@@ -347,7 +362,33 @@ public sealed partial class SlotScheduler : IDisposable
         job.Publish(new CompletionUpdate(next, text, logprob));
         slot.LastToken = next;
         if (slot.StopFilter.Stopped) Finish(slot, FinishReason.Stop);
-        else if (slot.Generated.Count >= job.MaxTokens || slot.Position >= slot.Transformer.ContextLength) Finish(slot, FinishReason.Length);
+        else if (slot.Generated.Count >= job.MaxTokens) Finish(slot, FinishReason.Length);
+        else if (slot.Position >= slot.Transformer.ContextLength && !ShiftContext(slot)) Finish(slot, FinishReason.Length);
+    }
+
+    /// <summary>
+    /// The slot's context is full: with <see cref="SlotSchedulerOptions.ContextShift"/>, keep BOS and the request's
+    /// n_keep prompt tokens, drop half of the positions after them (as llama.cpp: n_discard = (n_past - n_keep) / 2) and
+    /// go on. False, with the slot as it was, when shifting is off or nothing can be dropped.
+    /// </summary>
+    private bool ShiftContext(Slot slot)
+    {
+        if (!_options.ContextShift || !slot.Transformer.CanShiftContext) return false;
+        var prompt = slot.Prompt;
+        int bos = prompt.Length > 0 && prompt[0] == _model.Tokenizer.BosId ? 1 : 0;
+        int keep = slot.Job!.Request.KeepTokens switch
+        {
+            null => bos,
+            -1 => prompt.Length,
+            int n => Math.Min(prompt.Length, n + bos),
+        };
+        int discard = (slot.Position - keep) / 2;
+        if (discard < 1) return false;
+        slot.Transformer.ShiftContext(keep, discard);
+        slot.Position -= discard;
+        slot.ExactLength = Math.Min(slot.ExactLength, keep);
+        lock (_gate) _contextShifts++;
+        return true;
     }
 
     private void Guard(Slot slot, Action step)
@@ -364,7 +405,7 @@ public sealed partial class SlotScheduler : IDisposable
             {
                 _failed++;
                 slot.Job = null;
-                slot.CachedLength = 0; // the step may have left its cache half written
+                slot.Transformer.Cache.Truncate(0); // the step may have left it half written
             }
             slot.StopObserving();
             job.Fail(e);
@@ -403,7 +444,9 @@ public sealed partial class SlotScheduler : IDisposable
             if (reason == FinishReason.Cancelled) _cancelled++;
             else _completed++;
             slot.Job = null;
-            slot.CachedLength = slot.Position; // the next request may start from these tokens' keys and values
+            // The next request may start from these tokens' keys and values: all of them, or after a context shift only
+            // those before the dropped ones (the moved keys were re-rotated, and later entries saw the dropped tokens).
+            slot.Transformer.Cache.Truncate(Math.Min(slot.Position, slot.ExactLength));
         }
         job.Complete(result);
     }
@@ -494,7 +537,8 @@ public sealed partial class SlotScheduler : IDisposable
         public int[] Prompt = [];
         public int Prefilled, Position, LastToken;
         public int Reused;        // prompt tokens of the job taken from the cache: positions [0, Reused) were not evaluated
-        public int CachedLength;  // while idle: the KV cache holds History[0, CachedLength) at positions 0..CachedLength-1
+        public int ExactLength;   // cache positions [0, ExactLength) hold History's tokens as a fresh evaluation would
+        public ResidualSteering? CacheSteering; // the steering the cached entries were computed with
         public long LastUsed;     // admission stamp of the last job (0: never used)
         public bool Reserved;     // its cache is being saved, restored or erased: no job may start on it
         public Sampler? Sampler;
@@ -544,22 +588,28 @@ public sealed partial class SlotScheduler : IDisposable
             };
         }
 
-        /// <summary>How many leading tokens of <paramref name="prompt"/> the idle cache holds.</summary>
-        public int CommonPrefix(int[] prompt)
+        /// <summary>How many leading tokens of <paramref name="prompt"/> the idle cache holds (<see cref="KvCache.Length"/>
+        /// positions of <see cref="History"/>'s tokens), for a request run with <paramref name="steering"/>: none when the
+        /// cache was computed with other steering.</summary>
+        public int CommonPrefix(int[] prompt, ResidualSteering? steering)
         {
-            int n = Math.Min(CachedLength, prompt.Length);
+            if (!ReferenceEquals(steering, CacheSteering)) return 0;
+            int n = Math.Min(Transformer.Cache.Length, prompt.Length);
             return CollectionsMarshal.AsSpan(History)[..n].CommonPrefixLength(prompt.AsSpan(0, n));
         }
 
-        public void Start(CompletionJob job, Model model, long stamp)
+        public void Start(CompletionJob job, Model model, ResidualSteering? defaultSteering, long stamp)
         {
             Job = job;
             Prompt = job.Request.PromptIds;
             // The cached prefix is kept; the last prompt token is always evaluated, for the logits of the first sample.
             // An embedding averages every token's hidden state, which the cache does not hold: its prompt is read whole.
-            Reused = job.Request.CachePrompt && !job.Request.Embed ? Math.Min(CommonPrefix(Prompt), Prompt.Length - 1) : 0;
+            var steering = job.Request.Steering ?? defaultSteering;
+            Reused = job.Request.CachePrompt && !job.Request.Embed ? Math.Min(CommonPrefix(Prompt, steering), Prompt.Length - 1) : 0;
             Prefilled = Position = Reused;
-            CachedLength = 0;
+            Transformer.Cache.Truncate(Reused); // roll back to the reused prefix
+            ExactLength = int.MaxValue;
+            CacheSteering = steering;
             LastUsed = stamp;
             LastToken = -1;
             var constraint = job.Request.Grammar is { } grammar
@@ -573,6 +623,7 @@ public sealed partial class SlotScheduler : IDisposable
             StopFilter = new StopSequenceFilter(job.Request.Stop);
             if (job.Request.ClockSummary) StartObserving(model.Config.Layers, model.Config.Dim);
             if (job.Request.Embed) StartEmbedding(model);
+            Transformer.Steering = steering;
             History.Clear();
             History.AddRange(Prompt);
             Generated.Clear();
@@ -612,6 +663,9 @@ public sealed record SchedulerStats(int Slots, int ActiveSlots, int QueueDepth, 
 
     /// <summary>Batched steps that failed, after which their slots ran one by one.</summary>
     public long BatchFallbacks { get; init; }
+
+    /// <summary>Context shifts: generations that filled their context and went on after dropping half of it.</summary>
+    public long ContextShifts { get; init; }
 
     /// <summary>Generated tokens per second of busy time.</summary>
     public double GeneratedTokensPerSecond => GeneratedTokens / Math.Max(BusyTime.TotalSeconds, 1e-9);

@@ -4,13 +4,16 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using ClockLM.Chat;
 using ClockLM.Generation;
+using ClockLM.Models;
 using ClockLM.Sampling;
+using ClockLM.Tensors;
 
 namespace ClockLM.Tests.Server;
 
 /// <summary>
 /// Prefix reuse through a real HttpClient: a request keeps the keys and values a slot holds for its leading tokens and
-/// evaluates only the rest, and its answer (text, ids and every logprob) is the same bits as with cache_prompt off.
+/// evaluates only the rest, and its answer (text, ids and every logprob) is the same bits as with cache_prompt off, for
+/// each type the KV cache stores.
 /// </summary>
 public sealed class PromptCacheTests
 {
@@ -39,10 +42,16 @@ public sealed class PromptCacheTests
     private static long Metric(string metrics, string name) =>
         long.Parse(Regex.Match(metrics, $"^{name} (\\d+)$", RegexOptions.Multiline).Groups[1].Value, CultureInfo.InvariantCulture);
 
-    [Fact]
-    public async Task AnExtendedPromptReusesTheSlotAndAnswersBitForBitAsWithTheCacheOff()
+    private static Task<ServerHost> StartAsync(GgmlType cacheType) =>
+        ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 1, KvCache = KvCacheOptions.Both(cacheType) });
+
+    [Theory]
+    [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.F32)]
+    public async Task AnExtendedPromptReusesTheSlotAndAnswersBitForBitAsWithTheCacheOff(GgmlType cacheType)
     {
-        await using var host = await ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 1 });
+        await using var host = await StartAsync(cacheType);
         int[] first = Ids(host, Story);
         var a = await CompleteAsync(host.Http, first, 12, seed: 5);
         Assert.Equal(0, a.CachedTokens);
@@ -50,7 +59,7 @@ public sealed class PromptCacheTests
 
         // The next turn: the prompt, the answer's ids, and more text. The slot holds the prompt and the answer's tokens
         // but the last (sampled, never evaluated), so that many are reused.
-        var alone = new Generator(host.Model).Generate(first,
+        var alone = new Generator(host.Model, cache: KvCacheOptions.Both(cacheType)).Generate(first,
             new GenerationOptions { MaxNewTokens = 12, Sampler = new SamplerOptions { Temperature = 1.0f, Seed = 5 } });
         Assert.Equal(alone.Text, a.Text);
         int[] answerIds = alone.GeneratedIds;
@@ -60,13 +69,16 @@ public sealed class PromptCacheTests
         Assert.Equal(first.Length + 11, cached.CachedTokens);
         Assert.Equal(0, plain.CachedTokens);
         Assert.Equal(plain, cached with { CachedTokens = 0 });
-        Assert.Equal(ServerHost.RunAlone(host.Model, second, 20, new SamplerOptions { Temperature = 1.0f, Seed = 6 }), cached.Text);
+        Assert.Equal(new Generator(host.Model, cache: KvCacheOptions.Both(cacheType)).Generate(second,
+            new GenerationOptions { MaxNewTokens = 20, Sampler = new SamplerOptions { Temperature = 1.0f, Seed = 6 } }).Text, cached.Text);
     }
 
-    [Fact]
-    public async Task APromptThatDivergesMidSequenceKeepsOnlyTheSharedTokens()
+    [Theory]
+    [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.Q8_0)]
+    public async Task APromptThatDivergesMidSequenceKeepsOnlyTheSharedTokens(GgmlType cacheType)
     {
-        await using var host = await ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 1 });
+        await using var host = await StartAsync(cacheType);
         int[] story = Ids(host, Story);
         await CompleteAsync(host.Http, story, 8, seed: 1);
 
@@ -79,10 +91,12 @@ public sealed class PromptCacheTests
         Assert.Equal(plain, cached with { CachedTokens = 0 });
     }
 
-    [Fact]
-    public async Task AStrictPrefixOfTheCachedTokensAndARepeatedPromptRecomputeOnlyTheirLastToken()
+    [Theory]
+    [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.Q8_0)]
+    public async Task AStrictPrefixOfTheCachedTokensAndARepeatedPromptRecomputeOnlyTheirLastToken(GgmlType cacheType)
     {
-        await using var host = await ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 1 });
+        await using var host = await StartAsync(cacheType);
         int[] story = Ids(host, Story);
         var first = await CompleteAsync(host.Http, story, 8, seed: 3);
 

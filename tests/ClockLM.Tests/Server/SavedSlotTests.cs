@@ -31,16 +31,18 @@ public sealed class SavedSlotTests
             choice.GetProperty("logprobs").GetRawText());
     }
 
-    private static Task<ServerHost> StartAsync(string folder) =>
-        ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 1 }, new ServerOptions { SlotSavePath = folder });
+    private static Task<ServerHost> StartAsync(string folder, GgmlType cacheType = GgmlType.F16) =>
+        ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 1, KvCache = KvCacheOptions.Both(cacheType) }, new ServerOptions { SlotSavePath = folder });
 
-    [Fact]
-    public async Task ARestoredSlotContinuesBitForBitHereAndInAnotherServer()
+    [Theory]
+    [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.Q8_0)]
+    public async Task ARestoredSlotContinuesBitForBitHereAndInAnotherServer(GgmlType cacheType)
     {
         using var dir = new TempDir();
         int[] story, next;
         (string, int, string) expected;
-        await using (var host = await StartAsync(dir.Path))
+        await using (var host = await StartAsync(dir.Path, cacheType))
         {
             story = host.Model.Tokenizer.Encode(Story).ToArray();
             next = [.. story, .. host.Model.Tokenizer.Encode(" One day she found a cat.", addSpecial: false)];
@@ -65,11 +67,29 @@ public sealed class SavedSlotTests
             Assert.Equal(expected, await CompleteAsync(host.Http, next));
         }
         // A new server of the same model reads the file: the continuation reuses the prompt and is the same bits.
-        await using (var other = await StartAsync(dir.Path))
+        await using (var other = await StartAsync(dir.Path, cacheType))
         {
             await PostAsync(other.Http, "/slots/0?action=restore", new { filename = "lily.bin" });
             Assert.Equal(expected, await CompleteAsync(other.Http, next));
         }
+    }
+
+    [Fact]
+    public async Task AFileOfAnotherCacheTypeIsRefusedAndLeavesTheSlotEmpty()
+    {
+        using var dir = new TempDir();
+        await using (var f16 = await StartAsync(dir.Path, GgmlType.F16))
+        {
+            await CompleteAsync(f16.Http, f16.Model.Tokenizer.Encode(Story).ToArray());
+            await PostAsync(f16.Http, "/slots/0?action=save", new { filename = "f16.bin" });
+        }
+        await using var q8 = await StartAsync(dir.Path, GgmlType.Q8_0);
+        int[] story = q8.Model.Tokenizer.Encode(Story).ToArray();
+        await CompleteAsync(q8.Http, story);
+        var refused = await PostAsync(q8.Http, "/slots/0?action=restore", new { filename = "f16.bin" }, HttpStatusCode.BadRequest);
+        Assert.Equal("f16.bin: KV cache data: key type is F16, this cache stores Q8_0", refused.GetProperty("error").GetProperty("message").GetString());
+        Assert.Equal(0, JsonDocument.Parse(await q8.Http.GetStringAsync("/slots")).RootElement[0].GetProperty("n_tokens").GetInt32());
+        Assert.Equal(0, (await CompleteAsync(q8.Http, story)).Cached);
     }
 
     [Fact]
@@ -95,7 +115,7 @@ public sealed class SavedSlotTests
             byte[] whole = File.ReadAllBytes(Path.Combine(folder, "story.bin"));
             File.WriteAllBytes(Path.Combine(folder, "cut.bin"), whole[..(whole.Length - 100)]);
             var cut = await PostAsync(host.Http, "/slots/0?action=restore", new { filename = "cut.bin" }, HttpStatusCode.BadRequest);
-            Assert.Contains("cut.bin: the file ends inside", cut.GetProperty("error").GetProperty("message").GetString());
+            Assert.Contains("cut.bin: KV cache data: ends in the values of layer", cut.GetProperty("error").GetProperty("message").GetString());
             Assert.Equal(0, JsonDocument.Parse(await host.Http.GetStringAsync("/slots")).RootElement[0].GetProperty("n_tokens").GetInt32());
         }
 
