@@ -17,16 +17,6 @@ namespace ClockLM.Chat;
 /// and a cancelled request leaves its slot at the next round. A request's output depends only on its prompt, settings and
 /// seed: each has its own sampler and its own KV cache, so it is the same whatever runs beside it.
 /// </summary>
-/// <remarks>
-/// A slot keeps its KV cache when its request ends: the next request that starts with the same tokens (the next turn of
-/// a conversation, the same system prompt) takes that prefix's keys and values and evaluates only the rest
-/// (<see cref="CompletionRequest.CachePrompt"/>). A waiting request goes to the idle slot whose cached tokens share the
-/// longest prefix with its prompt, counting only slots whose last prompt it extends (the next turn of the conversation
-/// held there) or that would keep at least half of what they hold: a new conversation that shares a template header
-/// with another one's long history does not overwrite it. Ties, and prompts no slot matches, go to the slot least
-/// recently used. Every row of the forward pass gives the same bits whichever batch it
-/// ran in, so an answer is bit-identical with the cache on and off.
-/// </remarks>
 public sealed partial class SlotScheduler : IDisposable
 {
     private readonly Model _model;
@@ -234,30 +224,6 @@ public sealed partial class SlotScheduler : IDisposable
             Round(active);
             Interlocked.Add(ref _busyTicks, Stopwatch.GetElapsedTime(start).Ticks);
         }
-    }
-
-    /// <summary>
-    /// The idle slot for <paramref name="request"/>'s prompt, or null when every slot is busy: the one whose cached tokens share the
-    /// longest prefix with it, among slots whose last prompt it extends or that would keep at least half of their cache;
-    /// otherwise, and among equals, the least recently used (slots never used first).
-    /// </summary>
-    private Slot? ChooseSlot(CompletionRequest request)
-    {
-        int[] prompt = request.PromptIds;
-        var steering = request.Steering ?? _options.Steering;
-        Slot? best = null, leastRecent = null;
-        int bestPrefix = 0;
-        foreach (var slot in _slots)
-        {
-            if (slot.Job is not null || slot.Reserved) continue;
-            if (leastRecent is null || slot.LastUsed < leastRecent.LastUsed) leastRecent = slot;
-            int prefix = slot.CommonPrefix(prompt, steering);
-            bool extendsLastPrompt = prefix >= slot.Prompt.Length; // its reply's tokens may differ once sent back as text
-            if (prefix == 0 || !(extendsLastPrompt || 2 * prefix >= slot.Transformer.Cache.Length)) continue;
-            if (best is null || prefix > bestPrefix || (prefix == bestPrefix && slot.LastUsed < best.LastUsed))
-                (best, bestPrefix) = (slot, prefix);
-        }
-        return best ?? leastRecent;
     }
 
     /// <summary>
@@ -588,16 +554,6 @@ public sealed partial class SlotScheduler : IDisposable
             };
         }
 
-        /// <summary>How many leading tokens of <paramref name="prompt"/> the idle cache holds (<see cref="KvCache.Length"/>
-        /// positions of <see cref="History"/>'s tokens), for a request run with <paramref name="steering"/>: none when the
-        /// cache was computed with other steering.</summary>
-        public int CommonPrefix(int[] prompt, ResidualSteering? steering)
-        {
-            if (!ReferenceEquals(steering, CacheSteering)) return 0;
-            int n = Math.Min(Transformer.Cache.Length, prompt.Length);
-            return CollectionsMarshal.AsSpan(History)[..n].CommonPrefixLength(prompt.AsSpan(0, n));
-        }
-
         public void Start(CompletionJob job, Model model, ResidualSteering? defaultSteering, long stamp)
         {
             Job = job;
@@ -605,7 +561,7 @@ public sealed partial class SlotScheduler : IDisposable
             // The cached prefix is kept; the last prompt token is always evaluated, for the logits of the first sample.
             // An embedding averages every token's hidden state, which the cache does not hold: its prompt is read whole.
             var steering = job.Request.Steering ?? defaultSteering;
-            Reused = job.Request.CachePrompt && !job.Request.Embed ? Math.Min(CommonPrefix(Prompt, steering), Prompt.Length - 1) : 0;
+            Reused = job.Request.CachePrompt && !job.Request.Embed ? Math.Min(CommonPrefix(this, Prompt, steering), Prompt.Length - 1) : 0;
             Prefilled = Position = Reused;
             Transformer.Cache.Truncate(Reused); // roll back to the reused prefix
             ExactLength = int.MaxValue;
