@@ -27,7 +27,7 @@ namespace ClockLM.Bench.Server;
 /// the slot holds from decoding it; a random-weight model's replies seldom tokenize back to the same ids, so a scripted
 /// reply stands in). Each repetition runs a conversation of its own (a different opening line), cache on then off,
 /// after one warm-up request.</para>
-/// <para>Usage: <c>ClockLM.Bench --conversation-ttft (--model M [--threads 2] [--ctx 2048] [--slots 4] | --url URL)
+/// <para>Usage: <c>ClockLM.Bench --conversation-ttft (--model M [--threads 2] [--ctx 2048] [--slots 4] [--cache-type f16] | --url URL)
 /// [--turns 5] [--turn-tokens 400] [--user-tokens 48] [--max-tokens 1] [-r 1] [--json FILE]</c>.</para>
 /// </remarks>
 public static class ConversationTtft
@@ -47,6 +47,7 @@ public static class ConversationTtft
         string? model = null, url = null, json = null;
         int threads = 2, slots = 4, turns = 5, turnTokens = 400, userTokens = 48, maxTokens = 1, reps = 1;
         int? ctx = null;
+        var cache = KvCacheOptions.Default;
         try
         {
             for (int i = 0; i < args.Length; i++)
@@ -60,6 +61,7 @@ public static class ConversationTtft
                     case "--threads" or "-t": threads = Int(); break;
                     case "--ctx" or "-c": ctx = Int(); break;
                     case "--slots": slots = Int(); break;
+                    case "--cache-type": cache = KvCacheOptions.Both(KvCacheOptions.ParseType(Next())); break;
                     case "--turns": turns = Int(); break;
                     case "--turn-tokens": turnTokens = Int(); break;
                     case "--user-tokens": userTokens = Int(); break;
@@ -79,10 +81,10 @@ public static class ConversationTtft
             Console.Error.WriteLine($"error: {e.Message}");
             return 2;
         }
-        return RunAsync(model, url, threads, ctx, slots, turns, turnTokens, userTokens, maxTokens, reps, json).GetAwaiter().GetResult();
+        return RunAsync(model, url, threads, ctx, cache, slots, turns, turnTokens, userTokens, maxTokens, reps, json).GetAwaiter().GetResult();
     }
 
-    private static async Task<int> RunAsync(string? modelPath, string? url, int threads, int? ctx, int slots, int turns,
+    private static async Task<int> RunAsync(string? modelPath, string? url, int threads, int? ctx, KvCacheOptions cacheTypes, int slots, int turns,
         int turnTokens, int userTokens, int maxTokens, int reps, string? json)
     {
         Model? model = null;
@@ -97,11 +99,11 @@ public static class ConversationTtft
             {
                 model = Model.Load(modelPath);
                 pool = new WorkerPool(threads - 1);
-                scheduler = new SlotScheduler(model, new SlotSchedulerOptions { Slots = slots, ContextLength = ctx, Pool = pool });
+                scheduler = new SlotScheduler(model, new SlotSchedulerOptions { Slots = slots, ContextLength = ctx, Pool = pool, KvCache = cacheTypes });
                 server = new ClockLMServer(scheduler, new ServerOptions { Host = "127.0.0.1", Port = 0 });
                 await server.StartAsync();
                 address = server.Address!;
-                target = $"clocklm serve (in process) {Path.GetFileName(modelPath)}, {threads} threads, {slots} slots, context {scheduler.ContextLength}";
+                target = $"clocklm serve (in process) {Path.GetFileName(modelPath)}, {threads} threads, {slots} slots, context {scheduler.ContextLength}, KV cache {cacheTypes}";
             }
             else
             {
