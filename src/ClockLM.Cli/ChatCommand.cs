@@ -19,6 +19,7 @@ internal static class ChatCommand
     {
         var model = new ModelOptions();
         var steering = new SteeringOptions();
+        var lora = new LoraOptions();
         var maxNew = new Option<int>("-n", "--max-new-tokens") { Description = "Most tokens per answer", DefaultValueFactory = _ => 256 };
         var temp = new Option<float>("--temp") { Description = "Temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f };
         var seed = new Option<ulong>("--seed", "-s") { Description = "Random seed", DefaultValueFactory = _ => 0x5EEDUL };
@@ -33,6 +34,7 @@ internal static class ChatCommand
         var command = new Command("chat", "Chat with a model in the terminal");
         model.AddTo(command);
         steering.AddTo(command);
+        lora.AddTo(command);
         foreach (var o in new Option[] { maxNew, temp, seed, ctx, system, toolsFile, toolChoice, contextShift })
             command.Options.Add(o);
         cacheTypes.AddTo(command);
@@ -67,12 +69,14 @@ internal static class ChatCommand
             bool shift = result.GetValue(contextShift);
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
+            lora.Apply(result, m);
             ModelOptions.WarnAboveTrainedContext(m, contextLength);
             if (shift && m.Config.Rope == ClockLM.Models.RopeStyle.None)
                 throw new UsageException($"--context-shift: {Path.GetFileName(m.Path)} has learned absolute positions, not RoPE, so its context cannot shift");
             using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions
             {
                 Slots = 1, ContextLength = contextLength, Pool = pool, Steering = steering.Build(result, m), KvCache = cache, ContextShift = shift,
+                Logger = new StderrLogger(Microsoft.Extensions.Logging.LogLevel.Warning),
             });
             var prompt = new ChatPrompt(m);
             var turns = new ConversationPrompts(1);

@@ -28,5 +28,6 @@ internal static class Commands
         CaptureCommand.Create(),
         SaeCommand.Create(),
         TrainCommand.Create(),
+        FinetuneCommand.Create(),
     ];
 }

@@ -14,6 +14,7 @@ internal static class RunCommand
     {
         var model = new ModelOptions();
         var steering = new SteeringOptions();
+        var lora = new LoraOptions();
         var prompt = new Argument<string>("prompt") { Description = "Text to continue" };
         var maxNew = new Option<int>("-n", "--max-new-tokens") { Description = "Most tokens to generate", DefaultValueFactory = _ => 128 };
         var temp = new Option<float>("--temp") { Description = "Temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f };
@@ -36,6 +37,7 @@ internal static class RunCommand
         var command = new Command("run", "Generate text from a prompt");
         model.AddTo(command);
         steering.AddTo(command);
+        lora.AddTo(command);
         foreach (var o in new Option[] { maxNew, temp, topK, topP, minP, repeat, seed, ctx, json, chat, system, ubatch, grammar, jsonSchema, contextShift, keep })
             command.Options.Add(o);
         cacheTypes.AddTo(command);
@@ -63,6 +65,7 @@ internal static class RunCommand
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
+            lora.Apply(result, m);
             ModelOptions.WarnAboveTrainedContext(m, contextLength);
             var cache = cacheTypes.Read(result);
             int kept = result.GetValue(keep);

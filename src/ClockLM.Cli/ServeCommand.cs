@@ -14,6 +14,7 @@ internal static class ServeCommand
     {
         var model = new ModelOptions();
         var steering = new SteeringOptions();
+        var lora = new LoraOptions();
         var steerDir = new Option<string?>("--steer-dir") { Description = "Load every control vector (.gguf) in this directory; requests steer by file name in clocklm.steer", HelpName = "DIR" };
         var host = new Option<string>("--host") { Description = "Address to listen on: an IP address or localhost (loopback by default; 0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
         var allowedHosts = new Option<string?>("--allowed-hosts") { Description = "Comma-separated names the Host header may carry, or * for any (default: the bound host, localhost and loopback)" };
@@ -36,6 +37,7 @@ internal static class ServeCommand
         var command = new Command("serve", "Serve models over OpenAI- and Ollama-compatible HTTP APIs");
         model.AddTo(command);
         steering.AddTo(command);
+        lora.AddTo(command);
         foreach (var o in new Option[] { steerDir, host, port, parallel, queue, ctx, apiKey, maxBody, log, allowedHosts, cors, modelsDir, keepAlive, maxLoaded, contextShift, drainTimeout, slotSavePath })
             command.Options.Add(o);
         cacheTypes.AddTo(command);
@@ -99,12 +101,15 @@ internal static class ServeCommand
             var schedulerOptions = new SlotSchedulerOptions
             {
                 Slots = slots, QueueCapacity = queueCapacity, ContextLength = contextLength, KvCache = cacheTypes.Read(result), ContextShift = shift,
+                Logger = new StderrLogger(Microsoft.Extensions.Logging.LogLevel.Warning),
             };
             if (result.GetValue(modelsDir) is { } dir)
             {
                 if (result.GetValue(model.Model) is not null) throw new UsageException("--model and --models-dir exclude each other: name one model, or a folder of them");
                 if (steering.Files(result).Count > 0 || result.GetValue(steerDir) is not null)
                     throw new UsageException("control vectors and --steer-dir are made for one model's width; serve them with --model, not --models-dir");
+                if (lora.Files(result).Count > 0)
+                    throw new UsageException("a LoRA adapter is made for one base model; serve it with --model, not --models-dir");
                 string keep = result.GetValue(keepAlive)!;
                 var keepTime = ModelFolderOptions.ParseKeepAlive(keep) ?? throw new UsageException($"--keep-alive is '{keep}', expected a duration such as 5m, 1h30m, 0 or -1");
                 long? budget = result.GetValue(maxLoaded);
@@ -126,6 +131,7 @@ internal static class ServeCommand
                 throw new UsageException("--keep-alive and --max-loaded-bytes apply to --models-dir; a model named with --model stays loaded");
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
+            lora.Apply(result, m);
             ModelOptions.WarnAboveTrainedContext(m, contextLength);
             if (shift && m.Config.Rope == ClockLM.Models.RopeStyle.None)
                 throw new UsageException($"--context-shift: {Path.GetFileName(m.Path)} has learned absolute positions, not RoPE, so its context cannot shift");

@@ -22,6 +22,8 @@ namespace ClockLM.Models;
 /// execute:    m = x + a (forwarded, hook_resid_mid); f = W2 act(W1 norm(m)) * W3 norm(m) (or W2 gelu(W3 norm(m) + b) + b)
 /// write-back: x = m + f (+ the sequence's steering direction of this layer, if any)
 /// </code>
+/// <para>With LoRA adapters (<see cref="LlamaWeights.Lora"/>) every adapted product W·x becomes W·x + f·B·(A·x), the
+/// low-rank term added right after the base product (before biases), as llama.cpp's <c>build_lora_mm</c> adds it.</para>
 /// <para>Families differ only by data: the config's options (<see cref="LlamaConfig"/>: norm, RoPE style, activation,
 /// scales, soft-caps, sliding windows) and the weights' optional parts (<see cref="LlamaLayerWeights"/>: biases, head
 /// norms, post-norms), each tested in one place here. Every matrix product takes all rows at once
@@ -139,6 +141,12 @@ internal sealed class ForwardPass
         MatMul.Multiply(w.Wq, input, b.Q, pool, _kernels);
         MatMul.Multiply(w.Wk, input, b.K, pool, _kernels);
         MatMul.Multiply(w.Wv, input, b.V, pool, _kernels);
+        if (_w.Lora is { } lora)
+        {
+            lora.Apply(layer, LoraTarget.AttnQ, b.XB, b.Q, n);
+            lora.Apply(layer, LoraTarget.AttnK, b.XB, b.K, n);
+            lora.Apply(layer, LoraTarget.AttnV, b.XB, b.V, n);
+        }
         bool sliding = _c.IsSliding(layer) && _thetaSliding != _theta;
         float[] cos = sliding ? b.RopeCosSliding : b.RopeCos, sin = sliding ? b.RopeSinSliding : b.RopeSin;
         for (int i = 0; i < n; i++)
@@ -175,6 +183,7 @@ internal sealed class ForwardPass
         Attend(b, layer, pool);
         if (b.Hooked) Hook(b, ActivationPoint.AttnZ, layer, b.Heads, _c.QDim);
         MatMul.Multiply(w.Wo, Load(b.HeadsInput, b.Heads, n, _c.QDim), b.AttnOut, pool, _kernels);
+        _w.Lora?.Apply(layer, LoraTarget.AttnOutput, b.Heads, b.AttnOut, n);
         for (int i = 0; i < n; i++)
         {
             Span<float> o = TokenBatch.Row(b.AttnOut, i, dim);
@@ -198,6 +207,7 @@ internal sealed class ForwardPass
         if (_c.FeedForward == FeedForward.Gelu)
         {
             MatMul.Multiply(w.W3, input, b.HB, pool, _kernels);
+            _w.Lora?.Apply(layer, LoraTarget.FfnUp, b.XB, b.HB, n);
             if (w.BiasUp is not null)
                 for (int i = 0; i < n; i++) Ops.Add(TokenBatch.Row(b.HB, i, hidden), w.BiasUp);
         }
@@ -205,6 +215,8 @@ internal sealed class ForwardPass
         {
             MatMul.Multiply(w.W1, input, b.HB, pool, _kernels);
             MatMul.Multiply(w.W3, input, b.HB2, pool, _kernels);
+            _w.Lora?.Apply(layer, LoraTarget.FfnGate, b.XB, b.HB, n);
+            _w.Lora?.Apply(layer, LoraTarget.FfnUp, b.XB, b.HB2, n);
         }
         // The activation, row by row (element-wise, so split across the pool it is the same arithmetic).
         var activation = new ActivationJob { Kind = _c.FeedForward, Gate = b.HB, Up = b.HB2, Width = hidden, Path = _kernels.Path };
@@ -212,6 +224,7 @@ internal sealed class ForwardPass
         else pool.Run(activation, n);
         if (b.Hooked) Hook(b, ActivationPoint.MlpPost, layer, b.HB, hidden);
         MatMul.Multiply(w.W2, Load(b.Hidden, b.HB, n, hidden), b.FfnOut, pool, _kernels);
+        _w.Lora?.Apply(layer, LoraTarget.FfnDown, b.HB, b.FfnOut, n);
         for (int i = 0; i < n; i++)
         {
             Span<float> f = TokenBatch.Row(b.FfnOut, i, dim);
@@ -251,6 +264,7 @@ internal sealed class ForwardPass
             // One row's logits go straight to its sequence; several rows' through the batch's buffer.
             float[] logits = withLogits == 1 ? b.Sequences[first].LogitsBuffer : b.Logits(withLogits);
             MatMul.Multiply(_w.Output, b.Normed.Load(b.XB, first, withLogits, dim), logits, pool, _kernels);
+            _w.Lora?.ApplyOutput(b.XB.AsSpan(first * dim), logits, withLogits);
             for (int i = first; i < n; i++)
             {
                 Span<float> rowLogits = withLogits == 1 ? logits : logits.AsSpan((i - first) * vocab, vocab);

@@ -72,6 +72,10 @@ public sealed class LlamaWeights
     /// <summary>The Q4_0 and Q8_0 matrices packing had to leave in their file layout, and why.</summary>
     internal IReadOnlyList<string> PackingFallbacks { get; init; } = [];
 
+    /// <summary>The LoRA adapters every product of these weights runs with (y = W·x + f·B·(A·x) for each adapted W),
+    /// set through <see cref="Model.Lora"/>; null for none. The matrices above are never changed by them.</summary>
+    public LoraAdapters? Lora { get; internal set; }
+
     /// <summary>True when the output head is the token embedding (tied weights).</summary>
     public bool TiedOutput => Output.SameData(TokenEmbedding);
 }

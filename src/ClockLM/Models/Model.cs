@@ -34,6 +34,26 @@ public sealed class Model : IDisposable
     /// <summary>The GGUF file, when the model came from one.</summary>
     public GgufFile? Gguf { get; }
 
+    /// <summary>The model's architecture (<c>general.architecture</c>; "llama" for a llama2.c checkpoint).</summary>
+    public string Architecture => Gguf?.GetStringOrNull("general.architecture") ?? "llama";
+
+    /// <summary>
+    /// The LoRA adapters the model runs with (llama.cpp's <c>--lora</c>, <c>--lora-scaled</c>), for every processor of
+    /// this model, those made before included; null (the default) for none. The mapped weights are never modified.
+    /// Set it between tokens, not while a processor is running one.
+    /// </summary>
+    public LoraAdapters? Lora
+    {
+        get => Weights.Lora;
+        set => Weights.Lora = value is { PairCount: > 0 } ? value : null;
+    }
+
+    /// <summary>Resolves <paramref name="adapters"/> against this model (<see cref="LoraAdapters.Create"/>) and runs the
+    /// model with them from now on.</summary>
+    /// <exception cref="ArgumentException">An adapter does not fit this model; the message says which file and tensor.</exception>
+    public void UseLora(IEnumerable<ScaledLora> adapters) =>
+        Lora = LoraAdapters.Create(Config, Weights, Architecture, adapters, Gguf?.Tensors.Select(t => t.Name).ToHashSet(StringComparer.Ordinal));
+
     /// <summary>Size of the model file in bytes.</summary>
     public long FileBytes => new FileInfo(Path).Length;
 

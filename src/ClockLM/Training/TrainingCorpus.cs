@@ -30,7 +30,7 @@ public sealed class TrainingCorpus
         text.Replace("\r\n", "\n").Split('\n').Where(line => line.Trim().Length > 0).ToList();
 
     /// <summary>Encodes <paramref name="lines"/> with <paramref name="tokenizer"/>.</summary>
-    public static TrainingCorpus Encode(IReadOnlyList<string> lines, SentencePieceTokenizer tokenizer)
+    public static TrainingCorpus Encode(IReadOnlyList<string> lines, Tokenizer tokenizer)
     {
         var encoded = new List<int>[lines.Count];
         Parallel.For(0, lines.Count, i => encoded[i] = tokenizer.Encode(lines[i] + "\n", addSpecial: false));

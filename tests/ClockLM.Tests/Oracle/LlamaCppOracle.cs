@@ -74,6 +74,24 @@ public sealed class LlamaCppOracle : IDisposable
         }
     }
 
+    /// <summary>
+    /// Applies LoRA adapters as llama.cpp's <c>--lora-scaled</c> does: each file loaded by <c>llama_adapter_lora_init</c>
+    /// (which refuses a file it cannot use: then this throws) and all set on the context with their scales; none removes them.
+    /// </summary>
+    public void SetLora(params (string Path, float Scale)[] adapters)
+    {
+        var loaded = new (LoraAdapter, float)[adapters.Length];
+        for (int i = 0; i < adapters.Length; i++)
+        {
+            var adapter = _weights.NativeHandle.LoadLoraFromFile(adapters[i].Path);
+            // LLamaSharp keeps llama_adapter_lora_init's result (null when llama.cpp refuses the file) in an internal property.
+            var pointer = (IntPtr)typeof(LoraAdapter).GetProperty("Pointer", System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic)!.GetValue(adapter)!;
+            if (pointer == IntPtr.Zero) throw new InvalidDataException($"{adapters[i].Path}: llama.cpp refused the LoRA adapter");
+            loaded[i] = (adapter, adapters[i].Scale);
+        }
+        _context.NativeHandle.SetLoraAdapters(loaded);
+    }
+
     /// <summary>Evaluates the prompt, then <paramref name="count"/> greedy tokens one at a time.</summary>
     public List<int> Greedy(IReadOnlyList<int> prompt, int count)
     {
