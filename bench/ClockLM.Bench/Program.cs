@@ -18,6 +18,9 @@ if (args.Contains("--matmul-kernels"))
 // `--serve-load` runs the HTTP server load test (concurrent streaming clients, answers checked against runs alone).
 if (args.Contains("--serve-load"))
     return ClockLM.Bench.Server.ServerLoadTest.Run(args);
+// `--conversation-ttft` times the first token of each turn of a scripted chat, prompt cache on and off.
+if (args.Contains("--conversation-ttft"))
+    return ClockLM.Bench.Server.ConversationTtft.Run(args);
 // `--first-token-cold` times load, prompt and first token with the model file dropped from the page cache.
 if (args.Contains("--first-token-cold"))
     return ClockLM.Bench.Clock.FirstTokenCold.Run(args);

@@ -8,7 +8,9 @@ using TemplateMessage = ClockLM.Tokenizers.ChatTemplates.ChatMessage;
 
 namespace ClockLM.Cli;
 
-/// <summary>`clocklm chat`: a terminal conversation with the model, streamed, using its chat template.</summary>
+/// <summary>`clocklm chat`: a terminal conversation with the model, streamed, using its chat template. Each turn evaluates
+/// only its new messages (the slot keeps the conversation's keys and values); at the end, stderr gets how many prompt
+/// tokens were evaluated and how many were reused.</summary>
 internal static class ChatCommand
 {
     private const string Help = "commands: /system TEXT sets the system prompt, /reset clears the history, /result TEXT answers the model's tool call, /exit quits; Ctrl+C stops an answer";
@@ -81,6 +83,7 @@ internal static class ChatCommand
                 Logger = new StderrLogger(Microsoft.Extensions.Logging.LogLevel.Warning),
             });
             var prompt = new ChatPrompt(m);
+            var turns = new ConversationPrompts(1);
             var stdout = Console.Out;
             var offered = tools is { Mode: not ToolChoiceMode.None } ? tools : null;
             Grammar? forced = null;
@@ -101,6 +104,7 @@ internal static class ChatCommand
             string? systemPrompt = result.GetValue(system);
             var history = new List<TemplateMessage>();
             int turn = 0;
+            long evaluated = 0, reused = 0;
             Console.Error.WriteLine(Help);
             while (true)
             {
@@ -146,6 +150,8 @@ internal static class ChatCommand
                     history.Add(new TemplateMessage("user", line));
                 var conversation = systemPrompt is null ? history : [new TemplateMessage("system", systemPrompt), .. history];
                 int[] ids = prompt.Encode(conversation, offered?.Tools);
+                if (turns.Add(conversation, ids) == TurnPrompt.Rewritten && turns.Rewritten == 1)
+                    Console.Error.WriteLine("[the chat template renders earlier turns differently each time: turns re-read the conversation from where it changed]");
                 int room = scheduler.ContextLength - ids.Length;
                 if (room < 1)
                 {
@@ -200,7 +206,10 @@ internal static class ChatCommand
                 }
                 else
                     history.Add(new TemplateMessage("assistant", answer.Text));
+                (evaluated, reused) = (evaluated + answer.PromptTokens - answer.CachedTokens, reused + answer.CachedTokens);
             }
+            Console.Error.WriteLine($"prompt tokens: {evaluated} evaluated, {reused} reused from the cache; " +
+                $"{turns.Extended} of {turn} turns extended the previous prompt, {turns.Rewritten} re-read it");
             return 0;
         }));
         return command;

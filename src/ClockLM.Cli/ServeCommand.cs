@@ -1,10 +1,13 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using ClockLM.Chat;
 using ClockLM.Server;
 
 namespace ClockLM.Cli;
 
-/// <summary>`clocklm serve`: an OpenAI- and Ollama-compatible HTTP server over a model, or over a folder of models.</summary>
+/// <summary>`clocklm serve`: an OpenAI- and Ollama-compatible HTTP server over a model, or over a folder of models.
+/// SIGTERM or Ctrl+C drains it: /health turns 503, new requests are refused, and the process exits once the requests in
+/// flight have ended (or --drain-timeout has passed).</summary>
 internal static class ServeCommand
 {
     public static Command Create()
@@ -25,6 +28,8 @@ internal static class ServeCommand
         var log = new Option<bool>("--log") { Description = "Log requests to the console" };
         var modelsDir = new Option<string?>("--models-dir") { Description = "Serve every .gguf file in this folder (names from file names, aliases from models.json); the request's model picks one" };
         var keepAlive = new Option<string>("--keep-alive") { Description = "With --models-dir: how long a model stays loaded after its last request (5m, 1h, 0, -1 = forever)", DefaultValueFactory = _ => "5m" };
+        var slotSavePath = new Option<string?>("--slot-save-path") { Description = "Folder for POST /slots/{id}?action=save|restore (created if missing)" };
+        var drainTimeout = new Option<int>("--drain-timeout") { Description = "Seconds a stop (SIGTERM, Ctrl+C) waits for requests in flight", DefaultValueFactory = _ => 60 };
         var maxLoaded = new Option<long?>("--max-loaded-bytes") { Description = "With --models-dir: most bytes the loaded models may take (file and KV caches); least recently used ones are unloaded for room" };
         var cacheTypes = new CacheTypeOptions();
         var contextShift = new Option<bool>("--context-shift") { Description = "When a generation fills its context, drop half of it (after n_keep tokens) and go on" };
@@ -35,7 +40,7 @@ internal static class ServeCommand
         speculative.AddTo(command);
         steering.AddTo(command);
         lora.AddTo(command);
-        foreach (var o in new Option[] { steerDir, host, port, parallel, queue, ctx, apiKey, maxBody, log, allowedHosts, cors, modelsDir, keepAlive, maxLoaded, contextShift })
+        foreach (var o in new Option[] { steerDir, host, port, parallel, queue, ctx, apiKey, maxBody, log, allowedHosts, cors, modelsDir, keepAlive, maxLoaded, contextShift, drainTimeout, slotSavePath })
             command.Options.Add(o);
         cacheTypes.AddTo(command);
         command.SetAction(result => CommandErrors.Run(() =>
@@ -50,6 +55,20 @@ internal static class ServeCommand
             if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
             long bodyLimit = result.GetValue(maxBody);
             if (bodyLimit < 1) throw new UsageException($"--max-body is {bodyLimit}, expected a positive number of bytes");
+            string? slotFolder = result.GetValue(slotSavePath);
+            if (slotFolder is not null)
+            {
+                try
+                {
+                    Directory.CreateDirectory(slotFolder);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+                {
+                    throw new UsageException($"--slot-save-path {slotFolder}: cannot create the folder: {e.Message}");
+                }
+            }
+            var drain = TimeSpan.FromSeconds(result.GetValue(drainTimeout));
+            if (drain < TimeSpan.Zero) throw new UsageException($"--drain-timeout is {drain.TotalSeconds}, expected 0 or more seconds");
             string hostName = result.GetValue(host)!;
             if (ServerOptions.CheckHost(hostName) is { } badHost) throw new UsageException($"--host: {badHost}");
             string? key = result.GetValue(apiKey);
@@ -70,13 +89,14 @@ internal static class ServeCommand
                 CorsOrigin = corsOrigin,
                 MaxRequestBodyBytes = bodyLimit,
                 ConsoleLogging = result.GetValue(log),
+                SlotSavePath = slotFolder,
             };
             string modelPath = result.GetValue(model.Model) ?? ClockLM.Models.BuiltInModel.Path;
             if (ClockLM.Models.Model.IsVocabularyOnly(modelPath))
             {
                 // llama.cpp's ggml-vocab-*.gguf files: tokenize and detokenize only.
                 var vocabularyServer = new ClockLMServer(model.LoadTokenizer(result), modelPath, serverOptions);
-                return Serve(vocabularyServer, hostName, p, $"vocabulary of {vocabularyServer.ModelId} only: /tokenize and /detokenize");
+                return Serve(vocabularyServer, hostName, p, $"vocabulary of {vocabularyServer.ModelId} only: /tokenize and /detokenize", drain);
             }
 
             bool shift = result.GetValue(contextShift);
@@ -108,7 +128,7 @@ internal static class ServeCommand
                     MaxLoadedBytes = budget,
                 });
                 return Serve(new ClockLMServer(registry, serverOptions), hostName, p,
-                    $"{registry.Models.Count} models in {dir}: {string.Join(", ", registry.Models.Select(e => e.Name))}; {slots} slots each, loaded on first use");
+                    $"{registry.Models.Count} models in {dir}: {string.Join(", ", registry.Models.Select(e => e.Name))}; {slots} slots each, loaded on first use", drain);
             }
             if (result.GetValue(keepAlive) != "5m" || result.GetValue(maxLoaded) is not null)
                 throw new UsageException("--keep-alive and --max-loaded-bytes apply to --models-dir; a model named with --model stays loaded");
@@ -123,17 +143,18 @@ internal static class ServeCommand
             var steeringVectors = result.GetValue(steerDir) is { } vectors ? SteeringOptions.LoadDirectory(vectors, m) : [];
             using var scheduler = new SlotScheduler(m, schedulerOptions with { Pool = pool, Steering = steering.Build(result, m), Speculative = drafting });
             var server = new ClockLMServer(scheduler, serverOptions with { SteeringVectors = steeringVectors });
-            return Serve(server, hostName, p, $"model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}, KV cache {schedulerOptions.KvCache}");
+            return Serve(server, hostName, p, $"model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}, KV cache {schedulerOptions.KvCache}", drain);
         }));
         return command;
     }
 
-    /// <summary>Listens until Ctrl+C. The first line names the address, so scripts (and tests) can find the port when 0
+    /// <summary>Listens until SIGTERM or Ctrl+C, then drains (see <see cref="ClockLMServer.DrainAsync"/>). The first line names the address, so scripts (and tests) can find the port when 0
     /// was asked for.</summary>
-    private static int Serve(ClockLMServer server, string host, int port, string what)
+    private static int Serve(ClockLMServer server, string host, int port, string what, TimeSpan drain)
     {
         using var stop = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, signal => { signal.Cancel = true; stop.Cancel(); });
         try
         {
             server.StartAsync().GetAwaiter().GetResult();
@@ -144,7 +165,10 @@ internal static class ServeCommand
         }
         Console.WriteLine($"listening on {server.Address} ({what})");
         Console.Out.Flush();
-        server.WaitForShutdownAsync(stop.Token).GetAwaiter().GetResult();
+        stop.Token.WaitHandle.WaitOne();
+        Console.Error.WriteLine("draining: /health answers 503 and new requests are refused; waiting for the requests in flight");
+        int left = server.DrainAsync(drain).GetAwaiter().GetResult();
+        if (left > 0) Console.Error.WriteLine($"--drain-timeout of {drain.TotalSeconds} s passed with {left} requests still running; they are cut off");
         server.DisposeAsync().AsTask().GetAwaiter().GetResult();
         return 0;
     }

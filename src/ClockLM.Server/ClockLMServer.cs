@@ -34,6 +34,8 @@ public sealed class ClockLMServer : IAsyncDisposable
     private readonly string? _vocabularyName;
     private readonly HashSet<string> _allowedHosts;
     private readonly List<(string Method, string Path)> _routes = [];
+    private readonly Readiness _readiness = new();
+    private readonly SlotEndpoints _slots;
 
     /// <summary>Builds the server over one model (not yet listening: call <see cref="StartAsync"/>). The caller keeps ownership of the scheduler.</summary>
     public ClockLMServer(SlotScheduler scheduler, ServerOptions? options = null)
@@ -73,6 +75,7 @@ public sealed class ClockLMServer : IAsyncDisposable
             throw new ArgumentException(badHost, nameof(options));
         _allowedHosts = _options.AllowedHosts is { } hosts ? new HashSet<string>(hosts.Select(BareHost), StringComparer.OrdinalIgnoreCase) : DefaultAllowedHosts(_options.Host);
         _ollama = new OllamaEndpoints(registry);
+        _slots = new SlotEndpoints(registry, _options.SlotSavePath);
         if (vocabulary is not null)
         {
             _vocabulary = new TokenizerEndpoints(vocabulary);
@@ -81,6 +84,7 @@ public sealed class ClockLMServer : IAsyncDisposable
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
+        builder.Services.AddSingleton<IHostLifetime, EmbeddedLifetime>(); // signals belong to the program (see DrainAsync)
         if (_options.ConsoleLogging) builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
         builder.WebHost.ConfigureKestrel(k =>
         {
@@ -92,6 +96,7 @@ public sealed class ClockLMServer : IAsyncDisposable
         builder.WebHost.UseUrls($"http://{FormatHost(_options.Host)}:{_options.Port}");
         _app = builder.Build();
         _app.Use(HandleErrorsAsync);
+        _app.Use(_readiness.GateAsync);
         _app.Use(CheckHostAsync);
         _app.Use(ApplyCorsAsync);
         _app.Use(CheckApiKeyAsync);
@@ -120,6 +125,14 @@ public sealed class ClockLMServer : IAsyncDisposable
 
     /// <summary>Waits until the server is stopped (by <paramref name="cancellation"/> or a host shutdown).</summary>
     public Task WaitForShutdownAsync(CancellationToken cancellation = default) => _app.WaitForShutdownAsync(cancellation);
+
+    /// <summary>
+    /// Drains the server before it stops: <c>/health</c> answers 503 from now on (a balancer takes this replica out),
+    /// new requests get 503 <c>server_draining</c>, and this waits until the requests in flight have ended, streams
+    /// included, or <paramref name="timeout"/> has passed. Returns how many were still running. <c>clocklm serve</c>
+    /// drains on SIGTERM and Ctrl+C; the server itself never handles the process's signals.
+    /// </summary>
+    public Task<int> DrainAsync(TimeSpan timeout) => _readiness.DrainAsync(timeout);
 
     /// <summary>Stops listening; requests in flight are given a moment to end.</summary>
     public async ValueTask DisposeAsync()
@@ -157,7 +170,9 @@ public sealed class ClockLMServer : IAsyncDisposable
         Post("/tokenize", _vocabulary is { } vocabulary ? vocabulary.TokenizeAsync : ForModel(m => m.Tokens.TokenizeAsync));
         Post("/detokenize", _vocabulary is not null ? _vocabulary.DetokenizeAsync : ForModel(m => m.Tokens.DetokenizeAsync));
         _ollama.Map(app, _routes);
-        Get("/health", context => context.Response.WriteJsonAsync(new JsonObject { ["status"] = "ok" }));
+        Get("/health", _readiness.HealthAsync);
+        Get("/slots", _vocabulary is null ? _slots.ListAsync : NoWeights);
+        Post("/slots/{id}", _vocabulary is null ? _slots.ActionAsync : NoWeights);
         Get("/metrics", context =>
         {
             context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
@@ -310,6 +325,8 @@ public sealed class ClockLMServer : IAsyncDisposable
         {
             "/v1/chat/completions" or "/v1/completions" or "/v1/embeddings" or "/v1/models" or "/tokenize" or "/detokenize" or "/health" or "/metrics" => path,
             _ when path.StartsWith("/v1/models/", StringComparison.Ordinal) => "/v1/models/{id}",
+            "/slots" => path,
+            _ when path.StartsWith("/slots/", StringComparison.Ordinal) => "/slots/{id}",
             _ when OllamaEndpoints.Paths.Contains(path) => path,
             _ => "other",
         };

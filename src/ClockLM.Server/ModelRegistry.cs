@@ -436,6 +436,7 @@ public sealed class ModelRegistry : IDisposable
         a.PromptTokens + b.PromptTokens, a.GeneratedTokens + b.GeneratedTokens, a.KvCacheUsed + b.KvCacheUsed,
         a.KvCacheCapacity + b.KvCacheCapacity, a.BusyTime + b.BusyTime)
     {
+        CachedPromptTokens = a.CachedPromptTokens + b.CachedPromptTokens,
         BatchedTokens = a.BatchedTokens + b.BatchedTokens,
         BatchFallbacks = a.BatchFallbacks + b.BatchFallbacks,
         ContextShifts = a.ContextShifts + b.ContextShifts,

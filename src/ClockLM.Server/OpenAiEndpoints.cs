@@ -205,6 +205,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
             Seed = body.Integer("seed", long.MinValue, long.MaxValue) is { } seed ? unchecked((ulong)seed) : defaults.Seed,
         };
         long? maxTokens = body.Integer("max_completion_tokens", 1, int.MaxValue) ?? body.Integer("max_tokens", 1, int.MaxValue);
+        _ = body.String("user"); // OpenAI's end-user id: a balancer's routing key (docs/deploy.md); answers do not depend on it
         var extension = body.Object("clocklm");
         if (extension is not null) RequestFields.Extension.Check(extension, "clocklm.");
         return new CompletionRequest
@@ -217,6 +218,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
             ClockSummary = extension?.Bool("clock_summary") ?? false,
             ClockSummaryTopK = (int)(extension?.Integer("top_k", 1, 100) ?? 10),
             IgnoreEndOfGeneration = extension?.Bool("ignore_eos") ?? false,
+            CachePrompt = body.Bool("cache_prompt") ?? true,
             KeepTokens = (int?)body.Integer("n_keep", -1, int.MaxValue),
         };
     }
@@ -398,6 +400,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
         ["prompt_tokens"] = r.PromptTokens,
         ["completion_tokens"] = r.CompletionTokens,
         ["total_tokens"] = r.PromptTokens + r.CompletionTokens,
+        ["prompt_tokens_details"] = new JsonObject { ["cached_tokens"] = r.CachedTokens },
     };
 
     private static JsonNode LogprobsJson(Kind kind, List<TokenLogprob> tokens)

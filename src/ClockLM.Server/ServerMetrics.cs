@@ -32,6 +32,7 @@ internal sealed class ServerMetrics
         Metric("clocklm_requests_failed_total", "counter", "Generations ended by an engine error.", s.Failed);
         Metric("clocklm_requests_rejected_total", "counter", "Requests refused with 503 because the queue was full.", s.Rejected);
         Metric("clocklm_prompt_tokens_total", "counter", "Prompt tokens evaluated.", s.PromptTokens);
+        Metric("clocklm_prompt_tokens_cached_total", "counter", "Prompt tokens taken from a slot's KV cache instead of evaluated.", s.CachedPromptTokens);
         Metric("clocklm_generated_tokens_total", "counter", "Tokens generated.", s.GeneratedTokens);
         Metric("clocklm_batched_tokens_total", "counter", "Tokens decoded in steps that ran several slots in one pass over the weights.", s.BatchedTokens);
         Metric("clocklm_batch_fallbacks_total", "counter", "Batched steps that failed, after which their slots ran one by one.", s.BatchFallbacks);

@@ -40,6 +40,9 @@ public sealed record ServerOptions
     /// <summary>The model's name in requests and in /v1/models; the model file's name without extension when null.</summary>
     public string? ModelId { get; init; }
 
+    /// <summary>The folder <c>POST /slots/{id}?action=save|restore</c> keeps slot files in; slots are not saved when null.</summary>
+    public string? SlotSavePath { get; init; }
+
     /// <summary>Write ASP.NET Core's request log to the console.</summary>
     public bool ConsoleLogging { get; init; }
 

@@ -6,6 +6,7 @@ using ClockLM.Models;
 using ClockLM.Sampling;
 using ClockLM.Sampling.Grammars;
 using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Logging;
 using TemplateMessage = ClockLM.Tokenizers.ChatTemplates.ChatMessage;
 using TemplateToolCall = ClockLM.Tokenizers.ChatTemplates.ChatToolCall;
 
@@ -21,12 +22,19 @@ namespace ClockLM.Chat;
 /// FrequencyPenalty or PresencePenalty other than 0, tools that are not functions, and response formats or schemas
 /// ClockLM cannot constrain are refused with an <see cref="ArgumentException"/> naming them.
 /// </summary>
+/// <remarks>
+/// The next turn of a conversation evaluates only its new messages: its prompt extends the previous one, whose keys and
+/// values the scheduler's slot still holds (<see cref="ChatResponse.Usage"/>'s <c>CachedInputTokenCount</c>). When the
+/// template renders earlier turns differently, the conversation is read again from where it differs; such turns are
+/// counted in <see cref="Turns"/> and the first is logged to the scheduler's logger.
+/// </remarks>
 public sealed class ClockLMChatClient : IChatClient
 {
     private readonly SlotScheduler _scheduler;
     private readonly bool _ownsScheduler;
     private readonly ChatPrompt _prompt;
     private readonly ChatClientMetadata _metadata;
+    private int _rewriteLogged;
 
     /// <summary>A client with its own scheduler over <paramref name="model"/> (disposed with the client; the model is not).</summary>
     public ClockLMChatClient(Model model, SlotSchedulerOptions? options = null)
@@ -47,7 +55,11 @@ public sealed class ClockLMChatClient : IChatClient
         _prompt = new ChatPrompt(scheduler.Model);
         ModelId = Path.GetFileNameWithoutExtension(scheduler.Model.Path);
         _metadata = new ChatClientMetadata("clocklm", null, ModelId);
+        Turns = new ConversationPrompts(Math.Max(16, 2 * scheduler.Slots));
     }
+
+    /// <summary>How each call's prompt related to its conversation's previous one: extended it, or rewrote it (a re-read).</summary>
+    public ConversationPrompts Turns { get; }
 
     /// <summary>The model's name: its file name without extension.</summary>
     public string ModelId { get; }
@@ -174,9 +186,13 @@ public sealed class ClockLMChatClient : IChatClient
 
         var tools = Tools(options);
         var offered = tools is { Mode: not ToolChoiceMode.None } ? tools : null;
+        int[] ids = _prompt.Encode(conversation, offered?.Tools);
+        if (Turns.Add(conversation, ids) == TurnPrompt.Rewritten && Interlocked.Exchange(ref _rewriteLogged, 1) == 0)
+            _scheduler.Logger?.LogWarning("the chat template rendered an earlier turn differently, so the conversation is read again " +
+                "from where it changed; such turns are counted in ClockLMChatClient.Turns.Rewritten");
         var request = new CompletionRequest
         {
-            PromptIds = _prompt.Encode(conversation, offered?.Tools),
+            PromptIds = ids,
             MaxTokens = options?.MaxOutputTokens,
             Sampler = sampler,
             Stop = [.. _prompt.TemplateStops, .. options?.StopSequences ?? []],
@@ -273,5 +289,6 @@ public sealed class ClockLMChatClient : IChatClient
         InputTokenCount = result.PromptTokens,
         OutputTokenCount = result.CompletionTokens,
         TotalTokenCount = result.PromptTokens + result.CompletionTokens,
+        CachedInputTokenCount = result.CachedTokens,
     };
 }

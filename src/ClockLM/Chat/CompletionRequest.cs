@@ -36,6 +36,10 @@ public sealed record CompletionRequest
     /// <summary>Keep generating past end-of-generation tokens (until MaxTokens or the context is full).</summary>
     public bool IgnoreEndOfGeneration { get; init; }
 
+    /// <summary>Start from the keys and values a slot holds for this prompt's leading tokens (llama.cpp's
+    /// <c>cache_prompt</c>); false evaluates the whole prompt. The output is the same bits either way.</summary>
+    public bool CachePrompt { get; init; } = true;
+
     /// <summary>Return a <see cref="ClockSummary"/> with the result.</summary>
     public bool ClockSummary { get; init; }
 
@@ -90,6 +94,10 @@ public sealed record CompletionResult(
 {
     /// <summary>Generated tokens.</summary>
     public int CompletionTokens => GeneratedIds.Length;
+
+    /// <summary>Leading prompt tokens taken from the slot's KV cache instead of evaluated (OpenAI's
+    /// <c>usage.prompt_tokens_details.cached_tokens</c>).</summary>
+    public int CachedTokens { get; init; }
 
     /// <summary>The prompt's embedding (dim) when the request asked for one (<see cref="CompletionRequest.Embed"/>).</summary>
     public float[]? Embedding { get; init; }

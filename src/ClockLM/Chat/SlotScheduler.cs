@@ -17,7 +17,7 @@ namespace ClockLM.Chat;
 /// and a cancelled request leaves its slot at the next round. A request's output depends only on its prompt, settings and
 /// seed: each has its own sampler and its own KV cache, so it is the same whatever runs beside it.
 /// </summary>
-public sealed class SlotScheduler : IDisposable
+public sealed partial class SlotScheduler : IDisposable
 {
     private readonly Model _model;
     private readonly SlotSchedulerOptions _options;
@@ -32,8 +32,9 @@ public sealed class SlotScheduler : IDisposable
     private bool _disposed;
 
     // Counters (written by the scheduler thread or under _gate, read by Stats).
-    private long _completed, _cancelled, _failed, _rejected, _promptTokens, _generatedTokens, _busyTicks, _batchedTokens, _batchFallbacks, _contextShifts;
+    private long _completed, _cancelled, _failed, _rejected, _promptTokens, _cachedPromptTokens, _generatedTokens, _busyTicks, _batchedTokens, _batchFallbacks, _contextShifts;
     private long _draftPasses, _draftedTokens, _acceptedTokens, _draftFallbacks;
+    private long _admissions; // slots' last-use stamps
     private readonly SpeculativeOptions? _speculative;
 
     /// <summary>Creates the slots and starts the scheduler thread.</summary>
@@ -78,6 +79,9 @@ public sealed class SlotScheduler : IDisposable
     /// <summary>Number of slots.</summary>
     public int Slots => _slots.Length;
 
+    /// <summary>Where the scheduler and its clients report fallbacks; nowhere when null.</summary>
+    internal ILogger? Logger => _options.Logger;
+
     /// <summary>
     /// Queues a generation. Returns at once; the job's <see cref="CompletionJob.Updates"/> stream its tokens.
     /// Cancelling <paramref name="cancellation"/> ends it within one round (or removes it from the queue).
@@ -91,7 +95,7 @@ public sealed class SlotScheduler : IDisposable
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            bool slotFree = !_paused && _slots.Count(s => s.Job is null) > _queue.Count;
+            bool slotFree = !_paused && _slots.Count(s => s.Job is null && !s.Reserved) > _queue.Count;
             if (!slotFree && _queue.Count >= _options.QueueCapacity)
             {
                 _rejected++;
@@ -140,6 +144,7 @@ public sealed class SlotScheduler : IDisposable
                     _completed, _cancelled, _failed, _rejected, _promptTokens, _generatedTokens,
                     used, (long)_slots.Length * ContextLength, TimeSpan.FromTicks(Interlocked.Read(ref _busyTicks)))
                 {
+                    CachedPromptTokens = _cachedPromptTokens,
                     BatchedTokens = _batchedTokens,
                     BatchFallbacks = _batchFallbacks,
                     DraftPasses = _draftPasses,
@@ -209,11 +214,11 @@ public sealed class SlotScheduler : IDisposable
             lock (_gate)
             {
                 // Admission: between rounds, waiting requests join the running batch.
-                while (!_paused && _queue.Count > 0 && Array.Find(_slots, s => s.Job is null) is { } free)
+                while (!_paused && _queue.Count > 0 && ChooseSlot(_queue.First!.Value.Request) is { } free)
                 {
                     var job = _queue.First!.Value;
                     _queue.RemoveFirst();
-                    free.Start(job, _model, _options.Steering);
+                    free.Start(job, _model, _options.Steering, ++_admissions);
                 }
                 active.Clear();
                 foreach (var s in _slots)
@@ -356,7 +361,11 @@ public sealed class SlotScheduler : IDisposable
             if (slot.Prefilled < slot.Prompt.Length) return;
             slot.PromptTime = Stopwatch.GetElapsedTime(slot.StartedAt);
             slot.DecodeStartedAt = Stopwatch.GetTimestamp();
-            lock (_gate) _promptTokens += slot.Prompt.Length;
+            lock (_gate)
+            {
+                _promptTokens += slot.Prompt.Length - slot.Reused;
+                _cachedPromptTokens += slot.Reused;
+            }
             if (slot.Embedding is not null) Finish(slot, FinishReason.Stop);
             else Commit(slot, _decoder.RowLogits(slot.LogitsRow));
             return;
@@ -427,6 +436,7 @@ public sealed class SlotScheduler : IDisposable
         if (discard < 1) return false;
         slot.Transformer.ShiftContext(keep, discard);
         slot.Position -= discard;
+        slot.ExactLength = Math.Min(slot.ExactLength, keep);
         lock (_gate) _contextShifts++;
         return true;
     }
@@ -445,6 +455,7 @@ public sealed class SlotScheduler : IDisposable
             {
                 _failed++;
                 slot.Job = null;
+                slot.Transformer.Cache.Truncate(0); // the step may have left it half written
             }
             slot.StopObserving();
             job.Fail(e);
@@ -469,7 +480,7 @@ public sealed class SlotScheduler : IDisposable
         ClockSummary? clock = null;
         if (job.Request.ClockSummary)
         {
-            long cycles = (long)(slot.Prefilled + Math.Max(0, slot.Generated.Count - 1)) * _model.Config.Layers;
+            long cycles = (long)(slot.Prefilled - slot.Reused + Math.Max(0, slot.Generated.Count - 1)) * _model.Config.Layers;
             var perCycle = cycles == 0 ? TimeSpan.Zero : (promptTime + decodeTime) / cycles;
             clock = new ClockSummary(_model.Config.Layers, promptTime, decodeTime, perCycle, slot.FinalTopK ?? [],
                 CycleSummaries(slot, job.Request.ClockSummaryTopK));
@@ -477,12 +488,15 @@ public sealed class SlotScheduler : IDisposable
         float[]? embedding = reason == FinishReason.Cancelled ? null : slot.Embedding?.ToVector();
         slot.StopObserving();
         var result = new CompletionResult(slot.Prompt.Length, slot.Generated.ToArray(), slot.Text.ToString(), reason,
-            slot.QueueTime, promptTime, decodeTime, clock) { Embedding = embedding };
+            slot.QueueTime, promptTime, decodeTime, clock) { CachedTokens = slot.Reused, Embedding = embedding };
         lock (_gate)
         {
             if (reason == FinishReason.Cancelled) _cancelled++;
             else _completed++;
             slot.Job = null;
+            // The next request may start from these tokens' keys and values: all of them, or after a context shift only
+            // those before the dropped ones (the moved keys were re-rotated, and later entries saw the dropped tokens).
+            slot.Transformer.Cache.Truncate(Math.Min(slot.Position, slot.ExactLength));
         }
         job.Complete(result);
     }
@@ -564,7 +578,7 @@ public sealed class SlotScheduler : IDisposable
         _thread.Join();
     }
 
-    /// <summary>One sequence's state: its processor and the job it runs.</summary>
+    /// <summary>One sequence's state: its processor, the job it runs, and what its KV cache holds between jobs.</summary>
     private sealed class Slot(int index, Transformer transformer)
     {
         public int Index { get; } = index;
@@ -579,6 +593,11 @@ public sealed class SlotScheduler : IDisposable
 
         /// <summary>True while the prompt is being read (no token sampled yet).</summary>
         public bool Reading => Prefilled < Prompt.Length;
+        public int Reused;        // prompt tokens of the job taken from the cache: positions [0, Reused) were not evaluated
+        public int ExactLength;   // cache positions [0, ExactLength) hold History's tokens as a fresh evaluation would
+        public ResidualSteering? CacheSteering; // the steering the cached entries were computed with
+        public long LastUsed;     // admission stamp of the last job (0: never used)
+        public bool Reserved;     // its cache is being saved, restored or erased: no job may start on it
         public Sampler? Sampler;
         public StreamingDetokenizer? Detokenizer;
         public StopSequenceFilter? StopFilter;
@@ -626,11 +645,19 @@ public sealed class SlotScheduler : IDisposable
             };
         }
 
-        public void Start(CompletionJob job, Model model, ResidualSteering? defaultSteering)
+        public void Start(CompletionJob job, Model model, ResidualSteering? defaultSteering, long stamp)
         {
             Job = job;
             Prompt = job.Request.PromptIds;
-            Prefilled = Position = 0;
+            // The cached prefix is kept; the last prompt token is always evaluated, for the logits of the first sample.
+            // An embedding averages every token's hidden state, which the cache does not hold: its prompt is read whole.
+            var steering = job.Request.Steering ?? defaultSteering;
+            Reused = job.Request.CachePrompt && !job.Request.Embed ? Math.Min(CommonPrefix(this, Prompt, steering), Prompt.Length - 1) : 0;
+            Prefilled = Position = Reused;
+            Transformer.Cache.Truncate(Reused); // roll back to the reused prefix
+            ExactLength = int.MaxValue;
+            CacheSteering = steering;
+            LastUsed = stamp;
             DraftLength = default;
             LastToken = -1;
             var constraint = job.Request.Grammar is { } grammar
@@ -644,7 +671,7 @@ public sealed class SlotScheduler : IDisposable
             StopFilter = new StopSequenceFilter(job.Request.Stop);
             if (job.Request.ClockSummary) StartObserving(model.Config.Layers, model.Config.Dim);
             if (job.Request.Embed) StartEmbedding(model);
-            Transformer.Steering = job.Request.Steering ?? defaultSteering;
+            Transformer.Steering = steering;
             History.Clear();
             History.AddRange(Prompt);
             Generated.Clear();
@@ -667,7 +694,7 @@ public sealed class SlotScheduler : IDisposable
 /// <param name="Cancelled">Requests cancelled while queued or running.</param>
 /// <param name="Failed">Requests ended by an engine error.</param>
 /// <param name="Rejected">Requests refused because the queue was full.</param>
-/// <param name="PromptTokens">Prompt tokens evaluated.</param>
+/// <param name="PromptTokens">Prompt tokens evaluated (those taken from a slot's cache are <see cref="SchedulerStats.CachedPromptTokens"/>).</param>
 /// <param name="GeneratedTokens">Tokens generated.</param>
 /// <param name="KvCacheUsed">KV-cache positions in use across the slots.</param>
 /// <param name="KvCacheCapacity">KV-cache positions in all (slots × context length).</param>
@@ -676,6 +703,9 @@ public sealed record SchedulerStats(int Slots, int ActiveSlots, int QueueDepth, 
     long Completed, long Cancelled, long Failed, long Rejected, long PromptTokens, long GeneratedTokens,
     long KvCacheUsed, long KvCacheCapacity, TimeSpan BusyTime)
 {
+    /// <summary>Prompt tokens whose keys and values a slot's cache already held, so they were not evaluated.</summary>
+    public long CachedPromptTokens { get; init; }
+
     /// <summary>Tokens decoded in batched steps, several slots in one pass over the weights.</summary>
     public long BatchedTokens { get; init; }
 
