@@ -169,6 +169,28 @@ public sealed partial class Tensor<T> where T : unmanaged, IFloatingPointIeee754
         if (RequiresGrad) _backward = backward;
     }
 
+    /// <summary>Runs <paramref name="body"/>(start, end) over [0, <paramref name="count"/>): in one call here without a
+    /// context, split over the context's threads with one.</summary>
+    private static void Split(ComputeContext? compute, int count, long work, Action<int, int> body)
+    {
+        if (compute is null) body(0, count);
+        else compute.For(count, work, body);
+    }
+
+    /// <summary>True when <paramref name="operation"/> should take its float fast path: a context was given (which needs
+    /// float tensors).</summary>
+    private static bool FastPath(ComputeContext? compute, string operation)
+    {
+        if (compute is null) return false;
+        if (typeof(T) != typeof(float))
+            throw new NotSupportedException($"{operation}: the fast path of a ComputeContext runs float tensors, not {typeof(T).Name}");
+        return true;
+    }
+
+    private static Tensor<float> AsFloat(Tensor<T> tensor) => (Tensor<float>)(object)tensor;
+
+    private static Tensor<T> FromFloat(Tensor<float> tensor) => (Tensor<T>)(object)tensor;
+
     /// <inheritdoc/>
     public override string ToString() => $"Tensor<{typeof(T).Name}>{ShapeMismatchException.Format(Shape)}";
 }

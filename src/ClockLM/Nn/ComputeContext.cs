@@ -1,0 +1,54 @@
+using ClockLM.Tensors;
+
+namespace ClockLM.Nn;
+
+/// <summary>
+/// Where the float operations of a training graph run. An operation given a context takes its fast path: matrix
+/// products by <see cref="Gemm"/>, fused attention, eight-lane row kernels, with rows shared out over the context's
+/// worker pool. Work is split so that no sum depends on the split (each value is reduced by one thread in a fixed
+/// order), so results are the same bits for any <see cref="Threads"/>. Without a context an operation runs its plain
+/// generic code on the calling thread; the tests compare the two.
+/// </summary>
+public sealed class ComputeContext : IDisposable
+{
+    private readonly WorkerPool? _pool;
+
+    /// <summary>Creates a context running on <paramref name="threads"/> threads (the caller and threads − 1 workers).</summary>
+    public ComputeContext(int threads)
+    {
+        if (threads < 1 || threads > 1024)
+            throw new ArgumentOutOfRangeException(nameof(threads), threads, "expected 1 to 1024 threads");
+        Threads = threads;
+        _pool = threads > 1 ? new WorkerPool(threads - 1) : null;
+    }
+
+    /// <summary>True where the fast path's products and row kernels run eight lanes with fused multiply-adds (AVX2 and
+    /// FMA); elsewhere they run their scalar twins, with the same results, much more slowly.</summary>
+    public static bool Vectorized => Gemm.Vectorized;
+
+    /// <summary>Threads that share the work, the caller included.</summary>
+    public int Threads { get; }
+
+    /// <summary>The workers (null with one thread).</summary>
+    internal WorkerPool? Pool => _pool;
+
+    /// <summary>Runs <paramref name="body"/>(start, end) over disjoint ranges covering [0, <paramref name="count"/>), on the
+    /// pool when <paramref name="work"/> (a rough count of operations) makes it worth waking the workers.</summary>
+    internal void For(int count, long work, Action<int, int> body)
+    {
+        if (_pool is null || count < 2 || work < 1 << 15)
+        {
+            body(0, count);
+            return;
+        }
+        _pool.Run(new RangeJob(body), count);
+    }
+
+    /// <summary>Stops the workers.</summary>
+    public void Dispose() => _pool?.Dispose();
+
+    private readonly struct RangeJob(Action<int, int> body) : IRowRangeJob
+    {
+        public void Execute(int start, int end) => body(start, end);
+    }
+}
