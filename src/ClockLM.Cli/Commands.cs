@@ -21,5 +21,6 @@ internal static class Commands
         RooflineCommand.Create(),
         ProbeCommand.Create(),
         TrainCommand.Create(),
+        PerplexityCommand.Create(),
     ];
 }
