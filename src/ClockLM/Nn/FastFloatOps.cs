@@ -14,7 +14,7 @@ internal static unsafe class FastFloatOps
     public static Tensor<float> Linear(Tensor<float> x, Tensor<float> weight, ComputeContext compute)
     {
         int n = x.Shape[0], inDim = x.Shape[1], outDim = weight.Shape[0];
-        var y = GC.AllocateUninitializedArray<float>(n * outDim);
+        var y = compute.Rent<float>(n * outDim, zeroed: false);
         fixed (float* px = x.Data, pw = weight.Data, py = y)
             Gemm.Multiply(StridedMatrix.RowMajor(px, inDim), StridedMatrix.Transposed(pw, inDim), py, outDim, n, outDim, inDim, accumulate: false, compute.Pool);
         var output = Tensor<float>.Result([n, outDim], y, x, weight);
@@ -23,10 +23,10 @@ internal static unsafe class FastFloatOps
             fixed (float* pg = output.Grad, px = x.Data, pw = weight.Data)
             {
                 if (x.RequiresGrad)
-                    fixed (float* pdx = x.EnsureGrad())
+                    fixed (float* pdx = x.EnsureGrad(compute))
                         Gemm.Multiply(StridedMatrix.RowMajor(pg, outDim), StridedMatrix.RowMajor(pw, inDim), pdx, inDim, n, inDim, outDim, accumulate: true, compute.Pool);
                 if (weight.RequiresGrad)
-                    fixed (float* pdw = weight.EnsureGrad())
+                    fixed (float* pdw = weight.EnsureGrad(compute))
                         Gemm.Multiply(StridedMatrix.Transposed(pg, outDim), StridedMatrix.RowMajor(px, inDim), pdw, inDim, outDim, inDim, n, accumulate: true, compute.Pool);
             }
         });
@@ -37,15 +37,15 @@ internal static unsafe class FastFloatOps
     public static Tensor<float> CausalSelfAttention(Tensor<float> q, Tensor<float> k, Tensor<float> v, FusedAttention.Shape shape, ComputeContext compute)
     {
         int n = shape.Batch * shape.SeqLen;
-        var y = GC.AllocateUninitializedArray<float>(n * shape.Dim);
+        var y = compute.Rent<float>(n * shape.Dim, zeroed: false);
         var logSumExp = GC.AllocateUninitializedArray<float>(n * shape.Heads);
         FusedAttention.Forward(q.Data, k.Data, v.Data, y, logSumExp, shape, compute);
         var output = Tensor<float>.Result([n, shape.Dim], y, q, k, v);
         output.SetBackward(() =>
         {
-            var dq = q.RequiresGrad ? q.EnsureGrad() : new float[q.Length];
-            var dk = k.RequiresGrad ? k.EnsureGrad() : new float[k.Length];
-            var dv = v.RequiresGrad ? v.EnsureGrad() : new float[v.Length];
+            var dq = q.RequiresGrad ? q.EnsureGrad(compute) : new float[q.Length];
+            var dk = k.RequiresGrad ? k.EnsureGrad(compute) : new float[k.Length];
+            var dv = v.RequiresGrad ? v.EnsureGrad(compute) : new float[v.Length];
             FusedAttention.Backward(q.Data, k.Data, v.Data, y, output.Grad!, logSumExp, dq, dk, dv, shape, compute);
         });
         return output;
@@ -55,7 +55,7 @@ internal static unsafe class FastFloatOps
     public static Tensor<float> SwiGlu(Tensor<float> gate, Tensor<float> up, ComputeContext compute)
     {
         int cols = gate.Columns, rows = gate.Rows;
-        var y = GC.AllocateUninitializedArray<float>(gate.Length);
+        var y = compute.Rent<float>(gate.Length, zeroed: false);
         compute.For(rows, (long)rows * cols * 16, (start, end) =>
         {
             int o = start * cols, count = (end - start) * cols;
@@ -65,8 +65,8 @@ internal static unsafe class FastFloatOps
         output.SetBackward(() =>
         {
             var g = output.Grad!;
-            var dGate = gate.RequiresGrad ? gate.EnsureGrad() : new float[gate.Length];
-            var dUp = up.RequiresGrad ? up.EnsureGrad() : new float[up.Length];
+            var dGate = gate.RequiresGrad ? gate.EnsureGrad(compute) : new float[gate.Length];
+            var dUp = up.RequiresGrad ? up.EnsureGrad(compute) : new float[up.Length];
             compute.For(rows, (long)rows * cols * 24, (start, end) =>
             {
                 int o = start * cols, count = (end - start) * cols;
@@ -100,7 +100,7 @@ internal static unsafe class FastFloatOps
         output.SetBackward(() =>
         {
             float g = output.Grad![0] / rows;
-            var gl = logits.EnsureGrad();
+            var gl = logits.EnsureGrad(compute);
             compute.For(rows, (long)rows * vocab * 16, (start, end) =>
             {
                 Span<float> softmax = vocab <= 4096 ? stackalloc float[vocab] : new float[vocab];

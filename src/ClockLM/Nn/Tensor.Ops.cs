@@ -37,7 +37,7 @@ public sealed partial class Tensor<T>
         {
             const int block = 4096;
             int length = Length, blocks = (length + block - 1) / block;
-            var sum = new T[length];
+            var sum = NewData(compute, length, zeroed: false);
             Split(compute, blocks, length, (start, end) =>
             {
                 for (int i = start * block; i < Math.Min(length, end * block); i++) sum[i] = a.Data[i] + other.Data[i];
@@ -46,8 +46,8 @@ public sealed partial class Tensor<T>
             same.SetBackward(() =>
             {
                 var g = same._grad!;
-                var ga = a.RequiresGrad ? a.EnsureGrad() : null;
-                var go = other.RequiresGrad ? other.EnsureGrad() : null;
+                var ga = a.RequiresGrad ? a.EnsureGrad(compute) : null;
+                var go = other.RequiresGrad ? other.EnsureGrad(compute) : null;
                 Split(compute, blocks, 2L * length, (start, end) =>
                 {
                     int from = start * block, count = Math.Min(length, end * block) - from;

@@ -20,7 +20,7 @@ public sealed partial class Tensor<T>
         for (int i = 0; i < ids.Length; i++)
             if ((uint)ids[i] >= (uint)vocab)
                 throw new ArgumentOutOfRangeException(nameof(ids), ids[i], $"token id at index {i} is outside the table (0..{vocab - 1})");
-        var data = new T[ids.Length * dim];
+        var data = NewData(compute, (long)ids.Length * dim, zeroed: false);
         Split(compute, ids.Length, (long)ids.Length * dim, (start, end) =>
         {
             for (int i = start; i < end; i++)
@@ -30,7 +30,7 @@ public sealed partial class Tensor<T>
         output.SetBackward(() =>
         {
             var g = output._grad!;
-            var gt = table.EnsureGrad();
+            var gt = table.EnsureGrad(compute);
             for (int i = 0; i < ids.Length; i++)
                 MatMulKernel.Axpy<T>(gt.AsSpan(ids[i] * dim, dim), T.One, g.AsSpan(i * dim, dim));
         });
@@ -82,7 +82,7 @@ public sealed partial class Tensor<T>
         var x = this;
         T eps = T.CreateChecked(epsilon), n = T.CreateChecked(dim);
         var inv = new T[rows];
-        var y = new T[Length];
+        var y = NewData(compute, Length, zeroed: false);
         Split(compute, rows, (long)rows * dim, (start, end) =>
         {
             for (int r = start; r < end; r++)
@@ -99,7 +99,7 @@ public sealed partial class Tensor<T>
             if (weight.RequiresGrad)
             {
                 // dw_j = Σ_r g[r, j]·x[r, j]·s_r, the rows in order; the columns go in blocks of 64 to the threads.
-                var gw = weight.EnsureGrad();
+                var gw = weight.EnsureGrad(compute);
                 Split(compute, (dim + 63) / 64, (long)rows * dim, (start, end) =>
                 {
                     int j0 = start * 64, j1 = Math.Min(dim, end * 64);
@@ -112,7 +112,7 @@ public sealed partial class Tensor<T>
                 });
             }
             if (!x.RequiresGrad) return;
-            var gx = x.EnsureGrad();
+            var gx = x.EnsureGrad(compute);
             Split(compute, rows, 2L * rows * dim, (start, end) =>
             {
                 for (int r = start; r < end; r++)
@@ -145,24 +145,20 @@ public sealed partial class Tensor<T>
             throw new ArgumentException($"Rope: {rows} rows are not whole sequences of {seqLen} positions", nameof(seqLen));
         var (cos, sin) = RopeTables(headSize, seqLen, ropeBase);
         var x = this;
-        var y = new T[Length];
-        Split(compute, rows, 4L * rows * cols, (start, end) => Rotate(x.Data, y, cos, sin, start, end, cols, seqLen, headSize, T.One));
+        var y = NewData(compute, Length, zeroed: false);
+        Split(compute, rows, 4L * rows * cols, (start, end) => Rotate(x.Data, y, cos, sin, start, end, cols, seqLen, headSize, T.One, add: false));
         var output = Result(Shape, y, x);
         output.SetBackward(() =>
         {
             // The transpose of a rotation is the rotation by the opposite angle.
             var g = output._grad!;
-            var dx = new T[x.Length];
-            var gx = x.EnsureGrad();
-            Split(compute, rows, 5L * rows * cols, (start, end) =>
-            {
-                Rotate(g, dx, cos, sin, start, end, cols, seqLen, headSize, -T.One);
-                AddInto(gx.AsSpan(start * cols, (end - start) * cols), dx.AsSpan(start * cols, (end - start) * cols));
-            });
+            var gx = x.EnsureGrad(compute);
+            Split(compute, rows, 5L * rows * cols, (start, end) => Rotate(g, gx, cos, sin, start, end, cols, seqLen, headSize, -T.One, add: true));
         });
         return output;
 
-        static void Rotate(T[] source, T[] target, T[] cos, T[] sin, int first, int end, int cols, int seqLen, int headSize, T sign)
+        // Rotates rows [first, end) of source into target (added to it when add).
+        static void Rotate(T[] source, T[] target, T[] cos, T[] sin, int first, int end, int cols, int seqLen, int headSize, T sign, bool add)
         {
             int half = headSize / 2;
             for (int r = first; r < end; r++)
@@ -173,8 +169,17 @@ public sealed partial class Tensor<T>
                     int i = (c % headSize) / 2;
                     T cs = cos[t * half + i], sn = sign * sin[t * half + i];
                     T a = source[r * cols + c], b = source[r * cols + c + 1];
-                    target[r * cols + c] = a * cs - b * sn;
-                    target[r * cols + c + 1] = a * sn + b * cs;
+                    T ra = a * cs - b * sn, rb = a * sn + b * cs;
+                    if (add)
+                    {
+                        target[r * cols + c] += ra;
+                        target[r * cols + c + 1] += rb;
+                    }
+                    else
+                    {
+                        target[r * cols + c] = ra;
+                        target[r * cols + c + 1] = rb;
+                    }
                 }
             }
         }

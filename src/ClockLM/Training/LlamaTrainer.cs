@@ -130,6 +130,7 @@ public static class LlamaTrainer
             norms.Step(gains, compute);
 
             loss = lossTensor.Scalar;
+            lossTensor.ReleaseGraph(compute);
             if (step == startStep && checkpoint == null) initialLoss = loss;
             step++;
             tokensSeen += batch * seqLen;
@@ -173,7 +174,9 @@ public static class LlamaTrainer
                 int start = (int)((long)span * (first + b) / Math.Max(1, windows - 1));
                 corpus.Window(corpus.Validation, start, seqLen, inputs.AsSpan(b * seqLen, seqLen), targets.AsSpan(b * seqLen, seqLen));
             }
-            total += model.Loss(inputs, targets, batch, seqLen, compute).Scalar;
+            var loss = model.Loss(inputs, targets, batch, seqLen, compute);
+            total += loss.Scalar;
+            if (compute != null) loss.ReleaseGraph(compute);
         }
         return total / options.EvalBatches;
     }

@@ -160,6 +160,37 @@ public class FastPathTests
     }
 
     [Fact]
+    public void ARecycledGraphGivesTheSameLossAndGradients()
+    {
+        // The second step runs on the arrays the first one released (results left with old values, gradients cleared):
+        // nothing of the first step may leak into it.
+        var config = new LlamaConfig(Dim: 32, HiddenDim: 64, Layers: 2, Heads: 4, KvHeads: 2, VocabSize: 100, ContextLength: 16);
+        var random = new Random(3);
+        int[] inputs = [.. Enumerable.Range(0, 64).Select(_ => random.Next(100))];
+        int[] targets = [.. Enumerable.Range(0, 64).Select(_ => random.Next(100))];
+        int[] other = [.. Enumerable.Range(0, 64).Select(_ => random.Next(100))];
+        var model = new LlamaTrainingModel(config, seed: 2);
+        var parameters = model.Parameters();
+        using var compute = new ComputeContext(2);
+
+        (float Loss, float[][] Grads) Step(int[] x)
+        {
+            foreach (var p in parameters) p.ZeroGrad();
+            var loss = model.Loss(x, targets, 4, 16, compute);
+            loss.Backward();
+            var result = (loss.Scalar, parameters.Select(p => (float[])p.Grad!.Clone()).ToArray());
+            loss.ReleaseGraph(compute);
+            return result;
+        }
+
+        var first = Step(inputs);
+        Step(other);
+        var again = Step(inputs);
+        Assert.Equal(BitConverter.SingleToInt32Bits(first.Loss), BitConverter.SingleToInt32Bits(again.Loss));
+        for (int i = 0; i < first.Grads.Length; i++) Assert.Equal(first.Grads[i], again.Grads[i]);
+    }
+
+    [Fact]
     public void AdamWSharedOutEqualsOneThreadBitForBit()
     {
         var random = new Random(2);
