@@ -12,5 +12,8 @@ if (args.Contains("--matmul-kernels"))
 // `--serve-load` runs the HTTP server load test (concurrent streaming clients, answers checked against runs alone).
 if (args.Contains("--serve-load"))
     return ClockLM.Bench.Server.ServerLoadTest.Run(args);
+// `--first-token-cold` times load, prompt and first token with the model file dropped from the page cache.
+if (args.Contains("--first-token-cold"))
+    return ClockLM.Bench.Clock.FirstTokenCold.Run(args);
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;

@@ -97,26 +97,32 @@ internal static class TraceCommand
 
     private static void PrintTables(ClockTrace trace, Func<int, string> text, bool attention, TextWriter output)
     {
-        foreach (var t in trace.Tokens)
+        foreach (var p in trace.Passes)
         {
-            double tokenMicros = t.Timing.Seconds * 1e6;
-            output.WriteLine($"token {t.Position} {Quote(text(t.Token), 20)} ({(t.Generated ? "generated" : "prompt")}): " +
-                $"{tokenMicros:F1} µs = embed {Micros(t.Timing.EmbeddingTicks):F1} + cycles {t.Cycles.Sum(c => c.Seconds) * 1e6:F1} + commit {Micros(t.Timing.CommitTicks):F1}");
+            double micros = p.Timing.Seconds * 1e6;
+            string what = p.Rows == 1
+                ? $"token {p.Position} {Quote(text(p.Tokens[0]), 20)} ({(p.Generated ? "generated" : "prompt")})"
+                : $"prompt {p.Position}-{p.LastPosition} ({p.Rows} tokens in one pass: {Quote(string.Concat(p.Tokens.Select(text)), 40)})";
+            output.WriteLine($"{what}: {micros:F1} µs = embed {Micros(p.Timing.EmbeddingTicks):F1} + cycles {p.Cycles.Sum(c => c.Seconds) * 1e6:F1} + commit {Micros(p.Timing.CommitTicks):F1}");
+            // The lens column is the pass's last token's: what the model would say next after each cycle.
+            var last = trace.Tokens[p.LastPosition];
             output.WriteLine($"  {"cycle",-5} {"fetch",7} {"decode",7} {"memory",7} {"execute",8} {"write-back",10} {"total µs",9} {"share",6} {"GB/s",7} {"GFLOP/s",8}  logit lens");
-            foreach (var c in t.Cycles)
+            foreach (var c in p.Cycles)
             {
                 var s = c.StageSeconds;
-                string lens = string.Join("  ", t.Lens[c.Layer].Select(p => $"{Quote(text(p.Token))} {p.Probability:F2}"));
+                string lens = string.Join("  ", last.Lens[c.Layer].Select(t => $"{Quote(text(t.Token))} {t.Probability:F2}"));
                 output.WriteLine($"  L{c.Layer,-4} {s[0] * 1e6,7:F2} {s[1] * 1e6,7:F2} {s[2] * 1e6,7:F2} {s[3] * 1e6,8:F2} {s[4] * 1e6,10:F2} " +
-                    $"{c.Seconds * 1e6,9:F2} {c.Seconds * 1e6 / tokenMicros,6:P0} {c.GigabytesPerSecond,7:F2} {c.Gflops,8:F2}  " +
+                    $"{c.Seconds * 1e6,9:F2} {c.Seconds * 1e6 / micros,6:P0} {c.GigabytesPerSecond,7:F2} {c.Gflops,8:F2}  " +
                     lens);
             }
             if (attention)
             {
-                // Per cycle, each head's most attended position (and its weight) and the entropy of its weights in nats.
-                foreach (var layer in t.Attention)
-                    output.WriteLine($"  attn L{layer[0].Layer,-3} " + string.Join(" ", layer.Select(h =>
-                        $"H{h.Head}->{h.Strongest.Position}:{h.Strongest.Weight:F2}/{h.Entropy:F2}")));
+                // Per token of the pass and cycle, each head's most attended position (and its weight) and the entropy
+                // of its weights in nats.
+                for (int pos = p.Position; pos <= p.LastPosition; pos++)
+                    foreach (var layer in trace.Tokens[pos].Attention)
+                        output.WriteLine($"  attn L{layer[0].Layer,-3} @{pos,-4} " + string.Join(" ", layer.Select(h =>
+                            $"H{h.Head}->{h.Strongest.Position}:{h.Strongest.Weight:F2}/{h.Entropy:F2}")));
             }
             output.WriteLine();
         }
@@ -124,12 +130,13 @@ internal static class TraceCommand
 
     private static void PrintSummary(Model model, ClockTrace trace, Roofline roofline, int threads, TextWriter output)
     {
-        // Decode speed is the generated tokens' (each runs alone); with none, every token counts.
-        var timed = trace.Tokens.Where(t => t.Generated).ToArray();
-        if (timed.Length == 0) timed = trace.Tokens;
-        double seconds = timed.Average(t => t.Timing.Seconds);
+        // Decode speed is the generated tokens' (each runs alone); with none, the prompt's per token.
+        var timed = trace.Passes.Where(p => p.Generated).ToArray();
+        if (timed.Length == 0) timed = trace.Passes;
+        int tokens = timed.Sum(p => p.Rows);
+        double seconds = timed.Sum(p => p.Timing.Seconds) / tokens;
         long weightBytes = ClockTrace.WeightBytesPerToken(model.Weights);
-        long flops = timed.Sum(t => t.Cycles.Sum(c => c.Flops) + t.Timing.CommitFlops) / timed.Length;
+        long flops = timed.Sum(p => p.Cycles.Sum(c => c.Flops) + p.Timing.CommitFlops) / tokens;
         double achievedGbps = weightBytes / seconds / 1e9;
         double bandwidth = roofline.BandwidthAt(threads);
         double memoryCeiling = bandwidth * 1e9 / weightBytes;
@@ -137,7 +144,7 @@ internal static class TraceCommand
         double ceiling = Math.Min(memoryCeiling, computeCeiling);
 
         output.WriteLine("summary");
-        output.WriteLine($"  tokens traced        {trace.Tokens.Length} ({trace.Tokens.Count(t => t.Generated)} generated), {threads} thread(s)");
+        output.WriteLine($"  tokens traced        {trace.Tokens.Length} ({trace.Tokens.Count(t => t.Generated)} generated) in {trace.Passes.Length} passes, {threads} thread(s)");
         output.WriteLine($"  time per token       {seconds * 1e6:F1} µs = {1 / seconds:F1} tokens/s");
         output.WriteLine($"  weights per token    {weightBytes / 1e6:F3} MB; {flops / 1e6:F3} MFLOP");
         output.WriteLine($"  achieved             {achievedGbps:F2} GB/s of weights, {flops / seconds / 1e9:F2} GFLOP/s");

@@ -2,6 +2,7 @@ using ClockLM.Clock;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using ClockLM.Models;
+using Microsoft.Extensions.Logging;
 using ClockLM.Sampling;
 using ClockLM.Tokenizers;
 
@@ -29,7 +30,7 @@ public sealed class SlotScheduler : IDisposable
     private bool _disposed;
 
     // Counters (written by the scheduler thread or under _gate, read by Stats).
-    private long _completed, _cancelled, _failed, _rejected, _promptTokens, _generatedTokens, _busyTicks, _batchedTokens;
+    private long _completed, _cancelled, _failed, _rejected, _promptTokens, _generatedTokens, _busyTicks, _batchedTokens, _batchFallbacks;
 
     /// <summary>Creates the slots and starts the scheduler thread.</summary>
     public SlotScheduler(Model model, SlotSchedulerOptions? options = null)
@@ -122,6 +123,7 @@ public sealed class SlotScheduler : IDisposable
                     used, (long)_slots.Length * ContextLength, TimeSpan.FromTicks(Interlocked.Read(ref _busyTicks)))
                 {
                     BatchedTokens = _batchedTokens,
+                    BatchFallbacks = _batchFallbacks,
                 };
             }
         }
@@ -240,7 +242,9 @@ public sealed class SlotScheduler : IDisposable
     }
 
     /// <summary>One batched step for all decoding slots, each then sampled from its own logits (bit-identical to a
-    /// forward pass per slot). False, with no slot advanced, when the step fails; the slots then run one by one.</summary>
+    /// forward pass per slot). False, with no slot advanced, when the step fails: the failure is logged and counted
+    /// (<see cref="SchedulerStats.BatchFallbacks"/>), and the slots then run one by one, where a slot's own error ends
+    /// its request only.</summary>
     private bool TryDecodeTogether(List<Slot> decoding)
     {
         int n = decoding.Count;
@@ -251,9 +255,11 @@ public sealed class SlotScheduler : IDisposable
         {
             _decoder.Step(_batch.AsSpan(0, n), _batchTokens.AsSpan(0, n), _batchPositions.AsSpan(0, n));
         }
-        catch (Exception)
+        catch (Exception e)
         {
-            return false; // the per-slot path reports the failure against the slot it belongs to
+            lock (_gate) _batchFallbacks++;
+            _options.Logger?.LogWarning(e, "a batched decoding step of {Slots} slots failed; the slots run one by one", n);
+            return false;
         }
         finally
         {
@@ -513,6 +519,9 @@ public sealed record SchedulerStats(int Slots, int ActiveSlots, int QueueDepth, 
 {
     /// <summary>Tokens decoded in batched steps, several slots in one pass over the weights.</summary>
     public long BatchedTokens { get; init; }
+
+    /// <summary>Batched steps that failed, after which their slots ran one by one.</summary>
+    public long BatchFallbacks { get; init; }
 
     /// <summary>Generated tokens per second of busy time.</summary>
     public double GeneratedTokensPerSecond => GeneratedTokens / Math.Max(BusyTime.TotalSeconds, 1e-9);

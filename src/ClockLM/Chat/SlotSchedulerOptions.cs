@@ -1,4 +1,5 @@
 using ClockLM.Tensors;
+using Microsoft.Extensions.Logging;
 
 namespace ClockLM.Chat;
 
@@ -19,4 +20,8 @@ public sealed record SlotSchedulerOptions
 
     /// <summary>Threads for the matrix-vector products (used by the single scheduler thread only); none when null.</summary>
     public WorkerPool? Pool { get; init; }
+
+    /// <summary>Where the scheduler reports what it falls back from (a batched step that failed); nowhere when null.
+    /// Every fallback is counted in <see cref="SchedulerStats"/> too.</summary>
+    public ILogger? Logger { get; init; }
 }

@@ -21,33 +21,51 @@ public sealed record CycleSummary(int Position, int Layer, double[] StageSeconds
     public double Gflops => Flops / Math.Max(Seconds, 1e-12) / 1e9;
 }
 
-/// <summary>Everything the trace knows about one token: its timings, per-cycle summaries, lens and attention.</summary>
+/// <summary>One pass through the processor: a prompt chunk (its tokens through every cycle together) or one token.</summary>
+/// <param name="Position">Position of the pass's first token.</param>
+/// <param name="Tokens">The token ids of the pass, in position order.</param>
+/// <param name="Generated">True for a token the model chose (greedy); false for the prompt.</param>
+/// <param name="Timing">The pass's event (whole pass, embedding, commit).</param>
+/// <param name="Cycles">One summary per layer, of the whole pass.</param>
+public sealed record TracedPass(int Position, int[] Tokens, bool Generated, TokenEvent Timing, CycleSummary[] Cycles)
+{
+    /// <summary>Tokens in the pass.</summary>
+    public int Rows => Tokens.Length;
+
+    /// <summary>Position of the pass's last token.</summary>
+    public int LastPosition => Position + Tokens.Length - 1;
+}
+
+/// <summary>What the trace knows about one token: its pass, and its logit lens and attention.</summary>
 /// <param name="Position">Position.</param>
 /// <param name="Token">Token id.</param>
 /// <param name="Generated">True when the model chose the token (greedy); false for prompt tokens.</param>
-/// <param name="Timing">The token event (whole-token time, embedding, commit).</param>
-/// <param name="Cycles">One summary per layer.</param>
+/// <param name="Pass">Index of the token's pass in <see cref="ClockTrace.Passes"/>.</param>
 /// <param name="Lens">Per layer, the logit lens's top tokens after that cycle.</param>
 /// <param name="Attention">Per layer, per head, the token's attention over positions 0..Position.</param>
-public sealed record TracedToken(int Position, int Token, bool Generated, TokenEvent Timing, CycleSummary[] Cycles,
-    TokenProbability[][] Lens, HeadAttention[][] Attention);
+public sealed record TracedToken(int Position, int Token, bool Generated, int Pass, TokenProbability[][] Lens, HeadAttention[][] Attention);
 
 /// <summary>
-/// A traced run: a prompt and its greedy continuation, run once with a <see cref="CycleRecorder"/> for timings (nothing
-/// else attached, so the timings are the engine's), then again with an <see cref="ActivationCapture"/> for the logit lens
-/// and the attention view.
+/// A traced run: a prompt and its greedy continuation, run the way production runs them — the prompt in chunks of
+/// <see cref="Transformer.MicroBatch"/> tokens, then one token at a time — once with a <see cref="CycleRecorder"/> for
+/// timings (nothing else attached, so the timings are the engine's), then again with an <see cref="ActivationCapture"/>
+/// for the logit lens and the attention view.
 /// </summary>
 public sealed class ClockTrace
 {
-    private ClockTrace(LlamaConfig config, TracedToken[] tokens, CycleRecorder recorder)
+    private ClockTrace(LlamaConfig config, TracedPass[] passes, TracedToken[] tokens, CycleRecorder recorder)
     {
         Config = config;
+        Passes = passes;
         Tokens = tokens;
         Recorder = recorder;
     }
 
     /// <summary>The model's shape.</summary>
     public LlamaConfig Config { get; }
+
+    /// <summary>Every pass that ran: the prompt's chunks, then each generated token.</summary>
+    public TracedPass[] Passes { get; }
 
     /// <summary>Every token that ran, prompt then generated.</summary>
     public TracedToken[] Tokens { get; }
@@ -67,31 +85,32 @@ public sealed class ClockTrace
             throw new ArgumentException($"the prompt is {promptIds.Length} tokens but the context holds {transformer.ContextLength}", nameof(promptIds));
         var config = transformer.Config;
 
-        // Warm-up, so the timings are of compiled code rather than of the JIT's first tier: the first token, repeated
-        // for half a second (or 400 times), with a throw-away recorder attached so the observer path is compiled too.
+        // Warm-up, so the timings are of compiled code rather than of the JIT's first tier: a short prompt and a token,
+        // repeated for half a second (or 100 times), with a throw-away recorder attached every other time so the
+        // observer path is compiled too.
         var warmUp = System.Diagnostics.Stopwatch.StartNew();
         var previousObserver = transformer.Observer;
-        for (int i = 0; i < 400 && warmUp.Elapsed.TotalSeconds < 0.5; i++)
+        var warmPrompt = promptIds.AsSpan(0, Math.Min(promptIds.Length, Math.Min(8, transformer.ContextLength - 1)));
+        for (int i = 0; i < 100 && warmUp.Elapsed.TotalSeconds < 0.5; i++)
         {
             transformer.Observer = i % 2 == 0 ? new CycleRecorder() : null;
-            transformer.Forward(promptIds[0], 0);
+            if (warmPrompt.Length > 1) transformer.Evaluate(warmPrompt, 0);
+            transformer.Forward(promptIds[0], warmPrompt.Length);
         }
 
-        // Timed run: every token with its logits committed, so each token's table includes the commit.
+        // Timed run: the prompt in chunks, then each generated token, as production runs them.
         var recorder = new CycleRecorder(promptIds.Length + newTokens, config.Layers);
-        var ids = new List<int>();
+        var ids = new List<int>(promptIds);
         transformer.Observer = recorder;
         try
         {
-            int token = promptIds[0];
-            for (int pos = 0; pos < transformer.ContextLength; pos++)
+            var logits = transformer.Evaluate(promptIds, 0);
+            for (int pos = promptIds.Length; pos < transformer.ContextLength && ids.Count - promptIds.Length < newTokens; pos++)
             {
-                ids.Add(token);
-                var logits = transformer.Forward(token, pos);
-                if (pos + 1 < promptIds.Length) { token = promptIds[pos + 1]; continue; }
-                if (ids.Count - promptIds.Length >= newTokens) break;
-                token = ArgMax(logits);
+                int token = ArgMax(logits);
                 if (stop?.Invoke(token) == true) break;
+                ids.Add(token);
+                logits = transformer.Forward(token, pos);
             }
         }
         finally
@@ -99,34 +118,51 @@ public sealed class ClockTrace
             transformer.Observer = previousObserver;
         }
 
+        // Each pass's stage events, summed per cycle (a pass is known by its first position).
+        var passOf = new Dictionary<int, int>();
+        for (int p = 0; p < recorder.Tokens.Count; p++) passOf[recorder.Tokens[p].Position] = p;
+        var seconds = new double[recorder.Tokens.Count, config.Layers, StageNames.Count];
+        var work = new (long Weights, long Kv, long Flops)[recorder.Tokens.Count, config.Layers];
+        foreach (var e in recorder.Stages)
+        {
+            int p = passOf[e.Position];
+            seconds[p, e.Layer, (int)e.Stage] += e.Seconds;
+            var (weights, kv, flops) = work[p, e.Layer];
+            work[p, e.Layer] = (weights + e.WeightBytes, kv + e.KvBytesRead + e.KvBytesWritten, flops + e.Flops);
+        }
+        var passes = new TracedPass[recorder.Tokens.Count];
+        for (int p = 0; p < passes.Length; p++)
+        {
+            var timing = recorder.Tokens[p];
+            var cycles = new CycleSummary[config.Layers];
+            for (int layer = 0; layer < config.Layers; layer++)
+            {
+                var stageSeconds = new double[StageNames.Count];
+                for (int s = 0; s < stageSeconds.Length; s++) stageSeconds[s] = seconds[p, layer, s];
+                var (weights, kv, flops) = work[p, layer];
+                cycles[layer] = new CycleSummary(timing.Position, layer, stageSeconds, weights, kv, flops);
+            }
+            passes[p] = new TracedPass(timing.Position, ids.GetRange(timing.Position, timing.Rows).ToArray(),
+                timing.Position >= promptIds.Length, timing, cycles);
+        }
+
         // Analysis run: the same tokens again, capturing the residual after each cycle and the attention patterns.
         var capture = ActivationCapture.Run(transformer, ids.ToArray(), 0, [ActivationPoint.ResidPost, ActivationPoint.AttentionPattern]);
         var lens = new LogitLens(transformer);
         var traced = new TracedToken[ids.Count];
-        for (int pos = 0; pos < ids.Count; pos++)
+        for (int pos = 0, pass = 0; pos < ids.Count; pos++)
         {
-            var cycles = new CycleSummary[config.Layers];
+            while (passes[pass].LastPosition < pos) pass++;
             var lensRows = new TokenProbability[config.Layers][];
             var attention = new HeadAttention[config.Layers][];
             for (int layer = 0; layer < config.Layers; layer++)
             {
-                var seconds = new double[StageNames.Count];
-                long weights = 0, kv = 0, flops = 0;
-                foreach (var e in recorder.Stages)
-                {
-                    if (e.Position != pos || e.Layer != layer) continue;
-                    seconds[(int)e.Stage] += e.Seconds;
-                    weights += e.WeightBytes;
-                    kv += e.KvBytesRead + e.KvBytesWritten;
-                    flops += e.Flops;
-                }
-                cycles[layer] = new CycleSummary(pos, layer, seconds, weights, kv, flops);
                 lensRows[layer] = lens.Top(capture.Get(ActivationPoint.ResidPost, layer, pos), lensTopK);
                 attention[layer] = HeadAttention.FromPattern(layer, pos, capture.Get(ActivationPoint.AttentionPattern, layer, pos), config.Heads);
             }
-            traced[pos] = new TracedToken(pos, ids[pos], pos >= promptIds.Length, recorder.Tokens[pos], cycles, lensRows, attention);
+            traced[pos] = new TracedToken(pos, ids[pos], pos >= promptIds.Length, pass, lensRows, attention);
         }
-        return new ClockTrace(config, traced, recorder);
+        return new ClockTrace(config, passes, traced, recorder);
     }
 
     /// <summary>Weight bytes one token reads: every layer, the final norm and the output head (the embedding row is negligible).</summary>

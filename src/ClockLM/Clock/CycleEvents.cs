@@ -2,29 +2,33 @@ using System.Diagnostics;
 
 namespace ClockLM.Clock;
 
-/// <summary>One stage of one cycle has run.</summary>
-/// <param name="Position">Token position.</param>
+/// <summary>One stage of one cycle has run, for every row of the batch that passes through the cycles together (one
+/// token, a prompt chunk, or one token of each of several sequences).</summary>
+/// <param name="Position">Position of the batch's first row.</param>
+/// <param name="Rows">Rows (tokens) that ran the stage together; the work and time are theirs together.</param>
 /// <param name="Layer">Layer, i.e. cycle number within the token.</param>
 /// <param name="Stage">The stage.</param>
 /// <param name="StartTimestamp"><see cref="Stopwatch.GetTimestamp"/> when the stage began.</param>
 /// <param name="ElapsedTicks">Duration in <see cref="Stopwatch"/> ticks.</param>
-/// <param name="WeightBytes">Weight bytes this stage reads (the fetch stage reports the layer's total; the matmuls of
-/// decode and execute stream them).</param>
-/// <param name="KvBytesRead">KV-cache bytes read (attention, in execute).</param>
+/// <param name="WeightBytes">Weight bytes this stage reads: the matrices and vectors its products and norms stream (in
+/// fetch, the bytes it asked to be brought in ahead).</param>
+/// <param name="KvBytesRead">KV-cache bytes read (attention, in memory).</param>
 /// <param name="KvBytesWritten">KV-cache bytes written (the store, in memory).</param>
 /// <param name="Flops">Floating-point operations (a multiply-add counts two).</param>
 public readonly record struct StageEvent(
-    int Position, int Layer, Stage Stage, long StartTimestamp, long ElapsedTicks,
+    int Position, int Rows, int Layer, Stage Stage, long StartTimestamp, long ElapsedTicks,
     long WeightBytes, long KvBytesRead, long KvBytesWritten, long Flops)
 {
     /// <summary>Duration in seconds.</summary>
     public double Seconds => ElapsedTicks / (double)Stopwatch.Frequency;
 }
 
-/// <summary>One token has passed through the processor: instruction fetch (embedding), every cycle, and the commit
-/// (final norm and output head; zero when the logits were not needed, as for prompt tokens before the last).</summary>
-/// <param name="Position">Token position.</param>
-/// <param name="Token">Token id.</param>
+/// <summary>One token — or a batch of <paramref name="Rows"/> tokens that passed together — has passed through the
+/// processor: instruction fetch (embedding), every cycle, and the commit (final norm and output head; zero when no
+/// logits were needed, as for prompt chunks before the last).</summary>
+/// <param name="Position">Position of the (first) token.</param>
+/// <param name="Token">Id of the (first) token.</param>
+/// <param name="Rows">Tokens in the batch: 1 for a token alone.</param>
 /// <param name="StartTimestamp"><see cref="Stopwatch.GetTimestamp"/> when the embedding lookup began.</param>
 /// <param name="ElapsedTicks">Whole token, embedding to logits, in <see cref="Stopwatch"/> ticks.</param>
 /// <param name="EmbeddingTicks">The embedding lookup.</param>
@@ -32,7 +36,7 @@ public readonly record struct StageEvent(
 /// <param name="CommitWeightBytes">Bytes of the output head and final norm read by the commit.</param>
 /// <param name="CommitFlops">Floating-point operations of the commit.</param>
 public readonly record struct TokenEvent(
-    int Position, int Token, long StartTimestamp, long ElapsedTicks, long EmbeddingTicks, long CommitTicks,
+    int Position, int Token, int Rows, long StartTimestamp, long ElapsedTicks, long EmbeddingTicks, long CommitTicks,
     long CommitWeightBytes, long CommitFlops)
 {
     /// <summary>Whole-token duration in seconds.</summary>
@@ -46,7 +50,7 @@ public interface ICycleObserver
     /// <summary>A stage has finished.</summary>
     void OnStage(in StageEvent e);
 
-    /// <summary>A token has finished (after its last stage and the commit).</summary>
+    /// <summary>A token (or a batch of tokens) has finished: after its last stage and the commit.</summary>
     void OnToken(in TokenEvent e);
 }
 

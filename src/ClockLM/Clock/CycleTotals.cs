@@ -8,7 +8,7 @@ public sealed class CycleTotals(int layers) : ICycleObserver
 {
     private readonly long[,] _ticks = new long[layers, StageNames.Count];
 
-    /// <summary>Tokens that completed (one <see cref="ICycleObserver.OnToken"/> each).</summary>
+    /// <summary>Tokens that completed (the rows of every <see cref="ICycleObserver.OnToken"/>).</summary>
     public int Tokens { get; private set; }
 
     /// <summary>Layers observed.</summary>
@@ -18,9 +18,9 @@ public sealed class CycleTotals(int layers) : ICycleObserver
     public void OnStage(in StageEvent e) => _ticks[e.Layer, (int)e.Stage] += e.ElapsedTicks;
 
     /// <inheritdoc />
-    public void OnToken(in TokenEvent e) => Tokens++;
+    public void OnToken(in TokenEvent e) => Tokens += e.Rows;
 
-    /// <summary>Mean time of <paramref name="stage"/> in <paramref name="layer"/> per token.</summary>
+    /// <summary>Mean time of <paramref name="stage"/> in <paramref name="layer"/> per token (a batch's time shared by its rows).</summary>
     public TimeSpan PerToken(int layer, Stage stage) =>
         Tokens == 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(_ticks[layer, (int)stage] / (double)System.Diagnostics.Stopwatch.Frequency / Tokens);
 

@@ -4,7 +4,7 @@ namespace ClockLM.Clock;
 
 /// <summary>
 /// Writes a <see cref="ClockTrace"/> as one self-contained HTML page (no network, no external scripts): the cycle
-/// timeline of every token, the logit-lens grid (cycle × position: top token and its probability, coloured by
+/// timeline of every pass (a prompt chunk, or one token), the logit-lens grid (cycle × position: top token and its probability, coloured by
 /// probability) and the attention heatmaps (per layer and head: each position's weights over earlier positions).
 /// The data is embedded as JSON and drawn by a small script in the page.
 /// </summary>
@@ -24,16 +24,23 @@ public static class HtmlReport
             layers = c.Layers,
             heads = c.Heads,
             stages = StageNames.All.Select(s => s.Name()).ToArray(),
+            passes = trace.Passes.Select(p => new
+            {
+                position = p.Position,
+                rows = p.Rows,
+                text = tokenText(p.Tokens[0]),
+                generated = p.Generated,
+                micros = p.Timing.Seconds * 1e6,
+                embedMicros = p.Timing.EmbeddingTicks * 1e6 / System.Diagnostics.Stopwatch.Frequency,
+                commitMicros = p.Timing.CommitTicks * 1e6 / System.Diagnostics.Stopwatch.Frequency,
+                cycles = p.Cycles.Select(cy => cy.StageSeconds.Select(s => s * 1e6).ToArray()).ToArray(),
+            }).ToArray(),
             tokens = trace.Tokens.Select(t => new
             {
                 position = t.Position,
                 id = t.Token,
                 text = tokenText(t.Token),
                 generated = t.Generated,
-                micros = t.Timing.Seconds * 1e6,
-                embedMicros = t.Timing.EmbeddingTicks * 1e6 / System.Diagnostics.Stopwatch.Frequency,
-                commitMicros = t.Timing.CommitTicks * 1e6 / System.Diagnostics.Stopwatch.Frequency,
-                cycles = t.Cycles.Select(cy => cy.StageSeconds.Select(s => s * 1e6).ToArray()).ToArray(),
                 lens = t.Lens.Select(row => row.Length == 0 ? null : new { text = tokenText(row[0].Token), p = row[0].Probability }).ToArray(),
                 attention = t.Attention.Select(layer => layer.Select(h => h.Weights).ToArray()).ToArray(),
             }).ToArray(),
@@ -74,20 +81,20 @@ canvas { border: 1px solid #ccc; image-rendering: pixelated; }
 "use strict";
 const data = JSON.parse(document.getElementById("trace-data").textContent);
 const colours = ["#8e44ad", "#2980b9", "#16a085", "#d35400", "#c0392b"];
-const total = data.tokens.reduce((s, t) => s + t.micros, 0);
+const total = data.passes.reduce((s, p) => s + p.micros, 0);
 document.getElementById("summary").textContent =
-  `${data.tokens.length} tokens, ${data.layers} cycles each, ${total.toFixed(1)} µs in all`;
+  `${data.tokens.length} tokens in ${data.passes.length} passes, ${data.layers} cycles each, ${total.toFixed(1)} µs in all`;
 document.getElementById("legend").innerHTML = data.stages
   .map((s, i) => `<span style="background:${colours[i]}">${s}</span>`).join("") +
   `<span style="background:#7f8c8d">embed / commit</span>`;
 
-// Timeline: one row per token, cycles laid end to end, each stage a coloured segment.
+// Timeline: one row per pass (a prompt chunk or one token), cycles laid end to end, each stage a coloured segment.
 const svgNs = "http://www.w3.org/2000/svg";
 const svg = document.getElementById("timeline");
 const width = 900, rowHeight = 18, labelWidth = 140;
-const longest = Math.max(...data.tokens.map(t => t.micros), 1e-9);
+const longest = Math.max(...data.passes.map(p => p.micros), 1e-9);
 svg.setAttribute("width", labelWidth + width + 10);
-svg.setAttribute("height", data.tokens.length * rowHeight + 10);
+svg.setAttribute("height", data.passes.length * rowHeight + 10);
 function rect(x, y, w, fill, tip) {
   const r = document.createElementNS(svgNs, "rect");
   r.setAttribute("x", x); r.setAttribute("y", y); r.setAttribute("width", Math.max(w, 0.5));
@@ -95,11 +102,11 @@ function rect(x, y, w, fill, tip) {
   const t = document.createElementNS(svgNs, "title"); t.textContent = tip; r.appendChild(t);
   svg.appendChild(r);
 }
-data.tokens.forEach((t, row) => {
+data.passes.forEach((t, row) => {
   const y = row * rowHeight + 4;
   const label = document.createElementNS(svgNs, "text");
   label.setAttribute("x", 0); label.setAttribute("y", y + 11); label.setAttribute("font-size", 11);
-  label.textContent = `${t.position} ${JSON.stringify(t.text)}`;
+  label.textContent = t.rows === 1 ? `${t.position} ${JSON.stringify(t.text)}` : `${t.position}-${t.position + t.rows - 1} (${t.rows} tokens)`;
   svg.appendChild(label);
   let x = labelWidth;
   const scale = width / longest;

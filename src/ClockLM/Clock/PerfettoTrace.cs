@@ -6,7 +6,7 @@ namespace ClockLM.Clock;
 /// <summary>
 /// Writes a <see cref="ClockTrace"/> as Chrome trace-event JSON, which Perfetto (ui.perfetto.dev) and chrome://tracing
 /// open: one track (thread) per stage plus one for instruction fetch and commit, one complete ("X") slice per
-/// (token, layer, stage), timestamps in microseconds from the first token.
+/// (pass, layer, stage) — a pass is a prompt chunk or one token —, timestamps in microseconds from the first pass.
 /// </summary>
 public static class PerfettoTrace
 {
@@ -48,16 +48,17 @@ public static class PerfettoTrace
 
         foreach (var t in trace.Recorder.Tokens)
         {
-            string text = tokenText(t.Token);
-            Slice(json, $"embed '{text}'", "token", TokenTrack, Micros(t.StartTimestamp - origin), Micros(t.EmbeddingTicks), t.Position, -1, null);
+            string text = t.Rows == 1 ? $"'{tokenText(t.Token)}'" : $"{t.Rows} tokens from '{tokenText(t.Token)}'";
+            Slice(json, $"embed {text}", "token", TokenTrack, Micros(t.StartTimestamp - origin), Micros(t.EmbeddingTicks), t.Position, t.Rows, -1, null);
             if (t.CommitTicks > 0)
             {
                 long commitStart = t.StartTimestamp + t.ElapsedTicks - t.CommitTicks;
-                Slice(json, $"commit '{text}'", "token", TokenTrack, Micros(commitStart - origin), Micros(t.CommitTicks), t.Position, -1, null);
+                Slice(json, $"commit {text}", "token", TokenTrack, Micros(commitStart - origin), Micros(t.CommitTicks), t.Position, t.Rows, -1, null);
             }
         }
         foreach (var e in trace.Recorder.Stages)
-            Slice(json, $"L{e.Layer} {e.Stage.Name()}", "stage", 1 + (int)e.Stage, Micros(e.StartTimestamp - origin), Micros(e.ElapsedTicks), e.Position, e.Layer, e);
+            Slice(json, e.Rows == 1 ? $"L{e.Layer} {e.Stage.Name()}" : $"L{e.Layer} {e.Stage.Name()} x{e.Rows}", "stage", 1 + (int)e.Stage,
+                Micros(e.StartTimestamp - origin), Micros(e.ElapsedTicks), e.Position, e.Rows, e.Layer, e);
         json.WriteEndArray();
         json.WriteEndObject();
     }
@@ -75,7 +76,7 @@ public static class PerfettoTrace
         json.WriteEndObject();
     }
 
-    private static void Slice(Utf8JsonWriter json, string name, string category, int tid, double ts, double dur, int position, int layer, StageEvent? e)
+    private static void Slice(Utf8JsonWriter json, string name, string category, int tid, double ts, double dur, int position, int rows, int layer, StageEvent? e)
     {
         json.WriteStartObject();
         json.WriteString("name", name);
@@ -87,6 +88,7 @@ public static class PerfettoTrace
         json.WriteNumber("dur", Math.Round(dur, 3));
         json.WriteStartObject("args");
         json.WriteNumber("position", position);
+        json.WriteNumber("rows", rows);
         if (layer >= 0) json.WriteNumber("layer", layer);
         if (e is { } s)
         {

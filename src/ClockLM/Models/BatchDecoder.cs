@@ -9,9 +9,10 @@ namespace ClockLM.Models;
 /// sequence (<see cref="MatMul"/>), which is what makes serving several users at once cheaper than one after another.
 /// </summary>
 /// <remarks>
-/// Each sequence's result is bit-identical to running <see cref="Transformer.Forward"/> on it alone. A sequence with
-/// an <see cref="Transformer.Observer"/> or <see cref="Transformer.Hook"/> attached runs token by token inside the
-/// step instead, so traces, captures and patches behave exactly as without batching.
+/// A step is one run of the forward pass over a batch whose rows belong to different sequences, so each sequence's
+/// result is bit-identical to running <see cref="Transformer.Forward"/> on it alone. A sequence's
+/// <see cref="Transformer.Observer"/> receives the step's events (the work and time of all its rows, which the events
+/// count) and its <see cref="Transformer.Hook"/> sees its own row.
 /// A server's continuous batching plugs in where it decodes its active slots: collect (slot transformer, last token,
 /// position) of every slot that is generating, call <see cref="Step"/> once, then sample each slot from its
 /// <see cref="Transformer.Logits"/>.
@@ -19,9 +20,8 @@ namespace ClockLM.Models;
 public sealed class BatchDecoder
 {
     private readonly WorkerPool? _pool;
-    private BatchBuffers? _buffers;
-    private Transformer[] _rows = [];
-    private int[] _tokens = [], _positions = [];
+    private readonly ForwardPass _pass;
+    private readonly TokenBatch _batch;
 
     /// <summary>Creates a decoder for sequences of <paramref name="config"/> and <paramref name="weights"/>, splitting its
     /// products across <paramref name="pool"/>'s threads when one is given.</summary>
@@ -30,6 +30,8 @@ public sealed class BatchDecoder
         Config = config;
         Weights = weights;
         _pool = pool;
+        _pass = new ForwardPass(config, weights);
+        _batch = new TokenBatch(config);
     }
 
     /// <summary>The model every sequence must share.</summary>
@@ -39,7 +41,7 @@ public sealed class BatchDecoder
     public LlamaWeights Weights { get; }
 
     /// <summary>A new, empty sequence with a KV cache of <paramref name="contextLength"/> positions.</summary>
-    public Transformer CreateSequence(int contextLength) => new(Config, Weights, contextLength, _pool);
+    public Transformer CreateSequence(int contextLength) => new(Config, Weights, contextLength, _pool, _pass);
 
     /// <summary>
     /// Advances every sequence by one token: sequences[i] runs tokens[i] at positions[i] (its cache must already hold
@@ -53,13 +55,7 @@ public sealed class BatchDecoder
     {
         if (tokens.Length != sequences.Length || positions.Length != sequences.Length)
             throw new ArgumentException($"{sequences.Length} sequences need as many tokens and positions, got {tokens.Length} tokens and {positions.Length} positions");
-        int batched = 0;
-        if (_rows.Length < sequences.Length)
-        {
-            _rows = new Transformer[sequences.Length];
-            _tokens = new int[sequences.Length];
-            _positions = new int[sequences.Length];
-        }
+        if (sequences.IsEmpty) return;
         for (int i = 0; i < sequences.Length; i++)
         {
             var s = sequences[i];
@@ -74,17 +70,15 @@ public sealed class BatchDecoder
                 throw new ArgumentOutOfRangeException(nameof(tokens), tokens[i], $"sequence {i}: token id outside the vocabulary (0..{Config.VocabSize - 1})");
             if ((uint)positions[i] >= (uint)s.ContextLength)
                 throw new ArgumentOutOfRangeException(nameof(positions), positions[i], $"sequence {i}: position outside its context (0..{s.ContextLength - 1})");
-            if (s.Observer is not null || s.Hook is not null)
-            {
-                s.Forward(tokens[i], positions[i]);
-                continue;
-            }
-            (_rows[batched], _tokens[batched], _positions[batched]) = (s, tokens[i], positions[i]);
-            batched++;
         }
-        if (batched == 0) return;
-        _buffers ??= new BatchBuffers(Config, batched);
-        Transformer.ForwardRows(_buffers, _rows.AsSpan(0, batched), _tokens.AsSpan(0, batched), _positions.AsSpan(0, batched), logitsFrom: 0, _pool);
-        Array.Clear(_rows); // hold no sequence beyond the step
+        _batch.Load(sequences, tokens, positions, logitsFrom: 0);
+        try
+        {
+            _pass.Run(_batch, _pool);
+        }
+        finally
+        {
+            _batch.Release(); // hold no sequence beyond the step
+        }
     }
 }

@@ -102,29 +102,36 @@ public static class LlamaGguf
         return config;
     }
 
-    /// <summary>
-    /// Whether <see cref="ReadWeights"/> keeps a copy of the Q4_0 and Q8_0 weight matrices packed eight rows at a time
-    /// for the AVX2 and AVX-512 products (the same number of bytes, give or take one block per eight rows; the file's own pages of those matrices are then not read
-    /// again). True unless the environment variable <c>CLOCKLM_NO_PACKING</c> is set; the results are identical either way.
-    /// </summary>
-    public static bool PackWeights { get; set; } = Environment.GetEnvironmentVariable("CLOCKLM_NO_PACKING") is null;
-
-    /// <summary>Views of every weight, checked against the configuration's shapes.</summary>
-    public static LlamaWeights ReadWeights(GgufFile file, LlamaConfig c)
+    /// <summary>Views of every weight, checked against the configuration's shapes; Q4_0 and Q8_0 matrices packed and
+    /// the fetch unit set up as <paramref name="options"/> say.</summary>
+    public static LlamaWeights ReadWeights(GgufFile file, LlamaConfig c, ModelOptions? options = null)
     {
+        options ??= ModelOptions.Default;
         var packed = new List<byte[]>();
-        using var packer = PackWeights ? new WeightPacker(file) : null;
-        TensorView Matrix(string name, int rows, int cols)
+        using var packer = options.PackWeights ? new WeightPacker(file) : null;
+        var mapped = new List<TensorView>(); // the current layer's matrices read from the file's pages
+        TensorView View(string name, int rows, int cols)
         {
             var t = file.GetTensor(name);
             if (t.Dimensions.Length > 2 || t.RowLength != cols || t.RowCount != rows)
                 throw new GgufFormatException(file.Path, $"tensor '{name}' has shape {t.ShapeText}, expected [{cols}, {rows}]");
-            var view = file.GetView(t);
-            return packer is not null && PackedRows.CanPack(view) ? packer.Pack(t, view, packed) : view;
+            return file.GetView(t);
         }
+        // Rows [first, first + count) of a tensor as a matrix of its own (a fused tensor's part: Phi-3's attn_qkv and
+        // gate/up halves of ffn_up), packed when it can be, its unpacked rows left in the file's pages.
+        TensorView Rows(string name, int rows, int cols, int first, int count)
+        {
+            var whole = View(name, rows, cols);
+            var view = whole.RowRange(first, count);
+            if (packer is not null && PackedRows.CanPack(view))
+                view = packer.Pack(name, file.DataOffset + file.GetTensor(name).Offset + (long)first * whole.RowBytes, view, packed);
+            if (!view.IsPacked) mapped.Add(view);
+            return view;
+        }
+        TensorView Matrix(string name, int rows, int cols) => Rows(name, rows, cols, 0, rows);
         float[] Vector(string name, int n)
         {
-            var view = Matrix(name, 1, n);
+            var view = View(name, 1, n);
             var values = new float[n];
             view.DequantizeRow(0, values);
             return values;
@@ -136,20 +143,24 @@ public static class LlamaGguf
         bool fusedQkv = file.FindTensor("blk.0.attn_qkv.weight") is not null;
         bool fusedGateUp = file.FindTensor("blk.0.ffn_gate.weight") is null && file.FindTensor("blk.0.ffn_up.weight") is { } up
             && up.RowCount == 2L * c.HiddenDim;
-        var embedding = Matrix("token_embd.weight", c.VocabSize, c.Dim);
+        // The embedding is read a row per token; packed (and fetched) only when it is the output head too.
+        bool tied = file.FindTensor("output.weight") is null;
+        var embedding = tied ? Matrix("token_embd.weight", c.VocabSize, c.Dim) : View("token_embd.weight", c.VocabSize, c.Dim);
+        var fetched = new TensorView[c.Layers + 1][]; // what the fetch stage brings in: each layer's mapped matrices, then the output head's
         var layers = new LlamaLayerWeights[c.Layers];
         for (int l = 0; l < c.Layers; l++)
         {
+            mapped.Clear();
             string p = $"blk.{l}.";
-            var storage = new List<byte[]>();
             TensorView wq, wk, wv, w1, w3;
             float[]? biasQ = null, biasK = null, biasV = null;
             if (fusedQkv)
             {
-                var qkv = Matrix(p + "attn_qkv.weight", c.QDim + 2 * c.KvDim, c.Dim);
-                wq = RowRange(qkv, 0, c.QDim, storage);
-                wk = RowRange(qkv, c.QDim, c.KvDim, storage);
-                wv = RowRange(qkv, c.QDim + c.KvDim, c.KvDim, storage);
+                string qkv = p + "attn_qkv.weight";
+                int qkvRows = c.QDim + 2 * c.KvDim;
+                wq = Rows(qkv, qkvRows, c.Dim, 0, c.QDim);
+                wk = Rows(qkv, qkvRows, c.Dim, c.QDim, c.KvDim);
+                wv = Rows(qkv, qkvRows, c.Dim, c.QDim + c.KvDim, c.KvDim);
                 if (OptionalVector(p + "attn_qkv.bias", c.QDim + 2 * c.KvDim) is { } qkvBias)
                     (biasQ, biasK, biasV) = (qkvBias[..c.QDim], qkvBias[c.QDim..(c.QDim + c.KvDim)], qkvBias[(c.QDim + c.KvDim)..]);
             }
@@ -169,9 +180,9 @@ public static class LlamaGguf
             else if (fusedGateUp)
             {
                 // Phi-3: the first half of ffn_up's rows is the gate, the second half the up projection.
-                var gateUp = Matrix(p + "ffn_up.weight", 2 * c.HiddenDim, c.Dim);
-                w1 = RowRange(gateUp, 0, c.HiddenDim, storage);
-                w3 = RowRange(gateUp, c.HiddenDim, c.HiddenDim, storage);
+                string gateUp = p + "ffn_up.weight";
+                w1 = Rows(gateUp, 2 * c.HiddenDim, c.Dim, 0, c.HiddenDim);
+                w3 = Rows(gateUp, 2 * c.HiddenDim, c.Dim, c.HiddenDim, c.HiddenDim);
             }
             else
             {
@@ -201,9 +212,12 @@ public static class LlamaGguf
                 KNorm = OptionalVector(p + "attn_k_norm.weight", c.HeadSize),
                 PostAttnNorm = OptionalVector(p + "post_attention_norm.weight", c.Dim),
                 PostFfnNorm = OptionalVector(p + "post_ffw_norm.weight", c.Dim),
-                SplitStorage = storage.Count == 0 ? null : storage.ToArray(),
             };
+            fetched[l] = mapped.ToArray();
         }
+        mapped.Clear();
+        var output = tied ? embedding : Matrix("output.weight", c.VocabSize, c.Dim);
+        fetched[c.Layers] = output.IsPacked ? [] : [output];
         return new LlamaWeights
         {
             TokenEmbedding = embedding,
@@ -211,9 +225,10 @@ public static class LlamaGguf
             FinalNorm = Vector("output_norm.weight", c.Dim),
             FinalNormBias = OptionalVector("output_norm.bias", c.Dim),
             PositionEmbedding = file.FindTensor("position_embd.weight") is null ? null : Matrix("position_embd.weight", c.ContextLength, c.Dim),
-            Output = file.FindTensor("output.weight") is null ? embedding : Matrix("output.weight", c.VocabSize, c.Dim),
+            Output = output,
             RopeFrequencyFactors = OptionalVector("rope_freqs.weight", c.HeadSize / 2),
             PackedStorage = packed.Count == 0 ? null : packed.ToArray(),
+            Fetch = options.FetchAhead > 0 ? new WeightFetch(fetched, options.FetchAhead) : null,
         };
     }
 
@@ -227,7 +242,8 @@ public static class LlamaGguf
         private readonly Microsoft.Win32.SafeHandles.SafeFileHandle _handle = File.OpenHandle(file.Path);
         private byte[] _buffer = [];
 
-        public unsafe TensorView Pack(GgufTensorInfo t, in TensorView view, List<byte[]> storage)
+        /// <summary>The matrix <paramref name="view"/>, whose rows start at byte <paramref name="at"/> of the file, packed.</summary>
+        public unsafe TensorView Pack(string name, long at, in TensorView view, List<byte[]> storage)
         {
             var packed = PackedRows.Allocate(PackedRows.PackedBytes(view), out byte* destination);
             int octetBytes = 8 * view.RowBytes, octets = view.Rows / 8;
@@ -241,12 +257,12 @@ public static class LlamaGguf
                 {
                     int n = Math.Min(step, octets - o);
                     var chunk = _buffer.AsSpan(0, n * octetBytes);
-                    long at = file.DataOffset + t.Offset + (long)o * octetBytes;
+                    long from = at + (long)o * octetBytes;
                     for (int done = 0; done < chunk.Length;)
                     {
-                        int read = RandomAccess.Read(_handle, chunk[done..], at + done);
+                        int read = RandomAccess.Read(_handle, chunk[done..], from + done);
                         if (read <= 0)
-                            throw new GgufFormatException(file.Path, $"tensor '{t.Name}': the file ended at byte {at + done} while reading its data");
+                            throw new GgufFormatException(file.Path, $"tensor '{name}': the file ended at byte {from + done} while reading its data");
                         done += read;
                     }
                     finite &= PackedRows.PackOctets(view.Type, view.Cols, buffer, o, n, octets, destination);
@@ -259,17 +275,5 @@ public static class LlamaGguf
         }
 
         public void Dispose() => _handle.Dispose();
-    }
-
-    /// <summary>Rows [first, first+count) of <paramref name="matrix"/> as a matrix of their own, copied into pinned memory
-    /// that <paramref name="storage"/> keeps.</summary>
-    private static TensorView RowRange(in TensorView matrix, int first, int count, List<byte[]> storage)
-    {
-        int rowBytes = matrix.RowBytes;
-        var bytes = GC.AllocateArray<byte>(count * rowBytes, pinned: true);
-        for (int r = 0; r < count; r++)
-            matrix.Row(first + r).CopyTo(bytes.AsSpan(r * rowBytes, rowBytes));
-        storage.Add(bytes);
-        return TensorView.Pinned(matrix.Type, count, matrix.Cols, bytes);
     }
 }

@@ -29,10 +29,6 @@ public sealed class LlamaLayerWeights
     public float[]? PostAttnNorm { get; init; }       // (dim) RMSNorm of the attention output, Gemma
     public float[]? PostFfnNorm { get; init; }        // (dim) RMSNorm of the feed-forward output, Gemma
 
-    /// <summary>Pinned copies that views of a fused tensor point into (Phi-3's attn_qkv and gate/up halves of ffn_up),
-    /// held here so they live as long as the views.</summary>
-    internal byte[][]? SplitStorage { get; init; }
-
     /// <summary>Bytes of weights this layer reads per token: what the fetch stage brings in.</summary>
     public long ByteCount => Wq.ByteCount + Wk.ByteCount + Wv.ByteCount + Wo.ByteCount
         + W1.ByteCount + W2.ByteCount + W3.ByteCount + 4L * (AttnNorm.Length + FfnNorm.Length)
@@ -56,9 +52,13 @@ public sealed class LlamaWeights
     /// long-context scaling stores theta_i / factor_i this way. Null when every factor is 1.</summary>
     public float[]? RopeFrequencyFactors { get; init; }
 
-    /// <summary>Pinned copies of weight matrices packed for the AVX2 products (see <see cref="LlamaGguf.PackWeights"/>),
+    /// <summary>Pinned copies of weight matrices packed for the AVX2 products (see <see cref="ModelOptions.PackWeights"/>),
     /// held here so they live as long as the views that point into them.</summary>
     internal byte[][]? PackedStorage { get; init; }
+
+    /// <summary>The fetch unit that brings layers in from the model file ahead of their cycles; null when the weights
+    /// are not mapped from a file or fetching ahead is off (<see cref="ModelOptions.FetchAhead"/>).</summary>
+    internal WeightFetch? Fetch { get; init; }
 
     /// <summary>True when the output head is the token embedding (tied weights).</summary>
     public bool TiedOutput => Output.SameData(TokenEmbedding);

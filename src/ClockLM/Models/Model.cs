@@ -37,8 +37,9 @@ public sealed class Model : IDisposable
     public long FileBytes => new FileInfo(Path).Length;
 
     /// <summary>Opens a GGUF file, or a llama2.c checkpoint with its tokenizer.bin (found beside the model when
-    /// <paramref name="tokenizerPath"/> is null: <c>tok{vocab}.bin</c> or <c>tokenizer.bin</c>).</summary>
-    public static Model Load(string path, string? tokenizerPath = null)
+    /// <paramref name="tokenizerPath"/> is null: <c>tok{vocab}.bin</c> or <c>tokenizer.bin</c>), laid out and run as
+    /// <paramref name="options"/> say (<see cref="ModelOptions.Default"/> when null).</summary>
+    public static Model Load(string path, string? tokenizerPath = null, ModelOptions? options = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such model file", path);
         // A .gguf file with a bad magic number gets the GGUF reader's error, not the llama2.c one.
@@ -48,7 +49,7 @@ public sealed class Model : IDisposable
             try
             {
                 var config = LlamaGguf.ReadConfig(file);
-                var weights = LlamaGguf.ReadWeights(file, config);
+                var weights = LlamaGguf.ReadWeights(file, config, options);
                 var tokenizer = tokenizerPath is null ? Tokenizer.Load(file) : LoadTokenizerFile(tokenizerPath, config.VocabSize);
                 if (tokenizer.VocabSize != config.VocabSize)
                     throw new GgufFormatException(path, $"the tokenizer has {tokenizer.VocabSize} tokens but the embedding has {config.VocabSize} rows");
@@ -114,6 +115,10 @@ public sealed class Model : IDisposable
         throw new FileNotFoundException($"{modelPath}: a llama2.c checkpoint needs its tokenizer; pass --tokenizer (no tok{vocabSize}.bin or tokenizer.bin beside the model)");
     }
 
-    /// <summary>Unmaps the model file.</summary>
-    public void Dispose() => _source.Dispose();
+    /// <summary>Stops fetching weights ahead and unmaps the model file.</summary>
+    public void Dispose()
+    {
+        Weights.Fetch?.Dispose();
+        _source.Dispose();
+    }
 }

@@ -14,15 +14,11 @@ namespace ClockLM.Tensors;
 /// <item>256-value blocks for K-quant weights: x ≈ DK[b] * Qs with Qs in -127..127 (ggml's Q8_K);
 /// BSums[g] = Σ Qs over each group of 16 (used for the mins and the -32 offset of Q6_K).</item>
 /// </list>
-/// The arrays are pinned and reused: one instance per calling thread, grown when a longer vector arrives.
+/// The arrays are pinned and reused: each <see cref="ProductInput"/> keeps one instance per vector, grown when a longer
+/// vector arrives.
 /// </summary>
 internal sealed unsafe class ActivationBlocks
 {
-    [ThreadStatic] private static ActivationBlocks? _forThread;
-
-    /// <summary>The calling thread's reusable instance.</summary>
-    public static ActivationBlocks ForThread => _forThread ??= new ActivationBlocks();
-
     private sbyte[] _qs = [];
     private float[] _d = [];
     private float[] _dUp = [];

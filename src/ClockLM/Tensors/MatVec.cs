@@ -26,8 +26,18 @@ public static class MatVec
     /// <summary>y = W x on a chosen kernel path (tests compare paths; the public overloads use <see cref="KernelPaths.Best"/>).</summary>
     internal static unsafe void Multiply(in TensorView w, ReadOnlySpan<float> x, Span<float> y, WorkerPool? pool, KernelPath path)
     {
-        if (x.Length < w.Cols || y.Length < w.Rows)
+        if (x.Length < w.Cols)
             throw new ArgumentException($"matvec shapes: W is {w.Rows}x{w.Cols}, x has {x.Length}, y has {y.Length}");
+        fixed (float* px = x)
+            Multiply(w, ProductInput.Scratch.Load(px, 1, w.Cols), y, pool, path);
+    }
+
+    /// <summary>y = W x for the one vector of <paramref name="input"/>, quantized by this product unless an earlier
+    /// product of the same input already did.</summary>
+    internal static unsafe void Multiply(in TensorView w, ProductInput input, Span<float> y, WorkerPool? pool, KernelPath path)
+    {
+        if (input.Count != 1 || input.Cols != w.Cols || y.Length < w.Rows)
+            throw new ArgumentException($"matvec shapes: W is {w.Rows}x{w.Cols}, X is {input.Count}x{input.Cols}, y has {y.Length}");
         if (!IsSupported(w.Type))
             throw new NotSupportedException($"matrix-vector products with {w.Type} weights are not supported");
         if (!KernelPaths.CanRun(path))
@@ -35,26 +45,21 @@ public static class MatVec
 
         if (PackedRows.Used(w, path))
         {
-            MatMul.Multiply(w, x, y, 1, pool, path);
+            MatMul.Multiply(w, input, y, pool, path);
             return;
         }
 
-        ActivationBlocks? activations = null;
-        if (GgmlTypeInfo.BlockSize(w.Type) == 32)
-            (activations = ActivationBlocks.ForThread).Quantize32(x[..w.Cols], avx2: path >= KernelPath.Vector256);
-        else if (GgmlTypeInfo.BlockSize(w.Type) == 256)
-            (activations = ActivationBlocks.ForThread).Quantize256(x[..w.Cols], avx2: path >= KernelPath.Vector256);
-
-        fixed (float* px = x)
+        int blockSize = GgmlTypeInfo.BlockSize(w.Type);
+        ActivationBlocks? activations = blockSize is 32 or 256 ? input.Blocks(blockSize, pool, avx2: path >= KernelPath.Vector256)[0] : null;
         fixed (float* py = y)
         {
             var job = new MatVecJob
             {
                 Type = w.Type, Path = path, Weights = w.Data, RowBytes = w.RowBytes, Cols = w.Cols,
-                X = px, Y = py, Activations = activations,
+                X = input.X, Y = py, Activations = activations,
             };
             // F16 rows read x scaled for the halves' widening, made once here rather than in every thread's share.
-            if (job.UsesF16Rows) job.ScaledX = FloatDots.ScaledForHalves(px, w.Cols);
+            if (job.UsesF16Rows) job.ScaledX = FloatDots.ScaledForHalves(input.X, w.Cols);
             // Splitting pays only when each thread gets enough bytes to amortise waking it (a few microseconds).
             if (pool != null && w.ByteCount >= 256 * 1024)
                 pool.Run(job, w.Rows);

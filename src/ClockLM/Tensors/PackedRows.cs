@@ -4,9 +4,6 @@ using System.Runtime.Intrinsics.X86;
 
 namespace ClockLM.Tensors;
 
-/// <summary>How a thread's buffer holds the activations of the last packed product.</summary>
-internal enum ActivationLayout { None, Quads, Q4_0Pairs }
-
 /// <summary>
 /// Q4_0 and Q8_0 weights stored eight rows at a time, laid out once when a model loads, so that matrix products read
 /// them in the order their kernels consume them (as <see cref="RowOctets"/> lays them out per product, but
@@ -83,29 +80,15 @@ internal static unsafe class PackedRows
         return storage;
     }
 
-    /// <summary>How the calling thread's buffer holds activations after a packed product of <paramref name="count"/>
-    /// vectors with <paramref name="type"/> weights: <see cref="Q4_0Pairs.LayOut"/>, the four-vector layout of the
-    /// Q8_0 kernels, or nothing.</summary>
-    public static ActivationLayout LayoutAfter(GgmlType type, int count) =>
-        type == GgmlType.Q4_0 ? ActivationLayout.Q4_0Pairs : count >= 4 ? ActivationLayout.Quads : ActivationLayout.None;
-
-    /// <summary>Y = X Wᵀ for <paramref name="count"/> vectors (already quantized into <paramref name="activations"/>)
-    /// with packed weights, the octets split across <paramref name="pool"/>. With <paramref name="laidOut"/> the
-    /// calling thread's buffer already holds these activations in the layout this product reads
-    /// (<see cref="LayoutAfter"/>; the previous product had the same input).</summary>
-    public static void Multiply(in TensorView w, ActivationBlocks[] activations, float* y, int count, WorkerPool? pool, bool laidOut = false)
+    /// <summary>Y = X Wᵀ for the vectors of <paramref name="input"/> (their 32-value blocks already made) with packed
+    /// weights, the octets split across <paramref name="pool"/>. The activations are laid out once per input for every
+    /// thread's share: for Q4_0 all of them, in block pairs; for Q8_0 every four vectors together.</summary>
+    public static void Multiply(in TensorView w, ProductInput input, float* y, WorkerPool? pool)
     {
-        // The activations are laid out once per product for every thread's share: for Q4_0 all of them, in block
-        // pairs; for Q8_0 every four vectors together.
-        int quads = count / 4, blocks = w.Cols / 32;
-        byte* laid;
-        if (w.Type == GgmlType.Q4_0)
-        {
-            laid = ActivationBuffer(Q4_0Pairs.LaidOutBytes(count, w.Cols));
-            if (!laidOut) Q4_0Pairs.LayOut(activations, count, w.Cols, laid);
-        }
-        else
-            laid = quads == 0 ? null : laidOut ? ActivationBuffer((long)quads * blocks * QuadBlockBytes) : QuadActivations(activations, quads, blocks);
+        int count = input.Count;
+        var activations = input.Blocks(32, pool, avx2: true);
+        byte* laid = w.Type == GgmlType.Q4_0 ? input.LaidOut(ActivationLayout.Q4_0Pairs)
+            : count >= 4 ? input.LaidOut(ActivationLayout.Quads) : null;
         var job = new PackedJob { Type = w.Type, Packed = w.Packed, Cols = w.Cols, Rows = w.Rows, Count = count, Y = y, Activations = activations, LaidOut = laid };
         if (pool != null && w.ByteCount * count >= 256 * 1024)
             pool.Run(job, w.Rows / 8);
@@ -195,13 +178,15 @@ internal static unsafe class PackedRows
     /// sums times 8.</summary>
     private const int QuadBlockBytes = 4 * 32 + 16 + 16;
 
-    [ThreadStatic] private static byte[]? _laidOut;
+    /// <summary>Bytes <see cref="LayOutQuads"/> writes for <paramref name="count"/> vectors of <paramref name="cols"/> values.</summary>
+    public static long QuadBytes(int count, int cols) => (long)(count / 4) * (cols / 32) * QuadBlockBytes;
 
-    /// <summary>Vectors 4q..4q+3 for each of <paramref name="quads"/> groups, block by block, in the layout of
-    /// <see cref="QuadBlockBytes"/>, in the calling thread's buffer: one pointer then reaches everything a block needs.</summary>
-    private static byte* QuadActivations(ActivationBlocks[] activations, int quads, int blocks)
+    /// <summary>Vectors 4q..4q+3 of every whole group of four, block by block, in the layout of
+    /// <see cref="QuadBlockBytes"/> at <paramref name="dst"/>: one pointer then reaches everything a block needs.</summary>
+    public static void LayOutQuads(ActivationBlocks[] activations, int count, int cols, byte* dst)
     {
-        byte* start = ActivationBuffer((long)quads * blocks * QuadBlockBytes), p = start;
+        int quads = count / 4, blocks = cols / 32;
+        byte* p = dst;
         for (int q = 0; q < quads; q++)
             for (int b = 0; b < blocks; b++, p += QuadBlockBytes)
                 for (int v = 0; v < 4; v++)
@@ -211,16 +196,6 @@ internal static unsafe class PackedRows
                     ((float*)(p + 128))[v] = a.D[b];
                     ((int*)(p + 144))[v] = a.Sum[b] << 3;
                 }
-        return start;
-    }
-
-    /// <summary>The calling thread's buffer for laid-out activations, at least <paramref name="bytes"/> long.</summary>
-    private static byte* ActivationBuffer(long bytes)
-    {
-        var buffer = _laidOut;
-        if (buffer is null || buffer.Length < bytes)
-            _laidOut = buffer = GC.AllocateUninitializedArray<byte>(checked((int)bytes), pinned: true);
-        return (byte*)Unsafe.AsPointer(ref buffer[0]);
     }
 
     /// <summary>The sixteen accumulators of a four-vector product (vector t, block b mod 4 at 4 t + b mod 4), zeroed.</summary>

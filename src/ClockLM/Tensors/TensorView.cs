@@ -34,6 +34,25 @@ public readonly unsafe struct TensorView
     /// <summary>The rows packed eight at a time for the AVX2 products (<see cref="PackedRows"/>), or null.</summary>
     internal byte* Packed => _packed;
 
+    /// <summary>True when the products read a packed copy of the rows rather than <see cref="Data"/>.</summary>
+    internal bool IsPacked => _packed != null;
+
+    /// <summary>
+    /// Reads one byte of every 4 KB page of the tensor's bytes, from the first on, so that memory-mapped pages not yet
+    /// in memory are brought in (the operating system reads ahead around each); stops early, returning false, once
+    /// <paramref name="stop"/> says so. Returns a sum of the bytes read so the reads are not optimised away.
+    /// </summary>
+    internal int TouchPages(ref bool stop)
+    {
+        int sum = 0;
+        for (long offset = 0; offset < ByteCount; offset += 4096)
+        {
+            sum += _data[offset];
+            if (Volatile.Read(ref stop)) break;
+        }
+        return sum;
+    }
+
     /// <summary>A view over managed memory that must be pinned for the lifetime of the view (e.g. a pinned array).</summary>
     public static TensorView Pinned(GgmlType type, int rows, int cols, byte[] pinnedArray)
     {
@@ -60,6 +79,14 @@ public readonly unsafe struct TensorView
 
     /// <summary>True when both views cover the same memory with the same shape and type.</summary>
     public bool SameData(in TensorView other) => _data == other._data && Type == other.Type && Rows == other.Rows && Cols == other.Cols;
+
+    /// <summary>Rows [first, first + count) as a matrix of their own, over the same memory (unpacked).</summary>
+    public TensorView RowRange(int first, int count)
+    {
+        if (first < 0 || count < 0 || first > Rows - count)
+            throw new ArgumentOutOfRangeException(nameof(first), $"rows [{first}, {first + count}) lie outside a tensor of {Rows} rows");
+        return new TensorView(Type, count, Cols, _data + (long)first * RowBytes);
+    }
 
     /// <summary>The bytes of row <paramref name="row"/>.</summary>
     public ReadOnlySpan<byte> Row(int row)

@@ -76,7 +76,7 @@ public class ChunkedPromptTests
     }
 
     [Fact]
-    public void HookAttachedRunsTokenByTokenAndSeesEveryPosition()
+    public void HookAttachedRunsInChunksAndSeesEveryPosition()
     {
         using var model = Model.Load(SharedData.Stories260K, SharedData.Tok512);
         var prompt = Prompt(9, model.Config.VocabSize, seed: 3);
@@ -90,7 +90,8 @@ public class ChunkedPromptTests
             if (point == ActivationPoint.ResidPost) seen.Add((layer, position));
         });
         AssertBitIdentical(expected, logits, "hooked logits");
-        var want = Enumerable.Range(0, 9).SelectMany(p => Enumerable.Range(0, model.Config.Layers).Select(l => (l, p))).ToList();
+        // One chunk of nine: every cycle runs for all nine positions before the next cycle begins.
+        var want = Enumerable.Range(0, model.Config.Layers).SelectMany(l => Enumerable.Range(0, 9).Select(p => (l, p))).ToList();
         Assert.Equal(want, seen);
     }
 

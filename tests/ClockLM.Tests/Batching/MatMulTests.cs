@@ -53,13 +53,14 @@ public class MatMulTests
     }
 
     /// <summary>
-    /// Products that read the same input one after another (q, k, v; gate, up) quantize it once: each product after the
-    /// first reuses the previous product's 8-bit blocks, and four-vector layout, when block size, vector count and length
-    /// match, and quantizes afresh when they do not. Every product must equal its own MatVec bit for bit, whatever ran
-    /// before it; a stale reuse (another input's blocks) would not.
+    /// Products that read one <see cref="ProductInput"/> one after another (q, k, v; gate, up) quantize it once: each
+    /// product after the first reuses the 8-bit blocks, and the packed layouts, that an earlier product of the input
+    /// made, of whatever type, packed or not; loading another input forgets them. Every product must equal its own
+    /// MatVec bit for bit, whatever ran before it; a stale reuse (another input's blocks) would not. Counts above
+    /// <see cref="MatMul.MaxVectors"/> run in slices that keep their own forms.
     /// </summary>
     [Fact]
-    public unsafe void SameInputProductsEqualMatVecBitForBit()
+    public unsafe void SharedInputProductsEqualMatVecBitForBit()
     {
         const int cols = 512, rows = 24;
         var steps = new (GgmlType Type, int Count, bool Packed)[]
@@ -68,42 +69,46 @@ public class MatMulTests
             (GgmlType.Q6_K, 4, false), (GgmlType.Q8_0, 4, true), (GgmlType.Q8_0, 9, true), (GgmlType.Q4_0, 9, true),
             (GgmlType.Q4_0, 5, true), (GgmlType.F16, 5, false), (GgmlType.Q4_0, 5, true), (GgmlType.Q4_1, 5, false),
             (GgmlType.Q8_0, 4, true), (GgmlType.Q4_0, 4, true), (GgmlType.Q4_0, 4, true), (GgmlType.Q8_0, 4, true),
-            (GgmlType.Q4_0, 1, true), (GgmlType.Q4_0, 1, true), (GgmlType.Q8_0, 1, true), (GgmlType.Q4_0, 1, true),
+            (GgmlType.Q5_0, 1, false), (GgmlType.Q5_0, 1, false), (GgmlType.Q8_0, 1, true), (GgmlType.Q4_0, 1, true),
+            (GgmlType.Q8_0, 1, true), (GgmlType.Q8_0, 300, true), (GgmlType.Q4_K, 300, false), (GgmlType.Q4_0, 300, true),
         };
-        var x = TestVectors.Gaussian(9 * cols, 5);
-        var other = TestVectors.Gaussian(9 * cols, 6);
+        const int most = 300;
+        var x = TestVectors.Gaussian(most * cols, 5);
+        var other = TestVectors.Gaussian(most * cols, 6);
         using var pool = new WorkerPool(1);
-        for (int i = 0; i < steps.Length; i++)
-        {
-            var (type, count, packed) = steps[i];
-            byte[] w = Quantize.Matrix(type, TestVectors.Gaussian(rows * cols, 100 + i, scale: 0.05f), rows, cols);
-            var y = new float[count * rows];
-            var expected = new float[rows];
-            fixed (byte* p = w)
+        var input = new ProductInput();
+        fixed (float* px = x)
+        fixed (float* pOther = other)
+            for (int i = 0; i < steps.Length; i++)
             {
-                var fileLayout = new TensorView(type, rows, cols, p);
-                var view = fileLayout;
-                byte[]? storage = null;
-                if (packed) (view, storage) = PackedRows.Pack(view);
-                if (i == 6)
+                var (type, count, packed) = steps[i];
+                byte[] w = Quantize.Matrix(type, TestVectors.Gaussian(rows * cols, 100 + i, scale: 0.05f), rows, cols);
+                var y = new float[count * rows];
+                var expected = new float[rows];
+                fixed (byte* p = w)
                 {
-                    // Another input in between: the next same-input product must not see its blocks.
-                    MatMul.Multiply(view, other, new float[9 * rows], 9, pool);
-                    MatMul.Multiply(view, x, y, count, pool);
+                    var fileLayout = new TensorView(type, rows, cols, p);
+                    var view = fileLayout;
+                    byte[]? storage = null;
+                    if (packed) (view, storage) = PackedRows.Pack(view);
+                    if (i == 6 || i == 18)
+                    {
+                        // Another input in between, through the same object: the next products must not see its forms.
+                        MatMul.Multiply(view, input.Load(pOther, count, cols), new float[count * rows], pool);
+                        input.Load(px, count, cols);
+                    }
+                    else if (i == 0 || count != steps[i - 1].Count) input.Load(px, count, cols);
+                    MatMul.Multiply(view, input, y, pool);
+                    for (int t = 0; t < count; t++)
+                    {
+                        MatVec.Multiply(fileLayout, x.AsSpan(t * cols, cols), expected, null, KernelPaths.Best);
+                        for (int r = 0; r < rows; r++)
+                            Assert.True(BitConverter.SingleToInt32Bits(expected[r]) == BitConverter.SingleToInt32Bits(y[t * rows + r]),
+                                $"step {i} ({type} x{count}, packed {packed}): vector {t} row {r}: {y[t * rows + r]} vs matvec {expected[r]}");
+                    }
+                    GC.KeepAlive(storage);
                 }
-                else if (i == 0) MatMul.Multiply(view, x, y, count, pool);
-                else MatMul.MultiplySameInput(view, x, y, count, pool);
-                for (int t = 0; t < count; t++)
-                {
-                    // On the file layout: a packed MatVec would itself be a product that resets what the next one may reuse.
-                    MatVec.Multiply(fileLayout, x.AsSpan(t * cols, cols), expected, null, KernelPaths.Best);
-                    for (int r = 0; r < rows; r++)
-                        Assert.True(BitConverter.SingleToInt32Bits(expected[r]) == BitConverter.SingleToInt32Bits(y[t * rows + r]),
-                            $"step {i} ({type} x{count}, packed {packed}): vector {t} row {r}: {y[t * rows + r]} vs matvec {expected[r]}");
-                }
-                GC.KeepAlive(storage);
             }
-        }
     }
 
     [Theory]

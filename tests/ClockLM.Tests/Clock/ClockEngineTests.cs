@@ -13,28 +13,44 @@ public class ClockEngineTests
     private static readonly int[] Prompt = ReferenceOutputs.Stories260K[0].Ids[..5]; // BOS and "Once upon a time"
 
     [Fact]
-    public void EveryTokenRaisesFiveStagesPerLayerInOrder()
+    public void EveryPassRaisesFiveStagesPerLayerInOrder()
     {
         using var model = Model.Load(SharedData.Stories260K);
         var t = model.CreateTransformer(64);
+        t.MicroBatch = 2; // chunks of 2, 2 and 1 tokens
         var recorder = new CycleRecorder();
         t.Observer = recorder;
         t.Evaluate(Prompt, 0);
 
-        Assert.Equal(Prompt.Length, recorder.Tokens.Count);
-        Assert.Equal(Prompt.Length * 5 * 5, recorder.Stages.Count);
+        Assert.Equal([(0, 2), (2, 2), (4, 1)], recorder.Tokens.Select(e => (e.Position, e.Rows)));
+        Assert.Equal(3 * 5 * 5, recorder.Stages.Count);
         int i = 0;
-        for (int pos = 0; pos < Prompt.Length; pos++)
+        foreach (var (pos, rows) in new[] { (0, 2), (2, 2), (4, 1) })
             for (int layer = 0; layer < 5; layer++)
                 foreach (var stage in new[] { Stage.Fetch, Stage.Decode, Stage.Memory, Stage.Execute, Stage.WriteBack })
                 {
                     var e = recorder.Stages[i++];
-                    Assert.Equal((pos, layer, stage), (e.Position, e.Layer, e.Stage));
+                    Assert.Equal((pos, rows, layer, stage), (e.Position, e.Rows, e.Layer, e.Stage));
                 }
-        // Prompt tokens before the last skip the output head: their commit reads nothing.
+        // Prompt chunks before the last skip the output head: their commit reads nothing.
         Assert.All(recorder.Tokens.SkipLast(1), e => Assert.Equal(0, e.CommitWeightBytes));
         Assert.Equal(512L * 64 * 4 + 64 * 4, recorder.Tokens[^1].CommitWeightBytes);
-        Assert.Equal(Prompt, recorder.Tokens.Select(e => e.Token));
+        Assert.Equal([Prompt[0], Prompt[2], Prompt[4]], recorder.Tokens.Select(e => e.Token));
+    }
+
+    [Fact]
+    public void ObservedPromptRunsInTheSameChunksAsUnobserved()
+    {
+        using var model = Model.Load(SharedData.Stories260K);
+        var plain = model.CreateTransformer(64);
+        var observed = model.CreateTransformer(64);
+        var recorder = new CycleRecorder();
+        observed.Observer = recorder;
+        var expected = plain.Evaluate(Prompt, 0).ToArray();
+        Assert.Equal(expected, observed.Evaluate(Prompt, 0).ToArray());
+        var pass = Assert.Single(recorder.Tokens); // one chunk of five, as without the observer
+        Assert.Equal(Prompt.Length, pass.Rows);
+        Assert.All(recorder.Stages, e => Assert.Equal(Prompt.Length, e.Rows));
     }
 
     [Fact]
@@ -102,7 +118,7 @@ public class ClockEngineTests
     }
 
     [Fact]
-    public void FetchReportsTheLayerTensorBytesOfTheCheckpoint()
+    public void StagesReportTheBytesOfTheTensorsTheyRead()
     {
         using var model = Model.Load(SharedData.Stories260K);
         var t = model.CreateTransformer(16);
@@ -110,32 +126,49 @@ public class ClockEngineTests
         t.Observer = recorder;
         t.Forward(1, 0);
 
-        // llama2.c layout: every layer tensor is float32: attention norm, wq, wk, wv, wo, ffn norm, w1, w2, w3.
+        // llama2.c layout: every layer tensor is float32. Decode reads the attention norm, wq, wk and wv; memory wo;
+        // execute the feed-forward norm, w1, w2 and w3. The checkpoint is read whole at load: nothing to fetch.
         var c = model.Config;
-        long expected = 4L * (c.Dim + c.Dim * c.Dim + 2 * c.KvDim * c.Dim + c.Dim * c.Dim + c.Dim + 3 * c.Dim * c.HiddenDim);
-        var fetches = recorder.Stages.Where(e => e.Stage == Stage.Fetch).ToArray();
-        Assert.Equal(5, fetches.Length);
-        Assert.All(fetches, e => Assert.Equal(expected, e.WeightBytes));
-        // The other stages read weights through the matmuls but do not count them twice.
-        Assert.All(recorder.Stages.Where(e => e.Stage != Stage.Fetch), e => Assert.Equal(0, e.WeightBytes));
+        var expected = new Dictionary<Stage, long>
+        {
+            [Stage.Fetch] = 0,
+            [Stage.Decode] = 4L * (c.Dim + c.Dim * c.Dim + 2 * c.KvDim * c.Dim),
+            [Stage.Memory] = 4L * c.Dim * c.Dim,
+            [Stage.Execute] = 4L * (c.Dim + 3 * c.Dim * c.HiddenDim),
+            [Stage.WriteBack] = 0,
+        };
+        Assert.Equal(25, recorder.Stages.Count);
+        Assert.All(recorder.Stages, e => Assert.Equal(expected[e.Stage], e.WeightBytes));
     }
 
     [Fact]
-    public void FetchReportsTheLayerTensorBytesOfAGgufFile()
+    public void StagesOfAGgufFileReadItsLayerTensorsAndFetchEachLayerOnce()
     {
         using var dir = new TempDir();
         string gguf = dir.File("stories260K.gguf");
         Assert.Equal(0, ClockLMProcess.Run("convert", SharedData.Stories260K, gguf).ExitCode);
-        using var model = Model.Load(gguf);
+        using var model = Model.Load(gguf); // fetches two layers ahead
         var t = model.CreateTransformer(16);
         var recorder = new CycleRecorder();
         t.Observer = recorder;
         t.Forward(1, 0);
-        foreach (var e in recorder.Stages.Where(e => e.Stage == Stage.Fetch))
+        long LayerBytes(int layer) => model.Gguf!.Tensors.Where(x => x.Name.StartsWith($"blk.{layer}.")).Sum(x => x.ByteCount);
+        for (int layer = 0; layer < 5; layer++)
         {
-            long inFile = model.Gguf!.Tensors.Where(x => x.Name.StartsWith($"blk.{e.Layer}.")).Sum(x => x.ByteCount);
-            Assert.Equal(inFile, e.WeightBytes);
+            var stages = recorder.Stages.Where(e => e.Layer == layer).ToArray();
+            Assert.Equal(LayerBytes(layer), stages.Where(e => e.Stage != Stage.Fetch).Sum(e => e.WeightBytes));
         }
+        // Cycle 0 asks for the matrices of layers 0, 1 and 2 (the norms were copied at load); each later one for the layer
+        // two ahead (after the last layer: the output head).
+        long MatrixBytes(int layer) => model.Gguf!.Tensors.Where(x => x.Name.StartsWith($"blk.{layer}.") && x.RowCount > 1).Sum(x => x.ByteCount);
+        long output = (model.Gguf!.FindTensor("output.weight") ?? model.Gguf.GetTensor("token_embd.weight")).ByteCount;
+        var fetched = recorder.Stages.Where(e => e.Stage == Stage.Fetch).Select(e => e.WeightBytes).ToArray();
+        Assert.Equal([MatrixBytes(0) + MatrixBytes(1) + MatrixBytes(2), MatrixBytes(3), MatrixBytes(4), output, 0], fetched);
+
+        // The next token finds every layer fetched.
+        recorder.Stages.Clear();
+        t.Forward(2, 1);
+        Assert.All(recorder.Stages.Where(e => e.Stage == Stage.Fetch), e => Assert.Equal(0, e.WeightBytes));
     }
 
     [Fact]
@@ -143,14 +176,17 @@ public class ClockEngineTests
     {
         using var model = Model.Load(SharedData.Stories260K);
         var t = model.CreateTransformer(16);
+        t.MicroBatch = 3; // chunks of 3 and 2
         var recorder = new CycleRecorder();
         t.Observer = recorder;
         t.Evaluate(Prompt, 0);
         long perPosition = 2L * model.Config.KvDim * sizeof(float); // a key and a value
         foreach (var e in recorder.Stages)
         {
-            Assert.Equal(e.Stage == Stage.Memory ? perPosition : 0, e.KvBytesWritten);
-            Assert.Equal(e.Stage == Stage.Execute ? perPosition * (e.Position + 1) : 0, e.KvBytesRead);
+            // Each row stores its key and value, then reads those of its positions 0..pos.
+            long read = Enumerable.Range(e.Position, e.Rows).Sum(pos => perPosition * (pos + 1));
+            Assert.Equal(e.Stage == Stage.Memory ? e.Rows * perPosition : 0, e.KvBytesWritten);
+            Assert.Equal(e.Stage == Stage.Memory ? read : 0, e.KvBytesRead);
         }
     }
 

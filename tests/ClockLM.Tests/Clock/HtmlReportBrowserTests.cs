@@ -10,13 +10,13 @@ public class HtmlReportBrowserTests
     private const string ChromiumPath = "/usr/bin/chromium";
 
     /// <summary>A report of "Once upon a time" and 3 greedy tokens on stories260K.</summary>
-    private static (string Path, int Tokens) WriteReport(TempDir dir)
+    private static (string Path, int Passes, int Tokens) WriteReport(TempDir dir)
     {
         using var model = Model.Load(SharedData.Stories260K);
         var trace = ClockTrace.Run(model.CreateTransformer(32), ReferenceOutputs.Stories260K[0].Ids[..5], 3);
         string path = dir.File("report.html");
         HtmlReport.Write(trace, id => model.Tokenizer.GetPiece(id), "stories260K <trace> & \"report\"", path);
-        return (path, trace.Tokens.Length);
+        return (path, trace.Passes.Length, trace.Tokens.Length);
     }
 
     /// <summary>Chromium with a fresh profile folder (a persistent context is how Playwright takes a user-data dir).</summary>
@@ -38,7 +38,7 @@ public class HtmlReportBrowserTests
     public async Task ReportRendersInChromiumWithoutScriptErrorsOrNetwork()
     {
         using var dir = new TempDir();
-        var (path, tokens) = WriteReport(dir);
+        var (path, passes, tokens) = WriteReport(dir);
         using var playwright = await Playwright.CreateAsync();
         await using var browser = await LaunchChromium(playwright, dir.File("profile"));
         var page = await browser.NewPageAsync();
@@ -54,8 +54,9 @@ public class HtmlReportBrowserTests
         Assert.Empty(errors);
         Assert.Empty(requests);
         Assert.Equal("stories260K <trace> & \"report\"", await page.TitleAsync());
-        // Timeline: per token, an embedding, 5 cycles × 5 stages and a commit.
-        Assert.Equal(tokens * (1 + 25 + 1), await page.Locator("#timeline rect").CountAsync());
+        // Timeline: per pass (the prompt's chunk, then each generated token), an embedding, 5 cycles × 5 stages and a commit.
+        Assert.Equal(4, passes);
+        Assert.Equal(passes * (1 + 25 + 1), await page.Locator("#timeline rect").CountAsync());
         // Lens grid: a header row plus one row per cycle, one cell per position.
         Assert.Equal(1 + 5, await page.Locator("#lens tr").CountAsync());
         Assert.Equal(5 * tokens, await page.Locator("#lens td").CountAsync());
@@ -70,7 +71,7 @@ public class HtmlReportBrowserTests
     public async Task ScreenshotOfTheReportIsAPictureOfIt()
     {
         using var dir = new TempDir();
-        var (path, _) = WriteReport(dir);
+        var (path, _, _) = WriteReport(dir);
         using var playwright = await Playwright.CreateAsync();
         await using var browser = await LaunchChromium(playwright, dir.File("profile"), new() { Width = 1200, Height = 900 });
         var page = await browser.NewPageAsync();

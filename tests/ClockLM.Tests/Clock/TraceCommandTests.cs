@@ -27,9 +27,11 @@ public class TraceCommandTests
             "--perfetto", json, "--html", html, "--attention", "Once upon a time");
         Assert.True(r.ExitCode == 0, r.StdErr);
         string[] lines = r.StdOut.Split('\n');
-        // BOS + 4 prompt tokens + 3 generated: 8 token headers, each followed by a header row and 5 cycle rows.
-        var headers = lines.Select((l, i) => (l, i)).Where(x => x.l.StartsWith("token ")).ToArray();
-        Assert.Equal(8, headers.Length);
+        // BOS + 4 prompt tokens in one pass, then 3 generated tokens: 4 pass headers, each followed by a header row and
+        // 5 cycle rows.
+        var headers = lines.Select((l, i) => (l, i)).Where(x => x.l.StartsWith("token ") || x.l.StartsWith("prompt ")).ToArray();
+        Assert.Equal(4, headers.Length);
+        Assert.StartsWith("prompt 0-4 (5 tokens in one pass: ", headers[0].l);
         foreach (var (_, i) in headers)
             for (int layer = 0; layer < 5; layer++)
                 Assert.StartsWith($"  L{layer} ", lines[i + 2 + layer]);
@@ -60,8 +62,9 @@ public class TraceCommandTests
             .Where(e => e.GetProperty("ph").GetString() == "X" && e.GetProperty("cat").GetString() == "stage").ToArray();
         var keys = slices.Select(e => (e.GetProperty("args").GetProperty("position").GetInt32(), e.GetProperty("args").GetProperty("layer").GetInt32(),
             e.GetProperty("args").GetProperty("stage").GetString())).ToHashSet();
-        Assert.Equal(8 * 5 * 5, slices.Length);
-        Assert.Equal(8 * 5 * 5, keys.Count);
+        Assert.Equal(4 * 5 * 5, slices.Length);
+        Assert.Equal(4 * 5 * 5, keys.Count);
+        Assert.Equal(5, slices.Where(e => e.GetProperty("args").GetProperty("position").GetInt32() == 0).Select(e => e.GetProperty("args").GetProperty("rows").GetInt32()).Distinct().Single());
         // A track per stage: each stage's slices share one tid, named by a thread_name metadata event.
         foreach (var group in slices.GroupBy(e => e.GetProperty("args").GetProperty("stage").GetString()))
             Assert.Single(group.Select(e => e.GetProperty("tid").GetInt32()).Distinct());
@@ -81,9 +84,9 @@ public class TraceCommandTests
         Assert.Equal(0, ClockLMProcess.Run("convert", SharedData.Stories260K, gguf).ExitCode);
         var r = ClockLMProcess.Run("trace", "-m", gguf, "-t", "1", "-n", "1", "--roofline-cache", FakeRoofline(dir), "Once upon a time");
         Assert.True(r.ExitCode == 0, r.StdErr);
-        // The GGUF tokenizer adds BOS too: 5 prompt tokens and the greedy ','.
+        // The GGUF tokenizer adds BOS too: 5 prompt tokens in one pass and the greedy ','.
         Assert.Contains("token 5 ',' (generated)", r.StdOut);
-        Assert.Equal(6 * 5, r.StdOut.Split('\n').Count(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^  L\d ")));
+        Assert.Equal(2 * 5, r.StdOut.Split('\n').Count(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^  L\d ")));
     }
 
     [Theory]

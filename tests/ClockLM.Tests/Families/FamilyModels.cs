@@ -45,6 +45,79 @@ public static class FamilyModels
         return tensors;
     }
 
+    /// <summary>
+    /// A small random-weight model of each family the engine runs, in its own layout and keys, with every option of
+    /// the family on: llama (Llama 3 RoPE frequency factors), qwen2 (q/k/v biases, halves RoPE), qwen3 (head norms,
+    /// heads wider than dim / heads, tied output), gemma2 (GELU gate, post-norms, soft-caps, sliding window on every
+    /// other layer), gemma3 (head norms, five sliding layers with their own RoPE base, then a global one), phi3 (fused
+    /// attn_qkv and gate/up) and gpt2 (learned positions, LayerNorm, biases, plain GELU). Windows of 5 positions, so a
+    /// few hundred positions cross them many times.
+    /// </summary>
+    public static void WriteArchitecture(string path, string arch, int contextLength)
+    {
+        var shape = new LlamaConfig(Dim: 128, HiddenDim: 256, Layers: 3, Heads: 4, KvHeads: 2, VocabSize: 400, ContextLength: contextLength, RmsEpsilon: 1e-6f);
+        var wide = shape with { HeadDim = 48 };
+        List<FamilyTensor> WithEachLayer(LlamaConfig c, List<FamilyTensor> tensors, params (string Suffix, int Length)[] vectors)
+        {
+            for (int l = 0; l < c.Layers; l++)
+                foreach (var (suffix, length) in vectors) tensors.Add(new($"blk.{l}.{suffix}", 1, length));
+            return tensors;
+        }
+        List<FamilyTensor> Tied(List<FamilyTensor> tensors)
+        {
+            tensors.RemoveAll(t => t.Name == "output.weight");
+            return tensors;
+        }
+        void WideHeads(GgufWriter w)
+        {
+            w.Set($"{arch}.attention.key_length", 48u);
+            w.Set($"{arch}.attention.value_length", 48u);
+            w.Set($"{arch}.attention.sliding_window", 5u);
+        }
+        switch (arch)
+        {
+            case "llama":
+                var llama = FamilyModels.LlamaLayout(shape);
+                llama.Add(new("rope_freqs.weight", 1, shape.HeadSize / 2));
+                Write(path, arch, shape, llama, seed: 3, ropeFactor: i => 1 + i % 4);
+                break;
+            case "qwen2":
+                Write(path, arch, shape with { RopeBase = 1000000f }, WithEachLayer(shape, LlamaLayout(shape),
+                    ("attn_q.bias", shape.QDim), ("attn_k.bias", shape.KvDim), ("attn_v.bias", shape.KvDim)), seed: 7);
+                break;
+            case "qwen3":
+                Write(path, arch, wide, Tied(WithEachLayer(wide, LlamaLayout(wide), ("attn_q_norm.weight", 48), ("attn_k_norm.weight", 48))), w =>
+                {
+                    w.Set("qwen3.attention.key_length", 48u);
+                    w.Set("qwen3.attention.value_length", 48u);
+                }, seed: 9);
+                break;
+            case "gemma2":
+                Write(path, arch, wide with { Layers = 4 }, Tied(WithEachLayer(wide with { Layers = 4 }, LlamaLayout(wide with { Layers = 4 }),
+                    ("post_attention_norm.weight", 128), ("post_ffw_norm.weight", 128))), w =>
+                {
+                    WideHeads(w);
+                    w.Set("gemma2.attn_logit_softcapping", 0.5f);
+                    w.Set("gemma2.final_logit_softcapping", 1.0f);
+                }, seed: 17);
+                break;
+            case "gemma3":
+                var gemma3 = wide with { Layers = 7, RopeBase = 1000000f };
+                Write(path, arch, gemma3, Tied(WithEachLayer(gemma3, LlamaLayout(gemma3), ("post_attention_norm.weight", 128),
+                    ("post_ffw_norm.weight", 128), ("attn_q_norm.weight", 48), ("attn_k_norm.weight", 48))), WideHeads, seed: 19);
+                break;
+            case "phi3":
+                var phi3 = shape with { KvHeads = 4, RmsEpsilon = 1e-5f };
+                Write(path, arch, phi3, LlamaLayout(phi3, fusedQkv: true, fusedGateUp: true), seed: 13);
+                break;
+            case "gpt2":
+                WriteGpt2(path, layers: 2, contextLength);
+                break;
+            default:
+                throw new ArgumentException($"no example model of architecture '{arch}'", nameof(arch));
+        }
+    }
+
     /// <summary>A random-weight GPT-2 GGUF with the real GPT-2 vocabulary: learned positions, LayerNorm with biases, fused
     /// QKV and biases everywhere (dim 64, 4 heads, ffn 256). Returns its configuration.</summary>
     public static LlamaConfig WriteGpt2(string path, int layers, int contextLength)

@@ -1,0 +1,390 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using ClockLM.Clock;
+using ClockLM.Tensors;
+
+namespace ClockLM.Models;
+
+/// <summary>
+/// The forward pass, once, for every use: a batch of rows (<see cref="TokenBatch"/>: one token, a prompt chunk, or one
+/// token of each of several sequences) enters as embeddings (instruction fetch, <see cref="Begin"/>), runs one clock
+/// cycle per layer — five stages, each a method below over all rows — and the commit turns the residual streams of
+/// the rows that want them into logits. Forward, Evaluate, batched decoding, the server's slots, stepping and tracing
+/// all run this code; the stages are its real seams, so a trace times what production runs.
+/// </summary>
+/// <remarks>
+/// <para>The cycle, per row (x is the residual stream, the register file that only write-back changes):</para>
+/// <code>
+/// fetch:      ask for this layer's and the next layers' weights, brought in while this one computes (<see cref="WeightFetch"/>)
+/// decode:     h = norm(x); q, k, v = Wq h, Wk h, Wv h (+ biases; per-head norms); rotate q, k by position (RoPE)
+/// memory:     store k, v in the cache at the row's position; attend over the cache; a = Wo attention (+ bias, norm)
+/// execute:    m = x + a (forwarded, hook_resid_mid); f = W2 act(W1 norm(m)) * W3 norm(m) (or W2 gelu(W3 norm(m) + b) + b)
+/// write-back: x = m + f
+/// </code>
+/// <para>Families differ only by data: the config's options (<see cref="LlamaConfig"/>: norm, RoPE style, activation,
+/// scales, soft-caps, sliding windows) and the weights' optional parts (<see cref="LlamaLayerWeights"/>: biases, head
+/// norms, post-norms), each tested in one place here. Every matrix product takes all rows at once
+/// (<see cref="MatMul"/>), whose results are bit-identical to one row at a time, and q/k/v (gate/up) share one quantized
+/// input (<see cref="ProductInput"/>); the rest is per row, so a row's result never depends on the batch it ran in.</para>
+/// </remarks>
+internal sealed class ForwardPass
+{
+    private readonly LlamaConfig _c;
+    private readonly LlamaWeights _w;
+    private readonly float[] _theta;        // RoPE frequencies theta_i (head_size / 2)
+    private readonly float[] _thetaSliding; // those of sliding-window layers (the same array unless their base differs)
+    private readonly float _attentionScale;
+
+    public ForwardPass(LlamaConfig config, LlamaWeights weights)
+    {
+        _c = config;
+        _w = weights;
+        _theta = RopeFrequencies(config.RopeBase, config.HeadSize, weights.RopeFrequencyFactors);
+        _thetaSliding = config.RopeBaseSliding is { } slidingBase ? RopeFrequencies(slidingBase, config.HeadSize, weights.RopeFrequencyFactors) : _theta;
+        _attentionScale = config.AttentionScale ?? 1.0f / MathF.Sqrt(config.HeadSize);
+        Costs = new StageCosts(config, weights);
+    }
+
+    /// <summary>Bytes and operations of every stage, for observers.</summary>
+    public StageCosts Costs { get; }
+
+    // theta_i = base^(-2i / head_size), divided by the model's frequency factor when it has them (Llama 3.1)
+    private static float[] RopeFrequencies(float ropeBase, int headSize, float[]? factors)
+    {
+        var theta = new float[headSize / 2];
+        for (int i = 0; i < theta.Length; i++)
+            theta[i] = 1.0f / MathF.Pow(ropeBase, 2 * i / (float)headSize) / (factors?[i] ?? 1.0f);
+        return theta;
+    }
+
+    /// <summary>The whole pass: <see cref="Begin"/>, every stage of every cycle, <see cref="Commit"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs once per token or chunk: too rarely for tiering to promote it soon
+    public void Run(TokenBatch b, WorkerPool? pool)
+    {
+        Begin(b);
+        while (b.Layer < _c.Layers) Step(b, pool);
+        Commit(b, pool);
+    }
+
+    /// <summary>Instruction fetch: every row's token embedding (scaled; plus its position's embedding in GPT-2) into
+    /// its residual stream, and the rows' RoPE angles; the clock then stands before cycle 0's fetch.</summary>
+    public void Begin(TokenBatch b)
+    {
+        long start = b.Observers.Count == 0 ? 0 : Stopwatch.GetTimestamp();
+        int n = b.Count, dim = _c.Dim, half = _c.HeadSize / 2;
+        for (int i = 0; i < n; i++)
+        {
+            Span<float> x = TokenBatch.Row(b.X, i, dim);
+            _w.TokenEmbedding.DequantizeRow(b.Tokens[i], x);
+            if (_c.EmbeddingScale != 1f) Ops.Scale(x, _c.EmbeddingScale);
+            if (_w.PositionEmbedding is { } positions)
+            {
+                Span<float> p = TokenBatch.Row(b.XB, i, dim);
+                positions.DequantizeRow(b.Positions[i], p);
+                Ops.Add(x, p);
+            }
+            if (_c.Rope == RopeStyle.None) continue;
+            Ops.RopeAngles(b.Positions[i], _theta, TokenBatch.Row(b.RopeCos, i, half), TokenBatch.Row(b.RopeSin, i, half));
+            if (_thetaSliding != _theta)
+                Ops.RopeAngles(b.Positions[i], _thetaSliding, TokenBatch.Row(b.RopeCosSliding, i, half), TokenBatch.Row(b.RopeSinSliding, i, half));
+        }
+        (b.Layer, b.NextStage, b.InFlight) = (0, Stage.Fetch, true);
+        if (b.Observers.Count == 0) return;
+        b.StartTimestamp = start;
+        b.EmbeddingTicks = Stopwatch.GetTimestamp() - start;
+    }
+
+    /// <summary>Runs the next stage of the batch's current cycle and advances the clock; observers get its event.</summary>
+    public void Step(TokenBatch b, WorkerPool? pool)
+    {
+        int layer = b.Layer;
+        Stage stage = b.NextStage;
+        long start = b.Observers.Count == 0 ? 0 : Stopwatch.GetTimestamp();
+        switch (stage)
+        {
+            case Stage.Fetch: b.FetchedBytes = Fetch(layer); break;
+            case Stage.Decode: Decode(b, layer, pool); break;
+            case Stage.Memory: Memory(b, layer, pool); break;
+            case Stage.Execute: Execute(b, layer, pool); break;
+            case Stage.WriteBack: WriteBack(b, layer); break;
+        }
+        if (stage == Stage.WriteBack) (b.Layer, b.NextStage) = (layer + 1, Stage.Fetch);
+        else b.NextStage = stage + 1;
+
+        if (b.Observers.Count == 0) return;
+        var e = Costs.Event(b, layer, stage, start, Stopwatch.GetTimestamp() - start);
+        foreach (var o in b.Observers) o.OnStage(e);
+    }
+
+    // Fetch: ask for this layer's weights and the next ones' (the output head after the last layer), which come in while
+    // this one computes. Only weights still in the file's pages are fetched, each once; after that the stage is idle.
+    private long Fetch(int layer) => _w.Fetch?.Ahead(layer) ?? 0;
+
+    // Decode: normalise the residual stream, project to q, k, v (plus their biases: Qwen 2, GPT-2), normalise every
+    // q and k head (Qwen 3, Gemma 3), rotate q and k by position (not in GPT-2).
+    private void Decode(TokenBatch b, int layer, WorkerPool? pool)
+    {
+        LlamaLayerWeights w = _w.Layers[layer];
+        int n = b.Count, dim = _c.Dim, qDim = _c.QDim, kvDim = _c.KvDim, half = _c.HeadSize / 2;
+        if (b.Hooked) Hook(b, ActivationPoint.ResidPre, layer, b.X, dim);
+        for (int i = 0; i < n; i++) Normalize(TokenBatch.Row(b.XB, i, dim), TokenBatch.Row(b.X, i, dim), w.AttnNorm, w.AttnNormBias);
+        var input = Load(b.Normed, b.XB, n, dim); // quantized once for all three
+        MatMul.Multiply(w.Wq, input, b.Q, pool);
+        MatMul.Multiply(w.Wk, input, b.K, pool);
+        MatMul.Multiply(w.Wv, input, b.V, pool);
+        bool sliding = _c.IsSliding(layer) && _thetaSliding != _theta;
+        float[] cos = sliding ? b.RopeCosSliding : b.RopeCos, sin = sliding ? b.RopeSinSliding : b.RopeSin;
+        for (int i = 0; i < n; i++)
+        {
+            Span<float> q = TokenBatch.Row(b.Q, i, qDim), k = TokenBatch.Row(b.K, i, kvDim), v = TokenBatch.Row(b.V, i, kvDim);
+            if (w.BiasQ is not null) Ops.Add(q, w.BiasQ);
+            if (w.BiasK is not null) Ops.Add(k, w.BiasK);
+            if (w.BiasV is not null) Ops.Add(v, w.BiasV);
+            if (w.QNorm is not null) RmsNormHeads(q, w.QNorm);
+            if (w.KNorm is not null) RmsNormHeads(k, w.KNorm);
+            if (_c.Rope == RopeStyle.None) continue;
+            ReadOnlySpan<float> rowCos = TokenBatch.Row(cos, i, half), rowSin = TokenBatch.Row(sin, i, half);
+            Ops.Rope(q, _c.HeadSize, _c.Rope, rowCos, rowSin);
+            Ops.Rope(k, _c.HeadSize, _c.Rope, rowCos, rowSin);
+        }
+    }
+
+    // Memory: every row's key and value into its sequence's cache, before any row attends, so a prompt token sees the
+    // earlier tokens of its chunk (and never a later one: attention stops at its position); then attention of every
+    // (row, head) over the row's own cache, and the output projection (normalised again in Gemma).
+    private void Memory(TokenBatch b, int layer, WorkerPool? pool)
+    {
+        LlamaLayerWeights w = _w.Layers[layer];
+        int n = b.Count, dim = _c.Dim, kvDim = _c.KvDim;
+        for (int i = 0; i < n; i++)
+        {
+            var cache = b.Sequences[i].Cache;
+            TokenBatch.Row(b.K, i, kvDim).CopyTo(cache.Key(layer, b.Positions[i]));
+            TokenBatch.Row(b.V, i, kvDim).CopyTo(cache.Value(layer, b.Positions[i]));
+        }
+        Attend(b, layer, pool);
+        MatMul.Multiply(w.Wo, Load(b.HeadsInput, b.Heads, n, _c.QDim), b.AttnOut, pool);
+        for (int i = 0; i < n; i++)
+        {
+            Span<float> o = TokenBatch.Row(b.AttnOut, i, dim);
+            if (w.BiasO is not null) Ops.Add(o, w.BiasO);
+            if (w.PostAttnNorm is not null) RmsNorm(o, o, w.PostAttnNorm, _c.RmsEpsilon);
+        }
+        if (b.Hooked) Hook(b, ActivationPoint.AttnOut, layer, b.AttnOut, dim);
+    }
+
+    // Execute: the feed-forward network on the residual stream with the attention output forwarded into it (m = x + a):
+    // gated, w2(act(w1 h) * w3 h) with act = silu (SwiGLU) or gelu (Gemma), or plain, w2 gelu(w3 h + b) + b (GPT-2);
+    // its output normalised again in Gemma.
+    private void Execute(TokenBatch b, int layer, WorkerPool? pool)
+    {
+        LlamaLayerWeights w = _w.Layers[layer];
+        int n = b.Count, dim = _c.Dim, hidden = _c.HiddenDim;
+        for (int i = 0; i < n; i++) Ops.Sum(TokenBatch.Row(b.Mid, i, dim), TokenBatch.Row(b.X, i, dim), TokenBatch.Row(b.AttnOut, i, dim));
+        if (b.Hooked) Hook(b, ActivationPoint.ResidMid, layer, b.Mid, dim);
+        for (int i = 0; i < n; i++) Normalize(TokenBatch.Row(b.XB, i, dim), TokenBatch.Row(b.Mid, i, dim), w.FfnNorm, w.FfnNormBias);
+        var input = Load(b.Normed, b.XB, n, dim); // quantized once for gate and up
+        if (_c.FeedForward == FeedForward.Gelu)
+        {
+            MatMul.Multiply(w.W3, input, b.HB, pool);
+            if (w.BiasUp is not null)
+                for (int i = 0; i < n; i++) Ops.Add(TokenBatch.Row(b.HB, i, hidden), w.BiasUp);
+        }
+        else
+        {
+            MatMul.Multiply(w.W1, input, b.HB, pool);
+            MatMul.Multiply(w.W3, input, b.HB2, pool);
+        }
+        // The activation, row by row (element-wise, so split across the pool it is the same arithmetic).
+        var activation = new ActivationJob { Kind = _c.FeedForward, Gate = b.HB, Up = b.HB2, Width = hidden };
+        if (pool is null || n < 2) activation.Execute(0, n);
+        else pool.Run(activation, n);
+        MatMul.Multiply(w.W2, Load(b.Hidden, b.HB, n, hidden), b.FfnOut, pool);
+        for (int i = 0; i < n; i++)
+        {
+            Span<float> f = TokenBatch.Row(b.FfnOut, i, dim);
+            if (w.BiasDown is not null) Ops.Add(f, w.BiasDown);
+            if (w.PostFfnNorm is not null) RmsNorm(f, f, w.PostFfnNorm, _c.RmsEpsilon);
+        }
+        if (b.Hooked) Hook(b, ActivationPoint.MlpOut, layer, b.FfnOut, dim);
+    }
+
+    // Write-back: the residual stream takes the attention and feed-forward outputs, x = (x + a) + f.
+    private void WriteBack(TokenBatch b, int layer)
+    {
+        int dim = _c.Dim;
+        for (int i = 0; i < b.Count; i++) Ops.Sum(TokenBatch.Row(b.X, i, dim), TokenBatch.Row(b.Mid, i, dim), TokenBatch.Row(b.FfnOut, i, dim));
+        if (b.Hooked) Hook(b, ActivationPoint.ResidPost, layer, b.X, dim);
+    }
+
+    /// <summary>
+    /// Commit: the final norm and output head turn the residual streams of rows <see cref="TokenBatch.LogitsFrom"/>..
+    /// into logits (soft-capped in Gemma 2), each in its sequence's logits, and every row retires: each sequence is left
+    /// as after its last row, position, token and residual stream.
+    /// </summary>
+    public void Commit(TokenBatch b, WorkerPool? pool)
+    {
+        long start = b.Observers.Count == 0 ? 0 : Stopwatch.GetTimestamp();
+        int n = b.Count, dim = _c.Dim, vocab = _c.VocabSize, first = b.LogitsFrom, withLogits = n - first;
+        for (int i = first; i < n; i++)
+            Normalize(TokenBatch.Row(b.XB, i, dim), TokenBatch.Row(b.X, i, dim), _w.FinalNorm, _w.FinalNormBias);
+        if (withLogits > 0)
+        {
+            // One row's logits go straight to its sequence; several rows' through the batch's buffer.
+            float[] logits = withLogits == 1 ? b.Sequences[first].LogitsBuffer : b.Logits(withLogits);
+            MatMul.Multiply(_w.Output, b.Normed.Load(b.XB, first, withLogits, dim), logits, pool);
+            for (int i = first; i < n; i++)
+            {
+                Span<float> rowLogits = withLogits == 1 ? logits : logits.AsSpan((i - first) * vocab, vocab);
+                if (_c.FinalSoftcap > 0) Ops.Softcap(rowLogits, _c.FinalSoftcap);
+                if (withLogits > 1) rowLogits.CopyTo(b.Sequences[i].LogitsBuffer);
+            }
+        }
+        for (int i = 0; i < n; i++) b.Sequences[i].Retire(b.Positions[i], TokenBatch.Row(b.X, i, dim));
+        b.InFlight = false;
+
+        if (b.Observers.Count == 0) return;
+        long end = Stopwatch.GetTimestamp();
+        var e = Costs.Commit(b, withLogits, end - b.StartTimestamp, end - start);
+        foreach (var o in b.Observers) o.OnToken(e);
+    }
+
+    /// <summary>The logits of row <paramref name="i"/> of the last commit (overwritten by the next one).</summary>
+    public ReadOnlySpan<float> RowLogits(TokenBatch b, int i) =>
+        b.Count - b.LogitsFrom == 1 ? b.Sequences[i].LogitsBuffer : b.Logits(b.Count - b.LogitsFrom).AsSpan((i - b.LogitsFrom) * _c.VocabSize, _c.VocabSize);
+
+    /// <summary>
+    /// Attention of every (row, head): softmax over t of q · k_t · scale (soft-capped in Gemma 2) for the positions the
+    /// row sees (all up to its own, or the last window of them on a sliding layer), then the weighted sum of the values,
+    /// into <see cref="TokenBatch.Heads"/>. Query head h reads key/value head h / group (GQA). With a hook attached the
+    /// weights of all heads of a row are kept (heads, pos+1) for <see cref="ActivationPoint.AttentionPattern"/> before
+    /// the sums; the float operations are the same either way.
+    /// </summary>
+    private void Attend(TokenBatch b, int layer, WorkerPool? pool)
+    {
+        int n = b.Count, heads = _c.Heads, items = n * heads;
+        var job = new AttentionJob
+        {
+            Batch = b, Layer = layer, Heads = heads, HeadSize = _c.HeadSize, KvDim = _c.KvDim, KvGroup = _c.KvGroup,
+            Scale = _attentionScale, Softcap = _c.AttentionSoftcap, Window = _c.IsSliding(layer) ? _c.SlidingWindow : 0,
+        };
+        // Splitting pays when the items hold enough work to amortise waking the pool (tens of microseconds).
+        long work = 0;
+        for (int i = 0; i < n; i++) work += (long)(b.Positions[i] + 1) * _c.QDim;
+        bool split = pool is not null && items >= 2 && work >= 32 * 1024;
+        if (!b.Hooked)
+        {
+            job.Phase = AttentionJob.Whole;
+            Run(job, items, split ? pool : null);
+            return;
+        }
+        job.Patterns = b.Patterns(_c.Heads);
+        job.Phase = AttentionJob.Weights;
+        Run(job, items, split ? pool : null);
+        for (int i = 0; i < n; i++)
+            if (b.Sequences[i].Hook is { } hook)
+                hook(ActivationPoint.AttentionPattern, layer, b.Positions[i], b.Pattern(i, heads));
+        job.Phase = AttentionJob.Sums;
+        Run(job, items, split ? pool : null);
+    }
+
+    private static void Run<TJob>(TJob job, int items, WorkerPool? pool) where TJob : struct, IRowRangeJob
+    {
+        if (pool is null) job.Execute(0, items);
+        else pool.Run(job, items);
+    }
+
+    /// <summary>Attention of items [start, end), item = row * heads + head; heads do not interact, so any split of the
+    /// items across threads gives the same results.</summary>
+    private struct AttentionJob : IRowRangeJob
+    {
+        public const int Whole = 0, Weights = 1, Sums = 2;
+        [ThreadStatic] private static float[]? _scores;
+
+        public TokenBatch Batch;
+        public float[]? Patterns; // (rows, heads, pos+1) when a hook reads them, row i at Batch.PatternOffset(i)
+        public int Phase, Layer, Heads, HeadSize, KvDim, KvGroup, Window;
+        public float Scale, Softcap;
+
+        public readonly void Execute(int start, int end)
+        {
+            var b = Batch;
+            for (int item = start; item < end; item++)
+            {
+                int i = item / Heads, h = item % Heads, pos = b.Positions[i], count = pos + 1;
+                var cache = b.Sequences[i].Cache;
+                int kvOffset = h / KvGroup * HeadSize, qDim = Heads * HeadSize;
+                Span<float> att;
+                if (Patterns is null)
+                {
+                    var scores = _scores;
+                    if (scores is null || scores.Length < count) _scores = scores = new float[Math.Max(count, 256)];
+                    att = scores.AsSpan(0, count);
+                }
+                else att = Patterns.AsSpan(b.PatternOffset(i) + h * count, count);
+
+                if (Phase != Sums)
+                {
+                    // A sliding-window layer sees positions first..pos only; the ones before get weight 0.
+                    int first = Window > 0 ? Math.Max(0, pos - Window + 1) : 0;
+                    att[..first].Fill(float.NegativeInfinity);
+                    AttentionKernels.Scores(b.Q.AsSpan(i * qDim + h * HeadSize, HeadSize), cache.Keys(Layer, count)[(first * KvDim + kvOffset)..],
+                        KvDim, Scale, att[first..]);
+                    if (Softcap > 0) Ops.Softcap(att[first..], Softcap);
+                    AttentionKernels.Softmax(att);
+                }
+                if (Phase != Weights)
+                    AttentionKernels.WeightedSum(att, cache.Values(Layer, count)[kvOffset..], KvDim, b.Heads.AsSpan(i * qDim + h * HeadSize, HeadSize));
+            }
+        }
+    }
+
+    /// <summary>The feed-forward activation of rows [start, end): gelu(up), gelu(gate) * up or silu(gate) * up into gate.</summary>
+    private struct ActivationJob : IRowRangeJob
+    {
+        public FeedForward Kind;
+        public float[] Gate, Up;
+        public int Width;
+
+        public readonly void Execute(int start, int end)
+        {
+            Span<float> gate = Gate.AsSpan(start * Width, (end - start) * Width);
+            ReadOnlySpan<float> up = Up.AsSpan(start * Width, (end - start) * Width);
+            if (Kind == FeedForward.Gelu) Ops.Gelu(gate);
+            else if (Kind == FeedForward.GeluGated) Ops.GeluGated(gate, up);
+            else GatedActivation.SwiGlu(gate, up);
+        }
+    }
+
+    /// <summary>Calls each row's hook (if its sequence has one) with the row of <paramref name="buffer"/>.</summary>
+    private static void Hook(TokenBatch b, ActivationPoint point, int layer, float[] buffer, int width)
+    {
+        for (int i = 0; i < b.Count; i++)
+            b.Sequences[i].Hook?.Invoke(point, layer, b.Positions[i], TokenBatch.Row(buffer, i, width));
+    }
+
+    /// <summary>Rows [0, rows) of the pinned <paramref name="buffer"/> as <paramref name="input"/>, loaded afresh.</summary>
+    private static ProductInput Load(ProductInput input, float[] buffer, int rows, int width) => input.Load(buffer, 0, rows, width);
+
+    /// <summary>The model's normalisation: RMSNorm, or LayerNorm with <paramref name="bias"/>.</summary>
+    private void Normalize(Span<float> output, ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float[]? bias)
+    {
+        if (_c.Normalization == Normalization.RmsNorm) RmsNorm(output, x, weight, _c.RmsEpsilon);
+        else Ops.LayerNorm(output, x, weight, bias, _c.RmsEpsilon);
+    }
+
+    private static void RmsNorm(Span<float> output, ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps) =>
+        Ops.RmsNorm(output, x, weight, eps);
+
+    /// <summary>RMSNorm of each head of <paramref name="vec"/> on its own, in place, with one weight (head_size) for all.</summary>
+    private void RmsNormHeads(Span<float> vec, ReadOnlySpan<float> weight)
+    {
+        int headSize = _c.HeadSize;
+        for (int h = 0; h < vec.Length; h += headSize)
+        {
+            Span<float> head = vec.Slice(h, headSize);
+            RmsNorm(head, head, weight, _c.RmsEpsilon);
+        }
+    }
+}
