@@ -53,18 +53,19 @@ public sealed record HeldOutScore(int Tokens, long Bytes, double Nats, int Conte
         if (stream.Count == 0) throw new ArgumentException("the text has no tokens to score", nameof(text));
 
         var transformer = model.CreateTransformer(window, pool);
+        int vocab = model.Config.VocabSize;
+        var inputs = new int[window - 1];
+        var logits = new float[(window - 1) * vocab];
         double nats = 0;
         for (int start = 0; start < stream.Count; start += window - 1)
         {
+            // Positions 0..count−1 read BOS then the window's tokens but its last; position t predicts token start + t.
             int count = Math.Min(window - 1, stream.Count - start);
-            int input = bos;
+            inputs[0] = bos;
+            for (int t = 1; t < count; t++) inputs[t] = stream[start + t - 1];
+            transformer.Evaluate(inputs.AsSpan(0, count), 0, logits.AsSpan(0, count * vocab));
             for (int t = 0; t < count; t++)
-            {
-                var logits = transformer.Forward(input, t);
-                int target = stream[start + t];
-                nats += NegativeLogSoftmax(logits, target);
-                input = target;
-            }
+                nats += NegativeLogSoftmax(logits.AsSpan(t * vocab, vocab), stream[start + t]);
         }
         return new HeldOutScore(stream.Count, bytes, nats, window);
     }
