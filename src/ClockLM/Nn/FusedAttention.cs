@@ -13,7 +13,9 @@ namespace ClockLM.Nn;
 /// (batch·T × kvHeads·hs), query head h reads key/value head h / (heads / kvHeads). One work item is one (sequence,
 /// key/value head): it runs the query heads of its group one after another, so only it writes their dk and dv, and
 /// each sum runs in a fixed order on one thread whatever the thread count. Queries go in blocks of 48 rows; the block
-/// [i0, i1) attends to keys [0, i1), so only the block on the diagonal computes scores it then masks.
+/// [i0, i1) attends to keys [0, i1), so only the block on the diagonal computes scores it then masks. An item packs
+/// its keys and values for the products once (<see cref="Gemm.Pack"/>), and every block and query head of the group
+/// multiplies by the leading part it needs.
 /// <code>
 /// forward:  S = Q·Kᵀ (block × keys);  L_t = ln Σ_{s≤t} e^(S_ts/√hs);  P_ts = e^(S_ts/√hs − L_t) (0 for s &gt; t);  Y = P·V
 /// backward: dP = dY·Vᵀ;  D_t = dY_t·Y_t;  dS = P ⊙ (dP − D) / √hs;  dQ += dS·K;  dK += dSᵀ·Q;  dV += Pᵀ·dY
@@ -24,6 +26,9 @@ internal static unsafe class FusedAttention
     private const int QueryBlock = 48;
     [ThreadStatic] private static float[]? _scores;
     [ThreadStatic] private static float[]? _scoreGrads;
+    [ThreadStatic] private static float[]? _packed1;
+    [ThreadStatic] private static float[]? _packed2;
+    [ThreadStatic] private static float[]? _packed3;
 
     /// <summary>The sizes of one attention call.</summary>
     public readonly record struct Shape(int Batch, int SeqLen, int Heads, int KvHeads, int HeadSize)
@@ -67,16 +72,18 @@ internal static unsafe class FusedAttention
         int b = item / shape.KvHeads, kvh = item % shape.KvHeads;
         float* keys0 = k + (long)b * T * kvDim + kvh * hs, values0 = v + (long)b * T * kvDim + kvh * hs;
         float* scores = Gemm.PinnedBuffer(ref _scores, (long)QueryBlock * T);
+        // Kᵀ (hs × T) for the scores, V (T × hs) for the outputs.
+        var keysT = Gemm.Pack(StridedMatrix.Transposed(keys0, kvDim), hs, T, Gemm.PinnedBuffer(ref _packed1, Gemm.PackedLength(hs, T)));
+        var values = Gemm.Pack(StridedMatrix.RowMajor(values0, kvDim), T, hs, Gemm.PinnedBuffer(ref _packed2, Gemm.PackedLength(T, hs)));
         for (int h = kvh * shape.Group; h < (kvh + 1) * shape.Group; h++)
         {
             float* queries0 = q + (long)b * T * dim + h * hs, out0 = y + (long)b * T * dim + h * hs;
             for (int i0 = 0; i0 < T; i0 += QueryBlock)
             {
                 int rows = Math.Min(QueryBlock, T - i0), keys = i0 + rows;
-                Probabilities(queries0 + (long)i0 * dim, keys0, scores, rows, keys, i0, shape, logSumExp + ((long)b * T + i0) * shape.Heads + h, recompute: false);
+                Probabilities(queries0 + (long)i0 * dim, keysT, scores, rows, keys, i0, shape, logSumExp + ((long)b * T + i0) * shape.Heads + h, recompute: false);
                 // Y_block = P·V[0, keys)
-                Gemm.Multiply(StridedMatrix.RowMajor(scores, keys), StridedMatrix.RowMajor(values0, kvDim),
-                    out0 + (long)i0 * dim, dim, rows, hs, keys, accumulate: false, pool: null);
+                Gemm.MultiplyPacked(StridedMatrix.RowMajor(scores, keys), values, out0 + (long)i0 * dim, dim, rows, hs, keys, accumulate: false, pool: null);
             }
         }
     }
@@ -90,6 +97,10 @@ internal static unsafe class FusedAttention
         float* keys0 = k + kvOffset, values0 = v + kvOffset, dKeys0 = dk + kvOffset, dValues0 = dv + kvOffset;
         float* p = Gemm.PinnedBuffer(ref _scores, (long)QueryBlock * T);
         float* g = Gemm.PinnedBuffer(ref _scoreGrads, (long)QueryBlock * T);
+        // Kᵀ (hs × T) for the scores, Vᵀ (hs × T) for dP, K (T × hs) for dQ.
+        var keysT = Gemm.Pack(StridedMatrix.Transposed(keys0, kvDim), hs, T, Gemm.PinnedBuffer(ref _packed1, Gemm.PackedLength(hs, T)));
+        var valuesT = Gemm.Pack(StridedMatrix.Transposed(values0, kvDim), hs, T, Gemm.PinnedBuffer(ref _packed2, Gemm.PackedLength(hs, T)));
+        var keyRows = Gemm.Pack(StridedMatrix.RowMajor(keys0, kvDim), T, hs, Gemm.PinnedBuffer(ref _packed3, Gemm.PackedLength(T, hs)));
         float scale = shape.Scale;
         for (int h = kvh * shape.Group; h < (kvh + 1) * shape.Group; h++)
         {
@@ -99,9 +110,9 @@ internal static unsafe class FusedAttention
                 int rows = Math.Min(QueryBlock, T - i0), keys = i0 + rows;
                 float* queries = q + qOffset + (long)i0 * dim, dQueries = dq + qOffset + (long)i0 * dim;
                 float* outs = y + qOffset + (long)i0 * dim, dOuts = dy + qOffset + (long)i0 * dim;
-                Probabilities(queries, keys0, p, rows, keys, i0, shape, logSumExp + ((long)b * T + i0) * shape.Heads + h, recompute: true);
+                Probabilities(queries, keysT, p, rows, keys, i0, shape, logSumExp + ((long)b * T + i0) * shape.Heads + h, recompute: true);
                 // dP = dY·Vᵀ (rows × keys)
-                Gemm.Multiply(StridedMatrix.RowMajor(dOuts, dim), StridedMatrix.Transposed(values0, kvDim), g, keys, rows, keys, hs, accumulate: false, pool: null);
+                Gemm.MultiplyPacked(StridedMatrix.RowMajor(dOuts, dim), valuesT, g, keys, rows, keys, hs, accumulate: false, pool: null);
                 for (int r = 0; r < rows; r++)
                 {
                     float* dOut = dOuts + (long)r * dim, o = outs + (long)r * dim;
@@ -110,7 +121,7 @@ internal static unsafe class FusedAttention
                     ScoreGradients(p + (long)r * keys, g + (long)r * keys, keys, d, scale);
                 }
                 // dQ += dS·K;  dK += dSᵀ·Q;  dV += Pᵀ·dY
-                Gemm.Multiply(StridedMatrix.RowMajor(g, keys), StridedMatrix.RowMajor(keys0, kvDim), dQueries, dim, rows, hs, keys, accumulate: true, pool: null);
+                Gemm.MultiplyPacked(StridedMatrix.RowMajor(g, keys), keyRows, dQueries, dim, rows, hs, keys, accumulate: true, pool: null);
                 Gemm.Multiply(StridedMatrix.Transposed(g, keys), StridedMatrix.RowMajor(queries, dim), dKeys0, kvDim, keys, hs, rows, accumulate: true, pool: null);
                 Gemm.Multiply(StridedMatrix.Transposed(p, keys), StridedMatrix.RowMajor(dOuts, dim), dValues0, kvDim, keys, hs, rows, accumulate: true, pool: null);
             }
@@ -122,9 +133,9 @@ internal static unsafe class FusedAttention
     /// e^(S/√hs − L_t) for keys 0..t and zeros after. The forward pass computes L_t and stores it at
     /// <paramref name="logSumExp"/>[r·heads]; the backward pass (<paramref name="recompute"/>) reads it back.
     /// </summary>
-    private static void Probabilities(float* queries, float* keys0, float* p, int rows, int keys, int i0, Shape shape, float* logSumExp, bool recompute)
+    private static void Probabilities(float* queries, Gemm.PackedPanels keysT, float* p, int rows, int keys, int i0, Shape shape, float* logSumExp, bool recompute)
     {
-        Gemm.Multiply(StridedMatrix.RowMajor(queries, shape.Dim), StridedMatrix.Transposed(keys0, shape.KvDim), p, keys, rows, keys, shape.HeadSize, accumulate: false, pool: null);
+        Gemm.MultiplyPacked(StridedMatrix.RowMajor(queries, shape.Dim), keysT, p, keys, rows, keys, shape.HeadSize, accumulate: false, pool: null);
         float scale = shape.Scale;
         for (int r = 0; r < rows; r++)
         {

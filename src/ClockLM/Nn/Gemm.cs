@@ -52,29 +52,62 @@ internal static unsafe class Gemm
             return;
         }
         int panels = (n + Nr - 1) / Nr;
-        float* packed = PinnedBuffer(ref _packedB, (long)panels * Nr * k);
+        float* packed = PinnedBuffer(ref _packedB, PackedLength(k, n));
         bool parallel = pool != null && (long)m * n * k >= ParallelWork;
         var pack = new PackJob { B = b, Packed = packed, N = n, K = k };
         if (parallel) pool!.Run(pack, panels);
         else pack.Execute(0, panels);
+        MultiplyPacked(a, new PackedPanels(packed, k * Nr), c, ldc, m, n, k, accumulate, parallel ? pool : null);
+    }
 
+    /// <summary>Floats <see cref="Pack"/> writes for a k×n matrix.</summary>
+    public static long PackedLength(int k, int n) => (long)(n + Nr - 1) / Nr * Nr * k;
+
+    /// <summary>
+    /// Copies B (k×n) into panels of 16 columns at <paramref name="buffer"/> (<see cref="PackedLength"/> floats), for
+    /// several products by <see cref="MultiplyPacked"/> (attention multiplies every block of queries by the same keys).
+    /// </summary>
+    public static PackedPanels Pack(StridedMatrix b, int k, int n, float* buffer)
+    {
+        new PackJob { B = b, Packed = buffer, N = n, K = k }.Execute(0, (n + Nr - 1) / Nr);
+        return new PackedPanels(buffer, k * Nr);
+    }
+
+    /// <summary>C = A·B (or C += A·B) for a B packed by <see cref="Pack"/>: its first <paramref name="k"/> rows and first
+    /// <paramref name="n"/> columns, so one packed matrix serves the products of any of its leading blocks. The same bits
+    /// as <see cref="Multiply"/>.</summary>
+    public static void MultiplyPacked(StridedMatrix a, PackedPanels b, float* c, int ldc, int m, int n, int k, bool accumulate, WorkerPool? pool)
+    {
+        if (m <= 0 || n <= 0) return;
+        if (k <= 0 || !Vectorized)
+        {
+            // The plain loop, reading B from its panels.
+            PlainLoop(a, new StridedMatrix(b.Data, Nr, 1), c, ldc, m, n, k, accumulate, b.PanelStride);
+            return;
+        }
         int rowBlocks = (m + Mc - 1) / Mc, columnBlocks = (n + Nc - 1) / Nc;
         var tiles = new TileJob
         {
-            A = a, PackedB = packed, C = c, Ldc = ldc, M = m, N = n, K = k, Accumulate = accumulate, ColumnBlocks = columnBlocks,
+            A = a, PackedB = b, C = c, Ldc = ldc, M = m, N = n, K = k, Accumulate = accumulate, ColumnBlocks = columnBlocks,
         };
-        if (parallel) pool!.Run(tiles, rowBlocks * columnBlocks);
+        if (pool != null && (long)m * n * k >= ParallelWork) pool.Run(tiles, rowBlocks * columnBlocks);
         else tiles.Execute(0, rowBlocks * columnBlocks);
     }
 
     /// <summary>The plain product, the reference the vector path equals bit for bit.</summary>
-    public static void Reference(StridedMatrix a, StridedMatrix b, float* c, int ldc, int m, int n, int k, bool accumulate)
+    public static void Reference(StridedMatrix a, StridedMatrix b, float* c, int ldc, int m, int n, int k, bool accumulate) =>
+        PlainLoop(a, b, c, ldc, m, n, k, accumulate, panelStride: 0);
+
+    /// <summary>The plain product; with a <paramref name="panelStride"/>, B's columns come in panels of 16 that far apart.</summary>
+    private static void PlainLoop(StridedMatrix a, StridedMatrix b, float* c, int ldc, int m, int n, int k, bool accumulate, int panelStride)
     {
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++)
             {
+                var column = panelStride == 0 ? b : new StridedMatrix(b.Data + (long)(j / Nr) * panelStride, b.RowStride, b.ColumnStride);
+                int jj = panelStride == 0 ? j : j % Nr;
                 float sum = accumulate ? c[(long)i * ldc + j] : 0f;
-                for (int p = 0; p < k; p++) sum = MathF.FusedMultiplyAdd(a[i, p], b[p, j], sum);
+                for (int p = 0; p < k; p++) sum = MathF.FusedMultiplyAdd(a[i, p], column[p, jj], sum);
                 c[(long)i * ldc + j] = sum;
             }
     }
@@ -120,7 +153,8 @@ internal static unsafe class Gemm
     private struct TileJob : IRowRangeJob
     {
         public StridedMatrix A;
-        public float* PackedB, C;
+        public PackedPanels PackedB;
+        public float* C;
         public int Ldc, M, N, K, ColumnBlocks;
         public bool Accumulate;
 
@@ -139,7 +173,7 @@ internal static unsafe class Gemm
                     bool load = Accumulate || p0 > 0;
                     for (int j = j0; j < j1; j += Nr)
                     {
-                        float* bp = PackedB + (long)(j / Nr) * K * Nr + (long)p0 * Nr;
+                        float* bp = PackedB.Data + (long)(j / Nr) * PackedB.PanelStride + (long)p0 * Nr;
                         int columns = Math.Min(Nr, j1 - j);
                         for (int r = 0; r < rows; r += Mr)
                         {
@@ -239,6 +273,14 @@ internal static unsafe class Gemm
         c30.Store(w); c31.Store(w + 8); w += ldc;
         c40.Store(w); c41.Store(w + 8); w += ldc;
         c50.Store(w); c51.Store(w + 8);
+    }
+
+    /// <summary>B of a product in panels of 16 columns: depth step p of panel q (columns 16q..16q+16) at
+    /// <c>Data + q·PanelStride + 16p</c>.</summary>
+    internal readonly struct PackedPanels(float* data, int panelStride)
+    {
+        public readonly float* Data = data;
+        public readonly int PanelStride = panelStride;
     }
 
     /// <summary>The start, 64-byte aligned, of a pinned buffer of at least <paramref name="length"/> floats held in

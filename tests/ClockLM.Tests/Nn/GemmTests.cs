@@ -43,6 +43,33 @@ public unsafe class GemmTests
                     }
     }
 
+    [FmaFact]
+    public void APackedMatrixServesProductsOfItsLeadingBlocks()
+    {
+        // Attention packs a sequence's keys once and multiplies every block of queries by the first keys it sees.
+        var random = new Random(11);
+        float[] Values(int count) => [.. Enumerable.Range(0, count).Select(_ => (float)(random.NextDouble() * 2 - 1))];
+        int m = 13, k = 70, n = 45;
+        var a = Values(m * k);
+        var b = Values(k * n);
+        var buffer = new float[Gemm.PackedLength(k, n) + 16];
+        fixed (float* pa = a, pb = b, pbuf = buffer)
+        {
+            var packed = Gemm.Pack(StridedMatrix.Transposed(pb, k), k, n, pbuf);
+            foreach (var (kk, nn) in new[] { (70, 45), (70, 17), (33, 45), (1, 1), (64, 32) })
+            {
+                var expected = new float[m * nn];
+                var actual = new float[m * nn];
+                fixed (float* pe = expected, pc = actual)
+                {
+                    Gemm.Reference(StridedMatrix.RowMajor(pa, k), StridedMatrix.Transposed(pb, k), pe, nn, m, nn, kk, accumulate: false);
+                    Gemm.MultiplyPacked(StridedMatrix.RowMajor(pa, k), packed, pc, nn, m, nn, kk, accumulate: false, pool: null);
+                }
+                Assert.True(expected.AsSpan().SequenceEqual(actual), $"leading {kk}x{nn}");
+            }
+        }
+    }
+
     [Fact]
     public void ProductOfKnownMatricesIntoAWiderOutput()
     {
