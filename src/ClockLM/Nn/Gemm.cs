@@ -16,17 +16,18 @@ namespace ClockLM.Nn;
 /// as the vector path.</para>
 /// <para>The vector path is the classic packed product (Goto and van de Geijn; BLIS): B is copied once into panels of
 /// 16 columns, each panel's rows one after another; a work item is a block of at most 96 rows by 192 columns of C,
-/// and for every 256 values of depth it copies its rows of A into micro-panels of 6 rows, each depth step's 6 values
-/// together. The micro-kernel keeps a 6×16 tile of C in twelve 8-lane registers; per depth step it loads 16 values of
-/// B, broadcasts 6 of A and does 12 fused multiply-adds, so its loads stay well below the two FMA pipes' rate. A tile
-/// at the edge of C runs in a 6×16 scratch tile and copies its part back.</para>
+/// run 256 values of depth at a time. The micro-kernel keeps a 6×16 tile of C in twelve 8-lane registers; per depth
+/// step it loads 16 values of B, broadcasts 6 of A and does 12 fused multiply-adds, so its loads stay well below the
+/// two FMA pipes' rate. It reads A where it lies, through its strides (a row-major x or dy, or a transposed dy), so A
+/// is not copied; only a last micro-panel of fewer than 6 rows is copied out with zero rows. A tile at the edge of C
+/// runs in a 6×16 scratch tile and copies its part back.</para>
 /// </remarks>
 internal static unsafe class Gemm
 {
     private const int Mr = 6, Nr = 16;
     /// <summary>Depth of one pass: a micro-panel of A (6×256) and of B (256×16) fit the first-level cache together.</summary>
     private const int Kc = 256;
-    /// <summary>Rows of a work item: its packed A (96×256 floats, 96 KB) stays in the second-level cache.</summary>
+    /// <summary>Rows of a work item: its part of A (96×256 floats, 96 KB) stays in the second-level cache.</summary>
     private const int Mc = 96;
     /// <summary>Columns of a work item.</summary>
     private const int Nc = 192;
@@ -160,7 +161,7 @@ internal static unsafe class Gemm
 
         public readonly void Execute(int start, int end)
         {
-            float* packedA = PinnedBuffer(ref _packedA, Mc * Kc);
+            float* packedA = PinnedBuffer(ref _packedA, Mr * Kc);
             float* edge = stackalloc float[Mr * Nr];
             for (int item = start; item < end; item++)
             {
@@ -169,7 +170,9 @@ internal static unsafe class Gemm
                 for (int p0 = 0; p0 < K; p0 += Kc)
                 {
                     int kc = Math.Min(Kc, K - p0);
-                    PackA(A, i0, rows, p0, kc, packedA);
+                    // Full micro-panels read A where it lies; the last, short one is copied out with zero rows.
+                    int fullRows = rows / Mr * Mr;
+                    if (fullRows < rows) PackA(A, i0 + fullRows, rows - fullRows, p0, kc, packedA);
                     bool load = Accumulate || p0 > 0;
                     for (int j = j0; j < j1; j += Nr)
                     {
@@ -179,9 +182,17 @@ internal static unsafe class Gemm
                         {
                             float* cp = C + (long)(i0 + r) * Ldc + j;
                             int tileRows = Math.Min(Mr, rows - r);
+                            float* ap = A.Data + (long)(i0 + r) * A.RowStride + (long)p0 * A.ColumnStride;
+                            nint rowStep = A.RowStride, depthStep = A.ColumnStride;
+                            if (tileRows < Mr)
+                            {
+                                ap = packedA;
+                                rowStep = 1;
+                                depthStep = Mr;
+                            }
                             if (tileRows == Mr && columns == Nr)
                             {
-                                Kernel(kc, packedA + r * kc, bp, cp, Ldc, load);
+                                Kernel(kc, ap, rowStep, depthStep, bp, cp, Ldc, load);
                                 continue;
                             }
                             // An edge tile: through a full 6×16 scratch tile, the same chain for every value.
@@ -189,7 +200,7 @@ internal static unsafe class Gemm
                             if (load)
                                 for (int ii = 0; ii < tileRows; ii++)
                                     new ReadOnlySpan<float>(cp + (long)ii * Ldc, columns).CopyTo(new Span<float>(edge + ii * Nr, columns));
-                            Kernel(kc, packedA + r * kc, bp, edge, Nr, load: true);
+                            Kernel(kc, ap, rowStep, depthStep, bp, edge, Nr, load: true);
                             for (int ii = 0; ii < tileRows; ii++)
                                 new ReadOnlySpan<float>(edge + ii * Nr, columns).CopyTo(new Span<float>(cp + (long)ii * Ldc, columns));
                         }
@@ -200,7 +211,8 @@ internal static unsafe class Gemm
     }
 
     /// <summary>Rows [i0, i0+rows) by depth [p0, p0+kc) of A into micro-panels of 6 rows: panel r/6 starts at r·kc and
-    /// holds depth step p's 6 values at 6p; rows past the block are zeros.</summary>
+    /// holds depth step p's 6 values at 6p; rows past the block are zeros. (Used for a last micro-panel of fewer than 6
+    /// rows, which cannot be read in place.)</summary>
     private static void PackA(StridedMatrix a, int i0, int rows, int p0, int kc, float* packed)
     {
         for (int r = 0; r < rows; r += Mr)
@@ -227,11 +239,14 @@ internal static unsafe class Gemm
         }
     }
 
-    /// <summary>A 6×16 tile of C (row stride <paramref name="ldc"/>) plus the product of a packed 6×kc micro-panel of A
-    /// and a packed kc×16 micro-panel of B; the tile starts from zeros unless <paramref name="load"/>.</summary>
+    /// <summary>A 6×16 tile of C (row stride <paramref name="ldc"/>) plus the product of 6 rows of A (row i, depth step p
+    /// at <c>a[i·rowStep + p·depthStep]</c>) and a packed kc×16 micro-panel of B; the tile starts from zeros unless
+    /// <paramref name="load"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel(int kc, float* a, float* b, float* c, int ldc, bool load)
+    private static void Kernel(int kc, float* a, nint rowStep, nint depthStep, float* b, float* c, int ldc, bool load)
     {
+        float* a3 = a + 3 * rowStep;
+        nint rowStep2 = 2 * rowStep;
         Vector256<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
         if (load)
         {
@@ -253,17 +268,18 @@ internal static unsafe class Gemm
             var b1 = Vector256.Load(b + 8);
             var x = Vector256.Create(a[0]);
             c00 = Fma.MultiplyAdd(x, b0, c00); c01 = Fma.MultiplyAdd(x, b1, c01);
-            x = Vector256.Create(a[1]);
+            x = Vector256.Create(a[rowStep]);
             c10 = Fma.MultiplyAdd(x, b0, c10); c11 = Fma.MultiplyAdd(x, b1, c11);
-            x = Vector256.Create(a[2]);
+            x = Vector256.Create(a[rowStep2]);
             c20 = Fma.MultiplyAdd(x, b0, c20); c21 = Fma.MultiplyAdd(x, b1, c21);
-            x = Vector256.Create(a[3]);
+            x = Vector256.Create(a3[0]);
             c30 = Fma.MultiplyAdd(x, b0, c30); c31 = Fma.MultiplyAdd(x, b1, c31);
-            x = Vector256.Create(a[4]);
+            x = Vector256.Create(a3[rowStep]);
             c40 = Fma.MultiplyAdd(x, b0, c40); c41 = Fma.MultiplyAdd(x, b1, c41);
-            x = Vector256.Create(a[5]);
+            x = Vector256.Create(a3[rowStep2]);
             c50 = Fma.MultiplyAdd(x, b0, c50); c51 = Fma.MultiplyAdd(x, b1, c51);
-            a += Mr;
+            a += depthStep;
+            a3 += depthStep;
             b += Nr;
         }
         float* w = c;
