@@ -15,5 +15,8 @@ if (args.Contains("--serve-load"))
 // `--first-token-cold` times load, prompt and first token with the model file dropped from the page cache.
 if (args.Contains("--first-token-cold"))
     return ClockLM.Bench.Clock.FirstTokenCold.Run(args);
+// `--bandwidth` prints the roofline's read bandwidth beside a plain streaming loop's and F16 decode's, per thread count.
+if (args.Contains("--bandwidth"))
+    return ClockLM.Bench.Clock.ReadBandwidth.Run(args);
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using ClockLM.Generation;
 using ClockLM.Models;
 
@@ -20,8 +21,9 @@ internal static class BenchCommand
         var json = new Option<string?>("--json") { Description = "Also write the rows as JSON to this file" };
         var ubatch = new Option<int?>("--ubatch", "-ub") { Description = "Prompt tokens run through the layers together (default 128; 1 = token by token)" };
         var batch = new Option<int>("--batch", "-b") { Description = "Also measure this many sequences generating -n tokens each together (0 = off)", DefaultValueFactory = _ => 0 };
+        var kernels = ModelOptions.KernelsOption();
         var command = new Command("bench", "Measure prompt (pp) and generation (tg) speed, like llama-bench");
-        foreach (var o in new Option[] { model, tokenizer, prompt, gen, threads, reps, ubatch, batch, json }) command.Options.Add(o);
+        foreach (var o in new Option[] { model, tokenizer, prompt, gen, threads, reps, ubatch, batch, kernels, json }) command.Options.Add(o);
         command.SetAction(result => CommandErrors.Run(() =>
         {
             int[] threadCounts = ParseThreads(result.GetValue(threads)!);
@@ -34,10 +36,11 @@ internal static class BenchCommand
             if (b < 0) throw new UsageException($"--batch is {b}, expected 0 (off) or more sequences");
             if (b > 0 && n == 0) throw new UsageException("--batch needs -n tokens to generate per sequence");
             string path = result.GetValue(model)!;
-            using var m = Model.Load(path, result.GetValue(tokenizer));
+            using var m = Model.Load(path, result.GetValue(tokenizer), ModelOptions.Options(result, kernels));
+            Console.Error.WriteLine($"kernels: {m.Weights.Kernels.Describe()}");
             string type = m.Weights.Layers[0].Wq.Type.ToString();
             string size = $"{m.FileBytes / 1048576.0:F2} MiB";
-            var rows = new List<object>();
+            var rows = new JsonArray();
             Console.Out.WriteLine($"| {"model",-28} | {"size",12} | {"type",6} | {"threads",7} | {"test",8} | {"t/s",20} |");
             Console.Out.WriteLine($"| {new string('-', 28)} | {new string('-', 12)} | {new string('-', 6)} | {new string('-', 7)} | {new string('-', 8)} | {new string('-', 20)} |");
             foreach (int t in threadCounts)
@@ -48,11 +51,16 @@ internal static class BenchCommand
                     var row = sequences > 0 ? Throughput.MeasureBatch(m, sequences, count, t, r) : Throughput.Measure(m, isPrompt, count, t, r, ub);
                     string name = Path.GetFileName(path);
                     Console.Out.WriteLine($"| {name,-28} | {size,12} | {type,6} | {t,7} | {row.Test,8} | {row.Mean,10:F2} ± {row.StandardDeviation,7:F2} |");
-                    rows.Add(new { model = name, size_bytes = m.FileBytes, type, threads = t, test = row.Test, tps_mean = row.Mean, tps_median = row.Median, tps_sd = row.StandardDeviation, samples = row.Samples });
+                    rows.Add((JsonNode)new JsonObject
+                    {
+                        ["model"] = name, ["size_bytes"] = m.FileBytes, ["type"] = type, ["kernels"] = m.Weights.Kernels.ToString(),
+                        ["threads"] = t, ["test"] = row.Test, ["tps_mean"] = row.Mean, ["tps_median"] = row.Median,
+                        ["tps_sd"] = row.StandardDeviation, ["samples"] = new JsonArray([.. row.Samples.Select(v => (JsonNode)v)]),
+                    });
                 }
             }
             if (result.GetValue(json) is { } jsonPath)
-                File.WriteAllText(jsonPath, JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
+                File.WriteAllText(jsonPath, rows.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             return 0;
         }));
         return command;

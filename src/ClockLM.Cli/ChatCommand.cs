@@ -34,6 +34,7 @@ internal static class ChatCommand
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
+            ModelOptions.WarnAboveTrainedContext(m, contextLength);
             using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions { Slots = 1, ContextLength = contextLength, Pool = pool });
             var prompt = new ChatPrompt(m);
             var stdout = Console.Out;

@@ -9,7 +9,10 @@ internal static class Commands
     [
         RunCommand.Create(),
         InspectCommand.Create(),
+        ListCommand.Create(),
+        ShowCommand.Create(),
         TokenizeCommand.Create(),
+        DetokenizeCommand.Create(),
         ConvertCommand.Create(),
         SynthCommand.Create(),
         QuantizeCommand.Create(),

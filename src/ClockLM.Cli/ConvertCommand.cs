@@ -21,12 +21,21 @@ internal static class ConvertCommand
         command.SetAction(result => CommandErrors.Run(() =>
         {
             string inPath = result.GetValue(input)!, outPath = result.GetValue(output)!;
+            OutputFile.CheckNotAnInput(outPath, (inPath, "checkpoint"), (result.GetValue(tokenizer), "tokenizer"));
             using var model = Model.Load(inPath, result.GetValue(tokenizer));
+            if (result.GetValue(tokenizer) is null)
+            {
+                // The tokenizer was found beside the checkpoint (tok{vocab}.bin, else tokenizer.bin).
+                string beside = Path.GetDirectoryName(Path.GetFullPath(inPath))!;
+                OutputFile.CheckNotAnInput(outPath, (Path.Combine(beside, $"tok{model.Config.VocabSize}.bin"), "tokenizer beside the checkpoint"),
+                    (Path.Combine(beside, "tokenizer.bin"), "tokenizer beside the checkpoint"));
+            }
             if (model.Gguf is not null) throw new UsageException($"{inPath} is already a GGUF file");
             var spm = (SentencePieceTokenizer)model.Tokenizer;
-            LlamaGgufExport.Write(outPath, Path.GetFileNameWithoutExtension(inPath), model.Config, spm,
-                separateOutput: !model.Weights.TiedOutput,
-                typeOf: _ => GgmlType.F32, LlamaGgufExport.FromWeights(model.Weights));
+            using (var bar = new ProgressBar($"converting {Path.GetFileName(inPath)}"))
+                LlamaGgufExport.Write(outPath, Path.GetFileNameWithoutExtension(inPath), model.Config, spm,
+                    separateOutput: !model.Weights.TiedOutput,
+                    typeOf: _ => GgmlType.F32, LlamaGgufExport.FromWeights(model.Weights), progress: bar);
             Console.Error.WriteLine($"wrote {outPath} ({new FileInfo(outPath).Length} bytes)");
             return 0;
         }));

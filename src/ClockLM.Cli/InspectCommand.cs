@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Json.Nodes;
 using ClockLM.Gguf;
 
 namespace ClockLM.Cli;
@@ -9,12 +10,15 @@ internal static class InspectCommand
     public static Command Create()
     {
         var path = new Argument<string>("path") { Description = "GGUF file" };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object: header, every metadata value in full, the tensor table" };
         var command = new Command("inspect", "Show a GGUF file's metadata and tensors");
         command.Arguments.Add(path);
+        command.Options.Add(json);
         command.SetAction(result => CommandErrors.Run(() =>
         {
             using var file = GgufFile.Open(result.GetValue(path)!);
-            Print(file, Console.Out);
+            if (result.GetValue(json)) Console.WriteLine(Json(file).ToJsonString());
+            else Print(file, Console.Out);
             return 0;
         }));
         return command;
@@ -42,6 +46,49 @@ internal static class InspectCommand
         }
         output.WriteLine($"{file.Tensors.Count} tensors, {total} bytes of data");
     }
+
+    public static JsonObject Json(GgufFile file)
+    {
+        var metadata = new JsonObject();
+        foreach (string key in file.MetadataKeys) metadata[key] = Json((object)file.Metadata[key]);
+        return new JsonObject
+        {
+            ["path"] = file.Path,
+            ["version"] = file.Version,
+            ["file_bytes"] = file.FileLength,
+            ["alignment"] = file.Alignment,
+            ["data_offset"] = file.DataOffset,
+            ["metadata"] = metadata,
+            ["tensors"] = new JsonArray([.. file.Tensors.Select(t => (JsonNode)new JsonObject
+            {
+                ["name"] = t.Name,
+                ["type"] = t.Type.ToString(),
+                ["shape"] = new JsonArray([.. t.Dimensions.Select(d => (JsonNode)d)]),
+                ["offset"] = t.Offset,
+                ["bytes"] = t.ByteCount,
+            })]),
+        };
+    }
+
+    /// <summary>A metadata value as JSON: numbers, strings, booleans, arrays of them (nested arrays too).</summary>
+    private static JsonNode? Json(object value) => value switch
+    {
+        GgufValue v => Json(v.Value),
+        string v => v,
+        bool v => v,
+        byte v => v,
+        sbyte v => v,
+        ushort v => v,
+        short v => v,
+        uint v => v,
+        int v => v,
+        ulong v => v,
+        long v => v,
+        float v => float.IsFinite(v) ? v : v.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        double v => double.IsFinite(v) ? v : v.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        Array items => new JsonArray([.. items.Cast<object>().Select(Json)]),
+        _ => value.ToString(),
+    };
 
     private static string Preview(GgufValue array)
     {

@@ -19,9 +19,9 @@ internal static class QuantizeCommand
         {
             var scheme = QuantizationScheme.Parse(result.GetValue(type)!);
             string inPath = result.GetValue(input)!, outPath = result.GetValue(output)!;
-            if (Path.GetFullPath(inPath) == Path.GetFullPath(outPath))
-                throw new UsageException("the output must be a different file from the input");
-            ModelQuantizer.Quantize(inPath, outPath, scheme);
+            OutputFile.CheckNotAnInput(outPath, (inPath, "input"));
+            using (var bar = new ProgressBar($"quantizing to {scheme.Name}"))
+                ModelQuantizer.Quantize(inPath, outPath, scheme, bar);
             Console.Error.WriteLine($"wrote {outPath}: {scheme.Name}, {new FileInfo(inPath).Length} -> {new FileInfo(outPath).Length} bytes");
             return 0;
         }));

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using System.Text.Json;
+using System.Text.Json.Nodes;
 using ClockLM.Generation;
 using ClockLM.Sampling;
 using ClockLM.Chat;
@@ -46,18 +46,23 @@ internal static class RunCommand
             if (sampler.Validate() is { } problem) throw new UsageException(problem);
             int n = result.GetValue(maxNew);
             if (n < 0) throw new UsageException($"-n is {n}, expected 0 or more");
+            string text = result.GetValue(prompt)!;
+            if (result.GetValue(model.Model) is null && IsModelFile(text))
+                throw new UsageException($"'{text}' is a model file, not a prompt: did you mean --model {text}?");
+            int? contextLength = result.GetValue(ctx);
+            if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
-            int? contextLength = result.GetValue(ctx);
-            if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
+            ModelOptions.WarnAboveTrainedContext(m, contextLength);
             var generator = new Generator(m, contextLength, pool);
+            if (n > generator.Transformer.ContextLength)
+                Console.Error.WriteLine($"warning: -n is {n}, more than the context of {generator.Transformer.ContextLength} holds: generation stops when it is full");
             if (result.GetValue(ubatch) is { } ub)
                 generator.Transformer.MicroBatch = ub >= 1 ? ub : throw new UsageException($"--ubatch is {ub}, expected at least 1");
             var options = new GenerationOptions { MaxNewTokens = n, Sampler = sampler };
             bool asJson = result.GetValue(json);
             var stdout = Console.Out;
-            string text = result.GetValue(prompt)!;
             if (result.GetValue(system) is not null && !result.GetValue(chat))
                 throw new UsageException("--system needs --chat");
             GenerationResult output;
@@ -86,20 +91,21 @@ internal static class RunCommand
             }
             if (asJson)
             {
-                stdout.WriteLine(JsonSerializer.Serialize(new
+                static JsonArray Ids(int[] ids) => new([.. ids.Select(id => (JsonNode)id)]);
+                stdout.WriteLine(new JsonObject
                 {
-                    prompt_ids = output.PromptIds,
-                    generated_ids = output.GeneratedIds,
-                    text = output.Text,
-                    stop_reason = output.StopReason.ToString(),
-                    timings = new
+                    ["prompt_ids"] = Ids(output.PromptIds),
+                    ["generated_ids"] = Ids(output.GeneratedIds),
+                    ["text"] = output.Text,
+                    ["stop_reason"] = output.StopReason.ToString(),
+                    ["timings"] = new JsonObject
                     {
-                        prompt_ms = output.PromptTime.TotalMilliseconds,
-                        prompt_tokens_per_second = output.PromptTokensPerSecond,
-                        decode_ms = output.DecodeTime.TotalMilliseconds,
-                        decode_tokens_per_second = output.DecodeTokensPerSecond,
+                        ["prompt_ms"] = output.PromptTime.TotalMilliseconds,
+                        ["prompt_tokens_per_second"] = output.PromptTokensPerSecond,
+                        ["decode_ms"] = output.DecodeTime.TotalMilliseconds,
+                        ["decode_tokens_per_second"] = output.DecodeTokensPerSecond,
                     },
-                }));
+                }.ToJsonString());
             }
             else
             {
@@ -111,5 +117,15 @@ internal static class RunCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>True when <paramref name="text"/> names an existing GGUF file or llama2.c checkpoint (.bin).</summary>
+    private static bool IsModelFile(string text)
+    {
+        if (text.Length > 4096 || text.Contains('\n') || !File.Exists(text)) return false;
+        if (text.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) || text.EndsWith(".bin", StringComparison.OrdinalIgnoreCase)) return true;
+        using var stream = File.OpenRead(text);
+        Span<byte> magic = stackalloc byte[4];
+        return stream.ReadAtLeast(magic, 4, throwOnEndOfStream: false) == 4 && magic.SequenceEqual("GGUF"u8);
     }
 }

@@ -4,13 +4,15 @@ using ClockLM.Server;
 
 namespace ClockLM.Cli;
 
-/// <summary>`clocklm serve`: an OpenAI-compatible HTTP server over a model.</summary>
+/// <summary>`clocklm serve`: an OpenAI- and Ollama-compatible HTTP server over a model, or over a folder of models.</summary>
 internal static class ServeCommand
 {
     public static Command Create()
     {
         var model = new ModelOptions();
-        var host = new Option<string>("--host") { Description = "Address to listen on (loopback by default)", DefaultValueFactory = _ => "127.0.0.1" };
+        var host = new Option<string>("--host") { Description = "Address to listen on: an IP address or localhost (loopback by default; 0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
+        var allowedHosts = new Option<string?>("--allowed-hosts") { Description = "Comma-separated names the Host header may carry, or * for any (default: the bound host, localhost and loopback)" };
+        var cors = new Option<string?>("--cors") { Description = "Let web pages from ORIGIN (e.g. http://localhost:3000, or *) call the server from a browser; off by default" };
         var port = new Option<int>("--port") { Description = "TCP port (0 picks a free one)", DefaultValueFactory = _ => 8080 };
         var parallel = new Option<int>("--parallel", "-np") { Description = "Slots: requests generated at once", DefaultValueFactory = _ => 4 };
         var queue = new Option<int>("--queue") { Description = "Requests that may wait for a slot before 503", DefaultValueFactory = _ => 64 };
@@ -18,10 +20,13 @@ internal static class ServeCommand
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on every request" };
         var maxBody = new Option<long>("--max-body") { Description = "Largest request body in bytes", DefaultValueFactory = _ => 1 << 20 };
         var log = new Option<bool>("--log") { Description = "Log requests to the console" };
+        var modelsDir = new Option<string?>("--models-dir") { Description = "Serve every .gguf file in this folder (names from file names, aliases from models.json); the request's model picks one" };
+        var keepAlive = new Option<string>("--keep-alive") { Description = "With --models-dir: how long a model stays loaded after its last request (5m, 1h, 0, -1 = forever)", DefaultValueFactory = _ => "5m" };
+        var maxLoaded = new Option<long?>("--max-loaded-bytes") { Description = "With --models-dir: most bytes the loaded models may take (file and KV caches); least recently used ones are unloaded for room" };
 
-        var command = new Command("serve", "Serve a model over an OpenAI-compatible HTTP API");
+        var command = new Command("serve", "Serve models over OpenAI- and Ollama-compatible HTTP APIs");
         model.AddTo(command);
-        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log })
+        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log, allowedHosts, cors, modelsDir, keepAlive, maxLoaded })
             command.Options.Add(o);
         command.SetAction(result => CommandErrors.Run(() =>
         {
@@ -35,41 +40,86 @@ internal static class ServeCommand
             if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
             long bodyLimit = result.GetValue(maxBody);
             if (bodyLimit < 1) throw new UsageException($"--max-body is {bodyLimit}, expected a positive number of bytes");
+            string hostName = result.GetValue(host)!;
+            if (ServerOptions.CheckHost(hostName) is { } badHost) throw new UsageException($"--host: {badHost}");
+            string? key = result.GetValue(apiKey);
+            if (!ServerOptions.IsLoopback(hostName) && string.IsNullOrEmpty(key))
+                Console.Error.WriteLine($"warning: listening on {hostName}, which other machines can reach, without --api-key: anyone on the network can use the model");
+            var hostNames = result.GetValue(allowedHosts)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            if (hostNames is { Length: 0 }) throw new UsageException("--allowed-hosts is empty; expected names separated by commas, or *");
+            string? corsOrigin = result.GetValue(cors);
+            if (corsOrigin is not null && corsOrigin != "*" && !(Uri.TryCreate(corsOrigin, UriKind.Absolute, out var originUri) && originUri.Scheme is "http" or "https" && originUri.PathAndQuery == "/" && !corsOrigin.EndsWith('/')))
+                throw new UsageException($"--cors is '{corsOrigin}'; expected an origin such as http://localhost:3000 (scheme, host and port, no path), or *");
 
-            using var pool = model.CreatePool(result);
-            using var m = model.Load(result);
-            using var scheduler = new SlotScheduler(m, new SlotSchedulerOptions
+            var serverOptions = new ServerOptions
             {
-                Slots = slots,
-                QueueCapacity = queueCapacity,
-                ContextLength = contextLength,
-                Pool = pool,
-            });
-            var server = new ClockLMServer(scheduler, new ServerOptions
-            {
-                Host = result.GetValue(host)!,
+                Host = hostName,
                 Port = p,
-                ApiKey = result.GetValue(apiKey),
+                ApiKey = key,
+                AllowedHosts = hostNames,
+                CorsOrigin = corsOrigin,
                 MaxRequestBodyBytes = bodyLimit,
                 ConsoleLogging = result.GetValue(log),
-            });
-            using var stop = new CancellationTokenSource();
-            Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
-            try
+            };
+            string modelPath = result.GetValue(model.Model) ?? ClockLM.Models.BuiltInModel.Path;
+            if (ClockLM.Models.Model.IsVocabularyOnly(modelPath))
             {
-                server.StartAsync().GetAwaiter().GetResult();
+                // llama.cpp's ggml-vocab-*.gguf files: tokenize and detokenize only.
+                var vocabularyServer = new ClockLMServer(model.LoadTokenizer(result), modelPath, serverOptions);
+                return Serve(vocabularyServer, hostName, p, $"vocabulary of {vocabularyServer.ModelId} only: /tokenize and /detokenize");
             }
-            catch (IOException e)
+
+            var schedulerOptions = new SlotSchedulerOptions { Slots = slots, QueueCapacity = queueCapacity, ContextLength = contextLength };
+            if (result.GetValue(modelsDir) is { } dir)
             {
-                throw new UsageException($"cannot listen on {result.GetValue(host)}:{p}: {e.Message}");
+                if (result.GetValue(model.Model) is not null) throw new UsageException("--model and --models-dir exclude each other: name one model, or a folder of them");
+                string keep = result.GetValue(keepAlive)!;
+                var keepTime = ModelFolderOptions.ParseKeepAlive(keep) ?? throw new UsageException($"--keep-alive is '{keep}', expected a duration such as 5m, 1h30m, 0 or -1");
+                long? budget = result.GetValue(maxLoaded);
+                if (budget is <= 0) throw new UsageException($"--max-loaded-bytes is {budget}, expected a positive number of bytes");
+                int threads = result.GetValue(model.Threads);
+                if (threads is < 1 or > 1024) throw new UsageException($"--threads is {threads}, expected 1 to 1024");
+                using var registry = ModelRegistry.FromFolder(dir, new ModelFolderOptions
+                {
+                    Scheduler = schedulerOptions,
+                    Loading = ModelOptions.Options(result, model.Kernels),
+                    Threads = threads,
+                    KeepAlive = keepTime,
+                    MaxLoadedBytes = budget,
+                });
+                return Serve(new ClockLMServer(registry, serverOptions), hostName, p,
+                    $"{registry.Models.Count} models in {dir}: {string.Join(", ", registry.Models.Select(e => e.Name))}; {slots} slots each, loaded on first use");
             }
-            // The first line names the address, so scripts (and tests) can find the port when 0 was asked for.
-            Console.WriteLine($"listening on {server.Address} (model {server.ModelId}, {slots} slots, context {scheduler.ContextLength})");
-            Console.Out.Flush();
-            server.WaitForShutdownAsync(stop.Token).GetAwaiter().GetResult();
-            server.DisposeAsync().AsTask().GetAwaiter().GetResult();
-            return 0;
+            if (result.GetValue(keepAlive) != "5m" || result.GetValue(maxLoaded) is not null)
+                throw new UsageException("--keep-alive and --max-loaded-bytes apply to --models-dir; a model named with --model stays loaded");
+            using var pool = model.CreatePool(result);
+            using var m = model.Load(result);
+            ModelOptions.WarnAboveTrainedContext(m, contextLength);
+            using var scheduler = new SlotScheduler(m, schedulerOptions with { Pool = pool });
+            var server = new ClockLMServer(scheduler, serverOptions);
+            return Serve(server, hostName, p, $"model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}");
         }));
         return command;
+    }
+
+    /// <summary>Listens until Ctrl+C. The first line names the address, so scripts (and tests) can find the port when 0
+    /// was asked for.</summary>
+    private static int Serve(ClockLMServer server, string host, int port, string what)
+    {
+        using var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+        try
+        {
+            server.StartAsync().GetAwaiter().GetResult();
+        }
+        catch (IOException e)
+        {
+            throw new UsageException($"cannot listen on {host}:{port}: {e.Message}");
+        }
+        Console.WriteLine($"listening on {server.Address} ({what})");
+        Console.Out.Flush();
+        server.WaitForShutdownAsync(stop.Token).GetAwaiter().GetResult();
+        server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        return 0;
     }
 }

@@ -24,6 +24,7 @@ internal static class SynthCommand
             var modelShape = SyntheticModel.Shape(result.GetValue(shape)!);
             var scheme = QuantizationScheme.Parse(result.GetValue(type)!);
             string outPath = result.GetValue(output)!;
+            OutputFile.CheckNotAnInput(outPath, (result.GetValue(vocab), "vocabulary"));
             SyntheticModel.Write(outPath, modelShape, result.GetValue(vocab)!, scheme, result.GetValue(seed));
             Console.Error.WriteLine($"wrote {outPath}: {modelShape.Name} {scheme.Name}, {new FileInfo(outPath).Length} bytes");
             return 0;

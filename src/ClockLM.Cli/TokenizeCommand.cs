@@ -2,7 +2,8 @@ using System.CommandLine;
 
 namespace ClockLM.Cli;
 
-/// <summary>`clocklm tokenize --model PATH [--no-bos] [--ids] TEXT`: token ids (and pieces) of a text.</summary>
+/// <summary>`clocklm tokenize --model PATH [--no-bos] [--ids] TEXT`: token ids (and pieces) of a text; a vocabulary-only
+/// GGUF file is enough.</summary>
 internal static class TokenizeCommand
 {
     public static Command Create()
@@ -20,15 +21,15 @@ internal static class TokenizeCommand
         command.Arguments.Add(text);
         command.SetAction(result => CommandErrors.Run(() =>
         {
-            using var m = model.Load(result);
-            var ids = m.Tokenizer.Encode(result.GetValue(text)!, addSpecial: !result.GetValue(noBos), parseSpecial: result.GetValue(special));
+            var tokenizer = model.LoadTokenizer(result);
+            var ids = tokenizer.Encode(result.GetValue(text)!, addSpecial: !result.GetValue(noBos), parseSpecial: result.GetValue(special));
             if (result.GetValue(idsOnly))
             {
                 Console.Out.WriteLine("[" + string.Join(", ", ids) + "]");
                 return 0;
             }
             foreach (int id in ids)
-                Console.Out.WriteLine($"{id,6} -> '{m.Tokenizer.GetPiece(id)}'");
+                Console.Out.WriteLine($"{id,6} -> '{tokenizer.GetPiece(id)}'");
             return 0;
         }));
         return command;

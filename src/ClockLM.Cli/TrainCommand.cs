@@ -58,6 +58,8 @@ internal static class TrainCommand
             if (validationPath != null && !File.Exists(validationPath))
                 throw new FileNotFoundException($"{validationPath}: no such validation text", validationPath);
             string checkpointPath = result.GetValue(checkpoint) ?? outPath + ".ckpt";
+            OutputFile.CheckNotAnInput(outPath, (dataPath, "training text"), (checkpointPath, "checkpoint"));
+            OutputFile.CheckNotAnInput(checkpointPath, (dataPath, "training text"));
             bool resuming = result.GetValue(resume);
             if (resuming && !File.Exists(checkpointPath))
                 Console.Error.WriteLine($"no checkpoint at {checkpointPath}: starting from step 0");

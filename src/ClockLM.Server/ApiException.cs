@@ -21,6 +21,9 @@ public sealed class ApiException(int status, string message, string type = "inva
     /// <summary>A 400 naming the field at fault.</summary>
     public static ApiException BadRequest(string message, string? param = null, string? code = null) => new(400, message, "invalid_request_error", param, code);
 
+    /// <summary>The JSON body in Ollama's shape: <c>{"error": "message"}</c>.</summary>
+    public JsonObject ToOllamaJson() => new() { ["error"] = Message };
+
     /// <summary>The JSON body.</summary>
     public JsonObject ToJson() => new()
     {

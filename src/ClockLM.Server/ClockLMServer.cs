@@ -2,6 +2,8 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
 using ClockLM.Chat;
+using ClockLM.Models;
+using ClockLM.Tokenizers;
 using ClockLM.Tokenizers.ChatTemplates;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -15,30 +17,67 @@ using Microsoft.Extensions.Logging;
 namespace ClockLM.Server;
 
 /// <summary>
-/// An OpenAI-compatible HTTP server (ASP.NET Core, Kestrel) over a <see cref="SlotScheduler"/>: chat and text
-/// completions (streamed as Server-Sent Events), models, embeddings, tokenize/detokenize, health and Prometheus metrics.
-/// Every error is answered in OpenAI's JSON shape; no request can stop the server.
+/// An OpenAI- and Ollama-compatible HTTP server (ASP.NET Core, Kestrel) over one model's <see cref="SlotScheduler"/> or a
+/// <see cref="ModelRegistry"/> of several: chat and text completions (streamed as Server-Sent Events, or as Ollama's
+/// NDJSON under /api), models, embeddings, tokenize/detokenize, health and Prometheus metrics. The request's
+/// <c>model</c> picks the model. Every error is answered in the API's JSON shape; no request can stop the server.
 /// </summary>
 public sealed class ClockLMServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
-    private readonly SlotScheduler _scheduler;
+    private readonly ModelRegistry _registry;
+    private readonly bool _ownsRegistry;
     private readonly ServerOptions _options;
     private readonly ServerMetrics _metrics = new();
-    private readonly OpenAiEndpoints _endpoints;
+    private readonly OllamaEndpoints _ollama;
+    private readonly TokenizerEndpoints? _vocabulary; // a vocabulary-only server's tokenize and detokenize
+    private readonly string? _vocabularyName;
+    private readonly HashSet<string> _allowedHosts;
+    private readonly List<(string Method, string Path)> _routes = [];
 
-    /// <summary>Builds the server (not yet listening: call <see cref="StartAsync"/>). The caller keeps ownership of the scheduler.</summary>
+    /// <summary>Builds the server over one model (not yet listening: call <see cref="StartAsync"/>). The caller keeps ownership of the scheduler.</summary>
     public ClockLMServer(SlotScheduler scheduler, ServerOptions? options = null)
+        : this(ModelRegistry.ForScheduler(scheduler ?? throw new ArgumentNullException(nameof(scheduler)),
+            options?.ModelId ?? Path.GetFileNameWithoutExtension(scheduler.Model.Path)), options, ownsRegistry: true)
     {
-        ArgumentNullException.ThrowIfNull(scheduler);
-        _scheduler = scheduler;
+    }
+
+    /// <summary>Builds the server over the models of <paramref name="registry"/>, which the caller keeps and disposes.</summary>
+    public ClockLMServer(ModelRegistry registry, ServerOptions? options = null) : this(registry, options, ownsRegistry: false, vocabulary: null, path: null)
+    {
+    }
+
+    /// <summary>A server over a vocabulary alone (e.g. llama.cpp's vocabulary-only <c>ggml-vocab-*.gguf</c> files):
+    /// /tokenize, /detokenize, /health and /metrics answer; the model endpoints answer 501.</summary>
+    public ClockLMServer(Tokenizer vocabulary, string path, ServerOptions? options = null)
+        : this(ModelRegistry.Empty(), options, ownsRegistry: true, vocabulary ?? throw new ArgumentNullException(nameof(vocabulary)), path)
+    {
+    }
+
+    private ClockLMServer(ModelRegistry registry, ServerOptions? options, bool ownsRegistry)
+        : this(registry, options, ownsRegistry, vocabulary: null, path: null)
+    {
+    }
+
+    private ClockLMServer(ModelRegistry registry, ServerOptions? options, bool ownsRegistry, Tokenizer? vocabulary, string? path)
+    {
+        ArgumentNullException.ThrowIfNull(registry);
+        _registry = registry;
+        _ownsRegistry = ownsRegistry;
         _options = options ?? new ServerOptions();
         if (_options.Port is < 0 or > 65535)
             throw new ArgumentOutOfRangeException(nameof(options), _options.Port, "port must be 0 to 65535");
         if (_options.MaxRequestBodyBytes < 1)
             throw new ArgumentOutOfRangeException(nameof(options), _options.MaxRequestBodyBytes, "the body limit must be positive");
-        ModelId = _options.ModelId ?? Path.GetFileNameWithoutExtension(scheduler.Model.Path);
-        _endpoints = new OpenAiEndpoints(scheduler, ModelId, new Embedder(scheduler.Model, scheduler.ContextLength));
+        if (ServerOptions.CheckHost(_options.Host) is { } badHost)
+            throw new ArgumentException(badHost, nameof(options));
+        _allowedHosts = _options.AllowedHosts is { } hosts ? new HashSet<string>(hosts.Select(BareHost), StringComparer.OrdinalIgnoreCase) : DefaultAllowedHosts(_options.Host);
+        _ollama = new OllamaEndpoints(registry);
+        if (vocabulary is not null)
+        {
+            _vocabulary = new TokenizerEndpoints(vocabulary);
+            _vocabularyName = _options.ModelId ?? Path.GetFileNameWithoutExtension(path);
+        }
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -46,17 +85,26 @@ public sealed class ClockLMServer : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = _options.MaxRequestBodyBytes;
+            // A body that trickles in slower than this is cut off with 408, so slow clients cannot hold connections.
+            k.Limits.MinRequestBodyDataRate = new(_options.MinBodyBytesPerSecond, _options.BodyGracePeriod);
             k.AddServerHeader = false;
         });
         builder.WebHost.UseUrls($"http://{FormatHost(_options.Host)}:{_options.Port}");
         _app = builder.Build();
         _app.Use(HandleErrorsAsync);
+        _app.Use(CheckHostAsync);
+        _app.Use(ApplyCorsAsync);
         _app.Use(CheckApiKeyAsync);
+        _app.Use(CheckContentTypeAsync);
         Map(_app);
     }
 
-    /// <summary>The model's name in requests and in /v1/models.</summary>
-    public string ModelId { get; }
+    /// <summary>The model's name in requests and in /v1/models when the server runs one (or the vocabulary's, for a
+    /// vocabulary-only server); null when it runs several.</summary>
+    public string? ModelId => _vocabularyName ?? (_registry.Models.Count == 1 ? _registry.Models[0].Name : null);
+
+    /// <summary>The models the server runs.</summary>
+    public ModelRegistry Models => _registry;
 
     /// <summary>The address the server listens on (with the real port when 0 was asked for); null before <see cref="StartAsync"/>.</summary>
     public Uri? Address { get; private set; }
@@ -79,24 +127,74 @@ public sealed class ClockLMServer : IAsyncDisposable
         using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         await _app.StopAsync(grace.Token);
         await _app.DisposeAsync();
+        if (_ownsRegistry) _registry.Dispose();
     }
 
     private void Map(WebApplication app)
     {
-        app.MapPost("/v1/chat/completions", _endpoints.ChatCompletionsAsync);
-        app.MapPost("/v1/completions", _endpoints.CompletionsAsync);
-        app.MapPost("/v1/embeddings", _endpoints.EmbeddingsAsync);
-        app.MapGet("/v1/models", _endpoints.ModelsAsync);
-        app.MapGet("/v1/models/{id}", _endpoints.ModelAsync);
-        app.MapPost("/tokenize", _endpoints.TokenizeAsync);
-        app.MapPost("/detokenize", _endpoints.DetokenizeAsync);
-        app.MapGet("/health", context => context.Response.WriteAsJsonAsync(new JsonObject { ["status"] = "ok" }));
-        app.MapGet("/metrics", context =>
+        void Post(string path, RequestDelegate handler)
+        {
+            app.MapPost(path, handler);
+            _routes.Add(("POST", path));
+        }
+        void Get(string path, RequestDelegate handler)
+        {
+            app.MapMethods(path, ["GET", "HEAD"], handler); // HEAD: the same answer without its body
+            _routes.Add(("GET", path));
+            _routes.Add(("HEAD", path));
+        }
+        // A vocabulary-only server answers the model endpoints 501; its tokenize and detokenize use the vocabulary.
+        RequestDelegate NoWeights = _ => throw new ApiException(501,
+            $"this server holds the vocabulary of '{_vocabularyName}' and no weights: only /tokenize, /detokenize, /health and /metrics answer",
+            code: "vocabulary_only");
+        RequestDelegate ForModel(Func<OpenAiEndpoints, RequestDelegate> handler) =>
+            _vocabulary is null ? context => ForModelAsync(context, handler) : NoWeights;
+        Post("/v1/chat/completions", ForModel(m => m.ChatCompletionsAsync));
+        Post("/v1/completions", ForModel(m => m.CompletionsAsync));
+        Post("/v1/embeddings", ForModel(m => m.EmbeddingsAsync));
+        Get("/v1/models", _vocabulary is null ? context => ModelList.ListAsync(context, _registry) : NoWeights);
+        Get("/v1/models/{id}", _vocabulary is null ? context => ModelList.GetAsync(context, _registry) : NoWeights);
+        Post("/tokenize", _vocabulary is { } vocabulary ? vocabulary.TokenizeAsync : ForModel(m => m.Tokens.TokenizeAsync));
+        Post("/detokenize", _vocabulary is not null ? _vocabulary.DetokenizeAsync : ForModel(m => m.Tokens.DetokenizeAsync));
+        _ollama.Map(app, _routes);
+        Get("/health", context => context.Response.WriteJsonAsync(new JsonObject { ["status"] = "ok" }));
+        Get("/metrics", context =>
         {
             context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-            return context.Response.WriteAsync(_metrics.Render(_scheduler.Stats));
+            return context.Response.WriteAsync(_metrics.Render(_registry.Stats, _registry.KernelFallbacks));
         });
-        app.MapFallback(context => throw new ApiException(404, $"no endpoint {context.Request.Method} {context.Request.Path}", "not_found_error", code: "unknown_url"));
+        app.MapFallback(context =>
+        {
+            string path = context.Request.Path.Value ?? "";
+            var methods = _routes.Where(r => RouteMatches(r.Path, path)).Select(r => r.Method).Distinct().ToList();
+            if (methods.Count == 0)
+                throw new ApiException(404, $"no endpoint {context.Request.Method} {path}", "not_found_error", code: "unknown_url");
+            context.Response.Headers.Allow = string.Join(", ", methods);
+            throw new ApiException(405, $"{path} does not take {context.Request.Method}; it takes {string.Join(" or ", methods)}",
+                code: "method_not_allowed");
+        });
+    }
+
+    // "/v1/models/{id}" matches "/v1/models/" followed by one segment; other routes match exactly.
+    private static bool RouteMatches(string route, string path)
+    {
+        int brace = route.IndexOf('{');
+        if (brace < 0) return string.Equals(route, path, StringComparison.OrdinalIgnoreCase);
+        return path.StartsWith(route[..brace], StringComparison.OrdinalIgnoreCase) && path.Length > brace && path.IndexOf('/', brace) < 0;
+    }
+
+    /// <summary>
+    /// Runs an OpenAI handler on the model the request's <c>model</c> names, loading it when needed and keeping it loaded
+    /// until the handler ends. The body is read here for the name, then rewound for the handler.
+    /// </summary>
+    private async Task ForModelAsync(HttpContext context, Func<OpenAiEndpoints, RequestDelegate> handler)
+    {
+        context.Request.EnableBuffering();
+        var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
+        var entry = _registry.Find(body.String("model"));
+        context.Request.Body.Position = 0;
+        using var lease = await Task.Run(() => _registry.Acquire(entry, keepAlive: null), context.RequestAborted);
+        await handler(lease.Model.OpenAi)(context);
     }
 
     private async Task HandleErrorsAsync(HttpContext context, RequestDelegate next)
@@ -117,13 +215,14 @@ public sealed class ClockLMServer : IAsyncDisposable
                 CompletionRequestException c => ApiException.BadRequest(c.Message, c.Parameter, c.Message.Contains("the context holds", StringComparison.Ordinal) ? "context_length_exceeded" : null),
                 QueueFullException q => new ApiException(503, q.Message, "server_busy", code: "queue_full"),
                 ChatTemplateException t => ApiException.BadRequest($"the chat template rejected the messages: {t.Message}", "messages"),
+                NonFiniteOutputException n => new ApiException(500, n.Message, "server_error", code: "non_finite_output"),
                 OperationCanceledException when context.RequestAborted.IsCancellationRequested => null,
                 _ => new ApiException(500, $"internal error: {e.GetType().Name}: {e.Message}", "server_error"),
             };
             if (error is null) return; // the client went away
             if (error.Status == 503) context.Response.Headers.RetryAfter = _options.RetryAfterSeconds.ToString();
             context.Response.StatusCode = error.Status;
-            await context.Response.WriteAsJsonAsync(error.ToJson(), context.RequestAborted);
+            await context.Response.WriteJsonAsync(OllamaEndpoints.Serves(context) ? error.ToOllamaJson() : error.ToJson(), context.RequestAborted);
         }
         catch (Exception) when (context.Response.HasStarted)
         {
@@ -134,6 +233,53 @@ public sealed class ClockLMServer : IAsyncDisposable
         {
             _metrics.CountRequest(MetricPath(context), context.Response.StatusCode);
         }
+    }
+
+    // DNS rebinding: a web page on evil.example whose name is made to resolve to 127.0.0.1 reaches this server from the
+    // user's browser, but its requests carry "Host: evil.example".
+    private Task CheckHostAsync(HttpContext context, RequestDelegate next)
+    {
+        string host = context.Request.Host.Host;
+        if (_allowedHosts.Contains("*") || _allowedHosts.Contains(BareHost(host))) return next(context);
+        throw new ApiException(403,
+            $"the Host header is '{context.Request.Host}'; this server answers to {string.Join(", ", _allowedHosts.Order(StringComparer.Ordinal))} (start it with --allowed-hosts to add names)",
+            "permission_error", code: "host_not_allowed");
+    }
+
+    // CORS is off unless an origin was given: browsers then refuse to let other sites' pages read the answers.
+    private Task ApplyCorsAsync(HttpContext context, RequestDelegate next)
+    {
+        if (_options.CorsOrigin is not { } allowed) return next(context);
+        string origin = context.Request.Headers.Origin.ToString();
+        if (origin.Length == 0 || (allowed != "*" && !string.Equals(origin, allowed, StringComparison.OrdinalIgnoreCase)))
+            return next(context);
+        var headers = context.Response.Headers;
+        headers.AccessControlAllowOrigin = allowed == "*" ? "*" : origin;
+        headers.Vary = "Origin";
+        if (HttpMethods.IsOptions(context.Request.Method) && context.Request.Headers.AccessControlRequestMethod.Count > 0)
+        {
+            headers.AccessControlAllowMethods = "GET, HEAD, POST";
+            headers.AccessControlAllowHeaders = "Authorization, Content-Type";
+            headers.AccessControlMaxAge = "600";
+            context.Response.StatusCode = 204;
+            return Task.CompletedTask;
+        }
+        return next(context);
+    }
+
+    // A POST whose body is not declared JSON is refused: a cross-site form or text/plain POST (which browsers send
+    // without asking) cannot reach the endpoints.
+    private static Task CheckContentTypeAsync(HttpContext context, RequestDelegate next)
+    {
+        if (!HttpMethods.IsPost(context.Request.Method)) return next(context);
+        string type = context.Request.ContentType ?? "";
+        if (Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(type, out var media)
+            && string.Equals(media.MediaType.Value, "application/json", StringComparison.OrdinalIgnoreCase)
+            && (media.Charset.Value is null || string.Equals(media.Charset.Value, "utf-8", StringComparison.OrdinalIgnoreCase)))
+            return next(context);
+        throw new ApiException(415,
+            type.Length == 0 ? "the request has no Content-Type; expected application/json" : $"the Content-Type is '{type}'; expected application/json (UTF-8)",
+            code: "unsupported_media_type");
     }
 
     private Task CheckApiKeyAsync(HttpContext context, RequestDelegate next)
@@ -164,8 +310,26 @@ public sealed class ClockLMServer : IAsyncDisposable
         {
             "/v1/chat/completions" or "/v1/completions" or "/v1/embeddings" or "/v1/models" or "/tokenize" or "/detokenize" or "/health" or "/metrics" => path,
             _ when path.StartsWith("/v1/models/", StringComparison.Ordinal) => "/v1/models/{id}",
+            _ when OllamaEndpoints.Paths.Contains(path) => path,
             _ => "other",
         };
+    }
+
+    private static string BareHost(string host) => host.StartsWith('[') && host.EndsWith(']') ? host[1..^1] : host;
+
+    /// <summary>The bound host and every loopback name; when bound to every interface, also the machine's name and addresses.</summary>
+    private static HashSet<string> DefaultAllowedHosts(string host)
+    {
+        var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase) { "localhost", "127.0.0.1", "::1", BareHost(host) };
+        if (System.Net.IPAddress.TryParse(BareHost(host), out var address)
+            && (address.Equals(System.Net.IPAddress.Any) || address.Equals(System.Net.IPAddress.IPv6Any)))
+        {
+            names.Add(System.Net.Dns.GetHostName());
+            foreach (var nic in System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces())
+                foreach (var unicast in nic.GetIPProperties().UnicastAddresses)
+                    names.Add(unicast.Address.ToString());
+        }
+        return names;
     }
 
     private static string FormatHost(string host) => host.Contains(':') && !host.StartsWith('[') ? $"[{host}]" : host;

@@ -21,7 +21,42 @@ internal sealed class JsonRequest(JsonElement root)
         }
         if (document.RootElement.ValueKind != JsonValueKind.Object)
             throw ApiException.BadRequest($"the request body must be a JSON object, not {Describe(document.RootElement)}", code: "invalid_json");
+        CheckText(document.RootElement, "");
         return new JsonRequest(document.RootElement);
+    }
+
+    /// <summary>Every key and string in the body must be text: no bytes that are not UTF-8 (the JSON reader lets them
+    /// through inside strings) and no lone surrogate escapes. A 400 names the first that is not, by its path
+    /// (e.g. <c>messages[0].content</c>). The walk is bounded by the body's size and its nesting limit.</summary>
+    private static void CheckText(JsonElement value, string path)
+    {
+        switch (value.ValueKind)
+        {
+            case JsonValueKind.String:
+                Text(value, path.Length == 0 ? "the body" : path);
+                break;
+            case JsonValueKind.Array:
+                int i = 0;
+                foreach (var item in value.EnumerateArray()) CheckText(item, $"{path}[{i++}]");
+                break;
+            case JsonValueKind.Object:
+                foreach (var property in value.EnumerateObject())
+                {
+                    string name;
+                    try
+                    {
+                        name = property.Name;
+                    }
+                    catch (InvalidOperationException)
+                    {
+                        throw ApiException.BadRequest(
+                            $"a key in {(path.Length == 0 ? "the body" : path)} is not valid text: it holds a lone UTF-16 surrogate or bytes that are not UTF-8",
+                            path.Length == 0 ? null : path, "invalid_text");
+                    }
+                    CheckText(property.Value, path.Length == 0 ? name : $"{path}.{name}");
+                }
+                break;
+        }
     }
 
     public JsonElement? Get(string name) =>
@@ -31,7 +66,23 @@ internal sealed class JsonRequest(JsonElement root)
     {
         if (Get(name) is not { } v) return null;
         if (v.ValueKind != JsonValueKind.String) throw WrongType(name, "a string", v);
-        return v.GetString();
+        return Text(v, name);
+    }
+
+    /// <summary>A JSON string's text. One that holds a lone surrogate (<c>"\ud800"</c>) or bytes that are not UTF-8 has no
+    /// text: a 400 naming the field.</summary>
+    public static string Text(JsonElement v, string name)
+    {
+        try
+        {
+            return v.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            throw ApiException.BadRequest(
+                $"{name} is not valid text: it holds a lone UTF-16 surrogate (an escape in \\ud800-\\udfff without its pair) or bytes that are not UTF-8",
+                name, "invalid_text");
+        }
     }
 
     public bool? Bool(string name)
@@ -45,7 +96,7 @@ internal sealed class JsonRequest(JsonElement root)
     {
         if (Get(name) is not { } v) return null;
         if (v.ValueKind != JsonValueKind.Number) throw WrongType(name, "a number", v);
-        double d = v.GetDouble();
+        if (!v.TryGetDouble(out double d)) throw ApiException.BadRequest($"{name} is {v.GetRawText()}, beyond the range of a number; expected a number from {min} to {max}", name);
         if (!(d >= min && d <= max)) throw ApiException.BadRequest($"{name} is {d}; expected a number from {min} to {max}", name);
         return d;
     }
@@ -62,13 +113,13 @@ internal sealed class JsonRequest(JsonElement root)
     public List<string> Stops(string name)
     {
         if (Get(name) is not { } v) return [];
-        if (v.ValueKind == JsonValueKind.String) return [v.GetString()!];
+        if (v.ValueKind == JsonValueKind.String) return [Text(v, name)];
         if (v.ValueKind != JsonValueKind.Array) throw WrongType(name, "a string or an array of strings", v);
         var stops = new List<string>();
         foreach (var item in v.EnumerateArray())
         {
             if (item.ValueKind != JsonValueKind.String) throw WrongType(name, "an array of strings", item);
-            stops.Add(item.GetString()!);
+            stops.Add(Text(item, name));
         }
         if (stops.Count > 16) throw ApiException.BadRequest($"{name} has {stops.Count} sequences; at most 16 are accepted", name);
         return stops;
@@ -80,6 +131,21 @@ internal sealed class JsonRequest(JsonElement root)
         if (Get(name) is not { } v) return null;
         if (v.ValueKind != JsonValueKind.Object) throw WrongType(name, "an object", v);
         return new JsonRequest(v);
+    }
+
+    /// <summary>An array of token ids, each below <paramref name="vocabSize"/>.</summary>
+    public static int[] TokenIds(JsonElement array, string name, int vocabSize)
+    {
+        if (array.ValueKind != JsonValueKind.Array) throw WrongType(name, "an array of token ids", array);
+        var ids = new int[array.GetArrayLength()];
+        int i = 0;
+        foreach (var item in array.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt32(out int id)) throw WrongType(name, "an array of token ids", item);
+            if ((uint)id >= (uint)vocabSize) throw ApiException.BadRequest($"{name} holds token id {id}; expected 0 to {vocabSize - 1}", name);
+            ids[i++] = id;
+        }
+        return ids;
     }
 
     public static ApiException WrongType(string name, string expected, JsonElement value) =>

@@ -2,17 +2,18 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using ClockLM.Chat;
+using ClockLM.Models;
 using ClockLM.Sampling;
 using Microsoft.AspNetCore.Http;
 using TemplateMessage = ClockLM.Tokenizers.ChatTemplates.ChatMessage;
 
 namespace ClockLM.Server;
 
-/// <summary>The request handlers: OpenAI's request fields in, OpenAI's response shapes out.</summary>
-internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, Embedder embedder)
+/// <summary>The request handlers of one model: OpenAI's request fields in, OpenAI's response shapes out.
+/// <paramref name="answers"/> tells the names (and aliases) that mean this model.</summary>
+internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, Func<string, bool> answers)
 {
     private readonly ChatPrompt _chatPrompt = new(scheduler.Model);
-    private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
     private enum Kind { Chat, Text }
 
@@ -51,23 +52,33 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
         if (body.Get("dimensions") is not null)
             throw ApiException.BadRequest($"dimensions is not supported: embeddings have the model's width, {scheduler.Model.Config.Dim}", "dimensions");
         var inputs = ReadInputs(body, "input");
+        // An empty string would be embedded as its BOS alone; OpenAI refuses it.
+        var raw = body.Get("input")!.Value;
+        bool[] emptyText = raw.ValueKind == JsonValueKind.String
+            ? [raw.GetString()!.Length == 0]
+            : raw.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.String && e.GetString()!.Length == 0).ToArray();
+        if (emptyText.Length != inputs.Count) emptyText = new bool[inputs.Count]; // an array of token ids is one input
         var data = new JsonArray();
         int tokens = 0;
         for (int i = 0; i < inputs.Count; i++)
         {
             int[] ids = inputs[i];
-            if (ids.Length == 0) throw ApiException.BadRequest($"input {i} is empty", "input");
-            if (ids.Length > embedder.ContextLength)
-                throw ApiException.BadRequest($"input {i} is {ids.Length} tokens but the context holds {embedder.ContextLength}", "input", "context_length_exceeded");
+            if (ids.Length == 0 || emptyText[i]) throw ApiException.BadRequest($"input {i} is empty; expected text or token ids to embed", "input");
+            if (ids.Length > scheduler.ContextLength)
+                throw ApiException.BadRequest($"input {i} is {ids.Length} tokens but the context holds {scheduler.ContextLength}", "input", "context_length_exceeded");
+            // A slot of the scheduler reads the input a chunk per round, beside the generations: the queue limit holds,
+            // and a client that goes away frees the slot within one chunk.
+            var job = scheduler.Submit(new CompletionRequest { PromptIds = ids, Embed = true }, context.RequestAborted);
+            var result = await job.Result;
             context.RequestAborted.ThrowIfCancellationRequested();
-            float[] vector = await Task.Run(() => embedder.Embed(ids), context.RequestAborted);
+            float[] vector = result.Embedding!;
             tokens += ids.Length;
             JsonNode embedding = format == "base64"
                 ? Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(vector.AsSpan()))
                 : new JsonArray(vector.Select(v => (JsonNode)JsonValue.Create(v)).ToArray());
-            data.Add(new JsonObject { ["object"] = "embedding", ["index"] = i, ["embedding"] = embedding });
+            data.Add((JsonNode)new JsonObject { ["object"] = "embedding", ["index"] = i, ["embedding"] = embedding });
         }
-        await context.Response.WriteAsJsonAsync(new JsonObject
+        await context.Response.WriteJsonAsync(new JsonObject
         {
             ["object"] = "list",
             ["data"] = data,
@@ -76,55 +87,10 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
         }, context.RequestAborted);
     }
 
-    public Task ModelsAsync(HttpContext context) =>
-        context.Response.WriteAsJsonAsync(new JsonObject { ["object"] = "list", ["data"] = new JsonArray(ModelJson()) });
+    /// <summary>/tokenize and /detokenize on this model's vocabulary.</summary>
+    public TokenizerEndpoints Tokens { get; } = new(scheduler.Model.Tokenizer);
 
-    public Task ModelAsync(HttpContext context)
-    {
-        string id = (string)context.Request.RouteValues["id"]!;
-        if (!IsThisModel(id)) throw ModelNotFound(id);
-        return context.Response.WriteAsJsonAsync(ModelJson());
-    }
-
-    public async Task TokenizeAsync(HttpContext context)
-    {
-        var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
-        string content = body.String("content") ?? throw ApiException.BadRequest("content is required: the text to tokenize", "content");
-        bool addSpecial = body.Bool("add_special") ?? false;
-        bool withPieces = body.Bool("with_pieces") ?? false;
-        var tokenizer = scheduler.Model.Tokenizer;
-        var ids = tokenizer.Encode(content, addSpecial, parseSpecial: body.Bool("parse_special") ?? false);
-        var tokens = new JsonArray();
-        foreach (int id in ids)
-            tokens.Add(withPieces ? new JsonObject { ["id"] = id, ["piece"] = tokenizer.GetPiece(id) } : JsonValue.Create(id));
-        await context.Response.WriteAsJsonAsync(new JsonObject { ["tokens"] = tokens }, context.RequestAborted);
-    }
-
-    public async Task DetokenizeAsync(HttpContext context)
-    {
-        var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
-        var ids = body.Get("tokens") is { } t ? ReadIds(t, "tokens") : throw ApiException.BadRequest("tokens is required: an array of token ids", "tokens");
-        string text = scheduler.Model.Tokenizer.Decode(ids);
-        await context.Response.WriteAsJsonAsync(new JsonObject { ["content"] = text }, context.RequestAborted);
-    }
-
-    private JsonObject ModelJson() => new()
-    {
-        ["id"] = modelId,
-        ["object"] = "model",
-        ["created"] = _created,
-        ["owned_by"] = "clocklm",
-        ["meta"] = new JsonObject
-        {
-            ["n_ctx"] = scheduler.ContextLength,
-            ["n_vocab"] = scheduler.Model.Config.VocabSize,
-            ["n_embd"] = scheduler.Model.Config.Dim,
-            ["n_layer"] = scheduler.Model.Config.Layers,
-            ["slots"] = scheduler.Slots,
-        },
-    };
-
-    private bool IsThisModel(string? id) => string.IsNullOrEmpty(id) || string.Equals(id, modelId, StringComparison.OrdinalIgnoreCase);
+    private bool IsThisModel(string? id) => string.IsNullOrEmpty(id) || answers(id);
 
     private void CheckModel(JsonRequest body)
     {
@@ -163,7 +129,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
     private static string ReadContent(JsonRequest m, string at)
     {
         if (m.Get("content") is not { } content) return "";
-        if (content.ValueKind == JsonValueKind.String) return content.GetString()!;
+        if (content.ValueKind == JsonValueKind.String) return JsonRequest.Text(content, $"{at}.content");
         if (content.ValueKind != JsonValueKind.Array) throw JsonRequest.WrongType($"{at}.content", "a string or an array of parts", content);
         var text = new StringBuilder();
         foreach (var part in content.EnumerateArray())
@@ -190,13 +156,14 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
         if (body.Get(name) is not { } v) throw ApiException.BadRequest($"{name} is required", name);
         var tokenizer = scheduler.Model.Tokenizer;
         int[] Encode(string text) => tokenizer.Encode(text, addSpecial: true).ToArray();
-        if (v.ValueKind == JsonValueKind.String) return [Encode(v.GetString()!)];
+        if (v.ValueKind == JsonValueKind.String) return [Encode(JsonRequest.Text(v, name))];
         if (v.ValueKind != JsonValueKind.Array) throw JsonRequest.WrongType(name, "a string or an array", v);
-        if (v.GetArrayLength() > 0 && v[0].ValueKind == JsonValueKind.Number) return [ReadIds(v, name)];
+        if (v.GetArrayLength() == 0) throw ApiException.BadRequest($"{name} is an empty array; expected at least one input", name);
+        if (v[0].ValueKind == JsonValueKind.Number) return [ReadIds(v, name)];
         var inputs = new List<int[]>();
         foreach (var item in v.EnumerateArray())
         {
-            if (item.ValueKind == JsonValueKind.String) inputs.Add(Encode(item.GetString()!));
+            if (item.ValueKind == JsonValueKind.String) inputs.Add(Encode(JsonRequest.Text(item, name)));
             else if (item.ValueKind == JsonValueKind.Array) inputs.Add(ReadIds(item, name));
             else throw JsonRequest.WrongType(name, "an array of strings or of token arrays", item);
         }
@@ -204,19 +171,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
         return inputs;
     }
 
-    private int[] ReadIds(JsonElement array, string name)
-    {
-        if (array.ValueKind != JsonValueKind.Array) throw JsonRequest.WrongType(name, "an array of token ids", array);
-        int vocab = scheduler.Model.Config.VocabSize;
-        var ids = new List<int>();
-        foreach (var item in array.EnumerateArray())
-        {
-            if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt32(out int id)) throw JsonRequest.WrongType(name, "an array of token ids", item);
-            if ((uint)id >= (uint)vocab) throw ApiException.BadRequest($"{name} holds token id {id}; expected 0 to {vocab - 1}", name);
-            ids.Add(id);
-        }
-        return ids.ToArray();
-    }
+    private int[] ReadIds(JsonElement array, string name) => JsonRequest.TokenIds(array, name, scheduler.Model.Config.VocabSize);
 
     /// <summary>The fields chat and text completions share.</summary>
     private static CompletionRequest ReadCompletion(JsonRequest body, int[] prompt, bool logprobs, int topLogprobs)
@@ -291,7 +246,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
             ["usage"] = UsageJson(result),
         };
         if (result.Clock is { } clock) answer["clocklm"] = ClockJson(clock);
-        await context.Response.WriteAsJsonAsync(answer, context.RequestAborted);
+        await context.Response.WriteJsonAsync(answer, context.RequestAborted);
     }
 
     private async Task StreamAsync(HttpContext context, CompletionJob job, Kind kind, string id, long created, bool includeUsage)
@@ -331,14 +286,24 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
             await SendAsync(response, Chunk(first), cancel);
         }
         var pending = new List<TokenLogprob>();
-        await foreach (var update in job.Updates.ReadAllAsync(CancellationToken.None))
+        CompletionResult result;
+        try
         {
-            if (update.Logprob is { } lp) pending.Add(lp);
-            if (update.Text.Length == 0) continue;
-            await SendAsync(response, Chunk(Choice(update.Text, pending, null)), cancel);
-            pending = [];
+            await foreach (var update in job.Updates.ReadAllAsync(CancellationToken.None))
+            {
+                if (update.Logprob is { } lp) pending.Add(lp);
+                if (update.Text.Length == 0) continue;
+                await SendAsync(response, Chunk(Choice(update.Text, pending, null)), cancel);
+                pending = [];
+            }
+            result = await job.Result;
         }
-        var result = await job.Result;
+        catch (NonFiniteOutputException e)
+        {
+            // The headers are sent: the error goes in the stream, as OpenAI streams errors, and the stream ends.
+            await SendAsync(response, new ApiException(500, e.Message, "server_error", code: "non_finite_output").ToJson(), cancel);
+            return;
+        }
         cancel.ThrowIfCancellationRequested();
         var last = Chunk(Choice(kind == Kind.Chat ? null : "", pending, FinishName(result.Finish)));
         if (result.Clock is { } clock) last["clocklm"] = ClockJson(clock);
@@ -388,7 +353,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, E
             {
                 var entry = Entry(t);
                 entry["top_logprobs"] = new JsonArray(t.Top.Select(a => (JsonNode)Entry(a)).ToArray());
-                content.Add(entry);
+                content.Add((JsonNode)entry);
             }
             return new JsonObject { ["content"] = content };
         }

@@ -12,7 +12,9 @@ internal sealed class ServerMetrics
 
     public void CountRequest(string path, int status) => _requests.AddOrUpdate((path, status), 1, (_, n) => n + 1);
 
-    public string Render(SchedulerStats s)
+    /// <summary>The metrics: the requests counted here, the scheduler's <paramref name="s"/>, and the fast paths the
+    /// served model runs without (<paramref name="kernelFallbacks"/>, counted when it loaded).</summary>
+    public string Render(SchedulerStats s, int kernelFallbacks)
     {
         var text = new StringBuilder();
         void Metric(string name, string type, string help, double value)
@@ -33,6 +35,7 @@ internal sealed class ServerMetrics
         Metric("clocklm_generated_tokens_total", "counter", "Tokens generated.", s.GeneratedTokens);
         Metric("clocklm_batched_tokens_total", "counter", "Tokens decoded in steps that ran several slots in one pass over the weights.", s.BatchedTokens);
         Metric("clocklm_batch_fallbacks_total", "counter", "Batched steps that failed, after which their slots ran one by one.", s.BatchFallbacks);
+        Metric("clocklm_kernel_fallbacks", "gauge", "Fast paths the served models run without: matrices packing had to leave in their file layout, kernels below the fast path (logged when it loaded).", kernelFallbacks);
         Metric("clocklm_generated_tokens_per_second", "gauge", "Generated tokens per second of scheduler busy time.", s.GeneratedTokensPerSecond);
         Metric("clocklm_busy_seconds_total", "counter", "Time the scheduler spent running decode rounds.", s.BusyTime.TotalSeconds);
         Metric("clocklm_queue_depth", "gauge", "Requests waiting for a slot.", s.QueueDepth);

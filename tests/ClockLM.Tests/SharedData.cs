@@ -28,7 +28,15 @@ public static class SharedData
 /// <summary>A temporary directory removed when disposed.</summary>
 public sealed class TempDir : IDisposable
 {
-    public string Path { get; } = Directory.CreateTempSubdirectory("clocklm-test-").FullName;
+    /// <summary>A new directory under the system's temporary folder, or under <paramref name="under"/>.</summary>
+    public TempDir(string? under = null)
+    {
+        Path = under is null
+            ? Directory.CreateTempSubdirectory("clocklm-test-").FullName
+            : Directory.CreateDirectory(System.IO.Path.Combine(under, $"clocklm-test-{Guid.NewGuid():N}")).FullName;
+    }
+
+    public string Path { get; }
     public string File(string name) => System.IO.Path.Combine(Path, name);
     public void Dispose()
     {

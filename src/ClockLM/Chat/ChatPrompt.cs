@@ -12,11 +12,20 @@ public sealed class ChatPrompt
     private readonly Model _model;
 
     /// <summary>The prompt format of <paramref name="model"/>: the GGUF file's template, or <see cref="ChatTemplate.Fallback"/>.</summary>
+    /// <exception cref="ClockLM.Gguf.GgufFormatException">The file's template does not parse.</exception>
     public ChatPrompt(Model model)
     {
         ArgumentNullException.ThrowIfNull(model);
         _model = model;
-        Template = model.Gguf is { } gguf ? ChatTemplate.FromGguf(gguf) : ChatTemplate.Fallback;
+        try
+        {
+            Template = model.Gguf is { } gguf ? ChatTemplate.FromGguf(gguf) : ChatTemplate.Fallback;
+        }
+        catch (ChatTemplateException e)
+        {
+            string at = e.Line > 0 ? $" (line {e.Line}, column {e.Column})" : "";
+            throw new ClockLM.Gguf.GgufFormatException(model.Path, $"tokenizer.chat_template cannot be used{at}: {e.Reason}");
+        }
     }
 
     /// <summary>The template in use.</summary>

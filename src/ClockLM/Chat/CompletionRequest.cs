@@ -29,6 +29,10 @@ public sealed record CompletionRequest
     /// <summary>Return a <see cref="ClockSummary"/> with the result.</summary>
     public bool ClockSummary { get; init; }
 
+    /// <summary>Instead of generating, read the prompt and return its embedding (<see cref="CompletionResult.Embedding"/>):
+    /// the mean of the tokens' final hidden states, unit length. The prompt may then fill the whole context.</summary>
+    public bool Embed { get; init; }
+
     /// <summary>How many entries the clock summary's top-k holds.</summary>
     public int ClockSummaryTopK { get; init; } = 10;
 
@@ -71,6 +75,9 @@ public sealed record CompletionResult(
 {
     /// <summary>Generated tokens.</summary>
     public int CompletionTokens => GeneratedIds.Length;
+
+    /// <summary>The prompt's embedding (dim) when the request asked for one (<see cref="CompletionRequest.Embed"/>).</summary>
+    public float[]? Embedding { get; init; }
 }
 
 /// <summary>

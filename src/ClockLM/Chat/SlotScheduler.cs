@@ -1,6 +1,7 @@
 using ClockLM.Clock;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using ClockLM.Generation;
 using ClockLM.Models;
 using Microsoft.Extensions.Logging;
 using ClockLM.Sampling;
@@ -42,6 +43,7 @@ public sealed class SlotScheduler : IDisposable
         if (options.PrefillChunk < 1) throw new ArgumentOutOfRangeException(nameof(options), options.PrefillChunk, "prefill chunk must be 1 or more");
         _model = model;
         _options = options;
+        model.CheckMemoryFor(options.ContextLength ?? model.Config.ContextLength, options.Slots);
         _slots = new Slot[options.Slots];
         for (int i = 0; i < _slots.Length; i++)
             _slots[i] = new Slot(i, model.CreateTransformer(options.ContextLength, options.Pool));
@@ -138,6 +140,9 @@ public sealed class SlotScheduler : IDisposable
         foreach (int id in request.PromptIds)
             if ((uint)id >= (uint)_model.Config.VocabSize)
                 throw new CompletionRequestException("prompt", $"token id {id} is outside the vocabulary (0..{_model.Config.VocabSize - 1})");
+        if (request.Embed)
+            return prompt <= ContextLength ? 0 : throw new CompletionRequestException("input",
+                $"the input is {prompt} tokens but the context holds {ContextLength}; shorten it or start the server with a larger --ctx");
         if (prompt >= ContextLength)
             throw new CompletionRequestException("prompt",
                 $"the prompt is {prompt} tokens but the context holds {ContextLength}; shorten the prompt or start the server with a larger --ctx");
@@ -226,7 +231,8 @@ public sealed class SlotScheduler : IDisposable
         slot.PromptTime = Stopwatch.GetElapsedTime(slot.StartedAt);
         slot.DecodeStartedAt = Stopwatch.GetTimestamp();
         lock (_gate) _promptTokens += slot.Prompt.Length;
-        Commit(slot, logits);
+        if (slot.Embedding is not null) Finish(slot, FinishReason.Stop);
+        else Commit(slot, logits);
     }
 
     private void DecodeAll(List<Slot> decoding)
@@ -280,6 +286,7 @@ public sealed class SlotScheduler : IDisposable
     {
         var job = slot.Job!;
         var request = job.Request;
+        NonFiniteOutputException.ThrowIfBadLogits(logits, slot.Position - 1);
         int next = slot.Sampler!.Sample(logits, CollectionsMarshal.AsSpan(slot.History));
         if (request.ClockSummary) slot.FinalTopK = TopTokens(logits, request.ClockSummaryTopK);
         if (!request.IgnoreEndOfGeneration && _model.Tokenizer.IsEndOfGeneration(next))
@@ -342,9 +349,10 @@ public sealed class SlotScheduler : IDisposable
             clock = new ClockSummary(_model.Config.Layers, promptTime, decodeTime, perCycle, slot.FinalTopK ?? [],
                 CycleSummaries(slot, job.Request.ClockSummaryTopK));
         }
+        float[]? embedding = reason == FinishReason.Cancelled ? null : slot.Embedding?.ToVector();
         slot.StopObserving();
         var result = new CompletionResult(slot.Prompt.Length, slot.Generated.ToArray(), slot.Text.ToString(), reason,
-            slot.QueueTime, promptTime, decodeTime, clock);
+            slot.QueueTime, promptTime, decodeTime, clock) { Embedding = embedding };
         lock (_gate)
         {
             if (reason == FinishReason.Cancelled) _cancelled++;
@@ -450,6 +458,7 @@ public sealed class SlotScheduler : IDisposable
         public List<TokenLogprob>? FinalTopK;
         public CycleTotals? Totals;
         public float[][]? LensResiduals;   // (layers, dim): resid_post of each cycle at the latest position
+        public MeanPooling? Embedding;
 
         /// <summary>Attaches the clock for a job that asked for the clock summary.</summary>
         public void StartObserving(int layers, int dim)
@@ -471,6 +480,18 @@ public sealed class SlotScheduler : IDisposable
             Transformer.Hook = null;
             Totals = null;
             LensResiduals = null;
+            Embedding = null;
+        }
+
+        /// <summary>Collects each prompt token's last hidden state for a job that asked for an embedding.</summary>
+        private void StartEmbedding(Model model)
+        {
+            var embedding = Embedding = new MeanPooling(model);
+            int last = model.Config.Layers - 1;
+            Transformer.Hook = (point, layer, position, activation) =>
+            {
+                if (point == ActivationPoint.ResidPost && layer == last) embedding.Add(activation, position);
+            };
         }
 
         public void Start(CompletionJob job, Model model)
@@ -486,6 +507,7 @@ public sealed class SlotScheduler : IDisposable
             Detokenizer.Flush();
             StopFilter = new StopSequenceFilter(job.Request.Stop);
             if (job.Request.ClockSummary) StartObserving(model.Config.Layers, model.Config.Dim);
+            if (job.Request.Embed) StartEmbedding(model);
             History.Clear();
             History.AddRange(Prompt);
             Generated.Clear();

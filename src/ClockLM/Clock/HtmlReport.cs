@@ -1,4 +1,4 @@
-using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace ClockLM.Clock;
 
@@ -18,34 +18,36 @@ public static class HtmlReport
     public static string Render(ClockTrace trace, Func<int, string> tokenText, string title)
     {
         var c = trace.Config;
-        var data = new
+        // Built as JSON nodes rather than serialized from anonymous objects, so the report needs no reflection (native AOT).
+        static JsonArray Array<T>(IEnumerable<T> items, Func<T, JsonNode?> node) => new([.. items.Select(node)]);
+        var data = new JsonObject
         {
-            title,
-            layers = c.Layers,
-            heads = c.Heads,
-            stages = StageNames.All.Select(s => s.Name()).ToArray(),
-            passes = trace.Passes.Select(p => new
+            ["title"] = title,
+            ["layers"] = c.Layers,
+            ["heads"] = c.Heads,
+            ["stages"] = Array(StageNames.All, s => s.Name()),
+            ["passes"] = Array(trace.Passes, p => new JsonObject
             {
-                position = p.Position,
-                rows = p.Rows,
-                text = tokenText(p.Tokens[0]),
-                generated = p.Generated,
-                micros = p.Timing.Seconds * 1e6,
-                embedMicros = p.Timing.EmbeddingTicks * 1e6 / System.Diagnostics.Stopwatch.Frequency,
-                commitMicros = p.Timing.CommitTicks * 1e6 / System.Diagnostics.Stopwatch.Frequency,
-                cycles = p.Cycles.Select(cy => cy.StageSeconds.Select(s => s * 1e6).ToArray()).ToArray(),
-            }).ToArray(),
-            tokens = trace.Tokens.Select(t => new
+                ["position"] = p.Position,
+                ["rows"] = p.Rows,
+                ["text"] = tokenText(p.Tokens[0]),
+                ["generated"] = p.Generated,
+                ["micros"] = p.Timing.Seconds * 1e6,
+                ["embedMicros"] = p.Timing.EmbeddingTicks * 1e6 / System.Diagnostics.Stopwatch.Frequency,
+                ["commitMicros"] = p.Timing.CommitTicks * 1e6 / System.Diagnostics.Stopwatch.Frequency,
+                ["cycles"] = Array(p.Cycles, cy => Array(cy.StageSeconds, s => s * 1e6)),
+            }),
+            ["tokens"] = Array(trace.Tokens, t => new JsonObject
             {
-                position = t.Position,
-                id = t.Token,
-                text = tokenText(t.Token),
-                generated = t.Generated,
-                lens = t.Lens.Select(row => row.Length == 0 ? null : new { text = tokenText(row[0].Token), p = row[0].Probability }).ToArray(),
-                attention = t.Attention.Select(layer => layer.Select(h => h.Weights).ToArray()).ToArray(),
-            }).ToArray(),
+                ["position"] = t.Position,
+                ["id"] = t.Token,
+                ["text"] = tokenText(t.Token),
+                ["generated"] = t.Generated,
+                ["lens"] = Array(t.Lens, row => row.Length == 0 ? null : new JsonObject { ["text"] = tokenText(row[0].Token), ["p"] = row[0].Probability }),
+                ["attention"] = Array(t.Attention, layer => Array(layer, h => Array(h.Weights, w => w))),
+            }),
         };
-        string json = JsonSerializer.Serialize(data); // the default encoder escapes '<', '>' and '&', so it is safe inside <script>
+        string json = data.ToJsonString(); // the default encoder escapes '<', '>' and '&', so it is safe inside <script>
         return Template.Replace("__TITLE__", System.Net.WebUtility.HtmlEncode(title)).Replace("__DATA__", json);
     }
 

@@ -33,7 +33,7 @@ public sealed class LogitLens
         if (residual.Length != _config.Dim)
             throw new ArgumentException($"the residual stream has {residual.Length} values, expected dim {_config.Dim}", nameof(residual));
         Transformer.RmsNorm(_normed, residual, _weights.FinalNorm, _config.RmsEpsilon);
-        MatVec.Multiply(_weights.Output, _normed, _probabilities);
+        MatVec.Multiply(_weights.Output, _normed, _probabilities, null, _weights.Kernels);
         Transformer.Softmax(_probabilities);
         return _probabilities;
     }

@@ -2,13 +2,15 @@ using System.Diagnostics;
 using System.Numerics;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using ClockLM.Tensors;
 
 namespace ClockLM.Clock;
 
 /// <summary>Memory read bandwidth with a given number of threads.</summary>
 /// <param name="Threads">Threads reading at once.</param>
 /// <param name="GigabytesPerSecond">Bytes read per second, over all threads, in GB/s (10^9).</param>
-public sealed record BandwidthPoint(int Threads, double GigabytesPerSecond);
+/// <param name="Read">The read loop that reached it (<see cref="Roofline.ReadLoops"/>); null in older measurements.</param>
+public sealed record BandwidthPoint(int Threads, double GigabytesPerSecond, string? Read = null);
 
 /// <summary>
 /// This machine's limits: how fast memory can be read (per thread count) and how many floating-point operations per
@@ -35,6 +37,14 @@ public sealed record Roofline
     /// <summary>Logical processors of the machine that was measured.</summary>
     public required int ProcessorCount { get; init; }
 
+    /// <summary>How the bandwidth was measured: <see cref="CurrentMethod"/> for measurements of this version, 0 for
+    /// those of the first one (a single read loop, timed over all its passes), which read a third below what the
+    /// machine delivers; a cache of an older method is measured again.</summary>
+    public int Method { get; init; }
+
+    /// <summary>The method <see cref="Measure"/> uses: the best of several read loops and runs, see <see cref="ReadBandwidth"/>.</summary>
+    public const int CurrentMethod = 2;
+
     /// <summary>The best bandwidth over all thread counts, GB/s.</summary>
     [JsonIgnore]
     public double PeakBandwidth => Bandwidth.Max(b => b.GigabytesPerSecond);
@@ -43,32 +53,62 @@ public sealed record Roofline
     public double BandwidthAt(int threads) =>
         Bandwidth.OrderBy(b => Math.Abs(b.Threads - threads)).First().GigabytesPerSecond;
 
-    /// <summary>Measures the machine: about a second per thread count for bandwidth and for arithmetic.</summary>
+    /// <summary>Measures the machine: a few seconds per thread count for bandwidth, under a second for arithmetic.</summary>
     /// <param name="maxThreads">Most threads to try; the processor count when null.</param>
-    /// <param name="bufferBytes">Size of the buffer streamed for bandwidth.</param>
-    /// <param name="secondsPerPoint">Time spent per measurement.</param>
-    public static Roofline Measure(int? maxThreads = null, long bufferBytes = 256L << 20, double secondsPerPoint = 0.4)
+    /// <param name="bufferBytes">Bytes streamed for bandwidth, split among the threads (<see cref="DefaultBufferBytes"/>
+    /// when null).</param>
+    /// <param name="secondsPerPoint">Time spent per arithmetic measurement.</param>
+    public static Roofline Measure(int? maxThreads = null, long? bufferBytes = null, double secondsPerPoint = 0.4)
     {
         int max = Math.Max(1, maxThreads ?? Environment.ProcessorCount);
-        var buffer = new float[bufferBytes / sizeof(float)];
-        for (int i = 0; i < buffer.Length; i += 1024) buffer[i] = 1; // touch every page
+        long buffer = bufferBytes ?? DefaultBufferBytes;
         var bandwidth = new List<BandwidthPoint>();
         for (int threads = 1; threads <= max; threads++)
-        {
-            double seconds = RunThreads(threads, secondsPerPoint, index =>
-            {
-                var (start, end) = (buffer.Length / threads * index, buffer.Length / threads * (index + 1));
-                return ReadSum(buffer.AsSpan(start, end - start));
-            }, out long passes);
-            bandwidth.Add(new BandwidthPoint(threads, passes * (double)(buffer.Length / threads * threads) * sizeof(float) / seconds / 1e9));
-        }
+            bandwidth.Add(ReadBandwidth(threads, buffer));
         double one = ArithmeticRate(1, secondsPerPoint);
         double all = max == 1 ? one : ArithmeticRate(max, secondsPerPoint);
         return new Roofline
         {
             Bandwidth = bandwidth.ToArray(), PeakGflops = Math.Max(one, all), PeakGflopsOneThread = one,
-            BufferBytes = bufferBytes, MeasuredAt = DateTime.UtcNow, ProcessorCount = Environment.ProcessorCount,
+            BufferBytes = buffer, MeasuredAt = DateTime.UtcNow, ProcessorCount = Environment.ProcessorCount,
+            Method = CurrentMethod,
         };
+    }
+
+    /// <summary>The bytes the bandwidth measurement streams by default: 1 GiB, far more than any cache (32 MiB of L3 on
+    /// the EPYC measured), or a quarter of the memory available when that is less.</summary>
+    public static long DefaultBufferBytes => Math.Min(1L << 30, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4);
+
+    /// <summary>The read loops the bandwidth measurement tries, by name, with how far ahead each prefetches (0: loads
+    /// alone, what a plain streaming loop does; 2 KB and 4 KB: the distances of ClockLM's streaming kernels).</summary>
+    public static IReadOnlyList<(string Name, int PrefetchAhead)> ReadLoops { get; } =
+        StreamingRead.CanPrefetch
+            ? [("loads", 0), ("prefetch 2 KB", 2048), ("prefetch 4 KB", 4096)]
+            : [("loads", 0)];
+
+    /// <summary>
+    /// Read bandwidth of <paramref name="threads"/> threads streaming <paramref name="bufferBytes"/> between them, each
+    /// its own share, allocated and first touched by itself (<see cref="ParallelRead"/>): every read loop of
+    /// <see cref="ReadLoops"/> <paramref name="runs"/> times, after an untimed pass. The result is the best run of the
+    /// best loop: the rate the machine can deliver (slower runs are the machine busy with something else, not a
+    /// property of it), which a kernel reading as well as the best loop reaches.
+    /// </summary>
+    public static BandwidthPoint ReadBandwidth(int threads, long bufferBytes, int runs = 5)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(runs, 1);
+        long share = bufferBytes / threads / StreamingRead.StepBytes * StreamingRead.StepBytes;
+        if (share <= 0) throw new ArgumentOutOfRangeException(nameof(bufferBytes), bufferBytes, $"too few bytes for {threads} threads");
+        var seconds = ParallelRead.Time(threads, share, ReadLoops.Select(l => l.PrefetchAhead).ToArray(), runs);
+        double best = 0;
+        string read = ReadLoops[0].Name;
+        for (int run = 1; run <= runs; run++)
+            for (int loop = 0; loop < ReadLoops.Count; loop++)
+            {
+                double rate = share * (double)threads / seconds[run, loop] / 1e9;
+                if (rate > best) (best, read) = (rate, ReadLoops[loop].Name);
+            }
+        return new BandwidthPoint(threads, best, read);
     }
 
     /// <summary>The cache file: <c>$XDG_CACHE_HOME/clocklm/roofline.json</c>, or <c>~/.cache/clocklm/roofline.json</c>.</summary>
@@ -90,7 +130,7 @@ public sealed record Roofline
         if (!File.Exists(path)) return null;
         try
         {
-            var roofline = JsonSerializer.Deserialize<Roofline>(File.ReadAllText(path), JsonOptions);
+            var roofline = JsonSerializer.Deserialize(File.ReadAllText(path), RooflineJson.Default.Roofline);
             if (roofline is null || roofline.Bandwidth.Length == 0 || roofline.PeakGflops <= 0)
                 throw new InvalidDataException($"{path}: not a roofline measurement (no bandwidth or peak rate); delete it or refresh it");
             return roofline;
@@ -105,38 +145,19 @@ public sealed record Roofline
     public void Save(string path)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        File.WriteAllText(path, JsonSerializer.Serialize(this, JsonOptions));
+        File.WriteAllText(path, JsonSerializer.Serialize(this, RooflineJson.Default.Roofline));
     }
 
-    /// <summary>The cached measurement at <paramref name="path"/>, or a new one (saved there) when there is none or
-    /// <paramref name="refresh"/> is set.</summary>
-    public static Roofline LoadOrMeasure(string path, bool refresh = false, int? maxThreads = null)
+    /// <summary>The cached measurement at <paramref name="path"/>, or a new one (saved there) when there is none, when
+    /// it was measured by an older method, or when <paramref name="refresh"/> is set.</summary>
+    public static Roofline LoadOrMeasure(string path, bool refresh = false, int? maxThreads = null, long? bufferBytes = null)
     {
-        if (!refresh && Load(path) is { } cached) return cached;
-        var measured = Measure(maxThreads);
+        if (!refresh && Load(path) is { Method: CurrentMethod } cached) return cached;
+        var measured = Measure(maxThreads, bufferBytes);
         measured.Save(path);
         return measured;
     }
 
-    private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
-
-    /// <summary>Sums a span with several independent vector accumulators: a pure streaming read.</summary>
-    private static float ReadSum(ReadOnlySpan<float> data)
-    {
-        int width = Vector<float>.Count;
-        Vector<float> a = default, b = default, c = default, d = default;
-        int i = 0;
-        for (; i + 4 * width <= data.Length; i += 4 * width)
-        {
-            a += new Vector<float>(data.Slice(i));
-            b += new Vector<float>(data.Slice(i + width));
-            c += new Vector<float>(data.Slice(i + 2 * width));
-            d += new Vector<float>(data.Slice(i + 3 * width));
-        }
-        float sum = Vector.Sum(a + b + c + d);
-        for (; i < data.Length; i++) sum += data[i];
-        return sum;
-    }
 
     /// <summary>GFLOP/s of <paramref name="threads"/> threads running independent fused multiply-add chains.</summary>
     private static double ArithmeticRate(int threads, double secondsPerPoint)
@@ -208,3 +229,8 @@ public sealed record Roofline
         return elapsed;
     }
 }
+
+/// <summary>The roofline cache's JSON (indented, snake_case), generated at build time: no reflection (native AOT).</summary>
+[JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
+[JsonSerializable(typeof(Roofline))]
+internal sealed partial class RooflineJson : JsonSerializerContext;

@@ -31,8 +31,9 @@ public sealed class Llama2cCheckpoint : IDisposable
     /// <summary>The checkpoint's path.</summary>
     public string Path => _file.Path;
 
-    /// <summary>Opens a checkpoint; an invalid one is a <see cref="ModelFormatException"/>.</summary>
-    public static Llama2cCheckpoint Open(string path)
+    /// <summary>Opens a checkpoint, its weights to run on <paramref name="kernels"/> (<see cref="KernelOptions.Best"/>
+    /// when null); an invalid one is a <see cref="ModelFormatException"/>.</summary>
+    public static Llama2cCheckpoint Open(string path, KernelOptions? kernels = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);
         long length = new FileInfo(path).Length;
@@ -61,6 +62,10 @@ public sealed class Llama2cCheckpoint : IDisposable
                 + (shared ? 0 : 4 * vocabRows * d);
             if (length < expected)
                 throw new ModelFormatException(path, $"file is {length} bytes but its header (dim {dim}, layers {layers}, vocab {config.VocabSize}) needs {expected}: truncated?");
+            // Bytes past the weights mean the header does not describe the file (more layers than n_layers, say).
+            if (length > expected)
+                throw new ModelFormatException(path, $"file is {length} bytes but its header (dim {dim}, layers {layers}, vocab {config.VocabSize}, " +
+                    $"{(shared ? "shared" : "separate")} classifier) describes {expected}: {length - expected} bytes are not accounted for");
 
             TensorView Next(int rows, int cols)
             {
@@ -94,6 +99,7 @@ public sealed class Llama2cCheckpoint : IDisposable
                 }).ToArray(),
                 FinalNorm = finalNorm,
                 Output = output,
+                Kernels = kernels ?? KernelOptions.Best,
             };
             return new Llama2cCheckpoint(file, config, weights, shared);
         }

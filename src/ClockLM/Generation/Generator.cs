@@ -118,6 +118,7 @@ public sealed class Generator
         while (generated.Count < options.MaxNewTokens)
         {
             if (cancellation.IsCancellationRequested) { stop = StopReason.Cancelled; break; }
+            NonFiniteOutputException.ThrowIfBadLogits(logits, pos - 1);
             int next = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history));
             if (tokenizer.IsEndOfGeneration(next))
             {

@@ -240,6 +240,15 @@ public sealed unsafe class GgufFile : IDisposable
             if (t.Offset > dataLength || bytes > dataLength - t.Offset)
                 throw Error($"tensor '{t.Name}' data [{t.Offset}, {t.Offset + bytes}) lies past the end of the data section ({Math.Max(0, dataLength)} bytes; file truncated?)");
         }
+        // Each tensor owns its bytes: two tensors over the same data would alias each other's weights.
+        var byOffset = _tensors.OrderBy(t => t.Offset).ToList();
+        for (int i = 1; i < byOffset.Count; i++)
+        {
+            var previous = byOffset[i - 1];
+            if (byOffset[i].Offset < previous.Offset + previous.ByteCount)
+                throw Error($"tensor '{byOffset[i].Name}' data starts at offset {byOffset[i].Offset}, inside tensor '{previous.Name}' " +
+                    $"[{previous.Offset}, {previous.Offset + previous.ByteCount}): tensor data may not overlap");
+        }
     }
 
     private GgufTensorInfo ReadTensorInfo(ulong index)

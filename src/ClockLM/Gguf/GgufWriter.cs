@@ -93,15 +93,13 @@ public sealed class GgufWriter
     public GgufWriter AddTensor(string name, long[] dims, ReadOnlySpan<float> values) =>
         AddTensor(name, GgmlType.F32, dims, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values).ToArray());
 
-    /// <summary>Writes the file.</summary>
-    public void Write(string path)
-    {
-        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
-        Write(stream);
-    }
+    /// <summary>Writes the file atomically (<see cref="AtomicFile"/>): a failure leaves what was at
+    /// <paramref name="path"/> untouched. <paramref name="progress"/> hears the fraction of tensor bytes written (0 to
+    /// 1), after each tensor.</summary>
+    public void Write(string path, IProgress<double>? progress = null) => AtomicFile.Write(path, stream => Write(stream, progress));
 
-    /// <summary>Writes the file to a stream.</summary>
-    public void Write(Stream stream)
+    /// <summary>Writes the file to a stream; <paramref name="progress"/> hears the fraction of tensor bytes written.</summary>
+    public void Write(Stream stream, IProgress<double>? progress = null)
     {
         if (Alignment != GgufFile.DefaultAlignment)
             Set("general.alignment", (uint)Alignment);
@@ -129,6 +127,7 @@ public sealed class GgufWriter
         }
         Pad(w);
         w.Flush();
+        long written = 0, total = Math.Max(1, _tensors.Sum(t => t.Bytes));
         foreach (var t in _tensors)
         {
             long start = stream.Position;
@@ -136,6 +135,8 @@ public sealed class GgufWriter
             if (stream.Position - start != t.Bytes)
                 throw new InvalidOperationException($"tensor '{t.Name}': {stream.Position - start} bytes written, {t.Bytes} expected");
             Pad(w);
+            written += t.Bytes;
+            progress?.Report((double)written / total);
         }
     }
 

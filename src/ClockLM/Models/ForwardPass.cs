@@ -35,6 +35,7 @@ internal sealed class ForwardPass
     private readonly float[] _theta;        // RoPE frequencies theta_i (head_size / 2)
     private readonly float[] _thetaSliding; // those of sliding-window layers (the same array unless their base differs)
     private readonly float _attentionScale;
+    private readonly KernelOptions _kernels; // every product and layer kernel runs on these (ModelOptions.Kernels)
 
     public ForwardPass(LlamaConfig config, LlamaWeights weights)
     {
@@ -43,6 +44,7 @@ internal sealed class ForwardPass
         _theta = RopeFrequencies(config.RopeBase, config.HeadSize, weights.RopeFrequencyFactors);
         _thetaSliding = config.RopeBaseSliding is { } slidingBase ? RopeFrequencies(slidingBase, config.HeadSize, weights.RopeFrequencyFactors) : _theta;
         _attentionScale = config.AttentionScale ?? 1.0f / MathF.Sqrt(config.HeadSize);
+        _kernels = weights.Kernels;
         Costs = new StageCosts(config, weights);
     }
 
@@ -130,9 +132,9 @@ internal sealed class ForwardPass
         if (b.Hooked) Hook(b, ActivationPoint.ResidPre, layer, b.X, dim);
         for (int i = 0; i < n; i++) Normalize(TokenBatch.Row(b.XB, i, dim), TokenBatch.Row(b.X, i, dim), w.AttnNorm, w.AttnNormBias);
         var input = Load(b.Normed, b.XB, n, dim); // quantized once for all three
-        MatMul.Multiply(w.Wq, input, b.Q, pool);
-        MatMul.Multiply(w.Wk, input, b.K, pool);
-        MatMul.Multiply(w.Wv, input, b.V, pool);
+        MatMul.Multiply(w.Wq, input, b.Q, pool, _kernels);
+        MatMul.Multiply(w.Wk, input, b.K, pool, _kernels);
+        MatMul.Multiply(w.Wv, input, b.V, pool, _kernels);
         bool sliding = _c.IsSliding(layer) && _thetaSliding != _theta;
         float[] cos = sliding ? b.RopeCosSliding : b.RopeCos, sin = sliding ? b.RopeSinSliding : b.RopeSin;
         for (int i = 0; i < n; i++)
@@ -164,7 +166,7 @@ internal sealed class ForwardPass
             TokenBatch.Row(b.V, i, kvDim).CopyTo(cache.Value(layer, b.Positions[i]));
         }
         Attend(b, layer, pool);
-        MatMul.Multiply(w.Wo, Load(b.HeadsInput, b.Heads, n, _c.QDim), b.AttnOut, pool);
+        MatMul.Multiply(w.Wo, Load(b.HeadsInput, b.Heads, n, _c.QDim), b.AttnOut, pool, _kernels);
         for (int i = 0; i < n; i++)
         {
             Span<float> o = TokenBatch.Row(b.AttnOut, i, dim);
@@ -187,20 +189,20 @@ internal sealed class ForwardPass
         var input = Load(b.Normed, b.XB, n, dim); // quantized once for gate and up
         if (_c.FeedForward == FeedForward.Gelu)
         {
-            MatMul.Multiply(w.W3, input, b.HB, pool);
+            MatMul.Multiply(w.W3, input, b.HB, pool, _kernels);
             if (w.BiasUp is not null)
                 for (int i = 0; i < n; i++) Ops.Add(TokenBatch.Row(b.HB, i, hidden), w.BiasUp);
         }
         else
         {
-            MatMul.Multiply(w.W1, input, b.HB, pool);
-            MatMul.Multiply(w.W3, input, b.HB2, pool);
+            MatMul.Multiply(w.W1, input, b.HB, pool, _kernels);
+            MatMul.Multiply(w.W3, input, b.HB2, pool, _kernels);
         }
         // The activation, row by row (element-wise, so split across the pool it is the same arithmetic).
-        var activation = new ActivationJob { Kind = _c.FeedForward, Gate = b.HB, Up = b.HB2, Width = hidden };
+        var activation = new ActivationJob { Kind = _c.FeedForward, Gate = b.HB, Up = b.HB2, Width = hidden, Path = _kernels.Path };
         if (pool is null || n < 2) activation.Execute(0, n);
         else pool.Run(activation, n);
-        MatMul.Multiply(w.W2, Load(b.Hidden, b.HB, n, hidden), b.FfnOut, pool);
+        MatMul.Multiply(w.W2, Load(b.Hidden, b.HB, n, hidden), b.FfnOut, pool, _kernels);
         for (int i = 0; i < n; i++)
         {
             Span<float> f = TokenBatch.Row(b.FfnOut, i, dim);
@@ -233,7 +235,7 @@ internal sealed class ForwardPass
         {
             // One row's logits go straight to its sequence; several rows' through the batch's buffer.
             float[] logits = withLogits == 1 ? b.Sequences[first].LogitsBuffer : b.Logits(withLogits);
-            MatMul.Multiply(_w.Output, b.Normed.Load(b.XB, first, withLogits, dim), logits, pool);
+            MatMul.Multiply(_w.Output, b.Normed.Load(b.XB, first, withLogits, dim), logits, pool, _kernels);
             for (int i = first; i < n; i++)
             {
                 Span<float> rowLogits = withLogits == 1 ? logits : logits.AsSpan((i - first) * vocab, vocab);
@@ -268,6 +270,7 @@ internal sealed class ForwardPass
         {
             Batch = b, Layer = layer, Heads = heads, HeadSize = _c.HeadSize, KvDim = _c.KvDim, KvGroup = _c.KvGroup,
             Scale = _attentionScale, Softcap = _c.AttentionSoftcap, Window = _c.IsSliding(layer) ? _c.SlidingWindow : 0,
+            Path = _kernels.Path,
         };
         // Splitting pays when the items hold enough work to amortise waking the pool (tens of microseconds).
         long work = 0;
@@ -306,6 +309,7 @@ internal sealed class ForwardPass
         public float[]? Patterns; // (rows, heads, pos+1) when a hook reads them, row i at Batch.PatternOffset(i)
         public int Phase, Layer, Heads, HeadSize, KvDim, KvGroup, Window;
         public float Scale, Softcap;
+        public KernelPath Path;
 
         public readonly void Execute(int start, int end)
         {
@@ -330,12 +334,12 @@ internal sealed class ForwardPass
                     int first = Window > 0 ? Math.Max(0, pos - Window + 1) : 0;
                     att[..first].Fill(float.NegativeInfinity);
                     AttentionKernels.Scores(b.Q.AsSpan(i * qDim + h * HeadSize, HeadSize), cache.Keys(Layer, count)[(first * KvDim + kvOffset)..],
-                        KvDim, Scale, att[first..]);
+                        KvDim, Scale, att[first..], Path);
                     if (Softcap > 0) Ops.Softcap(att[first..], Softcap);
-                    AttentionKernels.Softmax(att);
+                    AttentionKernels.Softmax(att, Path);
                 }
                 if (Phase != Weights)
-                    AttentionKernels.WeightedSum(att, cache.Values(Layer, count)[kvOffset..], KvDim, b.Heads.AsSpan(i * qDim + h * HeadSize, HeadSize));
+                    AttentionKernels.WeightedSum(att, cache.Values(Layer, count)[kvOffset..], KvDim, b.Heads.AsSpan(i * qDim + h * HeadSize, HeadSize), Path);
             }
         }
     }
@@ -346,6 +350,7 @@ internal sealed class ForwardPass
         public FeedForward Kind;
         public float[] Gate, Up;
         public int Width;
+        public KernelPath Path;
 
         public readonly void Execute(int start, int end)
         {
@@ -353,7 +358,7 @@ internal sealed class ForwardPass
             ReadOnlySpan<float> up = Up.AsSpan(start * Width, (end - start) * Width);
             if (Kind == FeedForward.Gelu) Ops.Gelu(gate);
             else if (Kind == FeedForward.GeluGated) Ops.GeluGated(gate, up);
-            else GatedActivation.SwiGlu(gate, up);
+            else GatedActivation.SwiGlu(gate, up, Path);
         }
     }
 

@@ -34,6 +34,13 @@ public static class LlamaGguf
         int dim = Int($"{arch}.embedding_length");
         // llama.cpp reads the head width from attention.key_length for every architecture; only Qwen 3 sets it apart from dim / heads.
         int layers = Int($"{arch}.block_count");
+        // Tensors of a layer past block_count would be ignored: the file is inconsistent, and running it would not be
+        // the model it holds.
+        foreach (var tensor in file.Tensors)
+            if (tensor.Name.StartsWith("blk.", StringComparison.Ordinal)
+                && int.TryParse(tensor.Name.AsSpan(4, Math.Max(0, tensor.Name.IndexOf('.', 4) - 4)), out int layer) && layer >= layers)
+                throw new GgufFormatException(file.Path,
+                    $"tensor '{tensor.Name}' belongs to layer {layer}, but {arch}.block_count is {layers} (layers 0 to {layers - 1})");
         bool gemma = arch is "gemma2" or "gemma3";
         int? headDim = file.Has($"{arch}.attention.key_length") ? Int($"{arch}.attention.key_length") : null;
         if (headDim == dim / heads && dim % heads == 0) headDim = null;
@@ -102,13 +109,15 @@ public static class LlamaGguf
         return config;
     }
 
-    /// <summary>Views of every weight, checked against the configuration's shapes; Q4_0 and Q8_0 matrices packed and
-    /// the fetch unit set up as <paramref name="options"/> say.</summary>
+    /// <summary>Views of every weight, checked against the configuration's shapes; Q4_0 and Q8_0 matrices packed, the
+    /// kernels chosen and the fetch unit set up as <paramref name="options"/> say. A matrix that packing has to leave in
+    /// its file layout is a fallback (<see cref="LlamaWeights.KernelFallbacks"/>).</summary>
     public static LlamaWeights ReadWeights(GgufFile file, LlamaConfig c, ModelOptions? options = null)
     {
         options ??= ModelOptions.Default;
         var packed = new List<byte[]>();
-        using var packer = options.PackWeights ? new WeightPacker(file) : null;
+        var unpacked = new List<string>(); // the Q4_0 and Q8_0 matrices packing had to leave, and why
+        using var packer = options.PackWeights && options.Kernels.UsesPacked ? new WeightPacker(file) : null;
         var mapped = new List<TensorView>(); // the current layer's matrices read from the file's pages
         TensorView View(string name, int rows, int cols)
         {
@@ -123,8 +132,18 @@ public static class LlamaGguf
         {
             var whole = View(name, rows, cols);
             var view = whole.RowRange(first, count);
-            if (packer is not null && PackedRows.CanPack(view))
-                view = packer.Pack(name, file.DataOffset + file.GetTensor(name).Offset + (long)first * whole.RowBytes, view, packed);
+            if (packer is not null && view.Type is GgmlType.Q4_0 or GgmlType.Q8_0)
+            {
+                string part = count == rows ? name : $"{name} rows [{first}, {first + count})";
+                if (!PackedRows.CanPack(view))
+                    unpacked.Add($"{part}: {view.Type} {view.Rows}x{view.Cols} stays in its file layout ({view.Rows} rows, not a multiple of 8)");
+                else
+                {
+                    view = packer.Pack(name, file.DataOffset + file.GetTensor(name).Offset + (long)first * whole.RowBytes, view, packed);
+                    if (!view.IsPacked)
+                        unpacked.Add($"{part}: {view.Type} {view.Rows}x{view.Cols} stays in its file layout (a block scale is infinite or NaN)");
+                }
+            }
             if (!view.IsPacked) mapped.Add(view);
             return view;
         }
@@ -228,6 +247,8 @@ public static class LlamaGguf
             Output = output,
             RopeFrequencyFactors = OptionalVector("rope_freqs.weight", c.HeadSize / 2),
             PackedStorage = packed.Count == 0 ? null : packed.ToArray(),
+            Kernels = options.Kernels,
+            PackingFallbacks = unpacked,
             Fetch = options.FetchAhead > 0 ? new WeightFetch(fetched, options.FetchAhead) : null,
         };
     }

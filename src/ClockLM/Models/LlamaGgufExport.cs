@@ -35,9 +35,10 @@ public static class LlamaGgufExport
         if (separateOutput) yield return ("output.weight", c.VocabSize, c.Dim);
     }
 
-    /// <summary>Writes the model. <paramref name="typeOf"/> picks each matrix's type (norms are always F32).</summary>
+    /// <summary>Writes the model. <paramref name="typeOf"/> picks each matrix's type (norms are always F32);
+    /// <paramref name="progress"/> hears the fraction of tensor bytes written (0 to 1).</summary>
     public static void Write(string path, string name, LlamaConfig c, SentencePieceTokenizer tokenizer,
-        bool separateOutput, Func<string, GgmlType> typeOf, TensorRowSource source, uint? fileType = null)
+        bool separateOutput, Func<string, GgmlType> typeOf, TensorRowSource source, uint? fileType = null, IProgress<double>? progress = null)
     {
         var writer = new GgufWriter();
         writer.Set("general.architecture", "llama");
@@ -62,7 +63,7 @@ public static class LlamaGgufExport
             long[] dims = isNorm ? [cols] : [cols, rows];
             writer.AddTensor(tensor, type, dims, (r, values) => source(tensor, r, values));
         }
-        writer.Write(path);
+        writer.Write(path, progress);
     }
 
     /// <summary>Adds the <c>tokenizer.ggml.*</c> keys of a SentencePiece vocabulary.</summary>

@@ -60,6 +60,18 @@ public sealed class LlamaWeights
     /// are not mapped from a file or fetching ahead is off (<see cref="ModelOptions.FetchAhead"/>).</summary>
     internal WeightFetch? Fetch { get; init; }
 
+    /// <summary>The kernels the forward pass runs these weights' products and layer kernels on
+    /// (<see cref="ModelOptions.Kernels"/>).</summary>
+    public KernelOptions Kernels { get; init; } = KernelOptions.Best;
+
+    /// <summary>The fast paths these weights run without, one line each: kernels below the fast path because the machine
+    /// lacks AVX2 or FMA (<see cref="KernelOptions.Shortfall"/>), and every Q4_0 or Q8_0 matrix that packing had to leave
+    /// in its file layout, and why. Empty when every fast path applies.</summary>
+    public IReadOnlyList<string> KernelFallbacks => Kernels.Shortfall is { } shortfall ? [shortfall, .. PackingFallbacks] : PackingFallbacks;
+
+    /// <summary>The Q4_0 and Q8_0 matrices packing had to leave in their file layout, and why.</summary>
+    internal IReadOnlyList<string> PackingFallbacks { get; init; } = [];
+
     /// <summary>True when the output head is the token embedding (tied weights).</summary>
     public bool TiedOutput => Output.SameData(TokenEmbedding);
 }

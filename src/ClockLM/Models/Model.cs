@@ -2,6 +2,7 @@ using ClockLM.Formats;
 using ClockLM.Gguf;
 using ClockLM.Tensors;
 using ClockLM.Tokenizers;
+using Microsoft.Extensions.Logging;
 
 namespace ClockLM.Models;
 
@@ -48,8 +49,11 @@ public sealed class Model : IDisposable
             var file = GgufFile.Open(path);
             try
             {
+                if (file.Tensors.Count == 0 && file.Has("tokenizer.ggml.tokens"))
+                    throw new GgufFormatException(path, "the file holds a vocabulary and no weights: it can tokenize and detokenize (clocklm tokenize, detokenize, and serve's /tokenize and /detokenize), not run");
                 var config = LlamaGguf.ReadConfig(file);
                 var weights = LlamaGguf.ReadWeights(file, config, options);
+                Report(path, weights, options);
                 var tokenizer = tokenizerPath is null ? Tokenizer.Load(file) : LoadTokenizerFile(tokenizerPath, config.VocabSize);
                 if (tokenizer.VocabSize != config.VocabSize)
                     throw new GgufFormatException(path, $"the tokenizer has {tokenizer.VocabSize} tokens but the embedding has {config.VocabSize} rows");
@@ -62,9 +66,10 @@ public sealed class Model : IDisposable
             }
         }
 
-        var checkpoint = Llama2cCheckpoint.Open(path);
+        var checkpoint = Llama2cCheckpoint.Open(path, options?.Kernels);
         try
         {
+            Report(path, checkpoint.Weights, options);
             string tokPath = tokenizerPath ?? FindLlama2cTokenizer(path, checkpoint.Config.VocabSize);
             var tokenizer = LoadTokenizerFile(tokPath, checkpoint.Config.VocabSize);
             return new Model(path, checkpoint, checkpoint.Config, checkpoint.Weights, tokenizer, gguf: null);
@@ -76,6 +81,31 @@ public sealed class Model : IDisposable
         }
     }
 
+    /// <summary>
+    /// Reads only the tokenizer of a model file: a GGUF file's vocabulary (llama.cpp's vocabulary-only
+    /// <c>ggml-vocab-*.gguf</c> files, which hold no weights, included), or a llama2.c checkpoint's tokenizer.bin.
+    /// </summary>
+    public static Tokenizer LoadTokenizer(string path, string? tokenizerPath = null)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such model file", path);
+        if (tokenizerPath is null && (IsGguf(path) || path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)))
+        {
+            using var file = GgufFile.Open(path);
+            return Tokenizer.Load(file);
+        }
+        using var model = Load(path, tokenizerPath); // a llama2.c tokenizer.bin needs the vocabulary size in the checkpoint
+        return model.Tokenizer;
+    }
+
+    /// <summary>True when <paramref name="path"/> is a GGUF file with a vocabulary and no tensors, as llama.cpp's
+    /// <c>ggml-vocab-*.gguf</c> test files are.</summary>
+    public static bool IsVocabularyOnly(string path)
+    {
+        if (!File.Exists(path) || !IsGguf(path)) return false;
+        using var file = GgufFile.Open(path);
+        return file.Tensors.Count == 0 && file.Has("tokenizer.ggml.tokens");
+    }
+
     /// <summary>A processor (forward pass with its own KV cache) for this model.</summary>
     /// <param name="contextLength">Positions to hold; the model's own context length when null.</param>
     /// <param name="pool">Threads for the matrix-vector products; the calling thread alone when null.</param>
@@ -83,8 +113,70 @@ public sealed class Model : IDisposable
     {
         int ctx = contextLength ?? Config.ContextLength;
         if (ctx <= 0) throw new ArgumentOutOfRangeException(nameof(contextLength), ctx, "context length must be positive");
+        CheckMemoryFor(ctx, 1);
         return new Transformer(Config, Weights, ctx, pool);
     }
+
+    /// <summary>Logs, once per load, the kernels the weights run on and the fast paths they run without
+    /// (<see cref="LlamaWeights.KernelFallbacks"/>, which counts them).</summary>
+    private static void Report(string path, LlamaWeights weights, ModelOptions? options)
+    {
+        if (options?.Logger is not { } logger) return;
+        int packed = weights.PackedStorage?.Length ?? 0;
+        logger.LogInformation("{Model}: kernels {Kernels}, {Packed} matrices packed", path, weights.Kernels.Describe(), packed);
+        var fallbacks = weights.KernelFallbacks;
+        if (fallbacks.Count == 0) return;
+        const int shown = 4;
+        string more = fallbacks.Count > shown ? $"; and {fallbacks.Count - shown} more" : "";
+        logger.LogWarning("{Model}: {Count} fast paths do not apply: {Fallbacks}{More}", path, fallbacks.Count, string.Join("; ", fallbacks.Take(shown)), more);
+    }
+
+    /// <summary>Bytes of one KV cache of <paramref name="contextLength"/> positions: keys and values, F32,
+    /// (layers, positions, kv_dim) each.</summary>
+    public long KvCacheBytes(int contextLength) => 2L * Config.Layers * contextLength * Config.KvDim * sizeof(float);
+
+    /// <summary>
+    /// Checks that <paramref name="sequences"/> KV caches of <paramref name="contextLength"/> positions fit in the memory
+    /// this process can still use, before any is allocated (an allocation that does not fit ends the process).
+    /// </summary>
+    /// <exception cref="InsufficientMemoryException">They do not fit; the message gives the bytes needed and available.</exception>
+    public void CheckMemoryFor(int contextLength, int sequences)
+    {
+        long perSequence = KvCacheBytes(contextLength);
+        // Each cache is two arrays (keys, values) that .NET caps at Array.MaxLength elements.
+        long elements = (long)Config.Layers * contextLength * Config.KvDim;
+        double needed = (double)perSequence * sequences;
+        long available = AvailableMemoryBytes();
+        if (elements <= Array.MaxLength && needed <= available) return;
+        string what = sequences == 1 ? $"{contextLength} positions" : $"{sequences} sequences x {contextLength} positions";
+        string limit = elements > Array.MaxLength
+            ? $"one cache may hold at most {Array.MaxLength / ((long)Config.Layers * Config.KvDim)} positions"
+            : $"this machine has {FormatBytes(available)} available";
+        throw new InsufficientMemoryException(
+            $"the KV cache needs {FormatBytes(needed)} ({what} x {Config.Layers} layers x {2 * Config.KvDim} floats) but {limit}; " +
+            "lower the context length (--ctx) or the number of sequences (--parallel)");
+    }
+
+    /// <summary>Memory the process may still allocate: the runtime's limit (physical memory or the container's) less
+    /// what the heap holds, and on Linux no more than the kernel's MemAvailable.</summary>
+    private static long AvailableMemoryBytes()
+    {
+        var info = GC.GetGCMemoryInfo();
+        long available = info.TotalAvailableMemoryBytes - GC.GetTotalMemory(false);
+        try
+        {
+            foreach (string line in File.ReadLines("/proc/meminfo"))
+                if (line.StartsWith("MemAvailable:", StringComparison.Ordinal)
+                    && long.TryParse(line["MemAvailable:".Length..].Trim().Split(' ')[0], out long kb))
+                    available = Math.Min(available, kb * 1024);
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return Math.Max(available, 0);
+    }
+
+    private static string FormatBytes(double bytes) =>
+        bytes >= 1L << 40 ? $"{bytes / (1L << 40):F1} TiB" : bytes >= 1 << 30 ? $"{bytes / (1 << 30):F1} GiB" : $"{bytes / (1 << 20):F1} MiB";
 
     private static bool IsGguf(string path)
     {

@@ -1,3 +1,6 @@
+using ClockLM.Tensors;
+using Microsoft.Extensions.Logging;
+
 namespace ClockLM.Models;
 
 /// <summary>
@@ -9,8 +12,13 @@ public sealed record ModelOptions
     /// <summary>The defaults.</summary>
     public static ModelOptions Default { get; } = new();
 
+    /// <summary>The kernels every product and layer kernel of the model runs (docs/kernels.md); carried by the weights
+    /// (<see cref="LlamaWeights.Kernels"/>) to the forward pass. Default: <see cref="KernelOptions.Best"/>.</summary>
+    public KernelOptions Kernels { get; init => field = value ?? throw new ArgumentNullException(nameof(Kernels)); } = KernelOptions.Best;
+
     /// <summary>Keep a copy of the Q4_0 and Q8_0 matrices packed eight rows at a time for the AVX2 and AVX-512 products
-    /// (about the same bytes as the file's; its own pages of those matrices are then not read again). Default true.</summary>
+    /// (about the same bytes as the file's; its own pages of those matrices are then not read again). Default true;
+    /// only the kernels that read packed weights pack (<see cref="KernelOptions.UsesPacked"/>).</summary>
     public bool PackWeights { get; init; } = true;
 
     /// <summary>Layers the fetch stage brings into memory ahead of the one computing, besides that one (from the model
@@ -20,4 +28,8 @@ public sealed record ModelOptions
         get;
         init => field = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(FetchAhead), value, "layers fetched ahead cannot be negative");
     } = 2;
+
+    /// <summary>Where loading reports, once, the kernels chosen (information) and every fast path it had to leave
+    /// (a warning each, also counted in <see cref="LlamaWeights.KernelFallbacks"/>). Null: not logged.</summary>
+    public ILogger? Logger { get; init; }
 }

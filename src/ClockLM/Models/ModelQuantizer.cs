@@ -7,8 +7,9 @@ namespace ClockLM.Models;
 public static class ModelQuantizer
 {
     /// <summary>Reads <paramref name="inputPath"/> and writes <paramref name="outputPath"/>: metadata copied (with
-    /// <c>general.file_type</c> updated), 1-D tensors unchanged, matrices dequantized row by row and re-quantized.</summary>
-    public static void Quantize(string inputPath, string outputPath, QuantizationScheme scheme)
+    /// <c>general.file_type</c> updated), 1-D tensors unchanged, matrices dequantized row by row and re-quantized.
+    /// <paramref name="progress"/> hears the fraction of the output's tensor bytes written (0 to 1).</summary>
+    public static void Quantize(string inputPath, string outputPath, QuantizationScheme scheme, IProgress<double>? progress = null)
     {
         using var input = GgufFile.Open(inputPath);
         string arch = input.GetStringOrNull("general.architecture") ?? "";
@@ -32,6 +33,6 @@ public static class ModelQuantizer
             GgmlType type = scheme.TypeFor(tensor.Name, view.Cols, layers);
             writer.AddTensor(tensor.Name, type, tensor.Dimensions, (r, values) => view.DequantizeRow(r, values));
         }
-        writer.Write(outputPath);
+        writer.Write(outputPath, progress);
     }
 }

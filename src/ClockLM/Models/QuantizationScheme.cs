@@ -31,6 +31,10 @@ public sealed class QuantizationScheme
     /// <summary>Every scheme name <see cref="Parse"/> accepts.</summary>
     public static readonly string[] Names = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", "Q4_K_M", "Q5_K_M"];
 
+    /// <summary>The scheme name of a <c>general.file_type</c> value (e.g. 2 is <c>Q4_0</c>); null for a value no scheme writes.</summary>
+    public static string? NameOfFileType(long fileType) =>
+        Names.Select(Parse).FirstOrDefault(s => s.FileType == fileType)?.Name;
+
     /// <summary>Parses a scheme name (case-insensitive); an unknown name is an ArgumentException listing the known ones.</summary>
     public static QuantizationScheme Parse(string name) => name.ToUpperInvariant() switch
     {

@@ -3,6 +3,7 @@ using System.Numerics;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace ClockLM.Nn;
 
@@ -19,18 +20,23 @@ internal static class SafetensorsWeights
         RequireLittleEndian();
         string dtype = DType<T>();
         int size = Marshal.SizeOf<T>();
-        var header = new Dictionary<string, object>
+        var header = new JsonObject
         {
-            ["__metadata__"] = new Dictionary<string, string> { ["format"] = "clocklm.nn" },
+            ["__metadata__"] = new JsonObject { ["format"] = "clocklm.nn" },
         };
         long offset = 0;
         foreach (var (name, value) in tensors)
         {
             long end = offset + (long)value.Length * size;
-            header[name] = new { dtype, shape = value.Shape, data_offsets = new[] { offset, end } };
+            header[name] = new JsonObject
+            {
+                ["dtype"] = dtype,
+                ["shape"] = new JsonArray([.. value.Shape.Select(d => (JsonNode)d)]),
+                ["data_offsets"] = new JsonArray(offset, end),
+            };
             offset = end;
         }
-        var json = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header));
+        var json = Encoding.UTF8.GetBytes(header.ToJsonString());
         // Pad the header with spaces so the data starts 8-byte aligned.
         int padded = (json.Length + 7) / 8 * 8;
 

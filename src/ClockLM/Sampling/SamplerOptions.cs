@@ -31,7 +31,7 @@ public sealed record SamplerOptions
     /// <summary>Checks the values; returns a description of the first bad one or null.</summary>
     public string? Validate()
     {
-        if (float.IsNaN(Temperature)) return "temperature is NaN";
+        if (!(Temperature >= 0 && float.IsFinite(Temperature))) return $"temperature is {Temperature}, expected 0 (greedy) or more";
         if (TopK < 0) return $"top-k is {TopK}, expected 0 (off) or more";
         if (!(TopP > 0 && TopP <= 1)) return $"top-p is {TopP}, expected a value in (0, 1]";
         if (!(MinP >= 0 && MinP <= 1)) return $"min-p is {MinP}, expected a value in [0, 1]";

@@ -99,10 +99,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
     /// <exception cref="GgufFormatException">The tokenizer keys are missing, inconsistent or name an unknown pre-tokenizer.</exception>
     public static ByteLevelBpeTokenizer FromGguf(GgufFile file)
     {
-        string model = file.GetString("tokenizer.ggml.model");
-        if (model != "gpt2")
-            throw new GgufFormatException(file.Path, $"tokenizer.ggml.model is '{model}'; a byte-level BPE vocabulary has 'gpt2'");
-        GgufVocabulary.ReadVocabulary(file, out string[] pieces, out TokenKind[] kinds);
+        var vocabulary = GgufVocabulary.Read(file, "gpt2", "a byte-level BPE vocabulary");
         if (!file.Has("tokenizer.ggml.merges"))
             throw new GgufFormatException(file.Path, "tokenizer.ggml.merges is missing; a 'gpt2' vocabulary needs its merge list");
         string[] merges = file.GetArray<string>("tokenizer.ggml.merges");
@@ -112,23 +109,23 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
             ?? throw new GgufFormatException(file.Path,
                 $"tokenizer.ggml.pre is '{preName}'; ClockLM knows {string.Join(", ", PreTokenizer.KnownNames)}");
 
-        GgufVocabulary.MarkControlLookingTokens(file, pieces, kinds);
-
         // Llama 3, Tekken and Chameleon vocabularies add BOS unless the file says otherwise; other BPE vocabularies do not.
         bool addBos = pre.Name is "llama3" or "llama-v3" or "llama-bpe" or "falcon3" or "chameleon" or "tekken";
         // Without ids in the file, llama.cpp's BPE default is 11 for both (ChatGLM: no BOS).
-        int bos = GgufVocabulary.ReadId(file, "tokenizer.ggml.bos_token_id", pre.Name is "chatglm-bpe" ? -1 : 11, pieces.Length);
-        int eos = GgufVocabulary.ReadId(file, "tokenizer.ggml.eos_token_id", 11, pieces.Length);
+        int bos = vocabulary.Id("tokenizer.ggml.bos_token_id", pre.Name is "chatglm-bpe" ? -1 : 11);
+        int eos = vocabulary.Id("tokenizer.ggml.eos_token_id", 11);
 
-        GgufVocabulary.StripRules(file, pieces, kinds, out var stripLeft, out var stripRight);
-        return new ByteLevelBpeTokenizer(pieces, kinds, merges, pre, stripLeft, stripRight)
+        vocabulary.StripRules(out var stripLeft, out var stripRight);
+        return new ByteLevelBpeTokenizer(vocabulary.Pieces, vocabulary.Kinds, merges, pre, stripLeft, stripRight)
         {
             BosId = bos,
             EosId = eos,
-            UnknownId = GgufVocabulary.ReadId(file, "tokenizer.ggml.unknown_token_id", -1, pieces.Length),
-            PaddingId = GgufVocabulary.ReadId(file, "tokenizer.ggml.padding_token_id", -1, pieces.Length),
+            UnknownId = vocabulary.Id("tokenizer.ggml.unknown_token_id", -1),
+            PaddingId = vocabulary.Id("tokenizer.ggml.padding_token_id", -1),
             AddBos = file.GetBool("tokenizer.ggml.add_bos_token", addBos),
             AddEos = file.GetBool("tokenizer.ggml.add_eos_token", false),
+            EndOfGenerationIds = vocabulary.EndOfGeneration(eos),
+            LoadWarnings = vocabulary.Warnings,
         };
     }
 

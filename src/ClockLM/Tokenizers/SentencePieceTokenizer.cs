@@ -159,13 +159,6 @@ public sealed class SentencePieceTokenizer : Tokenizer
     /// <summary>Unknown-token id, or -1.</summary>
     public int UnknownId { get; }
 
-    /// <summary>Ids whose generation ends the model's turn: EOS, and for GGUF vocabularies also EOT/EOM and the
-    /// end-of-turn spellings llama.cpp recognises (e.g. <c>&lt;|end|&gt;</c>, <c>&lt;|endoftext|&gt;</c>).</summary>
-    public IReadOnlySet<int> EndOfGenerationIds { get; }
-
-    /// <summary>Whether generating <paramref name="id"/> ends the model's turn.</summary>
-    public override bool IsEndOfGeneration(int id) => EndOfGenerationIds.Contains(id);
-
     /// <summary>Padding id, or -1.</summary>
     public int PaddingId { get; }
 
@@ -197,119 +190,34 @@ public sealed class SentencePieceTokenizer : Tokenizer
 
     // ---- loading from GGUF ----------------------------------------------------------------
 
-    /// <summary>Builds the tokenizer from a GGUF file's <c>tokenizer.ggml.*</c> metadata, with llama.cpp's defaults
-    /// for what is absent (scores 0, kinds Normal, BOS 1, EOS 2, UNK 0, add BOS, no EOS, add the space prefix).</summary>
+    /// <summary>Builds the tokenizer from a GGUF file's <c>tokenizer.ggml.*</c> metadata (read by the vocabulary
+    /// reader all three tokenizers share), with llama.cpp's defaults for what is absent (scores 0, kinds Normal, BOS 1,
+    /// EOS 2, UNK 0, add BOS, no EOS, add the space prefix).</summary>
     /// <exception cref="GgufFormatException"><c>tokenizer.ggml.model</c> is not "llama", the token list is missing, an
-    /// array has the wrong type or length, or a special-token id lies outside the vocabulary.</exception>
+    /// array has the wrong type or length, or a byte entry does not read <c>&lt;0xNN&gt;</c>.</exception>
     public static SentencePieceTokenizer FromGguf(GgufFile file)
     {
-        string model = file.GetString("tokenizer.ggml.model");
-        if (model != "llama")
-            throw new GgufFormatException(file.Path, $"tokenizer.ggml.model is '{model}', but a SentencePiece vocabulary is 'llama'");
-        const string tokensKey = "tokenizer.ggml.tokens", scoresKey = "tokenizer.ggml.scores", typesKey = "tokenizer.ggml.token_type";
-        string[] pieces = file.GetArray<string>(tokensKey);
-        int n = pieces.Length;
-        if (n == 0)
-            throw new GgufFormatException(file.Path, $"{tokensKey} is empty");
-
-        float[] scores = file.Has(scoresKey) ? file.GetArray<float>(scoresKey) : new float[n];
-        if (scores.Length != n)
-            throw new GgufFormatException(file.Path, $"{scoresKey} has {scores.Length} entries but {tokensKey} has {n}");
-
-        var kinds = new TokenKind[n];
-        if (file.Has(typesKey))
-        {
-            int[] types = ReadIntArray(file, typesKey);
-            if (types.Length != n)
-                throw new GgufFormatException(file.Path, $"{typesKey} has {types.Length} entries but {tokensKey} has {n}");
-            for (int i = 0; i < n; i++)
-                kinds[i] = types[i] is >= 0 and <= (int)TokenKind.Byte ? (TokenKind)types[i] : TokenKind.Undefined;
-        }
-        else
-        {
-            Array.Fill(kinds, TokenKind.Normal);
-        }
-
-        int bos = SpecialId(file, "tokenizer.ggml.bos_token_id", 1, n);
-        int eos = SpecialId(file, "tokenizer.ggml.eos_token_id", 2, n);
-        int eot = SpecialId(file, "tokenizer.ggml.eot_token_id", -1, n);
-        int eom = SpecialId(file, "tokenizer.ggml.eom_token_id", -1, n);
-
-        // As llama.cpp: an entry spelled like an end of turn ends generation and is treated as a control token
-        // (so it is only split out of text with parseSpecial and gives no text), whatever kind the file gives it.
-        var endOfGeneration = new SortedSet<int>();
-        for (int id = 0; id < n; id++)
-        {
-            if (!EndOfTurnSpellings.Contains(pieces[id]))
-                continue;
-            endOfGeneration.Add(id);
-            kinds[id] = TokenKind.Control;
-        }
-        foreach (int id in new[] { eos, eot, eom })
-            if (id >= 0)
-                endOfGeneration.Add(id);
-        int unk = SpecialId(file, "tokenizer.ggml.unknown_token_id", 0, n);
-        int pad = SpecialId(file, "tokenizer.ggml.padding_token_id", -1, n);
+        var vocabulary = GgufVocabulary.Read(file, "llama", "a SentencePiece vocabulary");
+        int bos = vocabulary.Id("tokenizer.ggml.bos_token_id", 1);
+        int eos = vocabulary.Id("tokenizer.ggml.eos_token_id", 2);
+        int unk = vocabulary.Id("tokenizer.ggml.unknown_token_id", 0);
+        int pad = vocabulary.Id("tokenizer.ggml.padding_token_id", -1);
         bool addBos = file.GetBool("tokenizer.ggml.add_bos_token", true);
         bool addEos = file.GetBool("tokenizer.ggml.add_eos_token", false);
         bool addSpacePrefix = file.GetBool("tokenizer.ggml.add_space_prefix", true);
-
+        vocabulary.StripRules(out _, out var stripRight);
         try
         {
-            return new SentencePieceTokenizer(pieces, scores, kinds, bos, eos, unk, pad, addBos, addEos, addSpacePrefix,
-                Phi3StripRight(file, pieces, kinds), endOfGeneration);
+            return new SentencePieceTokenizer(vocabulary.Pieces, vocabulary.Scores, vocabulary.Kinds, bos, eos, unk, pad,
+                addBos, addEos, addSpacePrefix, stripRight, vocabulary.EndOfGeneration(eos))
+            {
+                LoadWarnings = vocabulary.Warnings,
+            };
         }
         catch (ArgumentException e)
         {
             throw new GgufFormatException(file.Path, $"tokenizer.ggml: {e.Message}");
         }
-    }
-
-    // Texts llama.cpp takes for end-of-turn tokens whatever the file says about them.
-    private static readonly HashSet<string> EndOfTurnSpellings = new(StringComparer.Ordinal)
-    {
-        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>",
-        "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>",
-    };
-
-    private static int[] ReadIntArray(GgufFile file, string key)
-    {
-        var value = file.Find(key)!;
-        return value.Value switch
-        {
-            int[] ints => ints,
-            uint[] uints => Array.ConvertAll(uints, u => (int)Math.Min(u, int.MaxValue)),
-            _ => throw new GgufFormatException(file.Path, $"metadata key '{key}' is {value.Describe()}, expected an array of Int32"),
-        };
-    }
-
-    // A special-token id: absent keeps the default (dropped when the vocabulary is too small for it),
-    // present must name an entry.
-    private static int SpecialId(GgufFile file, string key, int fallback, int vocabSize)
-    {
-        if (!file.Has(key))
-            return fallback < vocabSize ? fallback : -1;
-        long id = file.GetInteger(key);
-        if (id < 0 || id >= vocabSize)
-            throw new GgufFormatException(file.Path, $"{key} is {id}, but the vocabulary has {vocabSize} entries");
-        return (int)id;
-    }
-
-    // llama.cpp recognises Phi-3 by its model name and lets its chat tokens (every special token but <unk>, <s> and
-    // <|endoftext|>, plus </s>) swallow the whitespace that follows them in text.
-    private static List<int>? Phi3StripRight(GgufFile file, string[] pieces, TokenKind[] kinds)
-    {
-        string name = (file.GetStringOrNull("general.name") ?? "").ToLowerInvariant();
-        if (!name.Contains("phi-3") && !name.Contains("phi3"))
-            return null;
-        var ids = new List<int>();
-        for (int id = 0; id < pieces.Length; id++)
-        {
-            bool special = kinds[id] is TokenKind.Control or TokenKind.UserDefined or TokenKind.Unknown;
-            if ((special || pieces[id] == "</s>") && pieces[id] is not ("<unk>" or "<s>" or "<|endoftext|>"))
-                ids.Add(id);
-        }
-        return ids;
     }
 
     // ---- encoding ------------------------------------------------------------------------

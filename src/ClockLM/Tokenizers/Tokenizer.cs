@@ -35,9 +35,23 @@ public abstract class Tokenizer
     /// <summary>Whether <see cref="Encode"/> with addSpecial puts EOS last.</summary>
     public bool AddEos { get; init; }
 
-    /// <summary>True when generating <paramref name="id"/> ends the text: EOS, and for some vocabularies end-of-turn
-    /// tokens (or BOS, for llama2.c's tokenizer, as run.c stops there).</summary>
-    public virtual bool IsEndOfGeneration(int id) => id == EosId;
+    private readonly IReadOnlySet<int>? _endOfGeneration;
+
+    /// <summary>Ids whose generation ends the text: EOS, and for GGUF vocabularies also EOT/EOM and the end-of-turn
+    /// spellings llama.cpp recognises (e.g. <c>&lt;|im_end|&gt;</c>, <c>&lt;|end|&gt;</c>).</summary>
+    public IReadOnlySet<int> EndOfGenerationIds
+    {
+        get => _endOfGeneration ?? (EosId >= 0 ? new HashSet<int> { EosId } : new HashSet<int>());
+        init => _endOfGeneration = value;
+    }
+
+    /// <summary>True when generating <paramref name="id"/> ends the text: one of <see cref="EndOfGenerationIds"/>
+    /// (or BOS too, for llama2.c's tokenizer, as run.c stops there).</summary>
+    public virtual bool IsEndOfGeneration(int id) => _endOfGeneration?.Contains(id) ?? id == EosId;
+
+    /// <summary>What loading fell back on (e.g. a special-token id outside the vocabulary), one line each; empty when
+    /// the file was read as written.</summary>
+    public IReadOnlyList<string> LoadWarnings { get; init; } = [];
 
     /// <summary>The vocabulary entry's text as stored in the model file (e.g. <c>▁the</c>, <c>&lt;0x0A&gt;</c>).</summary>
     public abstract string GetPiece(int id);

@@ -57,28 +57,25 @@ public sealed class WordPieceTokenizer : Tokenizer
     /// <exception cref="GgufFormatException">The tokenizer keys are missing or inconsistent.</exception>
     public static WordPieceTokenizer FromGguf(GgufFile file)
     {
-        string model = file.GetString("tokenizer.ggml.model");
-        if (model != "bert")
-            throw new GgufFormatException(file.Path, $"tokenizer.ggml.model is '{model}'; a WordPiece vocabulary has 'bert'");
-        GgufVocabulary.ReadVocabulary(file, out string[] pieces, out TokenKind[] kinds);
-        GgufVocabulary.MarkControlLookingTokens(file, pieces, kinds);
-        int n = pieces.Length;
+        var vocabulary = GgufVocabulary.Read(file, "bert", "a WordPiece vocabulary");
         // llama.cpp's BERT defaults: [CLS] 101 as BOS, [UNK] 100, [SEP] 102, [PAD] 0, [MASK] 103. A file without a
         // BOS id but with a [CLS] id gets [CLS] first.
-        int unk = GgufVocabulary.ReadId(file, "tokenizer.ggml.unknown_token_id", 100, n);
+        int unk = vocabulary.Id("tokenizer.ggml.unknown_token_id", 100);
         if (unk < 0)
             throw new GgufFormatException(file.Path, "tokenizer.ggml.unknown_token_id is missing and the default 100 is not in the vocabulary");
-        return new WordPieceTokenizer(pieces, kinds)
+        int eos = vocabulary.Id("tokenizer.ggml.eos_token_id", -1);
+        return new WordPieceTokenizer(vocabulary.Pieces, vocabulary.Kinds)
         {
-            BosId = GgufVocabulary.ReadId(file, "tokenizer.ggml.bos_token_id",
-                GgufVocabulary.ReadId(file, "tokenizer.ggml.cls_token_id", 101, n), n),
-            EosId = GgufVocabulary.ReadId(file, "tokenizer.ggml.eos_token_id", -1, n),
+            BosId = vocabulary.Id("tokenizer.ggml.bos_token_id", vocabulary.Id("tokenizer.ggml.cls_token_id", 101)),
+            EosId = eos,
             UnknownId = unk,
-            SeparatorId = GgufVocabulary.ReadId(file, "tokenizer.ggml.seperator_token_id", 102, n),
-            PaddingId = GgufVocabulary.ReadId(file, "tokenizer.ggml.padding_token_id", 0, n),
-            MaskId = GgufVocabulary.ReadId(file, "tokenizer.ggml.mask_token_id", 103, n),
+            SeparatorId = vocabulary.Id("tokenizer.ggml.seperator_token_id", 102),
+            PaddingId = vocabulary.Id("tokenizer.ggml.padding_token_id", 0),
+            MaskId = vocabulary.Id("tokenizer.ggml.mask_token_id", 103),
             AddBos = true,
             AddEos = false,
+            EndOfGenerationIds = vocabulary.EndOfGeneration(eos),
+            LoadWarnings = vocabulary.Warnings,
         };
     }
 

@@ -1,6 +1,8 @@
+using ClockLM.Gguf;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using ClockLM.Tokenizers;
 
 namespace ClockLM.Training;
@@ -51,15 +53,14 @@ public sealed class TrainingCheckpoint
     /// <summary>Steps taken by the optimiser (Adam's t).</summary>
     public required long OptimizerIterations { get; init; }
 
-    /// <summary>Writes the checkpoint to <paramref name="path"/> (atomically: a temporary file, then a rename).</summary>
-    public void Save(string path)
+    /// <summary>Writes the checkpoint to <paramref name="path"/> atomically (<see cref="AtomicFile"/>: a temporary file
+    /// flushed to disk, then a rename).</summary>
+    public void Save(string path) => AtomicFile.Write(path, stream =>
     {
-        string temporary = path + ".tmp";
-        using (var stream = File.Create(temporary))
-        using (var writer = new BinaryWriter(stream, Encoding.UTF8))
+        using (var writer = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true))
         {
             writer.Write(Magic);
-            writer.Write(JsonSerializer.Serialize(Options));
+            writer.Write(JsonSerializer.Serialize(Options, TrainingOptionsJson.Default.TrainingOptions));
             writer.Write(Step);
             writer.Write(TokensSeen);
             writer.Write(ElapsedSeconds);
@@ -86,8 +87,7 @@ public sealed class TrainingCheckpoint
             }
             writer.Write(OptimizerIterations);
         }
-        File.Move(temporary, path, overwrite: true);
-    }
+    });
 
     /// <summary>Reads a checkpoint written by <see cref="Save"/>.</summary>
     /// <exception cref="CheckpointFormatException">The file is not a checkpoint or is damaged.</exception>
@@ -99,12 +99,23 @@ public sealed class TrainingCheckpoint
             using var stream = File.OpenRead(path);
             using var reader = new BinaryReader(stream, Encoding.UTF8);
             if (reader.ReadString() != Magic) throw new CheckpointFormatException(path, "not a ClockLM training checkpoint");
-            var options = JsonSerializer.Deserialize<TrainingOptions>(reader.ReadString())
+            var options = JsonSerializer.Deserialize(reader.ReadString(), TrainingOptionsJson.Default.TrainingOptions)
                 ?? throw new CheckpointFormatException(path, "the options are missing");
+            if (options.Validate() is { } problem) throw new CheckpointFormatException(path, $"the options are not valid: {problem}");
+            // The checkpoint holds the model's weights, so a shape whose embedding, attention and feed-forward matrices
+            // alone need more bytes than the file has is damaged (and would exhaust memory when the model is built).
+            var c = options.ModelConfig;
+            double leastWeights = (double)c.VocabSize * c.Dim + (double)c.Layers * (2.0 * c.Dim * c.Dim + 3.0 * c.Dim * c.HiddenDim);
+            if (leastWeights * sizeof(float) > stream.Length)
+                throw new CheckpointFormatException(path,
+                    $"the options describe a model of at least {leastWeights:0} weights, more than the {stream.Length}-byte file holds");
             int step = reader.ReadInt32();
+            if (step < 0) throw new CheckpointFormatException(path, $"the step is {step}; expected 0 or more");
             long tokensSeen = reader.ReadInt64();
+            if (tokensSeen < 0) throw new CheckpointFormatException(path, $"the tokens seen are {tokensSeen}; expected 0 or more");
             double elapsed = reader.ReadDouble(), trainLoss = reader.ReadDouble(), validationLoss = reader.ReadDouble();
-            int n = reader.ReadInt32();
+            // Every count is bounded by the bytes left, so a damaged count cannot make a huge (or negative) allocation.
+            int n = Count(reader, path, "tokenizer pieces", 1 + 4 + 4);
             if (n != options.VocabSize) throw new CheckpointFormatException(path, $"the tokenizer has {n} pieces but the options say {options.VocabSize}");
             var pieces = new string[n];
             var scores = new float[n];
@@ -113,10 +124,21 @@ public sealed class TrainingCheckpoint
             {
                 pieces[i] = reader.ReadString();
                 scores[i] = reader.ReadSingle();
-                kinds[i] = (TokenKind)reader.ReadInt32();
+                int kind = reader.ReadInt32();
+                kinds[i] = kind is >= 0 and <= (int)TokenKind.Byte
+                    ? (TokenKind)kind
+                    : throw new CheckpointFormatException(path, $"tokenizer piece {i} has kind {kind}; expected 0 to 6");
             }
-            var tokenizer = new SentencePieceTokenizer(pieces, scores, kinds, BpeTrainer.BosId, BpeTrainer.EosId, BpeTrainer.UnknownId);
-            int count = reader.ReadInt32();
+            SentencePieceTokenizer tokenizer;
+            try
+            {
+                tokenizer = new SentencePieceTokenizer(pieces, scores, kinds, BpeTrainer.BosId, BpeTrainer.EosId, BpeTrainer.UnknownId);
+            }
+            catch (ArgumentException e)
+            {
+                throw new CheckpointFormatException(path, $"the tokenizer is not valid: {e.Message}");
+            }
+            int count = Count(reader, path, "tensors", 4 + 1);
             var weights = new float[count][];
             var moments = new (float[], float[])?[count];
             for (int i = 0; i < count; i++)
@@ -125,6 +147,7 @@ public sealed class TrainingCheckpoint
                 if (reader.ReadBoolean()) moments[i] = (ReadFloats(reader), ReadFloats(reader));
             }
             long iterations = reader.ReadInt64();
+            if (iterations < 0) throw new CheckpointFormatException(path, $"the optimizer iterations are {iterations}; expected 0 or more");
             return new TrainingCheckpoint
             {
                 Options = options, Tokenizer = tokenizer, Step = step, TokensSeen = tokensSeen, ElapsedSeconds = elapsed,
@@ -140,6 +163,21 @@ public sealed class TrainingCheckpoint
         {
             throw new CheckpointFormatException(path, $"the options cannot be read: {e.Message}");
         }
+        catch (FormatException e)
+        {
+            throw new CheckpointFormatException(path, $"a text field is damaged: {e.Message}");
+        }
+    }
+
+    /// <summary>A count of entries of at least <paramref name="bytesEach"/> bytes: 0 or more, and no more than the
+    /// bytes left in the file can hold.</summary>
+    private static int Count(BinaryReader reader, string path, string what, int bytesEach)
+    {
+        int count = reader.ReadInt32();
+        long left = reader.BaseStream.Length - reader.BaseStream.Position;
+        if (count < 0 || count > left / bytesEach)
+            throw new CheckpointFormatException(path, $"the checkpoint claims {count} {what}; the {left} bytes left hold at most {left / bytesEach}");
+        return count;
     }
 
     private static void WriteFloats(BinaryWriter writer, float[] values)
@@ -151,10 +189,14 @@ public sealed class TrainingCheckpoint
     private static float[] ReadFloats(BinaryReader reader)
     {
         int length = reader.ReadInt32();
-        if (length < 0 || length > reader.BaseStream.Length / 4) throw new EndOfStreamException();
+        if (length < 0 || length > (reader.BaseStream.Length - reader.BaseStream.Position) / 4) throw new EndOfStreamException();
         var values = new float[length];
         var bytes = MemoryMarshal.AsBytes(values.AsSpan());
         if (reader.Read(bytes) != bytes.Length) throw new EndOfStreamException();
         return values;
     }
 }
+
+/// <summary>The checkpoint's training options as JSON, generated at build time: no reflection (native AOT).</summary>
+[JsonSerializable(typeof(TrainingOptions))]
+internal sealed partial class TrainingOptionsJson : JsonSerializerContext;

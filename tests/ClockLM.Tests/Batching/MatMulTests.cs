@@ -13,7 +13,7 @@ public class MatMulTests
     };
 
     /// <summary>Paths to compare: the one this machine uses, and the scalar reference.</summary>
-    private static IEnumerable<KernelPath> Paths() => new[] { KernelPaths.Best, KernelPath.Scalar }.Distinct();
+    private static IEnumerable<KernelPath> Paths() => new[] { KernelOptions.BestPath, KernelPath.Scalar }.Distinct();
 
     private static unsafe void AssertEqualsMatVec(GgmlType type, int rows, int cols, int count, int seed, KernelPath path, WorkerPool? pool)
     {
@@ -27,10 +27,11 @@ public class MatMulTests
         fixed (byte* p = w)
         {
             var view = new TensorView(type, rows, cols, p);
-            MatMul.Multiply(view, x, y, count, pool, path);
+            var kernels = new KernelOptions { Path = path };
+            MatMul.Multiply(view, x, y, count, pool, kernels);
             for (int t = 0; t < count; t++)
             {
-                MatVec.Multiply(view, x.AsSpan(t * cols, cols), expected, null, path);
+                MatVec.Multiply(view, x.AsSpan(t * cols, cols), expected, null, kernels);
                 for (int r = 0; r < rows; r++)
                     Assert.True(BitConverter.SingleToInt32Bits(expected[r]) == BitConverter.SingleToInt32Bits(y[t * rows + r]),
                         $"{type} {rows}x{cols} x{count} {path} pool {pool is not null}: vector {t} row {r}: {y[t * rows + r]} vs matvec {expected[r]}");
@@ -94,14 +95,14 @@ public class MatMulTests
                     if (i == 6 || i == 18)
                     {
                         // Another input in between, through the same object: the next products must not see its forms.
-                        MatMul.Multiply(view, input.Load(pOther, count, cols), new float[count * rows], pool);
+                        MatMul.Multiply(view, input.Load(pOther, count, cols), new float[count * rows], pool, KernelOptions.Best);
                         input.Load(px, count, cols);
                     }
                     else if (i == 0 || count != steps[i - 1].Count) input.Load(px, count, cols);
-                    MatMul.Multiply(view, input, y, pool);
+                    MatMul.Multiply(view, input, y, pool, KernelOptions.Best);
                     for (int t = 0; t < count; t++)
                     {
-                        MatVec.Multiply(fileLayout, x.AsSpan(t * cols, cols), expected, null, KernelPaths.Best);
+                        MatVec.Multiply(fileLayout, x.AsSpan(t * cols, cols), expected, null, KernelOptions.Best);
                         for (int r = 0; r < rows; r++)
                             Assert.True(BitConverter.SingleToInt32Bits(expected[r]) == BitConverter.SingleToInt32Bits(y[t * rows + r]),
                                 $"step {i} ({type} x{count}, packed {packed}): vector {t} row {r}: {y[t * rows + r]} vs matvec {expected[r]}");
@@ -124,14 +125,14 @@ public class MatMulTests
         int cols = GgmlTypeInfo.BlockSize(type) == 256 ? 512 : 320;
         // Large enough for the pool to split the rows (at least 256 KB of weight bytes times vectors).
         foreach (int count in new[] { 2, 7, 12 })
-            AssertEqualsMatVec(type, 301, cols, count, seed: count, KernelPaths.Best, pool);
+            AssertEqualsMatVec(type, 301, cols, count, seed: count, KernelOptions.BestPath, pool);
     }
 
     [Theory]
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.F16)]
     public void MoreVectorsThanOnePassEqualMatVec(GgmlType type) =>
-        AssertEqualsMatVec(type, 9, 256, MatMul.MaxVectors + 3, seed: 5, KernelPaths.Best, pool: null);
+        AssertEqualsMatVec(type, 9, 256, MatMul.MaxVectors + 3, seed: 5, KernelOptions.BestPath, pool: null);
 
     /// <summary>
     /// K-quant super-blocks written byte by byte, so the extremes the eight-row kernels must sum without overflow occur:
@@ -181,10 +182,11 @@ public class MatMulTests
             var view = new TensorView(type, rows, cols, p);
             foreach (var path in Paths())
             {
-                MatMul.Multiply(view, x, y, count, null, path);
+                var kernels = new KernelOptions { Path = path };
+                MatMul.Multiply(view, x, y, count, null, kernels);
                 for (int t = 0; t < count; t++)
                 {
-                    MatVec.Multiply(view, x.AsSpan(t * cols, cols), expected, null, path);
+                    MatVec.Multiply(view, x.AsSpan(t * cols, cols), expected, null, kernels);
                     for (int r = 0; r < rows; r++)
                         Assert.True(BitConverter.SingleToInt32Bits(expected[r]) == BitConverter.SingleToInt32Bits(y[t * rows + r]),
                             $"{type} {path}: vector {t} row {r}: {y[t * rows + r]} vs matvec {expected[r]}");

@@ -9,9 +9,11 @@ namespace ClockLM.Tests.Batching;
 /// file layout bit for bit, for one vector (decode) and for many (prompt chunks, batched decoding).</summary>
 public class PackedRowsTests
 {
-    private static unsafe void AssertPackedEqualsUnpacked(GgmlType type, int rows, int cols, int count, int seed, WorkerPool? pool)
+    /// <summary>The 256-bit path with the packed Q4_0 kernel <paramref name="width"/> bits wide.</summary>
+    private static KernelOptions Packed(int width) => new() { Path = KernelPath.Vector256, PackedWidth = width };
+
+    private static unsafe void AssertPackedEqualsUnpacked(GgmlType type, int rows, int cols, int count, int seed, WorkerPool? pool, KernelOptions kernels)
     {
-        if (!KernelPaths.CanRun(KernelPath.Vector256)) return; // the packed kernels need AVX2 (the machines that run ClockLM's tests have it)
         var values = TestVectors.Gaussian(rows * cols, seed, scale: 0.05f);
         // Rows at the extremes: all codes at the top of the range, and the awkward values of the quantizer tests.
         values.AsSpan(0, cols).Fill(0.05f);
@@ -29,45 +31,40 @@ public class PackedRowsTests
             // The same bytes, rearranged (Q4_0 rows of an odd number of blocks: one zero block more per octet).
             int padding = type == GgmlType.Q4_0 && cols / 32 % 2 == 1 ? rows * 18 : 0;
             Assert.Equal(w.Length + padding, PackedRows.PackedBytes(view));
-            if (count == 1) MatVec.Multiply(packed, x, y, pool, KernelPath.Vector256);
-            else MatMul.Multiply(packed, x, y, count, pool, KernelPath.Vector256);
+            if (count == 1) MatVec.Multiply(packed, x, y, pool, kernels);
+            else MatMul.Multiply(packed, x, y, count, pool, kernels);
             for (int t = 0; t < count; t++)
             {
-                MatVec.Multiply(view, x.AsSpan(t * cols, cols), expected, null, KernelPath.Vector256);
+                MatVec.Multiply(view, x.AsSpan(t * cols, cols), expected, null, kernels);
                 for (int r = 0; r < rows; r++)
                     Assert.True(BitConverter.SingleToInt32Bits(expected[r]) == BitConverter.SingleToInt32Bits(y[t * rows + r]),
-                        $"{type} {rows}x{cols} x{count} pool {pool is not null}: vector {t} row {r}: packed {y[t * rows + r]} vs {expected[r]}");
+                        $"{type} {rows}x{cols} x{count} pool {pool is not null} {kernels}: vector {t} row {r}: packed {y[t * rows + r]} vs {expected[r]}");
             }
             GC.KeepAlive(storage);
         }
     }
 
-    /// <summary>Runs <paramref name="check"/> with the packed Q4_0 kernels on 256-bit registers, and on 512-bit ones
-    /// where AVX-512BW runs.</summary>
-    private static void OnBothWidths(Action check)
-    {
-        bool wide = Q4_0Pairs.Wide;
-        try
-        {
-            Q4_0Pairs.Wide = false;
-            check();
-            Q4_0Pairs.Wide = System.Runtime.Intrinsics.X86.Avx512BW.IsSupported;
-            if (Q4_0Pairs.Wide) check();
-        }
-        finally { Q4_0Pairs.Wide = wide; }
-    }
+    // Each check below runs with the packed Q4_0 kernel on 256-bit registers (every AVX2 machine) and, as a test of
+    // its own that is skipped where AVX-512BW is missing, on 512-bit ones.
 
-    [Theory]
+    [TheoryNeeds(Cpu.Avx2)]
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.Q8_0)]
-    public void PackedProductsEqualTheFileLayoutBitForBit(GgmlType type) => OnBothWidths(() =>
+    public void PackedProductsEqualTheFileLayoutBitForBit(GgmlType type) => PackedProducts(type, Packed(256));
+
+    [TheoryNeeds(Cpu.Avx512BW)]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q8_0)]
+    public void PackedProductsEqualTheFileLayoutBitForBit512(GgmlType type) => PackedProducts(type, Packed(512));
+
+    private static void PackedProducts(GgmlType type, KernelOptions kernels)
     {
         // Block counts: one, fewer than four, odd (Q4_0: the last pair is half empty), a tail after whole four-block
         // steps, many; Q4_0 rows of more than one column panel of 64 blocks: one block more, and two panels and a half-empty pair.
         foreach (var (rows, cols) in new[] { (8, 32), (8, 3 * 32), (16, 37 * 32), (24, 64 * 32), (8, 6 * 32), (8, 65 * 32), (16, 133 * 32) })
             foreach (int count in new[] { 1, 2, 3, 4, 5, 9 })
-                AssertPackedEqualsUnpacked(type, rows, cols, count, seed: rows + count, pool: null);
-    });
+                AssertPackedEqualsUnpacked(type, rows, cols, count, seed: rows + count, pool: null, kernels);
+    }
 
     /// <summary>
     /// Packed kernels widen the weights' f16 scales without their exponent rebias and take the activations' scales
@@ -76,14 +73,18 @@ public class PackedRowsTests
     /// from 1e-5 to 8.3e6 in magnitude (block scales from f16 subnormals to near 65504), for one vector and for four and
     /// five. Infinite and NaN scales cannot be packed.
     /// </summary>
-    [Theory]
+    [TheoryNeeds(Cpu.Avx2)]
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.Q8_0)]
-    public void ExtremeScalesGiveTheFileLayoutsProductsBitForBit(GgmlType type) => OnBothWidths(() => ExtremeScales(type));
+    public void ExtremeScalesGiveTheFileLayoutsProductsBitForBit(GgmlType type) => ExtremeScales(type, Packed(256));
 
-    private static unsafe void ExtremeScales(GgmlType type)
+    [TheoryNeeds(Cpu.Avx512BW)]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q8_0)]
+    public void ExtremeScalesGiveTheFileLayoutsProductsBitForBit512(GgmlType type) => ExtremeScales(type, Packed(512));
+
+    private static unsafe void ExtremeScales(GgmlType type, KernelOptions kernels)
     {
-        if (!KernelPaths.CanRun(KernelPath.Vector256)) return;
         const int rows = 16, cols = 8 * 32;
         int blockBytes = type == GgmlType.Q4_0 ? 18 : 34, rowBytes = cols / 32 * blockBytes;
         byte[] w = Quantize.Matrix(type, TestVectors.Gaussian(rows * cols, 9, scale: 0.05f), rows, cols);
@@ -107,11 +108,11 @@ public class PackedRowsTests
             {
                 var view = new TensorView(type, rows, cols, p);
                 var (packed, storage) = PackedRows.Pack(view);
-                if (count == 1) MatVec.Multiply(packed, x, y, null, KernelPath.Vector256);
-                else MatMul.Multiply(packed, x, y, count, null, KernelPath.Vector256);
+                if (count == 1) MatVec.Multiply(packed, x, y, null, kernels);
+                else MatMul.Multiply(packed, x, y, count, null, kernels);
                 for (int t = 0; t < count; t++)
                 {
-                    MatVec.Multiply(view, x.AsSpan(t * cols, cols), expected, null, KernelPath.Vector256);
+                    MatVec.Multiply(view, x.AsSpan(t * cols, cols), expected, null, kernels);
                     for (int r = 0; r < rows; r++)
                     {
                         Assert.True(float.IsFinite(expected[r]), $"{type} x{count}: vector {t} row {r} is {expected[r]}");
@@ -135,28 +136,34 @@ public class PackedRowsTests
         }
     }
 
-    [Theory]
+    [TheoryNeeds(Cpu.Avx2)]
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.Q8_0)]
-    public void PackedProductsSplitAcrossAPoolEqualTheFileLayout(GgmlType type) => OnBothWidths(() =>
+    public void PackedProductsSplitAcrossAPoolEqualTheFileLayout(GgmlType type) => SplitAcrossAPool(type, Packed(256));
+
+    [TheoryNeeds(Cpu.Avx512BW)]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q8_0)]
+    public void PackedProductsSplitAcrossAPoolEqualTheFileLayout512(GgmlType type) => SplitAcrossAPool(type, Packed(512));
+
+    private static void SplitAcrossAPool(GgmlType type, KernelOptions kernels)
     {
         using var pool = new WorkerPool(2);
         // At least 256 KB of weight bytes times vectors, so the pool splits the octets.
         foreach (int count in new[] { 1, 4, 6 })
-            AssertPackedEqualsUnpacked(type, 8 * 131, 2048, count, seed: count, pool);
+            AssertPackedEqualsUnpacked(type, 8 * 131, 2048, count, seed: count, pool, kernels);
         // Rows of three column panels (Q4_0), more octets than one tile of them.
-        AssertPackedEqualsUnpacked(type, 8 * 37, 160 * 32, 5, seed: 7, pool);
-    });
+        AssertPackedEqualsUnpacked(type, 8 * 37, 160 * 32, 5, seed: 7, pool, kernels);
+    }
 
     /// <summary>A model file's Q4_0 and Q8_0 matrices are packed as they load (read from the file, not the map): every
     /// packed matrix gives the products of its file bytes, and the matrices of other types are left alone.</summary>
-    [Theory]
+    [TheoryNeeds(Cpu.Avx2)]
     [InlineData("Q4_0")]
     [InlineData("Q8_0")]
     [InlineData("Q4_K_M")]
     public unsafe void LoadedModelsPackTheirQ4_0AndQ8_0Matrices(string scheme)
     {
-        if (!KernelPaths.CanRun(KernelPath.Vector256)) return; // packing needs AVX2
         using var dir = new TempDir();
         string path = dir.File("m.gguf");
         int dim = scheme == "Q4_K_M" ? 256 : 320;
@@ -178,8 +185,8 @@ public class PackedRowsTests
             var x = TestVectors.Gaussian(w.Cols, seed: packed);
             var expected = new float[w.Rows];
             var actual = new float[w.Rows];
-            MatVec.Multiply(fileLayout, x, expected, null, KernelPath.Vector256);
-            MatVec.Multiply(w, x, actual, null, KernelPath.Vector256);
+            MatVec.Multiply(fileLayout, x, expected, null, Packed(256));
+            MatVec.Multiply(w, x, actual, null, Packed(256));
             Assert.Equal(expected, actual);
         }
         Assert.Equal(scheme == "Q4_K_M" ? 0 : matrices.Count, packed);
@@ -187,10 +194,9 @@ public class PackedRowsTests
 
     /// <summary>A Q4_0 matrix whose file holds an infinite block scale loads in its file layout (the packed kernels
     /// assume finite scales); the model's other matrices are packed, and its products are those of the file bytes.</summary>
-    [Fact]
+    [FactNeeds(Cpu.Avx2)]
     public unsafe void AMatrixWithAnInfiniteScaleStaysInItsFileLayout()
     {
-        if (!KernelPaths.CanRun(KernelPath.Vector256)) return;
         using var dir = new TempDir();
         string path = dir.File("m.gguf");
         var config = new LlamaConfig(Dim: 320, HiddenDim: 640, Layers: 2, Heads: 4, KvHeads: 2, VocabSize: 304, ContextLength: 32);
@@ -210,10 +216,13 @@ public class PackedRowsTests
         using var model = Model.Load(path);
         var down = model.Weights.Layers[1].W2;
         Assert.True(down.Packed == null, "the matrix with an infinite scale was packed");
+        var fallback = Assert.Single(model.Weights.KernelFallbacks); // counted, with its name and why
+        Assert.Contains("blk.1.ffn_down.weight", fallback);
+        Assert.Contains("infinite or NaN", fallback);
         Assert.True(model.Weights.Layers[1].W1.Packed != null && model.Weights.Layers[0].W2.Packed != null);
         var x = TestVectors.Gaussian(down.Cols, seed: 4);
         var y = new float[down.Rows];
-        MatVec.Multiply(down, x, y, null, KernelPath.Vector256);
+        MatVec.Multiply(down, x, y, null, Packed(256));
         Assert.True(float.IsInfinity(y[0]) || float.IsNaN(y[0]), $"row 0 holds an infinite scale but gave {y[0]}");
         Assert.True(y.Skip(1).All(float.IsFinite));
     }
@@ -227,7 +236,7 @@ public class PackedRowsTests
             Assert.False(PackedRows.CanPack(new TensorView(GgmlType.Q4_0, 12, 64, p)));  // 12 rows: not whole octets
             Assert.False(PackedRows.CanPack(new TensorView(GgmlType.Q4_K, 8, 256, p)));
             Assert.False(PackedRows.CanPack(new TensorView(GgmlType.F16, 8, 64, p)));
-            Assert.Equal(KernelPaths.CanRun(KernelPath.Vector256), PackedRows.CanPack(new TensorView(GgmlType.Q8_0, 16, 64, p)));
+            Assert.Equal(KernelOptions.CanRun(KernelPath.Vector256), PackedRows.CanPack(new TensorView(GgmlType.Q8_0, 16, 64, p)));
         }
         var twelveRows = TensorView.Pinned(GgmlType.Q4_0, 12, 64, GC.AllocateArray<byte>(12 * 36, pinned: true));
         Assert.Throws<ArgumentException>(() => PackedRows.Pack(twelveRows));

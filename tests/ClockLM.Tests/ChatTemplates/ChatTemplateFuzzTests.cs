@@ -16,7 +16,7 @@ public class ChatTemplateFuzzTests
         .Select(f => (string)f.GetRawConstantValue()!)
         .ToArray();
 
-    private static readonly string[] Fragments =
+    internal static readonly string[] Fragments =
     [
         "{{", "}}", "{%", "%}", "{#", "#}", "{%-", "-%}", "{{-", "-}}", "if", "elif", "else", "endif", "for", "in", "endfor",
         "set", "endset", "macro", "endmacro", "call", "endcall", "filter", "endfilter", "raw", "endraw", "break", "continue",
@@ -27,13 +27,13 @@ public class ChatTemplateFuzzTests
         "sort", "reverse", "[::-1]", "[1:]", "[0]", "['role']", ".content", ".strip()", ".split()", " ", "\n", "text",
     ];
 
-    private static readonly ChatMessage[] Conversation =
+    internal static readonly ChatMessage[] Conversation =
     [
         new("system", "sys"), new("user", "Hello"), new("assistant", "Hi") { ToolCalls = [new ChatToolCall("f", "{\"a\": [1, 2]}", "id1")] },
         new("tool", "result") { ToolCallId = "id1" }, new("user", "Bye"),
     ];
 
-    private static readonly ChatTemplateOptions Small = ChatTemplateOptions.Default with
+    internal static readonly ChatTemplateOptions Small = ChatTemplateOptions.Default with
     {
         MaxLoopIterations = 10_000, MaxOutputChars = 100_000, MaxListLength = 10_000, MaxCallDepth = 16, Timeout = TimeSpan.FromSeconds(5),
     };

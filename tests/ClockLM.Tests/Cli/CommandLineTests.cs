@@ -12,6 +12,8 @@ public class CommandLineTests
     [InlineData("unknown quant type", new[] { "quantize", "@stories", "/tmp/x.gguf", "Q9_9" }, "unknown type 'Q9_9'")]
     [InlineData("unknown shape", new[] { "synth", "--shape", "huge", "/tmp/x.gguf" }, "unknown shape 'huge'")]
     [InlineData("inspect a non-GGUF", new[] { "inspect", "@stories" }, "not a GGUF file")]
+    [InlineData("unknown kernels", new[] { "run", "-m", "@stories", "--kernels", "avx9", "hello" }, "--kernels: kernels 'avx9': expected best, scalar")]
+    [InlineData("bad kernel width", new[] { "bench", "-m", "@stories", "--kernels", "vector256/128" }, "the packed kernels' width after '/' is 256 or 512, not '128'")]
     public void BadInputGivesOneClearError(string what, string[] args, string expected)
     {
         var result = ClockLMProcess.Run(args.Select(a => a == "@stories" ? SharedData.Stories260K : a).ToArray());

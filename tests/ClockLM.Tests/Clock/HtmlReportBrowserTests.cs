@@ -4,10 +4,11 @@ using Microsoft.Playwright;
 
 namespace ClockLM.Tests.Clock;
 
-/// <summary>The HTML report rendered in headless Chromium (Debian's /usr/bin/chromium driven by Playwright; no download).</summary>
+/// <summary>The HTML report rendered in headless Chromium (Debian's /usr/bin/chromium driven by Playwright; no download).
+/// Skipped, with the install command, where the browser is missing.</summary>
 public class HtmlReportBrowserTests
 {
-    private const string ChromiumPath = "/usr/bin/chromium";
+    private const string ChromiumPath = ChromiumFactAttribute.ChromiumPath;
 
     /// <summary>A report of "Once upon a time" and 3 greedy tokens on stories260K.</summary>
     private static (string Path, int Passes, int Tokens) WriteReport(TempDir dir)
@@ -22,8 +23,6 @@ public class HtmlReportBrowserTests
     /// <summary>Chromium with a fresh profile folder (a persistent context is how Playwright takes a user-data dir).</summary>
     private static async Task<IBrowserContext> LaunchChromium(IPlaywright playwright, string profile, ViewportSize? viewport = null)
     {
-        Assert.True(File.Exists(ChromiumPath),
-            $"{ChromiumPath} is missing: the HTML report test needs Debian's chromium package (apt-get install -y chromium)");
         return await playwright.Chromium.LaunchPersistentContextAsync(profile, new BrowserTypeLaunchPersistentContextOptions
         {
             ExecutablePath = ChromiumPath,
@@ -34,7 +33,7 @@ public class HtmlReportBrowserTests
         });
     }
 
-    [Fact]
+    [ChromiumFact]
     public async Task ReportRendersInChromiumWithoutScriptErrorsOrNetwork()
     {
         using var dir = new TempDir();
@@ -67,7 +66,7 @@ public class HtmlReportBrowserTests
         Assert.Equal(5 * 8, await page.Locator("canvas.heatmap").CountAsync());
     }
 
-    [Fact]
+    [ChromiumFact]
     public async Task ScreenshotOfTheReportIsAPictureOfIt()
     {
         using var dir = new TempDir();
@@ -91,5 +90,17 @@ public class HtmlReportBrowserTests
         // The stage colour of execute (#d35400) appears in the timeline.
         var timeline = await page.Locator("#timeline rect[fill='#d35400']").CountAsync();
         Assert.True(timeline > 0);
+    }
+
+    [Fact]
+    public void BrowserTestsSkipVisiblyWhereChromiumIsMissingAndRunWhereItIsPresent()
+    {
+        string? reason = ChromiumFactAttribute.SkipReason("/nonexistent/chromium");
+        Assert.Equal("/nonexistent/chromium is missing: this test needs Debian's chromium package; install it with 'apt-get install -y chromium' (.ci/run does)", reason);
+        Assert.Equal(File.Exists(ChromiumPath) ? null : ChromiumFactAttribute.SkipReason(ChromiumPath), new ChromiumFactAttribute().Skip);
+        // The two browser tests carry the attribute, so they are reported as skipped rather than failed.
+        foreach (string test in new[] { nameof(ReportRendersInChromiumWithoutScriptErrorsOrNetwork), nameof(ScreenshotOfTheReportIsAPictureOfIt) })
+            Assert.Single(typeof(HtmlReportBrowserTests).GetMethod(test)!.GetCustomAttributes(typeof(ChromiumFactAttribute), false));
+        Assert.Contains("apt-get install -y -qq chromium", File.ReadAllText(Path.Combine(SharedData.RepoRoot, ".ci", "run")));
     }
 }

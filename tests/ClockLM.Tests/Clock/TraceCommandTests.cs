@@ -13,7 +13,7 @@ public class TraceCommandTests
         string path = dir.File("roofline.json");
         File.WriteAllText(path, """
             { "bandwidth": [ { "threads": 1, "gigabytes_per_second": 4.16 } ], "peak_gflops": 52.5, "peak_gflops_one_thread": 26.25,
-              "buffer_bytes": 1048576, "measured_at": "2026-01-01T00:00:00Z", "processor_count": 1 }
+              "buffer_bytes": 1048576, "measured_at": "2026-01-01T00:00:00Z", "processor_count": 1, "method": 2 }
             """);
         return path;
     }
@@ -165,7 +165,7 @@ public class TraceCommandTests
     {
         using var dir = new TempDir();
         string path = dir.File("sub/roofline.json");
-        var first = ClockLMProcess.Run("roofline", "--roofline-cache", path, "--threads", "1");
+        var first = ClockLMProcess.Run("roofline", "--roofline-cache", path, "--threads", "1", "--buffer-mb", "64");
         Assert.True(first.ExitCode == 0, first.StdErr);
         Assert.Contains($"saved to {path}", first.StdOut);
         using (var doc = JsonDocument.Parse(File.ReadAllText(path)))

@@ -63,7 +63,7 @@ public class ForwardPassConsistencyTests
         using var model = Model.Load(path);
         var layer = model.Weights.Layers[0];
         // Packing needs the AVX2 kernels; without them the parts stay in the file's layout (and must agree all the same).
-        bool packs = KernelPaths.CanRun(KernelPath.Vector256);
+        bool packs = KernelOptions.Best.UsesPacked;
         Assert.All(new[] { layer.Wq, layer.Wk, layer.Wv, layer.W1, layer.W3 }, w => Assert.Equal(packs, w.IsPacked));
         AssertEveryBatchingAgrees(model);
     }

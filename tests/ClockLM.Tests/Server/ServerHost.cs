@@ -6,7 +6,7 @@ using ClockLM.Server;
 
 namespace ClockLM.Tests.Server;
 
-/// <summary>stories260K behind a real Kestrel server on 127.0.0.1 with a free port.</summary>
+/// <summary>stories260K (or another model) behind a real Kestrel server on 127.0.0.1 with a free port.</summary>
 public sealed class ServerHost : IAsyncDisposable
 {
     private ServerHost(Model model, SlotScheduler scheduler, ClockLMServer server)
@@ -24,9 +24,9 @@ public sealed class ServerHost : IAsyncDisposable
     public Uri Address => Server.Address!;
     public Uri V1 => new(Address, "v1");
 
-    public static async Task<ServerHost> StartAsync(SlotSchedulerOptions? scheduler = null, ServerOptions? server = null)
+    public static async Task<ServerHost> StartAsync(SlotSchedulerOptions? scheduler = null, ServerOptions? server = null, string? modelPath = null)
     {
-        var model = Model.Load(SharedData.Stories260K);
+        var model = Model.Load(modelPath ?? SharedData.Stories260K);
         var slots = new SlotScheduler(model, scheduler ?? new SlotSchedulerOptions { Slots = 4 });
         var http = new ClockLMServer(slots, (server ?? new ServerOptions()) with { Host = "127.0.0.1", Port = 0 });
         await http.StartAsync();

@@ -36,7 +36,7 @@ public class AttentionKernelsTests
         {
             var (q, cache, stride) = Problem(headSize, n, seed: headSize * 100 + n);
             var keys = cache.AsSpan(headSize);
-            foreach (var path in new[] { KernelPath.Scalar, KernelPaths.Best })
+            foreach (var path in new[] { KernelPath.Scalar, KernelOptions.BestPath })
             {
                 var scores = new float[n];
                 AttentionKernels.Scores(q, keys, stride, scale, scores, path);
@@ -94,7 +94,7 @@ public class AttentionKernelsTests
             var (_, cache, stride) = Problem(headSize, n, seed: headSize * 7 + n);
             var weights = TestVectors.Gaussian(n, seed: n);
             var values = cache.AsSpan(2 * headSize); // the last head of each row: the span ends exactly at the last value
-            foreach (var path in new[] { KernelPath.Scalar, KernelPaths.Best })
+            foreach (var path in new[] { KernelPath.Scalar, KernelOptions.BestPath })
             {
                 var output = Enumerable.Repeat(float.NaN, headSize).ToArray(); // overwritten, not accumulated into
                 AttentionKernels.WeightedSum(weights, values, stride, output, path);
@@ -124,7 +124,7 @@ public class AttentionKernelsTests
             if (n > 1) x[0] = float.NegativeInfinity; // masked position (sliding window)
             if (n > 3) x[3] = 30f;          // a dominant score
             double max = x.Max(), sum = x.Sum(v => Math.Exp(v - max));
-            foreach (var path in new[] { KernelPath.Scalar, KernelPaths.Best })
+            foreach (var path in new[] { KernelPath.Scalar, KernelOptions.BestPath })
             {
                 var p = (float[])x.Clone();
                 AttentionKernels.Softmax(p, path);

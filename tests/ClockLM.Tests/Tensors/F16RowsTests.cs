@@ -13,7 +13,7 @@ public class F16RowsTests
     {
         var y = new float[rows];
         fixed (ushort* p = halves)
-            MatVec.Multiply(new TensorView(GgmlType.F16, rows, cols, (byte*)p), x, y, null, KernelPath.Vector256);
+            MatVec.Multiply(new TensorView(GgmlType.F16, rows, cols, (byte*)p), x, y, null, new KernelOptions { Path = KernelPath.Vector256 });
         return y;
     }
 
@@ -45,10 +45,9 @@ public class F16RowsTests
         }
     }
 
-    [Fact]
+    [FactNeeds(Cpu.Avx2)]
     public void PrescaledActivations_GiveTheRowDotBitForBit()
     {
-        if (!KernelPaths.CanRun(KernelPath.Vector256) || KernelPaths.Best < KernelPath.Vector256) return;
         const int rows = 9, cols = 1195; // 37 chunks of 32, one of 8, a scalar tail of 3
         var halves = FiniteHalves(rows * cols, seed: 5);
         var rng = new Random(6);
@@ -63,10 +62,9 @@ public class F16RowsTests
         AssertRowsEqualRowDots(halves, rows, cols, x, "x below 2^16");
     }
 
-    [Fact]
+    [FactNeeds(Cpu.Avx2)]
     public void ActivationsTooLargeToScale_FallBackAndStillAgree()
     {
-        if (!KernelPaths.CanRun(KernelPath.Vector256) || KernelPaths.Best < KernelPath.Vector256) return;
         const int rows = 5, cols = 264;
         var halves = FiniteHalves(rows * cols, seed: 7);
         var x = TestVectors.Gaussian(cols, 8);

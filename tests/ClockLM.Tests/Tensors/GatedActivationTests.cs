@@ -14,7 +14,7 @@ public class GatedActivationTests
         gate[1] = 100f;
         gate[2] = 0f;
         var up = TestVectors.Gaussian(203, seed: 5);
-        foreach (var path in new[] { KernelPath.Scalar, KernelPaths.Best })
+        foreach (var path in new[] { KernelPath.Scalar, KernelOptions.BestPath })
         {
             var y = (float[])gate.Clone();
             GatedActivation.SwiGlu(y, up, path);

@@ -195,8 +195,8 @@ public class SentencePieceTokenizerTests
     [Fact]
     public void MissingOrMismatchedArraysAreErrorsNamingTheKey()
     {
-        LoadFails(_ => { }, "'tokenizer.ggml.tokens' is missing");
-        LoadFails(w => w.Set("tokenizer.ggml.model", "gpt2"), "tokenizer.ggml.model is 'gpt2', but a SentencePiece vocabulary is 'llama'");
+        LoadFails(_ => { }, "tokenizer.ggml.tokens is missing");
+        LoadFails(w => w.Set("tokenizer.ggml.model", "gpt2"), "tokenizer.ggml.model is 'gpt2'; a SentencePiece vocabulary is 'llama'");
         LoadFails(w => w.Set("tokenizer.ggml.tokens", GgufValue.From(FivePieces))
                         .Set("tokenizer.ggml.scores", GgufValue.From(new float[4])),
             "tokenizer.ggml.scores has 4 entries but tokenizer.ggml.tokens has 5");
@@ -207,8 +207,8 @@ public class SentencePieceTokenizerTests
                         .Set("tokenizer.ggml.scores", GgufValue.From(new int[5])),
             "'tokenizer.ggml.scores' is Array[Int32; 5], expected an array of Single");
         LoadFails(w => w.Set("tokenizer.ggml.tokens", GgufValue.From(FivePieces))
-                        .Set("tokenizer.ggml.bos_token_id", 5u),
-            "tokenizer.ggml.bos_token_id is 5, but the vocabulary has 5 entries");
+                        .Set("tokenizer.ggml.token_type", GgufValue.From(new[] { 2, 3, 3, 1, 7 })),
+            "tokenizer.ggml.token_type[4] (token 'a') is 7; expected 0 to 6");
         LoadFails(w => w.Set("tokenizer.ggml.tokens", GgufValue.From(FivePieces))
                         .Set("tokenizer.ggml.token_type", GgufValue.From(new[] { 2, 3, 3, 1, 6 })),
             "token 4 is a byte token but reads 'a'");

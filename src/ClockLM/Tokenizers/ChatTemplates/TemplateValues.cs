@@ -369,7 +369,7 @@ internal static class PyValue
             case decimal m: return (double)m;
             case char c: return c.ToString();
             case JsonElement e: return FromJson(e, depth);
-            case JsonNode n: return FromJson(JsonSerializer.SerializeToElement(n), depth);
+            case JsonNode n: return FromJson(JsonDocument.Parse(n.ToJsonString()).RootElement, depth);
             case OrderedDictionary<string, object?> od: return od;
             case ChatToolCall call: return ToolCallValue(call, depth);
             case IEnumerable<KeyValuePair<string, object?>> pairs:
