@@ -24,6 +24,6 @@ internal static class Commands
         RooflineCommand.Create(),
         ProbeCommand.Create(),
         TrainCommand.Create(),
-        PerplexityCommand.Create(),
+        ScoreCommand.Create(),
     ];
 }

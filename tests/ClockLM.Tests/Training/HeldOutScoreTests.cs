@@ -50,20 +50,20 @@ public class HeldOutScoreTests
     }
 
     [Fact]
-    public void PerplexityCommandScoresATextWithTheBuiltInModel()
+    public void ScoreCommandScoresATextWithTheBuiltInModel()
     {
         using var dir = new TempDir();
         string text = dir.File("held-out.txt");
         File.WriteAllText(text, "And it came to pass, when the men were gone out of the city, that they went up.\n");
-        var result = ClockLMProcess.Run("perplexity", "--data", text, "--context", "16");
+        var result = ClockLMProcess.Run("score", "--data", text, "--context", "16");
         Assert.True(result.ExitCode == 0, result.StdErr);
         Assert.Contains("windows of 16 tokens", result.StdOut);
         Assert.Matches(@"\d+\.\d{4} bits/byte", result.StdOut);
 
-        var missing = ClockLMProcess.Run("perplexity", "--data", dir.File("none.txt"));
+        var missing = ClockLMProcess.Run("score", "--data", dir.File("none.txt"));
         Assert.Equal(1, missing.ExitCode);
         Assert.Contains("none.txt: no such text", missing.StdErr);
-        var window = ClockLMProcess.Run("perplexity", "--data", text, "--context", "1");
+        var window = ClockLMProcess.Run("score", "--data", text, "--context", "1");
         Assert.Equal(1, window.ExitCode);
         Assert.Contains("--context is 1", window.StdErr);
     }

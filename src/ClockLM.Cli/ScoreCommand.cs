@@ -4,17 +4,17 @@ using ClockLM.Training;
 namespace ClockLM.Cli;
 
 /// <summary>
-/// `clocklm perplexity [--model PATH] --data text.txt [--context N]`: how well a model predicts a held-out text, as
+/// `clocklm score [--model PATH] --data text.txt [--context N]`: how well a model predicts a held-out text, as
 /// nats per token, perplexity and bits per byte (every token predicted once; see <see cref="HeldOutScore"/>).
 /// </summary>
-internal static class PerplexityCommand
+internal static class ScoreCommand
 {
     public static Command Create()
     {
         var model = new ModelOptions();
         var data = new Option<string>("--data") { Description = "The text to score (UTF-8; lines encoded as `clocklm train` encodes them)", Required = true };
         var context = new Option<int?>("--context") { Description = "Window length (default: the model's context length)" };
-        var command = new Command("perplexity", "Score a held-out text: nats per token, perplexity, bits per byte");
+        var command = new Command("score", "Score a held-out text: nats per token, perplexity, bits per byte");
         model.AddTo(command);
         command.Options.Add(data);
         command.Options.Add(context);
