@@ -8,7 +8,7 @@
 # /tmp/clocklm-train-ab): the base revision is exported there with git archive (the repository is not touched).
 # Threads are set by pinning: taskset -c 0 (1 thread) and -c 0,1 (2 threads); both builds size their threads from
 # the processors they may run on. The base build's default step counts are smaller, as it is much slower. SHAPES
-# (default "builtin dim384") limits the shapes.
+# (default "builtin dim384"; builtin512 is the present built-in model's) limits the shapes.
 set -e
 base=${1:-main}
 reps=${2:-2}
@@ -28,7 +28,7 @@ dotnet build -c Release "$here/bench/ClockLM.TrainBench" -o "$dir/branch-bin" > 
 
 data="$dir/data/kjv-train.txt"
 for shape in ${SHAPES:-builtin dim384}; do
-  if [ $shape = builtin ]; then base_steps="--warmup 2 --steps 10"; else base_steps="--warmup 1 --steps 2"; fi
+  if [ $shape = dim384 ]; then base_steps="--warmup 1 --steps 2"; else base_steps="--warmup 2 --steps 10"; fi
   for cpus in 0 0,1; do
     r=1
     while [ $r -le "$reps" ]; do

@@ -4,7 +4,7 @@ using ClockLM.Training;
 
 // Training throughput of `clocklm train`'s steps on one shape: tokens/s, GFLOP/s and the share of the roofline's peak.
 //
-//   clocklm-train-bench --data kjv-train.txt [--shape builtin|dim384] [--warmup W] [--steps N] [--peak GFLOPS]
+//   clocklm-train-bench --data kjv-train.txt [--shape builtin|builtin512|dim384] [--warmup W] [--steps N] [--peak GFLOPS]
 //
 // The run trains W + N + 1 steps on the text and times steps W+1 .. W+N (the first steps compile code and size buffers;
 // the last one also measures the validation loss). Threads: every processor the process may run on (bench/train-ab.sh
@@ -30,25 +30,29 @@ for (int i = 0; i < args.Length; i++)
 }
 if (data is null || !File.Exists(data))
 {
-    Console.Error.WriteLine("usage: clocklm-train-bench --data TEXT [--shape builtin|dim384] [--warmup W] [--steps N] [--peak GFLOPS]");
+    Console.Error.WriteLine("usage: clocklm-train-bench --data TEXT [--shape builtin|builtin512|dim384] [--warmup W] [--steps N] [--peak GFLOPS]");
     return 2;
 }
 
-// The built-in model's shape (models/README.md) and a dim-384, 8-layer one.
+// The built-in model's first shape (context 128), its present one (models/README.md) and a dim-384, 8-layer one.
 var options = shapeName switch
 {
     "builtin" => new TrainingOptions
     {
         Dim = 128, Layers = 5, Heads = 4, KvHeads = 2, HiddenDim = 384, VocabSize = 1024, ContextLength = 128, Batch = 8,
     },
+    "builtin512" => new TrainingOptions
+    {
+        Dim = 128, Layers = 6, Heads = 4, KvHeads = 2, HiddenDim = 384, VocabSize = 1024, ContextLength = 512, Batch = 4,
+    },
     "dim384" => new TrainingOptions
     {
         Dim = 384, Layers = 8, Heads = 6, KvHeads = 2, HiddenDim = 1024, VocabSize = 4096, ContextLength = 256, Batch = 8,
     },
-    _ => throw new ArgumentException($"--shape {shapeName}: expected builtin or dim384"),
+    _ => throw new ArgumentException($"--shape {shapeName}: expected builtin, builtin512 or dim384"),
 };
-if (warmup < 0) warmup = shapeName == "builtin" ? 5 : 2;
-if (steps < 0) steps = shapeName == "builtin" ? 30 : 6;
+if (warmup < 0) warmup = shapeName == "dim384" ? 2 : 5;
+if (steps < 0) steps = shapeName == "dim384" ? 6 : 30;
 options = options with
 {
     Steps = warmup + steps + 1, WarmupSteps = 10, LearningRate = 3e-3, MinLearningRate = 3e-4, Seed = 1,
