@@ -6,6 +6,9 @@ if (args.Contains("--vs-llamacpp"))
 // `--matvec-quick` times one matrix-vector product per weight type with a stopwatch (quick A/B between builds).
 if (args.Contains("--matvec-quick"))
     return ClockLM.Bench.Kernels.MatVecQuick.Run(args);
+// `--attention-quick` times one layer's attention over a cache of --depth positions per cache type.
+if (args.Contains("--attention-quick"))
+    return ClockLM.Bench.Kernels.AttentionQuick.Run(args);
 // `--matmul-kernels` times MatMul against one MatVec per vector.
 if (args.Contains("--matmul-kernels"))
     return ClockLM.Bench.Kernels.MatMulKernels.Run(args);

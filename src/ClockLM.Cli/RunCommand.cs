@@ -13,6 +13,7 @@ internal static class RunCommand
     public static Command Create()
     {
         var model = new ModelOptions();
+        var steering = new SteeringOptions();
         var prompt = new Argument<string>("prompt") { Description = "Text to continue" };
         var maxNew = new Option<int>("-n", "--max-new-tokens") { Description = "Most tokens to generate", DefaultValueFactory = _ => 128 };
         var temp = new Option<float>("--temp") { Description = "Temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f };
@@ -26,11 +27,18 @@ internal static class RunCommand
         var chat = new Option<bool>("--chat") { Description = "Send the prompt as a user message through the model's chat template (ChatML when the file has none)" };
         var system = new Option<string?>("--system") { Description = "With --chat: a system message before the prompt" };
         var ubatch = new Option<int?>("--ubatch", "-ub") { Description = "Prompt tokens run through the layers together (default 128; 1 = token by token)" };
+        var grammar = new Option<string?>("--grammar") { Description = "GBNF grammar file the output must follow" };
+        var jsonSchema = new Option<string?>("--json-schema") { Description = "JSON schema the output must follow: a file, or the schema itself when it starts with '{'" };
+        var cacheTypes = new CacheTypeOptions();
+        var contextShift = new Option<bool>("--context-shift") { Description = "When the context is full, drop half of it (after --keep tokens) and go on" };
+        var keep = new Option<int>("--keep") { Description = "Prompt tokens a context shift keeps after BOS (-1: the whole prompt)", DefaultValueFactory = _ => 0 };
 
         var command = new Command("run", "Generate text from a prompt");
         model.AddTo(command);
-        foreach (var o in new Option[] { maxNew, temp, topK, topP, minP, repeat, seed, ctx, json, chat, system, ubatch })
+        steering.AddTo(command);
+        foreach (var o in new Option[] { maxNew, temp, topK, topP, minP, repeat, seed, ctx, json, chat, system, ubatch, grammar, jsonSchema, contextShift, keep })
             command.Options.Add(o);
+        cacheTypes.AddTo(command);
         command.Arguments.Add(prompt);
         command.SetAction(result => CommandErrors.Run(() =>
         {
@@ -51,16 +59,24 @@ internal static class RunCommand
                 throw new UsageException($"'{text}' is a model file, not a prompt: did you mean --model {text}?");
             int? contextLength = result.GetValue(ctx);
             if (contextLength is <= 0) throw new UsageException($"--ctx is {contextLength}, expected a positive number");
+            var constraint = OutputGrammar.Read(result.GetValue(grammar), result.GetValue(jsonSchema));
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
             ModelOptions.WarnAboveTrainedContext(m, contextLength);
-            var generator = new Generator(m, contextLength, pool);
-            if (n > generator.Transformer.ContextLength)
-                Console.Error.WriteLine($"warning: -n is {n}, more than the context of {generator.Transformer.ContextLength} holds: generation stops when it is full");
+            var cache = cacheTypes.Read(result);
+            int kept = result.GetValue(keep);
+            if (kept < -1) throw new UsageException($"--keep is {kept}, expected -1 (the whole prompt) or a count of tokens");
+            bool shift = result.GetValue(contextShift);
+            var generator = new Generator(m, contextLength, pool, cache);
+            if (shift && !generator.Transformer.CanShiftContext)
+                throw new UsageException($"--context-shift: {Path.GetFileName(m.Path)} has learned absolute positions, not RoPE, so its context cannot shift");
+            if (n > generator.Transformer.ContextLength && !shift)
+                Console.Error.WriteLine($"warning: -n is {n}, more than the context of {generator.Transformer.ContextLength} holds: generation stops when it is full (--context-shift goes on)");
+            generator.Transformer.Steering = steering.Build(result, m);
             if (result.GetValue(ubatch) is { } ub)
                 generator.Transformer.MicroBatch = ub >= 1 ? ub : throw new UsageException($"--ubatch is {ub}, expected at least 1");
-            var options = new GenerationOptions { MaxNewTokens = n, Sampler = sampler };
+            var options = new GenerationOptions { MaxNewTokens = n, Sampler = sampler, Grammar = constraint, ContextShift = shift, KeepTokens = kept };
             bool asJson = result.GetValue(json);
             var stdout = Console.Out;
             if (result.GetValue(system) is not null && !result.GetValue(chat))
@@ -98,6 +114,7 @@ internal static class RunCommand
                     ["generated_ids"] = Ids(output.GeneratedIds),
                     ["text"] = output.Text,
                     ["stop_reason"] = output.StopReason.ToString(),
+                    ["grammar_complete"] = constraint is null ? null : output.StopReason == StopReason.EndOfSequence,
                     ["timings"] = new JsonObject
                     {
                         ["prompt_ms"] = output.PromptTime.TotalMilliseconds,

@@ -10,6 +10,8 @@ internal static class ServeCommand
     public static Command Create()
     {
         var model = new ModelOptions();
+        var steering = new SteeringOptions();
+        var steerDir = new Option<string?>("--steer-dir") { Description = "Load every control vector (.gguf) in this directory; requests steer by file name in clocklm.steer", HelpName = "DIR" };
         var host = new Option<string>("--host") { Description = "Address to listen on: an IP address or localhost (loopback by default; 0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
         var allowedHosts = new Option<string?>("--allowed-hosts") { Description = "Comma-separated names the Host header may carry, or * for any (default: the bound host, localhost and loopback)" };
         var cors = new Option<string?>("--cors") { Description = "Let web pages from ORIGIN (e.g. http://localhost:3000, or *) call the server from a browser; off by default" };
@@ -23,11 +25,15 @@ internal static class ServeCommand
         var modelsDir = new Option<string?>("--models-dir") { Description = "Serve every .gguf file in this folder (names from file names, aliases from models.json); the request's model picks one" };
         var keepAlive = new Option<string>("--keep-alive") { Description = "With --models-dir: how long a model stays loaded after its last request (5m, 1h, 0, -1 = forever)", DefaultValueFactory = _ => "5m" };
         var maxLoaded = new Option<long?>("--max-loaded-bytes") { Description = "With --models-dir: most bytes the loaded models may take (file and KV caches); least recently used ones are unloaded for room" };
+        var cacheTypes = new CacheTypeOptions();
+        var contextShift = new Option<bool>("--context-shift") { Description = "When a generation fills its context, drop half of it (after n_keep tokens) and go on" };
 
         var command = new Command("serve", "Serve models over OpenAI- and Ollama-compatible HTTP APIs");
         model.AddTo(command);
-        foreach (var o in new Option[] { host, port, parallel, queue, ctx, apiKey, maxBody, log, allowedHosts, cors, modelsDir, keepAlive, maxLoaded })
+        steering.AddTo(command);
+        foreach (var o in new Option[] { steerDir, host, port, parallel, queue, ctx, apiKey, maxBody, log, allowedHosts, cors, modelsDir, keepAlive, maxLoaded, contextShift })
             command.Options.Add(o);
+        cacheTypes.AddTo(command);
         command.SetAction(result => CommandErrors.Run(() =>
         {
             int slots = result.GetValue(parallel);
@@ -69,10 +75,17 @@ internal static class ServeCommand
                 return Serve(vocabularyServer, hostName, p, $"vocabulary of {vocabularyServer.ModelId} only: /tokenize and /detokenize");
             }
 
-            var schedulerOptions = new SlotSchedulerOptions { Slots = slots, QueueCapacity = queueCapacity, ContextLength = contextLength };
+            bool shift = result.GetValue(contextShift);
+            var schedulerOptions = new SlotSchedulerOptions
+            {
+                Slots = slots, QueueCapacity = queueCapacity, ContextLength = contextLength, KvCache = cacheTypes.Read(result), ContextShift = shift,
+                Logger = new StderrLogger(Microsoft.Extensions.Logging.LogLevel.Warning),
+            };
             if (result.GetValue(modelsDir) is { } dir)
             {
                 if (result.GetValue(model.Model) is not null) throw new UsageException("--model and --models-dir exclude each other: name one model, or a folder of them");
+                if (steering.Files(result).Count > 0 || result.GetValue(steerDir) is not null)
+                    throw new UsageException("control vectors and --steer-dir are made for one model's width; serve them with --model, not --models-dir");
                 string keep = result.GetValue(keepAlive)!;
                 var keepTime = ModelFolderOptions.ParseKeepAlive(keep) ?? throw new UsageException($"--keep-alive is '{keep}', expected a duration such as 5m, 1h30m, 0 or -1");
                 long? budget = result.GetValue(maxLoaded);
@@ -95,9 +108,12 @@ internal static class ServeCommand
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
             ModelOptions.WarnAboveTrainedContext(m, contextLength);
-            using var scheduler = new SlotScheduler(m, schedulerOptions with { Pool = pool });
-            var server = new ClockLMServer(scheduler, serverOptions);
-            return Serve(server, hostName, p, $"model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}");
+            if (shift && m.Config.Rope == ClockLM.Models.RopeStyle.None)
+                throw new UsageException($"--context-shift: {Path.GetFileName(m.Path)} has learned absolute positions, not RoPE, so its context cannot shift");
+            var steeringVectors = result.GetValue(steerDir) is { } vectors ? SteeringOptions.LoadDirectory(vectors, m) : [];
+            using var scheduler = new SlotScheduler(m, schedulerOptions with { Pool = pool, Steering = steering.Build(result, m) });
+            var server = new ClockLMServer(scheduler, serverOptions with { SteeringVectors = steeringVectors });
+            return Serve(server, hostName, p, $"model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}, KV cache {schedulerOptions.KvCache}");
         }));
         return command;
     }

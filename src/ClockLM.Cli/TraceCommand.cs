@@ -1,5 +1,7 @@
 using System.CommandLine;
+using System.Globalization;
 using ClockLM.Clock;
+using ClockLM.Features;
 using ClockLM.Models;
 using ClockLM.Tokenizers;
 
@@ -24,10 +26,13 @@ internal static class TraceCommand
         var html = new Option<string?>("--html") { Description = "Write a self-contained HTML report to this file" };
         var attention = new Option<bool>("--attention") { Description = "Print each head's strongest position and entropy per cycle" };
         var cache = RooflineCommand.CacheOption();
+        var sae = new Option<string[]>("--sae") { Description = "A sparse autoencoder in SAELens's format (its directory or cfg.json); each token shows its most active features; repeatable", HelpName = "DIR" };
+        var saeTop = new Option<int>("--sae-top") { Description = "Features shown per token and autoencoder", DefaultValueFactory = _ => 5 };
+        var steerFeature = new Option<string[]>("--steer-feature") { Description = "Add feature IDX's decoder direction of the (first) --sae, times SCALE, to the residual stream; repeatable", HelpName = "IDX:SCALE" };
 
         var command = new Command("trace", "Run a prompt cycle by cycle: timings per stage, logit lens, attention, roofline");
         model.AddTo(command);
-        foreach (var o in new Option[] { maxNew, topK, ctx, step, perfetto, html, attention, cache })
+        foreach (var o in new Option[] { maxNew, topK, ctx, step, perfetto, html, attention, cache, sae, saeTop, steerFeature })
             command.Options.Add(o);
         command.Arguments.Add(prompt);
         command.SetAction(result => CommandErrors.Run(() =>
@@ -41,7 +46,12 @@ internal static class TraceCommand
             string? perfettoPath = result.GetValue(perfetto), htmlPath = result.GetValue(html);
             if (result.GetValue(step) && (perfettoPath ?? htmlPath) is not null)
                 throw new UsageException("--step is interactive; --perfetto and --html export a non-interactive trace, use them without --step");
+            if (result.GetValue(step) && (result.GetValue(sae) ?? []).Length > 0)
+                throw new UsageException("--sae shows features in the trace's tables and exports; use it without --step (--steer-feature works with --step)");
             int threads = result.GetValue(model.Threads);
+            int featureTop = result.GetValue(saeTop);
+            if (featureTop < 1 || featureTop > 100) throw new UsageException($"--sae-top is {featureTop}, expected 1 to 100");
+            string[] steerings = result.GetValue(steerFeature) ?? [];
 
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
@@ -50,12 +60,18 @@ internal static class TraceCommand
             if (promptIds.Length == 0) throw new UsageException("the prompt is empty (no tokens, and the tokenizer adds no BOS)");
             if (promptIds.Length >= transformer.ContextLength)
                 throw new UsageException($"the prompt is {promptIds.Length} tokens but the context holds {transformer.ContextLength}");
+            var saes = (result.GetValue(sae) ?? []).Select(path => LoadSae(path, m)).ToArray();
+            if (steerings.Length > 0)
+            {
+                if (saes.Length == 0) throw new UsageException("--steer-feature needs a --sae: the features are its");
+                transformer.Steering = ResidualSteering.Create(m.Config, steerings.Select(text => SteeringTerm(text, saes[0], m)));
+            }
 
             if (result.GetValue(step))
                 return new StepDebugger(m, transformer, promptIds, n, k, Console.In, Console.Out).Run();
 
             var roofline = RooflineCommand.Load(result.GetValue(cache) ?? Roofline.DefaultCachePath, refresh: false);
-            var trace = ClockTrace.Run(transformer, promptIds, n, k, m.Tokenizer.IsEndOfGeneration);
+            var trace = ClockTrace.Run(transformer, promptIds, n, k, m.Tokenizer.IsEndOfGeneration, saes, featureTop);
             string Text(int id) => TokenText(m.Tokenizer, id);
             PrintTables(trace, Text, result.GetValue(attention), Console.Out);
             PrintSummary(m, trace, roofline, threads, Console.Out);
@@ -72,6 +88,46 @@ internal static class TraceCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>Reads a sparse autoencoder and checks it reads a hook point of <paramref name="model"/>.</summary>
+    private static SparseAutoencoder LoadSae(string path, Model model)
+    {
+        SparseAutoencoder sae;
+        try
+        {
+            sae = SparseAutoencoder.Load(path);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new UsageException($"--sae {path}: {e.Message}");
+        }
+        try
+        {
+            ClockTrace.FeaturePoint(sae, model.Config);
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"--sae {path}: {e.Message}");
+        }
+        return sae;
+    }
+
+    /// <summary>--steer-feature IDX:SCALE as a steering term of <paramref name="sae"/>'s feature.</summary>
+    private static SteeringTerm SteeringTerm(string text, SparseAutoencoder sae, Model model)
+    {
+        string[] parts = text.Split(':');
+        if (parts.Length != 2 || !int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int feature)
+            || !float.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out float scale) || !float.IsFinite(scale))
+            throw new UsageException($"--steer-feature is '{text}', expected IDX:SCALE, e.g. 123:4");
+        try
+        {
+            return FeatureSteering.Term(sae, feature, scale, model.Config);
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"--steer-feature {text}: {e.Message}");
+        }
     }
 
     /// <summary>A token's text for display: its decoded bytes, or its piece when those are not text on their own.</summary>
@@ -115,6 +171,10 @@ internal static class TraceCommand
                     $"{c.Seconds * 1e6,9:F2} {c.Seconds * 1e6 / micros,6:P0} {c.GigabytesPerSecond,7:F2} {c.Gflops,8:F2}  " +
                     lens);
             }
+            // Per token of the pass, each autoencoder's most active features: #feature activation.
+            for (int pos = p.Position; pos <= p.LastPosition; pos++)
+                foreach (var f in trace.Tokens[pos].Features)
+                    output.WriteLine($"  features @{pos,-4} {f.Hook}: " + (f.Top.Length == 0 ? "(none active)" : string.Join("  ", f.Top.Select(a => $"#{a.Feature} {a.Activation:F2}"))));
             if (attention)
             {
                 // Per token of the pass and cycle, each head's most attended position (and its weight) and the entropy

@@ -38,7 +38,7 @@ public sealed class ClockLMServer : IAsyncDisposable
     /// <summary>Builds the server over one model (not yet listening: call <see cref="StartAsync"/>). The caller keeps ownership of the scheduler.</summary>
     public ClockLMServer(SlotScheduler scheduler, ServerOptions? options = null)
         : this(ModelRegistry.ForScheduler(scheduler ?? throw new ArgumentNullException(nameof(scheduler)),
-            options?.ModelId ?? Path.GetFileNameWithoutExtension(scheduler.Model.Path)), options, ownsRegistry: true)
+            options?.ModelId ?? Path.GetFileNameWithoutExtension(scheduler.Model.Path), options?.SteeringVectors), options, ownsRegistry: true)
     {
     }
 

@@ -111,13 +111,13 @@ public sealed class ModelRegistry : IDisposable
     public IReadOnlyList<ModelEntry> Models => _entries;
 
     /// <summary>A registry of the one model <paramref name="scheduler"/> runs, always loaded; the caller keeps
-    /// ownership of the scheduler and its model.</summary>
-    public static ModelRegistry ForScheduler(SlotScheduler scheduler, string name)
+    /// ownership of the scheduler and its model. Requests may steer it with <paramref name="steeringVectors"/>, by name.</summary>
+    public static ModelRegistry ForScheduler(SlotScheduler scheduler, string name, IReadOnlyDictionary<string, ControlVector>? steeringVectors = null)
     {
         ArgumentNullException.ThrowIfNull(scheduler);
         var entry = new ModelEntry(name, scheduler.Model.Path);
         var registry = new ModelRegistry([entry], new ModelFolderOptions { KeepAlive = Timeout.InfiniteTimeSpan }, expire: false);
-        registry._loaded[entry.Path] = new LoadedModel(entry, entry.Answers, scheduler.Model, scheduler, pool: null, owned: false, TimeSpan.Zero, 0)
+        registry._loaded[entry.Path] = new LoadedModel(entry, entry.Answers, scheduler.Model, scheduler, pool: null, owned: false, TimeSpan.Zero, 0, steeringVectors)
         {
             Pinned = true,
         };
@@ -377,7 +377,9 @@ public sealed class ModelRegistry : IDisposable
         var summary = Summary(entry);
         var c = summary.Config;
         long context = _options.Scheduler.ContextLength ?? c.ContextLength;
-        return summary.FileBytes + _options.Scheduler.Slots * context * c.Layers * 2L * c.KvDim * sizeof(float);
+        var cache = _options.Scheduler.KvCache ?? KvCacheOptions.Default; // a key and a value row per position and layer
+        long perPosition = c.Layers * (GgmlTypeInfo.RowBytes(cache.KeyType, c.KvDim) + GgmlTypeInfo.RowBytes(cache.ValueType, c.KvDim));
+        return summary.FileBytes + _options.Scheduler.Slots * context * perPosition;
     }
 
     private void MakeRoom(ModelEntry entry, long bytes)
@@ -436,6 +438,7 @@ public sealed class ModelRegistry : IDisposable
     {
         BatchedTokens = a.BatchedTokens + b.BatchedTokens,
         BatchFallbacks = a.BatchFallbacks + b.BatchFallbacks,
+        ContextShifts = a.ContextShifts + b.ContextShifts,
     };
 
     /// <summary>Unloads every model this registry loaded.</summary>
@@ -460,7 +463,8 @@ internal sealed class LoadedModel : IDisposable
     private readonly WorkerPool? _pool;
     private readonly bool _owned;
 
-    public LoadedModel(ModelEntry entry, Func<string, bool> answers, Model model, SlotScheduler scheduler, WorkerPool? pool, bool owned, TimeSpan loadDuration, long bytes)
+    public LoadedModel(ModelEntry entry, Func<string, bool> answers, Model model, SlotScheduler scheduler, WorkerPool? pool, bool owned, TimeSpan loadDuration, long bytes,
+        IReadOnlyDictionary<string, ControlVector>? steeringVectors = null)
     {
         Entry = entry;
         Model = model;
@@ -470,7 +474,8 @@ internal sealed class LoadedModel : IDisposable
         LoadDuration = loadDuration;
         Bytes = bytes;
         Prompt = new ChatPrompt(model);
-        OpenAi = new OpenAiEndpoints(scheduler, entry.Name, answers);
+        OpenAi = new OpenAiEndpoints(scheduler, entry.Name, answers,
+            new SteeringRequest(model.Config, steeringVectors ?? new Dictionary<string, ControlVector>(), scheduler.Steering));
         Summary = ModelSummary.Of(model);
     }
 

@@ -32,7 +32,7 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
 
     /// <summary>The sampling options ClockLM reads from <c>options</c>; any other option is a 400.</summary>
     private static readonly string[] KnownOptions =
-        ["temperature", "top_k", "top_p", "min_p", "num_predict", "seed", "stop", "repeat_penalty", "repeat_last_n", "num_ctx"];
+        ["temperature", "top_k", "top_p", "min_p", "num_predict", "seed", "stop", "repeat_penalty", "repeat_last_n", "num_ctx", "num_keep"];
 
     /// <summary>Maps Ollama's routes, each added to <paramref name="routes"/> (method, path) so that a wrong method is
     /// answered 405 with the right ones.</summary>
@@ -87,6 +87,8 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
         var model = lease.Model;
         int[] prompt = model.Prompt.Encode(messages);
         var request = ReadOptions(body, prompt, model);
+        // A context shift keeps the system prompt unless num_keep says otherwise.
+        if (request.KeepTokens is null) request = request with { KeepTokens = model.Prompt.SystemPromptTokens(messages, prompt) };
         request = request with { Stop = [.. model.Prompt.TemplateStops, .. request.Stop] };
         await RunAsync(context, body, entry.Name, lease, request, start, chat: true);
     }
@@ -459,9 +461,14 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
             // num_predict: -1 (and -2) generate until a stop or the context is full; otherwise at most that many tokens.
             long? predict = options.Integer("num_predict", -2, int.MaxValue);
             if (predict == 0) throw ApiException.BadRequest("num_predict is 0; expected -1 (no limit), -2 (fill the context) or 1 or more", "num_predict");
+            // Beyond the context's room the answer ends there, unless the server shifts contexts (keeping num_keep tokens).
             int room = model.Scheduler.ContextLength - prompt.Length;
-            int? maxTokens = predict is > 0 ? (int)Math.Min(predict.Value, Math.Max(1, room)) : null;
-            return new CompletionRequest { PromptIds = prompt, Sampler = sampler, MaxTokens = maxTokens, Stop = options.Stops("stop") };
+            int? maxTokens = predict is > 0 ? (int)(model.Scheduler.ContextShift ? predict.Value : Math.Min(predict.Value, Math.Max(1, room))) : null;
+            return new CompletionRequest
+            {
+                PromptIds = prompt, Sampler = sampler, MaxTokens = maxTokens, Stop = options.Stops("stop"),
+                KeepTokens = (int?)options.Integer("num_keep", -1, int.MaxValue),
+            };
         }
         catch (ApiException e) when (e.Param is { } param && !param.StartsWith("options.", StringComparison.Ordinal))
         {

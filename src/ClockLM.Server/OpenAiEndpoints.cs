@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using ClockLM.Chat;
 using ClockLM.Models;
+using ClockLM.Chat.Tools;
 using ClockLM.Sampling;
 using Microsoft.AspNetCore.Http;
 using TemplateMessage = ClockLM.Tokenizers.ChatTemplates.ChatMessage;
@@ -10,8 +11,9 @@ using TemplateMessage = ClockLM.Tokenizers.ChatTemplates.ChatMessage;
 namespace ClockLM.Server;
 
 /// <summary>The request handlers of one model: OpenAI's request fields in, OpenAI's response shapes out.
-/// <paramref name="answers"/> tells the names (and aliases) that mean this model.</summary>
-internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, Func<string, bool> answers)
+/// <paramref name="answers"/> tells the names (and aliases) that mean this model; <paramref name="steering"/> reads a
+/// request's <c>clocklm.steer</c>.</summary>
+internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, Func<string, bool> answers, SteeringRequest steering)
 {
     private readonly ChatPrompt _chatPrompt = new(scheduler.Model);
 
@@ -20,31 +22,43 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
     public async Task ChatCompletionsAsync(HttpContext context)
     {
         var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
+        RequestFields.Chat.Check(body);
         CheckModel(body);
+        var structured = StructuredRequest.Read(body, chat: true, _chatPrompt.ToolFormat);
+        var tools = structured.Tools is { Mode: not ToolChoiceMode.None } offered ? offered : null;
         var messages = ReadMessages(body);
-        int[] prompt = _chatPrompt.Encode(messages);
+        int[] prompt = _chatPrompt.Encode(messages, tools?.Tools);
         // OpenAI's chat logprobs: a bool, and top_logprobs beside it.
         bool logprobs = body.Bool("logprobs") ?? false;
         int top = (int)(body.Integer("top_logprobs", 0, CompletionRequest.MaxTopLogprobs) ?? 0);
         if (top > 0 && !logprobs) throw ApiException.BadRequest("top_logprobs needs logprobs set to true", "top_logprobs");
-        var request = ReadCompletion(body, prompt, logprobs, top) with { Stop = [.. _chatPrompt.TemplateStops, .. body.Stops("stop")] };
-        await RunAsync(context, body, request, Kind.Chat);
+        var request = ReadCompletion(body, prompt, logprobs, top) with
+        {
+            Stop = [.. _chatPrompt.TemplateStops, .. body.Stops("stop")],
+            Grammar = structured.Grammar,
+        };
+        // A context shift keeps the system prompt unless n_keep says otherwise.
+        if (request.KeepTokens is null) request = request with { KeepTokens = _chatPrompt.SystemPromptTokens(messages, prompt) };
+        await RunAsync(context, body, request, Kind.Chat, tools);
     }
 
     public async Task CompletionsAsync(HttpContext context)
     {
         var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
+        RequestFields.Completions.Check(body);
         CheckModel(body);
+        var structured = StructuredRequest.Read(body, chat: false, _chatPrompt.ToolFormat);
         int[] prompt = ReadPrompt(body);
         // The legacy completions API: logprobs is the number of alternatives (0 to 5).
         int? logprobs = (int?)body.Integer("logprobs", 0, 5);
-        var request = ReadCompletion(body, prompt, logprobs is not null, logprobs ?? 0) with { Stop = body.Stops("stop") };
-        await RunAsync(context, body, request, Kind.Text);
+        var request = ReadCompletion(body, prompt, logprobs is not null, logprobs ?? 0) with { Stop = body.Stops("stop"), Grammar = structured.Grammar };
+        await RunAsync(context, body, request, Kind.Text, tools: null);
     }
 
     public async Task EmbeddingsAsync(HttpContext context)
     {
         var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
+        RequestFields.Embeddings.Check(body);
         CheckModel(body);
         string format = body.String("encoding_format") ?? "float";
         if (format is not ("float" or "base64"))
@@ -112,6 +126,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
             string at = $"messages[{i++}]";
             if (item.ValueKind != JsonValueKind.Object) throw JsonRequest.WrongType(at, "an object", item);
             var m = new JsonRequest(item);
+            RequestFields.Message.Check(m, at + ".");
             string role = m.String("role") ?? throw ApiException.BadRequest($"{at}.role is required", $"{at}.role");
             if (role is not ("system" or "developer" or "user" or "assistant" or "tool"))
                 throw ApiException.BadRequest($"{at}.role is '{role}'; expected system, developer, user, assistant or tool", $"{at}.role");
@@ -119,6 +134,8 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
             {
                 Name = m.String("name"),
                 ToolCallId = m.String("tool_call_id"),
+                ToolCalls = StructuredRequest.ReadToolCalls(m, at),
+                ReasoningContent = m.String("reasoning_content"),
             });
         }
         if (messages.Count == 0) throw ApiException.BadRequest("messages is empty; expected at least one message", "messages");
@@ -189,6 +206,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
         };
         long? maxTokens = body.Integer("max_completion_tokens", 1, int.MaxValue) ?? body.Integer("max_tokens", 1, int.MaxValue);
         var extension = body.Object("clocklm");
+        if (extension is not null) RequestFields.Extension.Check(extension, "clocklm.");
         return new CompletionRequest
         {
             PromptIds = prompt,
@@ -199,13 +217,17 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
             ClockSummary = extension?.Bool("clock_summary") ?? false,
             ClockSummaryTopK = (int)(extension?.Integer("top_k", 1, 100) ?? 10),
             IgnoreEndOfGeneration = extension?.Bool("ignore_eos") ?? false,
+            KeepTokens = (int?)body.Integer("n_keep", -1, int.MaxValue),
         };
     }
 
-    private async Task RunAsync(HttpContext context, JsonRequest body, CompletionRequest request, Kind kind)
+    private async Task RunAsync(HttpContext context, JsonRequest body, CompletionRequest request, Kind kind, ToolOptions? tools)
     {
+        request = request with { Steering = steering.Read(body) };
         bool stream = body.Bool("stream") ?? false;
-        bool includeUsage = body.Object("stream_options")?.Bool("include_usage") ?? false;
+        var streamOptions = body.Object("stream_options");
+        if (streamOptions is not null) RequestFields.StreamOptions.Check(streamOptions, "stream_options.");
+        bool includeUsage = streamOptions?.Bool("include_usage") ?? false;
         if (request.MaxTokens is null && body.Get("max_tokens") is null && body.Get("max_completion_tokens") is null)
             request = request with { MaxTokens = null };
         // Submit before any byte is written, so a full queue or a bad length is still a plain error answer.
@@ -220,22 +242,30 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
         }
         string id = (kind == Kind.Chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        if (stream) await StreamAsync(context, job, kind, id, created, includeUsage);
-        else await AnswerAsync(context, job, kind, id, created);
+        var parser = tools is null ? null : new ToolCallParser(_chatPrompt.ToolFormat);
+        if (stream) await StreamAsync(context, job, kind, id, created, includeUsage, parser, tools);
+        else await AnswerAsync(context, job, kind, id, created, parser, tools);
     }
 
-    private async Task AnswerAsync(HttpContext context, CompletionJob job, Kind kind, string id, long created)
+    private async Task AnswerAsync(HttpContext context, CompletionJob job, Kind kind, string id, long created, ToolCallParser? parser, ToolOptions? tools)
     {
         var logprobs = new List<TokenLogprob>();
         await foreach (var update in job.Updates.ReadAllAsync(CancellationToken.None))
+        {
             if (update.Logprob is { } lp) logprobs.Add(lp);
+            parser?.Append(update, scheduler.Model.Tokenizer);
+        }
         var result = await job.Result;
         context.RequestAborted.ThrowIfCancellationRequested();
+        parser?.Finish();
         var choice = new JsonObject { ["index"] = 0 };
-        if (kind == Kind.Chat) choice["message"] = new JsonObject { ["role"] = "assistant", ["content"] = result.Text };
+        var calls = ToolCallJson.Kept(parser, tools);
+        if (kind == Kind.Chat) choice["message"] = calls.Count == 0
+            ? new JsonObject { ["role"] = "assistant", ["content"] = result.Text }
+            : ToolCallJson.Message(parser!.Content, calls);
         else choice["text"] = result.Text;
         choice["logprobs"] = job.Request.Logprobs ? LogprobsJson(kind, logprobs) : null;
-        choice["finish_reason"] = FinishName(result.Finish);
+        choice["finish_reason"] = calls.Count > 0 && result.Finish == FinishReason.Stop ? "tool_calls" : FinishName(result.Finish);
         var answer = new JsonObject
         {
             ["id"] = id,
@@ -249,7 +279,8 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
         await context.Response.WriteJsonAsync(answer, context.RequestAborted);
     }
 
-    private async Task StreamAsync(HttpContext context, CompletionJob job, Kind kind, string id, long created, bool includeUsage)
+    private async Task StreamAsync(HttpContext context, CompletionJob job, Kind kind, string id, long created, bool includeUsage,
+        ToolCallParser? parser, ToolOptions? tools)
     {
         var response = context.Response;
         response.ContentType = "text/event-stream";
@@ -286,12 +317,41 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
             await SendAsync(response, Chunk(first), cancel);
         }
         var pending = new List<TokenLogprob>();
+        int callsSent = 0;
+        async Task SendEventsAsync(List<ToolStreamEvent> events)
+        {
+            foreach (var e in events)
+            {
+                if (e is ContentEvent content)
+                {
+                    await SendAsync(response, Chunk(Choice(content.Text, pending, null)), cancel);
+                    pending = [];
+                }
+                else if (e is ToolCallEvent call && (tools!.Parallel || call.Index == 0))
+                {
+                    // As OpenAI streams a call: its id, type and name with empty arguments, then the arguments.
+                    foreach (var delta in ToolCallJson.Deltas(call.Index, call.Call))
+                    {
+                        var choice = Choice(null, pending, null);
+                        choice["delta"] = delta;
+                        await SendAsync(response, Chunk(choice), cancel);
+                        pending = [];
+                    }
+                    callsSent++;
+                }
+            }
+        }
         CompletionResult result;
         try
         {
             await foreach (var update in job.Updates.ReadAllAsync(CancellationToken.None))
             {
                 if (update.Logprob is { } lp) pending.Add(lp);
+                if (parser is not null)
+                {
+                    await SendEventsAsync(parser.Append(update, scheduler.Model.Tokenizer));
+                    continue;
+                }
                 if (update.Text.Length == 0) continue;
                 await SendAsync(response, Chunk(Choice(update.Text, pending, null)), cancel);
                 pending = [];
@@ -305,7 +365,9 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
             return;
         }
         cancel.ThrowIfCancellationRequested();
-        var last = Chunk(Choice(kind == Kind.Chat ? null : "", pending, FinishName(result.Finish)));
+        if (parser is not null) await SendEventsAsync(parser.Finish());
+        string? finish = callsSent > 0 && result.Finish == FinishReason.Stop ? "tool_calls" : FinishName(result.Finish);
+        var last = Chunk(Choice(kind == Kind.Chat ? null : "", pending, finish));
         if (result.Clock is { } clock) last["clocklm"] = ClockJson(clock);
         await SendAsync(response, last, cancel);
         if (includeUsage)

@@ -36,6 +36,7 @@ internal sealed class ServerMetrics
         Metric("clocklm_batched_tokens_total", "counter", "Tokens decoded in steps that ran several slots in one pass over the weights.", s.BatchedTokens);
         Metric("clocklm_batch_fallbacks_total", "counter", "Batched steps that failed, after which their slots ran one by one.", s.BatchFallbacks);
         Metric("clocklm_kernel_fallbacks", "gauge", "Fast paths the served models run without: matrices packing had to leave in their file layout, kernels below the fast path (logged when it loaded).", kernelFallbacks);
+        Metric("clocklm_context_shifts_total", "counter", "Generations that filled their context and went on after dropping half of it.", s.ContextShifts);
         Metric("clocklm_generated_tokens_per_second", "gauge", "Generated tokens per second of scheduler busy time.", s.GeneratedTokensPerSecond);
         Metric("clocklm_busy_seconds_total", "counter", "Time the scheduler spent running decode rounds.", s.BusyTime.TotalSeconds);
         Metric("clocklm_queue_depth", "gauge", "Requests waiting for a slot.", s.QueueDepth);

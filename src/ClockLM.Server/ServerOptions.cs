@@ -65,4 +65,9 @@ public sealed record ServerOptions
         string bare = host.StartsWith('[') && host.EndsWith(']') ? host[1..^1] : host;
         return System.Net.IPAddress.TryParse(bare, out var address) && System.Net.IPAddress.IsLoopback(address);
     }
+    /// <summary>Control vectors requests may name in <c>clocklm.steer</c>, by name (<c>--steer-dir</c>); the steering
+    /// of requests that name none is the scheduler's (<see cref="ClockLM.Chat.SlotSchedulerOptions.Steering"/>).</summary>
+    public IReadOnlyDictionary<string, ClockLM.Models.ControlVector> SteeringVectors { get; init; } =
+        new Dictionary<string, ClockLM.Models.ControlVector>();
+
 }

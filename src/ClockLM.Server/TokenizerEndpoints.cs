@@ -11,6 +11,7 @@ internal sealed class TokenizerEndpoints(Tokenizer tokenizer)
     public async Task TokenizeAsync(HttpContext context)
     {
         var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
+        RequestFields.Tokenize.Check(body);
         string content = body.String("content") ?? throw ApiException.BadRequest("content is required: the text to tokenize", "content");
         bool addSpecial = body.Bool("add_special") ?? false;
         bool withPieces = body.Bool("with_pieces") ?? false;
@@ -33,6 +34,7 @@ internal sealed class TokenizerEndpoints(Tokenizer tokenizer)
     public async Task DetokenizeAsync(HttpContext context)
     {
         var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
+        RequestFields.Detokenize.Check(body);
         var ids = body.Get("tokens") is { } t
             ? JsonRequest.TokenIds(t, "tokens", tokenizer.VocabSize)
             : throw ApiException.BadRequest("tokens is required: an array of token ids", "tokens");

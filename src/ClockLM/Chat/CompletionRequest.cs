@@ -1,4 +1,6 @@
+using ClockLM.Models;
 using ClockLM.Sampling;
+using ClockLM.Sampling.Grammars;
 
 namespace ClockLM.Chat;
 
@@ -14,6 +16,10 @@ public sealed record CompletionRequest
     /// <summary>How tokens are chosen; the seed makes the output repeatable.</summary>
     public SamplerOptions Sampler { get; init; } = new();
 
+    /// <summary>A grammar every generated text must follow (GBNF, or a JSON schema converted by
+    /// <see cref="JsonSchemaGrammar"/>); the generation may end only where the grammar is complete. Null: free text.</summary>
+    public Grammar? Grammar { get; init; }
+
     /// <summary>Texts that end the generation when they appear; they are not part of the returned text.</summary>
     public IReadOnlyList<string> Stop { get; init; } = [];
 
@@ -22,6 +28,10 @@ public sealed record CompletionRequest
 
     /// <summary>How many most likely alternatives to report beside each token (0 to 20).</summary>
     public int TopLogprobs { get; init; }
+
+    /// <summary>Prompt tokens a context shift keeps, after BOS (which is always kept), as llama.cpp's <c>n_keep</c>: -1 the
+    /// whole prompt; null none beyond BOS. Used only when the scheduler shifts contexts.</summary>
+    public int? KeepTokens { get; init; }
 
     /// <summary>Keep generating past end-of-generation tokens (until MaxTokens or the context is full).</summary>
     public bool IgnoreEndOfGeneration { get; init; }
@@ -35,6 +45,11 @@ public sealed record CompletionRequest
 
     /// <summary>How many entries the clock summary's top-k holds.</summary>
     public int ClockSummaryTopK { get; init; } = 10;
+
+    /// <summary>Directions added to the residual stream while this request runs (control vectors, feature steering);
+    /// the scheduler's <see cref="SlotSchedulerOptions.Steering"/> when null. Each request's slot is steered on its own,
+    /// so requests steered differently may share a batched step.</summary>
+    public ResidualSteering? Steering { get; init; }
 
     /// <summary>Most alternatives <see cref="TopLogprobs"/> may ask for.</summary>
     public const int MaxTopLogprobs = 20;

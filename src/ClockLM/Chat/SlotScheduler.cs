@@ -5,6 +5,7 @@ using ClockLM.Generation;
 using ClockLM.Models;
 using Microsoft.Extensions.Logging;
 using ClockLM.Sampling;
+using ClockLM.Sampling.Grammars;
 using ClockLM.Tokenizers;
 
 namespace ClockLM.Chat;
@@ -31,7 +32,7 @@ public sealed class SlotScheduler : IDisposable
     private bool _disposed;
 
     // Counters (written by the scheduler thread or under _gate, read by Stats).
-    private long _completed, _cancelled, _failed, _rejected, _promptTokens, _generatedTokens, _busyTicks, _batchedTokens, _batchFallbacks;
+    private long _completed, _cancelled, _failed, _rejected, _promptTokens, _generatedTokens, _busyTicks, _batchedTokens, _batchFallbacks, _contextShifts;
 
     /// <summary>Creates the slots and starts the scheduler thread.</summary>
     public SlotScheduler(Model model, SlotSchedulerOptions? options = null)
@@ -43,11 +44,15 @@ public sealed class SlotScheduler : IDisposable
         if (options.PrefillChunk < 1) throw new ArgumentOutOfRangeException(nameof(options), options.PrefillChunk, "prefill chunk must be 1 or more");
         _model = model;
         _options = options;
-        model.CheckMemoryFor(options.ContextLength ?? model.Config.ContextLength, options.Slots);
+        model.CheckMemoryFor(options.ContextLength ?? model.Config.ContextLength, options.Slots, options.KvCache);
         _slots = new Slot[options.Slots];
         for (int i = 0; i < _slots.Length; i++)
-            _slots[i] = new Slot(i, model.CreateTransformer(options.ContextLength, options.Pool));
+            _slots[i] = new Slot(i, model.CreateTransformer(options.ContextLength, options.Pool, options.KvCache));
         ContextLength = _slots[0].Transformer.ContextLength;
+        if (options.Steering is { } steering && (steering.Layers != model.Config.Layers || steering.Dim != model.Config.Dim))
+            throw new ArgumentException($"the steering is for {steering.Layers} layers of width {steering.Dim}; the model has {model.Config.Layers} of width {model.Config.Dim}", nameof(options));
+        if (options.ContextShift && !_slots[0].Transformer.CanShiftContext)
+            options.Logger?.LogWarning("context shift is on, but {Model} has learned absolute positions, not RoPE: its generations end where the context does", model.Path);
         _decoder = new BatchDecoder(model.Config, model.Weights, options.Pool);
         _thread = new Thread(Loop) { IsBackground = true, Name = "ClockLM scheduler" };
         _thread.Start();
@@ -58,6 +63,11 @@ public sealed class SlotScheduler : IDisposable
 
     /// <summary>Positions each slot holds: prompt plus generated tokens must fit.</summary>
     public int ContextLength { get; }
+
+    /// <summary>The steering of requests that bring none (<see cref="SlotSchedulerOptions.Steering"/>).</summary>
+    public ResidualSteering? Steering => _options.Steering;
+    /// <summary>True when a generation that fills its context shifts it and goes on (<see cref="SlotSchedulerOptions.ContextShift"/>).</summary>
+    public bool ContextShift => _options.ContextShift && _slots[0].Transformer.CanShiftContext;
 
     /// <summary>Number of slots.</summary>
     public int Slots => _slots.Length;
@@ -126,6 +136,7 @@ public sealed class SlotScheduler : IDisposable
                 {
                     BatchedTokens = _batchedTokens,
                     BatchFallbacks = _batchFallbacks,
+                    ContextShifts = _contextShifts,
                 };
             }
         }
@@ -150,15 +161,20 @@ public sealed class SlotScheduler : IDisposable
             throw new CompletionRequestException("sampler", problem);
         if (request.TopLogprobs is < 0 or > CompletionRequest.MaxTopLogprobs)
             throw new CompletionRequestException("top_logprobs", $"top_logprobs is {request.TopLogprobs}; expected 0 to {CompletionRequest.MaxTopLogprobs}");
+        // The vocabulary's trie is built once per model, here on the caller's thread rather than in a round.
+        if (request.Grammar is not null) TokenTrie.For(_model.Tokenizer, _model.Config.VocabSize);
         if (request.ClockSummaryTopK is < 1 or > 100)
             throw new CompletionRequestException("clocklm.top_k", $"the clock summary's top_k is {request.ClockSummaryTopK}; expected 1 to 100");
-        int room = ContextLength - prompt;
-        if (request.MaxTokens is not { } max) return room;
+        if (request.Steering is { } steering && (steering.Layers != _model.Config.Layers || steering.Dim != _model.Config.Dim))
+            throw new CompletionRequestException("clocklm.steer",
+                $"the steering is for {steering.Layers} layers of width {steering.Dim}; the model has {_model.Config.Layers} of width {_model.Config.Dim}");
+        if (request.KeepTokens is < -1)
+            throw new CompletionRequestException("n_keep", $"n_keep is {request.KeepTokens}; expected -1 (the whole prompt) or a count of tokens");
+        // Without a max, the generation fills the context once (and ends there, or shifts once and stops after as many
+        // tokens); past the context, it ends with Length unless the context shifts.
+        if (request.MaxTokens is not { } max) return ContextLength - prompt;
         if (max < 1)
             throw new CompletionRequestException("max_tokens", $"max_tokens is {max}; expected 1 or more");
-        if (max > room)
-            throw new CompletionRequestException("max_tokens",
-                $"the context holds {ContextLength} tokens, but {prompt + max} were requested ({prompt} in the prompt, {max} for the completion); lower max_tokens to {room} or less");
         return max;
     }
 
@@ -187,7 +203,7 @@ public sealed class SlotScheduler : IDisposable
                 {
                     var job = _queue.First!.Value;
                     _queue.RemoveFirst();
-                    free.Start(job, _model);
+                    free.Start(job, _model, _options.Steering);
                 }
                 active.Clear();
                 foreach (var s in _slots)
@@ -303,7 +319,32 @@ public sealed class SlotScheduler : IDisposable
         job.Publish(new CompletionUpdate(next, text, logprob));
         slot.LastToken = next;
         if (slot.StopFilter.Stopped) Finish(slot, FinishReason.Stop);
-        else if (slot.Generated.Count >= job.MaxTokens || slot.Position >= slot.Transformer.ContextLength) Finish(slot, FinishReason.Length);
+        else if (slot.Generated.Count >= job.MaxTokens) Finish(slot, FinishReason.Length);
+        else if (slot.Position >= slot.Transformer.ContextLength && !ShiftContext(slot)) Finish(slot, FinishReason.Length);
+    }
+
+    /// <summary>
+    /// The slot's context is full: with <see cref="SlotSchedulerOptions.ContextShift"/>, keep BOS and the request's
+    /// n_keep prompt tokens, drop half of the positions after them (as llama.cpp: n_discard = (n_past - n_keep) / 2) and
+    /// go on. False, with the slot as it was, when shifting is off or nothing can be dropped.
+    /// </summary>
+    private bool ShiftContext(Slot slot)
+    {
+        if (!_options.ContextShift || !slot.Transformer.CanShiftContext) return false;
+        var prompt = slot.Prompt;
+        int bos = prompt.Length > 0 && prompt[0] == _model.Tokenizer.BosId ? 1 : 0;
+        int keep = slot.Job!.Request.KeepTokens switch
+        {
+            null => bos,
+            -1 => prompt.Length,
+            int n => Math.Min(prompt.Length, n + bos),
+        };
+        int discard = (slot.Position - keep) / 2;
+        if (discard < 1) return false;
+        slot.Transformer.ShiftContext(keep, discard);
+        slot.Position -= discard;
+        lock (_gate) _contextShifts++;
+        return true;
     }
 
     private void Guard(Slot slot, Action step)
@@ -494,13 +535,16 @@ public sealed class SlotScheduler : IDisposable
             };
         }
 
-        public void Start(CompletionJob job, Model model)
+        public void Start(CompletionJob job, Model model, ResidualSteering? defaultSteering)
         {
             Job = job;
             Prompt = job.Request.PromptIds;
             Prefilled = Position = 0;
             LastToken = -1;
-            Sampler = new Sampler(model.Config.VocabSize, job.Request.Sampler);
+            var constraint = job.Request.Grammar is { } grammar
+                ? new GrammarConstraint(grammar, TokenTrie.For(model.Tokenizer, model.Config.VocabSize))
+                : null;
+            Sampler = new Sampler(model.Config.VocabSize, job.Request.Sampler, constraint);
             Detokenizer = new StreamingDetokenizer(model.Tokenizer);
             // The prompt's ids prime the detokenizer, so the first generated piece is decoded after its real predecessor.
             foreach (int id in Prompt) Detokenizer.Append(id);
@@ -508,6 +552,7 @@ public sealed class SlotScheduler : IDisposable
             StopFilter = new StopSequenceFilter(job.Request.Stop);
             if (job.Request.ClockSummary) StartObserving(model.Config.Layers, model.Config.Dim);
             if (job.Request.Embed) StartEmbedding(model);
+            Transformer.Steering = job.Request.Steering ?? defaultSteering;
             History.Clear();
             History.AddRange(Prompt);
             Generated.Clear();
@@ -544,6 +589,9 @@ public sealed record SchedulerStats(int Slots, int ActiveSlots, int QueueDepth, 
 
     /// <summary>Batched steps that failed, after which their slots ran one by one.</summary>
     public long BatchFallbacks { get; init; }
+
+    /// <summary>Context shifts: generations that filled their context and went on after dropping half of it.</summary>
+    public long ContextShifts { get; init; }
 
     /// <summary>Generated tokens per second of busy time.</summary>
     public double GeneratedTokensPerSecond => GeneratedTokens / Math.Max(BusyTime.TotalSeconds, 1e-9);

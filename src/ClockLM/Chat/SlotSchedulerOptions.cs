@@ -1,3 +1,4 @@
+using ClockLM.Models;
 using ClockLM.Tensors;
 using Microsoft.Extensions.Logging;
 
@@ -18,8 +19,20 @@ public sealed record SlotSchedulerOptions
     /// <summary>Most prompt tokens one slot evaluates per round, so a long prompt does not stall the others.</summary>
     public int PrefillChunk { get; init; } = 64;
 
+    /// <summary>Steering of every request that brings none (<see cref="CompletionRequest.Steering"/>): a server's or a
+    /// chat's control vectors; none when null.</summary>
+    public ResidualSteering? Steering { get; init; }
+
     /// <summary>Threads for the matrix-vector products (used by the single scheduler thread only); none when null.</summary>
     public WorkerPool? Pool { get; init; }
+
+    /// <summary>How each slot's KV cache stores keys and values (F16 when null).</summary>
+    public KvCacheOptions? KvCache { get; init; }
+
+    /// <summary>When a generation fills its slot's context, keep the first tokens (<see cref="CompletionRequest.KeepTokens"/>),
+    /// drop half of the rest and go on (<see cref="Transformer.ShiftContext"/>), as llama.cpp's <c>--context-shift</c>;
+    /// otherwise the generation ends there with <see cref="FinishReason.Length"/>. Default false.</summary>
+    public bool ContextShift { get; init; }
 
     /// <summary>Where the scheduler reports what it falls back from (a batched step that failed); nowhere when null.
     /// Every fallback is counted in <see cref="SchedulerStats"/> too.</summary>

@@ -1,3 +1,4 @@
+using ClockLM.Features;
 using ClockLM.Models;
 
 namespace ClockLM.Clock;
@@ -43,7 +44,16 @@ public sealed record TracedPass(int Position, int[] Tokens, bool Generated, Toke
 /// <param name="Pass">Index of the token's pass in <see cref="ClockTrace.Passes"/>.</param>
 /// <param name="Lens">Per layer, the logit lens's top tokens after that cycle.</param>
 /// <param name="Attention">Per layer, per head, the token's attention over positions 0..Position.</param>
-public sealed record TracedToken(int Position, int Token, bool Generated, int Pass, TokenProbability[][] Lens, HeadAttention[][] Attention);
+public sealed record TracedToken(int Position, int Token, bool Generated, int Pass, TokenProbability[][] Lens, HeadAttention[][] Attention)
+{
+    /// <summary>Per sparse autoencoder of the trace, the token's most active features at its hook point.</summary>
+    public IReadOnlyList<TracedFeatures> Features { get; init; } = [];
+}
+
+/// <summary>A token's most active features in one sparse autoencoder.</summary>
+/// <param name="Hook">The hook point the autoencoder reads (<c>blocks.3.hook_resid_post</c>).</param>
+/// <param name="Top">The most active features, strongest first (only those above 0).</param>
+public sealed record TracedFeatures(string Hook, FeatureActivation[] Top);
 
 /// <summary>
 /// A traced run: a prompt and its greedy continuation, run the way production runs them — the prompt in chunks of
@@ -73,17 +83,26 @@ public sealed class ClockTrace
     /// <summary>The raw events of the timed run.</summary>
     public CycleRecorder Recorder { get; }
 
+    /// <summary>The hook points of the sparse autoencoders whose features the tokens carry, in order.</summary>
+    public IReadOnlyList<string> FeatureHooks { get; private init; } = [];
+
     /// <summary>
     /// Traces <paramref name="promptIds"/> and up to <paramref name="newTokens"/> greedy tokens (fewer if
     /// <paramref name="stop"/> says a token ends generation or the context fills) on <paramref name="transformer"/>,
-    /// from position 0. The lens keeps <paramref name="lensTopK"/> tokens per cycle.
+    /// from position 0. The lens keeps <paramref name="lensTopK"/> tokens per cycle; every token gets the
+    /// <paramref name="featureTopK"/> most active features of each of <paramref name="saes"/> at its hook point.
     /// </summary>
-    public static ClockTrace Run(Transformer transformer, int[] promptIds, int newTokens, int lensTopK = 5, Func<int, bool>? stop = null)
+    /// <exception cref="ArgumentException">The prompt is empty or too long, or an autoencoder reads a hook point the
+    /// model does not have or of another width.</exception>
+    public static ClockTrace Run(Transformer transformer, int[] promptIds, int newTokens, int lensTopK = 5, Func<int, bool>? stop = null,
+        IReadOnlyList<SparseAutoencoder>? saes = null, int featureTopK = 5)
     {
         if (promptIds.Length == 0) throw new ArgumentException("the prompt has no tokens", nameof(promptIds));
         if (promptIds.Length > transformer.ContextLength)
             throw new ArgumentException($"the prompt is {promptIds.Length} tokens but the context holds {transformer.ContextLength}", nameof(promptIds));
         var config = transformer.Config;
+        saes ??= [];
+        var saePoints = saes.Select(sae => FeaturePoint(sae, config)).ToArray();
 
         // Warm-up, so the timings are of compiled code rather than of the JIT's first tier: a short prompt and a token,
         // repeated for half a second (or 100 times), with a throw-away recorder attached every other time so the
@@ -147,7 +166,8 @@ public sealed class ClockTrace
         }
 
         // Analysis run: the same tokens again, capturing the residual after each cycle and the attention patterns.
-        var capture = ActivationCapture.Run(transformer, ids.ToArray(), 0, [ActivationPoint.ResidPost, ActivationPoint.AttentionPattern]);
+        var capture = ActivationCapture.Run(transformer, ids.ToArray(), 0,
+            [ActivationPoint.ResidPost, ActivationPoint.AttentionPattern, .. saePoints.Select(p => p.Point)]);
         var lens = new LogitLens(transformer);
         var traced = new TracedToken[ids.Count];
         for (int pos = 0, pass = 0; pos < ids.Count; pos++)
@@ -160,9 +180,31 @@ public sealed class ClockTrace
                 lensRows[layer] = lens.Top(capture.Get(ActivationPoint.ResidPost, layer, pos), lensTopK);
                 attention[layer] = HeadAttention.FromPattern(layer, pos, capture.Get(ActivationPoint.AttentionPattern, layer, pos), config.Heads);
             }
-            traced[pos] = new TracedToken(pos, ids[pos], pos >= promptIds.Length, pass, lensRows, attention);
+            var features = saes.Select((sae, i) =>
+                new TracedFeatures(sae.HookName, sae.TopFeatures(capture.Get(saePoints[i].Point, saePoints[i].Layer, pos), featureTopK))).ToArray();
+            traced[pos] = new TracedToken(pos, ids[pos], pos >= promptIds.Length, pass, lensRows, attention) { Features = features };
         }
-        return new ClockTrace(config, passes, traced, recorder);
+        return new ClockTrace(config, passes, traced, recorder) { FeatureHooks = saes.Select(s => s.HookName).ToArray() };
+    }
+
+    /// <summary>The hook point <paramref name="sae"/> reads, checked against the model's shape.</summary>
+    /// <exception cref="ArgumentException">ClockLM has no such hook point, the model has no such layer, or the widths differ.</exception>
+    public static (ActivationPoint Point, int Layer) FeaturePoint(SparseAutoencoder sae, LlamaConfig config)
+    {
+        (ActivationPoint Point, int Layer) hook;
+        try
+        {
+            hook = ActivationPoints.Parse(sae.HookName);
+        }
+        catch (FormatException e)
+        {
+            throw new ArgumentException($"the sparse autoencoder reads {sae.HookName}, which ClockLM does not have: {e.Message}", e);
+        }
+        if (hook.Layer >= config.Layers) throw new ArgumentException($"the sparse autoencoder reads {sae.HookName}; the model has layers 0..{config.Layers - 1}");
+        if (hook.Point == ActivationPoint.AttentionPattern || ActivationPoints.Width(hook.Point, config) != sae.InputWidth)
+            throw new ArgumentException($"the sparse autoencoder reads {sae.InputWidth} values at {sae.HookName}; the model has " +
+                (hook.Point == ActivationPoint.AttentionPattern ? "a growing width there" : $"{ActivationPoints.Width(hook.Point, config)}"));
+        return hook;
     }
 
     /// <summary>Weight bytes one token reads: every layer, the final norm and the output head (the embedding row is negligible).</summary>

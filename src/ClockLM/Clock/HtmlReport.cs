@@ -5,7 +5,8 @@ namespace ClockLM.Clock;
 /// <summary>
 /// Writes a <see cref="ClockTrace"/> as one self-contained HTML page (no network, no external scripts): the cycle
 /// timeline of every pass (a prompt chunk, or one token), the logit-lens grid (cycle × position: top token and its probability, coloured by
-/// probability) and the attention heatmaps (per layer and head: each position's weights over earlier positions).
+/// probability), the attention heatmaps (per layer and head: each position's weights over earlier positions) and, when
+/// the trace read sparse autoencoders, each position's most active features.
 /// The data is embedded as JSON and drawn by a small script in the page.
 /// </summary>
 public static class HtmlReport
@@ -45,7 +46,9 @@ public static class HtmlReport
                 ["generated"] = t.Generated,
                 ["lens"] = Array(t.Lens, row => row.Length == 0 ? null : new JsonObject { ["text"] = tokenText(row[0].Token), ["p"] = row[0].Probability }),
                 ["attention"] = Array(t.Attention, layer => Array(layer, h => Array(h.Weights, w => w))),
+                ["features"] = Array(t.Features, f => Array(f.Top, a => new JsonArray(a.Feature, a.Activation))),
             }),
+            ["featureHooks"] = Array(trace.FeatureHooks, h => h),
         };
         string json = data.ToJsonString(); // the default encoder escapes '<', '>' and '&', so it is safe inside <script>
         return Template.Replace("__TITLE__", System.Net.WebUtility.HtmlEncode(title)).Replace("__DATA__", json);
@@ -76,6 +79,8 @@ canvas { border: 1px solid #ccc; image-rendering: pixelated; }
 <svg id="timeline" xmlns="http://www.w3.org/2000/svg"></svg>
 <h2>Logit lens (top token after each cycle)</h2>
 <table id="lens"></table>
+<h2 id="features-title" hidden>Sparse-autoencoder features (most active per position: #feature activation)</h2>
+<table id="features" hidden></table>
 <h2>Attention (per layer and head; row = attending position, column = attended position)</h2>
 <div class="heatmaps" id="attention"></div>
 <script id="trace-data" type="application/json">__DATA__</script>
@@ -133,6 +138,16 @@ for (let layer = 0; layer < data.layers; layer++) {
   }).join("") + "</tr>";
 }
 lens.innerHTML = head + rows;
+
+// Features: rows are positions, columns the autoencoders' hook points.
+if (data.featureHooks.length > 0) {
+  const table = document.getElementById("features");
+  table.hidden = false;
+  document.getElementById("features-title").hidden = false;
+  table.innerHTML = "<tr><th>position</th>" + data.featureHooks.map(h => `<th>${escapeHtml(h)}</th>`).join("") + "</tr>" +
+    data.tokens.map(t => `<tr><th>${t.position} ${escapeHtml(JSON.stringify(t.text))}</th>` + t.features.map(top =>
+      `<td>${top.map(([f, a]) => `#${f} ${a.toFixed(2)}`).join("<br>")}</td>`).join("") + "</tr>").join("");
+}
 
 // Attention heatmaps: for each layer and head an n×n lower-triangular picture.
 const n = data.tokens.length, cell = Math.max(4, Math.min(16, Math.floor(160 / Math.max(n, 1))));

@@ -6,12 +6,16 @@ namespace ClockLM.Clock;
 /// <summary>
 /// Writes a <see cref="ClockTrace"/> as Chrome trace-event JSON, which Perfetto (ui.perfetto.dev) and chrome://tracing
 /// open: one track (thread) per stage plus one for instruction fetch and commit, one complete ("X") slice per
-/// (pass, layer, stage) — a pass is a prompt chunk or one token —, timestamps in microseconds from the first pass.
+/// (pass, layer, stage) — a pass is a prompt chunk or one token —, timestamps in microseconds from the first pass; with
+/// sparse autoencoders, a features track with one instant event per token (its most active features, in the args).
 /// </summary>
 public static class PerfettoTrace
 {
     /// <summary>Track id of the embedding lookup and commit slices; stages use 1 + (int)stage.</summary>
     public const int TokenTrack = 0;
+
+    /// <summary>Track id of the sparse-autoencoder features: one instant event per token, when its pass committed.</summary>
+    public const int FeatureTrack = 1 + 5; // after the five stage tracks
 
     /// <summary>Writes the trace to <paramref name="path"/>; <paramref name="tokenText"/> names each token id.</summary>
     public static void Write(ClockTrace trace, Func<int, string> tokenText, string path)
@@ -54,6 +58,38 @@ public static class PerfettoTrace
             {
                 long commitStart = t.StartTimestamp + t.ElapsedTicks - t.CommitTicks;
                 Slice(json, $"commit {text}", "token", TokenTrack, Micros(commitStart - origin), Micros(t.CommitTicks), t.Position, t.Rows, -1, null);
+            }
+        }
+        if (trace.FeatureHooks.Count > 0)
+        {
+            Metadata(json, "thread_name", FeatureTrack, "features (sparse autoencoders)");
+            foreach (var token in trace.Tokens)
+            {
+                var pass = trace.Passes[token.Pass].Timing;
+                json.WriteStartObject();
+                json.WriteString("name", $"features @{token.Position} '{tokenText(token.Token)}'");
+                json.WriteString("cat", "features");
+                json.WriteString("ph", "i");
+                json.WriteString("s", "t");
+                json.WriteNumber("pid", 1);
+                json.WriteNumber("tid", FeatureTrack);
+                json.WriteNumber("ts", Math.Round(Micros(pass.StartTimestamp + pass.ElapsedTicks - origin), 3));
+                json.WriteStartObject("args");
+                json.WriteNumber("position", token.Position);
+                foreach (var f in token.Features)
+                {
+                    json.WriteStartArray(f.Hook);
+                    foreach (var a in f.Top)
+                    {
+                        json.WriteStartObject();
+                        json.WriteNumber("feature", a.Feature);
+                        json.WriteNumber("activation", Math.Round(a.Activation, 4));
+                        json.WriteEndObject();
+                    }
+                    json.WriteEndArray();
+                }
+                json.WriteEndObject();
+                json.WriteEndObject();
             }
         }
         foreach (var e in trace.Recorder.Stages)

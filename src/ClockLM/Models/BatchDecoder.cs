@@ -40,8 +40,9 @@ public sealed class BatchDecoder
     /// <summary>The weights every sequence must share.</summary>
     public LlamaWeights Weights { get; }
 
-    /// <summary>A new, empty sequence with a KV cache of <paramref name="contextLength"/> positions.</summary>
-    public Transformer CreateSequence(int contextLength) => new(Config, Weights, contextLength, _pool, _pass);
+    /// <summary>A new, empty sequence with a KV cache of <paramref name="contextLength"/> positions of the types
+    /// <paramref name="cache"/> gives (F16 keys and values when null). Sequences of one decoder may differ in cache types.</summary>
+    public Transformer CreateSequence(int contextLength, KvCacheOptions? cache = null) => new(Config, Weights, contextLength, _pool, _pass, cache);
 
     /// <summary>
     /// Advances every sequence by one token: sequences[i] runs tokens[i] at positions[i] (its cache must already hold

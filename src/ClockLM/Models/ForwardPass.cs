@@ -20,7 +20,7 @@ namespace ClockLM.Models;
 /// decode:     h = norm(x); q, k, v = Wq h, Wk h, Wv h (+ biases; per-head norms); rotate q, k by position (RoPE)
 /// memory:     store k, v in the cache at the row's position; attend over the cache; a = Wo attention (+ bias, norm)
 /// execute:    m = x + a (forwarded, hook_resid_mid); f = W2 act(W1 norm(m)) * W3 norm(m) (or W2 gelu(W3 norm(m) + b) + b)
-/// write-back: x = m + f
+/// write-back: x = m + f (+ the sequence's steering direction of this layer, if any)
 /// </code>
 /// <para>Families differ only by data: the config's options (<see cref="LlamaConfig"/>: norm, RoPE style, activation,
 /// scales, soft-caps, sliding windows) and the weights' optional parts (<see cref="LlamaLayerWeights"/>: biases, head
@@ -50,6 +50,10 @@ internal sealed class ForwardPass
 
     /// <summary>Bytes and operations of every stage, for observers.</summary>
     public StageCosts Costs { get; }
+
+    /// <summary>The RoPE frequencies theta_i of <paramref name="layer"/> (head_size / 2): its keys were rotated by
+    /// position * theta_i.</summary>
+    public ReadOnlySpan<float> RopeFrequencies(int layer) => _c.IsSliding(layer) ? _thetaSliding : _theta;
 
     // theta_i = base^(-2i / head_size), divided by the model's frequency factor when it has them (Llama 3.1)
     private static float[] RopeFrequencies(float ropeBase, int headSize, float[]? factors)
@@ -145,6 +149,13 @@ internal sealed class ForwardPass
             if (w.BiasV is not null) Ops.Add(v, w.BiasV);
             if (w.QNorm is not null) RmsNormHeads(q, w.QNorm);
             if (w.KNorm is not null) RmsNormHeads(k, w.KNorm);
+            if (b.Hooked && b.Sequences[i].Hook is { } hook)
+            {
+                // Per head, before RoPE (TransformerLens's hook_q, hook_k, hook_v).
+                hook(ActivationPoint.AttnQ, layer, b.Positions[i], q);
+                hook(ActivationPoint.AttnK, layer, b.Positions[i], k);
+                hook(ActivationPoint.AttnV, layer, b.Positions[i], v);
+            }
             if (_c.Rope == RopeStyle.None) continue;
             ReadOnlySpan<float> rowCos = TokenBatch.Row(cos, i, half), rowSin = TokenBatch.Row(sin, i, half);
             Ops.Rope(q, _c.HeadSize, _c.Rope, rowCos, rowSin);
@@ -159,13 +170,10 @@ internal sealed class ForwardPass
     {
         LlamaLayerWeights w = _w.Layers[layer];
         int n = b.Count, dim = _c.Dim, kvDim = _c.KvDim;
-        for (int i = 0; i < n; i++)
-        {
-            var cache = b.Sequences[i].Cache;
-            TokenBatch.Row(b.K, i, kvDim).CopyTo(cache.Key(layer, b.Positions[i]));
-            TokenBatch.Row(b.V, i, kvDim).CopyTo(cache.Value(layer, b.Positions[i]));
-        }
+        for (int i = 0; i < n; i++) // converted to the sequence's cache types (F32, F16, Q8_0)
+            b.Sequences[i].Cache.Store(layer, b.Positions[i], TokenBatch.Row(b.K, i, kvDim), TokenBatch.Row(b.V, i, kvDim));
         Attend(b, layer, pool);
+        if (b.Hooked) Hook(b, ActivationPoint.AttnZ, layer, b.Heads, _c.QDim);
         MatMul.Multiply(w.Wo, Load(b.HeadsInput, b.Heads, n, _c.QDim), b.AttnOut, pool, _kernels);
         for (int i = 0; i < n; i++)
         {
@@ -202,6 +210,7 @@ internal sealed class ForwardPass
         var activation = new ActivationJob { Kind = _c.FeedForward, Gate = b.HB, Up = b.HB2, Width = hidden, Path = _kernels.Path };
         if (pool is null || n < 2) activation.Execute(0, n);
         else pool.Run(activation, n);
+        if (b.Hooked) Hook(b, ActivationPoint.MlpPost, layer, b.HB, hidden);
         MatMul.Multiply(w.W2, Load(b.Hidden, b.HB, n, hidden), b.FfnOut, pool, _kernels);
         for (int i = 0; i < n; i++)
         {
@@ -212,11 +221,17 @@ internal sealed class ForwardPass
         if (b.Hooked) Hook(b, ActivationPoint.MlpOut, layer, b.FfnOut, dim);
     }
 
-    // Write-back: the residual stream takes the attention and feed-forward outputs, x = (x + a) + f.
+    // Write-back: the residual stream takes the attention and feed-forward outputs, x = (x + a) + f, and then the row's
+    // sequence's steering direction for this layer if it has one, x += d (where llama.cpp adds a control vector).
     private void WriteBack(TokenBatch b, int layer)
     {
         int dim = _c.Dim;
-        for (int i = 0; i < b.Count; i++) Ops.Sum(TokenBatch.Row(b.X, i, dim), TokenBatch.Row(b.Mid, i, dim), TokenBatch.Row(b.FfnOut, i, dim));
+        for (int i = 0; i < b.Count; i++)
+        {
+            Span<float> x = TokenBatch.Row(b.X, i, dim);
+            Ops.Sum(x, TokenBatch.Row(b.Mid, i, dim), TokenBatch.Row(b.FfnOut, i, dim));
+            if (b.Sequences[i].Steering?.Direction(layer) is { } direction) Ops.Add(x, direction);
+        }
         if (b.Hooked) Hook(b, ActivationPoint.ResidPost, layer, b.X, dim);
     }
 
@@ -259,16 +274,17 @@ internal sealed class ForwardPass
     /// <summary>
     /// Attention of every (row, head): softmax over t of q · k_t · scale (soft-capped in Gemma 2) for the positions the
     /// row sees (all up to its own, or the last window of them on a sliding layer), then the weighted sum of the values,
-    /// into <see cref="TokenBatch.Heads"/>. Query head h reads key/value head h / group (GQA). With a hook attached the
-    /// weights of all heads of a row are kept (heads, pos+1) for <see cref="ActivationPoint.AttentionPattern"/> before
-    /// the sums; the float operations are the same either way.
+    /// into <see cref="TokenBatch.Heads"/>. Query head h reads key/value head h / group (GQA); the heads of a group run
+    /// together, each key and value read once for all of them (<see cref="GroupedAttention"/>, in the cache's own
+    /// types). With a hook attached the weights of all heads of a row are kept (heads, pos+1) for
+    /// <see cref="ActivationPoint.AttentionPattern"/> before the sums; the float operations are the same either way.
     /// </summary>
     private void Attend(TokenBatch b, int layer, WorkerPool? pool)
     {
-        int n = b.Count, heads = _c.Heads, items = n * heads;
+        int n = b.Count, heads = _c.Heads, items = n * _c.KvHeads;
         var job = new AttentionJob
         {
-            Batch = b, Layer = layer, Heads = heads, HeadSize = _c.HeadSize, KvDim = _c.KvDim, KvGroup = _c.KvGroup,
+            Batch = b, Layer = layer, KvHeads = _c.KvHeads, HeadSize = _c.HeadSize, KvGroup = _c.KvGroup,
             Scale = _attentionScale, Softcap = _c.AttentionSoftcap, Window = _c.IsSliding(layer) ? _c.SlidingWindow : 0,
             Path = _kernels.Path,
         };
@@ -282,7 +298,7 @@ internal sealed class ForwardPass
             Run(job, items, split ? pool : null);
             return;
         }
-        job.Patterns = b.Patterns(_c.Heads);
+        job.Patterns = b.Patterns(heads);
         job.Phase = AttentionJob.Weights;
         Run(job, items, split ? pool : null);
         for (int i = 0; i < n; i++)
@@ -298,8 +314,8 @@ internal sealed class ForwardPass
         else pool.Run(job, items);
     }
 
-    /// <summary>Attention of items [start, end), item = row * heads + head; heads do not interact, so any split of the
-    /// items across threads gives the same results.</summary>
+    /// <summary>Attention of items [start, end), item = row * kv_heads + kv head: the query heads of one group over its
+    /// key/value head. Items do not interact, so any split of them across threads gives the same results.</summary>
     private struct AttentionJob : IRowRangeJob
     {
         public const int Whole = 0, Weights = 1, Sums = 2;
@@ -307,7 +323,7 @@ internal sealed class ForwardPass
 
         public TokenBatch Batch;
         public float[]? Patterns; // (rows, heads, pos+1) when a hook reads them, row i at Batch.PatternOffset(i)
-        public int Phase, Layer, Heads, HeadSize, KvDim, KvGroup, Window;
+        public int Phase, Layer, KvHeads, HeadSize, KvGroup, Window;
         public float Scale, Softcap;
         public KernelPath Path;
 
@@ -316,30 +332,37 @@ internal sealed class ForwardPass
             var b = Batch;
             for (int item = start; item < end; item++)
             {
-                int i = item / Heads, h = item % Heads, pos = b.Positions[i], count = pos + 1;
+                int i = item / KvHeads, kvHead = item % KvHeads, pos = b.Positions[i], count = pos + 1;
                 var cache = b.Sequences[i].Cache;
-                int kvOffset = h / KvGroup * HeadSize, qDim = Heads * HeadSize;
+                int firstHead = kvHead * KvGroup, kvOffset = kvHead * HeadSize, qDim = KvHeads * KvGroup * HeadSize;
+                // The group's weights, (group, count): its heads are consecutive, so also in a row's patterns.
                 Span<float> att;
                 if (Patterns is null)
                 {
                     var scores = _scores;
-                    if (scores is null || scores.Length < count) _scores = scores = new float[Math.Max(count, 256)];
-                    att = scores.AsSpan(0, count);
+                    if (scores is null || scores.Length < KvGroup * count) _scores = scores = new float[Math.Max(KvGroup * count, 256)];
+                    att = scores.AsSpan(0, KvGroup * count);
                 }
-                else att = Patterns.AsSpan(b.PatternOffset(i) + h * count, count);
+                else att = Patterns.AsSpan(b.PatternOffset(i) + firstHead * count, KvGroup * count);
+                var heads = b.Q.AsSpan(i * qDim + firstHead * HeadSize, KvGroup * HeadSize);
 
                 if (Phase != Sums)
                 {
                     // A sliding-window layer sees positions first..pos only; the ones before get weight 0.
                     int first = Window > 0 ? Math.Max(0, pos - Window + 1) : 0;
-                    att[..first].Fill(float.NegativeInfinity);
-                    AttentionKernels.Scores(b.Q.AsSpan(i * qDim + h * HeadSize, HeadSize), cache.Keys(Layer, count)[(first * KvDim + kvOffset)..],
-                        KvDim, Scale, att[first..], Path);
-                    if (Softcap > 0) Ops.Softcap(att[first..], Softcap);
-                    AttentionKernels.Softmax(att, Path);
+                    for (int g = 0; g < KvGroup; g++) att.Slice(g * count, first).Fill(float.NegativeInfinity);
+                    GroupedAttention.Scores(heads, HeadSize, cache.Keys(Layer, first, count - first, kvOffset), Scale,
+                        att[first..], count, Path);
+                    for (int g = 0; g < KvGroup; g++)
+                    {
+                        Span<float> weights = att.Slice(g * count, count);
+                        if (Softcap > 0) Ops.Softcap(weights[first..], Softcap);
+                        AttentionKernels.Softmax(weights, Path);
+                    }
                 }
                 if (Phase != Weights)
-                    AttentionKernels.WeightedSum(att, cache.Values(Layer, count)[kvOffset..], KvDim, b.Heads.AsSpan(i * qDim + h * HeadSize, HeadSize), Path);
+                    GroupedAttention.WeightedSums(att, count, cache.Values(Layer, 0, count, kvOffset),
+                        b.Heads.AsSpan(i * qDim + firstHead * HeadSize, KvGroup * HeadSize), HeadSize, Path);
             }
         }
     }

@@ -38,6 +38,11 @@ public static class LlamaGgufExport
     /// <summary>Writes the model. <paramref name="typeOf"/> picks each matrix's type (norms are always F32);
     /// <paramref name="progress"/> hears the fraction of tensor bytes written (0 to 1).</summary>
     public static void Write(string path, string name, LlamaConfig c, SentencePieceTokenizer tokenizer,
+        bool separateOutput, Func<string, GgmlType> typeOf, TensorRowSource source, uint? fileType = null, IProgress<double>? progress = null) =>
+        Write(path, name, c, writer => AddTokenizer(writer, tokenizer), separateOutput, typeOf, source, fileType, progress);
+
+    /// <summary>Writes the model with the <c>tokenizer.ggml.*</c> keys <paramref name="addTokenizer"/> sets (any vocabulary type).</summary>
+    public static void Write(string path, string name, LlamaConfig c, Action<GgufWriter> addTokenizer,
         bool separateOutput, Func<string, GgmlType> typeOf, TensorRowSource source, uint? fileType = null, IProgress<double>? progress = null)
     {
         var writer = new GgufWriter();
@@ -54,7 +59,7 @@ public static class LlamaGgufExport
         writer.Set("llama.attention.layer_norm_rms_epsilon", c.RmsEpsilon);
         writer.Set("llama.rope.freq_base", c.RopeBase);
         writer.Set("llama.vocab_size", (uint)c.VocabSize);
-        AddTokenizer(writer, tokenizer);
+        addTokenizer(writer);
 
         foreach (var (tensor, rows, cols) in Layout(c, separateOutput))
         {

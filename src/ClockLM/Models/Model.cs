@@ -109,12 +109,13 @@ public sealed class Model : IDisposable
     /// <summary>A processor (forward pass with its own KV cache) for this model.</summary>
     /// <param name="contextLength">Positions to hold; the model's own context length when null.</param>
     /// <param name="pool">Threads for the matrix-vector products; the calling thread alone when null.</param>
-    public Transformer CreateTransformer(int? contextLength = null, WorkerPool? pool = null)
+    /// <param name="cache">The KV cache's types; F16 keys and values (<see cref="KvCacheOptions.Default"/>) when null.</param>
+    public Transformer CreateTransformer(int? contextLength = null, WorkerPool? pool = null, KvCacheOptions? cache = null)
     {
         int ctx = contextLength ?? Config.ContextLength;
         if (ctx <= 0) throw new ArgumentOutOfRangeException(nameof(contextLength), ctx, "context length must be positive");
-        CheckMemoryFor(ctx, 1);
-        return new Transformer(Config, Weights, ctx, pool);
+        CheckMemoryFor(ctx, 1, cache);
+        return new Transformer(Config, Weights, ctx, pool, cache);
     }
 
     /// <summary>Logs, once per load, the kernels the weights run on and the fast paths they run without
@@ -131,30 +132,41 @@ public sealed class Model : IDisposable
         logger.LogWarning("{Model}: {Count} fast paths do not apply: {Fallbacks}{More}", path, fallbacks.Count, string.Join("; ", fallbacks.Take(shown)), more);
     }
 
-    /// <summary>Bytes of one KV cache of <paramref name="contextLength"/> positions: keys and values, F32,
-    /// (layers, positions, kv_dim) each.</summary>
-    public long KvCacheBytes(int contextLength) => 2L * Config.Layers * contextLength * Config.KvDim * sizeof(float);
+    /// <summary>Bytes of one KV cache of <paramref name="contextLength"/> positions: keys and values in the types of
+    /// <paramref name="cache"/> (F16 when null), (layers, positions, kv_dim) each.</summary>
+    public long KvCacheBytes(int contextLength, KvCacheOptions? cache = null)
+    {
+        var (keyRow, valueRow) = KvRowBytes(cache ?? KvCacheOptions.Default);
+        return (long)Config.Layers * contextLength * (keyRow + valueRow);
+    }
+
+    private (long Key, long Value) KvRowBytes(KvCacheOptions cache) =>
+        (GgmlTypeInfo.RowBytes(cache.KeyType, Config.KvDim), GgmlTypeInfo.RowBytes(cache.ValueType, Config.KvDim));
 
     /// <summary>
-    /// Checks that <paramref name="sequences"/> KV caches of <paramref name="contextLength"/> positions fit in the memory
-    /// this process can still use, before any is allocated (an allocation that does not fit ends the process).
+    /// Checks that <paramref name="sequences"/> KV caches of <paramref name="contextLength"/> positions, of the types of
+    /// <paramref name="cache"/>, fit in the memory this process can still use, before any is allocated (an allocation
+    /// that does not fit ends the process).
     /// </summary>
     /// <exception cref="InsufficientMemoryException">They do not fit; the message gives the bytes needed and available.</exception>
-    public void CheckMemoryFor(int contextLength, int sequences)
+    public void CheckMemoryFor(int contextLength, int sequences, KvCacheOptions? cache = null)
     {
-        long perSequence = KvCacheBytes(contextLength);
-        // Each cache is two arrays (keys, values) that .NET caps at Array.MaxLength elements.
-        long elements = (long)Config.Layers * contextLength * Config.KvDim;
+        cache ??= KvCacheOptions.Default;
+        long perSequence = KvCacheBytes(contextLength, cache);
+        // Each layer's keys and values are one byte array each, which .NET caps at Array.MaxLength bytes.
+        var (keyRow, valueRow) = KvRowBytes(cache);
+        long widestRow = Math.Max(keyRow, valueRow);
+        long arrayBytes = contextLength * widestRow;
         double needed = (double)perSequence * sequences;
         long available = AvailableMemoryBytes();
-        if (elements <= Array.MaxLength && needed <= available) return;
+        if (arrayBytes <= Array.MaxLength && needed <= available) return;
         string what = sequences == 1 ? $"{contextLength} positions" : $"{sequences} sequences x {contextLength} positions";
-        string limit = elements > Array.MaxLength
-            ? $"one cache may hold at most {Array.MaxLength / ((long)Config.Layers * Config.KvDim)} positions"
+        string limit = arrayBytes > Array.MaxLength
+            ? $"one cache may hold at most {Array.MaxLength / widestRow} positions"
             : $"this machine has {FormatBytes(available)} available";
         throw new InsufficientMemoryException(
-            $"the KV cache needs {FormatBytes(needed)} ({what} x {Config.Layers} layers x {2 * Config.KvDim} floats) but {limit}; " +
-            "lower the context length (--ctx) or the number of sequences (--parallel)");
+            $"the KV cache needs {FormatBytes(needed)} ({what} x {Config.Layers} layers, {cache}) but {limit}; " +
+            "lower the context length (--ctx), the number of sequences (--parallel) or the cache types (--cache-type-k/-v)");
     }
 
     /// <summary>Memory the process may still allocate: the runtime's limit (physical memory or the container's) less

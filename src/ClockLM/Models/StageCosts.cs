@@ -72,14 +72,15 @@ internal sealed class StageCosts
                 break;
             case Stage.Memory:
                 weightBytes = _memoryBytes[layer];
-                long kvDim = _c.KvDim, headSize = _c.HeadSize;
-                kvWritten = n * 2 * kvDim * sizeof(float);
+                long headSize = _c.HeadSize;
                 flops = n * _memoryFlops[layer];
                 for (int i = 0; i < n; i++)
                 {
+                    var cache = b.Sequences[i].Cache; // rows in its own types
                     long positions = b.Positions[i] + 1, seen = Attended(layer, b.Positions[i]);
+                    kvWritten += cache.KeyRowBytes + cache.ValueRowBytes;
                     // Keys of the positions seen; values of every position (the unseen ones weigh 0).
-                    kvRead += (seen + positions) * kvDim * sizeof(float);
+                    kvRead += seen * cache.KeyRowBytes + positions * cache.ValueRowBytes;
                     // Per head: scores (2 per element and position seen, then the scale), soft-cap, softmax (max,
                     // exponential, sum, division), weighted sum (2 per element and position).
                     flops += _c.Heads * (seen * (2 * headSize + 1 + (_c.AttentionSoftcap > 0 ? 3 : 0)) + 4 * positions + 2 * headSize * positions);

@@ -27,22 +27,24 @@ public sealed class Transformer
     private readonly float[] _logits;  // logits of the last token that computed them (vocab)
     private int _pos, _microBatch = 128;
     private bool _inFlight;            // between BeginToken and Commit
+    private ResidualSteering? _steering;
 
-    /// <summary>Creates a processor for <paramref name="weights"/> with a KV cache of <paramref name="contextLength"/> positions.
-    /// Matrix products are split across <paramref name="pool"/>'s threads when one is given.</summary>
-    public Transformer(LlamaConfig config, LlamaWeights weights, int contextLength, WorkerPool? pool = null)
-        : this(config, weights, contextLength, pool, new ForwardPass(config, weights))
+    /// <summary>Creates a processor for <paramref name="weights"/> with a KV cache of <paramref name="contextLength"/> positions
+    /// of the types <paramref name="cache"/> gives (F16 keys and values when null). Matrix products are split across
+    /// <paramref name="pool"/>'s threads when one is given.</summary>
+    public Transformer(LlamaConfig config, LlamaWeights weights, int contextLength, WorkerPool? pool = null, KvCacheOptions? cache = null)
+        : this(config, weights, contextLength, pool, new ForwardPass(config, weights), cache)
     {
     }
 
     /// <summary>A sequence that runs <paramref name="pass"/> (shared by the sequences of a <see cref="BatchDecoder"/>).</summary>
-    internal Transformer(LlamaConfig config, LlamaWeights weights, int contextLength, WorkerPool? pool, ForwardPass pass)
+    internal Transformer(LlamaConfig config, LlamaWeights weights, int contextLength, WorkerPool? pool, ForwardPass pass, KvCacheOptions? cache)
     {
         Config = config;
         Weights = weights;
         _pool = pool;
         _pass = pass;
-        Cache = new KvCache(config, contextLength);
+        Cache = new KvCache(config, contextLength, cache);
         _x = new float[config.Dim];
         _logits = new float[config.VocabSize];
     }
@@ -68,6 +70,21 @@ public sealed class Transformer
     /// <summary>Called at every <see cref="ActivationPoint"/> of every cycle, for every token of this sequence; may
     /// replace the activation.</summary>
     public ActivationHook? Hook { get; set; }
+
+    /// <summary>Directions added to this sequence's residual stream after chosen cycles (control vectors, feature
+    /// steering), in the write-back stage; none when null. Every row of this sequence is steered, in whatever batch it
+    /// runs.</summary>
+    /// <exception cref="ArgumentException">The steering is for a model of another depth or width.</exception>
+    public ResidualSteering? Steering
+    {
+        get => _steering;
+        set
+        {
+            if (value is not null && (value.Layers != Config.Layers || value.Dim != Config.Dim))
+                throw new ArgumentException($"the steering is for {value.Layers} layers of width {value.Dim}; this model has {Config.Layers} of width {Config.Dim}", nameof(value));
+            _steering = value;
+        }
+    }
 
     /// <summary>Position of the token in flight (or the last one run).</summary>
     public int Position => _pos;
@@ -170,6 +187,30 @@ public sealed class Transformer
         }
     }
 
+    /// <summary>True when the model's positions are RoPE rotations, which <see cref="ShiftContext"/> can redo (not learned
+    /// absolute positions, as GPT-2's).</summary>
+    public bool CanShiftContext => Config.Rope != RopeStyle.None;
+
+    /// <summary>
+    /// Context shift: keeps the cached positions [0, <paramref name="keep"/>), drops the next <paramref name="discard"/>,
+    /// and moves the later ones down, their keys re-rotated for their new positions in whatever type the cache stores
+    /// (<see cref="KvCache"/>; see llama.cpp's context shift). The sequence then continues at
+    /// <see cref="Position"/> + 1, which has moved down by <paramref name="discard"/> as well.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The model has learned absolute positions (GPT-2), not RoPE.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The positions to drop are not all in the cache.</exception>
+    /// <exception cref="InvalidOperationException">A stepped token is in flight.</exception>
+    public void ShiftContext(int keep, int discard)
+    {
+        if (_inFlight) throw new InvalidOperationException("a stepped token is in flight; finish it with Commit first");
+        if (!CanShiftContext)
+            throw new NotSupportedException("this model has learned absolute position embeddings, not RoPE: its cached keys cannot be moved to other positions");
+        if (keep < 0 || discard < 1 || keep + discard > Cache.Length)
+            throw new ArgumentOutOfRangeException(nameof(discard), discard, $"dropping {discard} positions after {keep} needs them in the cache, which holds {Cache.Length}");
+        ContextShift.Apply(Cache, _pass, Config, keep, discard);
+        _pos = Cache.Length - 1;
+    }
+
     /// <summary>Instruction fetch: puts token <paramref name="token"/>'s embedding at position <paramref name="pos"/> into the
     /// residual stream. Then call <see cref="Step"/> until <see cref="Layer"/> reaches the layer count, then <see cref="Commit"/>.</summary>
     public void BeginToken(int token, int pos)
@@ -209,6 +250,7 @@ public sealed class Transformer
     {
         residual.CopyTo(_x);
         (_pos, _inFlight) = (pos, false);
+        Cache.Length = pos + 1;
     }
 
     internal void CheckTokenAndPosition(int token, int pos)

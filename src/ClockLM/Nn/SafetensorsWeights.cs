@@ -92,6 +92,38 @@ internal static class SafetensorsWeights
         }
     }
 
+    /// <summary>The tensors a file holds, by name, with their dtype and shape; only the header is read.</summary>
+    public static Dictionary<string, (string DType, int[] Shape)> Tensors(string path)
+    {
+        RequireLittleEndian();
+        using var file = File.OpenRead(path);
+        Span<byte> length = stackalloc byte[8];
+        if (file.ReadAtLeast(length, 8, throwOnEndOfStream: false) < 8)
+            throw new InvalidDataException($"{path}: {file.Length} bytes is too short for a safetensors file (8-byte header length first)");
+        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(length);
+        if (headerLength > (ulong)(file.Length - 8) || headerLength > 100_000_000)
+            throw new InvalidDataException($"{path}: header length {headerLength} runs past the end of the {file.Length}-byte file");
+        var header = new byte[headerLength];
+        file.ReadExactly(header);
+        var tensors = new Dictionary<string, (string, int[])>();
+        try
+        {
+            using var document = JsonDocument.Parse(header);
+            foreach (var entry in document.RootElement.EnumerateObject())
+            {
+                if (entry.Name == "__metadata__") continue;
+                string dtype = entry.Value.GetProperty("dtype").GetString() ?? "";
+                int[] shape = [.. entry.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32())];
+                tensors[entry.Name] = (dtype, shape);
+            }
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or KeyNotFoundException or FormatException)
+        {
+            throw new InvalidDataException($"{path}: the safetensors header is not valid: {e.Message}", e);
+        }
+        return tensors;
+    }
+
     private static string DType<T>() =>
         typeof(T) == typeof(float) ? "F32"
         : typeof(T) == typeof(double) ? "F64"

@@ -52,7 +52,8 @@ public sealed record HeldOutScore(int Tokens, long Bytes, double Nats, int Conte
         }
         if (stream.Count == 0) throw new ArgumentException("the text has no tokens to score", nameof(text));
 
-        var transformer = model.CreateTransformer(window, pool);
+        // An F32 cache: the model's own attention, as training computes it (F16 keys and values would round them).
+        var transformer = model.CreateTransformer(window, pool, KvCacheOptions.F32);
         int vocab = model.Config.VocabSize;
         var inputs = new int[window - 1];
         var logits = new float[(window - 1) * vocab];

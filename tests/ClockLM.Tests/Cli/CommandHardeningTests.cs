@@ -43,7 +43,7 @@ public sealed class CommandHardeningTests
     public void KvCacheThatCannotFitSaysHowMuchItNeeds()
     {
         AssertCleanError(ClockLMProcess.Run("serve", "-m", SharedData.Stories260K, "--parallel", "256", "--ctx", "4194304", "--port", "0", "-t", "1"),
-            "TiB (256 sequences x 4194304 positions x 5 layers x 64 floats) but this machine has");
+            "GiB (256 sequences x 4194304 positions x 5 layers, k f16, v f16) but this machine has");
         using var model = ClockLM.Models.Model.Load(SharedData.Stories260K);
         var e = Assert.Throws<InsufficientMemoryException>(() => model.CreateTransformer(2_000_000_000));
         Assert.Contains("one cache may hold at most", e.Message);

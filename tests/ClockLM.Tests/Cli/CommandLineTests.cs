@@ -14,6 +14,10 @@ public class CommandLineTests
     [InlineData("inspect a non-GGUF", new[] { "inspect", "@stories" }, "not a GGUF file")]
     [InlineData("unknown kernels", new[] { "run", "-m", "@stories", "--kernels", "avx9", "hello" }, "--kernels: kernels 'avx9': expected best, scalar")]
     [InlineData("bad kernel width", new[] { "bench", "-m", "@stories", "--kernels", "vector256/128" }, "the packed kernels' width after '/' is 256 or 512, not '128'")]
+    [InlineData("unknown cache type", new[] { "run", "-m", "@stories", "--cache-type-k", "q4_0", "hello" }, "--cache-type-k is 'q4_0', expected f32, f16 or q8_0")]
+    [InlineData("unknown value cache type", new[] { "serve", "-m", "@stories", "--cache-type-v", "bf16" }, "--cache-type-v is 'bf16'")]
+    [InlineData("bad keep", new[] { "run", "-m", "@stories", "--context-shift", "--keep", "-2", "hello" }, "--keep is -2")]
+    [InlineData("bad depth", new[] { "bench", "-m", "@stories", "-d", "0,-5" }, "--depth value '-5'")]
     public void BadInputGivesOneClearError(string what, string[] args, string expected)
     {
         var result = ClockLMProcess.Run(args.Select(a => a == "@stories" ? SharedData.Stories260K : a).ToArray());

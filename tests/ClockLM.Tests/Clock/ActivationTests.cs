@@ -20,7 +20,7 @@ public class ActivationTests
             float[] copy = activation.ToArray();
             copy.CopyTo(activation);
         }).ToArray();
-        Assert.Equal(Prompt.Length * 5 * 6, calls); // six points per cycle
+        Assert.Equal(Prompt.Length * 5 * ActivationPoints.All.Length, calls); // every point of every cycle, once
         Assert.Equal(plain, hooked);
     }
 
@@ -71,7 +71,7 @@ public class ActivationTests
     public void LogitLensAtTheLastCycleIsTheModelsOutputDistribution()
     {
         using var model = Model.Load(SharedData.Stories260K);
-        var t = model.CreateTransformer(16);
+        var t = model.CreateTransformer(16, cache: KvCacheOptions.F32); // as run.c, whose greedy token is checked
         var capture = ActivationCapture.Run(t, Prompt, points: [ActivationPoint.ResidPost]);
         float[] expected = (float[])capture.Logits.Clone();
         Transformer.Softmax(expected);
@@ -111,6 +111,9 @@ public class ActivationTests
             Assert.Equal((point, 3), ActivationPoints.Parse(ActivationPoints.Name(point, 3)));
         Assert.Equal("blocks.0.hook_resid_pre", ActivationPoints.Name(ActivationPoint.ResidPre, 0));
         Assert.Equal("blocks.4.attn.hook_pattern", ActivationPoints.Name(ActivationPoint.AttentionPattern, 4));
+        Assert.Equal("blocks.2.attn.hook_z", ActivationPoints.Name(ActivationPoint.AttnZ, 2));
+        Assert.Equal("blocks.1.mlp.hook_post", ActivationPoints.Name(ActivationPoint.MlpPost, 1));
+        Assert.Equal(11, ActivationPoints.All.Distinct().Count());
         var e = Assert.Throws<FormatException>(() => ActivationPoints.Parse("blocks.1.hook_nothing"));
         Assert.Contains("blocks.1.hook_nothing", e.Message);
     }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using ClockLM.Clock;
 using ClockLM.Gguf;
 using ClockLM.Models;
+using ClockLM.Tensors;
 using ClockLM.Tests.Cli;
 
 namespace ClockLM.Tests.Clock;
@@ -171,16 +172,19 @@ public class ClockEngineTests
         Assert.All(recorder.Stages.Where(e => e.Stage == Stage.Fetch), e => Assert.Equal(0, e.WeightBytes));
     }
 
-    [Fact]
-    public void KvBytesAreTheStoreAndTheCachedPositionsRead()
+    [Theory]
+    [InlineData(GgmlType.F32, 4)]
+    [InlineData(GgmlType.F16, 2)]
+    [InlineData(GgmlType.Q8_0, 34.0 / 32)]
+    public void KvBytesAreTheStoreAndTheCachedPositionsRead(GgmlType type, double bytesPerValue)
     {
         using var model = Model.Load(SharedData.Stories260K);
-        var t = model.CreateTransformer(16);
+        var t = model.CreateTransformer(16, cache: KvCacheOptions.Both(type));
         t.MicroBatch = 3; // chunks of 3 and 2
         var recorder = new CycleRecorder();
         t.Observer = recorder;
         t.Evaluate(Prompt, 0);
-        long perPosition = 2L * model.Config.KvDim * sizeof(float); // a key and a value
+        long perPosition = (long)(2 * model.Config.KvDim * bytesPerValue); // a key and a value
         foreach (var e in recorder.Stages)
         {
             // Each row stores its key and value, then reads those of its positions 0..pos.

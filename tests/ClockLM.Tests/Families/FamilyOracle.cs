@@ -20,7 +20,7 @@ public static class FamilyOracle
         using var model = Model.Load(path);
         int vocab = model.Config.VocabSize;
         var prompt = Enumerable.Range(0, 20).Select(i => 3 + (i * 53) % (vocab - 3)).ToList();
-        var transformer = model.CreateTransformer(contextLength);
+        var transformer = model.CreateTransformer(contextLength, cache: KvCacheOptions.F32); // as the oracle's cache
         float[] ours = transformer.Evaluate(prompt.ToArray(), 0).ToArray();
 
         using var oracle = new LlamaCppOracle(path, contextSize: contextLength);

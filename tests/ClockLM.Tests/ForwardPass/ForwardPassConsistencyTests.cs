@@ -8,7 +8,9 @@ namespace ClockLM.Tests.ForwardPass;
 /// The one forward pass gives every row the same bits whichever way it runs: token by token, in prompt chunks of 7 or
 /// 128 (prompts of 1, 128, 129 and 300 tokens: a lone token, one full chunk, a full chunk and a chunk of one, several
 /// chunks and a tail), and in batched steps of one to four sequences. Every weight type, at a width that is a multiple
-/// of 256 and at the widths 320 and 896 where K-quant mixes fall back to other types layer by layer; and every family.
+/// of 256 and at the widths 320 and 896 where K-quant mixes fall back to other types layer by layer; every family; and
+/// every KV cache type (the default F16 above; F32, Q8_0 and a Q8_0/F16 mix with one and with seven query heads per
+/// key/value head).
 /// </summary>
 public class ForwardPassConsistencyTests
 {
@@ -35,6 +37,30 @@ public class ForwardPassConsistencyTests
         TestModels.WriteRandomLlama(path, config, TestModels.SmallVocabulary(Vocab), QuantizationScheme.Parse(scheme), std: 0.05f);
         using var model = Model.Load(path);
         AssertEveryBatchingAgrees(model);
+    }
+
+    public static TheoryData<string, int> CacheTypesAndWidths()
+    {
+        var data = new TheoryData<string, int>();
+        foreach (string types in new[] { "f32/f32", "q8_0/q8_0", "q8_0/f16", "f16/q8_0" })
+            foreach (int dim in new[] { 320, 896 })
+                data.Add(types, dim);
+        return data;
+    }
+
+    [Theory, MemberData(nameof(CacheTypesAndWidths))]
+    public void EveryCacheTypeGivesTheSameBitsInEveryBatching(string types, int dim)
+    {
+        using var dir = new TempDir();
+        string path = dir.File("m.gguf");
+        // 320: five heads of 64, each its own key/value head; 896: fourteen over two, seven per group.
+        int heads = dim / 64, kvHeads = dim == 320 ? 5 : 2;
+        var config = new LlamaConfig(Dim: dim, HiddenDim: dim * 3 / 2 / 32 * 32, Layers: 2, Heads: heads, KvHeads: kvHeads,
+            VocabSize: Vocab, ContextLength: PromptLength + 8);
+        TestModels.WriteRandomLlama(path, config, TestModels.SmallVocabulary(Vocab), QuantizationScheme.Parse("Q4_0"), std: 0.05f);
+        using var model = Model.Load(path);
+        string[] parts = types.Split('/');
+        AssertEveryBatchingAgrees(model, new KvCacheOptions { KeyType = KvCacheOptions.ParseType(parts[0]), ValueType = KvCacheOptions.ParseType(parts[1]) });
     }
 
     public static TheoryData<string> Families() => ["llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "gpt2"];
@@ -75,26 +101,26 @@ public class ForwardPassConsistencyTests
     }
 
     /// <summary>Every token's logits, one Forward at a time: the reference (tokens, vocab).</summary>
-    private static float[] TokenByToken(Model model, int[] tokens)
+    private static float[] TokenByToken(Model model, int[] tokens, KvCacheOptions? cache)
     {
         int vocab = model.Config.VocabSize;
-        var t = model.CreateTransformer(PromptLength + 8);
+        var t = model.CreateTransformer(PromptLength + 8, cache: cache);
         var logits = new float[tokens.Length * vocab];
         for (int i = 0; i < tokens.Length; i++) t.Forward(tokens[i], i).CopyTo(logits.AsSpan(i * vocab, vocab));
         return logits;
     }
 
-    private static void AssertEveryBatchingAgrees(Model model)
+    private static void AssertEveryBatchingAgrees(Model model, KvCacheOptions? cache = null)
     {
         int vocab = model.Config.VocabSize;
         var prompt = Tokens(PromptLength, vocab, seed: 1);
-        var expected = TokenByToken(model, prompt);
+        var expected = TokenByToken(model, prompt, cache);
         using var pool = new WorkerPool(1);
 
         // Prompt chunks: every row's logits, and what the sequence is left with.
         foreach (var (chunk, length) in new[] { (7, PromptLength), (128, 1), (128, 128), (128, 129), (128, PromptLength) })
         {
-            var t = model.CreateTransformer(PromptLength + 8, pool);
+            var t = model.CreateTransformer(PromptLength + 8, pool, cache);
             t.MicroBatch = chunk;
             var logits = new float[length * vocab];
             t.Evaluate(prompt.AsSpan(0, length), 0, logits);
@@ -107,8 +133,8 @@ public class ForwardPassConsistencyTests
         const int steps = 10;
         var decoder = new BatchDecoder(model.Config, model.Weights, pool);
         var streams = Enumerable.Range(0, 4).Select(k => k == 0 ? prompt[..steps] : Tokens(steps - k, vocab, seed: 10 + k)).ToArray();
-        var references = streams.Select((s, k) => k == 0 ? expected.AsSpan(0, steps * vocab).ToArray() : TokenByToken(model, s)).ToArray();
-        var sequences = Enumerable.Range(0, 4).Select(_ => decoder.CreateSequence(PromptLength + 8)).ToArray();
+        var references = streams.Select((s, k) => k == 0 ? expected.AsSpan(0, steps * vocab).ToArray() : TokenByToken(model, s, cache)).ToArray();
+        var sequences = Enumerable.Range(0, 4).Select(_ => decoder.CreateSequence(PromptLength + 8, cache)).ToArray();
         for (int step = 0; step < steps; step++)
         {
             int active = Math.Min(step + 1, 4);

@@ -21,7 +21,7 @@ public class Stories260KForwardTests
     {
         var reference = ReferenceOutputs.Stories260K[which];
         using var ckpt = Llama2cCheckpoint.Open(SharedData.Stories260K);
-        var model = new Transformer(ckpt.Config, ckpt.Weights, ckpt.Config.ContextLength);
+        var model = new Transformer(ckpt.Config, ckpt.Weights, ckpt.Config.ContextLength, cache: KvCacheOptions.F32); // run.c keeps floats
 
         // run.c: feed ids[pos] at pos; while inside the prompt the next id is forced, afterwards it is the argmax.
         int promptLength = PromptLength(reference);

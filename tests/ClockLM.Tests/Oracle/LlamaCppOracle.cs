@@ -60,6 +60,20 @@ public sealed class LlamaCppOracle : IDisposable
         return _context.NativeHandle.GetLogitsIth(batch.TokenCount - 1).ToArray();
     }
 
+    /// <summary>
+    /// Applies a control vector as llama.cpp's <c>--control-vector</c> does (<c>llama_set_adapter_cvec</c>):
+    /// <paramref name="data"/> holds n_embd floats per layer from layer 1 on (see <see cref="LlamaCppControlVector"/>),
+    /// added after layers <paramref name="firstLayer"/> to <paramref name="lastLayer"/>; null removes it.
+    /// </summary>
+    public unsafe void SetControlVector(float[]? data, int nEmbd, int firstLayer, int lastLayer)
+    {
+        fixed (float* p = data)
+        {
+            int result = NativeApi.llama_set_adapter_cvec(_context.NativeHandle, p, (nuint)(data?.Length ?? 0), nEmbd, firstLayer, lastLayer);
+            if (result != 0) throw new InvalidOperationException($"llama.cpp refused the control vector ({result})");
+        }
+    }
+
     /// <summary>Evaluates the prompt, then <paramref name="count"/> greedy tokens one at a time.</summary>
     public List<int> Greedy(IReadOnlyList<int> prompt, int count)
     {

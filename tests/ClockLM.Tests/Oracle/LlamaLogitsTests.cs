@@ -66,7 +66,7 @@ public class LlamaLogitsTests(ITestOutputHelper output)
         using var oracle = new LlamaCppOracle(path);
 
         // Logits after the prompt.
-        var transformer = model.CreateTransformer(256);
+        var transformer = model.CreateTransformer(256, cache: KvCacheOptions.F32); // as the oracle's cache
         float[] ours = transformer.Evaluate(prompt.ToArray(), 0).ToArray();
         float[] theirs = oracle.PromptLogits(prompt);
         double std = StandardDeviation(theirs);
@@ -103,7 +103,7 @@ public class LlamaLogitsTests(ITestOutputHelper output)
 
     private static List<int> Greedy(Model model, List<int> prompt, int count)
     {
-        var transformer = model.CreateTransformer(256);
+        var transformer = model.CreateTransformer(256, cache: KvCacheOptions.F32); // as the oracle's cache
         var logits = transformer.Evaluate(prompt.ToArray(), 0).ToArray();
         var tokens = new List<int>();
         for (int i = 0; i < count; i++)

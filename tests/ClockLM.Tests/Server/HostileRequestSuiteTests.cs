@@ -82,7 +82,7 @@ public sealed class HostileRequestSuiteTests
             (Chat, "messages", """[{"role":"user","content":"x","name":3}]""", ""),
             (Chat, "max_tokens", "\"10\"", $",\"messages\":{User}"), (Chat, "max_tokens", "1.5", $",\"messages\":{User}"),
             (Chat, "max_tokens", "0", $",\"messages\":{User}"), (Chat, "max_tokens", "-1", $",\"messages\":{User}"),
-            (Chat, "max_tokens", "1e400", $",\"messages\":{User}"), (Chat, "max_tokens", "100000", $",\"messages\":{User}"),
+            (Chat, "max_tokens", "1e400", $",\"messages\":{User}"),
             (Chat, "max_completion_tokens", "true", $",\"messages\":{User}"),
             (Chat, "temperature", "\"hot\"", $",\"messages\":{User}"), (Chat, "temperature", "-1", $",\"messages\":{User}"),
             (Chat, "temperature", "3", $",\"messages\":{User}"), (Chat, "temperature", "1e400", $",\"messages\":{User}"),
@@ -126,7 +126,8 @@ public sealed class HostileRequestSuiteTests
         Add("sizes", "body of 1 MB", () => Post(Text, $"{{\"prompt\":\"{new string('b', 1 << 20)}\"}}"), HttpStatusCode.RequestEntityTooLarge);
         Add("sizes", "prompt over the context", () => Post(Text, $"{{\"prompt\":\"{string.Concat(Enumerable.Repeat("Once upon a time ", 300))}\"}}"), Bad);
         Add("sizes", "prompt ids over the context", () => Post(Text, $"{{\"prompt\":[{string.Join(",", Enumerable.Repeat(100, 600))}]}}"), Bad);
-        Add("sizes", "max_tokens over the room left", () => Post(Text, "{\"prompt\":\"hi\",\"max_tokens\":511}"), Bad);
+        // As llama.cpp's n_predict: a cap, so a generation that reaches the context first ends there with "length".
+        Add("sizes", "max_tokens over the room left", () => Post(Text, "{\"prompt\":\"hi\",\"max_tokens\":511}"), HttpStatusCode.OK);
         Add("sizes", "embedding over the context", () => Post(Embed, $"{{\"input\":[{string.Join(",", Enumerable.Repeat(100, 600))}]}}"), Bad);
         Add("sizes", "1000 messages over the context", () => Post(Chat, "{\"messages\":[" + string.Join(",", Enumerable.Repeat("""{"role":"user","content":"hi there"}""", 1000)) + "]}"), Bad);
         Add("sizes", "long stop list", () => Post(Text, "{\"prompt\":\"hi\",\"stop\":[" + string.Join(",", Enumerable.Repeat("\"s\"", 1000)) + "]}"), Bad);
@@ -292,6 +293,8 @@ public sealed class HostileRequestSuiteTests
             try
             {
                 using var request = c.Make();
+                // A fresh connection per case: a pooled one the server closed after an earlier error is not an answer.
+                request.Headers.ConnectionClose = true;
                 using var response = await host.Http.SendAsync(request);
                 string body = await response.Content.ReadAsStringAsync();
                 detail = $"{(int)response.StatusCode} {body[..Math.Min(body.Length, 200)]}";
@@ -301,6 +304,10 @@ public sealed class HostileRequestSuiteTests
             {
                 // Kestrel may close the connection after a 413 before the client has sent the whole body.
                 (clean, detail) = (true, $"connection closed after 413: {e.Message}");
+            }
+            catch (HttpRequestException e)
+            {
+                (clean, detail) = (false, $"no answer: {e.Message} {e.InnerException?.Message}");
             }
             var (tried, ok) = tally.GetValueOrDefault(c.Class);
             tally[c.Class] = (tried + 1, ok + (clean ? 1 : 0));

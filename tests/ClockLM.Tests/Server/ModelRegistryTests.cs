@@ -18,8 +18,8 @@ public sealed class ModelRegistryTests
         using (var unlimited = ModelRegistry.FromFolder(folder.Path, new ModelFolderOptions { Scheduler = Small }))
         using (var lease = unlimited.Acquire(unlimited.Find("stories260K"), null))
             storiesBytes = lease.Model.Bytes;
-        // File plus the KV cache of one slot of 64 positions: 5 layers, K and V of 32 floats.
-        Assert.Equal(new FileInfo(folder.Stories).Length + 64 * 5 * 2 * 32 * 4, storiesBytes);
+        // File plus the KV cache of one slot of 64 positions: 5 layers, K and V of 32 F16 values (the default cache type).
+        Assert.Equal(new FileInfo(folder.Stories).Length + 64 * 5 * 2 * 32 * 2, storiesBytes);
 
         using var registry = ModelRegistry.FromFolder(folder.Path, new ModelFolderOptions { Scheduler = Small, MaxLoadedBytes = 2 * storiesBytes });
         void Use(string name) => registry.Acquire(registry.Find(name), null).Dispose();

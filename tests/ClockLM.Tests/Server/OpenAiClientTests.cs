@@ -90,11 +90,11 @@ public sealed class OpenAiClientTests : IAsyncLifetime
     [Fact]
     public async Task ErrorsComeBackAsStatusAndMessage()
     {
-        var tooMany = await Assert.ThrowsAsync<ClientResultException>(() =>
-            Client().CompleteChatAsync([new UserChatMessage("hi")], new ChatCompletionOptions { MaxOutputTokenCount = 100_000 }));
-        Assert.Equal(400, tooMany.Status);
-        Assert.Contains("max_tokens", tooMany.Message);
-        Assert.Contains("512", tooMany.Message);
+        var tooHot = await Assert.ThrowsAsync<ClientResultException>(() =>
+            Client().CompleteChatAsync([new UserChatMessage("hi")], new ChatCompletionOptions { Temperature = 5 }));
+        Assert.Equal(400, tooHot.Status);
+        Assert.Contains("temperature", tooHot.Message);
+        Assert.Contains("0 to 2", tooHot.Message);
 
         var unknown = await Assert.ThrowsAsync<ClientResultException>(() => Client("gpt-4o").CompleteChatAsync([new UserChatMessage("hi")]));
         Assert.Equal(404, unknown.Status);

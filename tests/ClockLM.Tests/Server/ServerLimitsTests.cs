@@ -83,7 +83,7 @@ public sealed class ServerLimitsTests
             ("/v1/chat/completions", """{"messages":[{"role":"wizard","content":"hi"}]}""", "messages[0].role", "wizard"),
             ("/v1/chat/completions", """{"messages":[]}""", "messages", "at least one"),
             ("/v1/chat/completions", """{"messages":[{"role":"user","content":"hi"}],"max_tokens":0}""", "max_tokens", "from 1"),
-            ("/v1/chat/completions", """{"messages":[{"role":"user","content":"hi"}],"max_tokens":600}""", "max_tokens", "context holds 512"),
+            ("/v1/chat/completions", """{"messages":[{"role":"user","content":"hi"}],"n_keep":-2}""", "n_keep", "from -1"),
             ("/v1/completions", $$"""{"prompt":"{{string.Concat(Enumerable.Repeat("and the dog ", 300))}}"}""", "prompt", "context holds 512"),
             ("/v1/completions", """{"prompt":[1,2,99999]}""", "prompt", "99999"),
             ("/detokenize", """{"tokens":[-1]}""", "tokens", "-1"),

@@ -35,9 +35,11 @@ public sealed class SlotSchedulerTests
         var tooLong = Assert.Throws<CompletionRequestException>(() => scheduler.Submit(new CompletionRequest { PromptIds = new int[64] }));
         Assert.Equal("prompt", tooLong.Parameter);
         Assert.Contains("64 tokens but the context holds 64", tooLong.Message);
-        var tooMany = Assert.Throws<CompletionRequestException>(() => scheduler.Submit(new CompletionRequest { PromptIds = new int[10], MaxTokens = 55 }));
-        Assert.Equal("max_tokens", tooMany.Parameter);
-        Assert.Contains("65 were requested (10 in the prompt, 55 for the completion); lower max_tokens to 54", tooMany.Message);
+        // More tokens than the context has room for are not refused: the generation ends with Length where the context
+        // ends (or shifts it); a keep count below -1 is.
+        var badKeep = Assert.Throws<CompletionRequestException>(() => scheduler.Submit(new CompletionRequest { PromptIds = new int[10], KeepTokens = -2 }));
+        Assert.Equal("n_keep", badKeep.Parameter);
+        Assert.Contains("n_keep is -2; expected -1 (the whole prompt)", badKeep.Message);
         var badId = Assert.Throws<CompletionRequestException>(() => scheduler.Submit(new CompletionRequest { PromptIds = [1, 512] }));
         Assert.Contains("512", badId.Message);
     }

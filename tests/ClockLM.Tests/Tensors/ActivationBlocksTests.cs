@@ -54,10 +54,9 @@ public unsafe class ActivationBlocksTests
     /// exactly 1 (amax 127) with halves ±0.5, ±2.5, ±126.5, ±1.5 (which must round to even, as llama.cpp's x86 quantizer does), an all-zero block, a block
     /// of negative values only, and Gaussian blocks with an outlier.
     /// </summary>
-    [Fact]
+    [FactNeeds(Cpu.Avx2)]
     public void Quantize32Avx2_EqualsScalarOnRoundingEdges()
     {
-        if (!Avx2.IsSupported) return; // the scalar quantizer is the only one on this machine
         var x = new float[32 * 6];
         float[] halves = [127f, 0.5f, -0.5f, 2.5f, -2.5f, 126.5f, -126.5f, 1.5f, -1.5f, 0.49999997f, -0.49999997f, 3.4999998f];
         halves.CopyTo(x, 0);
@@ -90,10 +89,9 @@ public unsafe class ActivationBlocksTests
     /// occurrence sets the sign of the scale), values landing on exact halves after scaling (round half to even), an
     /// all-zero block, a block with one NaN next to ordinary values, a block whose extreme is its very last value, and Gaussian blocks.
     /// </summary>
-    [Fact]
+    [FactNeeds(Cpu.Avx2)]
     public void Quantize256Avx2_EqualsScalarOnEdges()
     {
-        if (!Avx2.IsSupported) return; // the scalar quantizer is the only one on this machine
         var x = new float[256 * 8];
         TestVectors.Gaussian(x.Length, seed: 11).CopyTo(x, 0);
         // Block 0: extreme -127 at index 5 and +127 at index 3 (the first one, +127, decides), values on halves.

@@ -37,7 +37,7 @@ public class LlamaCppTrainedModelTests
         using var model = Model.Load(BuiltInModel);
         var ids = model.Tokenizer.Encode(prompt);
         const int count = 24;
-        var transformer = model.CreateTransformer();
+        var transformer = model.CreateTransformer(cache: KvCacheOptions.F32); // as the oracle's cache
         var logits = transformer.Evaluate(ids.ToArray(), 0).ToArray();
         var ours = new List<int>();
         for (int i = 0; i < count; i++)
@@ -75,7 +75,7 @@ public class LlamaCppTrainedModelTests
             ids.AddRange(model.Tokenizer.Encode(verses[i % verses.Length], addSpecial: false));
         ids = ids.Take(context - 24).ToList();
 
-        var transformer = model.CreateTransformer();
+        var transformer = model.CreateTransformer(cache: KvCacheOptions.F32); // as the oracle's cache
         var logits = transformer.Evaluate(ids.ToArray(), 0).ToArray();
         using var oracle = new LlamaCppOracle(BuiltInModel, contextSize: context);
         var expected = oracle.PromptLogits(ids);
