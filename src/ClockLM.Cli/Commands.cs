@@ -29,5 +29,6 @@ internal static class Commands
         SaeCommand.Create(),
         TrainCommand.Create(),
         FinetuneCommand.Create(),
+        ScoreCommand.Create(),
     ];
 }

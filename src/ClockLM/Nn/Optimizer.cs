@@ -25,13 +25,14 @@ public abstract class Optimizer
     /// <summary>The number of steps taken so far (Adam's t after a step).</summary>
     public long Iterations { get; private set; }
 
-    /// <summary>Applies one update to every parameter that has a gradient.</summary>
-    public void Step<T>(IReadOnlyList<Tensor<T>> parameters) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>Applies one update to every parameter that has a gradient. An optimiser whose update is elementwise
+    /// (Adam, AdamW) shares each parameter's values out over <paramref name="compute"/>'s threads, with the same result.</summary>
+    public void Step<T>(IReadOnlyList<Tensor<T>> parameters, ComputeContext? compute = null) where T : unmanaged, IFloatingPointIeee754<T>
     {
         Iterations++;
         foreach (var parameter in parameters)
             if (parameter.Grad is { } grad)
-                Update(parameter.Data, grad, Iterations, parameter);
+                Update(parameter.Data, grad, Iterations, parameter, compute);
     }
 
     /// <summary>Updates one parameter in place. <paramref name="step"/> counts from 1.</summary>
@@ -39,7 +40,8 @@ public abstract class Optimizer
     /// <param name="grad">d(loss)/d(value).</param>
     /// <param name="step">The step number t, from 1.</param>
     /// <param name="key">Identifies the parameter for <see cref="Slot{T}"/>.</param>
-    protected abstract void Update<T>(T[] value, T[] grad, long step, object key) where T : unmanaged, IFloatingPointIeee754<T>;
+    /// <param name="compute">Threads to share the values out over, or null for the calling thread.</param>
+    protected abstract void Update<T>(T[] value, T[] grad, long step, object key, ComputeContext? compute) where T : unmanaged, IFloatingPointIeee754<T>;
 
     /// <summary>The per-parameter state number <paramref name="slot"/> of <paramref name="parameter"/> (e.g. Adam's m = 0,
     /// v = 1), or null before the first step; a checkpoint saves it.</summary>
@@ -80,7 +82,7 @@ public sealed class Sgd(double learningRate = 0.01, double momentum = 0.0) : Opt
         : throw new ArgumentOutOfRangeException(nameof(momentum), momentum, "momentum must be in [0, 1)");
 
     /// <inheritdoc/>
-    protected override void Update<T>(T[] value, T[] grad, long step, object key)
+    protected override void Update<T>(T[] value, T[] grad, long step, object key, ComputeContext? compute)
     {
         T lr = T.CreateChecked(LearningRate);
         if (Momentum == 0)
@@ -125,42 +127,54 @@ public class Adam : Optimizer
     /// <summary>Added to √v̂ so that the step stays finite.</summary>
     public double Epsilon { get; }
 
+    /// <summary>α·λ of decoupled weight decay: every value is first multiplied by 1 − α·λ (0 for Adam; see <see cref="AdamW"/>).</summary>
+    protected virtual double Decay => 0.0;
+
     /// <inheritdoc/>
-    protected override void Update<T>(T[] value, T[] grad, long step, object key)
+    protected override void Update<T>(T[] value, T[] grad, long step, object key, ComputeContext? compute)
     {
         var m = Slot<T>(key, 0, value.Length);
         var v = Slot<T>(key, 1, value.Length);
         T b1 = T.CreateChecked(Beta1), b2 = T.CreateChecked(Beta2), eps = T.CreateChecked(Epsilon);
-        T lr = T.CreateChecked(LearningRate);
+        T lr = T.CreateChecked(LearningRate), shrink = T.One - T.CreateChecked(Decay);
         // Bias corrections in double: β^t underflows gracefully and stays exact for small t.
         T correct1 = T.CreateChecked(1 / (1 - Math.Pow(Beta1, step)));
         T correct2 = T.CreateChecked(1 / (1 - Math.Pow(Beta2, step)));
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
+        // Every value's update is the same operations whichever chunk, lane or thread runs it.
+        const int chunk = 1 << 14;
+        int chunks = (value.Length + chunk - 1) / chunk;
+        if (compute is null) Range(0, value.Length);
+        else compute.For(chunks, 8L * value.Length, (first, end) => Range(first * chunk, Math.Min(value.Length, end * chunk)));
+
+        void Range(int start, int end)
         {
-            // The same update, Vector<T>.Count values at a time; the scalar loop below finishes the tail.
-            var vm = MemoryMarshal.Cast<T, Vector<T>>(m.AsSpan());
-            var vv = MemoryMarshal.Cast<T, Vector<T>>(v.AsSpan());
-            var vx = MemoryMarshal.Cast<T, Vector<T>>(value.AsSpan());
-            var vg = MemoryMarshal.Cast<T, Vector<T>>(grad.AsSpan());
-            Vector<T> vb1 = new(b1), vb2 = new(b2), va1 = new(T.One - b1), va2 = new(T.One - b2);
-            Vector<T> vc1 = new(correct1), vc2 = new(correct2), vlr = new(lr), veps = new(eps);
-            for (int j = 0; j < vm.Length; j++)
+            int i = start;
+            if (Vector.IsHardwareAccelerated)
             {
-                var g = vg[j];
-                vm[j] = vb1 * vm[j] + va1 * g;
-                vv[j] = vb2 * vv[j] + va2 * g * g;
-                vx[j] -= vlr * (vm[j] * vc1) / (Vector.SquareRoot(vv[j] * vc2) + veps);
+                // The same update, Vector<T>.Count values at a time; the scalar loop below finishes the tail.
+                var vm = MemoryMarshal.Cast<T, Vector<T>>(m.AsSpan(start, end - start));
+                var vv = MemoryMarshal.Cast<T, Vector<T>>(v.AsSpan(start, end - start));
+                var vx = MemoryMarshal.Cast<T, Vector<T>>(value.AsSpan(start, end - start));
+                var vg = MemoryMarshal.Cast<T, Vector<T>>(grad.AsSpan(start, end - start));
+                Vector<T> vb1 = new(b1), vb2 = new(b2), va1 = new(T.One - b1), va2 = new(T.One - b2);
+                Vector<T> vc1 = new(correct1), vc2 = new(correct2), vlr = new(lr), veps = new(eps), vshrink = new(shrink);
+                for (int j = 0; j < vm.Length; j++)
+                {
+                    var g = vg[j];
+                    vm[j] = vb1 * vm[j] + va1 * g;
+                    vv[j] = vb2 * vv[j] + va2 * g * g;
+                    vx[j] = vx[j] * vshrink - vlr * (vm[j] * vc1) / (Vector.SquareRoot(vv[j] * vc2) + veps);
+                }
+                i += vm.Length * Vector<T>.Count;
             }
-            i = vm.Length * Vector<T>.Count;
-        }
-        for (; i < value.Length; i++)
-        {
-            T g = grad[i];
-            m[i] = b1 * m[i] + (T.One - b1) * g;
-            v[i] = b2 * v[i] + (T.One - b2) * g * g;
-            T mHat = m[i] * correct1, vHat = v[i] * correct2;
-            value[i] -= lr * mHat / (T.Sqrt(vHat) + eps);
+            for (; i < end; i++)
+            {
+                T g = grad[i];
+                m[i] = b1 * m[i] + (T.One - b1) * g;
+                v[i] = b2 * v[i] + (T.One - b2) * g * g;
+                T mHat = m[i] * correct1, vHat = v[i] * correct2;
+                value[i] = value[i] * shrink - lr * mHat / (T.Sqrt(vHat) + eps);
+            }
         }
     }
 }
@@ -177,11 +191,6 @@ public sealed class AdamW(double learningRate = 0.001, double weightDecay = 0.00
         ? weightDecay
         : throw new ArgumentOutOfRangeException(nameof(weightDecay), weightDecay, "weight decay must not be negative");
 
-    /// <inheritdoc/>
-    protected override void Update<T>(T[] value, T[] grad, long step, object key)
-    {
-        T shrink = T.One - T.CreateChecked(LearningRate * WeightDecay);
-        for (int i = 0; i < value.Length; i++) value[i] *= shrink;
-        base.Update(value, grad, step, key);
-    }
+    /// <summary>α·λ: θ ← θ·(1 − α·λ) before the Adam update, in the same pass.</summary>
+    protected override double Decay => LearningRate * WeightDecay;
 }

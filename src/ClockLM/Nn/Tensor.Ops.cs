@@ -27,20 +27,33 @@ public sealed partial class Tensor<T>
 
     /// <summary>
     /// Elementwise sum. <paramref name="other"/> has this tensor's shape, or is a bias of shape [n] (or [1, n])
-    /// added to every row of a tensor whose last dimension is n.
+    /// added to every row of a tensor whose last dimension is n. A <paramref name="compute"/> context shares equal-shape
+    /// sums out over its threads in blocks of 4096 values (same values).
     /// </summary>
-    public Tensor<T> Add(Tensor<T> other)
+    public Tensor<T> Add(Tensor<T> other, ComputeContext? compute = null)
     {
         var a = this;
         if (SameShape(Shape, other.Shape))
         {
-            var sum = new T[Length];
-            for (int i = 0; i < sum.Length; i++) sum[i] = a.Data[i] + other.Data[i];
+            const int block = 4096;
+            int length = Length, blocks = (length + block - 1) / block;
+            var sum = NewData(compute, length, zeroed: false);
+            Split(compute, blocks, length, (start, end) =>
+            {
+                for (int i = start * block; i < Math.Min(length, end * block); i++) sum[i] = a.Data[i] + other.Data[i];
+            });
             var same = Result(Shape, sum, a, other);
             same.SetBackward(() =>
             {
-                if (a.RequiresGrad) AddInto(a.EnsureGrad(), same._grad!);
-                if (other.RequiresGrad) AddInto(other.EnsureGrad(), same._grad!);
+                var g = same._grad!;
+                var ga = a.RequiresGrad ? a.EnsureGrad(compute) : null;
+                var go = other.RequiresGrad ? other.EnsureGrad(compute) : null;
+                Split(compute, blocks, 2L * length, (start, end) =>
+                {
+                    int from = start * block, count = Math.Min(length, end * block) - from;
+                    if (ga != null) AddInto(ga.AsSpan(from, count), g.AsSpan(from, count));
+                    if (go != null) AddInto(go.AsSpan(from, count), g.AsSpan(from, count));
+                });
             });
             return same;
         }
@@ -264,5 +277,5 @@ public sealed partial class Tensor<T>
 
     internal static bool SameShape(int[] a, int[] b) => a.AsSpan().SequenceEqual(b);
 
-    private static void AddInto(T[] target, T[] source) => MatMulKernel.Axpy<T>(target, T.One, source);
+    private static void AddInto(Span<T> target, ReadOnlySpan<T> source) => MatMulKernel.Axpy<T>(target, T.One, source);
 }

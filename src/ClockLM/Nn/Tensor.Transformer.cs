@@ -9,26 +9,28 @@ public sealed partial class Tensor<T>
 {
     /// <summary>
     /// Embedding lookup: row i of the result is row <c>ids[i]</c> of <paramref name="table"/> (vocab × dim).
-    /// The gradient of a table row is the sum of the gradients of the rows that read it.
+    /// The gradient of a table row is the sum of the gradients of the rows that read it (added in row order).
     /// </summary>
-    public static Tensor<T> Embedding(Tensor<T> table, int[] ids)
+    public static Tensor<T> Embedding(Tensor<T> table, int[] ids, ComputeContext? compute = null)
     {
         ArgumentNullException.ThrowIfNull(ids);
         if (table.Rank != 2)
             throw new ShapeMismatchException("Embedding", table.Shape, [ids.Length], "expected a (vocab × dim) table");
         int vocab = table.Shape[0], dim = table.Shape[1];
-        var data = new T[ids.Length * dim];
         for (int i = 0; i < ids.Length; i++)
-        {
             if ((uint)ids[i] >= (uint)vocab)
                 throw new ArgumentOutOfRangeException(nameof(ids), ids[i], $"token id at index {i} is outside the table (0..{vocab - 1})");
-            table.Data.AsSpan(ids[i] * dim, dim).CopyTo(data.AsSpan(i * dim, dim));
-        }
+        var data = NewData(compute, (long)ids.Length * dim, zeroed: false);
+        Split(compute, ids.Length, (long)ids.Length * dim, (start, end) =>
+        {
+            for (int i = start; i < end; i++)
+                table.Data.AsSpan(ids[i] * dim, dim).CopyTo(data.AsSpan(i * dim, dim));
+        });
         var output = Result([ids.Length, dim], data, table);
         output.SetBackward(() =>
         {
             var g = output._grad!;
-            var gt = table.EnsureGrad();
+            var gt = table.EnsureGrad(compute);
             for (int i = 0; i < ids.Length; i++)
                 MatMulKernel.Axpy<T>(gt.AsSpan(ids[i] * dim, dim), T.One, g.AsSpan(i * dim, dim));
         });
@@ -37,12 +39,14 @@ public sealed partial class Tensor<T>
 
     /// <summary>
     /// Linear map by a weight stored (out × in) row-major, as GGUF stores matrices: this (n × in) → (n × out),
-    /// y = x·Wᵀ, i.e. y[i, o] = Σ_j x[i, j]·W[o, j].
+    /// y = x·Wᵀ, i.e. y[i, o] = Σ_j x[i, j]·W[o, j]. Given a <paramref name="compute"/> context (float only), the
+    /// product and both gradients are one packed matrix product each over all n rows.
     /// </summary>
-    public Tensor<T> Linear(Tensor<T> weight)
+    public Tensor<T> Linear(Tensor<T> weight, ComputeContext? compute = null)
     {
         if (Rank != 2 || weight.Rank != 2 || Shape[1] != weight.Shape[1])
             throw new ShapeMismatchException("Linear", Shape, weight.Shape, "expected (n × in) by a weight (out × in)");
+        if (FastPath(compute, "Linear")) return FromFloat(FastFloatOps.Linear(AsFloat(this), AsFloat(weight), compute!));
         int n = Shape[0], inDim = Shape[1], outDim = weight.Shape[0];
         var x = this;
         var y = new T[n * outDim];
@@ -66,9 +70,11 @@ public sealed partial class Tensor<T>
     }
 
     /// <summary>
-    /// RMSNorm of every row: y = w ⊙ x / √(mean(x²) + ε), with <paramref name="weight"/> of shape [dim].
+    /// RMSNorm of every row: y = w ⊙ x / √(mean(x²) + ε), with <paramref name="weight"/> of shape [dim]. A
+    /// <paramref name="compute"/> context shares the rows (and, for dw, blocks of columns) out over its threads; every
+    /// value is computed as without one, bit for bit.
     /// </summary>
-    public Tensor<T> RmsNorm(Tensor<T> weight, double epsilon)
+    public Tensor<T> RmsNorm(Tensor<T> weight, double epsilon, ComputeContext? compute = null)
     {
         int rows = Rows, dim = Columns;
         if (weight.Length != dim)
@@ -76,32 +82,50 @@ public sealed partial class Tensor<T>
         var x = this;
         T eps = T.CreateChecked(epsilon), n = T.CreateChecked(dim);
         var inv = new T[rows];
-        var y = new T[Length];
-        for (int r = 0; r < rows; r++)
+        var y = NewData(compute, Length, zeroed: false);
+        Split(compute, rows, (long)rows * dim, (start, end) =>
         {
-            var xr = x.Data.AsSpan(r * dim, dim);
-            inv[r] = T.One / T.Sqrt(MatMulKernel.Dot<T>(xr, xr) / n + eps);
-            for (int j = 0; j < dim; j++) y[r * dim + j] = weight.Data[j] * (inv[r] * xr[j]);
-        }
+            for (int r = start; r < end; r++)
+            {
+                var xr = x.Data.AsSpan(r * dim, dim);
+                inv[r] = T.One / T.Sqrt(MatMulKernel.Dot<T>(xr, xr) / n + eps);
+                for (int j = 0; j < dim; j++) y[r * dim + j] = weight.Data[j] * (inv[r] * xr[j]);
+            }
+        });
         var output = Result(Shape, y, x, weight);
         output.SetBackward(() =>
         {
             var g = output._grad!;
-            var gx = x.RequiresGrad ? x.EnsureGrad() : null;
-            var gw = weight.RequiresGrad ? weight.EnsureGrad() : null;
-            for (int r = 0; r < rows; r++)
+            if (weight.RequiresGrad)
             {
-                int o = r * dim;
-                T s = inv[r];
-                if (gw != null)
-                    for (int j = 0; j < dim; j++) gw[j] += g[o + j] * x.Data[o + j] * s;
-                if (gx == null) continue;
-                // With u = w ⊙ g:  dx = s·u − s³/dim · x · (u·x)
-                T ux = T.Zero;
-                for (int j = 0; j < dim; j++) ux += weight.Data[j] * g[o + j] * x.Data[o + j];
-                T c = s * s * s * ux / n;
-                for (int j = 0; j < dim; j++) gx[o + j] += s * weight.Data[j] * g[o + j] - c * x.Data[o + j];
+                // dw_j = Σ_r g[r, j]·x[r, j]·s_r, the rows in order; the columns go in blocks of 64 to the threads.
+                var gw = weight.EnsureGrad(compute);
+                Split(compute, (dim + 63) / 64, (long)rows * dim, (start, end) =>
+                {
+                    int j0 = start * 64, j1 = Math.Min(dim, end * 64);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        int o = r * dim;
+                        T s = inv[r];
+                        for (int j = j0; j < j1; j++) gw[j] += g[o + j] * x.Data[o + j] * s;
+                    }
+                });
             }
+            if (!x.RequiresGrad) return;
+            var gx = x.EnsureGrad(compute);
+            Split(compute, rows, 2L * rows * dim, (start, end) =>
+            {
+                for (int r = start; r < end; r++)
+                {
+                    int o = r * dim;
+                    T s = inv[r];
+                    // With u = w ⊙ g:  dx = s·u − s³/dim · x · (u·x)
+                    T ux = T.Zero;
+                    for (int j = 0; j < dim; j++) ux += weight.Data[j] * g[o + j] * x.Data[o + j];
+                    T c = s * s * s * ux / n;
+                    for (int j = 0; j < dim; j++) gx[o + j] += s * weight.Data[j] * g[o + j] - c * x.Data[o + j];
+                }
+            });
         });
         return output;
     }
@@ -109,9 +133,10 @@ public sealed partial class Tensor<T>
     /// <summary>
     /// Rotary position embedding: in each head of <paramref name="headSize"/> values, the pair (x[2i], x[2i+1]) is
     /// rotated by the angle t·base^(−2i/headSize), where t = row mod <paramref name="seqLen"/> is the position.
-    /// The angles are computed in float exactly as the inference engine computes them.
+    /// The angles are computed in float exactly as the inference engine computes them. A <paramref name="compute"/>
+    /// context shares the rows out over its threads (same values).
     /// </summary>
-    public Tensor<T> Rope(int headSize, int seqLen, float ropeBase)
+    public Tensor<T> Rope(int headSize, int seqLen, float ropeBase, ComputeContext? compute = null)
     {
         int rows = Rows, cols = Columns;
         if (headSize <= 0 || headSize % 2 != 0 || cols % headSize != 0)
@@ -120,22 +145,23 @@ public sealed partial class Tensor<T>
             throw new ArgumentException($"Rope: {rows} rows are not whole sequences of {seqLen} positions", nameof(seqLen));
         var (cos, sin) = RopeTables(headSize, seqLen, ropeBase);
         var x = this;
-        var y = new T[Length];
-        Rotate(x.Data, y, cos, sin, rows, cols, seqLen, headSize, T.One);
+        var y = NewData(compute, Length, zeroed: false);
+        Split(compute, rows, 4L * rows * cols, (start, end) => Rotate(x.Data, y, cos, sin, start, end, cols, seqLen, headSize, T.One, add: false));
         var output = Result(Shape, y, x);
         output.SetBackward(() =>
         {
             // The transpose of a rotation is the rotation by the opposite angle.
-            var dx = new T[x.Length];
-            Rotate(output._grad!, dx, cos, sin, rows, cols, seqLen, headSize, -T.One);
-            AddInto(x.EnsureGrad(), dx);
+            var g = output._grad!;
+            var gx = x.EnsureGrad(compute);
+            Split(compute, rows, 5L * rows * cols, (start, end) => Rotate(g, gx, cos, sin, start, end, cols, seqLen, headSize, -T.One, add: true));
         });
         return output;
 
-        static void Rotate(T[] source, T[] target, T[] cos, T[] sin, int rows, int cols, int seqLen, int headSize, T sign)
+        // Rotates rows [first, end) of source into target (added to it when add).
+        static void Rotate(T[] source, T[] target, T[] cos, T[] sin, int first, int end, int cols, int seqLen, int headSize, T sign, bool add)
         {
             int half = headSize / 2;
-            for (int r = 0; r < rows; r++)
+            for (int r = first; r < end; r++)
             {
                 int t = r % seqLen;
                 for (int c = 0; c < cols; c += 2)
@@ -143,8 +169,17 @@ public sealed partial class Tensor<T>
                     int i = (c % headSize) / 2;
                     T cs = cos[t * half + i], sn = sign * sin[t * half + i];
                     T a = source[r * cols + c], b = source[r * cols + c + 1];
-                    target[r * cols + c] = a * cs - b * sn;
-                    target[r * cols + c + 1] = a * sn + b * cs;
+                    T ra = a * cs - b * sn, rb = a * sn + b * cs;
+                    if (add)
+                    {
+                        target[r * cols + c] += ra;
+                        target[r * cols + c + 1] += rb;
+                    }
+                    else
+                    {
+                        target[r * cols + c] = ra;
+                        target[r * cols + c + 1] = rb;
+                    }
                 }
             }
         }
@@ -170,9 +205,11 @@ public sealed partial class Tensor<T>
     /// Causal multi-head self-attention with grouped-query heads. <paramref name="q"/> is (batch·seqLen × heads·headSize),
     /// <paramref name="k"/> and <paramref name="v"/> are (batch·seqLen × kvHeads·headSize); query head h reads key/value
     /// head h / (heads / kvHeads). Position t attends to positions 0..t of its own sequence with weights
-    /// softmax(q·k / √headSize). Returns (batch·seqLen × heads·headSize), the heads side by side.
+    /// softmax(q·k / √headSize). Returns (batch·seqLen × heads·headSize), the heads side by side. Given a
+    /// <paramref name="compute"/> context (float only) it runs fused: see <see cref="FusedAttention"/>.
     /// </summary>
-    public static Tensor<T> CausalSelfAttention(Tensor<T> q, Tensor<T> k, Tensor<T> v, int batch, int seqLen, int heads, int kvHeads)
+    public static Tensor<T> CausalSelfAttention(Tensor<T> q, Tensor<T> k, Tensor<T> v, int batch, int seqLen, int heads, int kvHeads,
+        ComputeContext? compute = null)
     {
         if (heads <= 0 || kvHeads <= 0 || heads % kvHeads != 0)
             throw new ArgumentException($"attention: {heads} heads are not a multiple of {kvHeads} key/value heads", nameof(heads));
@@ -184,6 +221,10 @@ public sealed partial class Tensor<T>
             throw new ShapeMismatchException("CausalSelfAttention", k.Shape, [n, kvDim], "expected keys (batch·seqLen × kvHeads·headSize)");
         if (v.Rank != 2 || v.Rows != n || v.Columns != kvDim)
             throw new ShapeMismatchException("CausalSelfAttention", v.Shape, [n, kvDim], "expected values (batch·seqLen × kvHeads·headSize)");
+
+        if (FastPath(compute, "CausalSelfAttention"))
+            return FromFloat(FastFloatOps.CausalSelfAttention(AsFloat(q), AsFloat(k), AsFloat(v),
+                new FusedAttention.Shape(batch, seqLen, heads, kvHeads, headSize), compute!));
 
         int group = heads / kvHeads;
         T scale = T.One / T.Sqrt(T.CreateChecked(headSize));
@@ -256,10 +297,12 @@ public sealed partial class Tensor<T>
         return output;
     }
 
-    /// <summary>SwiGLU gate: silu(this) ⊙ <paramref name="up"/>, where silu(g) = g·σ(g).</summary>
-    public Tensor<T> SwiGlu(Tensor<T> up)
+    /// <summary>SwiGLU gate: silu(this) ⊙ <paramref name="up"/>, where silu(g) = g·σ(g). Given a
+    /// <paramref name="compute"/> context (float only), eight lanes at a time on its threads (<see cref="FloatRows.SwiGlu"/>).</summary>
+    public Tensor<T> SwiGlu(Tensor<T> up, ComputeContext? compute = null)
     {
         RequireSameShape("SwiGlu", up);
+        if (FastPath(compute, "SwiGlu")) return FromFloat(FastFloatOps.SwiGlu(AsFloat(this), AsFloat(up), compute!));
         var gate = this;
         var y = new T[Length];
         for (int i = 0; i < y.Length; i++)
@@ -283,13 +326,16 @@ public sealed partial class Tensor<T>
     /// <summary>
     /// Mean cross-entropy of next-token predictions: this holds logits (n × vocab), <paramref name="targets"/> the n
     /// correct ids; the loss is mean_i(−log softmax(logits_i)[targets_i]). Its gradient is (softmax − onehot) / n.
+    /// Given a <paramref name="compute"/> context (float only), rows run on its threads with eight-lane exponentials
+    /// and only each row's log-sum-exp is kept for the backward pass.
     /// </summary>
-    public Tensor<T> CrossEntropy(int[] targets)
+    public Tensor<T> CrossEntropy(int[] targets, ComputeContext? compute = null)
     {
         ArgumentNullException.ThrowIfNull(targets);
         int rows = Rows, vocab = Columns;
         if (Rank != 2 || targets.Length != rows)
             throw new ShapeMismatchException("CrossEntropy", Shape, [targets.Length], "expected logits (n × vocab) and n targets");
+        if (FastPath(compute, "CrossEntropy")) return FromFloat(FastFloatOps.CrossEntropy(AsFloat(this), targets, compute!));
         var logits = this;
         var probabilities = new T[Length];
         var losses = new T[rows];

@@ -152,8 +152,36 @@ public sealed partial class Tensor<T> where T : unmanaged, IFloatingPointIeee754
             order[i]._backward?.Invoke();
     }
 
-    /// <summary>The gradient buffer, allocated (zeros) on first use.</summary>
-    internal T[] EnsureGrad() => _grad ??= new T[Data.Length];
+    /// <summary>The gradient buffer, allocated (zeros) on first use, from <paramref name="compute"/>'s recycled arrays when given.</summary>
+    internal T[] EnsureGrad(ComputeContext? compute = null) => _grad ??= compute?.Rent<T>(Data.Length, zeroed: true) ?? new T[Data.Length];
+
+    /// <summary>
+    /// Hands the value and gradient arrays of this tensor and of every operation result it was computed from back to
+    /// <paramref name="compute"/>, whose next operations reuse them. Parameters and inputs (tensors no operation made)
+    /// keep theirs. Call it when a step is done with its graph (after reading the loss): none of the graph's results may
+    /// be used afterwards.
+    /// </summary>
+    public void ReleaseGraph(ComputeContext compute)
+    {
+        ArgumentNullException.ThrowIfNull(compute);
+        var seen = new HashSet<Tensor<T>>(ReferenceEqualityComparer.Instance);
+        var stack = new Stack<Tensor<T>>();
+        stack.Push(this);
+        while (stack.Count > 0)
+        {
+            var t = stack.Pop();
+            if (t._parents.Length == 0 || !seen.Add(t)) continue;
+            compute.Return(t.Data);
+            if (t._grad != null) compute.Return(t._grad);
+            t._grad = null;
+            t._backward = null;
+            foreach (var p in t._parents) stack.Push(p);
+        }
+    }
+
+    /// <summary>A new array for an operation's result: recycled by <paramref name="compute"/> when given.</summary>
+    private static T[] NewData(ComputeContext? compute, long length, bool zeroed = true) =>
+        compute?.Rent<T>(checked((int)length), zeroed) ?? new T[length];
 
     /// <summary>Creates the result of an operation: it requires a gradient when any parent does.</summary>
     internal static Tensor<T> Result(int[] shape, T[] data, params Tensor<T>[] parents)
@@ -168,6 +196,28 @@ public sealed partial class Tensor<T> where T : unmanaged, IFloatingPointIeee754
     {
         if (RequiresGrad) _backward = backward;
     }
+
+    /// <summary>Runs <paramref name="body"/>(start, end) over [0, <paramref name="count"/>): in one call here without a
+    /// context, split over the context's threads with one.</summary>
+    private static void Split(ComputeContext? compute, int count, long work, Action<int, int> body)
+    {
+        if (compute is null) body(0, count);
+        else compute.For(count, work, body);
+    }
+
+    /// <summary>True when <paramref name="operation"/> should take its float fast path: a context was given (which needs
+    /// float tensors).</summary>
+    private static bool FastPath(ComputeContext? compute, string operation)
+    {
+        if (compute is null) return false;
+        if (typeof(T) != typeof(float))
+            throw new NotSupportedException($"{operation}: the fast path of a ComputeContext runs float tensors, not {typeof(T).Name}");
+        return true;
+    }
+
+    private static Tensor<float> AsFloat(Tensor<T> tensor) => (Tensor<float>)(object)tensor;
+
+    private static Tensor<T> FromFloat(Tensor<float> tensor) => (Tensor<T>)(object)tensor;
 
     /// <inheritdoc/>
     public override string ToString() => $"Tensor<{typeof(T).Name}>{ShapeMismatchException.Format(Shape)}";

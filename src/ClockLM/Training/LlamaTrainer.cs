@@ -38,7 +38,8 @@ public sealed record TrainingResult(
 /// Trains a <see cref="LlamaTrainingModel"/> on a text: a BPE tokenizer learnt from the text, batches of random
 /// windows, AdamW with warm-up plus cosine decay and gradient clipping, a held-out validation loss, and checkpoints
 /// from which a stopped run continues bit for bit as if it had never stopped (batch order depends only on the seed
-/// and the step number).
+/// and the step number). The steps run on <see cref="TrainingOptions.Threads"/> threads through a
+/// <see cref="ComputeContext"/>; the weights come out the same bits for any thread count.
 /// </summary>
 public static class LlamaTrainer
 {
@@ -50,22 +51,30 @@ public static class LlamaTrainer
     /// <param name="resume">Continue from <paramref name="checkpointPath"/> if that file exists.</param>
     /// <param name="progress">Called after every step.</param>
     /// <param name="cancellation">Stops the run between steps.</param>
+    /// <param name="validationText">Held-out text for the validation loss; null holds out every 20th line of <paramref name="text"/>.</param>
     public static TrainingResult Train(string text, TrainingOptions options, string? checkpointPath = null, bool resume = false,
-        Action<TrainingProgress>? progress = null, CancellationToken cancellation = default)
+        Action<TrainingProgress>? progress = null, CancellationToken cancellation = default, string? validationText = null)
     {
         ArgumentNullException.ThrowIfNull(text);
         TrainingCheckpoint? checkpoint = resume && checkpointPath != null && File.Exists(checkpointPath)
             ? TrainingCheckpoint.Load(checkpointPath)
             : null;
-        if (checkpoint != null) options = checkpoint.Options;
+        // A resumed run keeps its checkpoint's settings, on this run's threads.
+        if (checkpoint != null) options = checkpoint.Options with { Threads = options.Threads };
         if (options.Validate() is { } problem) throw new ArgumentException(problem, nameof(options));
 
         var lines = TrainingCorpus.Lines(text);
         if (lines.Count == 0) throw new ArgumentException("the training text is empty", nameof(text));
+        List<string>? validationLines = null;
+        if (validationText != null)
+        {
+            validationLines = TrainingCorpus.Lines(validationText);
+            if (validationLines.Count == 0) throw new ArgumentException("the validation text is empty", nameof(validationText));
+        }
         var tokenizer = checkpoint?.Tokenizer ?? BpeTrainer.Train(lines, options.VocabSize);
         // A vocabulary that ran out of merges is smaller than asked: the model gets the tokenizer's size.
         if (tokenizer.VocabSize != options.VocabSize) options = options with { VocabSize = tokenizer.VocabSize };
-        var corpus = TrainingCorpus.Encode(lines, tokenizer);
+        var corpus = TrainingCorpus.Encode(lines, tokenizer, validationLines);
         int seqLen = options.ContextLength;
         if (corpus.Train.Length < seqLen || corpus.Validation.Length < seqLen)
             throw new ArgumentException($"the text gives {corpus.Train.Length} training and {corpus.Validation.Length} validation tokens; " +
@@ -92,6 +101,7 @@ public static class LlamaTrainer
             validationLoss = checkpoint.ValidationLoss;
         }
 
+        using var compute = new ComputeContext(options.ThreadCount);
         var schedule = new WarmupCosineSchedule(options.LearningRate, options.MinLearningRate, Math.Min(options.WarmupSteps, options.Steps), options.Steps);
         int batch = options.Batch;
         var inputs = new int[batch * seqLen];
@@ -110,16 +120,17 @@ public static class LlamaTrainer
             }
 
             foreach (var p in parameters) p.ZeroGrad();
-            var lossTensor = model.Loss(inputs, targets, batch, seqLen);
+            var lossTensor = model.Loss(inputs, targets, batch, seqLen, compute);
             lossTensor.Backward();
-            GradientClipping.ClipByGlobalNorm(parameters, options.ClipNorm);
+            GradientClipping.ClipByGlobalNorm(parameters, options.ClipNorm, compute);
             double lr = schedule.At(step);
             optimizer.LearningRate = lr;
             norms.LearningRate = lr;
-            optimizer.Step(matrices);
-            norms.Step(gains);
+            optimizer.Step(matrices, compute);
+            norms.Step(gains, compute);
 
             loss = lossTensor.Scalar;
+            lossTensor.ReleaseGraph(compute);
             if (step == startStep && checkpoint == null) initialLoss = loss;
             step++;
             tokensSeen += batch * seqLen;
@@ -127,7 +138,7 @@ public static class LlamaTrainer
 
             double? evaluated = null;
             if (step == options.Steps || (options.EvalEvery > 0 && step % options.EvalEvery == 0))
-                validationLoss = (double)(evaluated = ValidationLoss(model, corpus, options));
+                validationLoss = (double)(evaluated = ValidationLoss(model, corpus, options, compute));
 
             double seconds = clock.Elapsed.TotalSeconds;
             bool saved = false;
@@ -148,7 +159,7 @@ public static class LlamaTrainer
     }
 
     /// <summary>Mean loss over evenly spaced windows of the held-out tokens (the same windows every time).</summary>
-    public static double ValidationLoss(LlamaTrainingModel model, TrainingCorpus corpus, TrainingOptions options)
+    public static double ValidationLoss(LlamaTrainingModel model, TrainingCorpus corpus, TrainingOptions options, ComputeContext? compute = null)
     {
         int seqLen = options.ContextLength, batch = options.Batch;
         int windows = options.EvalBatches * batch;
@@ -163,7 +174,9 @@ public static class LlamaTrainer
                 int start = (int)((long)span * (first + b) / Math.Max(1, windows - 1));
                 corpus.Window(corpus.Validation, start, seqLen, inputs.AsSpan(b * seqLen, seqLen), targets.AsSpan(b * seqLen, seqLen));
             }
-            total += model.Loss(inputs, targets, batch, seqLen).Scalar;
+            var loss = model.Loss(inputs, targets, batch, seqLen, compute);
+            total += loss.Scalar;
+            if (compute != null) loss.ReleaseGraph(compute);
         }
         return total / options.EvalBatches;
     }

@@ -93,9 +93,10 @@ public sealed class LlamaTrainingModel
     /// <summary>
     /// The forward pass over <paramref name="batch"/> sequences of <paramref name="seqLen"/> tokens
     /// (<paramref name="tokens"/> holds them one after another); returns logits (batch·seqLen × vocab), row b·seqLen + t
-    /// predicting the token after position t of sequence b.
+    /// predicting the token after position t of sequence b. With a <paramref name="compute"/> context every operation
+    /// takes its fast path on the context's threads; without one, the plain operations run on the calling thread.
     /// </summary>
-    public Tensor<float> Forward(int[] tokens, int batch, int seqLen)
+    public Tensor<float> Forward(int[] tokens, int batch, int seqLen, ComputeContext? compute = null)
     {
         ArgumentNullException.ThrowIfNull(tokens);
         if (batch <= 0 || seqLen <= 0 || tokens.Length != batch * seqLen)
@@ -103,26 +104,26 @@ public sealed class LlamaTrainingModel
         if (seqLen > Config.ContextLength)
             throw new ArgumentException($"sequence length {seqLen} exceeds the context length {Config.ContextLength}", nameof(seqLen));
         var c = Config;
-        var x = Tensor<float>.Embedding(TokenEmbedding, tokens);
+        var x = Tensor<float>.Embedding(TokenEmbedding, tokens, compute);
         foreach (var w in Layers)
         {
             // Decode: normalise, project to q, k, v; rotate q and k by position.
-            var h = x.RmsNorm(w.AttnNorm, c.RmsEpsilon);
-            var q = h.Linear(w.Wq).Rope(c.HeadSize, seqLen, c.RopeBase);
-            var k = h.Linear(w.Wk).Rope(c.HeadSize, seqLen, c.RopeBase);
-            var v = h.Linear(w.Wv);
+            var h = x.RmsNorm(w.AttnNorm, c.RmsEpsilon, compute);
+            var q = h.Linear(w.Wq, compute).Rope(c.HeadSize, seqLen, c.RopeBase, compute);
+            var k = h.Linear(w.Wk, compute).Rope(c.HeadSize, seqLen, c.RopeBase, compute);
+            var v = h.Linear(w.Wv, compute);
             // Execute and write back: attention, then the SwiGLU feed-forward network, each added into the residual stream.
-            var attention = Tensor<float>.CausalSelfAttention(q, k, v, batch, seqLen, c.Heads, c.KvHeads);
-            x = x + attention.Linear(w.Wo);
-            h = x.RmsNorm(w.FfnNorm, c.RmsEpsilon);
-            x = x + h.Linear(w.W1).SwiGlu(h.Linear(w.W3)).Linear(w.W2);
+            var attention = Tensor<float>.CausalSelfAttention(q, k, v, batch, seqLen, c.Heads, c.KvHeads, compute);
+            x = x.Add(attention.Linear(w.Wo, compute), compute);
+            h = x.RmsNorm(w.FfnNorm, c.RmsEpsilon, compute);
+            x = x.Add(h.Linear(w.W1, compute).SwiGlu(h.Linear(w.W3, compute), compute).Linear(w.W2, compute), compute);
         }
-        return x.RmsNorm(FinalNorm, c.RmsEpsilon).Linear(TokenEmbedding);
+        return x.RmsNorm(FinalNorm, c.RmsEpsilon, compute).Linear(TokenEmbedding, compute);
     }
 
     /// <summary>Mean next-token cross-entropy of <paramref name="inputs"/> predicting <paramref name="targets"/>.</summary>
-    public Tensor<float> Loss(int[] inputs, int[] targets, int batch, int seqLen) =>
-        Forward(inputs, batch, seqLen).CrossEntropy(targets);
+    public Tensor<float> Loss(int[] inputs, int[] targets, int batch, int seqLen, ComputeContext? compute = null) =>
+        Forward(inputs, batch, seqLen, compute).CrossEntropy(targets, compute);
 
     /// <summary>Writes the model as a llama-architecture GGUF (F32 or F16 matrices, F32 norms) with the tokenizer.</summary>
     public void ExportGguf(string path, string name, SentencePieceTokenizer tokenizer, GgmlType matrixType = GgmlType.F32)

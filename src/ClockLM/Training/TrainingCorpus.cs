@@ -4,8 +4,9 @@ namespace ClockLM.Training;
 
 /// <summary>
 /// A text turned into token ids by the inference tokenizer itself, so that a trained model sees exactly the ids it
-/// will be given at run time. Each line is encoded with its newline (and the tokenizer's space prefix); every 20th line
-/// is held out for validation (with fewer than 20 lines, the last tenth of the tokens is).
+/// will be given at run time. Each line is encoded with its newline (and the tokenizer's space prefix). The validation
+/// text is a separate one when given (a held-out book, say); otherwise every 20th line is held out (with fewer than 20
+/// lines, the last tenth of the tokens is).
 /// </summary>
 public sealed class TrainingCorpus
 {
@@ -29,11 +30,14 @@ public sealed class TrainingCorpus
     public static List<string> Lines(string text) =>
         text.Replace("\r\n", "\n").Split('\n').Where(line => line.Trim().Length > 0).ToList();
 
-    /// <summary>Encodes <paramref name="lines"/> with <paramref name="tokenizer"/>.</summary>
-    public static TrainingCorpus Encode(IReadOnlyList<string> lines, Tokenizer tokenizer)
+    /// <summary>Encodes <paramref name="lines"/> with <paramref name="tokenizer"/>: all of them for training when
+    /// <paramref name="validationLines"/> are given, else all but the held-out ones.</summary>
+    public static TrainingCorpus Encode(IReadOnlyList<string> lines, Tokenizer tokenizer, IReadOnlyList<string>? validationLines = null)
     {
-        var encoded = new List<int>[lines.Count];
-        Parallel.For(0, lines.Count, i => encoded[i] = tokenizer.Encode(lines[i] + "\n", addSpecial: false));
+        if (validationLines != null)
+            return new TrainingCorpus([.. EncodeLines(lines, tokenizer).SelectMany(ids => ids)],
+                [.. EncodeLines(validationLines, tokenizer).SelectMany(ids => ids)], tokenizer.BosId);
+        var encoded = EncodeLines(lines, tokenizer);
         var train = new List<int>();
         var validation = new List<int>();
         for (int i = 0; i < lines.Count; i++)
@@ -45,6 +49,14 @@ public sealed class TrainingCorpus
             train.RemoveRange(split, train.Count - split);
         }
         return new TrainingCorpus(train.ToArray(), validation.ToArray(), tokenizer.BosId);
+    }
+
+    /// <summary>Each line with its newline, as the tokenizer encodes it at run time (no BOS).</summary>
+    public static List<int>[] EncodeLines(IReadOnlyList<string> lines, Tokenizer tokenizer)
+    {
+        var encoded = new List<int>[lines.Count];
+        Parallel.For(0, lines.Count, i => encoded[i] = tokenizer.Encode(lines[i] + "\n", addSpecial: false));
+        return encoded;
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using ClockLM.Models;
 
 namespace ClockLM.Training;
@@ -59,6 +60,15 @@ public sealed record TrainingOptions
     /// <summary>Batches of held-out text per validation-loss evaluation.</summary>
     public int EvalBatches { get; init; } = 4;
 
+    /// <summary>Threads the training steps run on (0: one per processor). Not saved in checkpoints: the result is the
+    /// same bits for any thread count, so a run may resume on another.</summary>
+    [JsonIgnore]
+    public int Threads { get; init; }
+
+    /// <summary>The thread count <see cref="Threads"/> stands for.</summary>
+    [JsonIgnore]
+    public int ThreadCount => Threads > 0 ? Threads : Environment.ProcessorCount;
+
     /// <summary>The model shape these options describe.</summary>
     public LlamaConfig ModelConfig => new(Dim, HiddenDim, Layers, Heads, KvHeads, VocabSize, ContextLength);
 
@@ -78,6 +88,7 @@ public sealed record TrainingOptions
         if (CheckpointEvery < 0) return $"--checkpoint-every {CheckpointEvery} must not be negative";
         if (EvalEvery < 0) return $"--eval-every {EvalEvery} must not be negative";
         if (EvalBatches <= 0) return $"eval batches {EvalBatches} must be positive";
+        if (Threads is < 0 or > 1024) return $"--threads {Threads} must be 0 (one per processor) to 1024";
         return null;
     }
 }

@@ -53,7 +53,7 @@ public sealed class StructuredCommandTests
         using var dir = new TempDir();
         File.WriteAllText(dir.File("tools.json"), """[{"type": "function", "function": {"name": "time", "description": "The time now", "parameters": {"type": "object", "properties": {"zone": {"enum": ["UTC", "CET"]}}, "required": ["zone"]}}}]""");
         var r = ClockLMProcess.RunWithInput("What time is it?\n/result 12:00\n/exit\n", TimeSpan.FromMinutes(2),
-            "chat", "--tools", dir.File("tools.json"), "--tool-choice", "required", "-n", "80", "--ctx", "1024", "--temp", "1");
+            "chat", "--tools", dir.File("tools.json"), "--tool-choice", "required", "-n", "160", "--ctx", "1024", "--temp", "1");
         Assert.True(r.ExitCode == 0, r.StdErr);
         Assert.Matches("\\[tool call call_[0-9a-f]+: time\\(\\{\"zone\": ?\"(UTC|CET)\"\\}\\)\\]", r.StdOut);
         Assert.Contains("/result TEXT gives each its result", r.StdOut);

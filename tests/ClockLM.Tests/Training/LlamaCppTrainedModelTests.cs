@@ -47,7 +47,47 @@ public class LlamaCppTrainedModelTests
             if (i < count - 1) logits = transformer.Forward(next, ids.Count + i).ToArray();
         }
 
-        using var oracle = new LlamaCppOracle(BuiltInModel, contextSize: 128);
+        using var oracle = new LlamaCppOracle(BuiltInModel, contextSize: model.Config.ContextLength);
         Assert.Equal(oracle.Greedy(ids, count), ours);
+    }
+
+    /// <summary>
+    /// The built-in model's logits equal llama.cpp's at the end of a prompt that fills nearly all of its context (at
+    /// least 512 tokens, so the positions chat and tool calls need are the ones checked), and so do its greedy tokens
+    /// in the last few positions.
+    /// </summary>
+    [Fact]
+    public void BuiltInModelMatchesLlamaCppAcrossItsWholeContext()
+    {
+        using var model = Model.Load(BuiltInModel);
+        int context = model.Config.ContextLength;
+        Assert.True(context >= 512, $"the built-in model's context is {context} tokens, expected at least 512");
+        var verses = new[]
+        {
+            "And Naomi said unto her two daughters in law, Go, return each to her mother's house:",
+            "the LORD deal kindly with you, as ye have dealt with the dead, and with me.",
+            "And Ruth said, Intreat me not to leave thee, or to return from following after thee:",
+            "for whither thou goest, I will go; and where thou lodgest, I will lodge:",
+            "thy people shall be my people, and thy God my God.",
+        };
+        var ids = new List<int>(model.Tokenizer.Encode(verses[0]));
+        for (int i = 1; ids.Count < context - 24; i++)
+            ids.AddRange(model.Tokenizer.Encode(verses[i % verses.Length], addSpecial: false));
+        ids = ids.Take(context - 24).ToList();
+
+        var transformer = model.CreateTransformer(cache: KvCacheOptions.F32); // as the oracle's cache
+        var logits = transformer.Evaluate(ids.ToArray(), 0).ToArray();
+        using var oracle = new LlamaCppOracle(BuiltInModel, contextSize: context);
+        var expected = oracle.PromptLogits(ids);
+        for (int v = 0; v < expected.Length; v++)
+            Assert.True(Math.Abs(expected[v] - logits[v]) < 1e-3, $"logit {v} at position {ids.Count - 1}: llama.cpp {expected[v]}, ClockLM {logits[v]}");
+
+        var ours = new List<int>();
+        for (int i = 0; i < 24; i++)
+        {
+            ours.Add(LlamaCppOracle.ArgMax(logits));
+            if (i < 23) logits = transformer.Forward(ours[^1], ids.Count + i).ToArray();
+        }
+        Assert.Equal(oracle.Greedy(ids, 24), ours);
     }
 }

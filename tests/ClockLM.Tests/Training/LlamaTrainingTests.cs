@@ -82,6 +82,36 @@ public class LlamaTrainingTests
     }
 
     [Fact]
+    public void OneAndTwoThreadsExportTheSameBytes()
+    {
+        // The steps' sums do not depend on how the rows are shared out, so neither do the weights.
+        using var dir = new TempDir();
+        var files = new List<byte[]>();
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var result = LlamaTrainer.Train(TinyCorpus.Text(), Tiny with { Steps = 6, Threads = threads });
+            string path = dir.File($"tiny-{threads}.gguf");
+            result.Model.ExportGguf(path, "tiny", result.Tokenizer);
+            files.Add(File.ReadAllBytes(path));
+        }
+        Assert.Equal(files[0], files[1]);
+    }
+
+    [Fact]
+    public void AValidationTextReplacesTheHeldOutLines()
+    {
+        // Every line trains; the validation loss is measured on the separate text.
+        string text = TinyCorpus.Text();
+        var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var result = LlamaTrainer.Train(text, Tiny with { Steps = 2, EvalEvery = 0 }, validationText: string.Join('\n', lines.Take(3)));
+        var all = TrainingCorpus.EncodeLines(lines, result.Tokenizer).Sum(ids => ids.Count);
+        var held = TrainingCorpus.EncodeLines(lines.Take(3).ToList(), result.Tokenizer).Sum(ids => ids.Count);
+        Assert.Equal(all, result.Corpus.Train.Length);
+        Assert.Equal(held, result.Corpus.Validation.Length);
+        Assert.True(double.IsFinite(result.ValidationLoss));
+    }
+
+    [Fact]
     public void ADamagedCheckpointIsATypedError()
     {
         using var dir = new TempDir();

@@ -67,4 +67,19 @@ public class TrainCommandTests
         Assert.Equal(1, result.ExitCode);
         Assert.Contains("dim 30 is not a multiple of the head count 4", result.StdErr);
     }
+
+    [Fact]
+    public void AMissingValidationTextOrBadThreadCountIsAUsageError()
+    {
+        using var dir = new TempDir();
+        string data = dir.File("corpus.txt");
+        File.WriteAllText(data, TinyCorpus.Text());
+        var missing = ClockLMProcess.Run("train", "--data", data, "--validation", dir.File("ruth.txt"), "--out", dir.File("x.gguf"));
+        Assert.Equal(1, missing.ExitCode);
+        Assert.Contains("ruth.txt: no such validation text", missing.StdErr);
+        var threads = ClockLMProcess.Run("train", "--data", data, "--out", dir.File("x.gguf"), "--threads", "-1");
+        Assert.Equal(1, threads.ExitCode);
+        Assert.Contains("--threads -1", threads.StdErr);
+        Assert.False(File.Exists(dir.File("x.gguf")));
+    }
 }
