@@ -14,8 +14,9 @@ public sealed class ChatInterruptTests
     {
         using var dir = new TempDir();
         string path = dir.File("chat.gguf");
-        // Large enough that a 4000-token answer takes seconds, so the interrupt lands while it is being written.
-        var config = new LlamaConfig(Dim: 512, HiddenDim: 1024, Layers: 4, Heads: 8, KvHeads: 4, VocabSize: 300, ContextLength: 4096);
+        // An answer of up to 60,000 tokens takes minutes, so the interrupt lands while it is being written even when a
+        // busy machine lets this test read the first of it only seconds later (a 4000-token answer could end first).
+        var config = new LlamaConfig(Dim: 512, HiddenDim: 1024, Layers: 4, Heads: 8, KvHeads: 4, VocabSize: 300, ContextLength: 65536);
         TestModels.WriteRandomLlama(path, config, TestModels.SmallVocabulary(300), GgmlType.F32, seed: 3);
         // The end-of-sequence token's output row becomes zero, so under greedy decoding it never wins over the largest
         // of 299 random logits and the answer cannot end by itself before the interrupt.
@@ -36,7 +37,7 @@ public sealed class ChatInterruptTests
             RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "clocklm.dll"));
-        foreach (var a in new[] { "chat", "-m", path, "--temp", "0", "-n", "4000", "--ctx", "4096", "-t", "1" })
+        foreach (var a in new[] { "chat", "-m", path, "--temp", "0", "-n", "60000", "--ctx", "65536", "-t", "1" })
             info.ArgumentList.Add(a);
         using var process = Process.Start(info)!;
         var output = new StringBuilder();
@@ -49,6 +50,7 @@ public sealed class ChatInterruptTests
         });
         var stderr = process.StandardError.ReadToEndAsync();
         string Output() { lock (output) return output.ToString(); }
+        static string Tail(string text) => text.Length <= 300 ? text : "..." + text[^300..];
         async Task<bool> WaitFor(Func<string, bool> condition, TimeSpan timeout)
         {
             var clock = Stopwatch.StartNew();
@@ -68,7 +70,7 @@ public sealed class ChatInterruptTests
             Assert.True(await WaitFor(o => o.Length > "> ".Length + 20, TimeSpan.FromSeconds(60)), $"no answer began: '{Output()}'");
 
             using (var kill = Process.Start("kill", ["-INT", process.Id.ToString()])) kill.WaitForExit();
-            Assert.True(await WaitFor(o => o.Contains(" [stopped]\n> "), TimeSpan.FromSeconds(30)), $"the answer was not stopped: '{Output()}'");
+            Assert.True(await WaitFor(o => o.Contains(" [stopped]\n> "), TimeSpan.FromSeconds(30)), $"the answer was not stopped; it ends '{Tail(Output())}'");
 
             process.StandardInput.WriteLine("/exit");
             process.StandardInput.Flush();
