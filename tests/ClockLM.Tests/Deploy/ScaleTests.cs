@@ -37,7 +37,7 @@ public sealed class ScaleTests(ITestOutputHelper output)
             haproxy = StartHaproxy(listen, replicas.Select(r => r.Port).ToArray());
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{listen}/"), Timeout = TimeSpan.FromMinutes(2) };
             await WaitUntilAsync(async () => (await TryGetAsync(http, "health")) == HttpStatusCode.OK, "HAProxy to answer");
-            await Task.Delay(3000); // two health checks (rise 2, inter 1s) bring every replica up
+            await Task.Delay(5000); // two health checks (rise 2, inter 1s) bring every replica up, with room for a busy machine
 
             var turns = new ConcurrentBag<Turn>();
             var firstTurns = new CountdownEvent(Conversations);
