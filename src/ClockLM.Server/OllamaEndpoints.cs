@@ -76,7 +76,7 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
             throw ApiException.BadRequest("tools is not supported: ClockLM does not call tools yet", "tools");
         if (body.String("template") is { Length: > 0 }) throw ApiException.BadRequest("template is not supported: the model's own chat template is used", "template");
         RejectThinking(body);
-        ReadFormat(body);
+        var format = StructuredRequest.OllamaFormat(body);
         var messages = ReadMessages(body);
         if (messages.Count == 0)
         {
@@ -86,7 +86,7 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
         using var lease = await AcquireAsync(entry, keepAlive, context);
         var model = lease.Model;
         int[] prompt = model.Prompt.Encode(messages);
-        var request = ReadOptions(body, prompt, model);
+        var request = ReadOptions(body, prompt, model) with { Grammar = format };
         // A context shift keeps the system prompt unless num_keep says otherwise.
         if (request.KeepTokens is null) request = request with { KeepTokens = model.Prompt.SystemPromptTokens(messages, prompt) };
         request = request with { Stop = [.. model.Prompt.TemplateStops, .. request.Stop] };
@@ -110,7 +110,7 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
         foreach (string image in new[] { "width", "height", "steps" })
             if (body.Get(image) is not null) throw ApiException.BadRequest($"{image} is not supported: ClockLM does not generate images", image);
         RejectThinking(body);
-        ReadFormat(body);
+        var format = StructuredRequest.OllamaFormat(body);
         string text = body.String("prompt") ?? "";
         string? system = body.String("system");
         bool raw = body.Bool("raw") ?? false;
@@ -142,7 +142,7 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
             if (context0.Length > 0 && added.Length > 0 && added[0] == tokenizer.BosId) added = added[1..];
         }
         int[] prompt = [.. context0, .. added];
-        var request = ReadOptions(body, prompt, model);
+        var request = ReadOptions(body, prompt, model) with { Grammar = format };
         if (!raw) request = request with { Stop = [.. model.Prompt.TemplateStops, .. request.Stop] };
         await RunAsync(context, body, entry.Name, lease, request, start, chat: false);
     }
@@ -405,12 +405,6 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
     /// the sampler yet, so any format is a 400; when it is, this is the one place that turns <c>format</c> into the
     /// constraint the completion request carries.
     /// </summary>
-    private static void ReadFormat(JsonRequest body)
-    {
-        if (body.Get("format") is not { } format) return;
-        if (format.ValueKind == JsonValueKind.String && format.GetString() == "") return;
-        throw ApiException.BadRequest("format is not supported yet: ClockLM cannot constrain output to JSON or a schema", "format");
-    }
 
     private static void RejectThinking(JsonRequest body)
     {

@@ -61,6 +61,23 @@ internal sealed class StructuredRequest
         return new StructuredRequest { Grammar = source is null ? null : Compile(source, from!), Tools = tools };
     }
 
+    /// <summary>Ollama's <c>format</c>: "" (free text), "json" (any JSON object) or a JSON schema object; null when
+    /// the output is free.</summary>
+    public static Grammar? OllamaFormat(JsonRequest body)
+    {
+        if (body.Get("format") is not { } format) return null;
+        if (format.ValueKind == JsonValueKind.String)
+            return format.GetString() switch
+            {
+                "" => null,
+                "json" => Compile(JsonGrammar.AnyObjectGbnf, "format"),
+                var other => throw ApiException.BadRequest($"format is '{other}'; expected \"json\" or a JSON schema object", "format"),
+            };
+        if (format.ValueKind != JsonValueKind.Object)
+            throw ApiException.BadRequest($"format is {format.ValueKind.ToString().ToLowerInvariant()}; expected \"json\" or a JSON schema object", "format");
+        return Compile(SchemaGbnf(format, "format"), "format");
+    }
+
     private static Grammar Compile(string source, string field)
     {
         try

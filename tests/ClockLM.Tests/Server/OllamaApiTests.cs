@@ -154,6 +154,31 @@ public sealed class OllamaApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task FormatHoldsTheAnswerToTheSchema()
+    {
+        // Ollama's structured output: format is a JSON schema; the answer must parse and follow it.
+        var schema = new
+        {
+            type = "object",
+            properties = new { answer = new { @enum = new[] { "yes", "no" } }, count = new { type = "integer" } },
+            required = new[] { "answer", "count" },
+            additionalProperties = false,
+        };
+        using var response = await _folder.Http.PostAsync("/api/generate", Json(new
+        {
+            model = "kjv", prompt = "Is the LORD good?", stream = false, format = schema, options = new { temperature = 0, num_predict = 400 },
+        }));
+        string body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, body);
+        using var answer = JsonDocument.Parse(body);
+        Assert.Equal("stop", answer.RootElement.GetProperty("done_reason").GetString());
+        using var json = JsonDocument.Parse(answer.RootElement.GetProperty("response").GetString()!);
+        Assert.Contains(json.RootElement.GetProperty("answer").GetString(), new[] { "yes", "no" });
+        Assert.Equal(JsonValueKind.Number, json.RootElement.GetProperty("count").ValueKind);
+        Assert.Equal(2, json.RootElement.EnumerateObject().Count());
+    }
+
+    [Fact]
     public async Task ErrorsAreOllamasShapeAndNameTheField()
     {
         async Task<(HttpStatusCode Status, string Error)> Post(string path, object body)
@@ -166,9 +191,9 @@ public sealed class OllamaApiTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.NotFound, unknown.Status);
         Assert.Equal("model 'llama3' not found; available: clocklm-kjv, kjv, stories260K", unknown.Error);
 
-        var format = await Post("/api/chat", new { model = "kjv", format = "json", messages = new[] { new { role = "user", content = "hi" } } });
+        var format = await Post("/api/chat", new { model = "kjv", format = "yaml", messages = new[] { new { role = "user", content = "hi" } } });
         Assert.Equal(HttpStatusCode.BadRequest, format.Status);
-        Assert.Contains("format is not supported yet", format.Error);
+        Assert.Equal("format is 'yaml'; expected \"json\" or a JSON schema object", format.Error);
 
         var option = await Post("/api/generate", new { model = "kjv", prompt = "hi", options = new { mirostat = 2 } });
         Assert.Equal(HttpStatusCode.BadRequest, option.Status);
