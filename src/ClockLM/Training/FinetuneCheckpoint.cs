@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -65,18 +64,7 @@ public sealed class FinetuneCheckpoint
         writer.Write(TrainLoss);
         writer.Write(ValidationLoss);
         writer.Write(BaseValidationLoss);
-        writer.Write(Weights.Count);
-        for (int i = 0; i < Weights.Count; i++)
-        {
-            WriteFloats(writer, Weights[i]);
-            writer.Write(Moments[i].HasValue);
-            if (Moments[i] is { } m)
-            {
-                WriteFloats(writer, m.M);
-                WriteFloats(writer, m.V);
-            }
-        }
-        writer.Write(OptimizerIterations);
+        CheckpointTensors.Write(writer, Weights, Moments, OptimizerIterations);
     });
 
     /// <summary>Reads a checkpoint written by <see cref="Save"/>.</summary>
@@ -98,18 +86,7 @@ public sealed class FinetuneCheckpoint
             long tokens = reader.ReadInt64();
             if (step < 0 || tokens < 0) throw new CheckpointFormatException(path, $"step {step} and tokens {tokens}; expected 0 or more");
             double elapsed = reader.ReadDouble(), loss = reader.ReadDouble(), validation = reader.ReadDouble(), baseValidation = reader.ReadDouble();
-            int count = reader.ReadInt32();
-            long left = stream.Length - stream.Position;
-            if (count < 0 || count > left / 5) throw new CheckpointFormatException(path, $"the checkpoint claims {count} tensors; the {left} bytes left hold at most {left / 5}");
-            var weights = new float[count][];
-            var moments = new (float[], float[])?[count];
-            for (int i = 0; i < count; i++)
-            {
-                weights[i] = ReadFloats(reader);
-                if (reader.ReadBoolean()) moments[i] = (ReadFloats(reader), ReadFloats(reader));
-            }
-            long iterations = reader.ReadInt64();
-            if (iterations < 0) throw new CheckpointFormatException(path, $"the optimizer iterations are {iterations}; expected 0 or more");
+            var (weights, moments, iterations) = CheckpointTensors.Read(reader, path);
             return new FinetuneCheckpoint
             {
                 Options = options, BaseName = baseName, BaseBytes = baseBytes, Step = step, TokensSeen = tokens, ElapsedSeconds = elapsed,
@@ -129,22 +106,6 @@ public sealed class FinetuneCheckpoint
         {
             throw new CheckpointFormatException(path, $"a text field is damaged: {e.Message}");
         }
-    }
-
-    private static void WriteFloats(BinaryWriter writer, float[] values)
-    {
-        writer.Write(values.Length);
-        writer.Write(MemoryMarshal.AsBytes(values.AsSpan()));
-    }
-
-    private static float[] ReadFloats(BinaryReader reader)
-    {
-        int length = reader.ReadInt32();
-        if (length < 0 || length > (reader.BaseStream.Length - reader.BaseStream.Position) / 4) throw new EndOfStreamException();
-        var values = new float[length];
-        var bytes = MemoryMarshal.AsBytes(values.AsSpan());
-        if (reader.Read(bytes) != bytes.Length) throw new EndOfStreamException();
-        return values;
     }
 }
 

@@ -1,5 +1,4 @@
 using ClockLM.Gguf;
-using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -74,18 +73,7 @@ public sealed class TrainingCheckpoint
                 writer.Write(Tokenizer.GetScore(i));
                 writer.Write((int)Tokenizer.GetKind(i));
             }
-            writer.Write(Weights.Count);
-            for (int i = 0; i < Weights.Count; i++)
-            {
-                WriteFloats(writer, Weights[i]);
-                writer.Write(Moments[i].HasValue);
-                if (Moments[i] is { } moments)
-                {
-                    WriteFloats(writer, moments.M);
-                    WriteFloats(writer, moments.V);
-                }
-            }
-            writer.Write(OptimizerIterations);
+            CheckpointTensors.Write(writer, Weights, Moments, OptimizerIterations);
         }
     });
 
@@ -138,16 +126,7 @@ public sealed class TrainingCheckpoint
             {
                 throw new CheckpointFormatException(path, $"the tokenizer is not valid: {e.Message}");
             }
-            int count = Count(reader, path, "tensors", 4 + 1);
-            var weights = new float[count][];
-            var moments = new (float[], float[])?[count];
-            for (int i = 0; i < count; i++)
-            {
-                weights[i] = ReadFloats(reader);
-                if (reader.ReadBoolean()) moments[i] = (ReadFloats(reader), ReadFloats(reader));
-            }
-            long iterations = reader.ReadInt64();
-            if (iterations < 0) throw new CheckpointFormatException(path, $"the optimizer iterations are {iterations}; expected 0 or more");
+            var (weights, moments, iterations) = CheckpointTensors.Read(reader, path);
             return new TrainingCheckpoint
             {
                 Options = options, Tokenizer = tokenizer, Step = step, TokensSeen = tokensSeen, ElapsedSeconds = elapsed,
@@ -178,22 +157,6 @@ public sealed class TrainingCheckpoint
         if (count < 0 || count > left / bytesEach)
             throw new CheckpointFormatException(path, $"the checkpoint claims {count} {what}; the {left} bytes left hold at most {left / bytesEach}");
         return count;
-    }
-
-    private static void WriteFloats(BinaryWriter writer, float[] values)
-    {
-        writer.Write(values.Length);
-        writer.Write(MemoryMarshal.AsBytes(values.AsSpan()));
-    }
-
-    private static float[] ReadFloats(BinaryReader reader)
-    {
-        int length = reader.ReadInt32();
-        if (length < 0 || length > (reader.BaseStream.Length - reader.BaseStream.Position) / 4) throw new EndOfStreamException();
-        var values = new float[length];
-        var bytes = MemoryMarshal.AsBytes(values.AsSpan());
-        if (reader.Read(bytes) != bytes.Length) throw new EndOfStreamException();
-        return values;
     }
 }
 
