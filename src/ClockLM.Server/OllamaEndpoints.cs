@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using ClockLM.Chat;
+using ClockLM.Chat.Tools;
 using ClockLM.Models;
 using ClockLM.Sampling;
 using Microsoft.AspNetCore.Builder;
@@ -16,8 +17,9 @@ namespace ClockLM.Server;
 /// <summary>
 /// Ollama's API over a <see cref="ModelRegistry"/>, for the clients that speak it (OllamaSharp, Open WebUI, Continue,
 /// LangChain's Ollama classes): chat and generate (NDJSON streams by default, one object with <c>stream: false</c>),
-/// embed, tags, show, ps and version, with Ollama's field names and units (durations in nanoseconds). Errors are
-/// <c>{"error": "..."}</c>. A field of Ollama's API that ClockLM cannot honour (format, tools, images, suffix, an
+/// embed, tags, show, ps and version, with Ollama's field names and units (durations in nanoseconds), and tool calls
+/// on chat (<c>tools</c> in, <c>message.tool_calls</c> out, through the same parser as the OpenAI endpoint). Errors are
+/// <c>{"error": "..."}</c>. A field of Ollama's API that ClockLM cannot honour (images, suffix, a field of a tool, an
 /// option such as mirostat) is a 400 naming it. Fields outside Ollama's API are ignored, as Ollama ignores them:
 /// clients send their own (OllamaSharp 5.5 sends <c>CustomHeaders</c> in every body).
 /// </summary>
@@ -72,10 +74,10 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
         var body = await JsonRequest.ReadAsync(context.Request, context.RequestAborted);
         var entry = registry.Find(RequiredModel(body));
         var keepAlive = ReadKeepAlive(body);
-        if (body.Get("tools") is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
-            throw ApiException.BadRequest("tools is not supported: ClockLM does not call tools yet", "tools");
         if (body.String("template") is { Length: > 0 }) throw ApiException.BadRequest("template is not supported: the model's own chat template is used", "template");
         RejectThinking(body);
+        // As in Ollama, format constrains the sampling and the tools' parser reads what comes out.
+        var tools = StructuredRequest.OllamaTools(body);
         var format = StructuredRequest.OllamaFormat(body);
         var messages = ReadMessages(body);
         if (messages.Count == 0)
@@ -85,12 +87,12 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
         }
         using var lease = await AcquireAsync(entry, keepAlive, context);
         var model = lease.Model;
-        int[] prompt = model.Prompt.Encode(messages);
+        int[] prompt = model.Prompt.Encode(messages, tools?.Tools);
         var request = ReadOptions(body, prompt, model) with { Grammar = format };
         // A context shift keeps the system prompt unless num_keep says otherwise.
         if (request.KeepTokens is null) request = request with { KeepTokens = model.Prompt.SystemPromptTokens(messages, prompt) };
         request = request with { Stop = [.. model.Prompt.TemplateStops, .. request.Stop] };
-        await RunAsync(context, body, entry.Name, lease, request, start, chat: true);
+        await RunAsync(context, body, entry.Name, lease, request, start, chat: true, tools);
     }
 
     // ---- POST /api/generate ----
@@ -144,43 +146,74 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
         int[] prompt = [.. context0, .. added];
         var request = ReadOptions(body, prompt, model) with { Grammar = format };
         if (!raw) request = request with { Stop = [.. model.Prompt.TemplateStops, .. request.Stop] };
-        await RunAsync(context, body, entry.Name, lease, request, start, chat: false);
+        await RunAsync(context, body, entry.Name, lease, request, start, chat: false, tools: null);
     }
 
-    /// <summary>Runs the generation and answers it: NDJSON lines as tokens come (the default), or one object.</summary>
-    private static async Task RunAsync(HttpContext context, JsonRequest body, string name, ModelLease lease, CompletionRequest request, long start, bool chat)
+    /// <summary>
+    /// Runs the generation and answers it: NDJSON lines as tokens come (the default), or one object. With
+    /// <paramref name="tools"/>, the output goes through the tool-call parser: text is answered as it is decided, and
+    /// each call whole, in a line of its own whose <c>message.tool_calls</c> holds it (as Ollama streams calls).
+    /// </summary>
+    private static async Task RunAsync(HttpContext context, JsonRequest body, string name, ModelLease lease, CompletionRequest request, long start, bool chat,
+        ToolOptions? tools)
     {
         bool stream = body.Bool("stream") ?? true;
         var model = lease.Model;
         var job = model.Scheduler.Submit(request, context.RequestAborted);
-        JsonObject Piece(string text)
+        var parser = tools is null ? null : new ToolCallParser(model.Prompt.ToolFormat);
+        JsonObject Piece(string text, JsonArray? calls = null)
         {
             var piece = new JsonObject { ["model"] = name, ["created_at"] = Now() };
-            if (chat) piece["message"] = new JsonObject { ["role"] = "assistant", ["content"] = text };
+            if (chat)
+            {
+                var message = new JsonObject { ["role"] = "assistant", ["content"] = text };
+                if (calls is { Count: > 0 }) message["tool_calls"] = calls;
+                piece["message"] = message;
+            }
             else piece["response"] = text;
             piece["done"] = false;
             return piece;
         }
         var response = context.Response;
         var cancel = context.RequestAborted;
-        var all = new StringBuilder();
-        if (stream)
+        // What the parser has decided: text, and calls in Ollama's shape (one whose arguments are not an object is text).
+        var content = new StringBuilder();
+        var calls = new JsonArray();
+        async Task TakeAsync(List<ToolStreamEvent> events)
         {
-            response.ContentType = "application/x-ndjson";
-            await foreach (var update in job.Updates.ReadAllAsync(CancellationToken.None))
+            foreach (var e in events)
             {
-                if (update.Text.Length == 0) continue;
-                await WriteLineAsync(response, Piece(update.Text), cancel);
+                string text;
+                if (e is ToolCallEvent { Index: var index, Call: var parsed })
+                {
+                    if (ToolCallJson.Ollama(index, parsed) is { } shaped)
+                    {
+                        calls.Add((JsonNode)shaped);
+                        if (stream) await WriteLineAsync(response, Piece("", new JsonArray(shaped.DeepClone())), cancel);
+                        continue;
+                    }
+                    text = ToolCallJson.Text(parsed);
+                }
+                else text = ((ContentEvent)e).Text;
+                content.Append(text);
+                if (stream) await WriteLineAsync(response, Piece(text), cancel);
             }
         }
-        else
+        if (stream) response.ContentType = "application/x-ndjson";
+        await foreach (var update in job.Updates.ReadAllAsync(CancellationToken.None))
         {
-            await foreach (var update in job.Updates.ReadAllAsync(CancellationToken.None))
-                all.Append(update.Text);
+            if (parser is not null) await TakeAsync(parser.Append(update, model.Model.Tokenizer));
+            else if (update.Text.Length > 0)
+            {
+                content.Append(update.Text);
+                if (stream) await WriteLineAsync(response, Piece(update.Text), cancel);
+            }
         }
         var result = await job.Result;
         cancel.ThrowIfCancellationRequested();
-        var done = Piece(stream ? "" : result.Text);
+        if (parser is not null) await TakeAsync(parser.Finish());
+        // Beside calls, the text around them is trimmed (often only the blank between calls).
+        var done = stream ? Piece("") : Piece(parser is null ? result.Text : calls.Count > 0 ? content.ToString().Trim() : content.ToString(), calls);
         done["done"] = true;
         done["done_reason"] = result.Finish == FinishReason.Length ? "length" : "stop";
         if (!chat) done["context"] = new JsonArray([.. request.PromptIds.Concat(result.GeneratedIds).Select(id => (JsonNode)id)]);
@@ -341,7 +374,8 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
             ["template"] = template,
             ["details"] = Details(summary),
             ["model_info"] = info,
-            ["capabilities"] = new JsonArray("completion"),
+            // Tools are offered to every model: through its template, or described in a system message.
+            ["capabilities"] = new JsonArray("completion", "tools"),
             ["modified_at"] = Time(summary.Modified),
         });
     }
@@ -399,12 +433,6 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
             if (!known.Contains(property.Name))
                 throw ApiException.BadRequest($"{prefix}{property.Name} is not supported; the fields read here are {string.Join(", ", known.Select(k => prefix + k))}", prefix + property.Name);
     }
-
-    /// <summary>
-    /// Ollama's <c>format</c>: <c>"json"</c> or a JSON schema the output must follow. Structured output is not wired to
-    /// the sampler yet, so any format is a 400; when it is, this is the one place that turns <c>format</c> into the
-    /// constraint the completion request carries.
-    /// </summary>
 
     private static void RejectThinking(JsonRequest body)
     {
@@ -488,11 +516,15 @@ internal sealed class OllamaEndpoints(ModelRegistry registry)
                 throw ApiException.BadRequest($"{at}.role is '{role}'; expected system, user, assistant or tool", $"{at}.role");
             if (m.Get("images") is { ValueKind: JsonValueKind.Array } images && images.GetArrayLength() > 0)
                 throw ApiException.BadRequest($"{at}.images is not supported: ClockLM's models read text only", $"{at}.images");
-            if (m.Get("tool_calls") is { ValueKind: JsonValueKind.Array } calls && calls.GetArrayLength() > 0)
-                throw ApiException.BadRequest($"{at}.tool_calls is not supported: ClockLM does not call tools yet", $"{at}.tool_calls");
             if (m.String("thinking") is { Length: > 0 })
                 throw ApiException.BadRequest($"{at}.thinking is not supported: ClockLM does not separate thinking from the answer", $"{at}.thinking");
-            messages.Add(new TemplateMessage(role, m.String("content") ?? "") { Name = m.String("tool_name") });
+            // An assistant turn's calls (arguments an object, or JSON text); a tool turn's result names its tool.
+            messages.Add(new TemplateMessage(role, m.String("content") ?? "")
+            {
+                ToolCalls = StructuredRequest.ReadToolCalls(m, at),
+                Name = m.String("tool_name"),
+                ToolCallId = m.String("tool_call_id"),
+            });
         }
         return messages;
     }

@@ -144,37 +144,7 @@ internal sealed class StructuredRequest
             if (parallel is not null) throw ApiException.BadRequest("parallel_tool_calls needs tools", "parallel_tool_calls");
             return null;
         }
-        if (list.Value.ValueKind != JsonValueKind.Array) throw JsonRequest.WrongType("tools", "an array", list.Value);
-        var tools = new List<ToolDefinition>();
-        int i = 0;
-        foreach (var item in list.Value.EnumerateArray())
-        {
-            string at = $"tools[{i++}]";
-            if (item.ValueKind != JsonValueKind.Object) throw JsonRequest.WrongType(at, "an object", item);
-            var tool = new JsonRequest(item);
-            foreach (var property in item.EnumerateObject())
-                if (property.Name is not ("type" or "function"))
-                    throw ApiException.BadRequest($"{at}.{property.Name} is not a field ClockLM reads", $"{at}.{property.Name}");
-            string type = tool.String("type") ?? "function";
-            if (type != "function") throw ApiException.BadRequest($"{at}.type is '{type}'; only function tools are supported", $"{at}.type");
-            var function = tool.Object("function") ?? throw ApiException.BadRequest($"{at}.function is required", $"{at}.function");
-            foreach (var property in function.Root.EnumerateObject())
-                if (property.Name is not ("name" or "description" or "parameters" or "strict"))
-                    throw ApiException.BadRequest($"{at}.function.{property.Name} is not a field ClockLM reads", $"{at}.function.{property.Name}");
-            string name = function.String("name") ?? throw ApiException.BadRequest($"{at}.function.name is required", $"{at}.function.name");
-            if (name.Length is 0 or > 64 || !name.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '_' or '-'))
-                throw ApiException.BadRequest($"{at}.function.name '{name}' must be 1 to 64 letters, digits, '_' or '-'", $"{at}.function.name");
-            if (tools.Any(t => t.Name == name)) throw ApiException.BadRequest($"{at}.function.name '{name}' is given twice", $"{at}.function.name");
-            function.Bool("strict");
-            var parameters = function.Get("parameters");
-            if (parameters is { } p)
-            {
-                if (p.ValueKind != JsonValueKind.Object) throw JsonRequest.WrongType($"{at}.function.parameters", "a JSON schema object", p);
-                // Refuse a schema the grammar cannot follow now, not when a call is forced.
-                SchemaGbnf(p, $"{at}.function.parameters");
-            }
-            tools.Add(new ToolDefinition(name, function.String("description"), parameters?.Clone()));
-        }
+        var tools = ReadToolList(list.Value, ["name", "description", "parameters", "strict"]);
         if (tools.Count == 0) throw ApiException.BadRequest("tools is empty; leave it out or give at least one function", "tools");
         var options = new ToolOptions(tools, Parallel: parallel ?? true);
         if (choice is null) return options;
@@ -195,6 +165,58 @@ internal sealed class StructuredRequest
         if (wanted is null) throw ApiException.BadRequest("tool_choice.function.name is required", "tool_choice.function.name");
         if (!tools.Any(t => t.Name == wanted)) throw ApiException.BadRequest($"tool_choice names '{wanted}', which is not among the tools", "tool_choice.function.name");
         return options with { Mode = ToolChoiceMode.Named, FunctionName = wanted };
+    }
+
+    /// <summary>
+    /// Ollama's <c>tools</c>: the same <c>[{"type": "function", "function": {"name", "description", "parameters"}}]</c>
+    /// as OpenAI's, always offered as "auto" (Ollama has no <c>tool_choice</c>); null when absent or empty.
+    /// </summary>
+    public static ToolOptions? OllamaTools(JsonRequest body)
+    {
+        if (body.Get("tools") is not { } list || list.ValueKind == JsonValueKind.Null) return null;
+        var tools = ReadToolList(list, ["name", "description", "parameters"]);
+        return tools.Count == 0 ? null : new ToolOptions(tools);
+    }
+
+    /// <summary>
+    /// A list of function tools, each <c>{"type": "function", "function": {...}}</c> whose function has only
+    /// <paramref name="functionFields"/>: any other field is a 400 naming it, and so is a name that is not 1 to 64
+    /// letters, digits, '_' or '-', a name given twice, or parameters the grammar cannot follow.
+    /// </summary>
+    private static List<ToolDefinition> ReadToolList(JsonElement list, string[] functionFields)
+    {
+        if (list.ValueKind != JsonValueKind.Array) throw JsonRequest.WrongType("tools", "an array", list);
+        var tools = new List<ToolDefinition>();
+        int i = 0;
+        foreach (var item in list.EnumerateArray())
+        {
+            string at = $"tools[{i++}]";
+            if (item.ValueKind != JsonValueKind.Object) throw JsonRequest.WrongType(at, "an object", item);
+            var tool = new JsonRequest(item);
+            foreach (var property in item.EnumerateObject())
+                if (property.Name is not ("type" or "function"))
+                    throw ApiException.BadRequest($"{at}.{property.Name} is not a field ClockLM reads", $"{at}.{property.Name}");
+            string type = tool.String("type") ?? "function";
+            if (type != "function") throw ApiException.BadRequest($"{at}.type is '{type}'; only function tools are supported", $"{at}.type");
+            var function = tool.Object("function") ?? throw ApiException.BadRequest($"{at}.function is required", $"{at}.function");
+            foreach (var property in function.Root.EnumerateObject())
+                if (!functionFields.Contains(property.Name))
+                    throw ApiException.BadRequest($"{at}.function.{property.Name} is not a field ClockLM reads", $"{at}.function.{property.Name}");
+            string name = function.String("name") ?? throw ApiException.BadRequest($"{at}.function.name is required", $"{at}.function.name");
+            if (name.Length is 0 or > 64 || !name.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '_' or '-'))
+                throw ApiException.BadRequest($"{at}.function.name '{name}' must be 1 to 64 letters, digits, '_' or '-'", $"{at}.function.name");
+            if (tools.Any(t => t.Name == name)) throw ApiException.BadRequest($"{at}.function.name '{name}' is given twice", $"{at}.function.name");
+            function.Bool("strict");
+            var parameters = function.Get("parameters");
+            if (parameters is { } p)
+            {
+                if (p.ValueKind != JsonValueKind.Object) throw JsonRequest.WrongType($"{at}.function.parameters", "a JSON schema object", p);
+                // Refuse a schema the grammar cannot follow now, not when a call is forced.
+                SchemaGbnf(p, $"{at}.function.parameters");
+            }
+            tools.Add(new ToolDefinition(name, function.String("description"), parameters?.Clone()));
+        }
+        return tools;
     }
 
     /// <summary>An assistant message's <c>tool_calls</c>: <c>[{id, type: "function", function: {name, arguments}}]</c>,

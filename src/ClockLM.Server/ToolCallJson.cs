@@ -1,9 +1,11 @@
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using ClockLM.Chat.Tools;
 
 namespace ClockLM.Server;
 
-/// <summary>Tool calls in OpenAI's response shapes: <c>message.tool_calls</c>, and <c>delta.tool_calls</c> when streamed.</summary>
+/// <summary>Tool calls in the response shapes of the APIs: OpenAI's <c>message.tool_calls</c> (arguments as JSON text)
+/// and <c>delta.tool_calls</c> when streamed; Ollama's <c>message.tool_calls</c> (arguments as an object).</summary>
 internal static class ToolCallJson
 {
     /// <summary>The calls to answer with: all, or only the first when parallel calls were turned off.</summary>
@@ -46,4 +48,26 @@ internal static class ToolCallJson
             }),
         };
     }
+
+    /// <summary>
+    /// One call as Ollama answers it: <c>{"id", "function": {"index", "name", "arguments": {...}}}</c>, the arguments
+    /// an object rather than JSON text. Null when the model's arguments are not a JSON object, which Ollama's shape
+    /// cannot carry (the caller answers the call's text as content instead).
+    /// </summary>
+    public static JsonObject? Ollama(int index, ParsedToolCall call)
+    {
+        JsonNode? arguments;
+        try { arguments = JsonNode.Parse(call.Arguments); }
+        catch (JsonException) { return null; }
+        if (arguments is not JsonObject) return null;
+        return new JsonObject
+        {
+            ["id"] = call.Id,
+            ["function"] = new JsonObject { ["index"] = index, ["name"] = call.Name, ["arguments"] = arguments },
+        };
+    }
+
+    /// <summary>The text of a call as a model of the generic family writes it, for a call answered as content.</summary>
+    public static string Text(ParsedToolCall call) =>
+        new JsonObject { ["name"] = call.Name, ["arguments"] = call.Arguments }.ToJsonString();
 }

@@ -5,6 +5,7 @@ using System.Text.Json;
 using ClockLM.Chat;
 using ClockLM.Models;
 using ClockLM.Sampling;
+using ClockLM.Server;
 using OllamaSharp;
 using OllamaSharp.Models;
 using OllamaSharp.Models.Chat;
@@ -176,6 +177,135 @@ public sealed class OllamaApiTests : IAsyncLifetime
         Assert.Contains(json.RootElement.GetProperty("answer").GetString(), new[] { "yes", "no" });
         Assert.Equal(JsonValueKind.Number, json.RootElement.GetProperty("count").ValueKind);
         Assert.Equal(2, json.RootElement.EnumerateObject().Count());
+    }
+
+    private static Tool WeatherTool() => new()
+    {
+        Type = "function",
+        Function = new Function
+        {
+            Name = "weather",
+            Description = "Weather of a city",
+            Parameters = new Parameters
+            {
+                Type = "object",
+                Properties = new Dictionary<string, Property> { ["city"] = new() { Type = "string", Enum = ["Oslo", "Rome"] } },
+                Required = ["city"],
+            },
+        },
+    };
+
+    // The test models never call a tool of their own accord. As in Ollama, format constrains the sampling and the
+    // tools' parser reads the output: a format whose schema is a call's shape makes the model write a call.
+    private static readonly JsonElement CallShape = JsonSerializer.SerializeToElement(new
+    {
+        type = "object",
+        properties = new
+        {
+            name = new { @const = "weather" },
+            arguments = new
+            {
+                type = "object",
+                properties = new { city = new { @enum = new[] { "Oslo", "Rome" } } },
+                required = new[] { "city" },
+                additionalProperties = false,
+            },
+        },
+        required = new[] { "name", "arguments" },
+        additionalProperties = false,
+    });
+
+    [Fact]
+    public async Task ToolCallComesBackParsedAndItsResultIsTheNextTurn()
+    {
+        // The tool's description takes more than 256 tokens of the built-in model: its own context, 512.
+        await using var folder = await new ModelFolder().ServeAsync(new ModelFolderOptions { Scheduler = new SlotSchedulerOptions { Slots = 1, ContextLength = 512 } });
+        var ollama = new OllamaApiClient(new HttpClient { BaseAddress = folder.Address, Timeout = TimeSpan.FromSeconds(60) }, "kjv");
+        var question = new Message(OllamaSharp.Models.Chat.ChatRole.User, "Weather in Oslo?");
+        ChatRequest Ask(bool stream) => new()
+        {
+            Model = "kjv",
+            Messages = [question],
+            Tools = [WeatherTool()],
+            Format = CallShape,
+            Stream = stream,
+            Options = new RequestOptions { Temperature = 0, NumPredict = 60 },
+        };
+
+        // stream: false, one object: message.tool_calls with the arguments as an object, content empty, done_reason stop.
+        var whole = new List<ChatResponseStream?>();
+        await foreach (var piece in ollama.ChatAsync(Ask(stream: false))) whole.Add(piece);
+        var done = Assert.IsType<ChatDoneResponseStream>(Assert.Single(whole));
+        Assert.Equal("stop", done.DoneReason);
+        Assert.Equal("", done.Message.Content);
+        var call = Assert.Single(done.Message.ToolCalls!);
+        Assert.Equal("weather", call.Function!.Name);
+        string city = Assert.Single(call.Function.Arguments!, a => a.Key == "city").Value!.ToString()!;
+        Assert.Contains(city, new[] { "Oslo", "Rome" });
+        Assert.StartsWith("call_", call.Id);
+
+        // Streamed: the call comes whole in a line of its own before the final one, with the same arguments.
+        var pieces = new List<ChatResponseStream?>();
+        await foreach (var piece in ollama.ChatAsync(Ask(stream: true))) pieces.Add(piece);
+        var streamed = Assert.Single(pieces.Where(p => p!.Message.ToolCalls?.Any() == true).SelectMany(p => p!.Message.ToolCalls!));
+        Assert.False(pieces.Single(p => p!.Message.ToolCalls?.Any() == true)!.Done);
+        Assert.Equal("weather", streamed.Function!.Name);
+        Assert.Equal(city, streamed.Function.Arguments!["city"]!.ToString());
+        Assert.Equal("", string.Concat(pieces.Select(p => p!.Message.Content)).Trim());
+        Assert.Equal("stop", Assert.IsType<ChatDoneResponseStream>(pieces[^1]).DoneReason);
+
+        // The second turn: the assistant's call and the tool's result (tool_name) are the prompt, as rendered in process.
+        var answer = new Message(OllamaSharp.Models.Chat.ChatRole.Assistant, "") { ToolCalls = [call] };
+        var result = new Message(OllamaSharp.Models.Chat.ChatRole.Tool, "18 C") { ToolName = "weather" };
+        var next = new ChatRequest
+        {
+            Model = "kjv", Messages = [question, answer, result], Tools = [WeatherTool()], Stream = false,
+            Options = new RequestOptions { Temperature = 0, NumPredict = 4 },
+        };
+        ChatResponseStream? last = null;
+        await foreach (var piece in ollama.ChatAsync(next)) last = piece;
+        var followUp = Assert.IsType<ChatDoneResponseStream>(last);
+        using var model = Model.Load(folder.Kjv);
+        var prompt = new ChatPrompt(model);
+        var tools = ClockLM.Chat.Tools.ToolDefinition.ParseList(JsonSerializer.Serialize(new[] { WeatherTool() }));
+        int[] expected = prompt.Encode(
+        [
+            new TemplateMessage("user", "Weather in Oslo?"),
+            new TemplateMessage("assistant", "") { ToolCalls = [new ClockLM.Tokenizers.ChatTemplates.ChatToolCall("weather", new Dictionary<string, object?> { ["city"] = city }, call.Id)] },
+            new TemplateMessage("tool", "18 C") { Name = "weather" },
+        ], tools);
+        Assert.Equal(expected.Length, followUp.PromptEvalCount);
+        int withoutResult = prompt.Encode([new TemplateMessage("user", "Weather in Oslo?")], tools).Length;
+        Assert.True(followUp.PromptEvalCount > withoutResult + 3, "the tool's result did not reach the prompt");
+    }
+
+    [Fact]
+    public async Task UnsupportedToolFieldsAreA400NamingThem()
+    {
+        async Task<(HttpStatusCode Status, string Error)> Chat(string extra, string messages = """[{"role": "user", "content": "hi"}]""")
+        {
+            string body = $$"""{"model": "kjv", "stream": false, "messages": {{messages}}{{extra}}}""";
+            using var response = await _folder.Http.PostAsync("/api/chat", new StringContent(body, Encoding.UTF8, "application/json"));
+            using var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            return (response.StatusCode, json.RootElement.GetProperty("error").GetString()!);
+        }
+        foreach (var (extra, error) in new[]
+        {
+            (", \"tools\": [{\"type\": \"function\", \"items\": {}, \"function\": {\"name\": \"f\"}}]", "tools[0].items is not a field ClockLM reads"),
+            (", \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"strict\": true}}]", "tools[0].function.strict is not a field ClockLM reads"),
+            (", \"tools\": [{\"type\": \"retrieval\"}]", "tools[0].type is 'retrieval'; only function tools are supported"),
+            (", \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": {\"type\": \"object\", \"not\": {}}}}]", "tools[0].function.parameters"),
+            (", \"tools\": {\"name\": \"f\"}", "tools must be an array"),
+        })
+        {
+            var (status, message) = await Chat(extra);
+            Assert.Equal(HttpStatusCode.BadRequest, status);
+            Assert.StartsWith(error, message);
+        }
+        // A history call whose arguments are not JSON names the field too.
+        var bad = await Chat("", """[{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]}]""");
+        Assert.Equal(HttpStatusCode.BadRequest, bad.Status);
+        Assert.StartsWith("messages[0].tool_calls[0].function.arguments", bad.Error);
     }
 
     [Fact]

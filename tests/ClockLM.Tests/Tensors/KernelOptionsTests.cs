@@ -26,6 +26,24 @@ public class KernelOptionsTests
         Assert.Null(new KernelOptions { Path = KernelPath.Scalar }.Shortfall);
     }
 
+    /// <summary>A fact for x86 machines whose runtime uses what the processor has (CPUID is an x86 instruction, and
+    /// <c>DOTNET_EnableAVX512F=0</c> would make the runtime's answer differ from the processor's on purpose).</summary>
+    public sealed class FactOnX86Attribute : FactAttribute
+    {
+        public FactOnX86Attribute() => Skip = !X86Base.IsSupported ? "CPUID is an x86 instruction"
+            : Environment.GetEnvironmentVariable("DOTNET_EnableAVX512F") == "0" ? "the runtime is told to leave AVX-512 off"
+            : null;
+    }
+
+    [FactOnX86]
+    public void CpuidReadsAvx512AsTheJitDoes()
+    {
+        // Under the JIT, Avx512BW.IsSupported is the machine's answer; the CPUID bits a native build reads to notice
+        // AVX-512 it was compiled without must agree with it, and the JIT build never reports it compiled out.
+        Assert.Equal(Avx512F.IsSupported && Avx512BW.IsSupported, KernelOptions.ProcessorReportsAvx512BW());
+        Assert.False(KernelOptions.Avx512CompiledOut);
+    }
+
     [Theory]
     [InlineData("scalar", KernelPath.Scalar, 0)]
     [InlineData("Vector128", KernelPath.Vector128, 0)]

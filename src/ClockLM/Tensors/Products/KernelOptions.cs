@@ -66,11 +66,32 @@ public sealed record KernelOptions
     /// the 256-bit path runs the packed kernels, so packing for another one would only cost memory.</summary>
     public bool UsesPacked => Path == KernelPath.Vector256;
 
-    /// <summary>Why these kernels are slower than the fast path, when it is because this machine lacks what the fast
-    /// path needs (AVX2 and FMA); null otherwise, and for a slower path chosen on purpose.</summary>
-    public string? Shortfall => this == Best && Path < KernelPath.Vector256
+    /// <summary>Why these kernels are slower than the fast path: this machine lacks what the fast path needs (AVX2 and
+    /// FMA), or its processor has AVX-512BW that this build cannot use (<see cref="Avx512CompiledOut"/>); null otherwise,
+    /// and for a slower path chosen on purpose.</summary>
+    public string? Shortfall => this != Best ? null
+        : Path < KernelPath.Vector256
         ? $"this machine lacks AVX2 or FMA: kernels run on the {Path} path, without the packed and multi-vector kernels"
+        : Avx512CompiledOut
+        ? "the processor has AVX-512BW but this build cannot use it (a native build for x86-64-v3): the packed kernels run "
+          + "256 bits wide; a native build with -p:IlcInstructionSet=x86-64-v4 runs them 512 bits wide (docs/native.md)"
         : null;
+
+    /// <summary>
+    /// True when the processor reports AVX-512F and AVX-512BW (CPUID leaf 7) but <see cref="Avx512BW.IsSupported"/> is
+    /// false: a native (AOT) build compiled for a baseline below AVX-512, where that check is compiled to the constant
+    /// false because AVX-512 is never among the instruction sets Native AOT tests at run time (docs/native.md). Under the
+    /// JIT the check is the machine's answer, so this is false unless the runtime was told not to use AVX-512.
+    /// </summary>
+    public static bool Avx512CompiledOut { get; } = X86Base.IsSupported && !Avx512BW.IsSupported && ProcessorReportsAvx512BW();
+
+    // CPUID leaf 7, sub-leaf 0: EBX bit 16 is AVX-512F, bit 30 AVX-512BW.
+    internal static bool ProcessorReportsAvx512BW()
+    {
+        if (X86Base.CpuId(0, 0).Eax < 7) return false;
+        int ebx = X86Base.CpuId(7, 0).Ebx;
+        return (ebx & (1 << 16)) != 0 && (ebx & (1 << 30)) != 0;
+    }
 
     /// <summary>
     /// Options from text such as a command line's <c>--kernels</c>: <c>best</c>, or a path (<c>scalar</c>,
