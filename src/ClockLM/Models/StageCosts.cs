@@ -56,52 +56,53 @@ internal sealed class StageCosts
 
     private static long Floats(params float[]?[] vectors) => 4 * vectors.Sum(Length);
 
-    /// <summary>The event of <paramref name="stage"/> of <paramref name="layer"/> run for every row of <paramref name="b"/>.</summary>
-    public StageEvent Event(TokenBatch b, int layer, Stage stage, long start, long elapsed)
+    /// <summary>The event of <paramref name="stage"/> of <paramref name="layer"/>, run for every row of <paramref name="b"/>
+    /// from timestamp <paramref name="start"/> for <paramref name="elapsed"/> ticks; <paramref name="attention"/> is
+    /// the batch's <see cref="Attention"/> for the layer's kind (full or sliding).</summary>
+    public StageEvent Event(TokenBatch b, int layer, Stage stage, long start, long elapsed, in AttentionWork attention)
     {
-        int n = b.Count;
-        long weightBytes = 0, kvRead = 0, kvWritten = 0, flops = 0;
-        switch (stage)
+        long n = b.Count;
+        (long weightBytes, long kvRead, long kvWritten, long flops) = stage switch
         {
-            case Stage.Fetch:
-                weightBytes = b.FetchedBytes;
-                break;
-            case Stage.Decode:
-                weightBytes = _decodeBytes[layer];
-                flops = n * _decodeFlops[layer];
-                break;
-            case Stage.Memory:
-                weightBytes = _memoryBytes[layer];
-                long headSize = _c.HeadSize;
-                flops = n * _memoryFlops[layer];
-                for (int i = 0; i < n; i++)
-                {
-                    var cache = b.Sequences[i].Cache; // rows in its own types
-                    long positions = b.Positions[i] + 1, seen = Attended(layer, b.Positions[i]);
-                    kvWritten += cache.KeyRowBytes + cache.ValueRowBytes;
-                    // Keys of the positions seen; values of every position (the unseen ones weigh 0).
-                    kvRead += seen * cache.KeyRowBytes + positions * cache.ValueRowBytes;
-                    // Per head: scores (2 per element and position seen, then the scale), soft-cap, softmax (max,
-                    // exponential, sum, division), weighted sum (2 per element and position).
-                    flops += _c.Heads * (seen * (2 * headSize + 1 + (_c.AttentionSoftcap > 0 ? 3 : 0)) + 4 * positions + 2 * headSize * positions);
-                }
-                break;
-            case Stage.Execute:
-                weightBytes = _executeBytes[layer];
-                flops = n * _executeFlops[layer];
-                break;
-            case Stage.WriteBack:
-                flops = n * (long)_c.Dim;
-                break;
-        }
-        return new StageEvent(b.Positions[0], n, layer, stage, start, elapsed, weightBytes, kvRead, kvWritten, flops);
+            Stage.Fetch => (b.FetchedBytes[layer], 0L, 0L, 0L),
+            Stage.Decode => (_decodeBytes[layer], 0L, 0L, n * _decodeFlops[layer]),
+            Stage.Memory => (_memoryBytes[layer], attention.Read, attention.Written, n * _memoryFlops[layer] + attention.Flops),
+            Stage.Execute => (_executeBytes[layer], 0L, 0L, n * _executeFlops[layer]),
+            _ => (0L, 0L, 0L, n * _c.Dim), // write-back: x = m + f
+        };
+        return new StageEvent(b.Positions[0], b.Count, layer, stage, start, elapsed, weightBytes, kvRead, kvWritten, flops);
     }
 
-    /// <summary>Positions a row at <paramref name="pos"/> attends to in <paramref name="layer"/>.</summary>
-    private long Attended(int layer, int pos) => _c.IsSliding(layer) ? Math.Min(pos + 1, _c.SlidingWindow) : pos + 1;
+    /// <summary>What attention over the KV cache costs the rows of <paramref name="b"/> in any full-attention layer
+    /// (<paramref name="sliding"/> false) or any sliding-window layer (true): the same for every layer of the kind, so
+    /// counted once a batch.</summary>
+    public AttentionWork Attention(TokenBatch b, bool sliding)
+    {
+        long read = 0, written = 0, flops = 0, headSize = _c.HeadSize;
+        for (int i = 0; i < b.Count; i++)
+        {
+            var cache = b.Sequences[i].Cache; // rows in its own types
+            long positions = b.Positions[i] + 1, seen = sliding ? Math.Min(positions, _c.SlidingWindow) : positions;
+            written += cache.KeyRowBytes + cache.ValueRowBytes;
+            // Keys of the positions seen; values of every position (the unseen ones weigh 0).
+            read += seen * cache.KeyRowBytes + positions * cache.ValueRowBytes;
+            // Per head: scores (2 per element and position seen, then the scale), soft-cap, softmax (max, exponential,
+            // sum, division), weighted sum (2 per element and position).
+            flops += _c.Heads * (seen * (2 * headSize + 1 + (_c.AttentionSoftcap > 0 ? 3 : 0)) + 4 * positions + 2 * headSize * positions);
+        }
+        return new AttentionWork(read, written, flops);
+    }
 
-    /// <summary>The event of a batch that has committed, <paramref name="withLogits"/> of its rows with logits.</summary>
-    public TokenEvent Commit(TokenBatch b, int withLogits, long elapsed, long commitTicks) =>
-        new(b.Positions[0], b.Tokens[0], b.Count, b.StartTimestamp, elapsed, b.EmbeddingTicks, commitTicks,
+    /// <summary>The event of a batch that has committed, <paramref name="withLogits"/> of its rows with logits, its
+    /// times from the batch's seams.</summary>
+    public TokenEvent Commit(TokenBatch b, int withLogits)
+    {
+        long start = b.Seams[0], commitStart = b.Seams[^2], end = b.Seams[^1];
+        return new(b.Positions[0], b.Tokens[0], b.Count, start, end - start, b.EmbeddingTicks, end - commitStart,
             withLogits > 0 ? _commitBytes : 0, withLogits * _commitFlops);
+    }
 }
+
+/// <summary>KV-cache bytes attention reads and the store writes, and attention's floating-point operations, for the
+/// rows of one batch in one layer.</summary>
+internal readonly record struct AttentionWork(long Read, long Written, long Flops);
