@@ -147,12 +147,14 @@ internal sealed class ForwardPass
         int ran = b.Layer * StageNames.Count + (int)b.NextStage; // stages run so far, in order
         if (b.Observers.Count == 0 || b.StagesReported == ran) return;
         AttentionWork full = Costs.Attention(b, sliding: false), sliding = _c.SlidingWindow > 0 ? Costs.Attention(b, sliding: true) : full;
+        var observers = b.Observers;
         for (int k = b.StagesReported; k < ran; k++)
         {
-            int layer = k / StageNames.Count, end = TokenBatch.SeamAfter(layer, (Stage)(k % StageNames.Count));
-            var e = Costs.Event(b, layer, (Stage)(k % StageNames.Count), b.Seams[end - 1], b.Seams[end] - b.Seams[end - 1],
-                _c.IsSliding(layer) ? sliding : full);
-            foreach (var o in b.Observers) o.OnStage(e);
+            int layer = k / StageNames.Count;
+            var stage = (Stage)(k % StageNames.Count);
+            int end = TokenBatch.SeamAfter(layer, stage);
+            var e = Costs.Event(b, layer, stage, b.Seams[end - 1], b.Seams[end] - b.Seams[end - 1], _c.IsSliding(layer) ? sliding : full);
+            for (int i = 0; i < observers.Count; i++) observers[i].OnStage(e);
         }
         b.StagesReported = ran;
     }

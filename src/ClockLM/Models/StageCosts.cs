@@ -13,9 +13,9 @@ namespace ClockLM.Models;
 internal sealed class StageCosts
 {
     private readonly LlamaConfig _c;
-    private readonly long[] _decodeBytes, _memoryBytes, _executeBytes; // per layer
-    private readonly long[] _decodeFlops, _memoryFlops, _executeFlops; // per layer and row, attention's scores aside
-    private readonly long _commitBytes, _commitFlops;                  // the commit's, per row with logits
+    private readonly long[] _weightBytes; // per (layer, stage): what its products and norms stream (fetch's: per batch)
+    private readonly long[] _flops;       // per (layer, stage) and row, attention over the cache aside
+    private readonly long _commitBytes, _commitFlops; // the commit's, per row with logits
 
     public StageCosts(LlamaConfig c, LlamaWeights w)
     {
@@ -23,20 +23,20 @@ internal sealed class StageCosts
         long dim = c.Dim, qDim = c.QDim, kvDim = c.KvDim, hidden = c.HiddenDim;
         long norm = c.Normalization == Normalization.RmsNorm ? 4 * dim : 8 * dim; // squares and sums, then scale and weight (LayerNorm: mean and variance too)
         int layers = c.Layers;
-        (_decodeBytes, _memoryBytes, _executeBytes) = (new long[layers], new long[layers], new long[layers]);
-        (_decodeFlops, _memoryFlops, _executeFlops) = (new long[layers], new long[layers], new long[layers]);
+        (_weightBytes, _flops) = (new long[layers * StageNames.Count], new long[layers * StageNames.Count]);
         for (int l = 0; l < layers; l++)
         {
             var lw = w.Layers[l];
-            _decodeBytes[l] = lw.Wq.ByteCount + lw.Wk.ByteCount + lw.Wv.ByteCount
+            int decode = At(l, Stage.Decode), memory = At(l, Stage.Memory), execute = At(l, Stage.Execute);
+            _weightBytes[decode] = lw.Wq.ByteCount + lw.Wk.ByteCount + lw.Wv.ByteCount
                 + Floats(lw.AttnNorm, lw.AttnNormBias, lw.BiasQ, lw.BiasK, lw.BiasV, lw.QNorm, lw.KNorm);
-            _decodeFlops[l] = norm + 2 * dim * (qDim + 2 * kvDim)
+            _flops[decode] = norm + 2 * dim * (qDim + 2 * kvDim)
                 + Length(lw.BiasQ) + Length(lw.BiasK) + Length(lw.BiasV)
                 + (lw.QNorm is null ? 0 : 4 * qDim) + (lw.KNorm is null ? 0 : 4 * kvDim)
                 + (c.Rope == RopeStyle.None ? 0 : 3 * (qDim + kvDim)); // six per rotated pair
-            _memoryBytes[l] = lw.Wo.ByteCount + Floats(lw.BiasO, lw.PostAttnNorm);
-            _memoryFlops[l] = 2 * qDim * dim + Length(lw.BiasO) + (lw.PostAttnNorm is null ? 0 : 4 * dim);
-            _executeBytes[l] = lw.W1.ByteCount + lw.W2.ByteCount + lw.W3.ByteCount
+            _weightBytes[memory] = lw.Wo.ByteCount + Floats(lw.BiasO, lw.PostAttnNorm);
+            _flops[memory] = 2 * qDim * dim + Length(lw.BiasO) + (lw.PostAttnNorm is null ? 0 : 4 * dim);
+            _weightBytes[execute] = lw.W1.ByteCount + lw.W2.ByteCount + lw.W3.ByteCount
                 + Floats(lw.FfnNorm, lw.FfnNormBias, lw.BiasUp, lw.BiasDown, lw.PostFfnNorm);
             long activation = c.FeedForward switch
             {
@@ -45,12 +45,15 @@ internal sealed class StageCosts
                 _ => 9 * hidden,                      // the tanh form
             };
             long products = c.FeedForward == FeedForward.Gelu ? 4 * dim * hidden : 6 * dim * hidden;
-            _executeFlops[l] = dim + norm + products + activation + Length(lw.BiasUp) + Length(lw.BiasDown)
+            _flops[execute] = dim + norm + products + activation + Length(lw.BiasUp) + Length(lw.BiasDown)
                 + (lw.PostFfnNorm is null ? 0 : 4 * dim);
+            _flops[At(l, Stage.WriteBack)] = dim; // x = m + f
         }
         _commitBytes = w.Output.ByteCount + Floats(w.FinalNorm, w.FinalNormBias);
         _commitFlops = norm + 2L * c.VocabSize * dim + (c.FinalSoftcap > 0 ? 3L * c.VocabSize : 0);
     }
+
+    private static int At(int layer, Stage stage) => layer * StageNames.Count + (int)stage;
 
     private static long Length(float[]? v) => v?.Length ?? 0;
 
@@ -61,16 +64,12 @@ internal sealed class StageCosts
     /// the batch's <see cref="Attention"/> for the layer's kind (full or sliding).</summary>
     public StageEvent Event(TokenBatch b, int layer, Stage stage, long start, long elapsed, in AttentionWork attention)
     {
-        long n = b.Count;
-        (long weightBytes, long kvRead, long kvWritten, long flops) = stage switch
-        {
-            Stage.Fetch => (b.FetchedBytes[layer], 0L, 0L, 0L),
-            Stage.Decode => (_decodeBytes[layer], 0L, 0L, n * _decodeFlops[layer]),
-            Stage.Memory => (_memoryBytes[layer], attention.Read, attention.Written, n * _memoryFlops[layer] + attention.Flops),
-            Stage.Execute => (_executeBytes[layer], 0L, 0L, n * _executeFlops[layer]),
-            _ => (0L, 0L, 0L, n * _c.Dim), // write-back: x = m + f
-        };
-        return new StageEvent(b.Positions[0], b.Count, layer, stage, start, elapsed, weightBytes, kvRead, kvWritten, flops);
+        int k = At(layer, stage);
+        long weightBytes = stage == Stage.Fetch ? b.FetchedBytes[layer] : _weightBytes[k], flops = b.Count * _flops[k];
+        if (stage != Stage.Memory)
+            return new StageEvent(b.Positions[0], b.Count, layer, stage, start, elapsed, weightBytes, 0, 0, flops);
+        return new StageEvent(b.Positions[0], b.Count, layer, stage, start, elapsed, weightBytes, attention.Read, attention.Written,
+            flops + attention.Flops);
     }
 
     /// <summary>What attention over the KV cache costs the rows of <paramref name="b"/> in any full-attention layer
