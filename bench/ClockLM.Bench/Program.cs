@@ -27,5 +27,8 @@ if (args.Contains("--first-token-cold"))
 // `--bandwidth` prints the roofline's read bandwidth beside a plain streaming loop's and F16 decode's, per thread count.
 if (args.Contains("--bandwidth"))
     return ClockLM.Bench.Clock.ReadBandwidth.Run(args);
+// `--observer-overhead` times decoding with and without an observer, paired, on stories260K and llama-110m (or --model).
+if (args.Contains("--observer-overhead"))
+    return ClockLM.Bench.Clock.ObserverOverhead.Run(args);
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;

@@ -51,7 +51,10 @@ public class ClockOverheadBenchmark
     public float Recorded() => Decode(new CycleRecorder(Tokens, _model.Config.Layers));
 
     /// <summary>stories260K.bin in $CLOCKLM_SHARED or ../shared beside the repository.</summary>
-    internal static string Stories260KPath()
+    internal static string Stories260KPath() => SharedPath("models", "stories260K", "stories260K.bin");
+
+    /// <summary>A file under $CLOCKLM_SHARED, or ../shared beside the repository.</summary>
+    internal static string SharedPath(params string[] parts)
     {
         string? shared = Environment.GetEnvironmentVariable("CLOCKLM_SHARED");
         if (string.IsNullOrEmpty(shared))
@@ -61,6 +64,6 @@ public class ClockOverheadBenchmark
             if (dir == null) throw new InvalidOperationException($"no ClockLM.slnx above {AppContext.BaseDirectory}; set CLOCKLM_SHARED");
             shared = Path.Combine(dir.FullName, "..", "shared");
         }
-        return Path.GetFullPath(Path.Combine(shared, "models", "stories260K", "stories260K.bin"));
+        return Path.GetFullPath(Path.Combine([shared, .. parts]));
     }
 }

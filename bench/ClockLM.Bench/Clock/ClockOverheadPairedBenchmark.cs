@@ -9,22 +9,38 @@ namespace ClockLM.Bench.Clock;
 /// The observer's cost of <see cref="ClockOverheadBenchmark"/>, paired so that a busy machine does not decide it: every
 /// invocation decodes 64 tokens with no observer and 64 with a <see cref="CycleTotals"/> observer, back to back, in
 /// alternating order, and records the ratio of the two times. BenchmarkDotNet times the pair; the cleanup prints the
-/// median ratio (observed / unobserved) and the median per-token times of each side over all invocations.
+/// median ratio (observed / unobserved) and the median per-token times of each side over all invocations. Two models:
+/// stories260K (the worst case: a fixed cost per stage against a 25 µs token) and a random-weight llama-110m Q4_0 (what
+/// <c>clocklm synth --shape llama-110m --type Q4_0</c> writes, made in a temporary directory). The stopwatch harness
+/// <see cref="ObserverOverhead"/> (<c>--observer-overhead</c>) runs the same pairs on any model in a fraction of the time.
 /// </summary>
 [SimpleJob(warmupCount: 5, iterationCount: 40)]
 public class ClockOverheadPairedBenchmark
 {
     private const int Tokens = 64;
+    private string? _temporary;
     private Model _model = null!;
     private Transformer _plain = null!, _observed = null!;
     private int[] _ids = [];
     private readonly List<(double Plain, double Clocked)> _pairs = new();
     private int _invocation;
 
+    /// <summary>The model decoded: stories260K or llama-110m-Q4_0.</summary>
+    [Params("stories260K", "llama-110m-Q4_0")]
+    public string ModelName { get; set; } = "stories260K";
+
     [GlobalSetup]
     public void Load()
     {
-        _model = Model.Load(ClockOverheadBenchmark.Stories260KPath());
+        string path = ClockOverheadBenchmark.Stories260KPath();
+        if (ModelName != "stories260K")
+        {
+            _temporary = Directory.CreateTempSubdirectory("clocklm-overhead-").FullName;
+            path = Path.Combine(_temporary, "llama-110m-Q4_0.gguf");
+            SyntheticModel.Write(path, SyntheticModel.Shape("llama-110m"), ClockOverheadBenchmark.SharedPath("vocab", "ggml-vocab-llama-spm.gguf"),
+                QuantizationScheme.Parse("Q4_0"));
+        }
+        _model = Model.Load(path);
         _plain = _model.CreateTransformer(Tokens);
         _observed = _model.CreateTransformer(Tokens);
         _observed.Observer = new CycleTotals(_model.Config.Layers);
@@ -36,6 +52,7 @@ public class ClockOverheadPairedBenchmark
     public void Report()
     {
         _model.Dispose();
+        if (_temporary is not null) Directory.Delete(_temporary, recursive: true);
         if (_pairs.Count == 0) return;
         // Skip the first fifth: warm-up and pilot invocations.
         var kept = _pairs.Skip(_pairs.Count / 5).ToArray();
@@ -44,7 +61,7 @@ public class ClockOverheadPairedBenchmark
             var sorted = values.Order().ToArray();
             return sorted[sorted.Length / 2];
         }
-        Console.WriteLine($"// observer overhead, paired over {kept.Length} invocations: median ratio observed/unobserved = {Median(kept.Select(p => p.Clocked / p.Plain)):F4}; " +
+        Console.WriteLine($"// {ModelName}: observer overhead, paired over {kept.Length} invocations: median ratio observed/unobserved = {Median(kept.Select(p => p.Clocked / p.Plain)):F4}; " +
             $"median per token unobserved {Median(kept.Select(p => p.Plain)) * 1e6 / Tokens:F2} us, observed {Median(kept.Select(p => p.Clocked)) * 1e6 / Tokens:F2} us");
     }
 

@@ -43,11 +43,13 @@ public readonly record struct TokenEvent(
     public double Seconds => ElapsedTicks / (double)Stopwatch.Frequency;
 }
 
-/// <summary>Receives the processor's events. The engine calls it on the thread that runs the forward pass, between
-/// stages; time spent here is not counted in any stage, but it is in the caller's wall clock.</summary>
+/// <summary>Receives the processor's events. The engine calls it on the thread that runs the forward pass: a pass's
+/// stage events, in the order the stages ran, and then its token event once the pass has committed (when the clock is
+/// stepped, each stage's event right after the stage). While a pass runs, observing costs one timestamp per stage;
+/// time spent here is counted in no stage, but it is in the caller's wall clock.</summary>
 public interface ICycleObserver
 {
-    /// <summary>A stage has finished.</summary>
+    /// <summary>A stage has finished (reported at its pass's commit, or at once when stepping).</summary>
     void OnStage(in StageEvent e);
 
     /// <summary>A token (or a batch of tokens) has finished: after its last stage and the commit.</summary>

@@ -6,23 +6,27 @@ namespace ClockLM.Clock;
 /// </summary>
 public sealed class CycleTotals(int layers) : ICycleObserver
 {
-    private readonly long[,] _ticks = new long[layers, StageNames.Count];
+    private readonly long[] _ticks = new long[layers * StageNames.Count]; // (layers, stages)
 
     /// <summary>Tokens that completed (the rows of every <see cref="ICycleObserver.OnToken"/>).</summary>
     public int Tokens { get; private set; }
 
     /// <summary>Layers observed.</summary>
-    public int Layers => _ticks.GetLength(0);
+    public int Layers { get; } = layers;
 
     /// <inheritdoc />
-    public void OnStage(in StageEvent e) => _ticks[e.Layer, (int)e.Stage] += e.ElapsedTicks;
+    public void OnStage(in StageEvent e) => _ticks[e.Layer * StageNames.Count + (int)e.Stage] += e.ElapsedTicks;
 
     /// <inheritdoc />
     public void OnToken(in TokenEvent e) => Tokens += e.Rows;
 
+    /// <summary>Time of <paramref name="stage"/> in <paramref name="layer"/> over every token so far, in
+    /// <see cref="System.Diagnostics.Stopwatch"/> ticks.</summary>
+    public long Ticks(int layer, Stage stage) => _ticks[layer * StageNames.Count + (int)stage];
+
     /// <summary>Mean time of <paramref name="stage"/> in <paramref name="layer"/> per token (a batch's time shared by its rows).</summary>
     public TimeSpan PerToken(int layer, Stage stage) =>
-        Tokens == 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(_ticks[layer, (int)stage] / (double)System.Diagnostics.Stopwatch.Frequency / Tokens);
+        Tokens == 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(Ticks(layer, stage) / (double)System.Diagnostics.Stopwatch.Frequency / Tokens);
 
     /// <summary>Mean time of a whole cycle of <paramref name="layer"/> per token.</summary>
     public TimeSpan PerToken(int layer)

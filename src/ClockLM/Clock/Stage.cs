@@ -1,20 +1,23 @@
 namespace ClockLM.Clock;
 
 /// <summary>
-/// The five stages of one clock cycle (one transformer layer), in the order the processor runs them.
-/// The cache store comes before execute because attention reads back the current position's own key and value.
+/// The five stages of one clock cycle (one transformer layer), in the order the processor runs them; each is one seam
+/// of the forward pass (docs/clock.md has the mapping). The cache store comes before attention because attention reads
+/// back the current position's own key and value.
 /// </summary>
 public enum Stage
 {
-    /// <summary>Select this layer's weights (views into the mapped model file; the matmuls stream them in).</summary>
+    /// <summary>Ask for this layer's and the next layers' weights to be brought in from the model file while this one
+    /// computes (idle once every layer has been fetched).</summary>
     Fetch,
-    /// <summary>RMSNorm of the residual stream, projection to Q/K/V, RoPE.</summary>
+    /// <summary>Norm of the residual stream, projection to Q/K/V (biases, head norms), RoPE.</summary>
     Decode,
-    /// <summary>Store this position's key and value into the KV cache.</summary>
+    /// <summary>Store this position's key and value in the KV cache, attend over the cache, project the heads back
+    /// (the attention block).</summary>
     Memory,
-    /// <summary>Attention over the cached keys/values (reads the cache), its output projection, the feed-forward network.</summary>
+    /// <summary>The feed-forward network on the residual stream plus the attention output.</summary>
     Execute,
-    /// <summary>Add the feed-forward output into the residual stream.</summary>
+    /// <summary>Add the attention and feed-forward outputs into the residual stream (and any steering).</summary>
     WriteBack,
 }
 

@@ -79,7 +79,8 @@ internal sealed class ForwardPass
     /// its residual stream, and the rows' RoPE angles; the clock then stands before cycle 0's fetch.</summary>
     public void Begin(TokenBatch b)
     {
-        long start = b.Observers.Count == 0 ? 0 : Stopwatch.GetTimestamp();
+        bool timed = b.Observers.Count > 0;
+        if (timed) b.Seams[0] = Stopwatch.GetTimestamp();
         int n = b.Count, dim = _c.Dim, half = _c.HeadSize / 2;
         for (int i = 0; i < n; i++)
         {
@@ -97,32 +98,65 @@ internal sealed class ForwardPass
             if (_thetaSliding != _theta)
                 Ops.RopeAngles(b.Positions[i], _thetaSliding, TokenBatch.Row(b.RopeCosSliding, i, half), TokenBatch.Row(b.RopeSinSliding, i, half));
         }
-        (b.Layer, b.NextStage, b.InFlight) = (0, Stage.Fetch, true);
-        if (b.Observers.Count == 0) return;
-        b.StartTimestamp = start;
-        b.EmbeddingTicks = Stopwatch.GetTimestamp() - start;
+        (b.Layer, b.NextStage, b.InFlight, b.StagesReported) = (0, Stage.Fetch, true, 0);
+        if (!timed) return;
+        b.Seams[1] = Stopwatch.GetTimestamp();
+        b.EmbeddingTicks = b.Seams[1] - b.Seams[0];
     }
 
-    /// <summary>Runs the next stage of the batch's current cycle and advances the clock; observers get its event.</summary>
+    /// <summary>Runs the next stage of the batch's current cycle and advances the clock. With observers attached the
+    /// stage's end is one timestamp into the batch's seams; its event is handed over by <see cref="ReportStages"/>.</summary>
     public void Step(TokenBatch b, WorkerPool? pool)
     {
         int layer = b.Layer;
         Stage stage = b.NextStage;
-        long start = b.Observers.Count == 0 ? 0 : Stopwatch.GetTimestamp();
         switch (stage)
         {
-            case Stage.Fetch: b.FetchedBytes = Fetch(layer); break;
+            case Stage.Fetch: b.FetchedBytes[layer] = Fetch(layer); break;
             case Stage.Decode: Decode(b, layer, pool); break;
             case Stage.Memory: Memory(b, layer, pool); break;
             case Stage.Execute: Execute(b, layer, pool); break;
             case Stage.WriteBack: WriteBack(b, layer); break;
         }
+        if (b.Observers.Count > 0)
+        {
+            // A fetch that asked for nothing (every page already asked for, or no fetch unit) was a check of a few
+            // nanoseconds, less than a timestamp costs: it ends where it began and the check counts in decode.
+            int seam = TokenBatch.SeamAfter(layer, stage);
+            b.Seams[seam] = stage == Stage.Fetch && b.FetchedBytes[layer] == 0 ? b.Seams[seam - 1] : Stopwatch.GetTimestamp();
+        }
         if (stage == Stage.WriteBack) (b.Layer, b.NextStage) = (layer + 1, Stage.Fetch);
         else b.NextStage = stage + 1;
+    }
 
-        if (b.Observers.Count == 0) return;
-        var e = Costs.Event(b, layer, stage, start, Stopwatch.GetTimestamp() - start);
-        foreach (var o in b.Observers) o.OnStage(e);
+    /// <summary>Stepping: the caller looked at the batch between stages, so the next stage (or the commit) starts now
+    /// rather than where the last one ended; the wait belongs to no stage.</summary>
+    public void Resume(TokenBatch b)
+    {
+        if (b.Observers.Count > 0) b.Seams[TokenBatch.SeamAfter(b.Layer, b.NextStage) - 1] = Stopwatch.GetTimestamp();
+    }
+
+    /// <summary>
+    /// Hands the observers the event of every stage that has run since the last report: at the commit, all of the
+    /// pass's (so nothing an observer does falls between two seams and into a stage's time), or one at a time when
+    /// stepping. Times are differences of seams; bytes and FLOPs come from <see cref="Costs"/>, counted per layer when
+    /// the model loaded and, for attention, once per batch.
+    /// </summary>
+    public void ReportStages(TokenBatch b)
+    {
+        int ran = b.Layer * StageNames.Count + (int)b.NextStage; // stages run so far, in order
+        if (b.Observers.Count == 0 || b.StagesReported == ran) return;
+        AttentionWork full = Costs.Attention(b, sliding: false), sliding = _c.SlidingWindow > 0 ? Costs.Attention(b, sliding: true) : full;
+        var observers = b.Observers;
+        for (int k = b.StagesReported; k < ran; k++)
+        {
+            int layer = k / StageNames.Count;
+            var stage = (Stage)(k % StageNames.Count);
+            int end = TokenBatch.SeamAfter(layer, stage);
+            var e = Costs.Event(b, layer, stage, b.Seams[end - 1], b.Seams[end] - b.Seams[end - 1], _c.IsSliding(layer) ? sliding : full);
+            for (int i = 0; i < observers.Count; i++) observers[i].OnStage(e);
+        }
+        b.StagesReported = ran;
     }
 
     // Fetch: ask for this layer's weights and the next ones' (the output head after the last layer), which come in while
@@ -255,7 +289,6 @@ internal sealed class ForwardPass
     /// </summary>
     public void Commit(TokenBatch b, WorkerPool? pool)
     {
-        long start = b.Observers.Count == 0 ? 0 : Stopwatch.GetTimestamp();
         int n = b.Count, dim = _c.Dim, vocab = _c.VocabSize, first = b.LogitsFrom, withLogits = n - first;
         for (int i = first; i < n; i++)
             Normalize(TokenBatch.Row(b.XB, i, dim), TokenBatch.Row(b.X, i, dim), _w.FinalNorm, _w.FinalNormBias);
@@ -276,8 +309,9 @@ internal sealed class ForwardPass
         b.InFlight = false;
 
         if (b.Observers.Count == 0) return;
-        long end = Stopwatch.GetTimestamp();
-        var e = Costs.Commit(b, withLogits, end - b.StartTimestamp, end - start);
+        b.Seams[^1] = Stopwatch.GetTimestamp();
+        ReportStages(b);
+        var e = Costs.Commit(b, withLogits);
         foreach (var o in b.Observers) o.OnToken(e);
     }
 

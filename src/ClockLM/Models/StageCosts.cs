@@ -13,9 +13,9 @@ namespace ClockLM.Models;
 internal sealed class StageCosts
 {
     private readonly LlamaConfig _c;
-    private readonly long[] _decodeBytes, _memoryBytes, _executeBytes; // per layer
-    private readonly long[] _decodeFlops, _memoryFlops, _executeFlops; // per layer and row, attention's scores aside
-    private readonly long _commitBytes, _commitFlops;                  // the commit's, per row with logits
+    private readonly long[] _weightBytes; // per (layer, stage): what its products and norms stream (fetch's: per batch)
+    private readonly long[] _flops;       // per (layer, stage) and row, attention over the cache aside
+    private readonly long _commitBytes, _commitFlops; // the commit's, per row with logits
 
     public StageCosts(LlamaConfig c, LlamaWeights w)
     {
@@ -23,20 +23,20 @@ internal sealed class StageCosts
         long dim = c.Dim, qDim = c.QDim, kvDim = c.KvDim, hidden = c.HiddenDim;
         long norm = c.Normalization == Normalization.RmsNorm ? 4 * dim : 8 * dim; // squares and sums, then scale and weight (LayerNorm: mean and variance too)
         int layers = c.Layers;
-        (_decodeBytes, _memoryBytes, _executeBytes) = (new long[layers], new long[layers], new long[layers]);
-        (_decodeFlops, _memoryFlops, _executeFlops) = (new long[layers], new long[layers], new long[layers]);
+        (_weightBytes, _flops) = (new long[layers * StageNames.Count], new long[layers * StageNames.Count]);
         for (int l = 0; l < layers; l++)
         {
             var lw = w.Layers[l];
-            _decodeBytes[l] = lw.Wq.ByteCount + lw.Wk.ByteCount + lw.Wv.ByteCount
+            int decode = At(l, Stage.Decode), memory = At(l, Stage.Memory), execute = At(l, Stage.Execute);
+            _weightBytes[decode] = lw.Wq.ByteCount + lw.Wk.ByteCount + lw.Wv.ByteCount
                 + Floats(lw.AttnNorm, lw.AttnNormBias, lw.BiasQ, lw.BiasK, lw.BiasV, lw.QNorm, lw.KNorm);
-            _decodeFlops[l] = norm + 2 * dim * (qDim + 2 * kvDim)
+            _flops[decode] = norm + 2 * dim * (qDim + 2 * kvDim)
                 + Length(lw.BiasQ) + Length(lw.BiasK) + Length(lw.BiasV)
                 + (lw.QNorm is null ? 0 : 4 * qDim) + (lw.KNorm is null ? 0 : 4 * kvDim)
                 + (c.Rope == RopeStyle.None ? 0 : 3 * (qDim + kvDim)); // six per rotated pair
-            _memoryBytes[l] = lw.Wo.ByteCount + Floats(lw.BiasO, lw.PostAttnNorm);
-            _memoryFlops[l] = 2 * qDim * dim + Length(lw.BiasO) + (lw.PostAttnNorm is null ? 0 : 4 * dim);
-            _executeBytes[l] = lw.W1.ByteCount + lw.W2.ByteCount + lw.W3.ByteCount
+            _weightBytes[memory] = lw.Wo.ByteCount + Floats(lw.BiasO, lw.PostAttnNorm);
+            _flops[memory] = 2 * qDim * dim + Length(lw.BiasO) + (lw.PostAttnNorm is null ? 0 : 4 * dim);
+            _weightBytes[execute] = lw.W1.ByteCount + lw.W2.ByteCount + lw.W3.ByteCount
                 + Floats(lw.FfnNorm, lw.FfnNormBias, lw.BiasUp, lw.BiasDown, lw.PostFfnNorm);
             long activation = c.FeedForward switch
             {
@@ -45,63 +45,63 @@ internal sealed class StageCosts
                 _ => 9 * hidden,                      // the tanh form
             };
             long products = c.FeedForward == FeedForward.Gelu ? 4 * dim * hidden : 6 * dim * hidden;
-            _executeFlops[l] = dim + norm + products + activation + Length(lw.BiasUp) + Length(lw.BiasDown)
+            _flops[execute] = dim + norm + products + activation + Length(lw.BiasUp) + Length(lw.BiasDown)
                 + (lw.PostFfnNorm is null ? 0 : 4 * dim);
+            _flops[At(l, Stage.WriteBack)] = dim; // x = m + f
         }
         _commitBytes = w.Output.ByteCount + Floats(w.FinalNorm, w.FinalNormBias);
         _commitFlops = norm + 2L * c.VocabSize * dim + (c.FinalSoftcap > 0 ? 3L * c.VocabSize : 0);
     }
 
+    private static int At(int layer, Stage stage) => layer * StageNames.Count + (int)stage;
+
     private static long Length(float[]? v) => v?.Length ?? 0;
 
     private static long Floats(params float[]?[] vectors) => 4 * vectors.Sum(Length);
 
-    /// <summary>The event of <paramref name="stage"/> of <paramref name="layer"/> run for every row of <paramref name="b"/>.</summary>
-    public StageEvent Event(TokenBatch b, int layer, Stage stage, long start, long elapsed)
+    /// <summary>The event of <paramref name="stage"/> of <paramref name="layer"/>, run for every row of <paramref name="b"/>
+    /// from timestamp <paramref name="start"/> for <paramref name="elapsed"/> ticks; <paramref name="attention"/> is
+    /// the batch's <see cref="Attention"/> for the layer's kind (full or sliding).</summary>
+    public StageEvent Event(TokenBatch b, int layer, Stage stage, long start, long elapsed, in AttentionWork attention)
     {
-        int n = b.Count;
-        long weightBytes = 0, kvRead = 0, kvWritten = 0, flops = 0;
-        switch (stage)
-        {
-            case Stage.Fetch:
-                weightBytes = b.FetchedBytes;
-                break;
-            case Stage.Decode:
-                weightBytes = _decodeBytes[layer];
-                flops = n * _decodeFlops[layer];
-                break;
-            case Stage.Memory:
-                weightBytes = _memoryBytes[layer];
-                long headSize = _c.HeadSize;
-                flops = n * _memoryFlops[layer];
-                for (int i = 0; i < n; i++)
-                {
-                    var cache = b.Sequences[i].Cache; // rows in its own types
-                    long positions = b.Positions[i] + 1, seen = Attended(layer, b.Positions[i]);
-                    kvWritten += cache.KeyRowBytes + cache.ValueRowBytes;
-                    // Keys of the positions seen; values of every position (the unseen ones weigh 0).
-                    kvRead += seen * cache.KeyRowBytes + positions * cache.ValueRowBytes;
-                    // Per head: scores (2 per element and position seen, then the scale), soft-cap, softmax (max,
-                    // exponential, sum, division), weighted sum (2 per element and position).
-                    flops += _c.Heads * (seen * (2 * headSize + 1 + (_c.AttentionSoftcap > 0 ? 3 : 0)) + 4 * positions + 2 * headSize * positions);
-                }
-                break;
-            case Stage.Execute:
-                weightBytes = _executeBytes[layer];
-                flops = n * _executeFlops[layer];
-                break;
-            case Stage.WriteBack:
-                flops = n * (long)_c.Dim;
-                break;
-        }
-        return new StageEvent(b.Positions[0], n, layer, stage, start, elapsed, weightBytes, kvRead, kvWritten, flops);
+        int k = At(layer, stage);
+        long weightBytes = stage == Stage.Fetch ? b.FetchedBytes[layer] : _weightBytes[k], flops = b.Count * _flops[k];
+        if (stage != Stage.Memory)
+            return new StageEvent(b.Positions[0], b.Count, layer, stage, start, elapsed, weightBytes, 0, 0, flops);
+        return new StageEvent(b.Positions[0], b.Count, layer, stage, start, elapsed, weightBytes, attention.Read, attention.Written,
+            flops + attention.Flops);
     }
 
-    /// <summary>Positions a row at <paramref name="pos"/> attends to in <paramref name="layer"/>.</summary>
-    private long Attended(int layer, int pos) => _c.IsSliding(layer) ? Math.Min(pos + 1, _c.SlidingWindow) : pos + 1;
+    /// <summary>What attention over the KV cache costs the rows of <paramref name="b"/> in any full-attention layer
+    /// (<paramref name="sliding"/> false) or any sliding-window layer (true): the same for every layer of the kind, so
+    /// counted once a batch.</summary>
+    public AttentionWork Attention(TokenBatch b, bool sliding)
+    {
+        long read = 0, written = 0, flops = 0, headSize = _c.HeadSize;
+        for (int i = 0; i < b.Count; i++)
+        {
+            var cache = b.Sequences[i].Cache; // rows in its own types
+            long positions = b.Positions[i] + 1, seen = sliding ? Math.Min(positions, _c.SlidingWindow) : positions;
+            written += cache.KeyRowBytes + cache.ValueRowBytes;
+            // Keys of the positions seen; values of every position (the unseen ones weigh 0).
+            read += seen * cache.KeyRowBytes + positions * cache.ValueRowBytes;
+            // Per head: scores (2 per element and position seen, then the scale), soft-cap, softmax (max, exponential,
+            // sum, division), weighted sum (2 per element and position).
+            flops += _c.Heads * (seen * (2 * headSize + 1 + (_c.AttentionSoftcap > 0 ? 3 : 0)) + 4 * positions + 2 * headSize * positions);
+        }
+        return new AttentionWork(read, written, flops);
+    }
 
-    /// <summary>The event of a batch that has committed, <paramref name="withLogits"/> of its rows with logits.</summary>
-    public TokenEvent Commit(TokenBatch b, int withLogits, long elapsed, long commitTicks) =>
-        new(b.Positions[0], b.Tokens[0], b.Count, b.StartTimestamp, elapsed, b.EmbeddingTicks, commitTicks,
+    /// <summary>The event of a batch that has committed, <paramref name="withLogits"/> of its rows with logits, its
+    /// times from the batch's seams.</summary>
+    public TokenEvent Commit(TokenBatch b, int withLogits)
+    {
+        long start = b.Seams[0], commitStart = b.Seams[^2], end = b.Seams[^1];
+        return new(b.Positions[0], b.Tokens[0], b.Count, start, end - start, b.EmbeddingTicks, end - commitStart,
             withLogits > 0 ? _commitBytes : 0, withLogits * _commitFlops);
+    }
 }
+
+/// <summary>KV-cache bytes attention reads and the store writes, and attention's floating-point operations, for the
+/// rows of one batch in one layer.</summary>
+internal readonly record struct AttentionWork(long Read, long Written, long Flops);

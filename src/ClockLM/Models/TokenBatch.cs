@@ -15,7 +15,12 @@ internal sealed class TokenBatch
     private readonly LlamaConfig _config;
     private int _capacity;
 
-    public TokenBatch(LlamaConfig config) => _config = config;
+    public TokenBatch(LlamaConfig config)
+    {
+        _config = config;
+        Seams = new long[SeamCount(config.Layers)];
+        FetchedBytes = new long[config.Layers];
+    }
 
     /// <summary>Rows in the batch.</summary>
     public int Count { get; private set; }
@@ -54,11 +59,29 @@ internal sealed class TokenBatch
     /// <summary>True when some row's sequence has a hook attached.</summary>
     public bool Hooked;
 
-    /// <summary>When the batch began and how long its embeddings took, for the observers' <see cref="TokenEvent"/>.</summary>
-    public long StartTimestamp, EmbeddingTicks;
+    /// <summary>
+    /// The clock's seams while observers watch: one <see cref="System.Diagnostics.Stopwatch.GetTimestamp"/> where each
+    /// piece of the pass ends and the next begins, so a stage costs one timestamp and the pieces tile the pass with no
+    /// gap. Seam 0: the batch begins; 1: its embeddings are done; <see cref="SeamAfter"/>(layer, stage): that stage is
+    /// done; the last: the commit is done (the one before it is where the commit began). (2 + 5 * layers + 1)
+    /// </summary>
+    public readonly long[] Seams;
 
-    /// <summary>Weight bytes the last fetch stage asked to be brought in.</summary>
-    public long FetchedBytes;
+    /// <summary>How long the batch's embeddings took, for the observers' <see cref="TokenEvent"/> (kept apart from the
+    /// seams, which stepping moves).</summary>
+    public long EmbeddingTicks;
+
+    /// <summary>Weight bytes each layer's fetch stage asked to be brought in (layers).</summary>
+    public readonly long[] FetchedBytes;
+
+    /// <summary>Stage events already handed to the observers, counted from cycle 0's fetch.</summary>
+    public int StagesReported;
+
+    /// <summary>The seam where <paramref name="stage"/> of <paramref name="layer"/> ends (it begins at the one before).</summary>
+    public static int SeamAfter(int layer, Stage stage) => 2 + layer * StageNames.Count + (int)stage;
+
+    /// <summary>Seams of a pass through <paramref name="layers"/> cycles: begin, embeddings, every stage, commit.</summary>
+    public static int SeamCount(int layers) => 3 + layers * StageNames.Count;
 
     /// <summary>Loads rows: <paramref name="sequences"/>[i] runs <paramref name="tokens"/>[i] at
     /// <paramref name="positions"/>[i]; rows from <paramref name="logitsFrom"/> on will get logits.</summary>

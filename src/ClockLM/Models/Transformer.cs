@@ -224,12 +224,15 @@ public sealed class Transformer
         _pass.Begin(batch);
     }
 
-    /// <summary>Runs the next stage of the token in flight and advances the clock.</summary>
+    /// <summary>Runs the next stage of the token in flight and advances the clock; the <see cref="Observer"/> gets the
+    /// stage's event at once, timed from this call (the time between steps belongs to no stage).</summary>
     public void Step()
     {
         if (!_inFlight || _batch!.Layer >= Config.Layers)
             throw new InvalidOperationException(_inFlight ? "every cycle of this token has run; call Commit" : "no token in flight; call BeginToken");
+        _pass.Resume(_batch);
         _pass.Step(_batch, _pool);
+        _pass.ReportStages(_batch);
     }
 
     /// <summary>Commit: the final norm and output head turn the residual stream into logits (skipped when
@@ -239,6 +242,7 @@ public sealed class Transformer
         if (!_inFlight || _batch!.Layer < Config.Layers)
             throw new InvalidOperationException(_inFlight ? $"cycle {_batch!.Layer} has not run yet" : "no token in flight; call BeginToken");
         _batch.LogitsFrom = computeLogits ? 0 : 1;
+        _pass.Resume(_batch);
         _pass.Commit(_batch, _pool);
         _batch.Release();
         return _logits;

@@ -84,9 +84,9 @@ public class ClockEngineTests
     }
 
     /// <summary>Runs 400 tokens with a recorder and returns the median per-token share of time the events account for,
-    /// against a stopwatch around Forward and against the token event, over positions 300 to 399: each stage's
-    /// bookkeeping (two timestamps, the event) costs a fixed 50 to 100 ns, and stories260K's first positions take so
-    /// little time (about 35 µs a token) that it would be most of the five percent.</summary>
+    /// against a stopwatch around Forward and against the token event, over positions 300 to 399: the events tile the
+    /// pass, so the token event is all accounted for, while the stopwatch also sees the observer's work after the
+    /// commit, a fixed cost that stories260K's first positions (about 30 µs a token) are short enough to notice.</summary>
     private static (double Stopwatch, double TokenEvent, CycleRecorder Recorder) MeasureAccountedShare(Transformer t)
     {
         var recorder = new CycleRecorder(expectedTokens: 400, layers: 5);
@@ -116,6 +116,128 @@ public class ClockEngineTests
     {
         var sorted = values.Order().ToList();
         return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
+    }
+
+    [Fact]
+    public void StageEventsTileEachPassWithoutGaps()
+    {
+        using var model = Model.Load(SharedData.Stories260K);
+        var t = model.CreateTransformer(16);
+        t.MicroBatch = 2; // chunks of 2, 2 and 1, then two tokens alone
+        var recorder = new CycleRecorder();
+        t.Observer = recorder;
+        t.Evaluate(Prompt, 0);
+        t.Forward(Prompt[1], Prompt.Length);
+        t.Forward(Prompt[2], Prompt.Length + 1);
+
+        // One timestamp per seam: embedding, the 25 stages and the commit follow each other, each starting where the
+        // one before ended, and add up to the whole pass to the tick.
+        Assert.Equal(5, recorder.Tokens.Count);
+        for (int p = 0; p < recorder.Tokens.Count; p++)
+        {
+            var pass = recorder.Tokens[p];
+            var stages = recorder.Stages.Skip(25 * p).Take(25).ToArray();
+            Assert.All(stages, e => Assert.Equal(pass.Position, e.Position));
+            long at = pass.StartTimestamp + pass.EmbeddingTicks;
+            foreach (var e in stages)
+            {
+                Assert.Equal(at, e.StartTimestamp);
+                Assert.True(e.ElapsedTicks >= 0);
+                at += e.ElapsedTicks;
+            }
+            Assert.Equal(pass.StartTimestamp + pass.ElapsedTicks - pass.CommitTicks, at);
+            Assert.Equal(pass.ElapsedTicks, pass.EmbeddingTicks + stages.Sum(e => e.ElapsedTicks) + pass.CommitTicks);
+        }
+    }
+
+    [Fact]
+    public void CycleTotalsAreTheSumsOfTheRecordedStages()
+    {
+        using var model = Model.Load(SharedData.Stories260K);
+        var t = model.CreateTransformer(16);
+        t.MicroBatch = 3;
+        var totals = new CycleTotals(model.Config.Layers);
+        var recorder = new CycleRecorder();
+        t.Observer = new CycleObserverGroup(totals, recorder);
+        t.Evaluate(Prompt, 0);
+        for (int pos = Prompt.Length; pos < 9; pos++) t.Forward(Prompt[pos % Prompt.Length], pos);
+
+        Assert.Equal(9, totals.Tokens);
+        Assert.Equal(9, recorder.Tokens.Sum(e => e.Rows));
+        for (int layer = 0; layer < model.Config.Layers; layer++)
+            foreach (var stage in StageNames.All)
+                Assert.Equal(recorder.Stages.Where(e => e.Layer == layer && e.Stage == stage).Sum(e => e.ElapsedTicks), totals.Ticks(layer, stage));
+    }
+
+    [Fact]
+    public void SteppedStagesAreReportedAtOnceAndTimedFromTheStep()
+    {
+        using var model = Model.Load(SharedData.Stories260K);
+        var whole = model.CreateTransformer(16);
+        var stepped = model.CreateTransformer(16);
+        var recorder = new CycleRecorder();
+        stepped.Observer = recorder;
+        for (int pos = 0; pos < 2; pos++)
+        {
+            var expected = whole.Forward(Prompt[pos], pos).ToArray();
+            recorder.Stages.Clear();
+            stepped.BeginToken(Prompt[pos], pos);
+            for (int step = 0; step < 25; step++)
+            {
+                Thread.Sleep(step % 10 == 0 ? 2 : 0); // the caller looking at the state between steps
+                long before = Stopwatch.GetTimestamp();
+                stepped.Step();
+                long after = Stopwatch.GetTimestamp();
+                Assert.Equal(step + 1, recorder.Stages.Count);
+                var e = recorder.Stages[^1];
+                Assert.Equal((pos, step / 5, (Stage)(step % 5)), (e.Position, e.Layer, e.Stage));
+                // The stage's time is within the Step call: the wait before it belongs to no stage.
+                Assert.InRange(e.StartTimestamp, before, after);
+                Assert.InRange(e.StartTimestamp + e.ElapsedTicks, e.StartTimestamp, after);
+            }
+            Thread.Sleep(2);
+            long commitCalled = Stopwatch.GetTimestamp();
+            Assert.Equal(expected, stepped.Commit().ToArray()); // an observer changes no bit
+            var token = recorder.Tokens[^1];
+            Assert.Equal(pos, token.Position);
+            Assert.InRange(token.StartTimestamp + token.ElapsedTicks - token.CommitTicks, commitCalled, Stopwatch.GetTimestamp());
+        }
+    }
+
+    [Fact]
+    public void SlidingWindowLayersReportTheKvBytesOfTheirWindow()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("gemma2.gguf");
+        var shape = new LlamaConfig(Dim: 64, HiddenDim: 128, Layers: 4, Heads: 4, KvHeads: 2, VocabSize: 300, ContextLength: 32, RmsEpsilon: 1e-6f);
+        var tensors = Families.FamilyModels.LlamaLayout(shape);
+        tensors.RemoveAll(x => x.Name == "output.weight");
+        for (int l = 0; l < shape.Layers; l++)
+        {
+            tensors.Add(new($"blk.{l}.post_attention_norm.weight", 1, shape.Dim));
+            tensors.Add(new($"blk.{l}.post_ffw_norm.weight", 1, shape.Dim));
+        }
+        Families.FamilyModels.Write(path, "gemma2", shape, tensors, w => w.Set("gemma2.attention.sliding_window", 4u), seed: 5);
+        using var model = Model.Load(path);
+        Assert.Equal([true, false, true, false], Enumerable.Range(0, 4).Select(model.Config.IsSliding));
+        var t = model.CreateTransformer(32, cache: KvCacheOptions.Both(GgmlType.F32));
+        t.MicroBatch = 7; // chunks of 7 and 3
+        var recorder = new CycleRecorder();
+        t.Observer = recorder;
+        t.Evaluate(Enumerable.Range(1, 10).ToArray(), 0);
+        t.Forward(11, 10);
+
+        long row = 4L * model.Config.KvDim; // one position's key, or its value, in F32
+        var memory = recorder.Stages.Where(e => e.Stage == Stage.Memory).ToArray();
+        Assert.Equal(3 * 4, memory.Length);
+        foreach (var e in memory)
+        {
+            // Keys of the positions the row sees (the last four on a sliding layer), values of every position.
+            var positions = Enumerable.Range(e.Position, e.Rows);
+            long keysSeen = positions.Sum(pos => model.Config.IsSliding(e.Layer) ? Math.Min(pos + 1, 4) : pos + 1);
+            Assert.Equal(keysSeen * row + positions.Sum(pos => pos + 1) * row, e.KvBytesRead);
+            Assert.Equal(e.Rows * 2 * row, e.KvBytesWritten);
+        }
     }
 
     [Fact]
