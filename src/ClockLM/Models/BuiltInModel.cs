@@ -1,7 +1,7 @@
 namespace ClockLM.Models;
 
 /// <summary>
-/// The model ClockLM trained itself on the King James Bible (1.3M parameters, models/README.md): it ships beside every
+/// The model ClockLM trained itself on the King James Bible (6.6M parameters, models/README.md): it ships beside every
 /// application that uses ClockLM (the package copies it to <c>models/clocklm-kjv.gguf</c> in the output folder), so
 /// that ClockLM runs offline with no download.
 /// </summary>

@@ -40,15 +40,23 @@ public sealed class LoraAdapters
     private readonly Term[]? _output;     // the output head's (vocab, dim)
     [ThreadStatic] private static float[]? _down;
 
-    private LoraAdapters(Term[]?[][] layers, Term[]? output, int pairs)
+    private LoraAdapters(Term[]?[][] layers, Term[]? output, int pairs, byte[] fingerprint)
     {
         _layers = layers;
         _output = output;
         PairCount = pairs;
+        Fingerprint = fingerprint;
     }
 
     /// <summary>Pairs applied (over all adapters at a non-zero scale).</summary>
     public int PairCount { get; }
+
+    /// <summary>
+    /// SHA-256 over every applied term in order (the tensor it adapts, its factor, rank and the bytes of A and B): two
+    /// sets of adapters that change the model's outputs differently have different fingerprints. Part of
+    /// <see cref="ModelIdentity"/>, so a KV cache saved under one set of adapters is not restored under another.
+    /// </summary>
+    public byte[] Fingerprint { get; }
 
     /// <summary>The GGUF tensor name of a layer's product (<c>blk.3.attn_q.weight</c>).</summary>
     public static string TensorName(int layer, LoraTarget target) => $"blk.{layer}.{TargetName(target)}.weight";
@@ -92,6 +100,7 @@ public sealed class LoraAdapters
         var layers = new List<Term>[config.Layers, Enum.GetValues<LoraTarget>().Length];
         var output = new List<Term>();
         int pairs = 0;
+        using var fingerprint = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
         foreach (var (adapter, scale) in adapters)
         {
             string file = adapter.Path ?? "LoRA adapter";
@@ -114,6 +123,11 @@ public sealed class LoraAdapters
                 var term = new Term(pair.A, pair.B, pair.Rank, pair.Inputs, pair.Outputs, adapter.Factor(scale, pair.Rank));
                 (layer < 0 ? output : layers[layer, (int)target] ??= []).Add(term);
                 pairs++;
+                fingerprint.AppendData(System.Text.Encoding.UTF8.GetBytes(name));
+                fingerprint.AppendData(BitConverter.GetBytes(term.Factor));
+                fingerprint.AppendData(BitConverter.GetBytes(term.Rank));
+                fingerprint.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(term.A.AsSpan()));
+                fingerprint.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(term.B.AsSpan()));
             }
         }
         var resolved = new Term[]?[config.Layers][];
@@ -122,7 +136,7 @@ public sealed class LoraAdapters
             resolved[l] = new Term[]?[layers.GetLength(1)];
             for (int t = 0; t < layers.GetLength(1); t++) resolved[l][t] = layers[l, t]?.ToArray();
         }
-        return new LoraAdapters(resolved, output.Count > 0 ? output.ToArray() : null, pairs);
+        return new LoraAdapters(resolved, output.Count > 0 ? output.ToArray() : null, pairs, fingerprint.GetHashAndReset());
     }
 
     /// <summary>The layer (−1 for the output head) and target of a base tensor name.</summary>

@@ -7,6 +7,8 @@ namespace ClockLM.Models;
 /// A fingerprint of a model file, for data that only that model can use (saved KV caches): SHA-256 over the file's
 /// size and, for a GGUF file, its tensor table (name, type, shape, offset of every tensor) and the first 4 KiB of each
 /// tensor's data, so two files of one architecture with other weights differ; another format's file is hashed whole.
+/// LoRA adapters the model runs with (<see cref="Model.Lora"/>) enter it through their
+/// <see cref="LoraAdapters.Fingerprint"/>: the same file under other adapters is another model.
 /// Reads a few megabytes at most for a GGUF file, whatever its size.
 /// </summary>
 public static class ModelIdentity
@@ -18,12 +20,14 @@ public static class ModelIdentity
     public static byte[] Of(Model model)
     {
         ArgumentNullException.ThrowIfNull(model);
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        if (model.Lora is { } lora) hash.AppendData(lora.Fingerprint);
         if (model.Gguf is not { } file)
         {
             using var stream = File.OpenRead(model.Path);
-            return SHA256.HashData(stream);
+            hash.AppendData(SHA256.HashData(stream));
+            return hash.GetHashAndReset();
         }
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         hash.AppendData(BitConverter.GetBytes(model.FileBytes));
         foreach (var tensor in file.Tensors)
         {

@@ -17,7 +17,18 @@ namespace ClockLM.Training;
 /// <param name="CheckpointSaved">True when a checkpoint was written after this step.</param>
 public sealed record TrainingProgress(
     int Step, int Steps, double Loss, double? ValidationLoss, double LearningRate, long TokensSeen,
-    double TokensPerSecond, TimeSpan Elapsed, TimeSpan Remaining, bool CheckpointSaved);
+    double TokensPerSecond, TimeSpan Elapsed, TimeSpan Remaining, bool CheckpointSaved)
+{
+    /// <summary>The progress after <paramref name="step"/> of a run that started (or resumed) at
+    /// <paramref name="startStep"/>: the rate is this session's (<paramref name="sessionTokens"/> in
+    /// <paramref name="seconds"/>), the time left assumes the steps to come take as long as this session's did, and
+    /// the elapsed time adds the earlier sessions' <paramref name="previousSeconds"/>.</summary>
+    public static TrainingProgress After(int step, int steps, int startStep, double loss, double? validationLoss, double learningRate,
+        long tokensSeen, long sessionTokens, double previousSeconds, double seconds, bool checkpointSaved) =>
+        new(step, steps, loss, validationLoss, learningRate, tokensSeen, sessionTokens / Math.Max(seconds, 1e-9),
+            TimeSpan.FromSeconds(previousSeconds + seconds), TimeSpan.FromSeconds((steps - step) * seconds / Math.Max(1, step - startStep)),
+            checkpointSaved);
+}
 
 /// <summary>The outcome of a training run.</summary>
 /// <param name="Model">The trained model.</param>
@@ -111,14 +122,7 @@ public static class LlamaTrainer
         int step = startStep;
         while (step < options.Steps && !cancellation.IsCancellationRequested)
         {
-            // The batch depends only on (seed, step): a resumed run sees the batches the uninterrupted one would have.
-            var random = new Random(unchecked((int)((uint)options.Seed * 2654435761u ^ (uint)step * 40503u)));
-            for (int b = 0; b < batch; b++)
-            {
-                int start = random.Next(corpus.Train.Length - seqLen + 1);
-                corpus.Window(corpus.Train, start, seqLen, inputs.AsSpan(b * seqLen, seqLen), targets.AsSpan(b * seqLen, seqLen));
-            }
-
+            corpus.TrainingBatch(options.Seed, step, batch, seqLen, inputs, targets);
             foreach (var p in parameters) p.ZeroGrad();
             var lossTensor = model.Loss(inputs, targets, batch, seqLen, compute);
             lossTensor.Backward();
@@ -148,10 +152,8 @@ public static class LlamaTrainer
                     .Save(checkpointPath);
                 saved = true;
             }
-            double rate = sessionTokens / Math.Max(seconds, 1e-9);
-            var remaining = TimeSpan.FromSeconds((options.Steps - step) * seconds / (step - startStep));
-            progress?.Invoke(new TrainingProgress(step, options.Steps, loss, evaluated, lr, tokensSeen, rate,
-                TimeSpan.FromSeconds(previousSeconds + seconds), remaining, saved));
+            progress?.Invoke(TrainingProgress.After(step, options.Steps, startStep, loss, evaluated, lr, tokensSeen, sessionTokens,
+                previousSeconds, seconds, saved));
         }
 
         return new TrainingResult(model, tokenizer, step, tokensSeen, TimeSpan.FromSeconds(previousSeconds + clock.Elapsed.TotalSeconds),
@@ -159,27 +161,14 @@ public static class LlamaTrainer
     }
 
     /// <summary>Mean loss over evenly spaced windows of the held-out tokens (the same windows every time).</summary>
-    public static double ValidationLoss(LlamaTrainingModel model, TrainingCorpus corpus, TrainingOptions options, ComputeContext? compute = null)
-    {
-        int seqLen = options.ContextLength, batch = options.Batch;
-        int windows = options.EvalBatches * batch;
-        var inputs = new int[batch * seqLen];
-        var targets = new int[batch * seqLen];
-        double total = 0;
-        int span = corpus.Validation.Length - seqLen;
-        for (int first = 0; first < windows; first += batch)
+    public static double ValidationLoss(LlamaTrainingModel model, TrainingCorpus corpus, TrainingOptions options, ComputeContext? compute = null) =>
+        corpus.ValidationLoss(options.Batch, options.ContextLength, options.EvalBatches, (inputs, targets) =>
         {
-            for (int b = 0; b < batch; b++)
-            {
-                int start = (int)((long)span * (first + b) / Math.Max(1, windows - 1));
-                corpus.Window(corpus.Validation, start, seqLen, inputs.AsSpan(b * seqLen, seqLen), targets.AsSpan(b * seqLen, seqLen));
-            }
-            var loss = model.Loss(inputs, targets, batch, seqLen, compute);
-            total += loss.Scalar;
+            var loss = model.Loss(inputs, targets, options.Batch, options.ContextLength, compute);
+            double value = loss.Scalar;
             if (compute != null) loss.ReleaseGraph(compute);
-        }
-        return total / options.EvalBatches;
-    }
+            return value;
+        });
 
     private static TrainingCheckpoint Capture(TrainingOptions options, SentencePieceTokenizer tokenizer, int step, long tokensSeen,
         double seconds, double loss, double validationLoss, IReadOnlyList<Tensor<float>> parameters, AdamW optimizer, AdamW norms)

@@ -89,13 +89,7 @@ public static class LoraFinetuner
         int step = startStep;
         while (step < options.Steps && !cancellation.IsCancellationRequested)
         {
-            // The batch depends only on (seed, step): a resumed run sees the batches the uninterrupted one would have.
-            var random = new Random(unchecked((int)((uint)options.Seed * 2654435761u ^ (uint)step * 40503u)));
-            for (int b = 0; b < batch; b++)
-            {
-                int start = random.Next(corpus.Train.Length - seqLen + 1);
-                corpus.Window(corpus.Train, start, seqLen, inputs.AsSpan(b * seqLen, seqLen), targets.AsSpan(b * seqLen, seqLen));
-            }
+            corpus.TrainingBatch(options.Seed, step, batch, seqLen, inputs, targets);
             foreach (var p in parameters) p.ZeroGrad();
             var lossTensor = lora.Loss(inputs, targets, batch, seqLen);
             lossTensor.Backward();
@@ -119,34 +113,17 @@ public static class LoraFinetuner
                     parameters, optimizer).Save(checkpointPath);
                 saved = true;
             }
-            double rate = sessionTokens / Math.Max(seconds, 1e-9);
-            var remaining = TimeSpan.FromSeconds((options.Steps - step) * seconds / (step - startStep));
-            progress?.Invoke(new TrainingProgress(step, options.Steps, loss, evaluated, lr, tokensSeen, rate,
-                TimeSpan.FromSeconds(previousSeconds + seconds), remaining, saved));
+            progress?.Invoke(TrainingProgress.After(step, options.Steps, startStep, loss, evaluated, lr, tokensSeen, sessionTokens,
+                previousSeconds, seconds, saved));
         }
         return new FinetuneResult(lora, step, tokensSeen, TimeSpan.FromSeconds(previousSeconds + clock.Elapsed.TotalSeconds),
             loss, validationLoss, baseValidationLoss, checkpoint?.Step, corpus);
     }
 
     /// <summary>Mean loss over evenly spaced windows of the held-out tokens (the same windows every time).</summary>
-    public static double ValidationLoss(LoraTrainingModel<float> model, TrainingCorpus corpus, FinetuneOptions options)
-    {
-        int seqLen = options.ContextLength, batch = options.Batch, windows = options.EvalBatches * batch;
-        var inputs = new int[batch * seqLen];
-        var targets = new int[batch * seqLen];
-        double total = 0;
-        int span = corpus.Validation.Length - seqLen;
-        for (int first = 0; first < windows; first += batch)
-        {
-            for (int b = 0; b < batch; b++)
-            {
-                int start = (int)((long)span * (first + b) / Math.Max(1, windows - 1));
-                corpus.Window(corpus.Validation, start, seqLen, inputs.AsSpan(b * seqLen, seqLen), targets.AsSpan(b * seqLen, seqLen));
-            }
-            total += model.Loss(inputs, targets, batch, seqLen).Scalar;
-        }
-        return total / options.EvalBatches;
-    }
+    public static double ValidationLoss(LoraTrainingModel<float> model, TrainingCorpus corpus, FinetuneOptions options) =>
+        corpus.ValidationLoss(options.Batch, options.ContextLength, options.EvalBatches,
+            (inputs, targets) => model.Loss(inputs, targets, options.Batch, options.ContextLength).Scalar);
 
     private static FinetuneCheckpoint Capture(FinetuneOptions options, string baseName, long baseBytes, int step, long tokensSeen, double seconds,
         double loss, double validationLoss, double baseValidationLoss, IReadOnlyList<Tensor<float>> parameters, AdamW optimizer) => new()

@@ -69,4 +69,42 @@ public sealed class TrainingCorpus
         stream.AsSpan(start, seqLen - 1).CopyTo(inputs[1..]);
         stream.AsSpan(start, seqLen).CopyTo(targets);
     }
+
+    /// <summary>
+    /// Fills the (batch, seqLen) inputs and targets of training step <paramref name="step"/> with windows at random
+    /// places of <see cref="Train"/>. The batch depends only on (seed, step): a resumed run sees the batches the
+    /// uninterrupted one would have.
+    /// </summary>
+    public void TrainingBatch(int seed, int step, int batch, int seqLen, Span<int> inputs, Span<int> targets)
+    {
+        var random = new Random(unchecked((int)((uint)seed * 2654435761u ^ (uint)step * 40503u)));
+        for (int b = 0; b < batch; b++)
+        {
+            int start = random.Next(Train.Length - seqLen + 1);
+            Window(Train, start, seqLen, inputs.Slice(b * seqLen, seqLen), targets.Slice(b * seqLen, seqLen));
+        }
+    }
+
+    /// <summary>
+    /// Mean loss over <paramref name="evalBatches"/> batches of evenly spaced windows of <see cref="Validation"/> (the
+    /// same windows every time). <paramref name="batchLoss"/> gives the mean loss of one (batch, seqLen) block of
+    /// inputs and targets.
+    /// </summary>
+    public double ValidationLoss(int batch, int seqLen, int evalBatches, Func<int[], int[], double> batchLoss)
+    {
+        int windows = evalBatches * batch, span = Validation.Length - seqLen;
+        var inputs = new int[batch * seqLen];
+        var targets = new int[batch * seqLen];
+        double total = 0;
+        for (int first = 0; first < windows; first += batch)
+        {
+            for (int b = 0; b < batch; b++)
+            {
+                int start = (int)((long)span * (first + b) / Math.Max(1, windows - 1));
+                Window(Validation, start, seqLen, inputs.AsSpan(b * seqLen, seqLen), targets.AsSpan(b * seqLen, seqLen));
+            }
+            total += batchLoss(inputs, targets);
+        }
+        return total / evalBatches;
+    }
 }

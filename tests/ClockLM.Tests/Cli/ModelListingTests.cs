@@ -15,8 +15,8 @@ public class ModelListingTests
         var lines = table.StdOut.TrimEnd().Split('\n');
         Assert.Matches(@"^NAME\s+ARCH\s+PARAMS\s+TYPE\s+SIZE\s+CONTEXT\s+MODIFIED$", lines[0]);
         Assert.Equal(4, lines.Length);
-        Assert.Matches(@"^clocklm-kjv\s+llama\s+1\.3M\s+F32\s+5\.3 MB\s+512\s+\d{4}-\d\d-\d\d \d\d:\d\d$", lines[1]);
-        Assert.Matches(@"^kjv\s+llama\s+1\.3M\s+F32", lines[2]);
+        Assert.Matches(@"^clocklm-kjv\s+llama\s+6\.6M\s+F16\s+13\.2 MB\s+512\s+\d{4}-\d\d-\d\d \d\d:\d\d$", lines[1]);
+        Assert.Matches(@"^kjv\s+llama\s+6\.6M\s+F16", lines[2]);
         Assert.Matches(@"^stories260K\s+llama\s+260K\s+F32\s+1\.1 MB\s+512\s", lines[3]);
 
         var json = ClockLMProcess.Run("list", "--models-dir", folder.Path, "--json");
@@ -36,9 +36,9 @@ public class ModelListingTests
         var shown = ClockLMProcess.Run("show", "--models-dir", folder.Path, "kjv");
         Assert.Equal(0, shown.ExitCode);
         Assert.Matches(@"architecture\s+llama", shown.StdOut);
-        Assert.Matches(@"parameters\s+1\.3M \(1312384\)", shown.StdOut);
+        Assert.Matches(@"parameters\s+6\.6M \(6557952\)", shown.StdOut);
         Assert.Matches(@"context length\s+512", shown.StdOut);
-        Assert.Matches(@"heads\s+4 \(2 for keys and values\)", shown.StdOut);
+        Assert.Matches(@"heads\s+8 \(4 for keys and values\)", shown.StdOut);
         Assert.Contains("Chat template (none in the file: ChatML is used)", shown.StdOut);
 
         var byPath = ClockLMProcess.Run("show", folder.Stories, "--json");

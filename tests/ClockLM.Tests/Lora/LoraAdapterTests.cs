@@ -29,6 +29,30 @@ public class LoraAdapterTests
     }
 
     [Fact]
+    public void AdaptersAndTheirScalesArePartOfTheModelIdentity()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("llama.gguf");
+        FamilyModels.WriteArchitecture(path, "llama", 64);
+        using var model = Model.Load(path);
+        byte[] plain = ModelIdentity.Of(model);
+        var adapter = LoraTestAdapters.Random(model, rank: 4, alpha: 8, seed: 5);
+        var other = LoraTestAdapters.Random(model, rank: 4, alpha: 8, seed: 6);
+        byte[] Identity(params ScaledLora[] adapters)
+        {
+            model.UseLora(adapters);
+            return ModelIdentity.Of(model);
+        }
+        Assert.Equal(plain, Identity(new ScaledLora(adapter, 0f))); // scale 0 computes the same bits: the same model
+        byte[] one = Identity(new ScaledLora(adapter, 1f));
+        Assert.NotEqual(plain, one);
+        Assert.Equal(one, Identity(new ScaledLora(adapter, 1f)));
+        Assert.NotEqual(one, Identity(new ScaledLora(adapter, 0.5f)));
+        Assert.NotEqual(one, Identity(new ScaledLora(other, 1f)));
+        Assert.NotEqual(Identity(new ScaledLora(adapter, 1f), new ScaledLora(other, 1f)), Identity(new ScaledLora(adapter, 1f)));
+    }
+
+    [Fact]
     public void BatchedPromptRowsEqualTokenByTokenDecoding()
     {
         using var dir = new TempDir();

@@ -83,15 +83,18 @@ public class ControlVectorOracleTests(ITestOutputHelper output)
     [Fact]
     public void AVectorMadeByClocklmCvectorSteersLlamaCppAsItSteersClocklmRun()
     {
-        // The built-in model (F32 llama) and a "blessed vs cursed" vector, as in docs/steering.md.
+        // The built-in model (llama, dim 256) and a "blessed vs cursed" vector, as in docs/steering.md. Its matrices are
+        // F16, which llama.cpp multiplies after rounding the activations to F16: an F32 copy keeps the comparison at
+        // float rounding.
         using var dir = new TempDir();
-        string model = Path.Combine(SharedData.RepoRoot, "models", "clocklm-kjv.gguf"), vector = dir.File("kjv.gguf");
+        string model = dir.File("kjv-f32.gguf"), vector = dir.File("kjv.gguf");
+        ModelQuantizer.Quantize(Path.Combine(SharedData.RepoRoot, "models", "clocklm-kjv.gguf"), model, QuantizationScheme.Parse("F32"));
         File.WriteAllLines(dir.File("pos.txt"), ["And God saw that it was good, and he blessed them.", "The people rejoiced with great joy."]);
         File.WriteAllLines(dir.File("neg.txt"), ["And God saw that it was evil, and he cursed them.", "The people mourned with great sorrow."]);
         var made = Cli.ClockLMProcess.Run("cvector", "-m", model, "--positive", dir.File("pos.txt"), "--negative", dir.File("neg.txt"),
             "--out", vector, "--method", "pca", "--layers", "2-4");
         Assert.True(made.ExitCode == 0, made.StdErr);
-        Assert.Contains("3 directions (layers 2-4, 128 values each, pca of 2 prompt pairs)", made.StdOut);
+        Assert.Contains("3 directions (layers 2-4, 256 values each, pca of 2 prompt pairs)", made.StdOut);
         var run = Cli.ClockLMProcess.Run("run", "-m", model, "--temp", "0", "-n", "12", "--json", "--control-vector-scaled", vector, "-3",
             "--control-vector-scaled", vector, "-1", "And the people");
         Assert.True(run.ExitCode == 0, run.StdErr);

