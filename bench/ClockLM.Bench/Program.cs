@@ -18,6 +18,9 @@ if (args.Contains("--matmul-kernels"))
 // `--serve-load` runs the HTTP server load test (concurrent streaming clients, answers checked against runs alone).
 if (args.Contains("--serve-load"))
     return ClockLM.Bench.Server.ServerLoadTest.Run(args);
+// `--scheduler-quick` times the slot scheduler against BatchDecoder, 1 vs N sequences, in one process (no HTTP).
+if (args.Contains("--scheduler-quick"))
+    return ClockLM.Bench.Server.SchedulerQuick.Run(args);
 // `--conversation-ttft` times the first token of each turn of a scripted chat, prompt cache on and off.
 if (args.Contains("--conversation-ttft"))
     return ClockLM.Bench.Server.ConversationTtft.Run(args);

@@ -21,6 +21,7 @@ internal static class ServeCommand
         var cors = new Option<string?>("--cors") { Description = "Let web pages from ORIGIN (e.g. http://localhost:3000, or *) call the server from a browser; off by default" };
         var port = new Option<int>("--port") { Description = "TCP port (0 picks a free one)", DefaultValueFactory = _ => 8080 };
         var parallel = new Option<int>("--parallel", "-np") { Description = "Slots: requests generated at once", DefaultValueFactory = _ => 4 };
+        var prefillChunk = new Option<int>("--prefill-chunk") { Description = "Most prompt tokens read per round across the slots, beside the streams decoding (larger: first tokens of long prompts sooner; smaller: shorter pauses of the running streams)", DefaultValueFactory = _ => 64 };
         var queue = new Option<int>("--queue") { Description = "Requests that may wait for a slot before 503", DefaultValueFactory = _ => 64 };
         var ctx = new Option<int?>("--ctx", "-c") { Description = "Context length per slot (default: the model's)" };
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on every request" };
@@ -40,13 +41,15 @@ internal static class ServeCommand
         speculative.AddTo(command);
         steering.AddTo(command);
         lora.AddTo(command);
-        foreach (var o in new Option[] { steerDir, host, port, parallel, queue, ctx, apiKey, maxBody, log, allowedHosts, cors, modelsDir, keepAlive, maxLoaded, contextShift, drainTimeout, slotSavePath })
+        foreach (var o in new Option[] { steerDir, host, port, parallel, prefillChunk, queue, ctx, apiKey, maxBody, log, allowedHosts, cors, modelsDir, keepAlive, maxLoaded, contextShift, drainTimeout, slotSavePath })
             command.Options.Add(o);
         cacheTypes.AddTo(command);
         command.SetAction(result => CommandErrors.Run(() =>
         {
             int slots = result.GetValue(parallel);
             if (slots is < 1 or > 256) throw new UsageException($"--parallel is {slots}, expected 1 to 256");
+            int chunk = result.GetValue(prefillChunk);
+            if (chunk is < 1 or > 65536) throw new UsageException($"--prefill-chunk is {chunk}, expected 1 to 65536 prompt tokens per round");
             int queueCapacity = result.GetValue(queue);
             if (queueCapacity < 0) throw new UsageException($"--queue is {queueCapacity}, expected 0 or more");
             int p = result.GetValue(port);
@@ -102,7 +105,7 @@ internal static class ServeCommand
             bool shift = result.GetValue(contextShift);
             var schedulerOptions = new SlotSchedulerOptions
             {
-                Slots = slots, QueueCapacity = queueCapacity, ContextLength = contextLength, KvCache = cacheTypes.Read(result), ContextShift = shift,
+                Slots = slots, QueueCapacity = queueCapacity, PrefillChunk = chunk, ContextLength = contextLength, KvCache = cacheTypes.Read(result), ContextShift = shift,
                 Logger = new StderrLogger(Microsoft.Extensions.Logging.LogLevel.Warning),
             };
             if (result.GetValue(modelsDir) is { } dir)

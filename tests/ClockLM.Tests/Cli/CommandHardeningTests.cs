@@ -52,6 +52,13 @@ public sealed class CommandHardeningTests
     }
 
     [Fact]
+    public void ServePrefillChunkOutOfRangeIsRefused()
+    {
+        AssertCleanError(ClockLMProcess.Run("serve", "-m", SharedData.Stories260K, "--prefill-chunk", "0", "--port", "0", "-t", "1"),
+            "--prefill-chunk is 0, expected 1 to 65536 prompt tokens per round");
+    }
+
+    [Fact]
     public void ModelWithNaNWeightsFailsRunWithAClearMessage()
     {
         using var dir = new TempDir();
