@@ -66,6 +66,24 @@ public class ChatTemplateGoldenTests
     }
 
     [Fact]
+    public void ChatMLFallbackShowsAnAssistantsToolCallsAsTheModelWritesThem()
+    {
+        ChatMessage[] conversation =
+        [
+            new("user", "Weather in Paris?"),
+            new("assistant", "") { ToolCalls = [new ChatToolCall("get_weather", "{\"city\": \"Paris\", \"days\": 2}", "call_1")] },
+            new("tool", "sunny") { ToolCallId = "call_1", Name = "get_weather" },
+        ];
+        Assert.Equal(
+            "<|im_start|>user\nWeather in Paris?<|im_end|>\n" +
+            "<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"days\": 2}}\n</tool_call>\n<|im_end|>\n" +
+            "<|im_start|>tool\nsunny<|im_end|>\n<|im_start|>assistant\n",
+            ChatTemplate.Fallback.Render(conversation, true, "", ""));
+        // The same conversation without the call renders as before: nothing changes for turns without tool calls.
+        Assert.Equal(ChatMLExpected, ChatTemplate.Fallback.Render(Conversation, true, "", ""));
+    }
+
+    [Fact]
     public void Llama2Chat_SystemGoesInsideTheFirstInstBlock()
     {
         // Worked out from the template: system wrapped in <<SYS>>, contents stripped, BOS before every [INST].

@@ -55,6 +55,8 @@ public sealed class ToolCallFormat
     {
         ArgumentNullException.ThrowIfNull(template);
         string source = template.Source;
+        // ChatML as ClockLM writes it for files without a template: calls as in Hermes or as JSON, tools described.
+        if (template.IsFallback || source == ChatTemplate.ChatMLSource) return new(ToolCallFamily.Generic, false);
         bool shows = !template.IsFallback && source.Contains("tools", StringComparison.Ordinal);
         if (source.Contains("[TOOL_CALLS]", StringComparison.Ordinal)) return new(ToolCallFamily.Mistral, shows);
         if (source.Contains("<tool_call>", StringComparison.Ordinal)) return new(ToolCallFamily.Hermes, shows);

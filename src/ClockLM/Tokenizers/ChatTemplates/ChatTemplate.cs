@@ -10,9 +10,17 @@ namespace ClockLM.Tokenizers.ChatTemplates;
 /// </summary>
 public sealed class ChatTemplate
 {
-    /// <summary>The ChatML template used when a model file has none.</summary>
+    /// <summary>
+    /// The ChatML template used when a model file has none. An assistant turn's tool calls follow its content as the
+    /// model is asked to write them (<c>&lt;tool_call&gt;\n{"name": …, "arguments": …}\n&lt;/tool_call&gt;</c>, the system
+    /// message of <see cref="ClockLM.Chat.Tools.ToolCallFormat.ToolSystemMessage"/>), so a conversation that goes on
+    /// after a call still shows the call.
+    /// </summary>
     public const string ChatMLSource =
-        "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{%- endfor %}" +
+        "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] }}" +
+        "{%- if message.tool_calls is defined %}{%- for call in message.tool_calls %}" +
+        "{{- '<tool_call>\\n{\"name\": ' + (call.function.name | tojson) + ', \"arguments\": ' + (call.function.arguments | tojson) + '}\\n</tool_call>\\n' }}" +
+        "{%- endfor %}{%- endif %}{{- '<|im_end|>\\n' }}{%- endfor %}" +
         "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
 
     private readonly List<Node> _body;
