@@ -28,6 +28,9 @@ if (args.Contains("--conversation-ttft"))
 if (args.Contains("--first-token-cold"))
     return ClockLM.Bench.Clock.FirstTokenCold.Run(args);
 // `--bandwidth` prints the roofline's read bandwidth beside a plain streaming loop's and F16 decode's, per thread count.
+// `--f16-stream` times one core streaming F16/BF16 matrix-vector rows beside a plain read loop over the same bytes.
+if (args.Contains("--f16-stream"))
+    return ClockLM.Bench.Kernels.F16Stream.Run(args);
 if (args.Contains("--bandwidth"))
     return ClockLM.Bench.Clock.ReadBandwidth.Run(args);
 // `--observer-overhead` times decoding with and without an observer, paired, on stories260K and llama-110m (or --model).

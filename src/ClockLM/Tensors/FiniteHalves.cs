@@ -4,7 +4,7 @@ namespace ClockLM.Tensors;
 /// Whether every value of an F16 matrix is finite. The F16 row kernel's fast widening turns an infinity or NaN into a
 /// finite number, so until this is known the products run the kernel that also watches for them, and the first
 /// product that reads every row tells (<see cref="Checked"/>); from then on a matrix found finite runs the kernel that
-/// need not watch (<see cref="F16MatVec"/>), one in five instructions fewer. Shared by the copies of a view.
+/// need not watch (<see cref="HalfMatVec"/>), one in five instructions fewer. Shared by the copies of a view.
 /// </summary>
 internal sealed class FiniteHalves
 {

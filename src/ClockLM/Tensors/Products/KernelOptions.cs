@@ -40,10 +40,11 @@ public sealed record KernelOptions
             : throw new PlatformNotSupportedException($"kernel path {value} needs AVX2, which this machine lacks");
     } = BestPath;
 
-    /// <summary>Register width in bits of the packed Q4_0 pair kernel (<see cref="Q4_0Pairs"/>) and of the F16/BF16
+    /// <summary>Register width in bits of the packed Q4_0 pair kernel (<see cref="Q4_0Pairs"/>), of the F16/BF16
     /// matrix-matrix tiles (eight rows by three vectors on 512-bit registers, about 1.2x faster prompts than pairs of
-    /// rows on 256-bit ones): 512 where AVX-512BW runs, else 256, which runs the same operations on two 256-bit halves
-    /// and gives the same bits. Default: the widest
+    /// rows on 256-bit ones) and of decoding's F16/BF16 row loop (<see cref="HalfMatVec"/>, pairs of accumulators in one
+    /// register): 512 where AVX-512BW runs, else 256, which runs the same operations on two 256-bit halves and gives
+    /// the same bits. Default: the widest
     /// this machine runs. 512 is refused on a machine without AVX-512BW.</summary>
     public int PackedWidth
     {

@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics.X86;
+
 namespace ClockLM.Tensors;
 
 /// <summary>Matrix-vector products: <c>y[r] = dot(W[r, :], x)</c> for every row r of a weight matrix.</summary>
@@ -53,6 +55,7 @@ public static class MatVec
             {
                 Type = w.Type, Path = path, Weights = w.Data, RowBytes = w.RowBytes, Cols = w.Cols,
                 X = input.X, Y = py, Activations = activations,
+                Wide = kernels.PackedWidth == 512 && Avx512F.IsSupported,
             };
             // F16 rows read x scaled for the halves' widening, made once here rather than in every thread's share; a
             // matrix known to be finite runs the kernel that does not watch for infinities and NaNs, and the first
