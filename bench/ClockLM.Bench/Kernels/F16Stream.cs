@@ -82,18 +82,8 @@ public static unsafe class F16Stream
 
     private static float _sink;
 
-    private static void Plain(float* p, long n)
-    {
-        Vector256<float> a = default, b = default, c = default, d = default;
-        for (long i = 0; i < n; i += 32)
-        {
-            a += Vector256.Load(p + i);
-            b += Vector256.Load(p + i + 8);
-            c += Vector256.Load(p + i + 16);
-            d += Vector256.Load(p + i + 24);
-        }
-        _sink += Vector256.Sum((a + b) + (c + d));
-    }
+    /// <summary>The roofline's plain read loop over the same bytes (<see cref="Clock.ReadBandwidth.Sum"/>).</summary>
+    private static void Plain(float* p, long n) => _sink += Clock.ReadBandwidth.Sum(p, n);
 
     /// <summary>The F16 loop as it was before the prefetch was dropped: the 256-bit loop plus a prefetch of the weights
     /// 2048 halves ahead each 32 halves (the row length is a multiple of 32 here, so there is no tail).</summary>
