@@ -27,11 +27,13 @@ public class KernelOptionsTests
     }
 
     /// <summary>A fact for x86 machines whose runtime uses what the processor has (CPUID is an x86 instruction, and
-    /// <c>DOTNET_EnableAVX512F=0</c> would make the runtime's answer differ from the processor's on purpose).</summary>
+    /// <c>DOTNET_EnableAVX512=0</c>, or <c>DOTNET_EnableAVX512F=0</c> on older runtimes, would make the runtime's answer
+    /// differ from the processor's on purpose).</summary>
     public sealed class FactOnX86Attribute : FactAttribute
     {
         public FactOnX86Attribute() => Skip = !X86Base.IsSupported ? "CPUID is an x86 instruction"
-            : Environment.GetEnvironmentVariable("DOTNET_EnableAVX512F") == "0" ? "the runtime is told to leave AVX-512 off"
+            : Environment.GetEnvironmentVariable("DOTNET_EnableAVX512") == "0" || Environment.GetEnvironmentVariable("DOTNET_EnableAVX512F") == "0"
+                ? "the runtime is told to leave AVX-512 off"
             : null;
     }
 

@@ -74,8 +74,9 @@ public sealed record KernelOptions
         : Path < KernelPath.Vector256
         ? $"this machine lacks AVX2 or FMA: kernels run on the {Path} path, without the packed and multi-vector kernels"
         : Avx512CompiledOut
-        ? "the processor has AVX-512BW but this build cannot use it (a native build for x86-64-v3): the packed kernels run "
-          + "256 bits wide; a native build with -p:IlcInstructionSet=x86-64-v4 runs them 512 bits wide (docs/native.md)"
+        ? "the processor has AVX-512BW but this process cannot use it (a native build for x86-64-v3, or the runtime told "
+          + "DOTNET_EnableAVX512=0): the packed kernels run 256 bits wide; the JIT build, or a native build with "
+          + "-p:IlcInstructionSet=x86-64-v4, runs them 512 bits wide (docs/native.md)"
         : null;
 
     /// <summary>
