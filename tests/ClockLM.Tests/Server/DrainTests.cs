@@ -38,10 +38,13 @@ public sealed class DrainTests
         return (text.ToString(), tokens, false);
     }
 
+    /// <remarks>The built-in model, not stories260K: its 1,500 tokens take most of a second, so the stream is surely
+    /// still running while the checks inside it make their requests (stories260K's take ~50 ms, and the first requests
+    /// of a process can take longer than that).</remarks>
     [Fact]
     public async Task ADrainingServerFailsHealthRefusesNewRequestsAndFinishesItsStreams()
     {
-        await using var host = await ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 2, ContextLength = 2048 });
+        await using var host = await ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 2, ContextLength = 2048 }, modelPath: ClockLM.Models.BuiltInModel.Path);
         Assert.Equal(HttpStatusCode.OK, (await host.Http.GetAsync("/health")).StatusCode);
         using var response = await host.Http.SendAsync(StreamRequest("Once upon a time"), HttpCompletionOption.ResponseHeadersRead);
         Task<int>? drain = null;
@@ -60,7 +63,7 @@ public sealed class DrainTests
         Assert.True(done, "the stream in flight was cut off");
         Assert.Equal(Tokens, tokens);
         // The same request answered by a server that never drained.
-        await using var other = await ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 1, ContextLength = 2048 });
+        await using var other = await ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 1, ContextLength = 2048 }, modelPath: ClockLM.Models.BuiltInModel.Path);
         using var again = await other.Http.SendAsync(StreamRequest("Once upon a time"), HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal(text, (await ReadStreamAsync(again, () => Task.CompletedTask)).Text);
         Assert.Equal(0, await drain!.WaitAsync(TimeSpan.FromSeconds(30)));
