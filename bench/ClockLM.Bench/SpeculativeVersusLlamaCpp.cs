@@ -218,17 +218,9 @@ public static class SpeculativeVersusLlamaCpp
         }
     }
 
-    /// <summary>The first id of the largest logit and its probability.</summary>
-    private static int ArgMax(ReadOnlySpan<float> logits, out float probability)
-    {
-        int best = 0;
-        for (int i = 1; i < logits.Length; i++)
-            if (logits[i] > logits[best]) best = i;
-        double sum = 0;
-        for (int i = 0; i < logits.Length; i++) sum += Math.Exp(logits[i] - logits[best]);
-        probability = (float)(1 / sum);
-        return best;
-    }
+    /// <summary>The draft model's greedy choice and its probability, by the rule ClockLM's drafter uses.</summary>
+    private static int ArgMax(ReadOnlySpan<float> logits, out float probability) =>
+        ClockLM.Generation.DraftModelDrafter.ArgMax(logits, out probability);
 
     private static void Check(DecodeResult result)
     {

@@ -72,8 +72,9 @@ public sealed class DraftModelDrafter : IDrafter
         return k;
     }
 
-    /// <summary>The first id of the largest logit, and its probability, softmax(logits)[id] = 1 / sum exp(l - max).</summary>
-    private static int ArgMax(ReadOnlySpan<float> logits, out float probability)
+    /// <summary>The first id of the largest logit, and its probability, softmax(logits)[id] = 1 / sum exp(l - max). The
+    /// llama.cpp speculative harness drafts with the same rule.</summary>
+    internal static int ArgMax(ReadOnlySpan<float> logits, out float probability)
     {
         int best = 0;
         for (int i = 1; i < logits.Length; i++)
