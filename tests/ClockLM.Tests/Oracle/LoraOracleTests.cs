@@ -55,6 +55,29 @@ public class LoraOracleTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void AnAdaptedEmbeddingEqualsLlamaCpps()
+    {
+        // token_embd.weight's pair (stored as [rank, vocab] and [rank, dim]) with attn_q's and the output head's.
+        using var dir = new TempDir();
+        string path = dir.File("llama.gguf"), adapterPath = dir.File("a.gguf");
+        FamilyModels.WriteArchitecture(path, "llama", 64);
+        using var model = Model.Load(path);
+        LoraTestAdapters.Random(model, rank: 4, alpha: 8, seed: 21, std: 0.2f, targets: [LoraTarget.AttnQ], embedding: true).Save(adapterPath);
+        int vocab = model.Config.VocabSize;
+        var prompt = Enumerable.Range(0, 16).Select(i => 3 + (i * 53) % (vocab - 3)).ToArray();
+        float[] plain = model.CreateTransformer(64, cache: KvCacheOptions.F32).Evaluate(prompt, 0).ToArray();
+        model.UseLora([new ScaledLora(LoraAdapter.Load(adapterPath), 0.8f)]);
+        float[] ours = model.CreateTransformer(64, cache: KvCacheOptions.F32).Evaluate(prompt, 0).ToArray();
+        using var oracle = new LlamaCppOracle(path, contextSize: 64);
+        oracle.SetLora((adapterPath, 0.8f));
+        float[] theirs = oracle.PromptLogits(prompt);
+        double std = StandardDeviation(theirs), effect = MaxDiff(plain, theirs) / std, worst = MaxDiff(ours, theirs) / std;
+        output.WriteLine($"embedding adapter: moves the logits by {effect:E2} x std; |ClockLM - llama.cpp| {worst:E2} x std");
+        Assert.True(effect > 0.1, $"the adapter moves the logits by only {effect:E2} of std");
+        Assert.True(worst <= FamilyOracle.Tolerance, $"max |logit difference| is {worst:E3} of std");
+    }
+
+    [Fact]
     public void AnAdapterMadeByFinetuneGivesLlamaCppClockLMsLogits()
     {
         // The built-in model (llama, tied output) adapted on a small text, written as finetune writes it. Its matrices
