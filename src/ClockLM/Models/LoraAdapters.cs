@@ -25,11 +25,13 @@ public enum LoraTarget
 public readonly record struct ScaledLora(LoraAdapter Adapter, float Scale);
 
 /// <summary>
-/// The LoRA adapters a model runs with, resolved to its matrices: for each adapted product y = W·x, the pairs of every
-/// adapter with their factors, so that the forward pass adds y += f·B·(A·x) for each, in the order given, after the
-/// base product (<see cref="Apply"/>) — llama.cpp's <c>build_lora_mm</c>. The base weights stay as they are, mapped
-/// from the file; nothing of them is copied or changed. Adapters at scale 0 are left out entirely, so a model with them
-/// computes the same bits as without. Row by row, so a row's result never depends on the batch it runs in.
+/// The LoRA adapters a model (or one processor, <see cref="Transformer.Lora"/>) runs with, resolved to its matrices:
+/// for each adapted product y = W·x, the pairs of every adapter with their factors, so that the forward pass adds
+/// y += f·B·(A·x) for each, in the order given, after the base product (<see cref="Apply"/>) — llama.cpp's
+/// <c>build_lora_mm</c> — and for an adapted embedding x += f·B·A[:, token] (<see cref="ApplyEmbedding"/>). The base
+/// weights stay as they are, mapped from the file; nothing of them is copied or changed. Adapters at scale 0 are left
+/// out entirely, so a model with them computes the same bits as without. Row by row, so a row's result never depends
+/// on the batch it runs in, nor on the adapters of the rows beside it.
 /// </summary>
 public sealed class LoraAdapters
 {
