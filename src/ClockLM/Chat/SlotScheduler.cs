@@ -96,8 +96,9 @@ public sealed partial class SlotScheduler : IDisposable
     }
 
     /// <summary>The adapters of the scheduler's list at <paramref name="scales"/> (unnamed ones at 0), checked as
-    /// <see cref="SetLoraScales"/> says.</summary>
-    private LoraAdapters ResolveLora(IReadOnlyList<LoraScale> scales, string field)
+    /// <see cref="SetLoraScales"/> says; null when the scheduler has no list (an empty <paramref name="scales"/> then
+    /// leaves the model's adapters to apply).</summary>
+    private LoraAdapters? ResolveLora(IReadOnlyList<LoraScale> scales, string field)
     {
         var adapters = _options.Lora;
         var set = new float[adapters.Count];
@@ -116,6 +117,7 @@ public sealed partial class SlotScheduler : IDisposable
                 throw new CompletionRequestException($"{at}.scale", $"{at}.scale is {scale}; expected a finite number");
             (set[id], named[id]) = (scale, true);
         }
+        if (adapters.Count == 0) return null;
         return _model.CreateLora(adapters.Select((a, i) => new ScaledLora(a.Adapter, set[i])));
     }
 

@@ -127,6 +127,37 @@ public sealed class ServerLoraTests
     }
 
     [Fact]
+    public async Task ASlotSavedUnderARequestsScalesIsRestoredOnlyUnderThoseScales()
+    {
+        using var dir = new TempDir();
+        var adapters = Adapters(dir);
+        string folder = Directory.CreateDirectory(dir.File("slots")).FullName;
+        await using var host = await ServerHost.StartAsync(new SlotSchedulerOptions { Slots = 1, Lora = adapters }, new ClockLM.Server.ServerOptions { SlotSavePath = folder });
+        object[] half = [new { id = 0, scale = 0.5 }];
+        var expected = await CompleteAsync(host.Http, half);
+        using (var save = await host.Http.PostAsync("/slots/0?action=save", Json("""{"filename": "half.bin"}""")))
+            Assert.Equal(HttpStatusCode.OK, save.StatusCode);
+        // The server's scales are (1, 1): the file's keys and values were computed under (0.5, 0).
+        using (var refused = await host.Http.PostAsync("/slots/0?action=restore", Json("""{"filename": "half.bin"}""")))
+        {
+            string text = await refused.Content.ReadAsStringAsync();
+            Assert.True(refused.StatusCode == HttpStatusCode.BadRequest, text);
+            Assert.Contains("invalid_slot_file", text);
+        }
+        using (var set = await host.Http.PostAsync("/lora-adapters", Json("""[{"id": 0, "scale": 0.5}]""")))
+            Assert.Equal(HttpStatusCode.OK, set.StatusCode);
+        using (var restored = await host.Http.PostAsync("/slots/0?action=restore", Json("""{"filename": "half.bin"}""")))
+            Assert.True(restored.StatusCode == HttpStatusCode.OK, await restored.Content.ReadAsStringAsync());
+        // A request under the server's scales (now those) reuses the restored prompt and gives the same bits.
+        string body = JsonSerializer.Serialize(new { prompt = Prompt, max_tokens = Tokens, temperature = 0, logprobs = 5 });
+        using var response = await host.Http.PostAsync("/v1/completions", Json(body));
+        var root = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        Assert.True(root.GetProperty("usage").GetProperty("prompt_tokens_details").GetProperty("cached_tokens").GetInt32() > 0);
+        Assert.Equal(expected.Text, root.GetProperty("choices")[0].GetProperty("text").GetString());
+        Assert.Equal(expected.Logprobs, root.GetProperty("choices")[0].GetProperty("logprobs").GetRawText());
+    }
+
+    [Fact]
     public async Task BadLoraIsA400NamingTheField()
     {
         using var dir = new TempDir();
