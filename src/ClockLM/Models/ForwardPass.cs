@@ -178,9 +178,9 @@ internal sealed class ForwardPass
         MatMul.Multiply(w.Wq, input, b.Q, pool, _kernels);
         MatMul.Multiply(w.Wk, input, b.K, pool, _kernels);
         MatMul.Multiply(w.Wv, input, b.V, pool, _kernels);
-        AddLora(b, layer, LoraTarget.AttnQ, b.XB, b.Q);
-        AddLora(b, layer, LoraTarget.AttnK, b.XB, b.K);
-        AddLora(b, layer, LoraTarget.AttnV, b.XB, b.V);
+        AddLora(b, pool, layer, LoraTarget.AttnQ, b.XB, b.Q);
+        AddLora(b, pool, layer, LoraTarget.AttnK, b.XB, b.K);
+        AddLora(b, pool, layer, LoraTarget.AttnV, b.XB, b.V);
         bool sliding = _c.IsSliding(layer) && _thetaSliding != _theta;
         float[] cos = sliding ? b.RopeCosSliding : b.RopeCos, sin = sliding ? b.RopeSinSliding : b.RopeSin;
         for (int i = 0; i < n; i++)
@@ -217,7 +217,7 @@ internal sealed class ForwardPass
         Attend(b, layer, pool);
         if (b.Hooked) Hook(b, ActivationPoint.AttnZ, layer, b.Heads, _c.QDim);
         MatMul.Multiply(w.Wo, Load(b.HeadsInput, b.Heads, n, _c.QDim), b.AttnOut, pool, _kernels);
-        AddLora(b, layer, LoraTarget.AttnOutput, b.Heads, b.AttnOut);
+        AddLora(b, pool, layer, LoraTarget.AttnOutput, b.Heads, b.AttnOut);
         for (int i = 0; i < n; i++)
         {
             Span<float> o = TokenBatch.Row(b.AttnOut, i, dim);
@@ -241,7 +241,7 @@ internal sealed class ForwardPass
         if (_c.FeedForward == FeedForward.Gelu)
         {
             MatMul.Multiply(w.W3, input, b.HB, pool, _kernels);
-            AddLora(b, layer, LoraTarget.FfnUp, b.XB, b.HB);
+            AddLora(b, pool, layer, LoraTarget.FfnUp, b.XB, b.HB);
             if (w.BiasUp is not null)
                 for (int i = 0; i < n; i++) Ops.Add(TokenBatch.Row(b.HB, i, hidden), w.BiasUp);
         }
@@ -249,8 +249,8 @@ internal sealed class ForwardPass
         {
             MatMul.Multiply(w.W1, input, b.HB, pool, _kernels);
             MatMul.Multiply(w.W3, input, b.HB2, pool, _kernels);
-            AddLora(b, layer, LoraTarget.FfnGate, b.XB, b.HB);
-            AddLora(b, layer, LoraTarget.FfnUp, b.XB, b.HB2);
+            AddLora(b, pool, layer, LoraTarget.FfnGate, b.XB, b.HB);
+            AddLora(b, pool, layer, LoraTarget.FfnUp, b.XB, b.HB2);
         }
         // The activation, row by row (element-wise, so split across the pool it is the same arithmetic).
         var activation = new ActivationJob { Kind = _c.FeedForward, Gate = b.HB, Up = b.HB2, Width = hidden, Path = _kernels.Path };
@@ -258,7 +258,7 @@ internal sealed class ForwardPass
         else pool.Run(activation, n);
         if (b.Hooked) Hook(b, ActivationPoint.MlpPost, layer, b.HB, hidden);
         MatMul.Multiply(w.W2, Load(b.Hidden, b.HB, n, hidden), b.FfnOut, pool, _kernels);
-        AddLora(b, layer, LoraTarget.FfnDown, b.HB, b.FfnOut);
+        AddLora(b, pool, layer, LoraTarget.FfnDown, b.HB, b.FfnOut);
         for (int i = 0; i < n; i++)
         {
             Span<float> f = TokenBatch.Row(b.FfnOut, i, dim);
@@ -297,7 +297,7 @@ internal sealed class ForwardPass
             // One row's logits go straight to its sequence; several rows' through the batch's buffer.
             float[] logits = withLogits == 1 ? b.Sequences[first].LogitsBuffer : b.Logits(withLogits);
             MatMul.Multiply(_w.Output, b.Normed.Load(b.XB, first, withLogits, dim), logits, pool, _kernels);
-            AddLora(b, LoraAdapters.OutputHead, default, b.XB.AsSpan(first * dim), logits, first);
+            AddLora(b, pool, LoraAdapters.OutputHead, default, b.XB.AsSpan(first * dim), logits, first);
             for (int i = first; i < n; i++)
             {
                 Span<float> rowLogits = withLogits == 1 ? logits : logits.AsSpan((i - first) * vocab, vocab);
@@ -439,14 +439,14 @@ internal sealed class ForwardPass
     /// <summary>Adds each row's LoRA term of a product (<see cref="LoraAdapters.Apply"/>) for batch rows
     /// [<paramref name="firstRow"/>, count), which are rows 0.. of <paramref name="input"/> and <paramref name="output"/>.
     /// Consecutive rows with the same adapters go in one call; the arithmetic of a row is the same either way.</summary>
-    private void AddLora(TokenBatch b, int layer, LoraTarget target, ReadOnlySpan<float> input, Span<float> output, int firstRow = 0)
+    private void AddLora(TokenBatch b, WorkerPool? pool, int layer, LoraTarget target, ReadOnlySpan<float> input, Span<float> output, int firstRow = 0)
     {
         int n = b.Count;
         for (int start = firstRow, end; start < n; start = end)
         {
             var lora = LoraOf(b, start);
             for (end = start + 1; end < n && LoraOf(b, end) == lora; end++) { }
-            lora?.Apply(layer, target, input, output, start - firstRow, end - start);
+            lora?.Apply(layer, target, input, output, start - firstRow, end - start, pool, _kernels);
         }
     }
 

@@ -1,3 +1,5 @@
+using ClockLM.Tensors;
+
 namespace ClockLM.Models;
 
 /// <summary>The matrix products of a layer a LoRA pair can adapt, by llama.cpp's tensor names.</summary>
@@ -35,13 +37,27 @@ public readonly record struct ScaledLora(LoraAdapter Adapter, float Scale);
 /// </summary>
 public sealed class LoraAdapters
 {
-    /// <summary>A pair at its factor: y += Factor·B·(A·x).</summary>
-    private readonly record struct Term(float[] A, float[] B, int Rank, int Inputs, int Outputs, float Factor);
+    /// <summary>A pair at its factor: y += Factor·B·(A·x). A and B are also F32 views over pinned copies, so a block of
+    /// rows runs through the matrix-product kernels (<see cref="MatMul"/>) like any base product.</summary>
+    private sealed record Term(float[] A, float[] B, int Rank, int Inputs, int Outputs, float Factor)
+    {
+        private readonly byte[] _a = Pinned(A), _b = Pinned(B); // A's and B's bytes, pinned for the views
+
+        public TensorView AView => TensorView.Pinned(GgmlType.F32, Rank, Inputs, _a);
+        public TensorView BView => TensorView.Pinned(GgmlType.F32, Outputs, Rank, _b);
+
+        private static byte[] Pinned(float[] m)
+        {
+            var pinned = GC.AllocateArray<byte>(m.Length * sizeof(float), pinned: true);
+            System.Runtime.InteropServices.MemoryMarshal.AsBytes(m.AsSpan()).CopyTo(pinned);
+            return pinned;
+        }
+    }
 
     private readonly Term[]?[][] _layers; // (layers, targets): the terms of each product, null when none
     private readonly Term[]? _output;     // the output head's (vocab, dim)
     private readonly Term[]? _embedding;  // the token embedding's: A (rank, vocab), B (dim, rank)
-    [ThreadStatic] private static float[]? _down;
+    [ThreadStatic] private static float[]? _down, _up;
 
     private LoraAdapters(LlamaWeights weights, Term[]?[][] layers, Term[]? output, Term[]? embedding, int pairs, byte[] fingerprint,
         IReadOnlyList<ScaledLora> sources)
@@ -212,21 +228,20 @@ public sealed class LoraAdapters
     /// <summary>Adds every pair of a layer's product (or the output head's, layer <see cref="OutputHead"/>) to its
     /// output: for rows [first, first + count) of <paramref name="input"/> (rows, in) and <paramref name="output"/>
     /// (rows, out), y += f·B·(A·x). Row by row, so a row's result does not depend on the rows beside it.</summary>
-    internal void Apply(int layer, LoraTarget target, ReadOnlySpan<float> input, Span<float> output, int first, int count)
+    internal void Apply(int layer, LoraTarget target, ReadOnlySpan<float> input, Span<float> output, int first, int count,
+        WorkerPool? pool, KernelOptions kernels)
     {
         if ((layer == OutputHead ? _output : _layers[layer][(int)target]) is not { } terms) return;
         foreach (var t in terms)
         {
-            var down = _down is { } d && d.Length >= t.Rank ? d : _down = new float[Math.Max(t.Rank, 64)];
-            for (int i = first; i < first + count; i++)
-            {
-                ReadOnlySpan<float> x = input.Slice(i * t.Inputs, t.Inputs);
-                Span<float> y = output.Slice(i * t.Outputs, t.Outputs);
-                // d = A·x (rank), then y_o += f·(B·d)_o: two small products, never the (out × in) update itself.
-                for (int r = 0; r < t.Rank; r++) down[r] = Dot(t.A.AsSpan(r * t.Inputs, t.Inputs), x);
-                ReadOnlySpan<float> dr = down.AsSpan(0, t.Rank);
-                for (int o = 0; o < t.Outputs; o++) y[o] += t.Factor * Dot(t.B.AsSpan(o * t.Rank, t.Rank), dr);
-            }
+            // d = X·Aᵀ (count, rank), then u = d·Bᵀ (count, out), y += f·u: two small products, never the (out × in)
+            // update itself. Each row's result is the kernels' one-row result, whatever the count.
+            var down = _down is { } d && d.Length >= count * t.Rank ? d : _down = new float[Math.Max(count * t.Rank, 256)];
+            var up = _up is { } u && u.Length >= count * t.Outputs ? u : _up = new float[Math.Max(count * t.Outputs, 256)];
+            MatMul.Multiply(t.AView, input.Slice(first * t.Inputs, count * t.Inputs), down, count, pool, kernels);
+            MatMul.Multiply(t.BView, down.AsSpan(0, count * t.Rank), up, count, pool, kernels);
+            Span<float> y = output.Slice(first * t.Outputs, count * t.Outputs);
+            for (int i = 0; i < y.Length; i++) y[i] += t.Factor * up[i];
         }
     }
 
@@ -244,7 +259,7 @@ public sealed class LoraAdapters
         }
     }
 
-    // A plain float dot product: the adapter's products are rank × (in + out) per row, small beside the base's.
+    // A plain float dot product, for the embedding's term: rank × dim operations per token.
     private static float Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
         float sum = 0;
