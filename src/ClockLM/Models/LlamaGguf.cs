@@ -132,9 +132,9 @@ public static class LlamaGguf
         {
             var whole = View(name, rows, cols);
             var view = whole.RowRange(first, count);
+            string part = count == rows ? name : $"{name} rows [{first}, {first + count})";
             if (packer is not null && view.Type is GgmlType.Q4_0 or GgmlType.Q8_0)
             {
-                string part = count == rows ? name : $"{name} rows [{first}, {first + count})";
                 if (!PackedRows.CanPack(view))
                     unpacked.Add($"{part}: {view.Type} {view.Rows}x{view.Cols} stays in its file layout ({view.Rows} rows, not a multiple of 8)");
                 else
@@ -148,7 +148,7 @@ public static class LlamaGguf
             {
                 view = packer.PackPanels(name, file.DataOffset + file.GetTensor(name).Offset + (long)first * whole.RowBytes, view, packed);
                 if (!view.IsPacked)
-                    unpacked.Add($"{name}: {view.Type} {view.Rows}x{view.Cols} stays in its file layout (a value is infinite or NaN)");
+                    unpacked.Add($"{part}: {view.Type} {view.Rows}x{view.Cols} stays in its file layout (a value is infinite or NaN)");
             }
             if (!view.IsPacked) mapped.Add(view);
             return view;

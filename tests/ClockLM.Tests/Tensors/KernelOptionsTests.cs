@@ -152,6 +152,29 @@ public class KernelOptionsTests
         }
     }
 
+    /// <summary>An F16 down projection with an infinity cannot go in panels (their loop assumes finite halves): the load
+    /// leaves it in its file layout and says so once, naming it, while the other layer's goes in panels.</summary>
+    [FactNeeds(Cpu.Avx2)]
+    public void AnF16MatrixWithAnInfinityStaysInItsFileLayoutAndIsCounted()
+    {
+        using var dir = new TempDir();
+        string source = dir.File("long-rows.gguf"), path = dir.File("infinity.gguf");
+        var config = new LlamaConfig(Dim: 64, HiddenDim: 4160, Layers: 2, Heads: 4, KvHeads: 2, VocabSize: Vocab, ContextLength: Context);
+        TestModels.WriteRandomLlama(source, config, TestModels.SmallVocabulary(Vocab), GgmlType.F16, std: 0.05f);
+        TestModels.CopyGguf(source, path, tensor: (t, data) =>
+        {
+            if (t.Name == "blk.1.ffn_down.weight") System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(2 * 4150), 0x7c00);
+            return data;
+        });
+        var log = new LogRecorder();
+        using var model = Model.Load(path, null, new ModelOptions { Logger = log, Kernels = new KernelOptions { Path = KernelPath.Vector256 } });
+        Assert.True(model.Weights.Layers[0].W2.IsPacked);
+        Assert.False(model.Weights.Layers[1].W2.IsPacked);
+        var fallback = Assert.Single(model.Weights.KernelFallbacks);
+        Assert.Contains("blk.1.ffn_down.weight: F16 64x4160 stays in its file layout (a value is infinite or NaN)", fallback);
+        Assert.Contains(log.Entries, e => e.Level == LogLevel.Warning && e.Message.Contains(fallback));
+    }
+
     /// <summary>A model loaded on other kernels runs on them: the scalar reference packs nothing (only the 256-bit path
     /// reads packed weights), and its logits agree with the fast path's to float rounding (attention and softmax sum in
     /// another order; the quantized products are the same bits).</summary>
