@@ -216,7 +216,7 @@ public class PackedRowsTests
         using var model = Model.Load(path);
         var down = model.Weights.Layers[1].W2;
         Assert.True(down.Packed == null, "the matrix with an infinite scale was packed");
-        var fallback = Assert.Single(model.Weights.KernelFallbacks); // counted, with its name and why
+        var fallback = Assert.Single(model.Weights.PackingFallbacks); // counted, with its name and why
         Assert.Contains("blk.1.ffn_down.weight", fallback);
         Assert.Contains("infinite or NaN", fallback);
         Assert.True(model.Weights.Layers[1].W1.Packed != null && model.Weights.Layers[0].W2.Packed != null);

@@ -291,8 +291,10 @@ public class LoraAdapterTests
 
         var bad = ClockLMProcess.Run("run", "-m", SharedData.Stories260K, "--lora", SharedData.Stories260K, "hi");
         Assert.Equal(1, bad.ExitCode);
-        Assert.StartsWith($"error: {SharedData.Stories260K}: ", bad.StdErr);
-        Assert.Single(bad.StdErr.Trim().Split('\n'));
+        // One line, the error; beside it only the machine's kernel shortfall, where there is one (the child process
+        // runs under this one's environment, e.g. DOTNET_EnableAVX512=0 on an AVX-512 processor).
+        string[] lines = [.. bad.StdErr.Trim().Split('\n').Where(l => KernelOptions.Best.Shortfall is not { } s || !l.Contains(s))];
+        Assert.StartsWith($"error: {SharedData.Stories260K}: ", Assert.Single(lines));
         Assert.DoesNotContain("   at ", bad.StdErr);
     }
 }
