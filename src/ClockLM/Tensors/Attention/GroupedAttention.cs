@@ -17,21 +17,24 @@ namespace ClockLM.Tensors;
 /// each output lane of a weighted sum is the same chain of fused multiply-adds. So the F32 cache gives the bits it gave
 /// before grouping, and an F16 or Q8_0 cache the bits of the F32 kernels over its values. The vector path runs where
 /// AVX2 and FMA do, for head sizes (and head offsets in the row) that are multiples of 8; the scalar path elsewhere.
+/// F16 rows whose halves are all finite (<see cref="CacheRows.FiniteHalves"/>) are widened in three operations to
+/// their values times 2^-112, the queries or weights scaled by 2^112 to match: the same bits again (see below).
 /// </remarks>
 internal static unsafe class GroupedAttention
 {
     /// <summary>
     /// scores[g · scoreStride + t] = scale · (queries_g · keys_t) for every query g (queries: (groups, headSize)) and
-    /// row t of <paramref name="keys"/>.
+    /// row t of <paramref name="keys"/>. Returns true when F16 rows took the exact widening on the vector path (a
+    /// fallback: see <see cref="CacheRows.FiniteHalves"/>).
     /// </summary>
-    public static void Scores(ReadOnlySpan<float> queries, int headSize, CacheRows keys, float scale, Span<float> scores, int scoreStride) =>
+    public static bool Scores(ReadOnlySpan<float> queries, int headSize, CacheRows keys, float scale, Span<float> scores, int scoreStride) =>
         Scores(queries, headSize, keys, scale, scores, scoreStride, KernelOptions.BestPath);
 
     /// <summary><see cref="Scores(ReadOnlySpan{float}, int, CacheRows, float, Span{float}, int)"/> on a chosen path.</summary>
-    internal static void Scores(ReadOnlySpan<float> queries, int headSize, CacheRows keys, float scale, Span<float> scores, int scoreStride, KernelPath path)
+    internal static bool Scores(ReadOnlySpan<float> queries, int headSize, CacheRows keys, float scale, Span<float> scores, int scoreStride, KernelPath path)
     {
         int groups = Groups(queries.Length, headSize), n = keys.Count;
-        if (groups == 0 || n == 0) return;
+        if (groups == 0 || n == 0) return false;
         keys.Check(headSize, "keys");
         CheckOutput(scores.Length, groups, scoreStride, n, "scores");
         fixed (float* q = queries)
@@ -43,26 +46,35 @@ internal static unsafe class GroupedAttention
             switch (keys.Type)
             {
                 case GgmlType.F32: if (vector) ScoresVector<F32CacheRows>(a, q, scale, s, scoreStride); else ScoresScalar<F32CacheRows>(a, q, scale, s, scoreStride); break;
-                case GgmlType.F16: if (vector) ScoresVector<F16CacheRows>(a, q, scale, s, scoreStride); else ScoresScalar<F16CacheRows>(a, q, scale, s, scoreStride); break;
+                case GgmlType.F16:
+                    if (!vector) ScoresScalar<F16CacheRows>(a, q, scale, s, scoreStride);
+                    else if (!keys.FiniteHalves || !ScoresOfFiniteHalves(a, q, scale, s, scoreStride))
+                    {
+                        ScoresVector<F16CacheRows>(a, q, scale, s, scoreStride);
+                        return true;
+                    }
+                    break;
                 case GgmlType.Q8_0: if (vector) ScoresVector<Q8_0CacheRows>(a, q, scale, s, scoreStride); else ScoresScalar<Q8_0CacheRows>(a, q, scale, s, scoreStride); break;
                 default: throw new ArgumentOutOfRangeException(nameof(keys), keys.Type, "KV cache rows are F32, F16 or Q8_0");
             }
         }
+        return false;
     }
 
     /// <summary>
     /// output_g = Σ_t weights[g · weightStride + t] · values_t for every query g (output: (groups, headSize), overwritten)
-    /// over the rows of <paramref name="values"/>.
+    /// over the rows of <paramref name="values"/>. Returns true when F16 rows took the exact widening on the vector path
+    /// (a fallback: see <see cref="CacheRows.FiniteHalves"/>).
     /// </summary>
-    public static void WeightedSums(ReadOnlySpan<float> weights, int weightStride, CacheRows values, Span<float> output, int headSize) =>
+    public static bool WeightedSums(ReadOnlySpan<float> weights, int weightStride, CacheRows values, Span<float> output, int headSize) =>
         WeightedSums(weights, weightStride, values, output, headSize, KernelOptions.BestPath);
 
     /// <summary><see cref="WeightedSums(ReadOnlySpan{float}, int, CacheRows, Span{float}, int)"/> on a chosen path.</summary>
-    internal static void WeightedSums(ReadOnlySpan<float> weights, int weightStride, CacheRows values, Span<float> output, int headSize, KernelPath path)
+    internal static bool WeightedSums(ReadOnlySpan<float> weights, int weightStride, CacheRows values, Span<float> output, int headSize, KernelPath path)
     {
         int groups = Groups(output.Length, headSize), n = values.Count;
         output.Clear();
-        if (groups == 0 || n == 0) return;
+        if (groups == 0 || n == 0) return false;
         values.Check(headSize, "values");
         CheckOutput(weights.Length, groups, weightStride, n, "weights");
         fixed (float* w = weights)
@@ -74,11 +86,78 @@ internal static unsafe class GroupedAttention
             switch (values.Type)
             {
                 case GgmlType.F32: if (vector) SumsVector<F32CacheRows>(a, w, weightStride, o); else SumsScalar<F32CacheRows>(a, w, weightStride, o); break;
-                case GgmlType.F16: if (vector) SumsVector<F16CacheRows>(a, w, weightStride, o); else SumsScalar<F16CacheRows>(a, w, weightStride, o); break;
+                case GgmlType.F16:
+                    if (!vector) SumsScalar<F16CacheRows>(a, w, weightStride, o);
+                    else if (!values.FiniteHalves || !SumsOfFiniteHalves(a, w, weightStride, o))
+                    {
+                        SumsVector<F16CacheRows>(a, w, weightStride, o);
+                        return true;
+                    }
+                    break;
                 case GgmlType.Q8_0: if (vector) SumsVector<Q8_0CacheRows>(a, w, weightStride, o); else SumsScalar<Q8_0CacheRows>(a, w, weightStride, o); break;
                 default: throw new ArgumentOutOfRangeException(nameof(values), values.Type, "KV cache rows are F32, F16 or Q8_0");
             }
         }
+        return false;
+    }
+
+    // ---- finite halves: the rows widened to value · 2^-112 in three operations, the other factor scaled by 2^112
+    //
+    // Scaling a float by a power of two is exact while it stays finite (subnormals only gain bits), and so is the
+    // widening, so each product q'·k' or w'·v' is the same real number as q·k or w·v, and every rounding after it (the
+    // products, the fused multiply-adds, the lane sums) is the same: the same bits as the exact widening. A query or
+    // weight of magnitude 2^16 or more (or NaN) would not survive the scaling: those calls take the exact widening.
+
+    /// <summary>Most query values scaled on the stack (queries × head size); more take the exact widening.</summary>
+    private const int MostScaledQueries = 4096;
+
+    [ThreadStatic] private static float[]? _scaledWeights;
+
+    private static bool ScoresOfFiniteHalves(Arguments a, float* q, float scale, float* scores, int stride)
+    {
+        int length = a.Groups * a.HeadSize;
+        if (length > MostScaledQueries) return false;
+        float* scaled = stackalloc float[length];
+        if (!ScaleByCompensation(q, scaled, length)) return false;
+        ScoresVector<F16FiniteCacheRows>(a, scaled, scale, scores, stride);
+        return true;
+    }
+
+    private static bool SumsOfFiniteHalves(Arguments a, float* w, int stride, float* output)
+    {
+        int length = a.Groups * a.N; // the weights, (groups, n), without the gaps between queries
+        var buffer = _scaledWeights;
+        if (buffer is null || buffer.Length < length) _scaledWeights = buffer = new float[Math.Max(length, 1024)];
+        fixed (float* scaled = buffer)
+        {
+            for (int g = 0; g < a.Groups; g++)
+                if (!ScaleByCompensation(w + (long)g * stride, scaled + (long)g * a.N, a.N)) return false;
+            SumsVector<F16FiniteCacheRows>(a, scaled, a.N, output);
+        }
+        return true;
+    }
+
+    /// <summary>y = x · 2^112 for n values; false if one of them comes out infinite or NaN.</summary>
+    private static bool ScaleByCompensation(float* x, float* y, int n)
+    {
+        float factor = F16FiniteCacheRows.Compensation;
+        var f = Vector256.Create(factor);
+        var exponent = Vector256.Create(0x7f800000u);
+        var overflow = Vector256<uint>.Zero;
+        int i = 0;
+        for (; i + 8 <= n; i += 8)
+        {
+            var v = Vector256.Load(x + i) * f;
+            Vector256.Store(v, y + i);
+            overflow |= Vector256.Equals(v.AsUInt32() & exponent, exponent);
+        }
+        bool finite = overflow == Vector256<uint>.Zero;
+        for (; i < n; i++)
+        {
+            y[i] = x[i] * factor;
+            finite &= float.IsFinite(y[i]);
+        }
+        return finite;
     }
 
     private static bool Vectorizes(KernelPath path, int headSize, int offset) =>
@@ -259,9 +338,31 @@ internal static unsafe class GroupedAttention
                 a4 = Vector256.FusedMultiplyAdd(Vector256.Load(q4 + c), k, a4); a5 = Vector256.FusedMultiplyAdd(Vector256.Load(q5 + c), k, a5);
                 a6 = Vector256.FusedMultiplyAdd(Vector256.Load(q6 + c), k, a6); a7 = Vector256.FusedMultiplyAdd(Vector256.Load(q7 + c), k, a7);
             }
-            Vector256.Store(LaneSums.Of8(a0, a1, a2, a3, a4, a5, a6, a7) * s, lanes);
-            for (int g = 0; g < queries; g++) scores[g * stride + t] = lanes[g];
+            var r = LaneSums.Of8(a0, a1, a2, a3, a4, a5, a6, a7) * s;
+            if (queries == 8) Scatter8(r, scores + t, stride);
+            else
+            {
+                Vector256.Store(r, lanes);
+                for (int g = 0; g < queries; g++) scores[g * stride + t] = lanes[g];
+            }
         }
+    }
+
+    /// <summary>Lane g of <paramref name="r"/> to p[g · stride].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Scatter8(Vector256<float> r, float* p, int stride)
+    {
+        var lo = r.GetLower();
+        var hi = r.GetUpper();
+        p[0] = lo.ToScalar();
+        p[stride] = lo.GetElement(1);
+        p[2 * stride] = lo.GetElement(2);
+        p[3 * stride] = lo.GetElement(3);
+        p += 4 * stride;
+        p[0] = hi.ToScalar();
+        p[stride] = hi.GetElement(1);
+        p[2 * stride] = hi.GetElement(2);
+        p[3 * stride] = hi.GetElement(3);
     }
 
     // ---- weighted sums, 256-bit vectors
