@@ -382,8 +382,15 @@ internal static unsafe class GroupedAttention
             float* w0 = w + (long)g0 * stride, o0 = output + g0 * h;
             if (queries == 1) for (int c = 0; c < whole; c += 32) Sums4x1<TRow>(a, w0, o0, c);
             else if (queries == 2) for (int c = 0; c < whole; c += 32) Sums4x2<TRow>(a, w0, stride, o0, c);
-            else if (queries <= 4) for (int c = 0; c < whole; c += 16) Sums2x4<TRow>(a, w0, stride, queries, o0, c);
-            else for (int c = 0; c < whole; c += 8) Sums1x8<TRow>(a, w0, stride, queries, o0, c);
+            // Three or more queries take several passes over the rows for a block of 32 values: positions go a tile
+            // at a time through all of them, the rows of a tile staying in the L1 cache.
+            else
+                for (int t0 = 0; t0 < a.N; t0 += SumsTile)
+                {
+                    int t1 = Math.Min(a.N, t0 + SumsTile);
+                    if (queries <= 4) for (int c = 0; c < whole; c += 16) Sums2x4<TRow>(a, w0, stride, queries, o0, c, t0, t1);
+                    else for (int c = 0; c < whole; c += 8) Sums1x8<TRow>(a, w0, stride, queries, o0, c, t0, t1);
+                }
             for (int g = 0; g < queries; g++)
                 for (int c = whole; c < h; c += 8) SumsInterleaved<TRow>(a, w0 + (long)g * stride, o0 + g * h, c);
         }
@@ -428,12 +435,18 @@ internal static unsafe class GroupedAttention
         Vector256.Store(a10, o1 + c); Vector256.Store(a11, o1 + c + 8); Vector256.Store(a12, o1 + c + 16); Vector256.Store(a13, o1 + c + 24);
     }
 
-    private static void Sums2x4<TRow>(Arguments a, float* w, int stride, int queries, float* output, int c) where TRow : ICacheRowFormat
+    /// <summary>Sixteen values of three or four queries' outputs over positions [t0, t1), carried on as in
+    /// <see cref="Sums1x8{TRow}"/>.</summary>
+    private static void Sums2x4<TRow>(Arguments a, float* w, int stride, int queries, float* output, int c, int t0, int t1) where TRow : ICacheRowFormat
     {
-        Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
+        int h = a.HeadSize;
+        float* o1 = output + h + c, o2 = output + 2 * h + c, o3 = output + 3 * h + c;
+        Vector256<float> a00 = Vector256.Load(output + c), a01 = Vector256.Load(output + c + 8);
+        Vector256<float> a10 = Vector256.Load(o1), a11 = Vector256.Load(o1 + 8), a20 = Vector256.Load(o2), a21 = Vector256.Load(o2 + 8);
+        Vector256<float> a30 = queries > 3 ? Vector256.Load(o3) : default, a31 = queries > 3 ? Vector256.Load(o3 + 8) : default;
         float* w1 = Query(w, 1, queries, stride), w2 = Query(w, 2, queries, stride), w3 = Query(w, 3, queries, stride);
         int at = a.Offset + c;
-        for (int t = 0; t < a.N; t++)
+        for (int t = t0; t < t1; t++)
         {
             byte* row = a.Row(t);
             Vector256<float> v0 = TRow.Load8(row, at), v1 = TRow.Load8(row, at + 8);
@@ -443,11 +456,10 @@ internal static unsafe class GroupedAttention
             a20 = Vector256.FusedMultiplyAdd(x2, v0, a20); a21 = Vector256.FusedMultiplyAdd(x2, v1, a21);
             a30 = Vector256.FusedMultiplyAdd(x3, v0, a30); a31 = Vector256.FusedMultiplyAdd(x3, v1, a31);
         }
-        int h = a.HeadSize;
         Store2(a00, a01, output + c);
-        if (queries > 1) Store2(a10, a11, output + h + c);
-        if (queries > 2) Store2(a20, a21, output + 2 * h + c);
-        if (queries > 3) Store2(a30, a31, output + 3 * h + c);
+        Store2(a10, a11, o1);
+        Store2(a20, a21, o2);
+        if (queries > 3) Store2(a30, a31, o3);
     }
 
     private static void Store2(Vector256<float> x, Vector256<float> y, float* p)
@@ -456,13 +468,24 @@ internal static unsafe class GroupedAttention
         Vector256.Store(y, p + 8);
     }
 
-    private static void Sums1x8<TRow>(Arguments a, float* w, int stride, int queries, float* output, int c) where TRow : ICacheRowFormat
+    /// <summary>Positions a pass of <see cref="Sums1x8{TRow}"/> or <see cref="Sums2x4{TRow}"/> covers before the next
+    /// values of the head: their rows (head_size values each) stay in the L1 cache for all the passes over the head.</summary>
+    private const int SumsTile = 64;
+
+    /// <summary>Eight values of up to eight queries' outputs over positions [t0, t1), carried on from what the output holds
+    /// (zeros before the first positions): the same chain of fused multiply-adds however the positions are split.</summary>
+    private static void Sums1x8<TRow>(Arguments a, float* w, int stride, int queries, float* output, int c, int t0, int t1) where TRow : ICacheRowFormat
     {
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        int h = a.HeadSize;
+        Vector256<float> a0 = Vector256.Load(output + c), a1 = Vector256.Load(output + h + c), a2 = Vector256.Load(output + 2 * h + c);
+        Vector256<float> a3 = Vector256.Load(output + 3 * h + c), a4 = Vector256.Load(output + 4 * h + c);
+        Vector256<float> a5 = queries > 5 ? Vector256.Load(output + 5 * h + c) : default;
+        Vector256<float> a6 = queries > 6 ? Vector256.Load(output + 6 * h + c) : default;
+        Vector256<float> a7 = queries > 7 ? Vector256.Load(output + 7 * h + c) : default;
         float* w1 = Query(w, 1, queries, stride), w2 = Query(w, 2, queries, stride), w3 = Query(w, 3, queries, stride);
         float* w4 = Query(w, 4, queries, stride), w5 = Query(w, 5, queries, stride), w6 = Query(w, 6, queries, stride), w7 = Query(w, 7, queries, stride);
         int at = a.Offset + c;
-        for (int t = 0; t < a.N; t++)
+        for (int t = t0; t < t1; t++)
         {
             var v = TRow.Load8(a.Row(t), at);
             a0 = Vector256.FusedMultiplyAdd(Vector256.Create(w[t]), v, a0); a1 = Vector256.FusedMultiplyAdd(Vector256.Create(w1[t]), v, a1);
@@ -470,12 +493,11 @@ internal static unsafe class GroupedAttention
             a4 = Vector256.FusedMultiplyAdd(Vector256.Create(w4[t]), v, a4); a5 = Vector256.FusedMultiplyAdd(Vector256.Create(w5[t]), v, a5);
             a6 = Vector256.FusedMultiplyAdd(Vector256.Create(w6[t]), v, a6); a7 = Vector256.FusedMultiplyAdd(Vector256.Create(w7[t]), v, a7);
         }
-        int h = a.HeadSize;
         Vector256.Store(a0, output + c);
-        if (queries > 1) Vector256.Store(a1, output + h + c);
-        if (queries > 2) Vector256.Store(a2, output + 2 * h + c);
-        if (queries > 3) Vector256.Store(a3, output + 3 * h + c);
-        if (queries > 4) Vector256.Store(a4, output + 4 * h + c);
+        Vector256.Store(a1, output + h + c);
+        Vector256.Store(a2, output + 2 * h + c);
+        Vector256.Store(a3, output + 3 * h + c);
+        Vector256.Store(a4, output + 4 * h + c);
         if (queries > 5) Vector256.Store(a5, output + 5 * h + c);
         if (queries > 6) Vector256.Store(a6, output + 6 * h + c);
         if (queries > 7) Vector256.Store(a7, output + 7 * h + c);
