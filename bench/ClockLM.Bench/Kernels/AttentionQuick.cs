@@ -10,7 +10,9 @@ namespace ClockLM.Bench.Kernels;
 /// reference, the one-query F32 kernels head by head (<see cref="AttentionKernels"/>, as before grouping). One thread;
 /// the cache of one layer (D × kv_dim per K and V) stays in the caches as it would between the heads of a step.
 /// Usage: --attention-quick [--depth 2048] [--heads 32] [--kv-heads 4] [--head-size 64] [--ms 1500]
-/// Prints the median time per layer and the cache bytes read per second.
+/// Prints the median time per layer and the cache bytes read per second; for the F16 cache also each phase alone
+/// (scores, softmax, value sums), the scores and sums on the exact widening of every half and on the three-operation
+/// widening of finite halves taken in turns, with their ratio.
 /// </summary>
 public static class AttentionQuick
 {
