@@ -125,14 +125,17 @@ internal static unsafe class GroupedAttention
 
     private static bool SumsOfFiniteHalves(Arguments a, float* w, int stride, float* output)
     {
-        int length = a.Groups * a.N; // the weights, (groups, n), without the gaps between queries
+        // The weights, (groups, n) with rows a cache line or two apart modulo 4 KiB, as the forward pass lays out its scores:
+        // the kernels read the rows in turns, and rows 4 KiB apart would share the L1 cache's sets.
+        int scaledStride = (a.N + 15) / 16 * 16 + 16;
+        long length = (long)a.Groups * scaledStride;
         var buffer = _scaledWeights;
         if (buffer is null || buffer.Length < length) _scaledWeights = buffer = new float[Math.Max(length, 1024)];
         fixed (float* scaled = buffer)
         {
             for (int g = 0; g < a.Groups; g++)
-                if (!ScaleByCompensation(w + (long)g * stride, scaled + (long)g * a.N, a.N)) return false;
-            SumsVector<F16FiniteCacheRows>(a, scaled, a.N, output);
+                if (!ScaleByCompensation(w + (long)g * stride, scaled + (long)g * scaledStride, a.N)) return false;
+            SumsVector<F16FiniteCacheRows>(a, scaled, scaledStride, output);
         }
         return true;
     }
