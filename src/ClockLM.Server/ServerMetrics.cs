@@ -41,6 +41,7 @@ internal sealed class ServerMetrics
         Metric("clocklm_draft_accepted_tokens_total", "counter", "Speculative decoding: drafted tokens the model chose too.", s.AcceptedDraftTokens);
         Metric("clocklm_draft_fallbacks_total", "counter", "Speculative decoding: drafts that failed, after which the token ran without drafts.", s.DraftFallbacks);
         Metric("clocklm_kernel_fallbacks", "gauge", "Fast paths the served models run without: matrices packing had to leave in their file layout, kernels below the fast path (logged when it loaded).", kernelFallbacks);
+        Metric("clocklm_kv_exact_half_widenings_total", "counter", "Attention reads of F16 KV caches on the slower exact widening, because a cache held an infinite or NaN half (logged the first time).", s.ExactHalfWidenings);
         Metric("clocklm_context_shifts_total", "counter", "Generations that filled their context and went on after dropping half of it.", s.ContextShifts);
         Metric("clocklm_generated_tokens_per_second", "gauge", "Generated tokens per second of scheduler busy time.", s.GeneratedTokensPerSecond);
         Metric("clocklm_busy_seconds_total", "counter", "Time the scheduler spent running decode rounds.", s.BusyTime.TotalSeconds);

@@ -30,6 +30,7 @@ public sealed partial class SlotScheduler : IDisposable
     private int[] _batchTokens = [], _batchPositions = [];
     private bool _paused;
     private bool _disposed;
+    private bool _warnedOfExactWidenings; // scheduler thread only
 
     // Counters (written by the scheduler thread or under _gate, read by Stats).
     private long _completed, _cancelled, _failed, _rejected, _promptTokens, _cachedPromptTokens, _generatedTokens, _busyTicks, _batchedTokens, _batchFallbacks, _contextShifts;
@@ -182,9 +183,10 @@ public sealed partial class SlotScheduler : IDisposable
             lock (_gate)
             {
                 int active = 0;
-                long used = 0;
+                long used = 0, exactWidenings = 0;
                 foreach (var s in _slots)
                 {
+                    exactWidenings += s.Transformer.Cache.ExactHalfWidenings;
                     if (s.Job is null) continue;
                     active++;
                     used += s.Position;
@@ -201,6 +203,7 @@ public sealed partial class SlotScheduler : IDisposable
                     AcceptedDraftTokens = _acceptedTokens,
                     DraftFallbacks = _draftFallbacks,
                     ContextShifts = _contextShifts,
+                    ExactHalfWidenings = exactWidenings,
                 };
             }
         }
@@ -282,7 +285,22 @@ public sealed partial class SlotScheduler : IDisposable
             long start = Stopwatch.GetTimestamp();
             Round(active);
             Interlocked.Add(ref _busyTicks, Stopwatch.GetElapsedTime(start).Ticks);
+            WarnOfExactHalfWidenings(active);
         }
+    }
+
+    /// <summary>Logs once, the first time a slot's F16 cache was read on the exact widening (it holds an infinite or NaN
+    /// half: see <see cref="KvCache.HalvesAllFinite"/>); <see cref="SchedulerStats.ExactHalfWidenings"/> counts them.</summary>
+    private void WarnOfExactHalfWidenings(List<Slot> active)
+    {
+        if (_warnedOfExactWidenings) return;
+        foreach (var slot in active)
+            if (slot.Transformer.Cache.ExactHalfWidenings > 0)
+            {
+                _warnedOfExactWidenings = true;
+                _options.Logger?.LogWarning("slot {Slot}'s KV cache holds an infinite or NaN half: attention reads it on the exact widening, slower, until the slot's cache is emptied", slot.Index);
+                return;
+            }
     }
 
     /// <summary>
@@ -779,6 +797,10 @@ public sealed record SchedulerStats(int Slots, int ActiveSlots, int QueueDepth, 
 
     /// <summary>Context shifts: generations that filled their context and went on after dropping half of it.</summary>
     public long ContextShifts { get; init; }
+
+    /// <summary>Attention reads of the slots' F16 caches on the exact widening, because a cache held an infinite or NaN
+    /// half (<see cref="KvCache.ExactHalfWidenings"/>, summed): a fallback, zero in normal running.</summary>
+    public long ExactHalfWidenings { get; init; }
 
     /// <summary>Generated tokens per second of busy time.</summary>
     public double GeneratedTokensPerSecond => GeneratedTokens / Math.Max(BusyTime.TotalSeconds, 1e-9);

@@ -383,13 +383,16 @@ internal sealed class ForwardPass
                 int i = item / KvHeads, kvHead = item % KvHeads, pos = b.Positions[i], count = pos + 1;
                 var cache = b.Sequences[i].Cache;
                 int firstHead = kvHead * KvGroup, kvOffset = kvHead * HeadSize, qDim = KvHeads * KvGroup * HeadSize;
-                // The group's weights, (group, count): its heads are consecutive, so also in a row's patterns.
+                // The group's weights, (group, stride) of which the first count of each row are used: its heads are
+                // consecutive, so also in a row's patterns (stride count). In scratch, the rows start a cache line or
+                // two apart modulo 4 KiB, not in the same sets of the L1 cache, which the kernels read them in turns from.
                 Span<float> att;
+                int stride = Patterns is null ? (count + 15) / 16 * 16 + 16 : count;
                 if (Patterns is null)
                 {
                     var scores = _scores;
-                    if (scores is null || scores.Length < KvGroup * count) _scores = scores = new float[Math.Max(KvGroup * count, 256)];
-                    att = scores.AsSpan(0, KvGroup * count);
+                    if (scores is null || scores.Length < KvGroup * stride) _scores = scores = new float[Math.Max(KvGroup * stride, 256)];
+                    att = scores.AsSpan(0, KvGroup * stride);
                 }
                 else att = Patterns.AsSpan(b.PatternOffset(i) + firstHead * count, KvGroup * count);
                 var heads = b.Q.AsSpan(i * qDim + firstHead * HeadSize, KvGroup * HeadSize);
@@ -398,19 +401,19 @@ internal sealed class ForwardPass
                 {
                     // A sliding-window layer sees positions first..pos only; the ones before get weight 0.
                     int first = Window > 0 ? Math.Max(0, pos - Window + 1) : 0;
-                    for (int g = 0; g < KvGroup; g++) att.Slice(g * count, first).Fill(float.NegativeInfinity);
-                    GroupedAttention.Scores(heads, HeadSize, cache.Keys(Layer, first, count - first, kvOffset), Scale,
-                        att[first..], count, Path);
+                    for (int g = 0; g < KvGroup; g++) att.Slice(g * stride, first).Fill(float.NegativeInfinity);
+                    if (GroupedAttention.Scores(heads, HeadSize, cache.Keys(Layer, first, count - first, kvOffset), Scale,
+                        att[first..], stride, Path)) cache.CountExactHalfWidening();
                     for (int g = 0; g < KvGroup; g++)
                     {
-                        Span<float> weights = att.Slice(g * count, count);
+                        Span<float> weights = att.Slice(g * stride, count);
                         if (Softcap > 0) Ops.Softcap(weights[first..], Softcap);
                         AttentionKernels.Softmax(weights, Path);
                     }
                 }
-                if (Phase != Weights)
-                    GroupedAttention.WeightedSums(att, count, cache.Values(Layer, 0, count, kvOffset),
-                        b.Heads.AsSpan(i * qDim + firstHead * HeadSize, KvGroup * HeadSize), HeadSize, Path);
+                if (Phase != Weights && GroupedAttention.WeightedSums(att, stride, cache.Values(Layer, 0, count, kvOffset),
+                        b.Heads.AsSpan(i * qDim + firstHead * HeadSize, KvGroup * HeadSize), HeadSize, Path))
+                    cache.CountExactHalfWidening();
             }
         }
     }

@@ -14,6 +14,8 @@ public sealed class KvCache
     private readonly byte[][] _keys;   // (layers) of (context, key row bytes)
     private readonly byte[][] _values; // (layers) of (context, value row bytes)
     private int _length;
+    private int _nonFiniteRows;   // stores of rows holding an infinite or NaN half since the cache was last emptied
+    private long _exactWidenings; // attention reads of F16 rows on the exact widening (ExactHalfWidenings)
 
     /// <summary>Allocates a cache for <paramref name="contextLength"/> positions, of the types <paramref name="options"/>
     /// give (<see cref="KvCacheOptions.Default"/>, F16, when null).</summary>
@@ -85,8 +87,46 @@ public sealed class KvCache
         CheckPosition(position);
         if (key.Length != KvDim || value.Length != KvDim)
             throw new ArgumentException($"a key and a value have {KvDim} values each, got {key.Length} and {value.Length}");
-        CacheRows.Store(KeyType, key, _keys[layer].AsSpan(position * KeyRowBytes, KeyRowBytes));
-        CacheRows.Store(ValueType, value, _values[layer].AsSpan(position * ValueRowBytes, ValueRowBytes));
+        var keyRow = _keys[layer].AsSpan(position * KeyRowBytes, KeyRowBytes);
+        var valueRow = _values[layer].AsSpan(position * ValueRowBytes, ValueRowBytes);
+        CacheRows.Store(KeyType, key, keyRow);
+        CacheRows.Store(ValueType, value, valueRow);
+        CountNonFinite(KeyType, keyRow);
+        CountNonFinite(ValueType, valueRow);
+    }
+
+    /// <summary>
+    /// True while every F16 row stored since the cache was last emptied (<see cref="Truncate"/> to 0, <see cref="Read"/>,
+    /// <see cref="CopyPrefix"/>) holds finite halves only: attention then widens them in three operations rather than
+    /// eleven, with the same bits. A key or value that overflows a half (beyond ±65504) or is NaN turns this off until
+    /// the cache is emptied, and attention reads it on the exact widening, counted in <see cref="ExactHalfWidenings"/>.
+    /// </summary>
+    public bool HalvesAllFinite => _nonFiniteRows == 0;
+
+    /// <summary>Attention reads (one per layer, key/value head and row of a step, for keys and for values) of F16 rows
+    /// that took the exact widening on the vector path because of an infinite or NaN half
+    /// (<see cref="HalvesAllFinite"/>) or a query or weight too large to scale: a fallback, zero in normal running.</summary>
+    public long ExactHalfWidenings => Interlocked.Read(ref _exactWidenings);
+
+    /// <summary>Counts one read in <see cref="ExactHalfWidenings"/>; attention threads call it concurrently.</summary>
+    internal void CountExactHalfWidening() => Interlocked.Increment(ref _exactWidenings);
+
+    private void CountNonFinite(GgmlType type, ReadOnlySpan<byte> row)
+    {
+        if (!CacheRows.AllFinite(type, row)) _nonFiniteRows++;
+    }
+
+    /// <summary>Counts the non-finite rows of positions [0, count) of every layer afresh, after their bytes were replaced.</summary>
+    private void RecountNonFinite(int count)
+    {
+        _nonFiniteRows = 0;
+        if (KeyType != GgmlType.F16 && ValueType != GgmlType.F16) return;
+        for (int l = 0; l < Layers; l++)
+            for (int t = 0; t < count; t++)
+            {
+                CountNonFinite(KeyType, KeyRow(l, t));
+                CountNonFinite(ValueType, _values[l].AsSpan(t * ValueRowBytes, ValueRowBytes));
+            }
     }
 
     /// <summary>The key of <paramref name="layer"/> at <paramref name="position"/> as floats (kv_dim), exactly as
@@ -113,11 +153,11 @@ public sealed class KvCache
     /// <summary>Keys of <paramref name="layer"/> from <paramref name="start"/> as attention reads them: one head's values,
     /// from <paramref name="offset"/>, of each of <paramref name="count"/> rows.</summary>
     internal CacheRows Keys(int layer, int start, int count, int offset) =>
-        new(KeyBytes(layer, start, count), KeyType, KeyRowBytes, offset, count);
+        new(KeyBytes(layer, start, count), KeyType, KeyRowBytes, offset, count, HalvesAllFinite);
 
     /// <summary>Values of <paramref name="layer"/>, as <see cref="Keys"/>.</summary>
     internal CacheRows Values(int layer, int start, int count, int offset) =>
-        new(ValueBytes(layer, start, count), ValueType, ValueRowBytes, offset, count);
+        new(ValueBytes(layer, start, count), ValueType, ValueRowBytes, offset, count, HalvesAllFinite);
 
     /// <summary>Forgets positions from <paramref name="length"/> on (rolls the cache back to its first
     /// <paramref name="length"/> positions); a length at or beyond <see cref="Length"/> changes nothing. The next token
@@ -126,6 +166,7 @@ public sealed class KvCache
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         if (length < _length) _length = length;
+        if (length == 0) _nonFiniteRows = 0;
     }
 
     /// <summary>Copies positions [0, <paramref name="count"/>) of every layer from <paramref name="source"/> (a cache of
@@ -146,6 +187,7 @@ public sealed class KvCache
             source.ValueBytes(l, 0, count).CopyTo(_values[l]);
         }
         _length = count;
+        _nonFiniteRows = source._nonFiniteRows == 0 ? 0 : 1; // the source's rows beyond count may hold them: not counted anew
     }
 
     /// <summary>Removes positions [<paramref name="start"/>, <paramref name="start"/> + <paramref name="count"/>):
@@ -170,6 +212,7 @@ public sealed class KvCache
     {
         CheckPosition(position);
         CacheRows.Store(KeyType, key[..KvDim], KeyRow(layer, position));
+        CountNonFinite(KeyType, KeyRow(layer, position));
     }
 
     private string Types => $"keys {KvCacheOptions.Name(KeyType)}, values {KvCacheOptions.Name(ValueType)}";
@@ -226,12 +269,14 @@ public sealed class KvCache
         if (count > (uint)ContextLength)
             throw new InvalidDataException($"KV cache data: {count} positions, but this cache holds {ContextLength}");
         _length = 0;
+        _nonFiniteRows = 0;
         for (int l = 0; l < Layers; l++)
         {
             ReadRows(stream, _keys[l].AsSpan(0, (int)count * KeyRowBytes), l, "keys", count);
             ReadRows(stream, _values[l].AsSpan(0, (int)count * ValueRowBytes), l, "values", count);
         }
         _length = (int)count;
+        RecountNonFinite(_length);
         return (int)count;
     }
 

@@ -1,6 +1,7 @@
 using ClockLM.Models;
 using ClockLM.Tensors;
 using ClockLM.Tests.Families;
+using ClockLM.Tests.Tensors;
 
 namespace ClockLM.Tests.Models;
 
@@ -107,6 +108,81 @@ public class KvCacheTests
         e = Assert.Throws<InvalidDataException>(() => f32.Cache.Read(new MemoryStream(data[..^7])));
         Assert.Contains("ends in the values of layer 4", e.Message);
         Assert.Equal(0, f32.Cache.Length);
+    }
+
+    /// <summary>
+    /// Attention reads F16 rows on the three-operation widening while every stored half is finite, and on the exact
+    /// widening (counted) once one is not: the same logits bit for bit, with eight query heads per key/value head (as
+    /// tinyllama-1.1b) over 70 positions, through a prompt chunk and single tokens.
+    /// </summary>
+    [FactNeeds(Cpu.Avx2)]
+    public void FiniteHalvesAndTheExactWideningGiveTheSameLogits()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("m.gguf");
+        var config = new LlamaConfig(Dim: 512, HiddenDim: 768, Layers: 2, Heads: 8, KvHeads: 1, VocabSize: 96, ContextLength: 128);
+        TestModels.WriteRandomLlama(path, config, TestModels.SmallVocabulary(96), GgmlType.Q8_0, std: 0.05f);
+        using var model = Model.Load(path);
+        var tokens = Tokens(70, 96, seed: 6);
+        var finite = model.CreateTransformer(128);
+        var exact = model.CreateTransformer(128);
+        // A row no step reads (the last position) with an infinite key turns the fast widening off for the whole cache.
+        var huge = Enumerable.Repeat(1e6f, config.KvDim).ToArray();
+        exact.Cache.Store(0, 127, huge, new float[config.KvDim]);
+        Assert.False(exact.Cache.HalvesAllFinite);
+
+        AssertBitIdentical(exact.Evaluate(tokens.AsSpan(0, 60), 0), finite.Evaluate(tokens.AsSpan(0, 60), 0), "a prompt of 60");
+        for (int pos = 60; pos < 70; pos++)
+            AssertBitIdentical(exact.Evaluate(tokens.AsSpan(pos, 1), pos), finite.Evaluate(tokens.AsSpan(pos, 1), pos), $"the token at {pos}");
+        Assert.True(finite.Cache.HalvesAllFinite);
+        Assert.Equal(0, finite.Cache.ExactHalfWidenings);
+        // Keys and values, of each layer and row: 60 prompt rows and 10 single ones, one key/value head.
+        Assert.Equal(2 * config.Layers * 70, exact.Cache.ExactHalfWidenings);
+    }
+
+    [Fact]
+    public void TheFiniteFlagFollowsWhatTheCacheHolds()
+    {
+        using var model = Model.Load(SharedData.Stories260K);
+        int kvDim = model.Config.KvDim;
+        var cache = model.CreateTransformer(16).Cache; // F16
+        var inf = new float[kvDim];
+        inf[kvDim - 1] = float.PositiveInfinity;
+        var nan = new float[kvDim];
+        nan[3] = float.NaN;
+        var largest = Enumerable.Repeat(65504f, kvDim).ToArray();
+
+        cache.Store(1, 0, largest, largest);
+        Assert.True(cache.HalvesAllFinite);
+        cache.Store(1, 1, new float[kvDim], nan);
+        Assert.False(cache.HalvesAllFinite);
+        cache.Truncate(1); // still held below the length? The flag stays off until the cache is emptied.
+        Assert.False(cache.HalvesAllFinite);
+        cache.Truncate(0);
+        Assert.True(cache.HalvesAllFinite);
+
+        cache.Store(0, 0, inf, largest);
+        cache.Length = 1;
+        var copy = model.CreateTransformer(16).Cache;
+        copy.CopyPrefix(cache, 1);
+        Assert.False(copy.HalvesAllFinite);
+        using var stream = new MemoryStream();
+        cache.Write(stream, 1);
+        stream.Position = 0;
+        var read = model.CreateTransformer(16).Cache;
+        read.Read(stream);
+        Assert.False(read.HalvesAllFinite);
+        // Rewriting the infinite row with finite values: read back, it is finite again.
+        cache.Store(0, 0, largest, largest);
+        stream.SetLength(0);
+        cache.Write(stream, 1);
+        stream.Position = 0;
+        read.Read(stream);
+        Assert.True(read.HalvesAllFinite);
+        // Only halves count: an F32 cache holding an infinity reads on its own kernels.
+        var f32 = model.CreateTransformer(16, cache: KvCacheOptions.Both(GgmlType.F32)).Cache;
+        f32.Store(0, 0, inf, inf);
+        Assert.True(f32.HalvesAllFinite);
     }
 
     [Theory, MemberData(nameof(Types))]

@@ -140,5 +140,6 @@ public sealed class EndpointTests : IAsyncLifetime
         Assert.Contains("clocklm_kv_cache_capacity_positions 2048\n", metrics); // 4 slots × 512
         Assert.Contains("clocklm_queue_depth 0\n", metrics);
         Assert.Contains($"clocklm_kernel_fallbacks {_host.Model.Weights.KernelFallbacks.Count}\n", metrics);
+        Assert.Contains("clocklm_kv_exact_half_widenings_total 0\n", metrics); // finite halves: the fast widening throughout
     }
 }

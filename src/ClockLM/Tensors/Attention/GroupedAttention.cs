@@ -17,21 +17,24 @@ namespace ClockLM.Tensors;
 /// each output lane of a weighted sum is the same chain of fused multiply-adds. So the F32 cache gives the bits it gave
 /// before grouping, and an F16 or Q8_0 cache the bits of the F32 kernels over its values. The vector path runs where
 /// AVX2 and FMA do, for head sizes (and head offsets in the row) that are multiples of 8; the scalar path elsewhere.
+/// F16 rows whose halves are all finite (<see cref="CacheRows.FiniteHalves"/>) are widened in three operations to
+/// their values times 2^-112, the queries or weights scaled by 2^112 to match: the same bits again (see below).
 /// </remarks>
 internal static unsafe class GroupedAttention
 {
     /// <summary>
     /// scores[g · scoreStride + t] = scale · (queries_g · keys_t) for every query g (queries: (groups, headSize)) and
-    /// row t of <paramref name="keys"/>.
+    /// row t of <paramref name="keys"/>. Returns true when F16 rows took the exact widening on the vector path (a
+    /// fallback: see <see cref="CacheRows.FiniteHalves"/>).
     /// </summary>
-    public static void Scores(ReadOnlySpan<float> queries, int headSize, CacheRows keys, float scale, Span<float> scores, int scoreStride) =>
+    public static bool Scores(ReadOnlySpan<float> queries, int headSize, CacheRows keys, float scale, Span<float> scores, int scoreStride) =>
         Scores(queries, headSize, keys, scale, scores, scoreStride, KernelOptions.BestPath);
 
     /// <summary><see cref="Scores(ReadOnlySpan{float}, int, CacheRows, float, Span{float}, int)"/> on a chosen path.</summary>
-    internal static void Scores(ReadOnlySpan<float> queries, int headSize, CacheRows keys, float scale, Span<float> scores, int scoreStride, KernelPath path)
+    internal static bool Scores(ReadOnlySpan<float> queries, int headSize, CacheRows keys, float scale, Span<float> scores, int scoreStride, KernelPath path)
     {
         int groups = Groups(queries.Length, headSize), n = keys.Count;
-        if (groups == 0 || n == 0) return;
+        if (groups == 0 || n == 0) return false;
         keys.Check(headSize, "keys");
         CheckOutput(scores.Length, groups, scoreStride, n, "scores");
         fixed (float* q = queries)
@@ -43,26 +46,35 @@ internal static unsafe class GroupedAttention
             switch (keys.Type)
             {
                 case GgmlType.F32: if (vector) ScoresVector<F32CacheRows>(a, q, scale, s, scoreStride); else ScoresScalar<F32CacheRows>(a, q, scale, s, scoreStride); break;
-                case GgmlType.F16: if (vector) ScoresVector<F16CacheRows>(a, q, scale, s, scoreStride); else ScoresScalar<F16CacheRows>(a, q, scale, s, scoreStride); break;
+                case GgmlType.F16:
+                    if (!vector) ScoresScalar<F16CacheRows>(a, q, scale, s, scoreStride);
+                    else if (!keys.FiniteHalves || !ScoresOfFiniteHalves(a, q, scale, s, scoreStride))
+                    {
+                        ScoresVector<F16CacheRows>(a, q, scale, s, scoreStride);
+                        return true;
+                    }
+                    break;
                 case GgmlType.Q8_0: if (vector) ScoresVector<Q8_0CacheRows>(a, q, scale, s, scoreStride); else ScoresScalar<Q8_0CacheRows>(a, q, scale, s, scoreStride); break;
                 default: throw new ArgumentOutOfRangeException(nameof(keys), keys.Type, "KV cache rows are F32, F16 or Q8_0");
             }
         }
+        return false;
     }
 
     /// <summary>
     /// output_g = Σ_t weights[g · weightStride + t] · values_t for every query g (output: (groups, headSize), overwritten)
-    /// over the rows of <paramref name="values"/>.
+    /// over the rows of <paramref name="values"/>. Returns true when F16 rows took the exact widening on the vector path
+    /// (a fallback: see <see cref="CacheRows.FiniteHalves"/>).
     /// </summary>
-    public static void WeightedSums(ReadOnlySpan<float> weights, int weightStride, CacheRows values, Span<float> output, int headSize) =>
+    public static bool WeightedSums(ReadOnlySpan<float> weights, int weightStride, CacheRows values, Span<float> output, int headSize) =>
         WeightedSums(weights, weightStride, values, output, headSize, KernelOptions.BestPath);
 
     /// <summary><see cref="WeightedSums(ReadOnlySpan{float}, int, CacheRows, Span{float}, int)"/> on a chosen path.</summary>
-    internal static void WeightedSums(ReadOnlySpan<float> weights, int weightStride, CacheRows values, Span<float> output, int headSize, KernelPath path)
+    internal static bool WeightedSums(ReadOnlySpan<float> weights, int weightStride, CacheRows values, Span<float> output, int headSize, KernelPath path)
     {
         int groups = Groups(output.Length, headSize), n = values.Count;
         output.Clear();
-        if (groups == 0 || n == 0) return;
+        if (groups == 0 || n == 0) return false;
         values.Check(headSize, "values");
         CheckOutput(weights.Length, groups, weightStride, n, "weights");
         fixed (float* w = weights)
@@ -74,11 +86,81 @@ internal static unsafe class GroupedAttention
             switch (values.Type)
             {
                 case GgmlType.F32: if (vector) SumsVector<F32CacheRows>(a, w, weightStride, o); else SumsScalar<F32CacheRows>(a, w, weightStride, o); break;
-                case GgmlType.F16: if (vector) SumsVector<F16CacheRows>(a, w, weightStride, o); else SumsScalar<F16CacheRows>(a, w, weightStride, o); break;
+                case GgmlType.F16:
+                    if (!vector) SumsScalar<F16CacheRows>(a, w, weightStride, o);
+                    else if (!values.FiniteHalves || !SumsOfFiniteHalves(a, w, weightStride, o))
+                    {
+                        SumsVector<F16CacheRows>(a, w, weightStride, o);
+                        return true;
+                    }
+                    break;
                 case GgmlType.Q8_0: if (vector) SumsVector<Q8_0CacheRows>(a, w, weightStride, o); else SumsScalar<Q8_0CacheRows>(a, w, weightStride, o); break;
                 default: throw new ArgumentOutOfRangeException(nameof(values), values.Type, "KV cache rows are F32, F16 or Q8_0");
             }
         }
+        return false;
+    }
+
+    // ---- finite halves: the rows widened to value · 2^-112 in three operations, the other factor scaled by 2^112
+    //
+    // Scaling a float by a power of two is exact while it stays finite (subnormals only gain bits), and so is the
+    // widening, so each product q'·k' or w'·v' is the same real number as q·k or w·v, and every rounding after it (the
+    // products, the fused multiply-adds, the lane sums) is the same: the same bits as the exact widening. A query or
+    // weight of magnitude 2^16 or more (or NaN) would not survive the scaling: those calls take the exact widening.
+
+    /// <summary>Most query values scaled on the stack (queries × head size); more take the exact widening.</summary>
+    private const int MostScaledQueries = 4096;
+
+    [ThreadStatic] private static float[]? _scaledWeights;
+
+    private static bool ScoresOfFiniteHalves(Arguments a, float* q, float scale, float* scores, int stride)
+    {
+        int length = a.Groups * a.HeadSize;
+        if (length > MostScaledQueries) return false;
+        float* scaled = stackalloc float[length];
+        if (!ScaleByCompensation(q, scaled, length)) return false;
+        ScoresVector<F16FiniteCacheRows>(a, scaled, scale, scores, stride);
+        return true;
+    }
+
+    private static bool SumsOfFiniteHalves(Arguments a, float* w, int stride, float* output)
+    {
+        // The weights, (groups, n) with rows a cache line or two apart modulo 4 KiB, as the forward pass lays out its scores:
+        // the kernels read the rows in turns, and rows 4 KiB apart would share the L1 cache's sets.
+        int scaledStride = (a.N + 15) / 16 * 16 + 16;
+        long length = (long)a.Groups * scaledStride;
+        var buffer = _scaledWeights;
+        if (buffer is null || buffer.Length < length) _scaledWeights = buffer = new float[Math.Max(length, 1024)];
+        fixed (float* scaled = buffer)
+        {
+            for (int g = 0; g < a.Groups; g++)
+                if (!ScaleByCompensation(w + (long)g * stride, scaled + (long)g * scaledStride, a.N)) return false;
+            SumsVector<F16FiniteCacheRows>(a, scaled, scaledStride, output);
+        }
+        return true;
+    }
+
+    /// <summary>y = x · 2^112 for n values; false if one of them comes out infinite or NaN.</summary>
+    private static bool ScaleByCompensation(float* x, float* y, int n)
+    {
+        float factor = F16FiniteCacheRows.Compensation;
+        var f = Vector256.Create(factor);
+        var exponent = Vector256.Create(0x7f800000u);
+        var overflow = Vector256<uint>.Zero;
+        int i = 0;
+        for (; i + 8 <= n; i += 8)
+        {
+            var v = Vector256.Load(x + i) * f;
+            Vector256.Store(v, y + i);
+            overflow |= Vector256.Equals(v.AsUInt32() & exponent, exponent);
+        }
+        bool finite = overflow == Vector256<uint>.Zero;
+        for (; i < n; i++)
+        {
+            y[i] = x[i] * factor;
+            finite &= float.IsFinite(y[i]);
+        }
+        return finite;
     }
 
     private static bool Vectorizes(KernelPath path, int headSize, int offset) =>
@@ -259,9 +341,31 @@ internal static unsafe class GroupedAttention
                 a4 = Vector256.FusedMultiplyAdd(Vector256.Load(q4 + c), k, a4); a5 = Vector256.FusedMultiplyAdd(Vector256.Load(q5 + c), k, a5);
                 a6 = Vector256.FusedMultiplyAdd(Vector256.Load(q6 + c), k, a6); a7 = Vector256.FusedMultiplyAdd(Vector256.Load(q7 + c), k, a7);
             }
-            Vector256.Store(LaneSums.Of8(a0, a1, a2, a3, a4, a5, a6, a7) * s, lanes);
-            for (int g = 0; g < queries; g++) scores[g * stride + t] = lanes[g];
+            var r = LaneSums.Of8(a0, a1, a2, a3, a4, a5, a6, a7) * s;
+            if (queries == 8) Scatter8(r, scores + t, stride);
+            else
+            {
+                Vector256.Store(r, lanes);
+                for (int g = 0; g < queries; g++) scores[g * stride + t] = lanes[g];
+            }
         }
+    }
+
+    /// <summary>Lane g of <paramref name="r"/> to p[g · stride].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Scatter8(Vector256<float> r, float* p, int stride)
+    {
+        var lo = r.GetLower();
+        var hi = r.GetUpper();
+        p[0] = lo.ToScalar();
+        p[stride] = lo.GetElement(1);
+        p[2 * stride] = lo.GetElement(2);
+        p[3 * stride] = lo.GetElement(3);
+        p += 4 * stride;
+        p[0] = hi.ToScalar();
+        p[stride] = hi.GetElement(1);
+        p[2 * stride] = hi.GetElement(2);
+        p[3 * stride] = hi.GetElement(3);
     }
 
     // ---- weighted sums, 256-bit vectors
@@ -281,8 +385,15 @@ internal static unsafe class GroupedAttention
             float* w0 = w + (long)g0 * stride, o0 = output + g0 * h;
             if (queries == 1) for (int c = 0; c < whole; c += 32) Sums4x1<TRow>(a, w0, o0, c);
             else if (queries == 2) for (int c = 0; c < whole; c += 32) Sums4x2<TRow>(a, w0, stride, o0, c);
-            else if (queries <= 4) for (int c = 0; c < whole; c += 16) Sums2x4<TRow>(a, w0, stride, queries, o0, c);
-            else for (int c = 0; c < whole; c += 8) Sums1x8<TRow>(a, w0, stride, queries, o0, c);
+            // Three or more queries take several passes over the rows for a block of 32 values: positions go a tile
+            // at a time through all of them, the rows of a tile staying in the L1 cache.
+            else
+                for (int t0 = 0; t0 < a.N; t0 += SumsTile)
+                {
+                    int t1 = Math.Min(a.N, t0 + SumsTile);
+                    if (queries <= 4) for (int c = 0; c < whole; c += 16) Sums2x4<TRow>(a, w0, stride, queries, o0, c, t0, t1);
+                    else for (int c = 0; c < whole; c += 8) Sums1x8<TRow>(a, w0, stride, queries, o0, c, t0, t1);
+                }
             for (int g = 0; g < queries; g++)
                 for (int c = whole; c < h; c += 8) SumsInterleaved<TRow>(a, w0 + (long)g * stride, o0 + g * h, c);
         }
@@ -327,12 +438,18 @@ internal static unsafe class GroupedAttention
         Vector256.Store(a10, o1 + c); Vector256.Store(a11, o1 + c + 8); Vector256.Store(a12, o1 + c + 16); Vector256.Store(a13, o1 + c + 24);
     }
 
-    private static void Sums2x4<TRow>(Arguments a, float* w, int stride, int queries, float* output, int c) where TRow : ICacheRowFormat
+    /// <summary>Sixteen values of three or four queries' outputs over positions [t0, t1), carried on as in
+    /// <see cref="Sums1x8{TRow}"/>.</summary>
+    private static void Sums2x4<TRow>(Arguments a, float* w, int stride, int queries, float* output, int c, int t0, int t1) where TRow : ICacheRowFormat
     {
-        Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
+        int h = a.HeadSize;
+        float* o1 = output + h + c, o2 = output + 2 * h + c, o3 = output + 3 * h + c;
+        Vector256<float> a00 = Vector256.Load(output + c), a01 = Vector256.Load(output + c + 8);
+        Vector256<float> a10 = Vector256.Load(o1), a11 = Vector256.Load(o1 + 8), a20 = Vector256.Load(o2), a21 = Vector256.Load(o2 + 8);
+        Vector256<float> a30 = queries > 3 ? Vector256.Load(o3) : default, a31 = queries > 3 ? Vector256.Load(o3 + 8) : default;
         float* w1 = Query(w, 1, queries, stride), w2 = Query(w, 2, queries, stride), w3 = Query(w, 3, queries, stride);
         int at = a.Offset + c;
-        for (int t = 0; t < a.N; t++)
+        for (int t = t0; t < t1; t++)
         {
             byte* row = a.Row(t);
             Vector256<float> v0 = TRow.Load8(row, at), v1 = TRow.Load8(row, at + 8);
@@ -342,11 +459,10 @@ internal static unsafe class GroupedAttention
             a20 = Vector256.FusedMultiplyAdd(x2, v0, a20); a21 = Vector256.FusedMultiplyAdd(x2, v1, a21);
             a30 = Vector256.FusedMultiplyAdd(x3, v0, a30); a31 = Vector256.FusedMultiplyAdd(x3, v1, a31);
         }
-        int h = a.HeadSize;
         Store2(a00, a01, output + c);
-        if (queries > 1) Store2(a10, a11, output + h + c);
-        if (queries > 2) Store2(a20, a21, output + 2 * h + c);
-        if (queries > 3) Store2(a30, a31, output + 3 * h + c);
+        Store2(a10, a11, o1);
+        Store2(a20, a21, o2);
+        if (queries > 3) Store2(a30, a31, o3);
     }
 
     private static void Store2(Vector256<float> x, Vector256<float> y, float* p)
@@ -355,13 +471,24 @@ internal static unsafe class GroupedAttention
         Vector256.Store(y, p + 8);
     }
 
-    private static void Sums1x8<TRow>(Arguments a, float* w, int stride, int queries, float* output, int c) where TRow : ICacheRowFormat
+    /// <summary>Positions a pass of <see cref="Sums1x8{TRow}"/> or <see cref="Sums2x4{TRow}"/> covers before the next
+    /// values of the head: their rows (head_size values each) stay in the L1 cache for all the passes over the head.</summary>
+    private const int SumsTile = 64;
+
+    /// <summary>Eight values of up to eight queries' outputs over positions [t0, t1), carried on from what the output holds
+    /// (zeros before the first positions): the same chain of fused multiply-adds however the positions are split.</summary>
+    private static void Sums1x8<TRow>(Arguments a, float* w, int stride, int queries, float* output, int c, int t0, int t1) where TRow : ICacheRowFormat
     {
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        int h = a.HeadSize;
+        Vector256<float> a0 = Vector256.Load(output + c), a1 = Vector256.Load(output + h + c), a2 = Vector256.Load(output + 2 * h + c);
+        Vector256<float> a3 = Vector256.Load(output + 3 * h + c), a4 = Vector256.Load(output + 4 * h + c);
+        Vector256<float> a5 = queries > 5 ? Vector256.Load(output + 5 * h + c) : default;
+        Vector256<float> a6 = queries > 6 ? Vector256.Load(output + 6 * h + c) : default;
+        Vector256<float> a7 = queries > 7 ? Vector256.Load(output + 7 * h + c) : default;
         float* w1 = Query(w, 1, queries, stride), w2 = Query(w, 2, queries, stride), w3 = Query(w, 3, queries, stride);
         float* w4 = Query(w, 4, queries, stride), w5 = Query(w, 5, queries, stride), w6 = Query(w, 6, queries, stride), w7 = Query(w, 7, queries, stride);
         int at = a.Offset + c;
-        for (int t = 0; t < a.N; t++)
+        for (int t = t0; t < t1; t++)
         {
             var v = TRow.Load8(a.Row(t), at);
             a0 = Vector256.FusedMultiplyAdd(Vector256.Create(w[t]), v, a0); a1 = Vector256.FusedMultiplyAdd(Vector256.Create(w1[t]), v, a1);
@@ -369,12 +496,11 @@ internal static unsafe class GroupedAttention
             a4 = Vector256.FusedMultiplyAdd(Vector256.Create(w4[t]), v, a4); a5 = Vector256.FusedMultiplyAdd(Vector256.Create(w5[t]), v, a5);
             a6 = Vector256.FusedMultiplyAdd(Vector256.Create(w6[t]), v, a6); a7 = Vector256.FusedMultiplyAdd(Vector256.Create(w7[t]), v, a7);
         }
-        int h = a.HeadSize;
         Vector256.Store(a0, output + c);
-        if (queries > 1) Vector256.Store(a1, output + h + c);
-        if (queries > 2) Vector256.Store(a2, output + 2 * h + c);
-        if (queries > 3) Vector256.Store(a3, output + 3 * h + c);
-        if (queries > 4) Vector256.Store(a4, output + 4 * h + c);
+        Vector256.Store(a1, output + h + c);
+        Vector256.Store(a2, output + 2 * h + c);
+        Vector256.Store(a3, output + 3 * h + c);
+        Vector256.Store(a4, output + 4 * h + c);
         if (queries > 5) Vector256.Store(a5, output + 5 * h + c);
         if (queries > 6) Vector256.Store(a6, output + 6 * h + c);
         if (queries > 7) Vector256.Store(a7, output + 7 * h + c);
