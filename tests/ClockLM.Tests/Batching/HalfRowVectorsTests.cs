@@ -4,7 +4,8 @@ using ClockLM.Tests.Tensors;
 namespace ClockLM.Tests.Batching;
 
 /// <summary>
-/// F16 and BF16 rows times two to four vectors (HalfRowVectors: a token and its drafts verified together) widen each
+/// F16 and BF16 rows times two to four vectors, or up to 16 for rows of at most 256 values (HalfRowVectors: a token and
+/// its drafts verified together) widen each
 /// row once for a group of vectors; every (row, vector) must still be what MatVec gives that vector, bit for bit: rows
 /// shorter than one 32-value step, with steps of eight and scalar tails, groups filled by repeating the last vector,
 /// the first product of an F16 matrix (which watches for infinities and NaNs) and the later ones, a row holding an
@@ -60,6 +61,11 @@ public class HalfRowVectorsTests
                 foreach (int count in new[] { 2, 3, 4 })
                     AssertEqualsMatVec(type, Values(type, rows * cols, rows * 131 + cols), rows, cols,
                         TestVectors.Gaussian(count * cols, count + cols), count, width);
+        // Rows of at most 256 values take up to 16 vectors: several groups, the last one full or short.
+        foreach (int cols in new[] { 47, 256 })
+            foreach (int count in new[] { 5, 7, 16 })
+                AssertEqualsMatVec(type, Values(type, 9 * cols, count * 7 + cols), 9, cols,
+                    TestVectors.Gaussian(count * cols, count * cols), count, width);
     }
 
     [TheoryNeeds(Cpu.Avx2)]
