@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using ClockLM.Generation;
 using ClockLM.Models;
+using ClockLM.Tensors;
 using LLama;
 using LLama.Common;
 using LLama.Native;
@@ -15,8 +16,10 @@ namespace ClockLM.Bench;
 /// drafts in one llama_decode with logits for every row, keeps the drafts its greedy choice agrees with, and removes the
 /// rows after the first rejection from its KV cache (llama_memory_seq_rm). Both engines draft as many tokens per pass
 /// as <see cref="DraftLength"/> says. Each drafted run must give the engine's own plain tokens. Prints decode tokens/s
-/// per engine with and without drafts, the speed-ups and the acceptance.
-/// Usage: --model M (--lookup N | --model-draft D) (--prompt TEXT | --prompt-file F) [-n 64] [-t 1,2] [-r 3]
+/// per engine with and without drafts, the speed-ups and the acceptance. With --replay each engine drafts its own plain
+/// run's tokens, every draft right, as a text that copies its context verbatim would be drafted by prompt lookup: the
+/// most drafting can gain, set by what a verification pass costs against single tokens.
+/// Usage: --model M (--lookup N | --model-draft D | --replay) (--prompt TEXT | --prompt-file F) [-n 64] [-t 1,2] [-r 3]
 /// [--draft-max 16] [--draft-p-min 0.75] [--settle MS] --speculative-vs-llamacpp
 /// </summary>
 public static class SpeculativeVersusLlamaCpp
@@ -26,6 +29,7 @@ public static class SpeculativeVersusLlamaCpp
         string? model = null, draftPath = null, text = null;
         int lookup = 0, n = 64, reps = 3, draftMax = 16, settle = 250;
         float pMin = 0.75f;
+        bool replay = false;
         int[] threads = [1, 2];
         try
         {
@@ -37,6 +41,7 @@ public static class SpeculativeVersusLlamaCpp
                     case "--model" or "-m": model = Next(); break;
                     case "--model-draft" or "-md": draftPath = Next(); break;
                     case "--lookup": lookup = int.Parse(Next()); break;
+                    case "--replay": replay = true; break;
                     case "--prompt": text = Next(); break;
                     case "--prompt-file": text = File.ReadAllText(Next()); break;
                     case "-n": n = int.Parse(Next()); break;
@@ -50,7 +55,8 @@ public static class SpeculativeVersusLlamaCpp
                 }
             }
             if (model is null || text is null) throw new ArgumentException("--model and --prompt (or --prompt-file) are required");
-            if ((draftPath is null) == (lookup == 0)) throw new ArgumentException("give one of --lookup N and --model-draft D");
+            if ((draftPath is not null ? 1 : 0) + (lookup != 0 ? 1 : 0) + (replay ? 1 : 0) != 1)
+                throw new ArgumentException("give one of --lookup N, --model-draft D and --replay");
             if (n < 2 || reps < 1 || draftMax < 1 || threads.Any(t => t < 1)) throw new ArgumentException("counts must be positive (-n at least 2)");
         }
         catch (Exception e) when (e is ArgumentException or FormatException or IOException)
@@ -65,7 +71,9 @@ public static class SpeculativeVersusLlamaCpp
         var speculative = new SpeculativeOptions { Lookup = lookup, DraftModel = draft, DraftMax = draftMax, DraftPMin = pMin };
         int[] prompt = target.Tokenizer.Encode(text).ToArray();
         int context = prompt.Length + n + draftMax + 8;
-        Console.WriteLine($"{Path.GetFileName(model)}, drafts by {(draft is null ? $"prompt lookup (n-gram {lookup})" : $"draft model {Path.GetFileName(draftPath)} (p-min {pMin})")}, draft-max {draftMax}, prompt {prompt.Length} tokens, {n} generated");
+        string drafter = replay ? "replaying the engine's own plain tokens (every draft right)"
+            : draft is null ? $"prompt lookup (n-gram {lookup})" : $"draft model {Path.GetFileName(draftPath)} (p-min {pMin})";
+        Console.WriteLine($"{Path.GetFileName(model)}, drafts by {drafter}, draft-max {draftMax}, prompt {prompt.Length} tokens, {n} generated");
         Console.WriteLine($"| {"engine",-9} | {"threads",7} | {"plain t/s",10} | {"drafted t/s",11} | {"speed-up",8} | {"acceptance",10} | {"passes",6} |");
         Console.WriteLine($"| {new string('-', 9)} | {new string('-', 7)} | {new string('-', 10)} | {new string('-', 11)} | {new string('-', 8)} | {new string('-', 10)} | {new string('-', 6)} |");
         foreach (int t in threads)
@@ -91,9 +99,10 @@ public static class SpeculativeVersusLlamaCpp
             }
             try
             {
-                IDrafter NewDrafter() => draftContext is null ? new PromptLookupDrafter(lookup) : new LlamaCppDraftModel(draftContext, pMin);
-                var clock = SpeculativeThroughput.Measure(target, speculative, prompt, n, t, reps);
                 var expected = LlamaCppGreedy(llama, prompt, n, null, draftMax, out _).Tokens;
+                IDrafter NewDrafter() => replay ? new ReplayDrafter([.. prompt, .. expected])
+                    : draftContext is null ? new PromptLookupDrafter(lookup) : new LlamaCppDraftModel(draftContext, pMin);
+                var clock = replay ? ClockLMReplay(target, prompt, n, t, reps, draftMax) : SpeculativeThroughput.Measure(target, speculative, prompt, n, t, reps);
                 var plain = new double[reps];
                 var drafted = new double[reps];
                 var stats = new SpeculativeStats();
@@ -117,6 +126,60 @@ public static class SpeculativeVersusLlamaCpp
             }
         }
         return 0;
+    }
+
+    /// <summary>Drafts the tokens a plain run chose after the same sequence (none once the sequence has left it).</summary>
+    private sealed class ReplayDrafter(int[] sequence) : IDrafter
+    {
+        public int Draft(ReadOnlySpan<int> tokens, Span<int> draft)
+        {
+            int k = Math.Min(draft.Length, sequence.Length - tokens.Length);
+            if (k <= 0 || !tokens.SequenceEqual(sequence.AsSpan(0, tokens.Length))) return 0;
+            sequence.AsSpan(tokens.Length, k).CopyTo(draft);
+            return k;
+        }
+    }
+
+    /// <summary>ClockLM's side of --replay: greedy decoding of n tokens without drafts and with the plain run's tokens
+    /// replayed as drafts (SpeculativeDecoder), alternating after one warm-up of each; every drafted run must give the
+    /// plain tokens.</summary>
+    private static SpeculativeThroughputResult ClockLMReplay(Model target, int[] prompt, int n, int threads, int reps, int draftMax)
+    {
+        using var pool = new WorkerPool(threads - 1);
+        var transformer = target.CreateTransformer(prompt.Length + n + 1, pool);
+        var options = new SpeculativeOptions { Lookup = 1, DraftMax = draftMax };
+        int[]? expected = null;
+        (int[] Tokens, double Seconds) Run(SpeculativeDecoder? decoder)
+        {
+            transformer.Cache.Truncate(0);
+            var logits = decoder is null ? transformer.Evaluate(prompt, 0) : decoder.Evaluate(prompt, 0);
+            var tokens = new int[n];
+            var clock = Stopwatch.StartNew();
+            for (int i = 0; i < n; i++)
+            {
+                tokens[i] = ArgMax(logits, out _);
+                if (i + 1 == n) break;
+                logits = decoder is null ? transformer.Forward(tokens[i], prompt.Length + i) : decoder.Forward(tokens[i], prompt.Length + i, n - i - 2);
+            }
+            double seconds = clock.Elapsed.TotalSeconds;
+            if (expected is not null && !tokens.AsSpan().SequenceEqual(expected))
+                throw new InvalidOperationException($"ClockLM's replayed run gave other tokens than its plain run (first difference at {tokens.AsSpan().CommonPrefixLength(expected)})");
+            return (tokens, seconds);
+        }
+        SpeculativeDecoder Drafted() => new(transformer, new ReplayDrafter([.. prompt, .. expected!]), options);
+        expected = Run(null).Tokens; // warm-up, and the tokens every run must give
+        Run(Drafted());
+        var plain = new double[reps];
+        var drafted = new double[reps];
+        var stats = new SpeculativeStats();
+        for (int r = 0; r < reps; r++)
+        {
+            plain[r] = n / Run(null).Seconds;
+            var decoder = Drafted();
+            drafted[r] = n / Run(decoder).Seconds;
+            stats += decoder.Stats;
+        }
+        return new SpeculativeThroughputResult(new ThroughputResult($"tg{n}", threads, plain), new ThroughputResult($"tg{n}+replay", threads, drafted), stats, n);
     }
 
     private static void Print(string engine, int t, double plain, double drafted, SpeculativeStats stats) =>

@@ -41,7 +41,7 @@ public class FloatTilesTests
         // 1195 columns: blocks [0, 512), [512, 1024), [1024, 1184), 8-value steps to 1192, three scalar values;
         // 1536: three whole blocks; 19 rows: two blocks of eight and three rows (one pair, one single).
         foreach (int cols in new[] { 1195, 1536, 40 })
-            foreach (int count in new[] { 2, 3, 7 })
+            foreach (int count in new[] { 2, 3, 5, 7, 17 }) // HalfRowVectors takes up to four (16 for short rows)
                 AssertEqualsMatVec(type, 19, cols, count, pool: null);
     }
 
@@ -74,10 +74,12 @@ public class FloatTilesTests
         var kernels = new KernelOptions { PackedWidth = width };
         // 7: no 32-value step; 47: one step, one 8-value step, seven scalars; 1195: one whole 1024-column block and a
         // partial one; 2100: two whole blocks, 8-value steps and a tail. 1 row: a block of one row, repeated to fill;
-        // 9 rows: a full block and one row; 2 vectors: one group with a repeat; 4: one full group and one of one.
+        // 9 rows: a full block and one row; 5 vectors: one full group and one with a repeat; 7: two full groups and one
+        // of one; 17: five full groups and one with a repeat (HalfRowVectors takes up to four vectors, and up to 16 of
+        // rows of 256 values or fewer).
         foreach (int cols in new[] { 7, 47, 1195, 2100 })
             foreach (int rows in new[] { 1, 9 })
-                foreach (int count in new[] { 2, 4 })
+                foreach (int count in new[] { 5, 7, 17 })
                     AssertEqualsMatVec(type, rows, cols, count, pool: null, kernels);
     }
 }

@@ -36,6 +36,18 @@ public sealed class ChatCommandTests
         Assert.Equal(expected, output.Replace("\r\n", "\n"));
     }
 
+    [Theory]
+    [InlineData("--lookup", "2")]
+    [InlineData("--model-draft", "@stories")]
+    public void DraftsLeaveTheConversationUnchanged(string option, string value)
+    {
+        const string input = "Tom ran\nHe fell\n";
+        string[] common = ["-m", SharedData.Stories260K, "--temp", "0", "-n", "16", "-t", "1"];
+        string plain = RunChat(input, common).StdOut;
+        string drafted = RunChat(input, [.. common, option, value == "@stories" ? SharedData.Stories260K : value, "--draft-max", "3", "--draft-min", "1"]).StdOut;
+        Assert.Equal(plain, drafted);
+    }
+
     [Fact]
     public void HistoryCarriesIntoTheNextTurn()
     {

@@ -88,11 +88,20 @@ public static class MatMul
                 Count = count, X = input.X, Y = py, Activations = activations,
                 Wide = kernels.PackedWidth == 512 && Avx512F.IsSupported, Panels = panels,
             };
+            // F16 rows of a few vectors read the vectors scaled for the halves' widening, made once here rather than in
+            // every thread's share, and watch for infinities and NaNs until the matrix is known finite (as MatVec).
+            bool fewHalves = path == KernelPath.Vector256 && w.Type == GgmlType.F16 && Avx2.IsSupported && Fma.IsSupported && HalfRowVectors.Takes(job);
+            if (fewHalves)
+            {
+                job.ScaledX = HalfRowVectors.Prescale(input.X, count, w.Cols);
+                (job.Halves, job.KnownFinite) = (w.Halves, w.Halves?.AllFinite == true);
+            }
             // The same threshold as MatVec, on the work of all vectors together.
             if (pool != null && w.ByteCount * count >= 256 * 1024)
                 pool.Run(job, w.Rows);
             else
                 job.Execute(0, w.Rows);
+            if (fewHalves && !job.KnownFinite) w.Halves?.Checked();
         }
     }
 }

@@ -34,12 +34,20 @@ internal unsafe struct MatMulJob : IRowRangeJob
     public float* X;      // (Count, Cols)
     public float* Y;      // (Count, Rows)
     public ActivationBlocks[]? Activations;
-    public bool Wide;     // F16/BF16 tiles of 512-bit registers (FloatTiles), where AVX-512 runs and the options ask for it
+    public bool Wide;     // F16/BF16 tiles of 512-bit registers (FloatTiles, HalfRowVectors), where AVX-512 runs and the options ask for it
     public bool Panels;   // F16/BF16 weights laid out in panels (HalfPanels; F16 ones finite)
+    public float* ScaledX;        // F16 rows of a few vectors (HalfRowVectors): X's vectors times 2^112, or null
+    public FiniteHalves? Halves;  // F16 rows of a few vectors: told of any infinity or NaN the watching loop meets
+    public bool KnownFinite;      // F16 rows of a few vectors: every value known finite, so the loop need not watch
 
     public readonly void Execute(int start, int end)
     {
         bool avx2 = Path == KernelPath.Vector256 && Avx2.IsSupported && Fma.IsSupported;
+        if (avx2 && HalfRowVectors.Takes(this))
+        {
+            HalfRowVectors.Rows(this, start, end);
+            return;
+        }
         if (avx2 && Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16)
         {
             FloatTiles.Rows(this, start, end);
