@@ -177,7 +177,9 @@ public class ClockEngineTests
         var whole = model.CreateTransformer(16);
         var stepped = model.CreateTransformer(16);
         var recorder = new CycleRecorder();
-        stepped.Observer = recorder;
+        var totals = new CycleTotals(model.Config.Layers);
+        var allStages = new CycleRecorder();
+        stepped.Observer = new CycleObserverGroup(recorder, totals, allStages);
         for (int pos = 0; pos < 2; pos++)
         {
             var expected = whole.Forward(Prompt[pos], pos).ToArray();
@@ -203,6 +205,11 @@ public class ClockEngineTests
             Assert.Equal(pos, token.Position);
             Assert.InRange(token.StartTimestamp + token.ElapsedTicks - token.CommitTicks, commitCalled, Stopwatch.GetTimestamp());
         }
+        // Totals of stages reported one at a time are their sums too.
+        Assert.Equal(2, totals.Tokens);
+        foreach (var stage in StageNames.All)
+            for (int layer = 0; layer < model.Config.Layers; layer++)
+                Assert.Equal(allStages.Stages.Where(e => e.Layer == layer && e.Stage == stage).Sum(e => e.ElapsedTicks), totals.Ticks(layer, stage));
     }
 
     [Fact]
