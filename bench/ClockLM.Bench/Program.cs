@@ -22,6 +22,9 @@ if (args.Contains("--serve-load"))
 if (args.Contains("--scheduler-quick"))
     return ClockLM.Bench.Server.SchedulerQuick.Run(args);
 // `--conversation-ttft` times the first token of each turn of a scripted chat, prompt cache on and off.
+if (args.Contains("--lora-quick"))
+    return ClockLM.Bench.Server.LoraQuick.Run(args);
+
 if (args.Contains("--conversation-ttft"))
     return ClockLM.Bench.Server.ConversationTtft.Run(args);
 // `--first-token-cold` times load, prompt and first token with the model file dropped from the page cache.

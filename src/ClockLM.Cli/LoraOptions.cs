@@ -50,19 +50,25 @@ internal sealed class LoraOptions
     }
 
     /// <summary>Reads the adapters the options name, checks them against <paramref name="model"/> and runs the model
-    /// with them; does nothing when none is named. Skipped tensors (llama.cpp skips them too) are reported on stderr.</summary>
+    /// with them; does nothing when none is named.</summary>
     public void Apply(ParseResult result, Model model)
     {
-        var files = Files(result);
-        if (files.Count == 0) return;
+        var adapters = Load(result);
+        if (adapters.Count > 0) model.UseLora(adapters);
+    }
+
+    /// <summary>Reads the adapters the options name, in order, with their scales (none when none is named). Skipped
+    /// tensors (llama.cpp skips them too) are reported on stderr.</summary>
+    public List<ScaledLora> Load(ParseResult result)
+    {
         var adapters = new List<ScaledLora>();
-        foreach (var (path, scale) in files)
+        foreach (var (path, scale) in Files(result))
         {
             var adapter = LoraAdapter.Load(path);
             if (adapter.SkippedTensors.Count > 0)
                 Console.Error.WriteLine($"note: {path}: {adapter.SkippedTensors.Count} tensors skipped (only .lora_a/.lora_b pairs are applied, as in llama.cpp): {string.Join(", ", adapter.SkippedTensors.Take(3))}");
             adapters.Add(new ScaledLora(adapter, scale));
         }
-        model.UseLora(adapters);
+        return adapters;
     }
 }

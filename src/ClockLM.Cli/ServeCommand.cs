@@ -137,14 +137,15 @@ internal static class ServeCommand
                 throw new UsageException("--keep-alive and --max-loaded-bytes apply to --models-dir; a model named with --model stays loaded");
             using var pool = model.CreatePool(result);
             using var m = model.Load(result);
-            lora.Apply(result, m);
+            // The adapters go to the scheduler, which gives every request its own scales (GET/POST /lora-adapters).
+            var adapters = lora.Load(result);
             ModelOptions.WarnAboveTrainedContext(m, contextLength);
             var drafting = speculative.Create(result, m, ModelOptions.Options(result, model.Kernels), out var draftModel);
             using var draftFile = draftModel;
             if (shift && m.Config.Rope == ClockLM.Models.RopeStyle.None)
                 throw new UsageException($"--context-shift: {Path.GetFileName(m.Path)} has learned absolute positions, not RoPE, so its context cannot shift");
             var steeringVectors = result.GetValue(steerDir) is { } vectors ? SteeringOptions.LoadDirectory(vectors, m) : [];
-            using var scheduler = new SlotScheduler(m, schedulerOptions with { Pool = pool, Steering = steering.Build(result, m), Speculative = drafting });
+            using var scheduler = new SlotScheduler(m, schedulerOptions with { Pool = pool, Steering = steering.Build(result, m), Speculative = drafting, Lora = adapters });
             var server = new ClockLMServer(scheduler, serverOptions with { SteeringVectors = steeringVectors });
             return Serve(server, hostName, p, $"model {server.ModelId}, {slots} slots, context {scheduler.ContextLength}, KV cache {schedulerOptions.KvCache}", drain);
         }));

@@ -36,6 +36,7 @@ public sealed class ClockLMServer : IAsyncDisposable
     private readonly List<(string Method, string Path)> _routes = [];
     private readonly Readiness _readiness = new();
     private readonly SlotEndpoints _slots;
+    private readonly LoraEndpoints _lora;
 
     /// <summary>Builds the server over one model (not yet listening: call <see cref="StartAsync"/>). The caller keeps ownership of the scheduler.</summary>
     public ClockLMServer(SlotScheduler scheduler, ServerOptions? options = null)
@@ -76,6 +77,7 @@ public sealed class ClockLMServer : IAsyncDisposable
         _allowedHosts = _options.AllowedHosts is { } hosts ? new HashSet<string>(hosts.Select(BareHost), StringComparer.OrdinalIgnoreCase) : DefaultAllowedHosts(_options.Host);
         _ollama = new OllamaEndpoints(registry);
         _slots = new SlotEndpoints(registry, _options.SlotSavePath);
+        _lora = new LoraEndpoints(registry);
         if (vocabulary is not null)
         {
             _vocabulary = new TokenizerEndpoints(vocabulary);
@@ -173,6 +175,8 @@ public sealed class ClockLMServer : IAsyncDisposable
         Get("/health", _readiness.HealthAsync);
         Get("/slots", _vocabulary is null ? _slots.ListAsync : NoWeights);
         Post("/slots/{id}", _vocabulary is null ? _slots.ActionAsync : NoWeights);
+        Get("/lora-adapters", _vocabulary is null ? _lora.ListAsync : NoWeights);
+        Post("/lora-adapters", _vocabulary is null ? _lora.SetAsync : NoWeights);
         Get("/metrics", context =>
         {
             context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";

@@ -8,7 +8,8 @@ internal sealed class JsonRequest(JsonElement root)
 {
     public JsonElement Root { get; } = root;
 
-    public static async Task<JsonRequest> ReadAsync(HttpRequest request, CancellationToken cancellation)
+    /// <summary>Reads the body, whose root must be a JSON object (or <paramref name="root"/>, e.g. an array).</summary>
+    public static async Task<JsonRequest> ReadAsync(HttpRequest request, CancellationToken cancellation, JsonValueKind root = JsonValueKind.Object)
     {
         JsonDocument document;
         try
@@ -19,8 +20,8 @@ internal sealed class JsonRequest(JsonElement root)
         {
             throw ApiException.BadRequest($"the request body is not valid JSON: {e.Message}", code: "invalid_json");
         }
-        if (document.RootElement.ValueKind != JsonValueKind.Object)
-            throw ApiException.BadRequest($"the request body must be a JSON object, not {Describe(document.RootElement)}", code: "invalid_json");
+        if (document.RootElement.ValueKind != root)
+            throw ApiException.BadRequest($"the request body must be {(root == JsonValueKind.Object ? "a JSON object" : "a JSON array")}, not {Describe(document.RootElement)}", code: "invalid_json");
         CheckText(document.RootElement, "");
         return new JsonRequest(document.RootElement);
     }
@@ -92,18 +93,22 @@ internal sealed class JsonRequest(JsonElement root)
         return v.GetBoolean();
     }
 
-    public double? Number(string name, double min, double max)
+    /// <summary>A number field in [min, max]; <paramref name="field"/> names it in errors when it is nested (<c>lora[0].scale</c>).</summary>
+    public double? Number(string name, double min, double max, string? field = null)
     {
         if (Get(name) is not { } v) return null;
+        name = field ?? name;
         if (v.ValueKind != JsonValueKind.Number) throw WrongType(name, "a number", v);
         if (!v.TryGetDouble(out double d)) throw ApiException.BadRequest($"{name} is {v.GetRawText()}, beyond the range of a number; expected a number from {min} to {max}", name);
         if (!(d >= min && d <= max)) throw ApiException.BadRequest($"{name} is {d}; expected a number from {min} to {max}", name);
         return d;
     }
 
-    public long? Integer(string name, long min, long max)
+    /// <summary>An integer field in [min, max]; <paramref name="field"/> names it in errors when it is nested.</summary>
+    public long? Integer(string name, long min, long max, string? field = null)
     {
         if (Get(name) is not { } v) return null;
+        name = field ?? name;
         if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt64(out long n)) throw WrongType(name, "an integer", v);
         if (n < min || n > max) throw ApiException.BadRequest($"{name} is {n}; expected an integer from {min} to {max}", name);
         return n;

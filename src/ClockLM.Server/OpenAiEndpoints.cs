@@ -220,6 +220,7 @@ internal sealed class OpenAiEndpoints(SlotScheduler scheduler, string modelId, F
             IgnoreEndOfGeneration = extension?.Bool("ignore_eos") ?? false,
             CachePrompt = body.Bool("cache_prompt") ?? true,
             KeepTokens = (int?)body.Integer("n_keep", -1, int.MaxValue),
+            Lora = LoraEndpoints.Read(body),
         };
     }
 

@@ -23,7 +23,8 @@ internal sealed class RequestFields
     public string Endpoint { get; }
 
     private static readonly string[] Sampling = ["model", "max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed",
-        "stop", "stream", "stream_options", "logprobs", "n", "response_format", "grammar", "json_schema", "clocklm", "user", "n_keep", "cache_prompt"];
+        "stop", "stream", "stream_options", "logprobs", "n", "response_format", "grammar", "json_schema", "clocklm", "user", "n_keep", "cache_prompt",
+        "lora"];
 
     private static bool IsZero(JsonElement v) => v.ValueKind == JsonValueKind.Number && v.GetDouble() == 0;
     private static bool IsEmptyObject(JsonElement v) => v.ValueKind == JsonValueKind.Object && !v.EnumerateObject().Any();

@@ -9,7 +9,8 @@ namespace ClockLM.Bench.Kernels;
 
 /// <summary>
 /// `--f16-stream`: GB/s one core streams through F16 and BF16 matrix-vector rows (<see cref="HalfMatVec"/>, 256- and
-/// 512-bit loops) beside a plain read loop over the same bytes (four 256-bit accumulators, no prefetching), and beside
+/// 512-bit loops, over rows in their file layout and over the same bytes read as panels, <see cref="HalfPanels"/>, the
+/// layout rows longer than 4096 columns get when a model loads) beside a plain read loop over the same bytes (four 256-bit accumulators, no prefetching), and beside
 /// the F16 loop with a software prefetch 4 KB ahead (the earlier form of the kernel), all taking turns product by
 /// product in one process so that they see the same machine.
 /// </summary>
@@ -50,11 +51,15 @@ public static unsafe class F16Stream
             ("F16 256-bit, prefetch 4 KB", m => F16Prefetching((byte*)m, rowBytes, cols, xs, y, rows)),
             ("F16 256-bit", m => HalfMatVec.F16Rows((byte*)m, rowBytes, cols, x, xs, y, 0, rows, wide: false)),
             ("BF16 256-bit", m => HalfMatVec.BF16Rows((byte*)m, rowBytes, cols, x, y, 0, rows, wide: false)),
+            ("F16 256-bit panels", m => HalfMatVec.F16PanelRows((byte*)m, rows, cols, x, xs, y, 0, rows, wide: false)),
+            ("BF16 256-bit panels", m => HalfMatVec.BF16PanelRows((byte*)m, rows, cols, x, y, 0, rows, wide: false)),
         };
         if (Avx512F.IsSupported)
         {
             kernels.Add(("F16 512-bit", m => HalfMatVec.F16Rows((byte*)m, rowBytes, cols, x, xs, y, 0, rows, wide: true)));
             kernels.Add(("BF16 512-bit", m => HalfMatVec.BF16Rows((byte*)m, rowBytes, cols, x, y, 0, rows, wide: true)));
+            kernels.Add(("F16 512-bit panels", m => HalfMatVec.F16PanelRows((byte*)m, rows, cols, x, xs, y, 0, rows, wide: true)));
+            kernels.Add(("BF16 512-bit panels", m => HalfMatVec.BF16PanelRows((byte*)m, rows, cols, x, y, 0, rows, wide: true)));
         }
         Console.WriteLine($"# one core, {rows}x{cols} 16-bit rows ({bytes >> 20} MiB), {copies} copies read in turn, kernels alternating");
         var times = kernels.Select(_ => new List<double>()).ToList();

@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using ClockLM.Models;
 
 namespace ClockLM.Chat;
 
@@ -9,10 +10,11 @@ public sealed class CompletionJob
         new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
     private readonly TaskCompletionSource<CompletionResult> _result = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    internal CompletionJob(CompletionRequest request, int maxTokens, CancellationToken cancellation)
+    internal CompletionJob(CompletionRequest request, int maxTokens, LoraAdapters? lora, CancellationToken cancellation)
     {
         Request = request;
         MaxTokens = maxTokens;
+        Lora = lora;
         Cancellation = cancellation;
     }
 
@@ -21,6 +23,10 @@ public sealed class CompletionJob
 
     /// <summary>Tokens this job may generate (the request's MaxTokens, or what is left of the context).</summary>
     public int MaxTokens { get; }
+
+    /// <summary>The LoRA adapters the job runs with, resolved when it was submitted (its own scales, or the scheduler's
+    /// at that moment); null when the scheduler has none of its own (the model's apply).</summary>
+    internal LoraAdapters? Lora { get; }
 
     internal CancellationToken Cancellation { get; }
 

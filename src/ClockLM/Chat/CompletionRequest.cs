@@ -55,9 +55,21 @@ public sealed record CompletionRequest
     /// so requests steered differently may share a batched step.</summary>
     public ResidualSteering? Steering { get; init; }
 
+    /// <summary>The scales of the scheduler's LoRA adapters for this request (llama-server's per-request <c>lora</c>):
+    /// each entry sets adapter <see cref="LoraScale.Id"/> (its index in <see cref="SlotSchedulerOptions.Lora"/>) to its
+    /// scale, and every adapter not named runs at 0. Null: the scheduler's current scales
+    /// (<see cref="SlotScheduler.LoraAdapters"/>). Each slot applies its own adapters row by row, so requests with
+    /// different scales may share a batched step.</summary>
+    public IReadOnlyList<LoraScale>? Lora { get; init; }
+
     /// <summary>Most alternatives <see cref="TopLogprobs"/> may ask for.</summary>
     public const int MaxTopLogprobs = 20;
 }
+
+/// <summary>One adapter's scale, by its id: llama-server's <c>{"id": 0, "scale": 0.5}</c>.</summary>
+/// <param name="Id">The adapter's index among those the server loaded at start.</param>
+/// <param name="Scale">Its scale (0 leaves it out; llama.cpp's <c>--lora-scaled</c> scale).</param>
+public readonly record struct LoraScale(int Id, float Scale);
 
 /// <summary>Why a generation ended.</summary>
 public enum FinishReason

@@ -7,10 +7,19 @@ namespace ClockLM.Chat;
 /// conversation or system prompt kept on disk and brought back without reading it again.</summary>
 public sealed partial class SlotScheduler
 {
-    private byte[]? _modelIdentity;
+    private IdentityOf? _identity; // the last fingerprint computed, and its adapters (one reference: read whole)
 
-    /// <summary>The fingerprint slot files carry (<see cref="ModelIdentity"/>), computed on first use.</summary>
-    private byte[] Identity => _modelIdentity ??= ModelIdentity.Of(_model);
+    private sealed record IdentityOf(LoraAdapters? Lora, byte[] Identity);
+
+    /// <summary>The fingerprint slot files of keys and values computed under <paramref name="lora"/> carry
+    /// (<see cref="ModelIdentity"/>: the model file and the adapters' effect).</summary>
+    private byte[] Identity(LoraAdapters? lora)
+    {
+        if (_identity is { } last && Models.LoraAdapters.SameEffect(last.Lora, lora)) return last.Identity;
+        byte[] identity = ModelIdentity.Of(_model, lora);
+        _identity = new IdentityOf(lora, identity);
+        return identity;
+    }
 
     /// <summary>What every slot holds now.</summary>
     public IReadOnlyList<SlotState> SlotStates
@@ -31,7 +40,7 @@ public sealed partial class SlotScheduler
         if (!ReferenceEquals(slot.CacheSteering, _options.Steering))
             throw new CompletionRequestException("id_slot", $"slot {id} holds keys and values computed with a request's own steering; only slots of the server's default steering are saved");
         var tokens = CollectionsMarshal.AsSpan(slot.History)[..slot.Transformer.Cache.Length];
-        return (tokens.Length, SlotFile.Write(destination, Identity, tokens, slot.Transformer.Cache));
+        return (tokens.Length, SlotFile.Write(destination, Identity(slot.CacheLora), tokens, slot.Transformer.Cache));
     });
 
     /// <summary>Replaces idle slot <paramref name="id"/>'s cache by a slot file's (named <paramref name="name"/> in
@@ -41,10 +50,13 @@ public sealed partial class SlotScheduler
     public int RestoreSlot(int id, Stream source, string name) => WithIdleSlot(id, slot =>
     {
         Forget(slot);
-        int[] tokens = SlotFile.Read(source, name, Identity, slot.Transformer.Cache, _model.Config.VocabSize);
+        // A slot file holds keys and values of the scales of requests that name none: those it is restored for.
+        var lora = _lora ?? _model.Lora;
+        int[] tokens = SlotFile.Read(source, name, Identity(lora), slot.Transformer.Cache, _model.Config.VocabSize);
         slot.History.AddRange(tokens);
         slot.Prompt = tokens; // a request that extends them is this conversation's next turn
         slot.CacheSteering = _options.Steering;
+        slot.CacheLora = lora;
         lock (_gate) slot.LastUsed = ++_admissions;
         return tokens.Length;
     });

@@ -36,6 +36,7 @@ public sealed partial class SlotScheduler : IDisposable
     private long _draftPasses, _draftedTokens, _acceptedTokens, _draftFallbacks;
     private long _admissions; // slots' last-use stamps
     private readonly SpeculativeOptions? _speculative;
+    private volatile LoraAdapters? _lora; // the scales of requests that name none; null: the model's adapters apply
 
     /// <summary>Creates the slots and starts the scheduler thread.</summary>
     public SlotScheduler(Model model, SlotSchedulerOptions? options = null)
@@ -60,6 +61,7 @@ public sealed partial class SlotScheduler : IDisposable
             throw new ArgumentException($"the steering is for {steering.Layers} layers of width {steering.Dim}; the model has {model.Config.Layers} of width {model.Config.Dim}", nameof(options));
         if (options.ContextShift && !_slots[0].Transformer.CanShiftContext)
             options.Logger?.LogWarning("context shift is on, but {Model} has learned absolute positions, not RoPE: its generations end where the context does", model.Path);
+        if (options.Lora.Count > 0) _lora = model.CreateLora(options.Lora);
         _decoder = new BatchDecoder(model.Config, model.Weights, options.Pool);
         _thread = new Thread(Loop) { IsBackground = true, Name = "ClockLM scheduler" };
         _thread.Start();
@@ -73,6 +75,52 @@ public sealed partial class SlotScheduler : IDisposable
 
     /// <summary>The steering of requests that bring none (<see cref="SlotSchedulerOptions.Steering"/>).</summary>
     public ResidualSteering? Steering => _options.Steering;
+    /// <summary>The LoRA adapters requests may name, in id order, at the scales of requests that name none (llama-server's
+    /// <c>GET /lora-adapters</c>); empty when the scheduler has none of its own (<see cref="SlotSchedulerOptions.Lora"/>).</summary>
+    public IReadOnlyList<ScaledLora> LoraAdapters => _lora?.Sources ?? [];
+
+    /// <summary>
+    /// Sets the scales of requests that name none (llama-server's <c>POST /lora-adapters</c>): each entry sets one
+    /// adapter's scale, and adapters not named go to 0. Requests already submitted keep the scales they were submitted
+    /// under.
+    /// </summary>
+    /// <param name="scales">The new scales by adapter id.</param>
+    /// <param name="field">The field that holds them, for errors (e.g. "" for a body that is the list itself).</param>
+    /// <exception cref="CompletionRequestException">An id that names no adapter, an id named twice, or a scale that is
+    /// not a finite number; the parameter names the entry's field.</exception>
+    public void SetLoraScales(IReadOnlyList<LoraScale> scales, string field = "lora")
+    {
+        ArgumentNullException.ThrowIfNull(scales);
+        var resolved = ResolveLora(scales, field);
+        _lora = resolved;
+    }
+
+    /// <summary>The adapters of the scheduler's list at <paramref name="scales"/> (unnamed ones at 0), checked as
+    /// <see cref="SetLoraScales"/> says; null when the scheduler has no list (an empty <paramref name="scales"/> then
+    /// leaves the model's adapters to apply).</summary>
+    private LoraAdapters? ResolveLora(IReadOnlyList<LoraScale> scales, string field)
+    {
+        var adapters = _options.Lora;
+        var set = new float[adapters.Count];
+        var named = new bool[adapters.Count];
+        for (int i = 0; i < scales.Count; i++)
+        {
+            var (id, scale) = scales[i];
+            string at = $"{field}[{i}]";
+            if (adapters.Count == 0)
+                throw new CompletionRequestException($"{at}.id", $"{at}.id is {id} but no LoRA adapter was loaded (start the server with --lora FILE or --lora-scaled FILE SCALE)");
+            if ((uint)id >= (uint)adapters.Count)
+                throw new CompletionRequestException($"{at}.id", $"{at}.id is {id}; expected an adapter id from 0 to {adapters.Count - 1} (GET /lora-adapters lists them)");
+            if (named[id])
+                throw new CompletionRequestException($"{at}.id", $"{at}.id is {id}, which an earlier entry already names; name each adapter once");
+            if (!float.IsFinite(scale))
+                throw new CompletionRequestException($"{at}.scale", $"{at}.scale is {scale}; expected a finite number");
+            (set[id], named[id]) = (scale, true);
+        }
+        if (adapters.Count == 0) return null;
+        return _model.CreateLora(adapters.Select((a, i) => new ScaledLora(a.Adapter, set[i])));
+    }
+
     /// <summary>True when a generation that fills its context shifts it and goes on (<see cref="SlotSchedulerOptions.ContextShift"/>).</summary>
     public bool ContextShift => _options.ContextShift && _slots[0].Transformer.CanShiftContext;
 
@@ -91,7 +139,8 @@ public sealed partial class SlotScheduler : IDisposable
     public CompletionJob Submit(CompletionRequest request, CancellationToken cancellation = default)
     {
         int maxTokens = Validate(request);
-        var job = new CompletionJob(request, maxTokens, cancellation);
+        var lora = request.Lora is { } scales ? ResolveLora(scales, "lora") : _lora;
+        var job = new CompletionJob(request, maxTokens, lora, cancellation);
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -214,7 +263,7 @@ public sealed partial class SlotScheduler : IDisposable
             lock (_gate)
             {
                 // Admission: between rounds, waiting requests join the running batch.
-                while (!_paused && _queue.Count > 0 && ChooseSlot(_queue.First!.Value.Request) is { } free)
+                while (!_paused && _queue.Count > 0 && ChooseSlot(_queue.First!.Value) is { } free)
                 {
                     var job = _queue.First!.Value;
                     _queue.RemoveFirst();
@@ -596,6 +645,7 @@ public sealed partial class SlotScheduler : IDisposable
         public int Reused;        // prompt tokens of the job taken from the cache: positions [0, Reused) were not evaluated
         public int ExactLength;   // cache positions [0, ExactLength) hold History's tokens as a fresh evaluation would
         public ResidualSteering? CacheSteering; // the steering the cached entries were computed with
+        public LoraAdapters? CacheLora;          // the LoRA adapters they were computed with (null: none)
         public long LastUsed;     // admission stamp of the last job (0: never used)
         public bool Reserved;     // its cache is being saved, restored or erased: no job may start on it
         public Sampler? Sampler;
@@ -652,11 +702,13 @@ public sealed partial class SlotScheduler : IDisposable
             // The cached prefix is kept; the last prompt token is always evaluated, for the logits of the first sample.
             // An embedding averages every token's hidden state, which the cache does not hold: its prompt is read whole.
             var steering = job.Request.Steering ?? defaultSteering;
-            Reused = job.Request.CachePrompt && !job.Request.Embed ? Math.Min(CommonPrefix(this, Prompt, steering), Prompt.Length - 1) : 0;
+            var lora = job.Lora ?? model.Lora;
+            Reused = job.Request.CachePrompt && !job.Request.Embed ? Math.Min(CommonPrefix(this, Prompt, steering, lora), Prompt.Length - 1) : 0;
             Prefilled = Position = Reused;
             Transformer.Cache.Truncate(Reused); // roll back to the reused prefix
             ExactLength = int.MaxValue;
             CacheSteering = steering;
+            CacheLora = lora;
             LastUsed = stamp;
             DraftLength = default;
             LastToken = -1;
@@ -672,6 +724,7 @@ public sealed partial class SlotScheduler : IDisposable
             if (job.Request.ClockSummary) StartObserving(model.Config.Layers, model.Config.Dim);
             if (job.Request.Embed) StartEmbedding(model);
             Transformer.Steering = steering;
+            Transformer.Lora = job.Lora;
             History.Clear();
             History.AddRange(Prompt);
             Generated.Clear();

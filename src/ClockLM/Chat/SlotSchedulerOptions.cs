@@ -21,6 +21,12 @@ public sealed record SlotSchedulerOptions
     /// stall the slots that are decoding.</summary>
     public int PrefillChunk { get; init; } = 64;
 
+    /// <summary>LoRA adapters requests may name by id (their index here), each at its starting scale: llama-server's
+    /// <c>--lora</c> files. When there are some, every slot runs with adapters of its own (its request's scales, or the
+    /// scheduler's current ones, <see cref="SlotScheduler.SetLoraScales"/>) in place of the model's
+    /// <see cref="Model.Lora"/>. Empty (the default): requests run with the model's and may not name any.</summary>
+    public IReadOnlyList<ScaledLora> Lora { get; init; } = [];
+
     /// <summary>Steering of every request that brings none (<see cref="CompletionRequest.Steering"/>): a server's or a
     /// chat's control vectors; none when null.</summary>
     public ResidualSteering? Steering { get; init; }

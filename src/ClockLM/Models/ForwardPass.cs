@@ -22,8 +22,10 @@ namespace ClockLM.Models;
 /// execute:    m = x + a (forwarded, hook_resid_mid); f = W2 act(W1 norm(m)) * W3 norm(m) (or W2 gelu(W3 norm(m) + b) + b)
 /// write-back: x = m + f (+ the sequence's steering direction of this layer, if any)
 /// </code>
-/// <para>With LoRA adapters (<see cref="LlamaWeights.Lora"/>) every adapted product W·x becomes W·x + f·B·(A·x), the
-/// low-rank term added right after the base product (before biases), as llama.cpp's <c>build_lora_mm</c> adds it.</para>
+/// <para>With LoRA adapters (the row's sequence's <see cref="Transformer.Lora"/>, else <see cref="LlamaWeights.Lora"/>)
+/// every adapted product W·x becomes W·x + f·B·(A·x), the low-rank term added right after the base product (before
+/// biases), as llama.cpp's <c>build_lora_mm</c> adds it; an adapted embedding adds f·B·A[:, token] to the token's row.
+/// Each row gets its own sequence's adapters, so rows with different adapters share a step.</para>
 /// <para>Families differ only by data: the config's options (<see cref="LlamaConfig"/>: norm, RoPE style, activation,
 /// scales, soft-caps, sliding windows) and the weights' optional parts (<see cref="LlamaLayerWeights"/>: biases, head
 /// norms, post-norms), each tested in one place here. Every matrix product takes all rows at once
@@ -86,6 +88,7 @@ internal sealed class ForwardPass
         {
             Span<float> x = TokenBatch.Row(b.X, i, dim);
             _w.TokenEmbedding.DequantizeRow(b.Tokens[i], x);
+            LoraOf(b, i)?.ApplyEmbedding(b.Tokens[i], x);
             if (_c.EmbeddingScale != 1f) Ops.Scale(x, _c.EmbeddingScale);
             if (_w.PositionEmbedding is { } positions)
             {
@@ -185,12 +188,9 @@ internal sealed class ForwardPass
         MatMul.Multiply(w.Wq, input, b.Q, pool, _kernels);
         MatMul.Multiply(w.Wk, input, b.K, pool, _kernels);
         MatMul.Multiply(w.Wv, input, b.V, pool, _kernels);
-        if (_w.Lora is { } lora)
-        {
-            lora.Apply(layer, LoraTarget.AttnQ, b.XB, b.Q, n);
-            lora.Apply(layer, LoraTarget.AttnK, b.XB, b.K, n);
-            lora.Apply(layer, LoraTarget.AttnV, b.XB, b.V, n);
-        }
+        AddLora(b, pool, layer, LoraTarget.AttnQ, b.XB, b.Q);
+        AddLora(b, pool, layer, LoraTarget.AttnK, b.XB, b.K);
+        AddLora(b, pool, layer, LoraTarget.AttnV, b.XB, b.V);
         bool sliding = _c.IsSliding(layer) && _thetaSliding != _theta;
         float[] cos = sliding ? b.RopeCosSliding : b.RopeCos, sin = sliding ? b.RopeSinSliding : b.RopeSin;
         for (int i = 0; i < n; i++)
@@ -227,7 +227,7 @@ internal sealed class ForwardPass
         Attend(b, layer, pool);
         if (b.Hooked) Hook(b, ActivationPoint.AttnZ, layer, b.Heads, _c.QDim);
         MatMul.Multiply(w.Wo, Load(b.HeadsInput, b.Heads, n, _c.QDim), b.AttnOut, pool, _kernels);
-        _w.Lora?.Apply(layer, LoraTarget.AttnOutput, b.Heads, b.AttnOut, n);
+        AddLora(b, pool, layer, LoraTarget.AttnOutput, b.Heads, b.AttnOut);
         for (int i = 0; i < n; i++)
         {
             Span<float> o = TokenBatch.Row(b.AttnOut, i, dim);
@@ -251,7 +251,7 @@ internal sealed class ForwardPass
         if (_c.FeedForward == FeedForward.Gelu)
         {
             MatMul.Multiply(w.W3, input, b.HB, pool, _kernels);
-            _w.Lora?.Apply(layer, LoraTarget.FfnUp, b.XB, b.HB, n);
+            AddLora(b, pool, layer, LoraTarget.FfnUp, b.XB, b.HB);
             if (w.BiasUp is not null)
                 for (int i = 0; i < n; i++) Ops.Add(TokenBatch.Row(b.HB, i, hidden), w.BiasUp);
         }
@@ -259,8 +259,8 @@ internal sealed class ForwardPass
         {
             MatMul.Multiply(w.W1, input, b.HB, pool, _kernels);
             MatMul.Multiply(w.W3, input, b.HB2, pool, _kernels);
-            _w.Lora?.Apply(layer, LoraTarget.FfnGate, b.XB, b.HB, n);
-            _w.Lora?.Apply(layer, LoraTarget.FfnUp, b.XB, b.HB2, n);
+            AddLora(b, pool, layer, LoraTarget.FfnGate, b.XB, b.HB);
+            AddLora(b, pool, layer, LoraTarget.FfnUp, b.XB, b.HB2);
         }
         // The activation, row by row (element-wise, so split across the pool it is the same arithmetic).
         var activation = new ActivationJob { Kind = _c.FeedForward, Gate = b.HB, Up = b.HB2, Width = hidden, Path = _kernels.Path };
@@ -268,7 +268,7 @@ internal sealed class ForwardPass
         else pool.Run(activation, n);
         if (b.Hooked) Hook(b, ActivationPoint.MlpPost, layer, b.HB, hidden);
         MatMul.Multiply(w.W2, Load(b.Hidden, b.HB, n, hidden), b.FfnOut, pool, _kernels);
-        _w.Lora?.Apply(layer, LoraTarget.FfnDown, b.HB, b.FfnOut, n);
+        AddLora(b, pool, layer, LoraTarget.FfnDown, b.HB, b.FfnOut);
         for (int i = 0; i < n; i++)
         {
             Span<float> f = TokenBatch.Row(b.FfnOut, i, dim);
@@ -307,7 +307,7 @@ internal sealed class ForwardPass
             // One row's logits go straight to its sequence; several rows' through the batch's buffer.
             float[] logits = withLogits == 1 ? b.Sequences[first].LogitsBuffer : b.Logits(withLogits);
             MatMul.Multiply(_w.Output, b.Normed.Load(b.XB, first, withLogits, dim), logits, pool, _kernels);
-            _w.Lora?.ApplyOutput(b.XB.AsSpan(first * dim), logits, withLogits);
+            AddLora(b, pool, LoraAdapters.OutputHead, default, b.XB.AsSpan(first * dim), logits, first);
             for (int i = first; i < n; i++)
             {
                 Span<float> rowLogits = withLogits == 1 ? logits : logits.AsSpan((i - first) * vocab, vocab);
@@ -438,6 +438,23 @@ internal sealed class ForwardPass
             if (Kind == FeedForward.Gelu) Ops.Gelu(gate);
             else if (Kind == FeedForward.GeluGated) Ops.GeluGated(gate, up);
             else GatedActivation.SwiGlu(gate, up, Path);
+        }
+    }
+
+    /// <summary>The LoRA adapters of row <paramref name="i"/>: its sequence's own, else the model's; null for none.</summary>
+    private LoraAdapters? LoraOf(TokenBatch b, int i) => b.Sequences[i].Lora ?? _w.Lora;
+
+    /// <summary>Adds each row's LoRA term of a product (<see cref="LoraAdapters.Apply"/>) for batch rows
+    /// [<paramref name="firstRow"/>, count), which are rows 0.. of <paramref name="input"/> and <paramref name="output"/>.
+    /// Consecutive rows with the same adapters go in one call; the arithmetic of a row is the same either way.</summary>
+    private void AddLora(TokenBatch b, WorkerPool? pool, int layer, LoraTarget target, ReadOnlySpan<float> input, Span<float> output, int firstRow = 0)
+    {
+        int n = b.Count;
+        for (int start = firstRow, end; start < n; start = end)
+        {
+            var lora = LoraOf(b, start);
+            for (end = start + 1; end < n && LoraOf(b, end) == lora; end++) { }
+            lora?.Apply(layer, target, input, output, start - firstRow, end - start, pool, _kernels);
         }
     }
 

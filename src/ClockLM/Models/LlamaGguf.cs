@@ -132,9 +132,9 @@ public static class LlamaGguf
         {
             var whole = View(name, rows, cols);
             var view = whole.RowRange(first, count);
+            string part = count == rows ? name : $"{name} rows [{first}, {first + count})";
             if (packer is not null && view.Type is GgmlType.Q4_0 or GgmlType.Q8_0)
             {
-                string part = count == rows ? name : $"{name} rows [{first}, {first + count})";
                 if (!PackedRows.CanPack(view))
                     unpacked.Add($"{part}: {view.Type} {view.Rows}x{view.Cols} stays in its file layout ({view.Rows} rows, not a multiple of 8)");
                 else
@@ -143,6 +143,12 @@ public static class LlamaGguf
                     if (!view.IsPacked)
                         unpacked.Add($"{part}: {view.Type} {view.Rows}x{view.Cols} stays in its file layout (a block scale is infinite or NaN)");
                 }
+            }
+            else if (packer is not null && HalfPanels.CanPack(view))
+            {
+                view = packer.PackPanels(name, file.DataOffset + file.GetTensor(name).Offset + (long)first * whole.RowBytes, view, packed);
+                if (!view.IsPacked)
+                    unpacked.Add($"{part}: {view.Type} {view.Rows}x{view.Cols} stays in its file layout (a value is infinite or NaN)");
             }
             if (!view.IsPacked) mapped.Add(view);
             return view;
@@ -254,7 +260,7 @@ public static class LlamaGguf
     }
 
     /// <summary>
-    /// Packs weight matrices (<see cref="PackedRows"/>) from the file, read with plain reads a few megabytes at a time
+    /// Packs weight matrices (<see cref="PackedRows"/>, <see cref="HalfPanels"/>) from the file, read with plain reads a few megabytes at a time
     /// rather than through the memory map, so the mapped pages of a packed matrix stay untouched and the process holds
     /// one copy of those weights, not two.
     /// </summary>
@@ -267,18 +273,42 @@ public static class LlamaGguf
         public unsafe TensorView Pack(string name, long at, in TensorView view, List<byte[]> storage)
         {
             var packed = PackedRows.Allocate(PackedRows.PackedBytes(view), out byte* destination);
-            int octetBytes = 8 * view.RowBytes, octets = view.Rows / 8;
-            int step = Math.Max(1, (4 << 20) / octetBytes);
-            if (_buffer.Length < Math.Min(step, octets) * octetBytes)
-                _buffer = GC.AllocateUninitializedArray<byte>(Math.Min(step, octets) * octetBytes, pinned: true);
-            bool finite = true;
+            var (type, cols, octets) = (view.Type, view.Cols, view.Rows / 8);
+            bool finite = ReadRows(name, at, 8 * view.RowBytes, octets, (buffer, o, n) => PackedRows.PackOctets(type, cols, buffer, o, n, octets, destination));
+            // A matrix with an infinite or NaN block scale stays in its file layout (the packed kernels assume finite ones).
+            if (!finite) return view;
+            storage.Add(packed);
+            return view.WithPacked(destination);
+        }
+
+        /// <summary>The F16 or BF16 matrix <paramref name="view"/>, whose rows start at byte <paramref name="at"/> of
+        /// the file, laid out in panels; left in the file layout if an F16 value is infinite or NaN.</summary>
+        public unsafe TensorView PackPanels(string name, long at, in TensorView view, List<byte[]> storage)
+        {
+            var panels = PackedRows.Allocate(view.ByteCount, out byte* destination);
+            var (type, cols, rows, rowBytes) = (view.Type, view.Cols, view.Rows, view.RowBytes);
+            bool finite = ReadRows(name, at, rowBytes, rows, (buffer, first, n) => HalfPanels.Pack(type, cols, buffer, rowBytes, first, n, rows, destination));
+            if (!finite) return view;
+            storage.Add(panels);
+            return view.WithPacked(destination);
+        }
+
+        /// <summary>Reads <paramref name="count"/> units of <paramref name="unitBytes"/> (rows or octets of rows) from
+        /// byte <paramref name="at"/> on, about 4 MB at a time, handing each stretch (its first unit and count) to
+        /// <paramref name="pack"/>; true when every call returned true.</summary>
+        private unsafe bool ReadRows(string name, long at, int unitBytes, int count, PackStretch pack)
+        {
+            int step = Math.Max(1, (4 << 20) / unitBytes);
+            if (_buffer.Length < Math.Min(step, count) * unitBytes)
+                _buffer = GC.AllocateUninitializedArray<byte>(Math.Min(step, count) * unitBytes, pinned: true);
+            bool all = true;
             fixed (byte* buffer = _buffer)
             {
-                for (int o = 0; o < octets; o += step)
+                for (int first = 0; first < count; first += step)
                 {
-                    int n = Math.Min(step, octets - o);
-                    var chunk = _buffer.AsSpan(0, n * octetBytes);
-                    long from = at + (long)o * octetBytes;
+                    int n = Math.Min(step, count - first);
+                    var chunk = _buffer.AsSpan(0, n * unitBytes);
+                    long from = at + (long)first * unitBytes;
                     for (int done = 0; done < chunk.Length;)
                     {
                         int read = RandomAccess.Read(_handle, chunk[done..], from + done);
@@ -286,14 +316,13 @@ public static class LlamaGguf
                             throw new GgufFormatException(file.Path, $"tensor '{name}': the file ended at byte {from + done} while reading its data");
                         done += read;
                     }
-                    finite &= PackedRows.PackOctets(view.Type, view.Cols, buffer, o, n, octets, destination);
+                    all &= pack(buffer, first, n);
                 }
             }
-            // A matrix with an infinite or NaN block scale stays in its file layout (the packed kernels assume finite ones).
-            if (!finite) return view;
-            storage.Add(packed);
-            return view.WithPacked(destination);
+            return all;
         }
+
+        private unsafe delegate bool PackStretch(byte* buffer, int first, int count);
 
         public void Dispose() => _handle.Dispose();
     }

@@ -18,7 +18,7 @@ public sealed record LoraPair(float[] A, float[] B, int Rank, int Inputs, int Ou
 /// A LoRA adapter in llama.cpp's GGUF format (what <c>convert_lora_to_gguf.py</c> writes and
 /// <c>llama_adapter_lora_init</c> reads): <c>general.type = adapter</c>, <c>general.architecture</c> the base model's,
 /// <c>adapter.type = lora</c>, <c>adapter.lora.alpha</c> (F32), and for every adapted base tensor NAME a pair
-/// <c>NAME.lora_a</c> and <c>NAME.lora_b</c> (e.g. <c>blk.0.attn_q.weight.lora_a</c>), of any type ClockLM reads
+/// <c>NAME.lora_a</c> and <c>NAME.lora_b</c> (e.g. <c>blk.0.attn_q.weight.lora_a</c>; <c>token_embd.weight</c>'s the other way round, see <see cref="EmbeddingTensor"/>), of any type ClockLM reads
 /// (F32, F16, BF16, Q8_0...: the converter's default is F16). Tensors named <c>*_norm.weight</c> are skipped, as
 /// llama.cpp skips them (counted in <see cref="SkippedTensors"/>).
 /// </summary>
@@ -35,6 +35,14 @@ public sealed class LoraAdapter
 
     /// <summary>Suffix of the up projection's tensor name.</summary>
     public const string SuffixB = ".lora_b";
+
+    /// <summary>The token embedding's tensor name. Its pair is stored the other way round (llama.cpp's
+    /// <c>build_inp_embd</c> gathers rows of A by token): lora_a has ggml shape [rank, vocab] and lora_b [rank, dim].
+    /// In memory it is kept like every other pair, A (rank, vocab) and B (dim, rank): the embedding as a product that
+    /// maps a one-hot token (vocab) to its row (dim).</summary>
+    public const string EmbeddingTensor = "token_embd.weight";
+
+    private byte[]? _contentHash;
 
     /// <summary>Creates an adapter from pairs by base tensor name.</summary>
     /// <exception cref="ArgumentException">No pair, a pair whose arrays do not have its shape, or a non-finite alpha.</exception>
@@ -66,6 +74,24 @@ public sealed class LoraAdapter
 
     /// <summary>Tensors of the file that were skipped (llama.cpp skips <c>*_norm.weight</c> too).</summary>
     public IReadOnlyList<string> SkippedTensors { get; private init; } = [];
+
+    /// <summary>SHA-256 over the alpha and every pair in name order (name, rank, the bytes of A and B), computed once:
+    /// two adapters with the same hash change a model alike at the same scale.</summary>
+    public byte[] ContentHash => _contentHash ??= Hash();
+
+    private byte[] Hash()
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        hash.AppendData(BitConverter.GetBytes(Alpha));
+        foreach (var (name, p) in Pairs.OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            hash.AppendData(System.Text.Encoding.UTF8.GetBytes(name));
+            hash.AppendData(BitConverter.GetBytes(p.Rank));
+            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(p.A.AsSpan()));
+            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(p.B.AsSpan()));
+        }
+        return hash.GetHashAndReset();
+    }
 
     /// <summary>The factor B·A·x is multiplied by for a pair of <paramref name="rank"/> at <paramref name="scale"/>:
     /// scale·alpha/rank, or scale alone when alpha is 0 (llama.cpp's rule).</summary>
@@ -110,13 +136,17 @@ public sealed class LoraAdapter
                 throw new GgufFormatException(path, $"tensor '{name}{(ta is null ? SuffixB : SuffixA)}' has no {(ta is null ? SuffixA : SuffixB)} partner; a LoRA pair needs both");
             if (ta.Dimensions.Length != 2 || tb.Dimensions.Length != 2)
                 throw new GgufFormatException(path, $"LoRA pair '{name}': lora_a is {ta.ShapeText} and lora_b {tb.ShapeText}; both must be matrices");
-            // ggml shapes: lora_a [in, rank], lora_b [rank, out].
-            long inputs = ta.Dimensions[0], rank = ta.Dimensions[1], outputs = tb.Dimensions[1];
+            // ggml shapes: lora_a [in, rank], lora_b [rank, out]; the embedding's lora_a [rank, vocab], lora_b [rank, dim].
+            bool embedding = name == EmbeddingTensor;
+            long rank = embedding ? ta.Dimensions[0] : ta.Dimensions[1], inputs = embedding ? ta.Dimensions[1] : ta.Dimensions[0], outputs = tb.Dimensions[1];
             if (tb.Dimensions[0] != rank)
-                throw new GgufFormatException(path, $"LoRA pair '{name}': lora_a {ta.ShapeText} has rank {rank} but lora_b {tb.ShapeText} has {tb.Dimensions[0]}; expected lora_a [in, rank] and lora_b [rank, out] (a transposed lora_a, as old finetune files have, is not read)");
+                throw new GgufFormatException(path, embedding
+                    ? $"LoRA pair '{name}': lora_a {ta.ShapeText} has rank {rank} but lora_b {tb.ShapeText} has {tb.Dimensions[0]}; expected lora_a [rank, vocab] and lora_b [rank, dim] for the embedding"
+                    : $"LoRA pair '{name}': lora_a {ta.ShapeText} has rank {rank} but lora_b {tb.ShapeText} has {tb.Dimensions[0]}; expected lora_a [in, rank] and lora_b [rank, out] (a transposed lora_a, as old finetune files have, is not read)");
             if (rank <= 0 || inputs <= 0 || outputs <= 0 || rank > int.MaxValue / 4 || inputs * rank > int.MaxValue / 4 || outputs * rank > int.MaxValue / 4)
                 throw new GgufFormatException(path, $"LoRA pair '{name}': shapes {ta.ShapeText} and {tb.ShapeText} are empty or too large");
-            pairs[name] = new LoraPair(Floats(file, path, ta), Floats(file, path, tb), (int)rank, (int)inputs, (int)outputs);
+            float[] down = Floats(file, path, ta);
+            pairs[name] = new LoraPair(embedding ? Transpose(down, (int)inputs, (int)rank) : down, Floats(file, path, tb), (int)rank, (int)inputs, (int)outputs);
         }
         return new LoraAdapter(architecture, (float)alpha, pairs) { SkippedTensors = skipped, Path = path };
     }
@@ -133,10 +163,20 @@ public sealed class LoraAdapter
         writer.Set("adapter.lora.alpha", Alpha);
         foreach (var (tensor, p) in Pairs.OrderBy(p => p.Key, StringComparer.Ordinal))
         {
-            writer.AddTensor(tensor + SuffixA, [p.Inputs, p.Rank], p.A);
+            if (tensor == EmbeddingTensor) writer.AddTensor(tensor + SuffixA, [p.Rank, p.Inputs], Transpose(p.A, p.Rank, p.Inputs));
+            else writer.AddTensor(tensor + SuffixA, [p.Inputs, p.Rank], p.A);
             writer.AddTensor(tensor + SuffixB, [p.Rank, p.Outputs], p.B);
         }
         writer.Write(path);
+    }
+
+    /// <summary>The transpose (cols, rows) of a row-major (rows, cols) matrix.</summary>
+    private static float[] Transpose(float[] m, int rows, int cols)
+    {
+        var t = new float[m.Length];
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++) t[c * rows + r] = m[r * cols + c];
+        return t;
     }
 
     private static float[] Floats(GgufFile file, string path, GgufTensorInfo tensor)

@@ -51,8 +51,15 @@ public sealed class Model : IDisposable
     /// <summary>Resolves <paramref name="adapters"/> against this model (<see cref="LoraAdapters.Create"/>) and runs the
     /// model with them from now on.</summary>
     /// <exception cref="ArgumentException">An adapter does not fit this model; the message says which file and tensor.</exception>
-    public void UseLora(IEnumerable<ScaledLora> adapters) =>
-        Lora = LoraAdapters.Create(Config, Weights, Architecture, adapters, Gguf?.Tensors.Select(t => t.Name).ToHashSet(StringComparer.Ordinal));
+    public void UseLora(IEnumerable<ScaledLora> adapters) => Lora = CreateLora(adapters);
+
+    /// <summary>Resolves <paramref name="adapters"/> against this model (<see cref="LoraAdapters.Create"/>) without
+    /// running the model with them: for one processor (<see cref="Transformer.Lora"/>), such as a server request's.</summary>
+    /// <exception cref="ArgumentException">An adapter does not fit this model; the message says which file and tensor.</exception>
+    public LoraAdapters CreateLora(IEnumerable<ScaledLora> adapters) =>
+        LoraAdapters.Create(Config, Weights, Architecture, adapters, _tensorNames ??= Gguf?.Tensors.Select(t => t.Name).ToHashSet(StringComparer.Ordinal));
+
+    private HashSet<string>? _tensorNames;
 
     /// <summary>Size of the model file in bytes.</summary>
     public long FileBytes => new FileInfo(Path).Length;

@@ -16,12 +16,16 @@ public static class ModelIdentity
     /// <summary>Bytes of each tensor's data that enter the hash.</summary>
     public const int SampleBytes = 4096;
 
-    /// <summary>The fingerprint of <paramref name="model"/>'s file (32 bytes).</summary>
-    public static byte[] Of(Model model)
+    /// <summary>The fingerprint of <paramref name="model"/>'s file (32 bytes) under the adapters it runs with.</summary>
+    public static byte[] Of(Model model) => Of(model, model?.Lora);
+
+    /// <summary>The fingerprint of <paramref name="model"/>'s file (32 bytes) under <paramref name="lora"/> (a
+    /// processor's own adapters, <see cref="Transformer.Lora"/>); adapters that apply nothing count as none.</summary>
+    public static byte[] Of(Model model, LoraAdapters? lora)
     {
         ArgumentNullException.ThrowIfNull(model);
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        if (model.Lora is { } lora) hash.AppendData(lora.Fingerprint);
+        if (lora is { PairCount: > 0 }) hash.AppendData(lora.Fingerprint);
         if (model.Gguf is not { } file)
         {
             using var stream = File.OpenRead(model.Path);

@@ -16,7 +16,8 @@ public sealed record ModelOptions
     /// (<see cref="LlamaWeights.Kernels"/>) to the forward pass. Default: <see cref="KernelOptions.Best"/>.</summary>
     public KernelOptions Kernels { get; init => field = value ?? throw new ArgumentNullException(nameof(Kernels)); } = KernelOptions.Best;
 
-    /// <summary>Keep a copy of the Q4_0 and Q8_0 matrices packed eight rows at a time for the AVX2 and AVX-512 products
+    /// <summary>Keep a copy of the Q4_0 and Q8_0 matrices packed eight rows at a time, and of the F16 and BF16 matrices
+    /// of rows longer than 4096 columns in panels (<see cref="HalfPanels"/>), for the AVX2 and AVX-512 products
     /// (about the same bytes as the file's; its own pages of those matrices are then not read again). Default true;
     /// only the kernels that read packed weights pack (<see cref="KernelOptions.UsesPacked"/>).</summary>
     public bool PackWeights { get; init; } = true;

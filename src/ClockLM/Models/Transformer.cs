@@ -28,6 +28,7 @@ public sealed class Transformer
     private int _pos, _microBatch = 128;
     private bool _inFlight;            // between BeginToken and Commit
     private ResidualSteering? _steering;
+    private LoraAdapters? _lora;
 
     /// <summary>Creates a processor for <paramref name="weights"/> with a KV cache of <paramref name="contextLength"/> positions
     /// of the types <paramref name="cache"/> gives (F16 keys and values when null). Matrix products are split across
@@ -83,6 +84,22 @@ public sealed class Transformer
             if (value is not null && (value.Layers != Config.Layers || value.Dim != Config.Dim))
                 throw new ArgumentException($"the steering is for {value.Layers} layers of width {value.Dim}; this model has {Config.Layers} of width {Config.Dim}", nameof(value));
             _steering = value;
+        }
+    }
+
+    /// <summary>The LoRA adapters this sequence runs with, in place of the model's (<see cref="LlamaWeights.Lora"/>):
+    /// a server request's own scales. Null (the default): the model's. Adapters that apply nothing (all at scale 0) run
+    /// this sequence without any, whatever the model's. Every row of this sequence gets them, in whatever batch it runs,
+    /// so sequences with different adapters may share a batched step.</summary>
+    /// <exception cref="ArgumentException">The adapters were resolved against other weights.</exception>
+    public LoraAdapters? Lora
+    {
+        get => _lora;
+        set
+        {
+            if (value is not null && !ReferenceEquals(value.Weights, Weights))
+                throw new ArgumentException("the LoRA adapters were resolved against another model's weights", nameof(value));
+            _lora = value;
         }
     }
 

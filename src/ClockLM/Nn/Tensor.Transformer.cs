@@ -1,3 +1,4 @@
+using ClockLM.Models;
 using System.Numerics;
 
 namespace ClockLM.Nn;
@@ -131,54 +132,60 @@ public sealed partial class Tensor<T>
     }
 
     /// <summary>
-    /// Rotary position embedding: in each head of <paramref name="headSize"/> values, the pair (x[2i], x[2i+1]) is
-    /// rotated by the angle t·base^(−2i/headSize), where t = row mod <paramref name="seqLen"/> is the position.
-    /// The angles are computed in float exactly as the inference engine computes them. A <paramref name="compute"/>
-    /// context shares the rows out over its threads (same values).
+    /// Rotary position embedding: in each head of <paramref name="headSize"/> values, the pair (x[2i], x[2i+1]) — or
+    /// (x[i], x[i + headSize/2]) with <see cref="RopeStyle.Halves"/> (Qwen, llama.cpp's NEOX) — is rotated by the angle
+    /// t·base^(−2i/headSize), where t = row mod <paramref name="seqLen"/> is the position. The angles are computed in
+    /// float exactly as the inference engine computes them. A <paramref name="compute"/> context shares the rows out over
+    /// its threads (same values).
     /// </summary>
-    public Tensor<T> Rope(int headSize, int seqLen, float ropeBase, ComputeContext? compute = null)
+    public Tensor<T> Rope(int headSize, int seqLen, float ropeBase, ComputeContext? compute = null, RopeStyle style = RopeStyle.Adjacent)
     {
         int rows = Rows, cols = Columns;
         if (headSize <= 0 || headSize % 2 != 0 || cols % headSize != 0)
             throw new ArgumentException($"Rope: head size {headSize} must be even and divide the row width {cols}", nameof(headSize));
         if (seqLen <= 0 || rows % seqLen != 0)
             throw new ArgumentException($"Rope: {rows} rows are not whole sequences of {seqLen} positions", nameof(seqLen));
+        if (style is not (RopeStyle.Adjacent or RopeStyle.Halves))
+            throw new ArgumentException($"Rope: style {style} rotates nothing", nameof(style));
         var (cos, sin) = RopeTables(headSize, seqLen, ropeBase);
         var x = this;
+        bool halves = style == RopeStyle.Halves;
         var y = NewData(compute, Length, zeroed: false);
-        Split(compute, rows, 4L * rows * cols, (start, end) => Rotate(x.Data, y, cos, sin, start, end, cols, seqLen, headSize, T.One, add: false));
+        Split(compute, rows, 4L * rows * cols, (start, end) => Rotate(x.Data, y, cos, sin, start, end, cols, seqLen, headSize, halves, T.One, add: false));
         var output = Result(Shape, y, x);
         output.SetBackward(() =>
         {
             // The transpose of a rotation is the rotation by the opposite angle.
             var g = output._grad!;
             var gx = x.EnsureGrad(compute);
-            Split(compute, rows, 5L * rows * cols, (start, end) => Rotate(g, gx, cos, sin, start, end, cols, seqLen, headSize, -T.One, add: true));
+            Split(compute, rows, 5L * rows * cols, (start, end) => Rotate(g, gx, cos, sin, start, end, cols, seqLen, headSize, halves, -T.One, add: true));
         });
         return output;
 
-        // Rotates rows [first, end) of source into target (added to it when add).
-        static void Rotate(T[] source, T[] target, T[] cos, T[] sin, int first, int end, int cols, int seqLen, int headSize, T sign, bool add)
+        // Rotates rows [first, end) of source into target (added to it when add). Pair j of a row is elements (2j, 2j+1),
+        // or with halves (h·headSize + i, h·headSize + i + headSize/2) for head h = j / (headSize/2), i = j mod (headSize/2).
+        static void Rotate(T[] source, T[] target, T[] cos, T[] sin, int first, int end, int cols, int seqLen, int headSize, bool halves, T sign, bool add)
         {
             int half = headSize / 2;
             for (int r = first; r < end; r++)
             {
                 int t = r % seqLen;
-                for (int c = 0; c < cols; c += 2)
+                for (int j = 0; j < cols / 2; j++)
                 {
-                    int i = (c % headSize) / 2;
+                    int i = j % half;
+                    int c0 = halves ? (j / half) * headSize + i : 2 * j, c1 = halves ? c0 + half : c0 + 1;
                     T cs = cos[t * half + i], sn = sign * sin[t * half + i];
-                    T a = source[r * cols + c], b = source[r * cols + c + 1];
+                    T a = source[r * cols + c0], b = source[r * cols + c1];
                     T ra = a * cs - b * sn, rb = a * sn + b * cs;
                     if (add)
                     {
-                        target[r * cols + c] += ra;
-                        target[r * cols + c + 1] += rb;
+                        target[r * cols + c0] += ra;
+                        target[r * cols + c1] += rb;
                     }
                     else
                     {
-                        target[r * cols + c] = ra;
-                        target[r * cols + c + 1] = rb;
+                        target[r * cols + c0] = ra;
+                        target[r * cols + c1] = rb;
                     }
                 }
             }

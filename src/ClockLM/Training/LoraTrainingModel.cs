@@ -6,8 +6,9 @@ namespace ClockLM.Training;
 
 /// <summary>
 /// A frozen Llama-architecture base model with trainable LoRA pairs on chosen products, as a graph of differentiable
-/// operations: the computation of <see cref="LlamaTrainingModel"/> (RMSNorm, adjacent-pair RoPE, grouped-query causal
-/// attention, SwiGLU) where every adapted product W·x becomes W·x + (alpha/rank)·B·(A·x) — PEFT's LoRA, and what
+/// operations: the computation of <see cref="LlamaTrainingModel"/> (RMSNorm, RoPE on adjacent pairs or on the heads'
+/// halves, grouped-query causal attention, SwiGLU; q/k/v biases when the base has them, as Qwen 2 does) where every
+/// adapted product W·x becomes W·x + (alpha/rank)·B·(A·x) — PEFT's LoRA, and what
 /// ClockLM's and llama.cpp's inference compute for the written adapter at scale 1. Only A and B get gradients; the
 /// base's tensors never change. A starts uniform in ±1/√in (PEFT's Kaiming-uniform) and B at zero, so training starts
 /// from the base model's exact outputs.
@@ -77,6 +78,9 @@ public sealed class LoraTrainingModel<T> where T : unmanaged, IFloatingPointIeee
     private Tensor<T> Base(string name) =>
         _base.TryGetValue(name, out var t) ? t : throw new ArgumentException($"the base model has no tensor '{name}'");
 
+    /// <summary>x plus the base's bias <paramref name="name"/> on every row, or x when the base has no such bias.</summary>
+    private Tensor<T> Bias(Tensor<T> x, string name) => _base.TryGetValue(name, out var bias) ? x.Add(bias) : x;
+
     /// <summary>x·Wᵀ, plus (alpha/rank)·(x·Aᵀ)·Bᵀ when the product is adapted.</summary>
     private Tensor<T> Product(Tensor<T> x, string name)
     {
@@ -97,9 +101,10 @@ public sealed class LoraTrainingModel<T> where T : unmanaged, IFloatingPointIeee
         {
             string p = $"blk.{l}.";
             var h = x.RmsNorm(Base(p + "attn_norm.weight"), c.RmsEpsilon);
-            var q = Product(h, p + "attn_q.weight").Rope(c.HeadSize, seqLen, c.RopeBase);
-            var k = Product(h, p + "attn_k.weight").Rope(c.HeadSize, seqLen, c.RopeBase);
-            var v = Product(h, p + "attn_v.weight");
+            // (W·h + lora) + bias, then RoPE: the inference's order.
+            var q = Bias(Product(h, p + "attn_q.weight"), p + "attn_q.bias").Rope(c.HeadSize, seqLen, c.RopeBase, style: c.Rope);
+            var k = Bias(Product(h, p + "attn_k.weight"), p + "attn_k.bias").Rope(c.HeadSize, seqLen, c.RopeBase, style: c.Rope);
+            var v = Bias(Product(h, p + "attn_v.weight"), p + "attn_v.bias");
             var attention = Tensor<T>.CausalSelfAttention(q, k, v, batch, seqLen, c.Heads, c.KvHeads);
             x = x + Product(attention, p + "attn_output.weight");
             h = x.RmsNorm(Base(p + "ffn_norm.weight"), c.RmsEpsilon);
@@ -127,7 +132,7 @@ public sealed class LoraTrainingModel<T> where T : unmanaged, IFloatingPointIeee
     {
         ArgumentNullException.ThrowIfNull(model);
         if (Unsupported(model) is { } reason)
-            throw new ArgumentException($"{model.Path}: finetune trains Llama-architecture models (RMSNorm, adjacent-pair RoPE, SwiGLU, no biases); this one has {reason}");
+            throw new ArgumentException($"{model.Path}: finetune trains Llama-architecture models (RMSNorm, RoPE, SwiGLU, biases on q/k/v only: Llama, Mistral, Qwen 2); this one has {reason}");
         var c = model.Config;
         var w = model.Weights;
         var tensors = new Dictionary<string, Tensor<T>>(StringComparer.Ordinal);
@@ -150,6 +155,9 @@ public sealed class LoraTrainingModel<T> where T : unmanaged, IFloatingPointIeee
             string p = $"blk.{l}.";
             Vector(p + "attn_norm.weight", layer.AttnNorm);
             Vector(p + "ffn_norm.weight", layer.FfnNorm);
+            if (layer.BiasQ is { } bq) Vector(p + "attn_q.bias", bq);
+            if (layer.BiasK is { } bk) Vector(p + "attn_k.bias", bk);
+            if (layer.BiasV is { } bv) Vector(p + "attn_v.bias", bv);
             foreach (var target in Enum.GetValues<LoraTarget>()) Matrix(LoraAdapters.TensorName(l, target), LoraAdapters.Matrix(layer, target));
         }
         Vector("output_norm.weight", w.FinalNorm);
@@ -163,16 +171,16 @@ public sealed class LoraTrainingModel<T> where T : unmanaged, IFloatingPointIeee
         var c = model.Config;
         var w = model.Weights;
         if (c.Normalization != Normalization.RmsNorm) return "LayerNorm";
-        if (c.Rope != RopeStyle.Adjacent) return $"{c.Rope} RoPE";
+        if (c.Rope is not (RopeStyle.Adjacent or RopeStyle.Halves)) return $"{c.Rope} RoPE";
         if (c.FeedForward != FeedForward.SwiGlu) return $"a {c.FeedForward} feed-forward network";
         if (c.HeadSize * c.Heads != c.Dim) return "heads wider than dim / heads";
         if (c.EmbeddingScale != 1 || c.AttentionScale is not null || c.AttentionSoftcap != 0 || c.FinalSoftcap != 0) return "scaled embeddings, attention or soft-caps";
         if (c.SlidingWindow != 0) return "sliding-window attention";
         if (w.PositionEmbedding is not null || w.RopeFrequencyFactors is not null) return "learned positions or RoPE frequency factors";
         foreach (var layer in w.Layers)
-            if (layer.BiasQ is not null || layer.BiasK is not null || layer.BiasV is not null || layer.BiasO is not null || layer.QNorm is not null
-                || layer.KNorm is not null || layer.PostAttnNorm is not null || layer.PostFfnNorm is not null || layer.BiasUp is not null || layer.BiasDown is not null)
-                return "biases or extra norms";
+            if (layer.BiasO is not null || layer.QNorm is not null || layer.KNorm is not null || layer.PostAttnNorm is not null
+                || layer.PostFfnNorm is not null || layer.BiasUp is not null || layer.BiasDown is not null || layer.AttnNormBias is not null)
+                return "biases beyond q/k/v or extra norms";
         return null;
     }
 }

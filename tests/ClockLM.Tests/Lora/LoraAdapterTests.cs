@@ -53,6 +53,59 @@ public class LoraAdapterTests
     }
 
     [Fact]
+    public void AnEmbeddingPairIsStoredAsLlamaCppReadsItAndAddsBTimesTheTokensColumnOfA()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("llama.gguf"), adapterPath = dir.File("a.gguf");
+        FamilyModels.WriteArchitecture(path, "llama", 64);
+        using var model = Model.Load(path);
+        var c = model.Config;
+        var adapter = LoraTestAdapters.Random(model, rank: 3, alpha: 6, seed: 12, std: 0.3f, targets: [], output: false, embedding: true);
+        adapter.Save(adapterPath);
+        using (var file = GgufFile.Open(adapterPath))
+        {
+            // llama.cpp's layout for the embedding: lora_a [rank, vocab], lora_b [rank, dim] (ggml order).
+            Assert.Equal([3L, c.VocabSize], file.Tensors.Single(t => t.Name == "token_embd.weight.lora_a").Dimensions);
+            Assert.Equal([3L, c.Dim], file.Tensors.Single(t => t.Name == "token_embd.weight.lora_b").Dimensions);
+        }
+        var loaded = LoraAdapter.Load(adapterPath);
+        var pair = loaded.Pairs[LoraAdapter.EmbeddingTensor];
+        Assert.Equal(adapter.Pairs[LoraAdapter.EmbeddingTensor].A, pair.A);
+        Assert.Equal(adapter.Pairs[LoraAdapter.EmbeddingTensor].B, pair.B);
+
+        // The stream entering cycle 0 moves by scale·alpha/rank · B·A[:, token].
+        float[] Embedded(int token)
+        {
+            var t = model.CreateTransformer(16);
+            var x = new float[c.Dim];
+            t.Hook = (point, layer, _, a) => { if (point == ClockLM.Clock.ActivationPoint.ResidPre && layer == 0) a.CopyTo(x); };
+            t.Forward(token, 0);
+            return x;
+        }
+        const int token = 37;
+        float[] plain = Embedded(token);
+        model.UseLora([new ScaledLora(loaded, 0.5f)]);
+        float[] adapted = Embedded(token);
+        float factor = 0.5f * 6 / 3;
+        for (int o = 0; o < c.Dim; o++)
+        {
+            float delta = 0;
+            for (int r = 0; r < 3; r++) delta += pair.B[o * 3 + r] * pair.A[r * c.VocabSize + token];
+            Assert.Equal(plain[o] + factor * delta, adapted[o], 1e-5f);
+        }
+        // Rows in one batch equal rows one by one, and scale 0 is the plain model's bits.
+        var batched = new float[Prompt.Length * c.VocabSize];
+        model.CreateTransformer(64).Evaluate(Prompt, 0, batched);
+        var single = model.CreateTransformer(64);
+        single.MicroBatch = 1;
+        var oneByOne = new float[Prompt.Length * c.VocabSize];
+        single.Evaluate(Prompt, 0, oneByOne);
+        Assert.Equal(oneByOne, batched);
+        model.UseLora([new ScaledLora(loaded, 0f)]);
+        Assert.Equal(plain, Embedded(token));
+    }
+
+    [Fact]
     public void BatchedPromptRowsEqualTokenByTokenDecoding()
     {
         using var dir = new TempDir();
@@ -169,7 +222,7 @@ public class LoraAdapterTests
     [InlineData("architecture", "general.architecture is 'qwen2' but the model is 'llama'")]
     [InlineData("shape", "LoRA pair 'blk.1.ffn_up.weight' maps 64 inputs to 256 outputs")]
     [InlineData("layer", "tensor 'blk.3.attn_q.weight' is adapted but the model has layers 0..2")]
-    [InlineData("embedding", "tensor 'token_embd.weight' is adapted")]
+    [InlineData("embedding", "tokens of width")]
     public void AdaptersForAnotherModelAreRefused(string what, string expected)
     {
         using var dir = new TempDir();

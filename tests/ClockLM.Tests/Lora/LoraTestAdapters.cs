@@ -6,9 +6,9 @@ namespace ClockLM.Tests.Lora;
 public static class LoraTestAdapters
 {
     /// <summary>An adapter with a pair N(0, std²) for every product of every layer (and the output head when the model
-    /// has its own), rank <paramref name="rank"/>.</summary>
+    /// has its own, and the token embedding when asked), rank <paramref name="rank"/>.</summary>
     public static LoraAdapter Random(Model model, int rank, float alpha, ulong seed, float std = 0.05f, bool output = true,
-        IReadOnlyList<LoraTarget>? targets = null)
+        IReadOnlyList<LoraTarget>? targets = null, bool embedding = false)
     {
         var c = model.Config;
         var rng = new GaussianRandom(seed);
@@ -23,6 +23,7 @@ public static class LoraTestAdapters
                 if (w.Rows > 0) pairs[LoraAdapters.TensorName(l, target)] = Pair(w.Rows, w.Cols);
             }
         if (output && !model.Weights.TiedOutput) pairs["output.weight"] = Pair(model.Weights.Output.Rows, model.Weights.Output.Cols);
+        if (embedding) pairs[LoraAdapter.EmbeddingTensor] = Pair(c.Dim, c.VocabSize); // one-hot (vocab) to a row (dim)
         return new LoraAdapter(model.Architecture, alpha, pairs);
     }
 }

@@ -130,6 +130,51 @@ public class KernelOptionsTests
         AssertBitIdentical(expected, Logits(path, new ModelOptions { Kernels = wide, PackWeights = false }), "file layout");
     }
 
+    /// <summary>An F16 or BF16 model whose feed-forward rows are longer than 4096 columns keeps its down projections in
+    /// panels (<see cref="HalfPanels"/>) and its other matrices in the file layout; its logits (a prompt in one chunk, then
+    /// one token) are those of the file layout bit for bit, 256 and 512 bits wide.</summary>
+    [TheoryNeeds(Cpu.Avx2)]
+    [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.BF16)]
+    public void LongHalfRowsInPanelsLeaveAModelsLogitsUnchanged(GgmlType type)
+    {
+        using var dir = new TempDir();
+        string path = dir.File("long-rows.gguf");
+        var config = new LlamaConfig(Dim: 64, HiddenDim: 4160, Layers: 2, Heads: 4, KvHeads: 2, VocabSize: Vocab, ContextLength: Context);
+        TestModels.WriteRandomLlama(path, config, TestModels.SmallVocabulary(Vocab), type, std: 0.05f);
+        foreach (int width in Avx512BW.IsSupported ? new[] { 256, 512 } : [256])
+        {
+            var kernels = new KernelOptions { Path = KernelPath.Vector256, PackedWidth = width };
+            using (var model = Model.Load(path, null, new ModelOptions { Kernels = kernels }))
+                Assert.All(model.Weights.Layers, l => Assert.True(l.W2.IsPacked && !l.W1.IsPacked && !l.Wq.IsPacked));
+            var expected = Logits(path, new ModelOptions { Kernels = kernels, PackWeights = false });
+            AssertBitIdentical(expected, Logits(path, new ModelOptions { Kernels = kernels }), $"{type} down projections in panels, {width} bits");
+        }
+    }
+
+    /// <summary>An F16 down projection with an infinity cannot go in panels (their loop assumes finite halves): the load
+    /// leaves it in its file layout and says so once, naming it, while the other layer's goes in panels.</summary>
+    [FactNeeds(Cpu.Avx2)]
+    public void AnF16MatrixWithAnInfinityStaysInItsFileLayoutAndIsCounted()
+    {
+        using var dir = new TempDir();
+        string source = dir.File("long-rows.gguf"), path = dir.File("infinity.gguf");
+        var config = new LlamaConfig(Dim: 64, HiddenDim: 4160, Layers: 2, Heads: 4, KvHeads: 2, VocabSize: Vocab, ContextLength: Context);
+        TestModels.WriteRandomLlama(source, config, TestModels.SmallVocabulary(Vocab), GgmlType.F16, std: 0.05f);
+        TestModels.CopyGguf(source, path, tensor: (t, data) =>
+        {
+            if (t.Name == "blk.1.ffn_down.weight") System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(2 * 4150), 0x7c00);
+            return data;
+        });
+        var log = new LogRecorder();
+        using var model = Model.Load(path, null, new ModelOptions { Logger = log, Kernels = new KernelOptions { Path = KernelPath.Vector256 } });
+        Assert.True(model.Weights.Layers[0].W2.IsPacked);
+        Assert.False(model.Weights.Layers[1].W2.IsPacked);
+        var fallback = Assert.Single(model.Weights.KernelFallbacks);
+        Assert.Contains("blk.1.ffn_down.weight: F16 64x4160 stays in its file layout (a value is infinite or NaN)", fallback);
+        Assert.Contains(log.Entries, e => e.Level == LogLevel.Warning && e.Message.Contains(fallback));
+    }
+
     /// <summary>A model loaded on other kernels runs on them: the scalar reference packs nothing (only the 256-bit path
     /// reads packed weights), and its logits agree with the fast path's to float rounding (attention and softmax sum in
     /// another order; the quantized products are the same bits).</summary>

@@ -13,6 +13,7 @@ public class TransformerOpGradientTests
     [InlineData("linear")]
     [InlineData("rms-norm")]
     [InlineData("rope")]
+    [InlineData("rope-halves")]
     [InlineData("attention-grouped-query")]
     [InlineData("attention-multi-head")]
     [InlineData("swiglu")]
@@ -39,6 +40,7 @@ public class TransformerOpGradientTests
             case "rms-norm": { var x = A(3, 6); var w = A(6); inputs = [x, w]; f = () => x.RmsNorm(w, 1e-5); break; }
             // Two sequences of 3 positions, two heads of size 4.
             case "rope": { var x = A(6, 8); inputs = [x]; f = () => x.Rope(4, 3, 10000f); break; }
+            case "rope-halves": { var x = A(6, 8); inputs = [x]; f = () => x.Rope(4, 3, 10000f, style: ClockLM.Models.RopeStyle.Halves); break; }
             case "attention-grouped-query":
             {
                 // Batch 2, 4 positions, 4 query heads sharing 2 key/value heads of size 3.
@@ -110,6 +112,24 @@ public class TransformerOpGradientTests
                 Assert.Equal(a * Math.Cos(angle) - b * Math.Sin(angle), y.Data[t * 4 + 2 * i], 6);
                 Assert.Equal(a * Math.Sin(angle) + b * Math.Cos(angle), y.Data[t * 4 + 2 * i + 1], 6);
             }
+    }
+
+    [Fact]
+    public void RopeOnHalvesRotatesAsTheInferenceDoes()
+    {
+        // Two heads of size 8 over positions 0..4, Qwen's pairs (i, i + 4): the same floats as the forward pass's rotation.
+        var random = new Random(11);
+        var x = GradientCheck.Random([5, 16], random).Data.Select(v => (float)v).ToArray();
+        var y = new Tensor<float>([5, 16], (float[])x.Clone()).Rope(8, 5, 1000000f, style: ClockLM.Models.RopeStyle.Halves);
+        var theta = Enumerable.Range(0, 4).Select(i => 1.0f / MathF.Pow(1000000f, 2 * i / 8f)).ToArray();
+        var (cos, sin) = (new float[4], new float[4]);
+        for (int t = 0; t < 5; t++)
+        {
+            ClockLM.Models.Ops.RopeAngles(t, theta, cos, sin);
+            var row = x.AsSpan(t * 16, 16);
+            ClockLM.Models.Ops.Rope(row, 8, ClockLM.Models.RopeStyle.Halves, cos, sin);
+            Assert.Equal(row.ToArray(), y.Data.AsSpan(t * 16, 16).ToArray());
+        }
     }
 
     [Fact]

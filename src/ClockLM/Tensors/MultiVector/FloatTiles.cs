@@ -73,7 +73,7 @@ internal static unsafe class FloatTiles
         for (int r0 = start; r0 < end; r0 += RowsPerBlock)
         {
             int r1 = Math.Min(r0 + RowsPerBlock, end), pairs = (r1 - r0 + 1) / 2;
-            for (int r = r0; r < r1; r++) WidenRow(job.Type, (ushort*)(job.Weights + (long)r * job.RowBytes), rows + (long)(r - r0) * stride, n);
+            for (int r = r0; r < r1; r++) WidenRow(job, r, rows + (long)(r - r0) * stride);
             // Pairs of rows times groups of three vectors, a block of columns at a time so the block's rows stay in the
             // first-level cache while every group passes; the tiles' accumulators wait in memory between blocks.
             new Span<Vector256<float>>(state0, groups * pairs * 24).Clear();
@@ -130,7 +130,7 @@ internal static unsafe class FloatTiles
         for (int r0 = start; r0 < end; r0 += RowsPerBlock)
         {
             int r1 = Math.Min(r0 + RowsPerBlock, end);
-            for (int r = r0; r < r1; r++) WidenRow(job.Type, (ushort*)(job.Weights + (long)r * job.RowBytes), rows + (long)(r - r0) * stride, n);
+            for (int r = r0; r < r1; r++) WidenRow(job, r, rows + (long)(r - r0) * stride);
             for (int r = r1; r < r0 + RowsPerBlock; r++) new Span<float>(rows + (long)(r1 - 1 - r0) * stride, n).CopyTo(new Span<float>(rows + (long)(r - r0) * stride, n));
             new Span<Vector512<float>>(state0, groups * 48).Clear();
             for (int c0 = 0; ; c0 += WideColumnBlock)
@@ -220,6 +220,20 @@ internal static unsafe class FloatTiles
 
     /// <summary>Vector v of group g, the last one repeated to fill the last group.</summary>
     private static int GroupVector(int g, int v, int count) => Math.Min(3 * g + v, count - 1);
+
+    /// <summary>Row r of the job's F16 or BF16 weights as floats into w, from the file layout or the panels
+    /// (<see cref="HalfPanels"/>), piece by piece: each value widens on its own, so the floats are the same.</summary>
+    private static void WidenRow(in MatMulJob job, int r, float* w)
+    {
+        int n = job.Cols;
+        if (!job.Panels)
+        {
+            WidenRow(job.Type, (ushort*)(job.Weights + (long)r * job.RowBytes), w, n);
+            return;
+        }
+        for (int p = 0; p < HalfPanels.Count(n); p++)
+            WidenRow(job.Type, HalfPanels.Base(job.Weights, job.Rows, n, r, p) + p * HalfPanels.Columns, w + p * HalfPanels.Columns, HalfPanels.Width(n, p));
+    }
 
     /// <summary>n halves (or bfloat16s) at h as floats into w.</summary>
     private static void WidenRow(GgmlType type, ushort* h, float* w, int n)

@@ -40,6 +40,89 @@ internal static unsafe class HalfMatVec
     public static void BF16Rows(byte* weights, int rowBytes, int n, float* x, float* y, int start, int end, bool wide) =>
         Rows<BF16>(weights, rowBytes, n, x, x, y, start, end, wide);
 
+    /// <summary>
+    /// <see cref="F16Rows"/> for a matrix of <paramref name="rows"/> rows laid out in panels (<see cref="HalfPanels"/>),
+    /// finite: each row's result has the same bits.
+    /// </summary>
+    public static void F16PanelRows(byte* panels, int rows, int n, float* x, float* xs, float* y, int start, int end, bool wide)
+    {
+        if (xs != null) PanelRows<PrescaledF16>(panels, rows, n, xs, x, y, start, end, wide);
+        else PanelRows<F16>(panels, rows, n, x, x, y, start, end, wide);
+    }
+
+    /// <summary><see cref="BF16Rows"/> for a matrix laid out in panels (<see cref="HalfPanels"/>).</summary>
+    public static void BF16PanelRows(byte* panels, int rows, int n, float* x, float* y, int start, int end, bool wide) =>
+        PanelRows<BF16>(panels, rows, n, x, x, y, start, end, wide);
+
+    /// <summary>Rows of a matrix in panels that go through the panels together (their accumulators, 128 bytes a row,
+    /// wait on the stack from one panel to the next).</summary>
+    internal const int PanelGroupRows = 64;
+
+    /// <summary>
+    /// Rows [start, end) of a matrix in panels, <see cref="PanelGroupRows"/> at a time: the group's pieces of the first
+    /// panel (one sequential stream of weights, 8 KB of x staying in the first-level cache), then of the next, each row's
+    /// four accumulators carried from panel to panel in memory. Every accumulator takes the products of a pass over the
+    /// whole row in the same order, so the bits are those of <see cref="Rows{T}"/>. The steps of eight and the scalar
+    /// tail after the last 32 lie in the last panel.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PanelRows<T>(byte* panels, int totalRows, int n, float* xv, float* x, float* y, int start, int end, bool wide)
+        where T : struct, IHalfWidening
+    {
+        int n32 = n & ~31, last = HalfPanels.Count(n) - 1;
+        // Row j's accumulators a0..a3 are acc[4j..4j+3]; the 512-bit loop keeps (a0, a1) and (a2, a3) in one register
+        // each, the same 128 bytes in memory.
+        var acc = stackalloc Vector256<float>[4 * PanelGroupRows];
+        for (int first = start; first < end; first += PanelGroupRows)
+        {
+            int rows = Math.Min(PanelGroupRows, end - first);
+            new Span<Vector256<float>>(acc, 4 * rows).Clear();
+            for (int p = 0, c0 = 0; c0 < n32; p++, c0 += HalfPanels.Columns)
+            {
+                int c1 = Math.Min(c0 + HalfPanels.Columns, n32), width = HalfPanels.Width(n, p);
+                ushort* w = HalfPanels.Base(panels, totalRows, n, first, p);
+                for (int j = 0; j < rows; j++, w += width)
+                    if (wide) Panel512<T>(w, xv, c0, c1, acc + 4 * j);
+                    else Panel256<T>(w, xv, c0, c1, acc + 4 * j);
+            }
+            ushort* tail = HalfPanels.Base(panels, totalRows, n, first, last);
+            for (int j = 0, width = HalfPanels.Width(n, last); j < rows; j++, tail += width)
+            {
+                var a = acc + 4 * j;
+                y[first + j] = Finish<T>(tail, xv, x, n, n32, a[0], a[1], a[2], a[3]);
+            }
+        }
+    }
+
+    /// <summary>Columns [c0, c1) (multiples of 32) of one row (w[c] is column c) into its accumulators at a.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Panel256<T>(ushort* w, float* xv, int c0, int c1, Vector256<float>* a) where T : struct, IHalfWidening
+    {
+        Vector256<float> a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+        for (int i = c0; i < c1; i += 32)
+        {
+            a0 = Fma.MultiplyAdd(T.Widen(w + i), Vector256.Load(xv + i), a0);
+            a1 = Fma.MultiplyAdd(T.Widen(w + i + 8), Vector256.Load(xv + i + 8), a1);
+            a2 = Fma.MultiplyAdd(T.Widen(w + i + 16), Vector256.Load(xv + i + 16), a2);
+            a3 = Fma.MultiplyAdd(T.Widen(w + i + 24), Vector256.Load(xv + i + 24), a3);
+        }
+        (a[0], a[1], a[2], a[3]) = (a0, a1, a2, a3);
+    }
+
+    /// <summary><see cref="Panel256{T}"/> with (a0, a1) and (a2, a3) in one 512-bit register each.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Panel512<T>(ushort* w, float* xv, int c0, int c1, Vector256<float>* a) where T : struct, IHalfWidening
+    {
+        Vector512<float> a01 = Vector512.Load((float*)a), a23 = Vector512.Load((float*)(a + 2));
+        for (int i = c0; i < c1; i += 32)
+        {
+            a01 = Avx512F.FusedMultiplyAdd(T.Widen512(w + i), Vector512.Load(xv + i), a01);
+            a23 = Avx512F.FusedMultiplyAdd(T.Widen512(w + i + 16), Vector512.Load(xv + i + 16), a23);
+        }
+        a01.Store((float*)a);
+        a23.Store((float*)(a + 2));
+    }
+
     /// <summary>The rows with widening <typeparamref name="T"/>: the vector loops read <paramref name="xv"/>, the scalar
     /// tail <paramref name="x"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

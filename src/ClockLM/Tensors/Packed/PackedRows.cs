@@ -17,7 +17,8 @@ internal static unsafe class PackedRows
         && w.Rows % 8 == 0 && w.Rows > 0 && w.Cols >= 32;
 
     /// <summary>True when products of <paramref name="w"/> on <paramref name="kernels"/> use its packed rows.</summary>
-    public static bool Used(in TensorView w, KernelOptions kernels) => w.Packed != null && kernels.UsesPacked;
+    public static bool Used(in TensorView w, KernelOptions kernels) =>
+        w.Packed != null && w.Type is GgmlType.Q4_0 or GgmlType.Q8_0 && kernels.UsesPacked;
 
     /// <summary>Bytes of one packed octet of rows of <paramref name="cols"/> values.</summary>
     public static long OctetBytes(GgmlType type, int cols) =>

@@ -81,11 +81,12 @@ public static class MatMul
                 PackedRows.Multiply(w, input, py, pool, kernels);
                 return;
             }
+            bool panels = HalfPanels.Used(w, kernels);
             var job = new MatMulJob
             {
-                Type = w.Type, Path = path, Weights = w.Data, RowBytes = w.RowBytes, Cols = w.Cols, Rows = w.Rows,
+                Type = w.Type, Path = path, Weights = panels ? w.Packed : w.Data, RowBytes = w.RowBytes, Cols = w.Cols, Rows = w.Rows,
                 Count = count, X = input.X, Y = py, Activations = activations,
-                Wide = kernels.PackedWidth == 512 && Avx512F.IsSupported,
+                Wide = kernels.PackedWidth == 512 && Avx512F.IsSupported, Panels = panels,
             };
             // The same threshold as MatVec, on the work of all vectors together.
             if (pool != null && w.ByteCount * count >= 256 * 1024)

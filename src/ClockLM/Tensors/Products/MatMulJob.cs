@@ -35,6 +35,7 @@ internal unsafe struct MatMulJob : IRowRangeJob
     public float* Y;      // (Count, Rows)
     public ActivationBlocks[]? Activations;
     public bool Wide;     // F16/BF16 tiles of 512-bit registers (FloatTiles), where AVX-512 runs and the options ask for it
+    public bool Panels;   // F16/BF16 weights laid out in panels (HalfPanels; F16 ones finite)
 
     public readonly void Execute(int start, int end)
     {
@@ -97,6 +98,6 @@ internal unsafe struct MatMulJob : IRowRangeJob
     public readonly MatVecJob VectorJob(int t) => new()
     {
         Type = Type, Path = Path, Weights = Weights, RowBytes = RowBytes, Cols = Cols,
-        X = X + (long)t * Cols, Y = Y + (long)t * Rows, Activations = Activations?[t],
+        X = X + (long)t * Cols, Y = Y + (long)t * Rows, Activations = Activations?[t], Panels = Panels, Rows = Rows,
     };
 }

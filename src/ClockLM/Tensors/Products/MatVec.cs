@@ -49,13 +49,15 @@ public static class MatVec
         KernelPath path = kernels.Path;
         int blockSize = GgmlTypeInfo.BlockSize(w.Type);
         ActivationBlocks? activations = blockSize is 32 or 256 ? input.Blocks(blockSize, pool, avx2: path >= KernelPath.Vector256)[0] : null;
+        bool panels = HalfPanels.Used(w, kernels);
         fixed (float* py = y)
         {
             var job = new MatVecJob
             {
-                Type = w.Type, Path = path, Weights = w.Data, RowBytes = w.RowBytes, Cols = w.Cols,
+                Type = w.Type, Path = path, Weights = panels ? w.Packed : w.Data, RowBytes = w.RowBytes, Cols = w.Cols,
                 X = input.X, Y = py, Activations = activations,
                 Wide = kernels.PackedWidth == 512 && Avx512F.IsSupported,
+                Panels = panels, Rows = w.Rows,
             };
             // F16 rows read x scaled for the halves' widening, made once here rather than in every thread's share; a
             // matrix known to be finite runs the kernel that does not watch for infinities and NaNs, and the first
@@ -63,7 +65,7 @@ public static class MatVec
             if (job.UsesF16Rows)
             {
                 job.ScaledX = FloatDots.ScaledForHalves(input.X, w.Cols);
-                (job.Halves, job.KnownFinite) = (w.Halves, w.Halves?.AllFinite == true);
+                (job.Halves, job.KnownFinite) = (w.Halves, panels || w.Halves?.AllFinite == true); // panels hold finite halves only
             }
             // Splitting pays only when each thread gets enough bytes to amortise waking it (a few microseconds).
             if (pool != null && w.ByteCount >= 256 * 1024)

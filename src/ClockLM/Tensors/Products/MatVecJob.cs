@@ -17,6 +17,8 @@ internal unsafe struct MatVecJob : IRowRangeJob
     public FiniteHalves? Halves;  // F16 rows: told of any infinity or NaN the watching kernel meets
     public bool KnownFinite;      // F16 rows: every value known finite, so the kernel need not watch (HalfMatVec)
     public bool Wide;             // F16/BF16 rows in HalfMatVec: the 512-bit loop (same bits)
+    public bool Panels;           // F16/BF16 weights laid out in panels (HalfPanels; F16 ones finite), Rows of them
+    public int Rows;
 
     /// <summary>True when F16 rows go through <see cref="FloatDots.F16Rows"/> (the first product of a matrix) or
     /// <see cref="HalfMatVec.F16Rows"/> (once it is known finite), which read <see cref="ScaledX"/>.</summary>
@@ -26,6 +28,8 @@ internal unsafe struct MatVecJob : IRowRangeJob
     {
         switch (Path)
         {
+            case KernelPath.Vector256 when Panels && Type == GgmlType.F16: HalfMatVec.F16PanelRows(Weights, Rows, Cols, X, ScaledX, Y, start, end, Wide); break;
+            case KernelPath.Vector256 when Panels: HalfMatVec.BF16PanelRows(Weights, Rows, Cols, X, Y, start, end, Wide); break;
             case KernelPath.Vector256 when Type == GgmlType.F32: F32MatVec.Rows(Weights, RowBytes, Cols, X, Y, start, end); break;
             case KernelPath.Vector256 when UsesF16Rows && KnownFinite: HalfMatVec.F16Rows(Weights, RowBytes, Cols, X, ScaledX, Y, start, end, Wide); break;
             case KernelPath.Vector256 when Type == GgmlType.BF16 && Fma.IsSupported: HalfMatVec.BF16Rows(Weights, RowBytes, Cols, X, Y, start, end, Wide); break;
