@@ -43,10 +43,11 @@ public readonly record struct TokenEvent(
     public double Seconds => ElapsedTicks / (double)Stopwatch.Frequency;
 }
 
-/// <summary>Receives the processor's events. The engine calls it on the thread that runs the forward pass: a pass's
-/// stage events, in the order the stages ran, and then its token event once the pass has committed (when the clock is
-/// stepped, each stage's event right after the stage). While a pass runs, observing costs one timestamp per stage;
-/// time spent here is counted in no stage, but it is in the caller's wall clock.</summary>
+/// <summary>Receives the processor's events. The engine calls it on the thread that runs the forward pass, once per
+/// report (<see cref="OnReport"/>): a pass's stages, in the order they ran, and its token once the pass has committed
+/// (when the clock is stepped, each stage right after it runs). While a pass runs, observing costs one timestamp per
+/// stage that does more work than a timestamp costs; time spent here is counted in no stage, but it is in the caller's
+/// wall clock.</summary>
 public interface ICycleObserver
 {
     /// <summary>A stage has finished (reported at its pass's commit, or at once when stepping).</summary>
@@ -54,6 +55,16 @@ public interface ICycleObserver
 
     /// <summary>A token (or a batch of tokens) has finished: after its last stage and the commit.</summary>
     void OnToken(in TokenEvent e);
+
+    /// <summary>The clock reports: the stages that ran since its last report, then the token if the pass committed.
+    /// By default each stage's event goes to <see cref="OnStage"/> and then the token's to <see cref="OnToken"/>; an
+    /// observer that needs only times (<see cref="CycleTotals"/>) or keeps the raw report for later
+    /// (<see cref="CycleRecorder"/>) reads <paramref name="report"/> instead of building events.</summary>
+    void OnReport(CycleReport report)
+    {
+        for (int i = 0; i < report.StageCount; i++) OnStage(report.Stage(i));
+        if (report.Committed) OnToken(report.Token);
+    }
 }
 
 /// <summary>Sends every event to several observers in order.</summary>
@@ -70,23 +81,10 @@ public sealed class CycleObserverGroup(params ICycleObserver[] observers) : ICyc
     {
         foreach (var o in observers) o.OnToken(e);
     }
-}
-
-/// <summary>An observer that keeps every event in memory, for traces and exports.</summary>
-public sealed class CycleRecorder(int expectedTokens = 64, int layers = 32) : ICycleObserver
-{
-    /// <summary>Stage events in the order they ran (sized up front so that recording rarely allocates mid-token).</summary>
-    public List<StageEvent> Stages { get; } = new(expectedTokens * layers * StageNames.Count);
-
-    /// <summary>Token events in the order they ran.</summary>
-    public List<TokenEvent> Tokens { get; } = new(expectedTokens);
 
     /// <inheritdoc />
-    public void OnStage(in StageEvent e) => Stages.Add(e);
-
-    /// <inheritdoc />
-    public void OnToken(in TokenEvent e) => Tokens.Add(e);
-
-    /// <summary>The stage events of the token at <paramref name="position"/>.</summary>
-    public IEnumerable<StageEvent> StagesAt(int position) => Stages.Where(s => s.Position == position);
+    public void OnReport(CycleReport report)
+    {
+        foreach (var o in observers) o.OnReport(report);
+    }
 }

@@ -20,6 +20,16 @@ public sealed class CycleTotals(int layers) : ICycleObserver
     /// <inheritdoc />
     public void OnToken(in TokenEvent e) => Tokens += e.Rows;
 
+    /// <summary>Adds the reported stages' times (stage index k of a pass is also (layer, stage)'s index here) and the
+    /// token's rows, with no event built.</summary>
+    public void OnReport(CycleReport report)
+    {
+        ReadOnlySpan<long> seams = report.StageSeams; // stage i ran from seams[i] to seams[i + 1]
+        Span<long> ticks = _ticks.AsSpan(report.FirstStage, seams.Length - 1);
+        for (int i = 0; i < ticks.Length; i++) ticks[i] += seams[i + 1] - seams[i];
+        if (report.Committed) Tokens += report.Rows;
+    }
+
     /// <summary>Time of <paramref name="stage"/> in <paramref name="layer"/> over every token so far, in
     /// <see cref="System.Diagnostics.Stopwatch"/> ticks.</summary>
     public long Ticks(int layer, Stage stage) => _ticks[layer * StageNames.Count + (int)stage];

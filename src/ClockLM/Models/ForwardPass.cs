@@ -108,7 +108,7 @@ internal sealed class ForwardPass
     }
 
     /// <summary>Runs the next stage of the batch's current cycle and advances the clock. With observers attached the
-    /// stage's end is one timestamp into the batch's seams; its event is handed over by <see cref="ReportStages"/>.</summary>
+    /// stage's end is one timestamp into the batch's seams; its event is handed over by <see cref="Report"/>.</summary>
     public void Step(TokenBatch b, WorkerPool? pool)
     {
         int layer = b.Layer;
@@ -123,14 +123,29 @@ internal sealed class ForwardPass
         }
         if (b.Observers.Count > 0)
         {
-            // A fetch that asked for nothing (every page already asked for, or no fetch unit) was a check of a few
-            // nanoseconds, less than a timestamp costs: it ends where it began and the check counts in decode.
             int seam = TokenBatch.SeamAfter(layer, stage);
-            b.Seams[seam] = stage == Stage.Fetch && b.FetchedBytes[layer] == 0 ? b.Seams[seam - 1] : Stopwatch.GetTimestamp();
+            b.Seams[seam] = Untimed(b, layer, stage) ? b.Seams[seam - 1] : Stopwatch.GetTimestamp();
         }
         if (stage == Stage.WriteBack) (b.Layer, b.NextStage) = (layer + 1, Stage.Fetch);
         else b.NextStage = stage + 1;
     }
+
+    /// <summary>A write-back of fewer floats than this (rows * dim) adds up in less time than a timestamp costs (about
+    /// 20 ns): one row of a model of dim 1024 or less.</summary>
+    private const int UntimedWriteBack = 1024;
+
+    /// <summary>
+    /// True when a stage's work is less than the timestamp that would time it: a fetch that asked for nothing (every
+    /// page already asked for, or no fetch unit), a check of a few nanoseconds, and a write-back of one small row,
+    /// x = m + f over a few hundred floats. Such a stage takes no timestamp: it ends where it began (0 ticks) and its
+    /// nanoseconds count in the stage after it (the next cycle's decode, or the commit).
+    /// </summary>
+    private bool Untimed(TokenBatch b, int layer, Stage stage) => stage switch
+    {
+        Stage.Fetch => b.FetchedBytes[layer] == 0,
+        Stage.WriteBack => b.Count * _c.Dim < UntimedWriteBack,
+        _ => false,
+    };
 
     /// <summary>Stepping: the caller looked at the batch between stages, so the next stage (or the commit) starts now
     /// rather than where the last one ended; the wait belongs to no stage.</summary>
@@ -140,25 +155,20 @@ internal sealed class ForwardPass
     }
 
     /// <summary>
-    /// Hands the observers the event of every stage that has run since the last report: at the commit, all of the
-    /// pass's (so nothing an observer does falls between two seams and into a stage's time), or one at a time when
-    /// stepping. Times are differences of seams; bytes and FLOPs come from <see cref="Costs"/>, counted per layer when
-    /// the model loaded and, for attention, once per batch.
+    /// Hands the observers, in one <see cref="ICycleObserver.OnReport"/> call each, every stage that has run since the
+    /// last report and, when <paramref name="committed"/>, the pass's token: at the commit, all of the pass's (so nothing
+    /// an observer does falls between two seams and into a stage's time), or one stage at a time when stepping. The
+    /// report reads the seams and <see cref="Costs"/> (counted per layer when the model loaded) as the observer asks:
+    /// the engine builds no event itself.
     /// </summary>
-    public void ReportStages(TokenBatch b)
+    public void Report(TokenBatch b, bool committed)
     {
         int ran = b.Layer * StageNames.Count + (int)b.NextStage; // stages run so far, in order
-        if (b.Observers.Count == 0 || b.StagesReported == ran) return;
-        AttentionWork full = Costs.Attention(b, sliding: false), sliding = _c.SlidingWindow > 0 ? Costs.Attention(b, sliding: true) : full;
+        if (b.Observers.Count == 0 || (b.StagesReported == ran && !committed)) return;
+        var report = b.Report ??= new CycleReport(b, Costs);
+        report.Set(b.StagesReported, ran - b.StagesReported, committed);
         var observers = b.Observers;
-        for (int k = b.StagesReported; k < ran; k++)
-        {
-            int layer = k / StageNames.Count;
-            var stage = (Stage)(k % StageNames.Count);
-            int end = TokenBatch.SeamAfter(layer, stage);
-            var e = Costs.Event(b, layer, stage, b.Seams[end - 1], b.Seams[end] - b.Seams[end - 1], _c.IsSliding(layer) ? sliding : full);
-            for (int i = 0; i < observers.Count; i++) observers[i].OnStage(e);
-        }
+        for (int i = 0; i < observers.Count; i++) observers[i].OnReport(report);
         b.StagesReported = ran;
     }
 
@@ -310,9 +320,7 @@ internal sealed class ForwardPass
 
         if (b.Observers.Count == 0) return;
         b.Seams[^1] = Stopwatch.GetTimestamp();
-        ReportStages(b);
-        var e = Costs.Commit(b, withLogits);
-        foreach (var o in b.Observers) o.OnToken(e);
+        Report(b, committed: true);
     }
 
     /// <summary>The logits of row <paramref name="i"/> of the last commit (overwritten by the next one).</summary>

@@ -59,16 +59,23 @@ internal sealed class StageCosts
 
     private static long Floats(params float[]?[] vectors) => 4 * vectors.Sum(Length);
 
-    /// <summary>The event of <paramref name="stage"/> of <paramref name="layer"/>, run for every row of <paramref name="b"/>
-    /// from timestamp <paramref name="start"/> for <paramref name="elapsed"/> ticks; <paramref name="attention"/> is
-    /// the batch's <see cref="Attention"/> for the layer's kind (full or sliding).</summary>
-    public StageEvent Event(TokenBatch b, int layer, Stage stage, long start, long elapsed, in AttentionWork attention)
+    /// <summary>True when some layers attend over a sliding window (their attention costs differ).</summary>
+    public bool HasSlidingLayers => _c.SlidingWindow > 0;
+
+    /// <summary>True when <paramref name="layer"/> attends over a sliding window.</summary>
+    public bool IsSliding(int layer) => _c.IsSliding(layer);
+
+    /// <summary>The event of <paramref name="stage"/> of <paramref name="layer"/>, run for <paramref name="rows"/> rows
+    /// from <paramref name="position"/> on, from timestamp <paramref name="start"/> for <paramref name="elapsed"/> ticks;
+    /// <paramref name="fetchedBytes"/> is what the layer's fetch asked for, <paramref name="attention"/> the batch's
+    /// <see cref="Attention"/> for the layer's kind (full or sliding).</summary>
+    public StageEvent Event(int position, int rows, int layer, Stage stage, long start, long elapsed, long fetchedBytes, in AttentionWork attention)
     {
         int k = At(layer, stage);
-        long weightBytes = stage == Stage.Fetch ? b.FetchedBytes[layer] : _weightBytes[k], flops = b.Count * _flops[k];
+        long weightBytes = stage == Stage.Fetch ? fetchedBytes : _weightBytes[k], flops = rows * _flops[k];
         if (stage != Stage.Memory)
-            return new StageEvent(b.Positions[0], b.Count, layer, stage, start, elapsed, weightBytes, 0, 0, flops);
-        return new StageEvent(b.Positions[0], b.Count, layer, stage, start, elapsed, weightBytes, attention.Read, attention.Written,
+            return new StageEvent(position, rows, layer, stage, start, elapsed, weightBytes, 0, 0, flops);
+        return new StageEvent(position, rows, layer, stage, start, elapsed, weightBytes, attention.Read, attention.Written,
             flops + attention.Flops);
     }
 

@@ -74,8 +74,11 @@ internal sealed class TokenBatch
     /// <summary>Weight bytes each layer's fetch stage asked to be brought in (layers).</summary>
     public readonly long[] FetchedBytes;
 
-    /// <summary>Stage events already handed to the observers, counted from cycle 0's fetch.</summary>
+    /// <summary>Stages already reported to the observers, counted from cycle 0's fetch.</summary>
     public int StagesReported;
+
+    /// <summary>What the observers are handed (made at the first report, then reused).</summary>
+    public CycleReport? Report;
 
     /// <summary>The seam where <paramref name="stage"/> of <paramref name="layer"/> ends (it begins at the one before).</summary>
     public static int SeamAfter(int layer, Stage stage) => 2 + layer * StageNames.Count + (int)stage;

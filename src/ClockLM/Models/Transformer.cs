@@ -249,7 +249,7 @@ public sealed class Transformer
             throw new InvalidOperationException(_inFlight ? "every cycle of this token has run; call Commit" : "no token in flight; call BeginToken");
         _pass.Resume(_batch);
         _pass.Step(_batch, _pool);
-        _pass.ReportStages(_batch);
+        _pass.Report(_batch, committed: false);
     }
 
     /// <summary>Commit: the final norm and output head turn the residual stream into logits (skipped when

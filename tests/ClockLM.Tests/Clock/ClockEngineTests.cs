@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using ClockLM.Clock;
 using ClockLM.Gguf;
 using ClockLM.Models;
@@ -176,11 +177,13 @@ public class ClockEngineTests
         var whole = model.CreateTransformer(16);
         var stepped = model.CreateTransformer(16);
         var recorder = new CycleRecorder();
-        stepped.Observer = recorder;
+        var totals = new CycleTotals(model.Config.Layers);
+        var allStages = new CycleRecorder();
+        stepped.Observer = new CycleObserverGroup(recorder, totals, allStages);
         for (int pos = 0; pos < 2; pos++)
         {
             var expected = whole.Forward(Prompt[pos], pos).ToArray();
-            recorder.Stages.Clear();
+            recorder.Clear();
             stepped.BeginToken(Prompt[pos], pos);
             for (int step = 0; step < 25; step++)
             {
@@ -202,6 +205,11 @@ public class ClockEngineTests
             Assert.Equal(pos, token.Position);
             Assert.InRange(token.StartTimestamp + token.ElapsedTicks - token.CommitTicks, commitCalled, Stopwatch.GetTimestamp());
         }
+        // Totals of stages reported one at a time are their sums too.
+        Assert.Equal(2, totals.Tokens);
+        foreach (var stage in StageNames.All)
+            for (int layer = 0; layer < model.Config.Layers; layer++)
+                Assert.Equal(allStages.Stages.Where(e => e.Layer == layer && e.Stage == stage).Sum(e => e.ElapsedTicks), totals.Ticks(layer, stage));
     }
 
     [Fact]
@@ -289,7 +297,7 @@ public class ClockEngineTests
         Assert.Equal([MatrixBytes(0) + MatrixBytes(1) + MatrixBytes(2), MatrixBytes(3), MatrixBytes(4), output, 0], fetched);
 
         // The next token finds every layer fetched.
-        recorder.Stages.Clear();
+        recorder.Clear();
         t.Forward(2, 1);
         Assert.All(recorder.Stages.Where(e => e.Stage == Stage.Fetch), e => Assert.Equal(0, e.WeightBytes));
     }
@@ -352,6 +360,108 @@ public class ClockEngineTests
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int pos = 8; pos < 40; pos++) t.Forward(Prompt[pos % Prompt.Length], pos);
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    [Fact]
+    public void ObservedTokensAllocateNothingAndChangeNoBit()
+    {
+        using var model = Model.Load(SharedData.Stories260K);
+        var plain = model.CreateTransformer(64);
+        var expected = new float[40][];
+        for (int pos = 0; pos < 40; pos++) expected[pos] = plain.Forward(Prompt[pos % Prompt.Length], pos).ToArray();
+        var totals = new CycleTotals(model.Config.Layers);
+        var recorder = new CycleRecorder(expectedTokens: 64, layers: model.Config.Layers);
+        foreach (ICycleObserver observer in new ICycleObserver[] { totals, recorder })
+        {
+            var observed = model.CreateTransformer(64);
+            observed.Observer = observer;
+            for (int pos = 0; pos < 8; pos++) Assert.Equal(expected[pos], observed.Forward(Prompt[pos % Prompt.Length], pos).ToArray());
+            // Steady state (the report and the recorder's buffers exist): a token takes its timestamps, and the observer
+            // adds them up or copies them.
+            int differing = 0;
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int pos = 8; pos < 40; pos++)
+            {
+                var logits = observed.Forward(Prompt[pos % Prompt.Length], pos);
+                if (!MemoryMarshal.Cast<float, int>(logits).SequenceEqual(MemoryMarshal.Cast<float, int>(expected[pos].AsSpan()))) differing++;
+            }
+            Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+            Assert.Equal(0, differing); // bit for bit the logits without an observer
+        }
+        Assert.Equal(40, totals.Tokens);
+        Assert.Equal(40, recorder.Tokens.Count);
+        Assert.Equal(40 * 25, recorder.Stages.Count);
+    }
+
+    [Fact]
+    public void RecordedEventsAreTheEventsOfTheReport()
+    {
+        using var model = Model.Load(SharedData.Stories260K);
+        var t = model.CreateTransformer(32);
+        t.MicroBatch = 3; // chunks of 3 and 2, then tokens alone, then a stepped token
+        var readEachPass = new CycleRecorder(expectedTokens: 64, layers: 5);
+        var readAtEnd = new CycleRecorder(expectedTokens: 1, layers: 1); // its buffers grow
+        var events = new EventList();                                     // the interface's default: one event at a time
+        t.Observer = new CycleObserverGroup(readEachPass, readAtEnd, events);
+        t.Evaluate(Prompt, 0);
+        Assert.Equal(2, readEachPass.Tokens.Count);
+        for (int pos = Prompt.Length; pos < 9; pos++)
+        {
+            t.Forward(Prompt[pos % Prompt.Length], pos);
+            Assert.Equal(events.Stages.Count, readEachPass.Stages.Count);
+        }
+        t.BeginToken(Prompt[0], 9);
+        while (t.Layer < model.Config.Layers)
+        {
+            t.Step();
+            Assert.Equal(events.Stages[^1], readEachPass.Stages[^1]);
+        }
+        t.Commit();
+
+        Assert.Equal(2 + 4 + 1, events.Tokens.Count);
+        Assert.Equal(7 * 25, events.Stages.Count);
+        Assert.Equal(events.Stages, readEachPass.Stages);
+        Assert.Equal(events.Stages, readAtEnd.Stages);
+        Assert.Equal(events.Tokens, readEachPass.Tokens);
+        Assert.Equal(events.Tokens, readAtEnd.Tokens);
+        Assert.Contains(events.Stages, e => e.Stage == Stage.Memory && e.KvBytesRead > 0 && e.Flops > 0);
+
+        // Cleared, a recorder starts again from the next pass.
+        readAtEnd.Clear();
+        Assert.Empty(readAtEnd.Stages);
+        t.Forward(Prompt[1], 10);
+        Assert.Equal(events.Stages.TakeLast(25), readAtEnd.Stages);
+        Assert.Equal(events.Tokens[^1], Assert.Single(readAtEnd.Tokens));
+    }
+
+    [Fact]
+    public void WriteBackOfOneSmallRowTakesNoTimestamp()
+    {
+        using var model = Model.Load(SharedData.Stories260K); // dim 64
+        var t = model.CreateTransformer(32);
+        t.MicroBatch = 16;
+        var recorder = new CycleRecorder();
+        t.Observer = recorder;
+        t.Forward(Prompt[0], 0);
+        var stages = recorder.Stages;
+        // One row: x = m + f over 64 floats, less than a timestamp costs; it ends where it began.
+        Assert.All(stages.Where(e => e.Stage == Stage.WriteBack), e => Assert.Equal(0, e.ElapsedTicks));
+        Assert.All(stages.Where(e => e.Stage is Stage.Decode or Stage.Memory or Stage.Execute), e => Assert.True(e.ElapsedTicks > 0));
+        Assert.All(stages.Where(e => e.Stage == Stage.WriteBack), e => Assert.Equal(model.Config.Dim, e.Flops)); // still counted
+
+        // A chunk of 16 rows adds 16 * 64 = 1024 floats: timed.
+        recorder.Clear();
+        t.Evaluate(Enumerable.Range(1, 16).ToArray(), 1);
+        Assert.All(recorder.Stages.Where(e => e.Stage == Stage.WriteBack), e => Assert.True(e.ElapsedTicks > 0));
+    }
+
+    /// <summary>An observer that keeps only what <see cref="ICycleObserver"/>'s default report hands it.</summary>
+    private sealed class EventList : ICycleObserver
+    {
+        public List<StageEvent> Stages { get; } = [];
+        public List<TokenEvent> Tokens { get; } = [];
+        public void OnStage(in StageEvent e) => Stages.Add(e);
+        public void OnToken(in TokenEvent e) => Tokens.Add(e);
     }
 
     internal static int ArgMax(ReadOnlySpan<float> values)
