@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using static ClockLM.Tensors.HalfMatVec;
 
 namespace ClockLM.Tensors;
 
@@ -221,54 +222,5 @@ internal static unsafe class HalfRowVectors
         float tail = 0;
         for (; i < n; i++) tail += T.ToSingle(w[i]) * x[i];
         job.Y[(long)t * job.Rows + r] = Vector256.Sum((a0 + a1) + (a2 + a3)) + tail;
-    }
-
-    /// <summary>Sixteen-bit floats to floats, eight (or sixteen) at a time, as the vector loops read them.</summary>
-    private interface IHalfWidening
-    {
-        static abstract Vector256<float> Widen(ushort* p);
-        static abstract Vector512<float> Widen512(ushort* p);
-        static abstract float ToSingle(ushort h);
-    }
-
-    /// <summary>Finite halves times 2^-112, for vectors times 2^112.</summary>
-    private readonly struct PrescaledF16 : IHalfWidening
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Widen(ushort* p) => HalfWidening.WidenFiniteUnscaled(p, HalfWidening.FiniteMask);
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Widen512(ushort* p) =>
-            (Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)p)), 13) & Vector512.Create(HalfWidening.FiniteBits)).AsSingle();
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static float ToSingle(ushort h) => HalfWidening.ToSingle(h);
-    }
-
-    /// <summary>Finite halves at their value: the prescaled widening times 2^112 (exact).</summary>
-    private readonly struct F16 : IHalfWidening
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Widen(ushort* p) => PrescaledF16.Widen(p) * Vector256.Create(HalfWidening.TwoPow112Bits).AsSingle();
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Widen512(ushort* p) => PrescaledF16.Widen512(p) * Vector512.Create(HalfWidening.TwoPow112Bits).AsSingle();
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static float ToSingle(ushort h) => HalfWidening.ToSingle(h);
-    }
-
-    /// <summary>bfloat16: sign-extended to 32 bits and shifted left 16 (the sign copies fall off the top).</summary>
-    private readonly struct BF16 : IHalfWidening
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Widen(ushort* p) => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 16).AsSingle();
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Widen512(ushort* p) =>
-            Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)p)), 16).AsSingle();
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static float ToSingle(ushort h) => Dequantize.BFloat16ToSingle(h);
     }
 }

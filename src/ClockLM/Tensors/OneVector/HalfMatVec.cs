@@ -176,8 +176,9 @@ internal static unsafe class HalfMatVec
         return Vector256.Sum((a0 + a1) + (a2 + a3)) + tail;
     }
 
-    /// <summary>Sixteen-bit floats to floats, eight (or sixteen) at a time, as the vector loops read them.</summary>
-    private interface IHalfWidening
+    /// <summary>Sixteen-bit floats to floats, eight (or sixteen) at a time, as the vector loops read them (here and in
+    /// <see cref="HalfRowVectors"/>).</summary>
+    internal interface IHalfWidening
     {
         static abstract Vector256<float> Widen(ushort* p);
         static abstract Vector512<float> Widen512(ushort* p);
@@ -185,7 +186,7 @@ internal static unsafe class HalfMatVec
     }
 
     /// <summary>Finite halves times 2^-112, for x·2^112.</summary>
-    private readonly struct PrescaledF16 : IHalfWidening
+    internal readonly struct PrescaledF16 : IHalfWidening
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Widen(ushort* p) => HalfWidening.WidenFiniteUnscaled(p, HalfWidening.FiniteMask);
@@ -199,7 +200,7 @@ internal static unsafe class HalfMatVec
     }
 
     /// <summary>Finite halves at their value: the prescaled widening times 2^112 (exact).</summary>
-    private readonly struct F16 : IHalfWidening
+    internal readonly struct F16 : IHalfWidening
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Widen(ushort* p) => PrescaledF16.Widen(p) * Vector256.Create(HalfWidening.TwoPow112Bits).AsSingle();
@@ -212,7 +213,7 @@ internal static unsafe class HalfMatVec
     }
 
     /// <summary>bfloat16: sign-extended to 32 bits and shifted left 16 (the sign copies fall off the top).</summary>
-    private readonly struct BF16 : IHalfWidening
+    internal readonly struct BF16 : IHalfWidening
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Widen(ushort* p) => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32((short*)p), 16).AsSingle();
