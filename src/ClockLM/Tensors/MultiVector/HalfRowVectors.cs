@@ -209,18 +209,13 @@ internal static unsafe class HalfRowVectors
         Store<T>(job, w, xv, r, t1, i, b01.GetLower(), b01.GetUpper(), b23.GetLower(), b23.GetUpper());
     }
 
-    /// <summary>Vector t's result for row r: the steps of eight from <paramref name="i"/> into a0, the accumulators' sum
-    /// and the scalar tail over the unscaled vector.</summary>
+    /// <summary>Vector t's result for row r: the one-vector kernel's ending from <paramref name="i"/> (steps of eight,
+    /// the accumulators' sum, the scalar tail over the unscaled vector).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store<T>(in MatMulJob job, ushort* w, float* xv, int r, int t, int i,
         Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3) where T : struct, IHalfWidening
     {
-        int n = job.Cols;
-        float* xt = xv + (long)t * n, x = job.X + (long)t * n;
-        for (; i + 8 <= n; i += 8)
-            a0 = Fma.MultiplyAdd(T.Widen(w + i), Vector256.Load(xt + i), a0);
-        float tail = 0;
-        for (; i < n; i++) tail += T.ToSingle(w[i]) * x[i];
-        job.Y[(long)t * job.Rows + r] = Vector256.Sum((a0 + a1) + (a2 + a3)) + tail;
+        long at = (long)t * job.Cols;
+        job.Y[(long)t * job.Rows + r] = Finish<T>(w, xv + at, job.X + at, job.Cols, i, a0, a1, a2, a3);
     }
 }

@@ -164,9 +164,10 @@ internal static unsafe class HalfMatVec
         return Finish<T>(w, xv, x, n, i, a01.GetLower(), a01.GetUpper(), a23.GetLower(), a23.GetUpper());
     }
 
-    /// <summary>The steps of eight after the last 32 (into a0), the accumulators' sum and the scalar tail over x.</summary>
+    /// <summary>The steps of eight after the last 32 (into a0), the accumulators' sum and the scalar tail over x (also
+    /// how <see cref="HalfRowVectors"/> ends each vector's row, so both kernels give these bits).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Finish<T>(ushort* w, float* xv, float* x, int n, int i,
+    internal static float Finish<T>(ushort* w, float* xv, float* x, int n, int i,
         Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3) where T : struct, IHalfWidening
     {
         for (; i + 8 <= n; i += 8)
