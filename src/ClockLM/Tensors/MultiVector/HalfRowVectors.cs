@@ -63,20 +63,8 @@ internal static unsafe class HalfRowVectors
         if (buffer is null || buffer.Length < total)
             _scaled = buffer = GC.AllocateUninitializedArray<float>((int)Math.Max(total, 64), pinned: true);
         float* xs = (float*)Unsafe.AsPointer(ref buffer[0]);
-        var scale = Vector256.Create(HalfWidening.TwoPow112Bits).AsSingle();
-        var largest = Vector256<uint>.Zero;
-        for (int t = 0; t < count; t++)
-        {
-            float* from = x + (long)t * n, to = xs + (long)t * n;
-            for (int i = 0; i + 8 <= n; i += 8)
-            {
-                var v = Vector256.Load(from + i);
-                largest = Vector256.Max(largest, v.AsUInt32() & Vector256.Create(0x7fffffffu));
-                (v * scale).Store(to + i);
-            }
-        }
-        // 0x47800000 is 2^16.
-        return Vector256.GreaterThanOrEqualAny(largest, Vector256.Create(0x47800000u)) ? null : xs;
+        // Its own buffer, not MatVec's: these vectors stay in use while the pool's threads run the product.
+        return FloatDots.ScaleForHalves(x, xs, count, n) ? xs : null;
     }
 
     /// <summary>Rows [start, end) of the product times every vector of <paramref name="job"/>.</summary>

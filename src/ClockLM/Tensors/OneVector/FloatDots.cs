@@ -211,17 +211,29 @@ internal static unsafe class FloatDots
         if (buffer is null || buffer.Length < n)
             _scaled = buffer = GC.AllocateUninitializedArray<float>(Math.Max(n, 64), pinned: true);
         float* xs = (float*)Unsafe.AsPointer(ref buffer[0]);
+        return ScaleForHalves(x, xs, 1, n) ? xs : null;
+    }
+
+    /// <summary>
+    /// Writes the first n/8·8 values of each of <paramref name="count"/> vectors (n apart) at x times 2^112 to the same
+    /// places at xs; false when some |x| ≥ 2^16 (or is not finite), whose scaled value would overflow.
+    /// </summary>
+    internal static bool ScaleForHalves(float* x, float* xs, int count, int n)
+    {
         var scale = Vector256.Create(Scale2Pow112).AsSingle();
         var largest = Vector256<uint>.Zero;
-        int i = 0;
-        for (; i + 8 <= n; i += 8)
+        for (int t = 0; t < count; t++)
         {
-            var v = Vector256.Load(x + i);
-            largest = Vector256.Max(largest, v.AsUInt32() & Vector256.Create(0x7fffffffu));
-            (v * scale).Store(xs + i);
+            float* from = x + (long)t * n, to = xs + (long)t * n;
+            for (int i = 0; i + 8 <= n; i += 8)
+            {
+                var v = Vector256.Load(from + i);
+                largest = Vector256.Max(largest, v.AsUInt32() & Vector256.Create(0x7fffffffu));
+                (v * scale).Store(to + i);
+            }
         }
         // 0x47800000 is 2^16.
-        return Vector256.GreaterThanOrEqualAny(largest, Vector256.Create(0x47800000u)) ? null : xs;
+        return !Vector256.GreaterThanOrEqualAny(largest, Vector256.Create(0x47800000u));
     }
 
     /// <summary>
